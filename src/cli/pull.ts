@@ -1,0 +1,99 @@
+/** `ferry pull`: flags → PullOptions → pull(); drawing and exit status. */
+import type { Argv } from 'yargs';
+import { DEFAULT_CONCURRENCY, DEFAULT_STORE, pull, readImageList } from '../copy/pull.js';
+import { parsePlatform } from '../oci/platform.js';
+import { UsageError } from '../util/errors.js';
+import { formatBytes, formatDuration, formatRate } from './format.js';
+import { registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { JsonView, PlainView, TtyView, jsonLine, outputMode, type ProgressView } from './progress.js';
+
+interface PullArgs extends RegistryFlags {
+  refs?: string[];
+  file?: string[];
+  store?: string;
+  platform?: string[];
+  concurrency: number;
+  json?: boolean;
+}
+
+export function pullCommand<T>(y: Argv<T>): Argv<T> {
+  return y.command<PullArgs>(
+    'pull [refs..]',
+    'Pull images from registries (or oci: layouts) into an OCI image-layout store',
+    (cmd) =>
+      registryFlags(
+        cmd
+          .positional('refs', { type: 'string', array: true, describe: 'image references (nginx, ghcr.io/org/app:1.2, docker://…, oci:DIR:REF)' })
+          .option('file', { alias: 'f', type: 'string', array: true, describe: 'image list: one reference per line, # comments (- for stdin)' })
+          .option('store', { type: 'string', describe: `OCI layout to pull into (default $FERRY_STORE or ${DEFAULT_STORE})` })
+          .option('platform', { type: 'string', array: true, describe: 'only this platform, OS/ARCH[/VARIANT]; repeatable (default: all)' })
+          .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
+          .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' })
+          .example('$0 pull nginx:1.27 ghcr.io/org/app:2.1', 'pull two images into ./ferry-store')
+          .example('$0 pull -f images.txt --platform linux/amd64 --store /media/usb/store', 'one platform from a list'),
+      ) as unknown as Argv<PullArgs>,
+    async (args) => {
+      process.exitCode = await runPull(args);
+    },
+  );
+}
+
+async function runPull(args: PullArgs): Promise<number> {
+  const refs = [...(args.refs ?? [])];
+  for (const f of args.file ?? []) refs.push(...(await readImageList(f)));
+  if (refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
+  const concurrency = args.concurrency;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
+    throw new UsageError(`--concurrency must be an integer from 1 to 64, got ${String(args.concurrency)}`);
+  }
+  const platforms = (args.platform ?? []).flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim()));
+  const access = await registryAccess(args, (args.file ?? []).includes('-'));
+  const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
+  const mode = outputMode(!!args.json);
+  const names = refs;
+  const view: ProgressView = mode === 'json' ? new JsonView() : mode === 'tty' ? new TtyView(names) : new PlainView();
+  const ac = new AbortController();
+  const onSignal = (): void => {
+    if (ac.signal.aborted) process.exit(130);
+    process.stderr.write('\nferry: interrupted, stopping (again to force)\n');
+    ac.abort(new Error('interrupted'));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let report;
+  try {
+    report = await pull({
+      refs,
+      store,
+      platforms,
+      concurrency,
+      ...access,
+      signal: ac.signal,
+      onEvent: (e) => view.onEvent(e),
+    });
+  } finally {
+    await view.finish();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const done = report.images.filter((i) => i.status === 'done');
+  if (mode === 'json') {
+    jsonLine({ type: 'report', ...report });
+  } else {
+    const b = report.blobs;
+    for (const i of done) {
+      if (i.originalDigest) {
+        process.stderr.write(`note: ${i.name} stored as ${i.digest} (index rewritten for ${i.platforms.join(', ')}); the published index is ${i.originalDigest}\n`);
+      }
+    }
+    for (const f of report.failures) process.stderr.write(`failed: ${f.name}: ${f.error}\n`);
+    process.stderr.write(
+      `Pulled ${done.length} of ${done.length + report.failures.length} images into ${report.store}: ` +
+        `${b.fetched} blobs fetched (${formatBytes(b.bytesFetched)}), ${b.skipped} already present (${formatBytes(b.bytesSkipped)})` +
+        `${b.failed ? `, ${b.failed} failed` : ''} in ${formatDuration(report.durationMs)} (${formatRate(b.bytesFetched, report.durationMs)})\n`,
+    );
+  }
+  if (report.failures.length === 0) return 0;
+  // Integrity failures (digest or size mismatch) are exit 3, like verify.
+  return report.failures.every((f) => f.errorCode === 'DIGEST_MISMATCH' || f.errorCode === 'SIZE_MISMATCH') ? 3 : 1;
+}

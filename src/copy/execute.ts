@@ -1,0 +1,157 @@
+/**
+ * Executing a copy plan into an OCI layout store: one blob scheduler for the whole run
+ * (each unique blob fetched once, largest first, N at a time), then per image its
+ * manifests (children first) and finally its index.json entry, so a name only ever points
+ * at complete content.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/manifest.js';
+import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
+import type { ImageSource } from '../transports/types.js';
+import { errorMessage, wrap } from '../util/errors.js';
+import type { EventSink } from './events.js';
+import { ORIGINAL_INDEX_ANNOTATION, type CopyPlan, type PlannedImage } from './plan.js';
+
+export interface ExecuteOptions {
+  concurrency?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+}
+
+export interface ImageResult {
+  name: string;
+  source: string;
+  digest: Digest;
+  mediaType: string;
+  originalDigest?: Digest;
+  platforms: string[];
+  totalBytes: number;
+  status: 'done' | 'failed';
+  error?: string;
+  errorCode?: string;
+}
+
+export interface CopyReport {
+  images: ImageResult[];
+  blobs: { total: number; fetched: number; skipped: number; failed: number; bytesFetched: number; bytesSkipped: number };
+  durationMs: number;
+}
+
+class ProgressCounter extends Transform {
+  private bytes = 0;
+  private last = 0;
+  constructor(private readonly onBytes: (n: number) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes - this.last >= 256 * 1024) {
+      this.onBytes(this.bytes);
+      this.last = this.bytes;
+    }
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    this.onBytes(this.bytes);
+    cb();
+  }
+}
+
+export async function executeCopy(
+  plan: CopyPlan,
+  sources: ImageSource[],
+  store: OciLayout,
+  opts: ExecuteOptions = {},
+): Promise<CopyReport> {
+  const started = Date.now();
+  const emit = opts.onEvent ?? (() => {});
+  const stats = { total: plan.blobs.length, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 };
+  const blobDone = new Map<string, { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void }>();
+  for (const b of plan.blobs) {
+    let resolve!: () => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<void>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => {}); // observed by the images that need it
+    blobDone.set(b.desc.digest, { promise, resolve, reject });
+  }
+
+  async function fetchBlob(desc: Descriptor, source: ImageSource): Promise<void> {
+    if (await store.hasBlob(desc.digest, desc.size)) {
+      stats.skipped++;
+      stats.bytesSkipped += desc.size;
+      emit({ kind: 'blob', state: 'skipped', digest: desc.digest, bytes: desc.size, total: desc.size });
+      return;
+    }
+    emit({ kind: 'blob', state: 'start', digest: desc.digest, bytes: 0, total: desc.size });
+    const what = `blob ${desc.digest} from ${source.description}`;
+    const stream = source.openBlob(desc, {
+      what,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onResume: (offset, reason) => emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
+    });
+    const counter = new ProgressCounter((n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }));
+    await store.putBlob(desc as { digest: string; size: number }, stream.pipe(counter), what);
+    stats.fetched++;
+    stats.bytesFetched += desc.size;
+    emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: desc.size, total: desc.size });
+  }
+
+  // The scheduler: largest blobs first so the long transfers start early.
+  const queue = [...plan.blobs].sort((a, b) => b.desc.size - a.desc.size);
+  let next = 0;
+  const concurrency = Math.max(1, opts.concurrency ?? 8);
+  const scheduler = Promise.all(
+    Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
+      while (next < queue.length) {
+        const b = queue[next++]!;
+        const slot = blobDone.get(b.desc.digest)!;
+        if (opts.signal?.aborted) {
+          slot.reject(opts.signal.reason);
+          continue;
+        }
+        try {
+          await fetchBlob(b.desc, sources[b.sourceIndex]!);
+          slot.resolve();
+        } catch (err) {
+          stats.failed++;
+          emit({ kind: 'blob', state: 'failed', digest: b.desc.digest, bytes: 0, total: b.desc.size, error: errorMessage(err) });
+          slot.reject(err);
+        }
+      }
+    }),
+  );
+
+  async function finishImage(img: PlannedImage): Promise<ImageResult> {
+    const base = {
+      name: img.name,
+      source: img.source,
+      digest: img.root.digest,
+      mediaType: img.root.mediaType,
+      ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}),
+      platforms: img.platforms,
+      totalBytes: img.totalBytes,
+    };
+    try {
+      for (const b of img.blobs) await blobDone.get(b.digest)!.promise;
+      for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
+      const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
+      if (img.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = img.originalDigest;
+      await store.putIndexEntries([{ mediaType: img.root.mediaType, digest: img.root.digest, size: img.root.size, annotations }]);
+      emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
+      return { ...base, status: 'done' };
+    } catch (err) {
+      const e = wrap(err, `pulling ${img.name}`);
+      emit({ kind: 'image', state: 'failed', image: img.name, error: errorMessage(e) });
+      const code = (e as { code?: unknown }).code;
+      return { ...base, status: 'failed', error: errorMessage(e), ...(typeof code === 'string' ? { errorCode: code } : {}) };
+    }
+  }
+
+  const images = await Promise.all(plan.images.map(finishImage));
+  await scheduler;
+  return { images, blobs: stats, durationMs: Date.now() - started };
+}

@@ -1,0 +1,149 @@
+/**
+ * `ferry pull`: registry (or OCI layout) images into an OCI image-layout store.
+ * Resolve every reference, plan one deduplicated blob set, fetch it with one scheduler,
+ * and name each image in index.json only once all of its content is stored.
+ */
+import { readFile } from 'node:fs/promises';
+import type { CredentialSource } from '../auth/index.js';
+import type { Credential } from '../auth/index.js';
+import type { PlatformSpec } from '../oci/platform.js';
+import { LayoutSource } from '../transports/oci/source.js';
+import { OciLayout } from '../transports/oci/layout.js';
+import { RegistryClient, type RegistryClientOptions } from '../transports/registry/client.js';
+import { RegistrySource } from '../transports/registry/source.js';
+import { parseLocation, type ImageLocation } from '../transports/location.js';
+import type { ImageSource } from '../transports/types.js';
+import { UsageError, wrap } from '../util/errors.js';
+import type { EventSink } from './events.js';
+import { executeCopy, type CopyReport } from './execute.js';
+import { planCopy, type CopyItem } from './plan.js';
+
+export const DEFAULT_STORE = './ferry-store';
+export const DEFAULT_CONCURRENCY = 8;
+
+export interface PullOptions {
+  refs: string[];
+  store: string;
+  platforms?: PlatformSpec[];
+  concurrency?: number;
+  credentials?: CredentialSource;
+  staticCredential?: Credential;
+  insecure?: boolean | string[];
+  caFiles?: string[];
+  certsDirs?: string[];
+  retry?: RegistryClientOptions['retry'];
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+}
+
+export interface PullReport extends CopyReport {
+  store: string;
+  failures: Array<{ name: string; error: string; errorCode?: string }>;
+}
+
+/** Read an image list: one reference per line; blank lines and # comments ignored. */
+export async function readImageList(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read image list ${file}: ${(err as Error).message}`);
+  }
+  return parseImageList(text);
+}
+
+export function parseImageList(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.replace(/(^|\s)#.*$/, '').trim())
+    .filter((l) => l !== '');
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The name a store records for an image pulled from a location. */
+export function storeName(loc: ImageLocation): string {
+  switch (loc.transport) {
+    case 'docker':
+      return loc.ref.toString();
+    case 'oci':
+      return loc.ref ?? 'latest';
+    default:
+      throw new UsageError(`pull cannot read from ${loc.transport}: sources yet (use docker:// or oci:)`);
+  }
+}
+
+export async function pull(opts: PullOptions): Promise<PullReport> {
+  if (opts.refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
+  const locations = opts.refs.map((r) => {
+    try {
+      return parseLocation(r);
+    } catch (err) {
+      throw wrap(err, `image list entry ${JSON.stringify(r)}`);
+    }
+  });
+  // Reject duplicates up front: two entries naming one store name would race for it.
+  const clients = new Map<string, RegistryClient>();
+  const clientOpts: RegistryClientOptions = {
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    ...(opts.staticCredential ? { staticCredential: opts.staticCredential } : {}),
+    ...(opts.insecure !== undefined ? { insecure: opts.insecure } : {}),
+    ...(opts.caFiles ? { caFiles: opts.caFiles } : {}),
+    ...(opts.certsDirs ? { certsDirs: opts.certsDirs } : {}),
+    ...(opts.retry ? { retry: opts.retry } : {}),
+    connections: Math.max(4, (opts.concurrency ?? DEFAULT_CONCURRENCY) * 2),
+    onRetry: (info) => opts.onEvent?.({ kind: 'retry', reason: `${info.method} ${info.url}: ${info.reason}`, attempt: info.attempt, delayMs: info.delayMs }),
+  };
+  const items: CopyItem[] = [];
+  const seen = new Set<string>();
+  const sources: ImageSource[] = [];
+  try {
+    for (const loc of locations) {
+      const name = storeName(loc);
+      if (seen.has(name)) continue;
+      seen.add(name);
+      let source: ImageSource;
+      if (loc.transport === 'docker') {
+        let client = clients.get(loc.ref.domain);
+        if (!client) {
+          client = new RegistryClient(loc.ref.domain, clientOpts);
+          clients.set(loc.ref.domain, client);
+        }
+        source = new RegistrySource(client, loc.ref);
+      } else if (loc.transport === 'oci') {
+        source = await LayoutSource.open(loc.path, loc.ref);
+      } else {
+        throw new UsageError(`pull cannot read from ${loc.transport}: sources`);
+      }
+      sources.push(source);
+      items.push({ source, name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
+    }
+    const store = await OciLayout.open(opts.store, { create: true });
+    await store.removeStaleTemps();
+    const plan = await planCopy(items, {
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    const report = await executeCopy(plan, sources, store, {
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    const failures = [
+      ...plan.failures.map((f) => {
+        const code = (f.error as { code?: unknown }).code;
+        return { name: f.name, error: (f.error as Error).message, ...(typeof code === 'string' ? { errorCode: code } : {}) };
+      }),
+      ...report.images.filter((i) => i.status === 'failed').map((i) => ({ name: i.name, error: i.error ?? 'failed', ...(i.errorCode ? { errorCode: i.errorCode } : {}) })),
+    ];
+    return { ...report, store: store.dir, failures };
+  } finally {
+    await Promise.all([...clients.values()].map((c) => c.close()));
+    await Promise.all(sources.map((s) => s.close()));
+  }
+}

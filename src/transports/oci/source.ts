@@ -1,0 +1,53 @@
+/** An OCI layout as an ImageSource: `oci:DIR[:REF]`. */
+import type { Readable } from 'node:stream';
+import type { Digest } from '../../oci/digest.js';
+import type { Descriptor } from '../../oci/manifest.js';
+import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
+import { OciLayout } from './layout.js';
+import { Readable as NodeReadable, PassThrough } from 'node:stream';
+
+export class LayoutSource implements ImageSource {
+  readonly description: string;
+
+  constructor(
+    private readonly layout: OciLayout,
+    private readonly ref: string | undefined,
+  ) {
+    this.description = `oci:${layout.dir}${ref ? `:${ref}` : ''}`;
+  }
+
+  static async open(dir: string, ref: string | undefined): Promise<LayoutSource> {
+    return new LayoutSource(await OciLayout.open(dir), ref);
+  }
+
+  async getRootManifest(): Promise<ManifestBytes> {
+    const desc = await this.layout.resolve(this.ref);
+    const bytes = await this.layout.readBlobBytes(desc, `reading ${this.description}`);
+    return { bytes, mediaType: desc.mediaType, digest: desc.digest as Digest };
+  }
+
+  /** The index.json entry the reference resolves to (its annotations carry names). */
+  async rootDescriptor(): Promise<Descriptor> {
+    return this.layout.resolve(this.ref);
+  }
+
+  async getManifest(digest: Digest, mediaType: string | undefined): Promise<ManifestBytes> {
+    const bytes = await this.layout.readBlobBytes({ digest }, `reading manifest ${digest} from ${this.description}`);
+    return { bytes, mediaType, digest };
+  }
+
+  openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
+    // Surface a missing blob as a stream error, like any other read failure.
+    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+    this.layout.openBlob(desc.digest, opts.what).then(
+      (s: NodeReadable) => {
+        s.on('error', (e) => out.destroy(e));
+        s.pipe(out);
+      },
+      (err: unknown) => out.destroy(err as Error),
+    );
+    return out;
+  }
+
+  async close(): Promise<void> {}
+}

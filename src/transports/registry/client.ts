@@ -1,0 +1,486 @@
+/**
+ * One registry host: connection pool, scheme discovery, authentication (anonymous, basic,
+ * bearer tokens with scopes and expiry, identity and registry tokens), retries, and error
+ * mapping. Everything above this (manifests, blobs) speaks in paths and scopes only.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import { z } from 'zod';
+import type { Readable } from 'node:stream';
+import { isIP } from 'node:net';
+import type { Credential, CredentialSource } from '../../auth/index.js';
+import { parseWWWAuthenticate, type Challenge } from '../../auth/index.js';
+import { AuthError, FerryError, RegistryError, errorMessage, type RegistryErrorDetail } from '../../util/errors.js';
+import { redactUrl } from './redact.js';
+import {
+  DEFAULT_RETRY,
+  backoffDelay,
+  isRetryableNetworkError,
+  isRetryableStatus,
+  parseRetryAfter,
+  wait,
+  type RetryPolicy,
+} from './retry.js';
+import { loadTlsMaterial } from './tls.js';
+
+export const USER_AGENT = 'ferry/0.1';
+const MAX_ERROR_BODY = 64 * 1024;
+const MAX_TOKEN_BODY = 1024 * 1024;
+
+export interface RegistryClientOptions {
+  credentials?: CredentialSource;
+  /** Applies to every registry in the run (--username/--password-stdin). */
+  staticCredential?: Credential;
+  /** Allow plain HTTP for these hosts (or all with true). Loopback hosts are always allowed. */
+  insecure?: boolean | string[];
+  caFiles?: string[];
+  certsDirs?: string[];
+  retry?: Partial<RetryPolicy>;
+  /** Connections per origin. */
+  connections?: number;
+  /** Observe retries (for progress/event output). */
+  onRetry?: (info: { method: string; url: string; attempt: number; delayMs: number; reason: string }) => void;
+}
+
+export interface RegistryRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Path beginning with /v2/, or an absolute URL (upload locations, redirects). */
+  path: string;
+  /** Token scope, e.g. repository:library/nginx:pull */
+  scope: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  /** Statuses that are success for this call; anything else becomes a RegistryError. */
+  expect: number[];
+  signal?: AbortSignal;
+  /** What is being done, for error messages: "fetching manifest for docker.io/library/nginx:1". */
+  what: string;
+  /** Follow 3xx (blob downloads); Authorization is never sent to another origin. */
+  followRedirects?: boolean;
+}
+
+export interface RegistryResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Readable & Dispatcher.BodyMixin;
+  url: string;
+}
+
+const TokenResponse = z.looseObject({
+  token: z.string().optional(),
+  access_token: z.string().optional(),
+  expires_in: z.number().optional(),
+  issued_at: z.string().optional(),
+  refresh_token: z.string().optional(),
+});
+
+const ErrorsBody = z.object({
+  errors: z.array(z.looseObject({ code: z.string(), message: z.string().optional(), detail: z.unknown().optional() })),
+});
+
+interface CachedToken {
+  token: string;
+  expiresAt: number;
+}
+
+/** Docker Hub's API lives on another host than its name. */
+export function apiHost(registry: string): string {
+  return registry === 'docker.io' ? 'registry-1.docker.io' : registry;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1';
+  return false;
+}
+
+export function header(headers: RegistryResponse['headers'], name: string): string | undefined {
+  const v = headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  private readonly host: string;
+  private readonly options: RegistryClientOptions;
+  private readonly policy: RetryPolicy;
+  private agent: Promise<Agent> | undefined;
+  private base: Promise<string> | undefined;
+  private readonly tokens = new Map<string, CachedToken>();
+  private readonly tokenFetches = new Map<string, Promise<CachedToken>>();
+  /** The challenge from the last 401, reused so later scopes fetch tokens up front. */
+  private challenge: Challenge | undefined;
+  private credential: Promise<Credential | undefined> | undefined;
+
+  constructor(registry: string, options: RegistryClientOptions = {}) {
+    this.registry = registry;
+    this.host = apiHost(registry);
+    this.options = options;
+    this.policy = { ...DEFAULT_RETRY, ...options.retry };
+  }
+
+  private getAgent(): Promise<Agent> {
+    this.agent ??= (async () => {
+      const tls = await loadTlsMaterial(this.host, {
+        ...(this.options.caFiles ? { caFiles: this.options.caFiles } : {}),
+        ...(this.options.certsDirs ? { certsDirs: this.options.certsDirs } : {}),
+      });
+      return new Agent({
+        connections: this.options.connections ?? 16,
+        keepAliveTimeout: 30_000,
+        headersTimeout: 60_000,
+        bodyTimeout: 120_000,
+        connect: { ca: tls.ca, ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) },
+      });
+    })();
+    return this.agent;
+  }
+
+  private plainHttpAllowed(): boolean {
+    const insecure = this.options.insecure;
+    if (insecure === true) return true;
+    if (Array.isArray(insecure) && (insecure.includes(this.registry) || insecure.includes(this.host))) return true;
+    return isLoopbackHost(this.host);
+  }
+
+  /**
+   * The base URL, found by pinging /v2/ over HTTPS first and falling back to HTTP only
+   * where allowed (loopback, --insecure), as Docker does.
+   */
+  baseUrl(signal?: AbortSignal): Promise<string> {
+    this.base ??= this.discoverBase(signal).catch((err: unknown) => {
+      this.base = undefined;
+      throw err;
+    });
+    return this.base;
+  }
+
+  private async discoverBase(signal?: AbortSignal): Promise<string> {
+    const https = `https://${this.host}`;
+    const agent = await this.getAgent();
+    const plainOk = this.plainHttpAllowed();
+    // For an explicitly insecure registry, plain HTTP is what the user meant: try it first.
+    const order = plainOk && this.options.insecure ? [`http://${this.host}`, https] : plainOk ? [https, `http://${this.host}`] : [https];
+    let lastErr: unknown;
+    for (const base of order) {
+      try {
+        const res = await request(`${base}/v2/`, {
+          method: 'GET',
+          dispatcher: agent,
+          headers: { 'user-agent': USER_AGENT },
+          ...(signal ? { signal } : {}),
+          headersTimeout: 15_000,
+        });
+        await res.body.dump();
+        if (res.statusCode === 401) this.noteChallenge(res.headers);
+        return base;
+      } catch (err) {
+        lastErr = err;
+      }
+    }
+    const hint = plainOk
+      ? `check that a registry is listening on ${this.host}`
+      : `check the host name and network; if ${this.host} serves plain HTTP, pass --insecure`;
+    throw new RegistryError(
+      'REGISTRY_UNREACHABLE',
+      `cannot reach registry ${this.registry} (${errorMessage(lastErr)})`,
+      'GET',
+      `${order[order.length - 1]}/v2/`,
+      undefined,
+      [],
+      { cause: lastErr, retryable: true, hint },
+    );
+  }
+
+  private noteChallenge(headers: RegistryResponse['headers']): Challenge[] {
+    const raw = headers['www-authenticate'];
+    const values = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+    const challenges: Challenge[] = [];
+    for (const v of values) {
+      try {
+        challenges.push(...parseWWWAuthenticate(v));
+      } catch {
+        // An unparsable challenge is reported below as an auth failure if nothing else works.
+      }
+    }
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    const basic = challenges.find((c) => c.scheme === 'basic');
+    this.challenge = bearer ?? basic ?? this.challenge;
+    return challenges;
+  }
+
+  private getCredential(): Promise<Credential | undefined> {
+    this.credential ??= (async () => {
+      if (this.options.staticCredential) return this.options.staticCredential;
+      return this.options.credentials?.get(this.registry);
+    })();
+    return this.credential;
+  }
+
+  /** The Authorization header to send for a scope, or undefined before any challenge. */
+  private async authorization(scope: string, signal?: AbortSignal): Promise<string | undefined> {
+    const ch = this.challenge;
+    const cred = await this.getCredential();
+    if (cred?.kind === 'registryToken') return `Bearer ${cred.token}`;
+    if (!ch) return undefined;
+    if (ch.scheme === 'basic') {
+      if (cred?.kind === 'basic') return `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+      return undefined;
+    }
+    if (ch.scheme === 'bearer') {
+      const t = await this.token(ch, scope, cred, signal);
+      return `Bearer ${t.token}`;
+    }
+    return undefined;
+  }
+
+  private async token(ch: Challenge, scope: string, cred: Credential | undefined, signal?: AbortSignal): Promise<CachedToken> {
+    const key = scope;
+    const cached = this.tokens.get(key);
+    if (cached && cached.expiresAt - 10_000 > Date.now()) return cached;
+    const inflight = this.tokenFetches.get(key);
+    if (inflight) return inflight;
+    const p = this.fetchToken(ch, scope, cred, signal)
+      .then((t) => {
+        this.tokens.set(key, t);
+        return t;
+      })
+      .finally(() => this.tokenFetches.delete(key));
+    this.tokenFetches.set(key, p);
+    return p;
+  }
+
+  private async fetchToken(ch: Challenge, scope: string, cred: Credential | undefined, signal?: AbortSignal): Promise<CachedToken> {
+    const realm = ch.params.realm;
+    if (!realm) throw new AuthError(`registry ${this.registry} asked for a bearer token but gave no realm`);
+    let realmUrl: URL;
+    try {
+      realmUrl = new URL(realm);
+    } catch {
+      throw new AuthError(`registry ${this.registry} gave an invalid token realm ${JSON.stringify(realm)}`);
+    }
+    const service = ch.params.service;
+    const scopes = scope ? [scope] : [];
+    const agent = await this.getAgent();
+    let res: Dispatcher.ResponseData;
+    const started = Date.now();
+    let attempt = 0;
+    for (;;) {
+      try {
+        if (cred?.kind === 'identityToken') {
+          // OAuth2 refresh-token grant, as `docker login` identity tokens are meant to be used.
+          const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.token, client_id: 'ferry' });
+          if (service) form.set('service', service);
+          if (scopes.length) form.set('scope', scopes.join(' '));
+          res = await request(realmUrl, {
+            method: 'POST',
+            dispatcher: agent,
+            headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': USER_AGENT },
+            body: form.toString(),
+            ...(signal ? { signal } : {}),
+          });
+        } else {
+          const u = new URL(realmUrl);
+          if (service) u.searchParams.set('service', service);
+          for (const s of scopes) u.searchParams.append('scope', s);
+          if (cred?.kind === 'basic') u.searchParams.set('account', cred.username);
+          const headers: Record<string, string> = { 'user-agent': USER_AGENT };
+          if (cred?.kind === 'basic') {
+            headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+          }
+          res = await request(u, { method: 'GET', dispatcher: agent, headers, ...(signal ? { signal } : {}) });
+        }
+      } catch (err) {
+        if (isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+          await wait(backoffDelay(this.policy, attempt++), signal);
+          continue;
+        }
+        throw new AuthError(`requesting a token for ${this.registry} from ${redactUrl(realmUrl)}: ${errorMessage(err)}`, {
+          cause: err,
+          retryable: isRetryableNetworkError(err),
+        });
+      }
+      if (isRetryableStatus(res.statusCode) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+        await res.body.dump();
+        await wait(backoffDelay(this.policy, attempt++, parseRetryAfter(res.headers['retry-after'])), signal);
+        continue;
+      }
+      break;
+    }
+    const text = await readCapped(res.body, MAX_TOKEN_BODY);
+    if (res.statusCode !== 200) {
+      const who = cred ? 'with the configured credentials' : 'anonymously';
+      throw new AuthError(
+        `token service ${redactUrl(realmUrl)} refused access to ${scope || this.registry} ${who} (HTTP ${res.statusCode})`,
+        { hint: cred ? 'check the username and password or token for this registry' : `log in: docker login ${this.registry}, or pass --username and --password-stdin` },
+      );
+    }
+    let parsed: z.infer<typeof TokenResponse>;
+    try {
+      parsed = TokenResponse.parse(JSON.parse(text));
+    } catch {
+      throw new AuthError(`token service ${redactUrl(realmUrl)} answered with something that is not a token response`);
+    }
+    const token = parsed.token ?? parsed.access_token;
+    if (!token) throw new AuthError(`token service ${redactUrl(realmUrl)} answered without a token`);
+    // Docker's spec: at least 60 s when expires_in is absent.
+    const lifetime = Math.max(parsed.expires_in ?? 60, 1) * 1000;
+    const issued = parsed.issued_at ? Date.parse(parsed.issued_at) : NaN;
+    const start = Number.isNaN(issued) || Math.abs(issued - Date.now()) > 300_000 ? Date.now() : issued;
+    return { token, expiresAt: start + lifetime };
+  }
+
+  /**
+   * Send a request with authentication and retries. Retries cover network errors, 429 and
+   * 5xx for requests whose body can be resent; a 401 refreshes credentials once.
+   */
+  async send(req: RegistryRequest): Promise<RegistryResponse> {
+    const base = await this.baseUrl(req.signal);
+    const agent = await this.getAgent();
+    let url = /^https?:\/\//.test(req.path) ? req.path : `${base}${req.path}`;
+    const origin = new URL(url).origin;
+    const started = Date.now();
+    let attempt = 0;
+    let authRetried = false;
+    let redirects = 0;
+    for (;;) {
+      const sameOrigin = new URL(url).origin === origin;
+      const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...req.headers };
+      if (sameOrigin) {
+        const auth = await this.authorization(req.scope, req.signal);
+        if (auth) headers.authorization = auth;
+      }
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, {
+          method: req.method,
+          dispatcher: agent,
+          headers,
+          ...(req.body !== undefined ? { body: req.body } : {}),
+          ...(req.signal ? { signal: req.signal } : {}),
+        });
+      } catch (err) {
+        if (req.signal?.aborted) throw err;
+        if (isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+          const delayMs = backoffDelay(this.policy, attempt);
+          this.options.onRetry?.({ method: req.method, url: redactUrl(url), attempt: attempt + 1, delayMs, reason: errorMessage(err) });
+          attempt++;
+          await wait(delayMs, req.signal);
+          continue;
+        }
+        throw new RegistryError('REGISTRY_UNREACHABLE', `${req.what}: ${req.method} ${redactUrl(url)}: ${errorMessage(err)}`, req.method, redactUrl(url), undefined, [], {
+          cause: err,
+          retryable: isRetryableNetworkError(err),
+        });
+      }
+      const status = res.statusCode;
+      if (status === 401 && sameOrigin && !authRetried) {
+        authRetried = true;
+        await res.body.dump();
+        const before = this.challenge;
+        this.noteChallenge(res.headers);
+        // A fresh token for this scope: the old one may have expired or lacked the scope.
+        this.tokens.delete(req.scope);
+        if (this.challenge || before) continue;
+      }
+      if (req.followRedirects && status >= 300 && status < 400 && status !== 304) {
+        const loc = header(res.headers, 'location');
+        await res.body.dump();
+        if (!loc) throw new RegistryError('REGISTRY_PROTOCOL', `${req.what}: redirect without Location from ${redactUrl(url)}`, req.method, redactUrl(url), status, []);
+        if (++redirects > 5) throw new RegistryError('REGISTRY_PROTOCOL', `${req.what}: too many redirects`, req.method, redactUrl(url), status, []);
+        url = new URL(loc, url).toString();
+        continue;
+      }
+      if (req.expect.includes(status)) {
+        return { status, headers: res.headers, body: res.body, url };
+      }
+      if (isRetryableStatus(status) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+        await res.body.dump();
+        const delayMs = backoffDelay(this.policy, attempt, parseRetryAfter(res.headers['retry-after']));
+        this.options.onRetry?.({ method: req.method, url: redactUrl(url), attempt: attempt + 1, delayMs, reason: `HTTP ${status}` });
+        attempt++;
+        await wait(delayMs, req.signal);
+        continue;
+      }
+      throw await this.errorFromResponse(req, url, res);
+    }
+  }
+
+  private async errorFromResponse(req: RegistryRequest, url: string, res: Dispatcher.ResponseData): Promise<FerryError> {
+    const status = res.statusCode;
+    const text = req.method === 'HEAD' ? '' : await readCapped(res.body, MAX_ERROR_BODY).catch(() => '');
+    let errors: RegistryErrorDetail[] = [];
+    try {
+      const parsed = ErrorsBody.safeParse(JSON.parse(text));
+      if (parsed.success) errors = parsed.data.errors.map((e) => ({ code: e.code, ...(e.message ? { message: e.message } : {}), detail: e.detail }));
+    } catch {
+      // Plain-text error bodies happen (distribution 2.8 answers some 404s in text/plain).
+    }
+    const first = errors[0];
+    const detail = first
+      ? `${first.code}${first.message ? `: ${first.message}` : ''}`
+      : text.trim().slice(0, 200) || httpStatusText(status);
+    const safeUrl = redactUrl(url);
+    const msg = `${req.what}: ${req.method} ${safeUrl}: HTTP ${status}: ${detail}`;
+    const retryable = isRetryableStatus(status);
+    if (status === 401) {
+      const cred = await this.getCredential().catch(() => undefined);
+      return new AuthError(msg, {
+        hint: cred
+          ? `the credentials configured for ${this.registry} were rejected; check them (docker login ${this.registry})`
+          : `log in first (docker login ${this.registry}) or pass --username and --password-stdin`,
+      });
+    }
+    const code = first?.code ?? (status === 404 ? 'NOT_FOUND' : status === 403 ? 'DENIED' : status === 429 ? 'TOOMANYREQUESTS' : status >= 500 ? 'REGISTRY_UNAVAILABLE' : `HTTP_${status}`);
+    const hint =
+      status === 403
+        ? `your account may not have access to this repository on ${this.registry}`
+        : status === 429
+          ? 'the registry is rate-limiting; wait and rerun, or log in for a higher limit'
+          : status >= 500
+            ? `${this.registry} is failing; rerun later`
+            : undefined;
+    return new RegistryError(code, msg, req.method, safeUrl, status, errors, { retryable, ...(hint ? { hint } : {}) });
+  }
+
+  async close(): Promise<void> {
+    if (this.agent) await (await this.agent).close();
+  }
+}
+
+function httpStatusText(status: number): string {
+  const names: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 416: 'Range Not Satisfiable', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+  return names[status] ?? 'unexpected status';
+}
+
+/** Read a body as text, refusing more than `cap` bytes (error bodies, token replies). */
+export async function readCapped(body: Readable, cap: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    total += b.length;
+    if (total > cap) {
+      body.destroy();
+      throw new FerryError('RESPONSE_TOO_LARGE', `response body over ${cap} bytes`);
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function readCappedBytes(body: Readable, cap: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    total += b.length;
+    if (total > cap) {
+      body.destroy();
+      throw new FerryError('RESPONSE_TOO_LARGE', `${what}: response body over ${cap} bytes`);
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks);
+}

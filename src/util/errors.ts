@@ -1,0 +1,164 @@
+/**
+ * Error classes for all of ferry. Every error has a stable `code` callers may branch on
+ * (never branch on message text) and an exit code the CLI boundary maps it to.
+ * Wrap with context at each layer via `wrap()`; the chain stays available as `cause`.
+ */
+
+export type ExitCode = 0 | 1 | 2 | 3;
+
+export interface FerryErrorOptions {
+  cause?: unknown;
+  /** A retry of the same operation may succeed (network blips, 429, 5xx). */
+  retryable?: boolean;
+  /** What the user can do about it; printed on its own line by the CLI. */
+  hint?: string;
+}
+
+export class FerryError extends Error {
+  readonly code: string;
+  readonly exitCode: ExitCode = 1;
+  readonly retryable: boolean;
+  readonly hint: string | undefined;
+
+  constructor(code: string, message: string, options: FerryErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.hint = options.hint;
+  }
+}
+
+/** Bad flags or arguments. */
+export class UsageError extends FerryError {
+  override readonly exitCode = 2 as const;
+  constructor(message: string, options?: FerryErrorOptions) {
+    super('USAGE', message, options);
+  }
+}
+
+/** A reference string that does not follow the Docker/OCI grammar. `code` is one of the REFERENCE_* codes. */
+export class InvalidReferenceError extends FerryError {
+  override readonly exitCode = 2 as const;
+  readonly input: string;
+  constructor(code: ReferenceErrorCode, input: string, message: string) {
+    super(code, message);
+    this.input = input;
+  }
+}
+export type ReferenceErrorCode =
+  | 'REFERENCE_INVALID_FORMAT'
+  | 'REFERENCE_TAG_INVALID_FORMAT'
+  | 'REFERENCE_DIGEST_INVALID_FORMAT'
+  | 'REFERENCE_NAME_CONTAINS_UPPERCASE'
+  | 'REFERENCE_NAME_EMPTY'
+  | 'REFERENCE_NAME_TOO_LONG'
+  | 'REFERENCE_NAME_NOT_CANONICAL'
+  | 'REFERENCE_DIGEST_UNSUPPORTED'
+  | 'REFERENCE_DIGEST_INVALID_LENGTH';
+
+/** Content does not match its digest or declared size. Integrity problems exit 3. */
+export class IntegrityError extends FerryError {
+  override readonly exitCode = 3 as const;
+}
+export class DigestMismatchError extends IntegrityError {
+  constructor(readonly expected: string, readonly actual: string, what: string) {
+    super('DIGEST_MISMATCH', `${what}: digest mismatch: expected ${expected}, got ${actual}`);
+  }
+}
+export class SizeMismatchError extends IntegrityError {
+  constructor(readonly expected: number, readonly actual: number, what: string) {
+    super('SIZE_MISMATCH', `${what}: size mismatch: expected ${expected} bytes, got ${actual}`);
+  }
+}
+
+/** A document we cannot or will not handle (schema1, unknown media type, bad JSON). */
+export class ManifestError extends FerryError {}
+export class UnsupportedMediaTypeError extends ManifestError {
+  constructor(readonly mediaType: string, what: string) {
+    super('UNSUPPORTED_MEDIA_TYPE', `${what}: unsupported media type ${JSON.stringify(mediaType)}`);
+  }
+}
+export class Schema1UnsupportedError extends ManifestError {
+  constructor(what: string) {
+    super(
+      'SCHEMA1_UNSUPPORTED',
+      `${what}: Docker schema1 manifests are not supported (deprecated; Docker Engine 28+ refuses them too)`,
+      { hint: 'rebuild or re-push the image with a current client so it has a schema2 or OCI manifest' },
+    );
+  }
+}
+export class InvalidManifestError extends ManifestError {
+  constructor(what: string, detail: string, options?: FerryErrorOptions) {
+    super('MANIFEST_INVALID', `${what}: invalid manifest: ${detail}`, options);
+  }
+}
+
+/** OCI image layout problems (missing index.json, missing blob, ambiguous ref...). */
+export class LayoutError extends FerryError {}
+
+/** Something asked for does not exist (tag, manifest, blob, ref in a layout). */
+export class NotFoundError extends FerryError {
+  constructor(message: string, options?: FerryErrorOptions) {
+    super('NOT_FOUND', message, options);
+  }
+}
+
+export interface RegistryErrorDetail {
+  code: string;
+  message?: string;
+  detail?: unknown;
+}
+
+/** An HTTP-level failure talking to a registry. The URL is already redacted. */
+export class RegistryError extends FerryError {
+  constructor(
+    code: string,
+    message: string,
+    readonly method: string,
+    readonly url: string,
+    readonly status: number | undefined,
+    readonly errors: RegistryErrorDetail[],
+    options?: FerryErrorOptions,
+  ) {
+    super(code, message, options);
+  }
+}
+
+export class AuthError extends FerryError {
+  constructor(message: string, options?: FerryErrorOptions) {
+    super('UNAUTHORIZED', message, options);
+  }
+}
+
+/** Credential configuration problems (bad config.json, failing helper). */
+export class CredentialsError extends FerryError {
+  constructor(message: string, options?: FerryErrorOptions) {
+    super('CREDENTIALS', message, options);
+  }
+}
+
+/** Another process holds the store lock. */
+export class LockError extends FerryError {
+  constructor(message: string, options?: FerryErrorOptions) {
+    super('LOCKED', message, options);
+  }
+}
+
+export class AbortedError extends FerryError {
+  constructor(message = 'operation aborted') {
+    super('ABORTED', message);
+  }
+}
+
+/** Prefix an error's message with context, keeping its class and code. */
+export function wrap<E>(err: E, context: string): E {
+  if (err instanceof Error) {
+    if (!err.message.startsWith(context)) err.message = `${context}: ${err.message}`;
+  }
+  return err;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
