@@ -9,7 +9,8 @@ import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
 import type { ImageSource } from '../transports/types.js';
-import { errorMessage, wrap } from '../util/errors.js';
+import { SizeMismatchError, errorMessage, wrap } from '../util/errors.js';
+import { fileSize } from '../util/fsutil.js';
 import type { EventSink } from './events.js';
 import { ORIGINAL_INDEX_ANNOTATION, type CopyPlan, type PlannedImage } from './plan.js';
 
@@ -79,7 +80,9 @@ export async function executeCopy(
     blobDone.set(b.desc.digest, { promise, resolve, reject });
   }
 
-  async function fetchBlob(desc: Descriptor, source: ImageSource): Promise<void> {
+  async function fetchBlob(planned: Descriptor, source: ImageSource, sizeConflict: boolean): Promise<void> {
+    // With conflicting declared sizes, only the digest is trusted; images check sizes later.
+    const desc = sizeConflict ? { ...planned, size: -1 } : planned;
     if (await store.hasBlob(desc.digest, desc.size)) {
       stats.skipped++;
       stats.bytesSkipped += desc.size;
@@ -94,12 +97,13 @@ export async function executeCopy(
       onResume: (offset, reason) => emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
     });
     const counter = new ProgressCounter((n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }));
-    await store.putBlob(desc as { digest: string; size: number }, stream.pipe(counter), what);
+    const written = await store.putBlob(desc, stream.pipe(counter), what);
     stats.fetched++;
-    stats.bytesFetched += desc.size;
-    emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: desc.size, total: desc.size });
+    stats.bytesFetched += written;
+    emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: written, total: written });
   }
 
+  const conflicts = new Set(plan.blobs.filter((b) => b.sizeConflict).map((b) => b.desc.digest));
   // The scheduler: largest blobs first so the long transfers start early.
   const queue = [...plan.blobs].sort((a, b) => b.desc.size - a.desc.size);
   let next = 0;
@@ -114,7 +118,7 @@ export async function executeCopy(
           continue;
         }
         try {
-          await fetchBlob(b.desc, sources[b.sourceIndex]!);
+          await fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true);
           slot.resolve();
         } catch (err) {
           stats.failed++;
@@ -136,7 +140,13 @@ export async function executeCopy(
       totalBytes: img.totalBytes,
     };
     try {
-      for (const b of img.blobs) await blobDone.get(b.digest)!.promise;
+      for (const b of img.blobs) {
+        await blobDone.get(b.digest)!.promise;
+        if (conflicts.has(b.digest)) {
+          const actual = await fileSize(store.blobPath(b.digest));
+          if (actual !== b.size) throw new SizeMismatchError(b.size, actual ?? -1, `blob ${b.digest} of ${img.name}`);
+        }
+      }
       for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
       const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
       if (img.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = img.originalDigest;

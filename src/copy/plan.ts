@@ -52,6 +52,11 @@ export interface PlannedBlob {
   desc: Descriptor;
   sourceIndex: number;
   images: string[];
+  /**
+   * Images disagree about this blob's size (one manifest lies). It is then fetched checked
+   * by digest only, and each image checks its own declared size against the stored bytes.
+   */
+  sizeConflict?: boolean;
 }
 
 export interface CopyPlan {
@@ -196,6 +201,7 @@ export async function planCopy(
       const have = blobs.get(d.digest);
       if (have) {
         have.images.push(r.name);
+        if (have.desc.size !== d.size) have.sizeConflict = true;
       } else {
         blobs.set(d.digest, { desc: d, sourceIndex: i, images: [r.name] });
       }

@@ -8,10 +8,11 @@ import type { CredentialSource } from '../auth/index.js';
 import type { Credential } from '../auth/index.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { LayoutSource } from '../transports/oci/source.js';
-import { OciLayout } from '../transports/oci/layout.js';
+import { CONTAINERD_NAME, OciLayout, REF_NAME } from '../transports/oci/layout.js';
+import type { Descriptor } from '../oci/manifest.js';
 import { RegistryClient, type RegistryClientOptions } from '../transports/registry/client.js';
 import { RegistrySource } from '../transports/registry/source.js';
-import { parseLocation, type ImageLocation } from '../transports/location.js';
+import { parseLocation } from '../transports/location.js';
 import type { ImageSource } from '../transports/types.js';
 import { UsageError, wrap } from '../util/errors.js';
 import type { EventSink } from './events.js';
@@ -65,16 +66,13 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** The name a store records for an image pulled from a location. */
-export function storeName(loc: ImageLocation): string {
-  switch (loc.transport) {
-    case 'docker':
-      return loc.ref.toString();
-    case 'oci':
-      return loc.ref ?? 'latest';
-    default:
-      throw new UsageError(`pull cannot read from ${loc.transport}: sources yet (use docker:// or oci:)`);
-  }
+/**
+ * The name a store records for an image read from another layout: the full name containerd
+ * and Docker record (io.containerd.image.name), else the layout's ref.name, else the
+ * reference asked for, else the digest.
+ */
+export function layoutImageName(desc: Descriptor, asked: string | undefined): string {
+  return desc.annotations?.[CONTAINERD_NAME] ?? desc.annotations?.[REF_NAME] ?? asked ?? `@${desc.digest}`;
 }
 
 export async function pull(opts: PullOptions): Promise<PullReport> {
@@ -103,11 +101,10 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
   const sources: ImageSource[] = [];
   try {
     for (const loc of locations) {
-      const name = storeName(loc);
-      if (seen.has(name)) continue;
-      seen.add(name);
+      let name: string;
       let source: ImageSource;
       if (loc.transport === 'docker') {
+        name = loc.ref.toString();
         let client = clients.get(loc.ref.domain);
         if (!client) {
           client = new RegistryClient(loc.ref.domain, clientOpts);
@@ -115,10 +112,14 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
         }
         source = new RegistrySource(client, loc.ref);
       } else if (loc.transport === 'oci') {
-        source = await LayoutSource.open(loc.path, loc.ref);
+        const layoutSource = await LayoutSource.open(loc.path, loc.ref, opts.platforms ?? []);
+        name = layoutImageName(await layoutSource.rootDescriptor(), loc.ref);
+        source = layoutSource;
       } else {
-        throw new UsageError(`pull cannot read from ${loc.transport}: sources`);
+        throw new UsageError(`pull cannot read from ${loc.transport}: sources yet (use docker:// or oci:)`);
       }
+      if (seen.has(name)) continue;
+      seen.add(name);
       sources.push(source);
       items.push({ source, name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
     }

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { DigestVerifier, hex, isDigest, sha256, verifyBytes, type Digest } from '../../oci/digest.js';
 import { DescriptorSchema, MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
+import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { FerryError, LayoutError, NotFoundError } from '../../util/errors.js';
 import { fileSize, streamToFileAtomic, writeFileAtomic } from '../../util/fsutil.js';
 import { withLayoutLock } from './lock.js';
@@ -53,6 +54,9 @@ export class OciLayout {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     if (header === undefined) {
+      // A bare index.json (as some tools and test suites write) is readable; ferry only
+      // insists on the oci-layout marker before it writes into a directory.
+      if (!opts.create && (await fileSize(path.join(abs, 'index.json'))) !== undefined) return new OciLayout(abs);
       if (!opts.create) {
         const exists = await stat(abs).then(
           (s) => s.isDirectory(),
@@ -124,11 +128,14 @@ export class OciLayout {
    * it (the first wins when a layout lists one name twice, as containers/image does). With a
    * digest: the entry with that digest. Without either: the only entry.
    */
-  async resolve(ref: string | undefined): Promise<Descriptor> {
+  async resolve(ref: string | undefined, platforms: PlatformSpec[] = []): Promise<Descriptor> {
     const index = await this.readIndex();
     if (ref === undefined || ref === '') {
       if (index.manifests.length === 1) return index.manifests[0]!;
       if (index.manifests.length === 0) throw new NotFoundError(`OCI layout ${this.dir} holds no images`);
+      // Untagged per-platform entries (as some tools write): a platform choice can pick one.
+      const byPlatform = index.manifests.filter((d) => platforms.some((p) => platformMatches(p, d.platform)));
+      if (platforms.length > 0 && byPlatform.length === 1) return byPlatform[0]!;
       throw new LayoutError(
         'LAYOUT_AMBIGUOUS',
         `OCI layout ${this.dir} holds more than one image (${index.manifests.length}); name one: oci:${this.dir}:REF`,

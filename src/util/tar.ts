@@ -1,0 +1,509 @@
+/**
+ * A streaming, deterministic tar writer (POSIX ustar, with pax extended headers where ustar
+ * cannot express an entry).
+ *
+ * Determinism: every header carries the same mtime (given by the caller, default the epoch),
+ * uid/gid 0, empty uname/gname, and fixed modes (0644 files and hard links, 0755 directories,
+ * 0777 symlinks) unless the caller overrides a mode. Same calls in the same order give the same
+ * bytes, on every machine.
+ *
+ * Format choices (POSIX.1-2001 "pax interchange format", IEEE Std 1003.1 `pax` utility):
+ *  - A name or link target that does not fit the 100-byte ustar field as-is, or that is not
+ *    plain ASCII, is carried in a pax `path` / `linkpath` record. The ustar `prefix` field is
+ *    never used, so there is exactly one rule for long names.
+ *  - A size that does not fit 11 octal digits (8 GiB - 1) is carried in a pax `size` record.
+ *  - The archive ends with two zero blocks; it is not padded to a 10240-byte record (readers
+ *    do not require it, and GNU tar, bsdtar and Go's archive/tar all accept this).
+ *
+ * Streaming: `output` is a byte Readable. Every add* call resolves only once its bytes are
+ * queued below the stream's high-water mark, so a producer that awaits each call never holds
+ * more than about one chunk of entry data in memory, however large the entry.
+ *
+ * Integrity: a file whose source yields fewer or more bytes than declared fails with
+ * SizeMismatchError, never writes a byte past the declared size, and destroys `output` with
+ * the same error, so a consumer using `pipeline()` rejects and never commits a truncated or
+ * misaligned archive. Any failure is final: later calls reject with the first error.
+ */
+import { Readable } from 'node:stream';
+import { AbortedError, FerryError, SizeMismatchError, wrap } from './errors.js';
+
+export const TAR_BLOCK_SIZE = 512;
+/** Two zero blocks end an archive. */
+export const TAR_TRAILER_SIZE = 2 * TAR_BLOCK_SIZE;
+/** Largest size a ustar header can hold (11 octal digits); larger sizes use a pax record. */
+export const USTAR_MAX_SIZE = 0o77777777777;
+/** Largest mtime, in seconds, an 11-digit octal field can hold. mtime is never put in pax records. */
+const USTAR_MAX_MTIME = 0o77777777777;
+
+export type TarEntryType = 'file' | 'directory' | 'symlink' | 'hardlink';
+
+const TYPEFLAG: Record<TarEntryType | 'pax', string> = {
+  file: '0',
+  hardlink: '1',
+  symlink: '2',
+  directory: '5',
+  pax: 'x',
+};
+
+const DEFAULT_MODE: Record<TarEntryType, number> = {
+  file: 0o644,
+  hardlink: 0o644,
+  symlink: 0o777,
+  directory: 0o755,
+};
+
+/** One header's worth of metadata. Names are used exactly as given: see TarWriter for checks. */
+export interface TarHeaderInput {
+  name: string;
+  type: TarEntryType;
+  /** Data size; only regular files have data (0 for every other type). */
+  size?: number;
+  /** Symlink target, or for hard links the name of an earlier entry in the archive. */
+  linkname?: string;
+  /** Permission bits (0..0o7777). Defaults: 0644 file/hardlink, 0755 directory, 0777 symlink. */
+  mode?: number;
+  /** Seconds since the epoch; default 0. */
+  mtime?: number;
+}
+
+export class TarError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('TAR_INVALID', message, options);
+  }
+}
+
+/** Bytes of zero padding after `size` bytes of data, up to the next block boundary. */
+export function tarPadding(size: number): number {
+  const rem = size % TAR_BLOCK_SIZE;
+  return rem === 0 ? 0 : TAR_BLOCK_SIZE - rem;
+}
+
+/**
+ * The header block(s) for one entry: a pax extended header (its own header block plus its
+ * padded records) when needed, then the ustar header. Data and its padding are not included.
+ * This does no path hygiene checks, so it can also build hostile archives for reader tests.
+ */
+export function headerFor(entry: TarHeaderInput): Buffer {
+  const size = entry.type === 'file' ? (entry.size ?? 0) : 0;
+  if (entry.type !== 'file' && entry.size !== undefined && entry.size !== 0) {
+    throw new TarError(`tar entry ${JSON.stringify(entry.name)}: a ${entry.type} has no data, size must be 0`);
+  }
+  if (!Number.isSafeInteger(size) || size < 0) {
+    throw new TarError(`tar entry ${JSON.stringify(entry.name)}: invalid size ${size}`);
+  }
+  const mode = entry.mode ?? DEFAULT_MODE[entry.type];
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+    throw new TarError(`tar entry ${JSON.stringify(entry.name)}: invalid mode ${mode}`);
+  }
+  const mtime = checkMtime(entry.mtime ?? 0);
+  const linkname = entry.linkname ?? '';
+  if (entry.type === 'symlink' || entry.type === 'hardlink') {
+    if (linkname === '') throw new TarError(`tar entry ${JSON.stringify(entry.name)}: a ${entry.type} needs a target`);
+  } else if (linkname !== '') {
+    throw new TarError(`tar entry ${JSON.stringify(entry.name)}: only links have a target`);
+  }
+  for (const [what, s] of [['name', entry.name], ['link target', linkname]] as const) {
+    if (s.includes('\0')) throw new TarError(`tar entry ${JSON.stringify(entry.name)}: NUL byte in ${what}`);
+  }
+  if (entry.name === '') throw new TarError('tar entry with an empty name');
+
+  // Deterministic record order: path, linkpath, size.
+  const records: Array<[string, string]> = [];
+  const nameFits = fitsUstar(entry.name);
+  const linkFits = fitsUstar(linkname);
+  if (!nameFits) records.push(['path', entry.name]);
+  if (!linkFits) records.push(['linkpath', linkname]);
+  if (size > USTAR_MAX_SIZE) records.push(['size', String(size)]);
+
+  const ustar = ustarHeader({
+    name: nameFits ? entry.name : asciiFallback(entry.name),
+    mode,
+    size: size > USTAR_MAX_SIZE ? 0 : size,
+    mtime,
+    typeflag: TYPEFLAG[entry.type],
+    linkname: linkFits ? linkname : asciiFallback(linkname),
+  });
+  if (records.length === 0) return ustar;
+
+  const body = Buffer.from(records.map(([k, v]) => paxRecord(k, v)).join(''), 'utf8');
+  const paxHeader = ustarHeader({
+    name: paxHeaderName(entry.name),
+    mode: 0o644,
+    size: body.length,
+    mtime,
+    typeflag: TYPEFLAG.pax,
+    linkname: '',
+  });
+  return Buffer.concat([paxHeader, body, Buffer.alloc(tarPadding(body.length)), ustar]);
+}
+
+/** Total archive bytes one entry takes: headers, data and padding. */
+export function tarEntrySize(entry: TarHeaderInput): number {
+  const size = entry.type === 'file' ? (entry.size ?? 0) : 0;
+  return headerFor(entry).length + size + tarPadding(size);
+}
+
+function checkMtime(mtime: number): number {
+  if (!Number.isInteger(mtime) || mtime < 0 || mtime > USTAR_MAX_MTIME) {
+    throw new TarError(`invalid tar mtime ${mtime} (want whole seconds in 0..${USTAR_MAX_MTIME})`);
+  }
+  return mtime;
+}
+
+/** A string goes in a ustar field as-is only if it is printable ASCII and at most 100 bytes. */
+function fitsUstar(s: string): boolean {
+  return s.length <= 100 && /^[\x20-\x7e]*$/.test(s);
+}
+
+/** What a pax-unaware reader sees in the ustar name field: ASCII, at most 100 bytes. */
+function asciiFallback(s: string): string {
+  return s.replace(/[^\x20-\x7e]/g, '_').slice(0, 100);
+}
+
+/** `PaxHeaders/<base name>`, like GNU tar's default minus the pid, which would break determinism. */
+function paxHeaderName(name: string): string {
+  const parts = name.split('/').filter((p) => p !== '');
+  const base = (parts[parts.length - 1] ?? 'entry').replace(/[^A-Za-z0-9._-]/g, '_');
+  return `PaxHeaders/${base}`.slice(0, 100);
+}
+
+/** One pax record: "<len> <key>=<value>\n", where <len> counts the whole record including itself. */
+function paxRecord(key: string, value: string): string {
+  const rest = 1 + Buffer.byteLength(key) + 1 + Buffer.byteLength(value) + 1;
+  let len = rest + 1;
+  while (len !== rest + String(len).length) len = rest + String(len).length;
+  return `${len} ${key}=${value}\n`;
+}
+
+interface RawHeader {
+  name: string;
+  mode: number;
+  size: number;
+  mtime: number;
+  typeflag: string;
+  linkname: string;
+}
+
+function ustarHeader(h: RawHeader): Buffer {
+  const b = Buffer.alloc(TAR_BLOCK_SIZE);
+  writeString(b, 0, 100, h.name);
+  writeOctal(b, 100, 8, h.mode);
+  writeOctal(b, 108, 8, 0); // uid
+  writeOctal(b, 116, 8, 0); // gid
+  writeOctal(b, 124, 12, h.size);
+  writeOctal(b, 136, 12, h.mtime);
+  b.fill(0x20, 148, 156); // checksum is computed over the header with this field as spaces
+  writeString(b, 156, 1, h.typeflag);
+  writeString(b, 157, 100, h.linkname);
+  b.write('ustar\0', 257, 'latin1'); // magic
+  b.write('00', 263, 'latin1'); // version
+  // uname (265), gname (297): empty. devmajor (329), devminor (337): written as zeros like
+  // Go and GNU tar do for non-device entries. prefix (345): never used.
+  writeOctal(b, 329, 8, 0);
+  writeOctal(b, 337, 8, 0);
+  let sum = 0;
+  for (const byte of b) sum += byte;
+  // Six octal digits, NUL, space: the historical layout every reader accepts.
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return b;
+}
+
+function writeString(b: Buffer, offset: number, length: number, s: string): void {
+  const bytes = Buffer.from(s, 'utf8');
+  if (bytes.length > length) throw new TarError(`tar header field overflow: ${JSON.stringify(s)}`);
+  bytes.copy(b, offset);
+}
+
+/** Zero-padded octal, NUL-terminated, filling the field. */
+function writeOctal(b: Buffer, offset: number, length: number, n: number): void {
+  const digits = n.toString(8);
+  if (digits.length > length - 1) throw new TarError(`tar header numeric field overflow: ${n}`);
+  b.write(`${digits.padStart(length - 1, '0')}\0`, offset, 'latin1');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface TarWriterOptions {
+  /** mtime for every entry, seconds since the epoch or a Date (whole seconds). Default 0. */
+  mtime?: number | Date;
+  /** Bytes the output buffers before add* calls wait for the consumer. Default 1 MiB. */
+  highWaterMark?: number;
+}
+
+export interface TarEntryOptions {
+  mode?: number;
+  /** Overrides the writer's mtime for this entry. */
+  mtime?: number | Date;
+}
+
+/** Where an entry landed in the archive, for callers that index archives for random access. */
+export interface TarEntryInfo {
+  name: string;
+  type: TarEntryType;
+  /** Offset of the entry's first header block (its pax header if it has one). */
+  headerOffset: number;
+  /** Offset of the entry's data (equal to the next header's offset when size is 0). */
+  dataOffset: number;
+  size: number;
+}
+
+export type TarSource = AsyncIterable<Uint8Array> | Readable;
+
+/**
+ * The output side of a TarWriter: a plain Readable fed by push(), whose _read wakes the
+ * producer. Producers wait on `demand()` whenever push() reports the buffer is full.
+ */
+class TarOutput extends Readable {
+  private wanted = false;
+  private waiter: { resolve: () => void; reject: (err: Error) => void } | undefined;
+
+  override _read(): void {
+    this.wanted = true;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.resolve();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.reject(err ?? new AbortedError('tar output was closed before the archive was finished'));
+    cb(err);
+  }
+
+  /** Queue a chunk; resolves once the consumer has room for more. */
+  async write(chunk: Buffer): Promise<void> {
+    if (this.destroyed) throw this.closedError();
+    this.wanted = false;
+    if (this.push(chunk) || this.wanted) return;
+    await new Promise<void>((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  private closedError(): Error {
+    return (this.errored as Error | null) ?? new AbortedError('tar output was closed before the archive was finished');
+  }
+}
+
+/**
+ * Writes a tar archive to `output`, one entry at a time.
+ *
+ *   const tar = new TarWriter({ mtime: 0 });
+ *   const done = pipeline(tar.output, createGzip(), createWriteStream(tmp));
+ *   await tar.addDir('etc');
+ *   await tar.addFile('etc/hostname', Buffer.from('ferry\n'));
+ *   await tar.addFile('big.bin', size, createReadStream(src));
+ *   await tar.finish();
+ *   await done;
+ *
+ * Calls are serialised: one need not await each before the next, though awaiting is what
+ * bounds memory. Entry names must be relative, without "." or ".." components; directories get
+ * a trailing slash; a hard link must point at an earlier non-directory entry. (headerFor()
+ * builds headers without these checks, for crafting hostile archives in reader tests.)
+ */
+export class TarWriter {
+  readonly output: Readable;
+  private readonly out: TarOutput;
+  private readonly mtime: number;
+  private position = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+  private failure: Error | undefined;
+  private finished = false;
+  /** Names of entries a hard link may point at. */
+  private readonly linkable = new Set<string>();
+
+  constructor(options: TarWriterOptions = {}) {
+    this.mtime = toSeconds(options.mtime ?? 0);
+    this.out = new TarOutput({ highWaterMark: options.highWaterMark ?? 1024 * 1024 });
+    // Failures always reach callers through the add*/finish promises, and through pipeline()
+    // if they use one; without a listener an unconsumed output would crash the process.
+    this.out.on('error', () => {});
+    this.output = this.out;
+  }
+
+  /** Archive bytes queued so far (the offset the next entry will start at). */
+  get bytesWritten(): number {
+    return this.position;
+  }
+
+  /** A regular file from a buffer (not copied: leave it unmodified until consumed). */
+  addFile(name: string, data: Uint8Array, options?: TarEntryOptions): Promise<TarEntryInfo>;
+  /** A regular file of exactly `size` bytes read from `source`. */
+  addFile(name: string, size: number, source: TarSource, options?: TarEntryOptions): Promise<TarEntryInfo>;
+  addFile(
+    name: string,
+    dataOrSize: Uint8Array | number,
+    sourceOrOptions?: TarSource | TarEntryOptions,
+    maybeOptions?: TarEntryOptions,
+  ): Promise<TarEntryInfo> {
+    if (typeof dataOrSize === 'number') {
+      const source = sourceOrOptions as TarSource | undefined;
+      if (source === undefined || !(Symbol.asyncIterator in Object(source))) {
+        return Promise.reject(new TarError(`tar entry ${JSON.stringify(name)}: a size needs a source stream`));
+      }
+      return this.enqueue(() => this.writeFile(name, dataOrSize, source, maybeOptions ?? {}));
+    }
+    const data = dataOrSize;
+    return this.enqueue(() => this.writeFile(name, data.byteLength, data, (sourceOrOptions as TarEntryOptions) ?? {}));
+  }
+
+  addDir(name: string, options: TarEntryOptions = {}): Promise<TarEntryInfo> {
+    return this.enqueue(async () => {
+      const clean = checkName(name, 'directory');
+      return this.writeHeaderOnly({ name: `${clean}/`, type: 'directory', ...this.meta(options) });
+    });
+  }
+
+  /** A symbolic link; `target` is stored verbatim (it may be absolute or contain ".."). */
+  addSymlink(name: string, target: string, options: TarEntryOptions = {}): Promise<TarEntryInfo> {
+    return this.enqueue(async () => {
+      const clean = checkName(name, 'symlink');
+      if (target === '') throw new TarError(`tar entry ${JSON.stringify(name)}: empty symlink target`);
+      const info = await this.writeHeaderOnly({ name: clean, type: 'symlink', linkname: target, ...this.meta(options) });
+      this.linkable.add(clean);
+      return info;
+    });
+  }
+
+  /** A hard link to `target`, which must be an earlier file, symlink or hard link in this archive. */
+  addHardlink(name: string, target: string, options: TarEntryOptions = {}): Promise<TarEntryInfo> {
+    return this.enqueue(async () => {
+      const clean = checkName(name, 'hardlink');
+      const cleanTarget = checkName(target, 'hardlink');
+      if (!this.linkable.has(cleanTarget)) {
+        throw new TarError(
+          `tar entry ${JSON.stringify(name)}: hard link target ${JSON.stringify(target)} is not an earlier non-directory entry`,
+        );
+      }
+      const info = await this.writeHeaderOnly({ name: clean, type: 'hardlink', linkname: cleanTarget, ...this.meta(options) });
+      this.linkable.add(clean);
+      return info;
+    });
+  }
+
+  /** Write the end-of-archive blocks and end `output`. Resolves once they are queued. */
+  finish(): Promise<void> {
+    return this.enqueue(async () => {
+      await this.out.write(Buffer.alloc(TAR_TRAILER_SIZE));
+      this.position += TAR_TRAILER_SIZE;
+      this.finished = true;
+      this.out.push(null);
+    });
+  }
+
+  /** Give up: `output` errors (so consumers discard what they have) and later calls reject. */
+  abort(reason?: unknown): void {
+    if (this.finished) return;
+    this.fail(reason instanceof Error ? reason : new AbortedError('tar archive aborted'));
+  }
+
+  private meta(options: TarEntryOptions): { mode?: number; mtime: number } {
+    const mtime = options.mtime === undefined ? this.mtime : toSeconds(options.mtime);
+    return options.mode === undefined ? { mtime } : { mode: options.mode, mtime };
+  }
+
+  private enqueue<T>(op: () => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      if (this.failure) throw this.failure;
+      if (this.finished) throw new TarError('tar archive is already finished');
+      try {
+        return await op();
+      } catch (err) {
+        // An entry rejected before any of its bytes were queued (bad name, bad mode...) leaves
+        // the archive intact; one that fails part-way leaves a partial entry, so it is dead.
+        if (this.partial) this.fail(err instanceof Error ? err : new TarError(String(err)));
+        throw err;
+      } finally {
+        this.partial = false;
+      }
+    };
+    const p = this.chain.then(run);
+    this.chain = p.catch(() => {});
+    return p;
+  }
+
+  /** True while an entry has been partly queued. */
+  private partial = false;
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.out.destroy(err);
+  }
+
+  private async emit(chunk: Buffer): Promise<void> {
+    this.partial = true;
+    await this.out.write(chunk);
+    this.position += chunk.length;
+  }
+
+  private async writeHeaderOnly(h: TarHeaderInput): Promise<TarEntryInfo> {
+    const header = headerFor(h);
+    const headerOffset = this.position;
+    await this.emit(header);
+    return { name: h.name, type: h.type, headerOffset, dataOffset: this.position, size: 0 };
+  }
+
+  private async writeFile(
+    name: string,
+    size: number,
+    source: Uint8Array | TarSource,
+    options: TarEntryOptions,
+  ): Promise<TarEntryInfo> {
+    const clean = checkName(name, 'file');
+    const header = headerFor({ name: clean, type: 'file', size, ...this.meta(options) });
+    const headerOffset = this.position;
+    await this.emit(header);
+    const dataOffset = this.position;
+    const what = `tar entry ${JSON.stringify(clean)}`;
+    if (source instanceof Uint8Array) {
+      if (size > 0) await this.emit(Buffer.from(source.buffer, source.byteOffset, source.byteLength));
+    } else {
+      let seen = 0;
+      try {
+        for await (const chunk of source as AsyncIterable<unknown>) {
+          if (!(chunk instanceof Uint8Array)) {
+            throw new TarError(`${what}: source yielded ${typeof chunk} chunks, want bytes (no setEncoding)`);
+          }
+          if (chunk.byteLength === 0) continue;
+          // Check before queuing: nothing past the declared size is ever written.
+          if (seen + chunk.byteLength > size) {
+            throw new SizeMismatchError(size, seen + chunk.byteLength, `${what} (source has more bytes than declared)`);
+          }
+          seen += chunk.byteLength;
+          await this.emit(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        }
+      } catch (err) {
+        throw err instanceof FerryError ? err : wrap(err, what);
+      }
+      if (seen !== size) throw new SizeMismatchError(size, seen, what);
+    }
+    const pad = tarPadding(size);
+    if (pad > 0) await this.emit(Buffer.alloc(pad));
+    this.linkable.add(clean);
+    return { name: clean, type: 'file', headerOffset, dataOffset, size };
+  }
+}
+
+function toSeconds(t: number | Date): number {
+  const s = t instanceof Date ? t.getTime() / 1000 : t;
+  return checkMtime(s);
+}
+
+/**
+ * Entry names a well-behaved archive may carry: relative, no empty, "." or ".." components
+ * (a single trailing slash is tolerated and dropped). Returns the name without trailing slash.
+ */
+function checkName(name: string, kind: string): string {
+  const clean = name.endsWith('/') ? name.slice(0, -1) : name;
+  const bad = (why: string) => new TarError(`tar ${kind} entry ${JSON.stringify(name)}: ${why}`);
+  if (clean === '') throw bad('empty name');
+  if (clean.includes('\0')) throw bad('NUL byte in name');
+  if (clean.startsWith('/')) throw bad('absolute name');
+  if (kind !== 'directory' && name.endsWith('/')) throw bad('trailing slash on a non-directory');
+  for (const part of clean.split('/')) {
+    if (part === '' || part === '.' || part === '..') throw bad(`bad path component ${JSON.stringify(part)}`);
+  }
+  return clean;
+}
