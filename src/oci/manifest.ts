@@ -132,10 +132,10 @@ function isKnownManifestType(mt: string): boolean {
  */
 export function parseManifest(bytes: Uint8Array, declaredMediaType: string | undefined, what: string): ManifestDocument {
   const doc = parseJsonObject(bytes, what);
-  const mediaType = detectMediaType(doc, declaredMediaType, what);
-  if (doc.schemaVersion !== 2) {
+  if (doc.schemaVersion !== 1 && doc.schemaVersion !== 2) {
     throw new InvalidManifestError(what, `unsupported schemaVersion ${JSON.stringify(doc.schemaVersion)}`);
   }
+  const mediaType = detectMediaType(doc, declaredMediaType, what);
   if (isIndexType(mediaType)) {
     const r = IndexSchema.safeParse(doc);
     if (!r.success) throw new InvalidManifestError(what, zodDetail(r.error));
