@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidChallengeError, parseWWWAuthenticate, type Challenge } from '../../../src/auth/challenge.js';
 import { FerryError } from '../../../src/util/errors.js';
 
-const FIXTURES = process.env.FERRY_FIXTURES ?? '/work/shared/fixtures';
+import { FIXTURES } from '../../helpers/fixtures.js';
 const VECTORS = join(FIXTURES, 'auth-vectors', 'www-authenticate.json');
 const haveVectors = existsSync(VECTORS);
 if (!haveVectors) console.warn(`skipping WWW-Authenticate fixture vectors: ${VECTORS} not found`);

@@ -13,7 +13,7 @@ afterAll(cleanupHarness);
 const posix = process.platform !== 'win32';
 if (!posix) console.warn('skipping credential helper tests: they use POSIX shell scripts as fake helpers');
 
-const FIXTURES = process.env.FERRY_FIXTURES ?? '/work/shared/fixtures';
+import { FIXTURES } from '../../helpers/fixtures.js';
 const REGCLIENT_CONFIG = join(FIXTURES, 'regclient/config/testdata/config.json');
 const REGCLIENT_HELPERS = join(FIXTURES, 'regclient/derived/credential-helpers.json');
 const CI_CONFIG = join(FIXTURES, 'containers-image/pkg/docker/config/testdata/config.json');

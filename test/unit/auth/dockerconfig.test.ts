@@ -13,7 +13,7 @@ import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 
 afterAll(cleanupHarness);
 
-const FIXTURES = process.env.FERRY_FIXTURES ?? '/work/shared/fixtures';
+import { FIXTURES } from '../../helpers/fixtures.js';
 const CI_DIR = join(FIXTURES, 'containers-image/pkg/docker/config/testdata');
 const ORAS_DIR = join(FIXTURES, 'oras-go/registry/remote/internal/configuration/testdata');
 const haveCI = existsSync(CI_DIR);

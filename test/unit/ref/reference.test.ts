@@ -20,7 +20,7 @@ import {
 } from '../../../src/ref/reference.js';
 import { InvalidReferenceError, type ReferenceErrorCode } from '../../../src/util/errors.js';
 
-const FIXTURES = process.env['FERRY_FIXTURES'] ?? '/work/shared/fixtures';
+import { FIXTURES } from '../../helpers/fixtures.js';
 const VECTORS = join(FIXTURES, 'distribution-reference/derived/reference-test-vectors.json');
 const exists = existsSync(VECTORS);
 if (!exists) console.warn(`skipping distribution/reference vectors: ${VECTORS} not found (set FERRY_FIXTURES)`);
