@@ -5,7 +5,7 @@
  * Determinism: every header carries the same mtime (given by the caller, default the epoch),
  * uid/gid 0, empty uname/gname, and fixed modes (0644 files and hard links, 0755 directories,
  * 0777 symlinks) unless the caller overrides a mode. Same calls in the same order give the same
- * bytes, on every machine.
+ * bytes, on every machine. A hard link's header carries its target's mode, as GNU tar writes it.
  *
  * Format choices (POSIX.1-2001 "pax interchange format", IEEE Std 1003.1 `pax` utility):
  *  - A name or link target that does not fit the 100-byte ustar field as-is, or that is not
@@ -310,8 +310,8 @@ export class TarWriter {
   private chain: Promise<unknown> = Promise.resolve();
   private failure: Error | undefined;
   private finished = false;
-  /** Names of entries a hard link may point at. */
-  private readonly linkable = new Set<string>();
+  /** Entries a hard link may point at, with their modes (a hard link's header carries its target's). */
+  private readonly linkable = new Map<string, number>();
 
   constructor(options: TarWriterOptions = {}) {
     this.mtime = toSeconds(options.mtime ?? 0);
@@ -360,24 +360,30 @@ export class TarWriter {
     return this.enqueue(async () => {
       const clean = checkName(name, 'symlink');
       if (target === '') throw new TarError(`tar entry ${JSON.stringify(name)}: empty symlink target`);
-      const info = await this.writeHeaderOnly({ name: clean, type: 'symlink', linkname: target, ...this.meta(options) });
-      this.linkable.add(clean);
+      const h: TarHeaderInput = { name: clean, type: 'symlink', linkname: target, ...this.meta(options) };
+      const info = await this.writeHeaderOnly(h);
+      this.linkable.set(clean, h.mode ?? DEFAULT_MODE.symlink);
       return info;
     });
   }
 
-  /** A hard link to `target`, which must be an earlier file, symlink or hard link in this archive. */
+  /**
+   * A hard link to `target`, which must be an earlier file, symlink or hard link in this archive.
+   * Its mode defaults to the target's, as tar(1) records it.
+   */
   addHardlink(name: string, target: string, options: TarEntryOptions = {}): Promise<TarEntryInfo> {
     return this.enqueue(async () => {
       const clean = checkName(name, 'hardlink');
       const cleanTarget = checkName(target, 'hardlink');
-      if (!this.linkable.has(cleanTarget)) {
+      const targetMode = this.linkable.get(cleanTarget);
+      if (targetMode === undefined) {
         throw new TarError(
           `tar entry ${JSON.stringify(name)}: hard link target ${JSON.stringify(target)} is not an earlier non-directory entry`,
         );
       }
-      const info = await this.writeHeaderOnly({ name: clean, type: 'hardlink', linkname: cleanTarget, ...this.meta(options) });
-      this.linkable.add(clean);
+      const h: TarHeaderInput = { name: clean, type: 'hardlink', linkname: cleanTarget, mode: targetMode, ...this.meta(options) };
+      const info = await this.writeHeaderOnly(h);
+      this.linkable.set(clean, h.mode ?? targetMode);
       return info;
     });
   }
@@ -452,7 +458,8 @@ export class TarWriter {
     options: TarEntryOptions,
   ): Promise<TarEntryInfo> {
     const clean = checkName(name, 'file');
-    const header = headerFor({ name: clean, type: 'file', size, ...this.meta(options) });
+    const h: TarHeaderInput = { name: clean, type: 'file', size, ...this.meta(options) };
+    const header = headerFor(h);
     const headerOffset = this.position;
     await this.emit(header);
     const dataOffset = this.position;
@@ -481,7 +488,7 @@ export class TarWriter {
     }
     const pad = tarPadding(size);
     if (pad > 0) await this.emit(Buffer.alloc(pad));
-    this.linkable.add(clean);
+    this.linkable.set(clean, h.mode ?? DEFAULT_MODE.file);
     return { name: clean, type: 'file', headerOffset, dataOffset, size };
   }
 }

@@ -301,6 +301,13 @@ describe('generateCorpus caching and options', () => {
     expect(JSON.parse(await readFile(join(dir, CORPUS_STAMP), 'utf8')).manifest).toEqual(small);
   });
 
+  it('lets concurrent generators share one directory', async () => {
+    const dir = join(root, 'shared');
+    const [x, y] = await Promise.all([generateCorpus(dir, 'demo'), generateCorpus(dir, 'demo')]);
+    expect(y).toEqual(x);
+    expect((await readdir(dir)).sort()).toEqual([CORPUS_STAMP, 'blobs', 'index.json', 'oci-layout'].sort());
+  });
+
   it('generates the demo corpus with no external tools, gzip only', async () => {
     const path = process.env.PATH;
     process.env.PATH = '/nonexistent';
