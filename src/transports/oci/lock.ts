@@ -19,7 +19,24 @@ function alive(pid: number): boolean {
   }
 }
 
-export async function withLayoutLock<T>(dir: string, fn: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
+/** In-process queue per directory, so this process's writers wait their turn without polling. */
+const queues = new Map<string, Promise<unknown>>();
+
+export function withLayoutLock<T>(dir: string, fn: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
+  const prev = queues.get(dir) ?? Promise.resolve();
+  const run = prev.then(
+    () => withFileLock(dir, fn, timeoutMs),
+    () => withFileLock(dir, fn, timeoutMs),
+  );
+  const tail = run.catch(() => {});
+  queues.set(dir, tail);
+  void tail.then(() => {
+    if (queues.get(dir) === tail) queues.delete(dir);
+  });
+  return run;
+}
+
+async function withFileLock<T>(dir: string, fn: () => Promise<T>, timeoutMs: number): Promise<T> {
   const file = path.join(dir, LOCK_FILE);
   const started = Date.now();
   const me = `${process.pid}@${hostname()}`;
