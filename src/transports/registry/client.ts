@@ -131,17 +131,25 @@ export class RegistryClient {
         keepAliveTimeout: 30_000,
         headersTimeout: 60_000,
         bodyTimeout: 120_000,
-        connect: { ca: tls.ca, ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}) },
+        connect: {
+          ca: tls.ca,
+          ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
+          // --insecure / --insecure-registry: like skopeo's --tls-verify=false.
+          ...(this.explicitlyInsecure() ? { rejectUnauthorized: false } : {}),
+        },
       });
     })();
     return this.agent;
   }
 
-  private plainHttpAllowed(): boolean {
+  private explicitlyInsecure(): boolean {
     const insecure = this.options.insecure;
     if (insecure === true) return true;
-    if (Array.isArray(insecure) && (insecure.includes(this.registry) || insecure.includes(this.host))) return true;
-    return isLoopbackHost(this.host);
+    return Array.isArray(insecure) && (insecure.includes(this.registry) || insecure.includes(this.host));
+  }
+
+  private plainHttpAllowed(): boolean {
+    return this.explicitlyInsecure() || isLoopbackHost(this.host);
   }
 
   /**
@@ -161,7 +169,7 @@ export class RegistryClient {
     const agent = await this.getAgent();
     const plainOk = this.plainHttpAllowed();
     // For an explicitly insecure registry, plain HTTP is what the user meant: try it first.
-    const order = plainOk && this.options.insecure ? [`http://${this.host}`, https] : plainOk ? [https, `http://${this.host}`] : [https];
+    const order = this.explicitlyInsecure() ? [`http://${this.host}`, https] : plainOk ? [https, `http://${this.host}`] : [https];
     let lastErr: unknown;
     for (const base of order) {
       try {
@@ -176,6 +184,14 @@ export class RegistryClient {
         if (res.statusCode === 401) this.noteChallenge(res.headers);
         return base;
       } catch (err) {
+        // A certificate that does not verify is an answer, not an absence of TLS: never
+        // fall back to plain HTTP over it.
+        if (base.startsWith('https:') && isCertificateError(err)) {
+          throw new FerryError('TLS_VERIFY_FAILED', `registry ${this.registry}: TLS certificate not trusted (${errorMessage(err)})`, {
+            cause: err,
+            hint: `give its CA with --ca-file, or put it in /etc/docker/certs.d/${this.host}/ca.crt; --insecure-registry ${this.host} skips verification`,
+          });
+        }
         lastErr = err;
       }
     }
@@ -447,6 +463,28 @@ export class RegistryClient {
   async close(): Promise<void> {
     if (this.agent) await (await this.agent).close();
   }
+}
+
+const CERT_ERROR_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'HOSTNAME_MISMATCH',
+]);
+
+function isCertificateError(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && CERT_ERROR_CODES.has(code)) return true;
+  }
+  return false;
 }
 
 function httpStatusText(status: number): string {

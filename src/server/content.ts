@@ -1,0 +1,168 @@
+/**
+ * What `ferry serve` serves, independent of where it is stored: repositories, their tags, and
+ * the manifests and blobs reachable from each repository's images. The HTTP side only ever
+ * talks to this interface; OCI layouts implement it (layout-content.ts), bundles will too.
+ *
+ * Everything a repository can hand out is decided when the content is opened: a repository
+ * serves only manifests and blobs reachable from its own images, never arbitrary store content.
+ */
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import { FerryError } from '../util/errors.js';
+
+/** Inclusive byte range, as in `Range: bytes=start-end`. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** The descriptor a tag points at. */
+export interface TagTarget {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+}
+
+export interface ServedManifest {
+  digest: Digest;
+  /** The media type the manifest is served with (its own mediaType, else how it was described). */
+  mediaType: string;
+  /** The exact stored bytes. */
+  bytes: Buffer;
+}
+
+export interface ServedBlob {
+  digest: Digest;
+  size: number;
+  /**
+   * Open the blob, or a byte range of it, for streaming. Resolves once the content is open, so
+   * a blob that vanished since start-up is reported before any response is committed
+   * (rejects with BlobGoneError).
+   */
+  open(range?: ByteRange): Promise<Readable>;
+}
+
+/** A descriptor in a referrers response (image-spec descriptor plus artifactType and annotations). */
+export interface ReferrerDescriptor {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export interface ServedContent {
+  /** For messages: `oci:/srv/store`. */
+  readonly description: string;
+  /** Things skipped while opening (unnamed images, broken manifests), for the operator. */
+  readonly warnings: readonly string[];
+  /** Repository names, sorted. */
+  repositories(): string[];
+  /** Tags of a repository, sorted; undefined when the repository does not exist. */
+  tags(repository: string): string[] | undefined;
+  resolveTag(repository: string, tag: string): TagTarget | undefined;
+  /** A manifest reachable from the repository's images, or undefined. */
+  manifest(repository: string, digest: Digest): Promise<ServedManifest | undefined>;
+  /** A blob (config, layer, or manifest) reachable from the repository's images and present, or undefined. */
+  blob(repository: string, digest: Digest): Promise<ServedBlob | undefined>;
+  /** Manifests in the repository whose `subject` is `subject`. */
+  referrers(repository: string, subject: Digest): ReferrerDescriptor[];
+  close(): Promise<void>;
+}
+
+/** A blob known at start-up could not be opened when it was asked for. */
+export class BlobGoneError extends FerryError {
+  constructor(readonly digest: string, options?: { cause?: unknown }) {
+    super('BLOB_MISSING', `blob ${digest} is no longer readable`, options);
+  }
+}
+
+/** Two sources serve one repository:tag with different content. */
+export class ServeConflictError extends FerryError {
+  constructor(message: string) {
+    super('SERVE_CONFLICT', message, {
+      hint: 'serve the sources separately, or use --scoped so that images from different registries get different repository names',
+    });
+  }
+}
+
+/** Sorted copy with a stable byte-wise order (tags and names are ASCII). */
+export function sortedNames(names: Iterable<string>): string[] {
+  return [...names].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * Serve several sources as one registry. A repository may span sources; a tag may be given by
+ * more than one source only if they agree on its digest (checked here, at start-up). Lookups
+ * go to the sources holding the repository, in the order given.
+ */
+export function mergeContent(sources: readonly ServedContent[]): ServedContent {
+  if (sources.length === 1) return sources[0]!;
+  const owners = new Map<string, ServedContent[]>();
+  for (const src of sources) {
+    for (const repo of src.repositories()) {
+      const list = owners.get(repo) ?? [];
+      list.push(src);
+      owners.set(repo, list);
+    }
+  }
+  const tagSets = new Map<string, string[]>();
+  for (const [repo, list] of owners) {
+    const seen = new Map<string, { digest: string; src: ServedContent }>();
+    for (const src of list) {
+      for (const tag of src.tags(repo) ?? []) {
+        const target = src.resolveTag(repo, tag);
+        if (!target) continue;
+        const prev = seen.get(tag);
+        if (prev && prev.digest !== target.digest) {
+          throw new ServeConflictError(
+            `${repo}:${tag} is ${prev.digest} in ${prev.src.description} but ${target.digest} in ${src.description}`,
+          );
+        }
+        if (!prev) seen.set(tag, { digest: target.digest, src });
+      }
+    }
+    tagSets.set(repo, sortedNames(seen.keys()));
+  }
+  const repos = sortedNames(owners.keys());
+  return {
+    description: sources.map((s) => s.description).join(', '),
+    warnings: sources.flatMap((s) => s.warnings),
+    repositories: () => [...repos],
+    tags: (repo) => {
+      const t = tagSets.get(repo);
+      return t ? [...t] : undefined;
+    },
+    resolveTag: (repo, tag) => {
+      for (const src of owners.get(repo) ?? []) {
+        const t = src.resolveTag(repo, tag);
+        if (t) return t;
+      }
+      return undefined;
+    },
+    manifest: async (repo, digest) => {
+      for (const src of owners.get(repo) ?? []) {
+        const m = await src.manifest(repo, digest);
+        if (m) return m;
+      }
+      return undefined;
+    },
+    blob: async (repo, digest) => {
+      for (const src of owners.get(repo) ?? []) {
+        const b = await src.blob(repo, digest);
+        if (b) return b;
+      }
+      return undefined;
+    },
+    referrers: (repo, subject) => {
+      const out = new Map<string, ReferrerDescriptor>();
+      for (const src of owners.get(repo) ?? []) {
+        for (const d of src.referrers(repo, subject)) if (!out.has(d.digest)) out.set(d.digest, d);
+      }
+      return [...out.values()];
+    },
+    close: async () => {
+      await Promise.all(sources.map((s) => s.close()));
+    },
+  };
+}

@@ -1,0 +1,77 @@
+/**
+ * Names on the serving side: the repository and tag grammar of the distribution API, and how
+ * an OCI layout's image names (`org.opencontainers.image.ref.name`) map to the repository:tag
+ * pairs a registry serves. Pure functions, no I/O.
+ */
+import { isDigest } from '../oci/digest.js';
+import { ANCHORED_TAG_RE } from '../ref/grammar.js';
+import { parseNormalizedNamed } from '../ref/reference.js';
+
+/** Upper bound on a repository name in the API, slashes included (distribution's limit). */
+export const MAX_REPOSITORY_LENGTH = 255;
+
+/** One path component: alphanumerics separated by ".", "_", "__" or runs of "-". */
+const COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+const REPOSITORY_RE = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`);
+
+/** A repository name as the distribution API accepts it in a URL (`library/nginx`). */
+export function isRepositoryName(s: string): boolean {
+  // The length check comes first so that the pattern only ever sees short input.
+  return s.length > 0 && s.length <= MAX_REPOSITORY_LENGTH && REPOSITORY_RE.test(s);
+}
+
+/** A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. */
+export function isTag(s: string): boolean {
+  return s.length <= 128 && ANCHORED_TAG_RE.test(s);
+}
+
+/** Where one index.json entry is served: a repository, and a tag unless it is named by digest only. */
+export interface ServedName {
+  repository: string;
+  tag: string | undefined;
+}
+
+export type NameResult =
+  | { kind: 'served'; name: ServedName }
+  /** A bare tag ("v1"), servable only under a repository given with the source. */
+  | { kind: 'bare-tag'; tag: string }
+  | { kind: 'invalid'; reason: string };
+
+/**
+ * Map an image name from a layout to the repository:tag it is served as.
+ *
+ * - A full reference `docker.io/library/nginx:1.25` is served as `library/nginx` tag `1.25`:
+ *   the registry host is dropped, as `skopeo sync` does. With `scoped` the host stays
+ *   (`docker.io/library/nginx`), lower-cased; a host with a port cannot be part of a
+ *   repository name, so such names are refused in scoped mode.
+ * - `name@sha256:…` makes the repository exist without a tag; `name:tag@sha256:…` is served
+ *   by its tag.
+ * - A bare tag (`v1`, `latest`) is reported as such: the caller decides the repository.
+ */
+export function servedName(refName: string, opts: { scoped?: boolean } = {}): NameResult {
+  if (isTag(refName)) return { kind: 'bare-tag', tag: refName };
+  let ref;
+  try {
+    ref = parseNormalizedNamed(refName);
+  } catch (err) {
+    return { kind: 'invalid', reason: (err as Error).message };
+  }
+  const tag = ref.tag;
+  if (tag === undefined && (ref.digest === undefined || !isDigest(ref.digest))) {
+    return { kind: 'invalid', reason: `${JSON.stringify(refName)} has neither a tag nor a digest` };
+  }
+  let repository = ref.path;
+  if (opts.scoped) {
+    repository = `${ref.domain.toLowerCase()}/${ref.path}`;
+    if (!isRepositoryName(repository)) {
+      return {
+        kind: 'invalid',
+        reason: `${JSON.stringify(refName)} cannot be served with --scoped: ${JSON.stringify(repository)} is not a valid repository name (a registry port or IPv6 address cannot be part of one)`,
+      };
+    }
+  }
+  if (!isRepositoryName(repository)) {
+    return { kind: 'invalid', reason: `${JSON.stringify(repository)} is not a valid repository name` };
+  }
+  return { kind: 'served', name: { repository, tag } };
+}

@@ -1,0 +1,507 @@
+/**
+ * `ferry serve`'s HTTP side: a read-only OCI distribution registry (distribution-spec v1.1
+ * pull and discovery endpoints) over ServedContent. Blobs are streamed from their files with
+ * flat memory; manifests are served as their exact stored bytes. Writes get 405 UNSUPPORTED.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { pipeline } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import { MediaType } from '../oci/mediatypes.js';
+import { FerryError, UsageError, errorMessage } from '../util/errors.js';
+import { BlobGoneError, mergeContent, type ServedContent } from './content.js';
+import { FailureThrottle, Htpasswd, parseBasicAuth } from './htpasswd.js';
+import { formatCommonLog, formatJsonLog, type AccessRecord } from './log.js';
+import { nextLink, paginate, parsePageRequest } from './pagination.js';
+import { contentRange, parseRange } from './range.js';
+import { matchRoute, type ApiError, type Route } from './routes.js';
+
+export const DEFAULT_LISTEN = '127.0.0.1:5000';
+
+export interface ServerLimits {
+  /** Connections accepted at once; more are dropped until one closes. */
+  maxConnections: number;
+  /** Bytes of request line plus headers. */
+  maxHeaderSize: number;
+  /** Time allowed to receive the request headers. */
+  headersTimeoutMs: number;
+  /** Time allowed to receive a whole request. */
+  requestTimeoutMs: number;
+  /** How long an idle keep-alive connection is kept. */
+  keepAliveTimeoutMs: number;
+  /** A connection on which nothing moves for this long (a stalled reader) is closed. */
+  idleTimeoutMs: number;
+  /** On close(), how long in-flight requests may finish before connections are cut. */
+  closeGraceMs: number;
+  /** Authentication failures allowed per client address and window, then 429. */
+  authFailures: number;
+  authFailureWindowMs: number;
+}
+
+export const DEFAULT_LIMITS: ServerLimits = {
+  maxConnections: 512,
+  maxHeaderSize: 16 * 1024,
+  headersTimeoutMs: 20_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 30_000,
+  idleTimeoutMs: 120_000,
+  closeGraceMs: 5_000,
+  authFailures: 10,
+  authFailureWindowMs: 60_000,
+};
+
+export interface ServerOptions {
+  sources: ServedContent[];
+  /** HOST:PORT ([v6]:PORT for IPv6); default 127.0.0.1:5000; port 0 picks a free port. */
+  listen?: string;
+  /** PEM certificate (chain) and key: serve HTTPS. */
+  tls?: { cert: string; key: string };
+  /** htpasswd file with bcrypt entries: require HTTP Basic authentication. */
+  htpasswd?: string;
+  /** Receives one access log line per request. */
+  log?: (line: string) => void;
+  /** Log lines as JSON objects instead of common log format. */
+  json?: boolean;
+  limits?: Partial<ServerLimits>;
+}
+
+export interface RunningServer {
+  /** `http://127.0.0.1:5000`: what clients use. */
+  url: string;
+  host: string;
+  port: number;
+  /** Stop accepting, let in-flight requests finish (up to closeGraceMs), then close. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Parse `HOST:PORT`, `[IPV6]:PORT` or `:PORT` (all IPv4 interfaces). */
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(s);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new UsageError(`invalid listen address ${JSON.stringify(s)}: want HOST:PORT, e.g. 127.0.0.1:5000, 0.0.0.0:5000 or [::1]:5000`);
+  }
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+const READ_METHODS = new Set(['GET', 'HEAD']);
+
+interface Ctx {
+  content: ServedContent;
+  auth: Htpasswd | undefined;
+  throttle: FailureThrottle;
+  closing: boolean;
+}
+
+/** Per-request state the access log needs. */
+interface Exchange {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+  user: string | undefined;
+  bytes: number;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+  const content = mergeContent(opts.sources);
+  const ctx: Ctx = {
+    content,
+    auth: opts.htpasswd !== undefined ? await Htpasswd.load(opts.htpasswd) : undefined,
+    throttle: new FailureThrottle(limits.authFailures, limits.authFailureWindowMs),
+    closing: false,
+  };
+  const format = opts.json ? formatJsonLog : formatCommonLog;
+  const log = opts.log;
+
+  const serverOptions: http.ServerOptions = {
+    maxHeaderSize: limits.maxHeaderSize,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAlive: true,
+    connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+  };
+  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const ex: Exchange = { req, res, user: undefined, bytes: 0 };
+    const started = performance.now();
+    const time = new Date();
+    res.once('close', () => {
+      // While shutting down, a connection is let go as soon as its last response is done.
+      if (ctx.closing) server.closeIdleConnections();
+      if (log) {
+        log(
+          format({
+            remote: remoteAddress(req.socket),
+            user: ex.user,
+            time,
+            method: req.method ?? '',
+            target: req.url ?? '',
+            protocol: `HTTP/${req.httpVersion}`,
+            status: res.statusCode,
+            bytes: ex.bytes,
+            durationMs: performance.now() - started,
+            userAgent: req.headers['user-agent'],
+          }),
+        );
+      }
+    });
+    handle(ctx, ex).catch((err: unknown) => {
+      if (!res.headersSent) {
+        sendError(ex, { status: 500, code: 'UNKNOWN', message: `internal error: ${errorMessage(err)}` });
+      } else {
+        res.destroy(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  };
+  let server: http.Server;
+  try {
+    server = opts.tls
+      ? https.createServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, listener)
+      : http.createServer(serverOptions, listener);
+  } catch (err) {
+    throw new FerryError('TLS_INVALID', `cannot use the TLS certificate and key: ${errorMessage(err)}`, { cause: err });
+  }
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.maxConnections = limits.maxConnections;
+  server.setTimeout(limits.idleTimeoutMs);
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const [status, reason] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large']
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? [408, 'Request Timeout']
+          : [400, 'Bad Request'];
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    log?.(
+      format({
+        remote: remoteAddress(socket),
+        user: undefined,
+        time: new Date(),
+        method: '',
+        target: '',
+        protocol: '',
+        status,
+        bytes: 0,
+        durationMs: 0,
+      }),
+    );
+  });
+  // Failed TLS handshakes (plain HTTP to the HTTPS port, distrusted certificate) end the
+  // connection; there is no request to answer or log.
+  server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => {
+        server.off('listening', onListening);
+        reject(err);
+      };
+      const onListening = (): void => {
+        server.off('error', onError);
+        resolve();
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen({ host, port });
+    });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'EADDRINUSE' ? 'the address is already in use' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    throw new FerryError('LISTEN_FAILED', `cannot listen on ${urlHost(host)}:${port}: ${why}`, { cause: err });
+  }
+  const actualPort = (server.address() as AddressInfo).port;
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      ctx.closing = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const force = setTimeout(() => server.closeAllConnections(), limits.closeGraceMs);
+      force.unref();
+      await closed;
+      clearTimeout(force);
+      await content.close();
+    })();
+    return closing;
+  };
+
+  return {
+    url: `${opts.tls ? 'https' : 'http'}://${urlHost(host)}:${actualPort}`,
+    host,
+    port: actualPort,
+    close,
+  };
+}
+
+function remoteAddress(socket: Socket): string {
+  const a = socket.remoteAddress ?? '-';
+  return a.startsWith('::ffff:') ? a.slice('::ffff:'.length) : a;
+}
+
+// ---------------------------------------------------------------------------------------
+// Request handling
+
+async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
+  const { req, res } = ex;
+  res.setHeader('Docker-Distribution-API-Version', 'registry/2.0');
+  res.setHeader('X-Content-Type-Options', 'nosniff');
+  if (ctx.closing) res.setHeader('Connection', 'close');
+
+  if (ctx.auth && !(await authenticate(ctx, ctx.auth, ex))) return;
+
+  const method = req.method ?? '';
+  if (!READ_METHODS.has(method)) {
+    res.setHeader('Allow', 'GET, HEAD');
+    sendError(ex, {
+      status: 405,
+      code: 'UNSUPPORTED',
+      message: `this is a read-only registry: ${method} is not supported (push to a writable registry, e.g. with ferry load)`,
+      detail: { method },
+    });
+    return;
+  }
+
+  const raw = req.url ?? '';
+  const q = raw.indexOf('?');
+  const path = q === -1 ? raw : raw.slice(0, q);
+  const query = new URLSearchParams(q === -1 ? '' : raw.slice(q + 1));
+  const matched = matchRoute(path);
+  if (!matched.ok) {
+    sendError(ex, matched.error);
+    return;
+  }
+  const route = matched.route;
+  switch (route.kind) {
+    case 'base':
+      sendJson(ex, 200, {});
+      return;
+    case 'catalog':
+      listing(ex, query, '/v2/_catalog', ctx.content.repositories(), (items) => ({ repositories: items }));
+      return;
+    case 'upload':
+      res.setHeader('Allow', 'GET, HEAD');
+      sendError(ex, {
+        status: 405,
+        code: 'UNSUPPORTED',
+        message: 'this is a read-only registry: blob uploads are not supported',
+        detail: { name: route.name },
+      });
+      return;
+    default:
+      break;
+  }
+  // Every remaining route names a repository.
+  const tags = ctx.content.tags(route.name);
+  if (tags === undefined) {
+    sendError(ex, { status: 404, code: 'NAME_UNKNOWN', message: `repository ${route.name} is not known to this registry`, detail: { name: route.name } });
+    return;
+  }
+  switch (route.kind) {
+    case 'tags':
+      listing(ex, query, `/v2/${route.name}/tags/list`, tags, (items) => ({ name: route.name, tags: items }));
+      return;
+    case 'manifest':
+      await serveManifest(ctx, ex, route);
+      return;
+    case 'blob':
+      await serveBlob(ctx, ex, route.name, route.digest);
+      return;
+    case 'referrers':
+      serveReferrers(ctx, ex, route.name, route.digest, query);
+      return;
+  }
+}
+
+/** True when the request may proceed; otherwise the response (401 or 429) has been sent. */
+async function authenticate(ctx: Ctx, auth: Htpasswd, ex: Exchange): Promise<boolean> {
+  const addr = remoteAddress(ex.req.socket);
+  const wait = ctx.throttle.retryAfter(addr);
+  if (wait > 0) {
+    ex.res.setHeader('Retry-After', String(wait));
+    sendError(ex, { status: 429, code: 'TOOMANYREQUESTS', message: `too many failed logins from ${addr}; retry in ${wait}s` });
+    return false;
+  }
+  const creds = parseBasicAuth(ex.req.headers.authorization);
+  if (creds && (await auth.verify(creds.user, creds.password))) {
+    ctx.throttle.succeed(addr);
+    ex.user = creds.user;
+    return true;
+  }
+  if (creds) ctx.throttle.fail(addr);
+  ex.res.setHeader('WWW-Authenticate', 'Basic realm="ferry"');
+  sendError(ex, {
+    status: 401,
+    code: 'UNAUTHORIZED',
+    message: creds ? 'authentication failed: wrong user name or password' : 'authentication required',
+  });
+  return false;
+}
+
+type ManifestRoute = Extract<Route, { kind: 'manifest' }>;
+
+async function serveManifest(ctx: Ctx, ex: Exchange, route: ManifestRoute): Promise<void> {
+  let digest: Digest;
+  if (route.tag !== undefined) {
+    const target = ctx.content.resolveTag(route.name, route.tag);
+    if (!target) {
+      sendError(ex, { status: 404, code: 'MANIFEST_UNKNOWN', message: `manifest unknown: ${route.name}:${route.tag}`, detail: { name: route.name, tag: route.tag } });
+      return;
+    }
+    digest = target.digest;
+  } else {
+    digest = route.digest;
+  }
+  const m = await ctx.content.manifest(route.name, digest);
+  if (!m) {
+    sendError(ex, {
+      status: 404,
+      code: 'MANIFEST_UNKNOWN',
+      message: `manifest unknown: ${route.name}@${digest}`,
+      detail: { name: route.name, ...(route.tag !== undefined ? { tag: route.tag } : {}), digest },
+    });
+    return;
+  }
+  const res = ex.res;
+  res.setHeader('Docker-Content-Digest', m.digest);
+  res.setHeader('ETag', `"${m.digest}"`);
+  if (notModified(ex, m.digest)) return;
+  res.setHeader('Content-Type', m.mediaType);
+  res.setHeader('Content-Length', m.bytes.length);
+  res.statusCode = 200;
+  endWith(ex, m.bytes);
+}
+
+async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): Promise<void> {
+  const blob = await ctx.content.blob(name, digest);
+  if (!blob) {
+    sendError(ex, { status: 404, code: 'BLOB_UNKNOWN', message: `blob unknown to repository ${name}: ${digest}`, detail: { name, digest } });
+    return;
+  }
+  const { req, res } = ex;
+  res.setHeader('Docker-Content-Digest', digest);
+  res.setHeader('ETag', `"${digest}"`);
+  res.setHeader('Accept-Ranges', 'bytes');
+  // Content-addressed: the bytes behind a digest never change.
+  res.setHeader('Cache-Control', 'max-age=31536000');
+  if (notModified(ex, digest)) return;
+
+  const ifRange = req.headers['if-range'];
+  const rangeHeader = ifRange === undefined || ifRange === `"${digest}"` ? req.headers.range : undefined;
+  const range = parseRange(rangeHeader, blob.size);
+  if (range.kind === 'unsatisfiable') {
+    res.setHeader('Content-Range', `bytes */${blob.size}`);
+    sendError(ex, { status: 416, code: 'RANGE_INVALID', message: `range ${JSON.stringify(rangeHeader)} is not satisfiable for a blob of ${blob.size} bytes`, detail: { size: blob.size } });
+    return;
+  }
+  const partial = range.kind === 'partial' ? { start: range.start, end: range.end } : undefined;
+  const length = partial ? partial.end - partial.start + 1 : blob.size;
+  if (req.method === 'HEAD' || length === 0) {
+    writeBlobHead(ex, blob.size, partial, length);
+    res.end();
+    return;
+  }
+  let stream;
+  try {
+    stream = await blob.open(partial);
+  } catch (err) {
+    if (err instanceof BlobGoneError) {
+      sendError(ex, { status: 404, code: 'BLOB_UNKNOWN', message: `blob unknown to repository ${name}: ${digest}`, detail: { name, digest } });
+      return;
+    }
+    throw err;
+  }
+  writeBlobHead(ex, blob.size, partial, length);
+  stream.on('data', (chunk: Buffer) => {
+    ex.bytes += chunk.length;
+  });
+  // pipeline destroys the file stream (closing its descriptor) when the client goes away.
+  pipeline(stream, res, () => {});
+}
+
+function writeBlobHead(ex: Exchange, size: number, partial: { start: number; end: number } | undefined, length: number): void {
+  const res = ex.res;
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Content-Length', length);
+  if (partial) {
+    res.setHeader('Content-Range', contentRange(partial.start, partial.end, size));
+    res.statusCode = 206;
+  } else {
+    res.statusCode = 200;
+  }
+}
+
+function serveReferrers(ctx: Ctx, ex: Exchange, name: string, subject: Digest, query: URLSearchParams): void {
+  const artifactType = query.get('artifactType') ?? '';
+  let manifests = ctx.content.referrers(name, subject);
+  if (artifactType !== '') {
+    manifests = manifests.filter((d) => d.artifactType === artifactType);
+    ex.res.setHeader('OCI-Filters-Applied', 'artifactType');
+  }
+  sendJson(ex, 200, { schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }, MediaType.OciIndex);
+}
+
+function listing(
+  ex: Exchange,
+  query: URLSearchParams,
+  path: string,
+  all: string[],
+  body: (items: string[]) => Record<string, unknown>,
+): void {
+  const req = parsePageRequest(query);
+  if ('status' in req) {
+    sendError(ex, req);
+    return;
+  }
+  const page = paginate(all, req);
+  if (page.next !== undefined && req.n !== undefined) ex.res.setHeader('Link', nextLink(path, page.next, req.n));
+  sendJson(ex, 200, body(page.items));
+}
+
+/** If-None-Match on content-addressed responses: 304 when the client has this digest. */
+function notModified(ex: Exchange, digest: string): boolean {
+  const inm = ex.req.headers['if-none-match'];
+  if (inm === undefined) return false;
+  const hit = inm.split(',').some((t) => {
+    const v = t.trim().replace(/^W\//, '');
+    return v === '*' || v === `"${digest}"`;
+  });
+  if (!hit) return false;
+  ex.res.statusCode = 304;
+  ex.res.end();
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses
+
+function endWith(ex: Exchange, body: Buffer): void {
+  if (ex.req.method !== 'HEAD') ex.bytes += body.length;
+  ex.res.end(ex.req.method === 'HEAD' ? undefined : body);
+}
+
+function sendJson(ex: Exchange, status: number, value: unknown, contentType = 'application/json'): void {
+  const body = Buffer.from(JSON.stringify(value));
+  ex.res.statusCode = status;
+  ex.res.setHeader('Content-Type', contentType);
+  ex.res.setHeader('Content-Length', body.length);
+  endWith(ex, body);
+}
+
+/** An error in the distribution API's shape: `{"errors":[{"code","message","detail"}]}`. */
+function sendError(ex: Exchange, e: ApiError): void {
+  // Headers meant for a successful answer must not leak onto an error.
+  for (const h of ['Docker-Content-Digest', 'ETag', 'Cache-Control']) ex.res.removeHeader(h);
+  sendJson(ex, e.status, { errors: [{ code: e.code, message: e.message, detail: e.detail ?? {} }] });
+}
