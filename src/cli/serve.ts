@@ -172,10 +172,14 @@ function report(
     return;
   }
   const extras = [server.url.startsWith('https:') ? 'TLS' : undefined, auth ? 'basic auth' : undefined].filter(Boolean);
-  out(`Serving ${server.url} (read-only${extras.length ? `, ${extras.join(', ')}` : ''}): ${names.length} repositories, ${tagCount} tags\n`);
+  out(`Serving ${server.url} (read-only${extras.length ? `, ${extras.join(', ')}` : ''}): ${plural(names.length, 'repository', 'repositories')}, ${plural(tagCount, 'tag', 'tags')}\n`);
   for (const name of names) {
     const tags = repos.get(name)!;
     if (tags.length === 0) out(`  ${name} (no tags; by digest only)\n`);
     for (const t of tags) out(`  ${name}:${t.tag}  ${t.digest}\n`);
   }
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
 }

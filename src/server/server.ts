@@ -132,13 +132,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const ex: Exchange = { req, res, user: undefined, bytes: 0 };
     const started = performance.now();
     const time = new Date();
+    // Read now: once the connection is gone the socket no longer knows its peer.
+    const remote = remoteAddress(req.socket);
     res.once('close', () => {
       // While shutting down, a connection is let go as soon as its last response is done.
       if (ctx.closing) server.closeIdleConnections();
       if (log) {
         log(
           format({
-            remote: remoteAddress(req.socket),
+            remote,
             user: ex.user,
             time,
             method: req.method ?? '',
@@ -267,7 +269,7 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
     sendError(ex, {
       status: 405,
       code: 'UNSUPPORTED',
-      message: `this is a read-only registry: ${method} is not supported (push to a writable registry, e.g. with ferry load)`,
+      message: `this is a read-only registry: ${method} is not supported`,
       detail: { method },
     });
     return;

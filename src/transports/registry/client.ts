@@ -181,6 +181,12 @@ export class RegistryClient {
           headersTimeout: 15_000,
         });
         await res.body.dump();
+        // A TLS port answering plain HTTP says 400 ("Client sent an HTTP request to an HTTPS
+        // server"): that is not the registry, try the next scheme.
+        if (res.statusCode === 400 && base.startsWith('http:')) {
+          lastErr = new Error(`plain HTTP to ${this.host} answered 400 (a TLS port?)`);
+          continue;
+        }
         if (res.statusCode === 401) this.noteChallenge(res.headers);
         return base;
       } catch (err) {
