@@ -97,7 +97,7 @@ export async function executeCopy(
       onResume: (offset, reason) => emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
     });
     const counter = new ProgressCounter((n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }));
-    const written = await store.putBlob(desc, stream.pipe(counter), what);
+    const written = await store.putBlob(desc, stream, what, [counter]);
     stats.fetched++;
     stats.bytesFetched += written;
     emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: written, total: written });

@@ -17,7 +17,7 @@ export function parsePageRequest(query: URLSearchParams): PageRequest | ApiError
   const last = query.get('last') ?? undefined;
   let n: number | undefined;
   if (rawN !== null && rawN !== '') {
-    if (!/^\d{1,9}$/.test(rawN)) {
+    if (!/^\d+$/.test(rawN)) {
       return {
         status: 400,
         code: 'PAGINATION_NUMBER_INVALID',

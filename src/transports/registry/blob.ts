@@ -8,7 +8,7 @@ import type { Descriptor } from '../../oci/manifest.js';
 import { FerryError, errorMessage } from '../../util/errors.js';
 import { header, type RegistryClient } from './client.js';
 import { pullScope } from './manifest.js';
-import { DEFAULT_RETRY, backoffDelay, isRetryableNetworkError, wait } from './retry.js';
+import { backoffDelay, isRetryableNetworkError, wait } from './retry.js';
 
 export interface BlobFetchOptions {
   signal?: AbortSignal;
@@ -30,7 +30,7 @@ export class TruncatedBlobError extends FerryError {
 
 /** Open a blob as a stream of its bytes from offset 0, resuming transparently. */
 export function openBlob(client: RegistryClient, repo: string, desc: Descriptor, opts: BlobFetchOptions): Readable {
-  const maxResumes = opts.maxResumes ?? 5;
+  const maxResumes = opts.maxResumes ?? client.policy.maxAttempts - 1;
   async function* chunks(): AsyncGenerator<Buffer> {
     let offset = 0;
     let resumes = 0;
@@ -87,7 +87,7 @@ export function openBlob(client: RegistryClient, repo: string, desc: Descriptor,
         throw new TruncatedBlobError(opts.what, offset, desc.size, { cause: failure });
       }
       opts.onResume?.(offset, failure === undefined ? 'body ended early' : errorMessage(failure));
-      await wait(backoffDelay(DEFAULT_RETRY, resumes++), opts.signal);
+      await wait(backoffDelay(client.policy, resumes++), opts.signal);
     }
   }
   return Readable.from(chunks(), { objectMode: false });

@@ -104,7 +104,7 @@ export class RegistryClient {
   readonly registry: string;
   private readonly host: string;
   private readonly options: RegistryClientOptions;
-  private readonly policy: RetryPolicy;
+  readonly policy: RetryPolicy;
   private agent: Promise<Agent> | undefined;
   private base: Promise<string> | undefined;
   private readonly tokens = new Map<string, CachedToken>();
