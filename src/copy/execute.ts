@@ -4,7 +4,6 @@
  * manifests (children first) and finally its index.json entry, so a name only ever points
  * at complete content.
  */
-import { Transform, type TransformCallback } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
@@ -37,26 +36,6 @@ export interface CopyReport {
   images: ImageResult[];
   blobs: { total: number; fetched: number; skipped: number; failed: number; bytesFetched: number; bytesSkipped: number };
   durationMs: number;
-}
-
-class ProgressCounter extends Transform {
-  private bytes = 0;
-  private last = 0;
-  constructor(private readonly onBytes: (n: number) => void) {
-    super();
-  }
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes - this.last >= 256 * 1024) {
-      this.onBytes(this.bytes);
-      this.last = this.bytes;
-    }
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    this.onBytes(this.bytes);
-    cb();
-  }
 }
 
 export async function executeCopy(
@@ -96,8 +75,7 @@ export async function executeCopy(
       ...(opts.signal ? { signal: opts.signal } : {}),
       onResume: (offset, reason) => emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
     });
-    const counter = new ProgressCounter((n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }));
-    const written = await store.putBlob(desc, stream, what, [counter]);
+    const written = await store.putBlob(desc, stream, what, (n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }));
     stats.fetched++;
     stats.bytesFetched += written;
     emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: written, total: written });

@@ -56,6 +56,8 @@ export interface VerifierOptions {
   /** Bytes already hashed before this stream (resume): pass the hash state and count. */
   resume?: { hash: Hash; bytes: number };
   what: string;
+  /** Called with the running byte count, at most every 256 KiB and at the end. */
+  onProgress?: (bytes: number) => void;
 }
 
 /**
@@ -66,6 +68,7 @@ export interface VerifierOptions {
 export class DigestVerifier extends Transform {
   private readonly hash: Hash;
   private bytes: number;
+  private reported = 0;
   private readonly expected: VerifierOptions;
 
   constructor(options: VerifierOptions) {
@@ -87,10 +90,15 @@ export class DigestVerifier extends Transform {
       return;
     }
     this.hash.update(chunk);
+    if (this.expected.onProgress && this.bytes - this.reported >= 256 * 1024) {
+      this.reported = this.bytes;
+      this.expected.onProgress(this.bytes);
+    }
     cb(null, chunk);
   }
 
   override _flush(cb: TransformCallback): void {
+    this.expected.onProgress?.(this.bytes);
     const size = this.expected.size;
     if (size !== undefined && size >= 0 && this.bytes !== size) {
       cb(new SizeMismatchError(size, this.bytes, this.expected.what));

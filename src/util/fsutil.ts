@@ -1,11 +1,10 @@
 /** Atomic file writes: temp file beside the target, fsync, rename, fsync the directory. */
-import { createWriteStream } from 'node:fs';
+import fs from 'node:fs';
 import { open, rename, rm, mkdir, stat } from 'node:fs/promises';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable, Transform } from 'node:stream';
+import { Writable, type Readable, type Transform } from 'node:stream';
 
 export function tempNameFor(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
@@ -51,20 +50,103 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string,
 export async function streamToFileAtomic(target: string, source: Readable, transforms: Transform[] = []): Promise<number> {
   await mkdir(path.dirname(target), { recursive: true });
   const tmp = tempNameFor(target);
-  // flush: the descriptor is fsynced before it is closed, and pipeline() waits for 'close'.
-  const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true, highWaterMark: 1024 * 1024 });
+  const out = new FileSink(tmp);
   try {
     await pipeline([source, ...transforms, out]);
-    if (!out.closed) await once(out, 'close');
     await rename(tmp, target);
   } catch (err) {
     source.destroy();
     out.destroy();
-    if (!out.closed) await once(out, 'close').catch(() => {});
+    await out.fdClosed;
     await rm(tmp, { force: true });
     throw err;
   }
   return out.bytesWritten;
+}
+
+/**
+ * A file writer for large sequential streams: chunks that arrive while a write is in flight
+ * are written together with one writev (fs.WriteStream issues one threadpool write per chunk,
+ * which measured at half the throughput), and the file is fsynced before 'finish'.
+ */
+export class FileSink extends Writable {
+  private fd: number | undefined;
+  bytesWritten = 0;
+  /** Settles once the descriptor is closed (after success or failure). */
+  readonly fdClosed: Promise<void>;
+  private markClosed!: () => void;
+
+  constructor(private readonly file: string) {
+    super({ highWaterMark: 4 * 1024 * 1024 });
+    this.fdClosed = new Promise((resolve) => (this.markClosed = resolve));
+  }
+
+  override _construct(cb: (err?: Error | null) => void): void {
+    fs.open(this.file, 'wx', 0o644, (err, fd) => {
+      if (err) {
+        this.markClosed();
+        cb(err);
+        return;
+      }
+      this.fd = fd;
+      cb();
+    });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.writeAll([chunk], cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    this.writeAll(
+      chunks.map((c) => c.chunk),
+      cb,
+    );
+  }
+
+  private writeAll(buffers: Buffer[], cb: (err?: Error | null) => void): void {
+    fs.writev(this.fd!, buffers, (err, written) => {
+      if (err) return cb(err);
+      this.bytesWritten += written;
+      const total = buffers.reduce((n, b) => n + b.length, 0);
+      if (written === total) return cb();
+      // Short write: continue with what is left.
+      let skip = written;
+      const rest: Buffer[] = [];
+      for (const b of buffers) {
+        if (skip >= b.length) skip -= b.length;
+        else {
+          rest.push(skip > 0 ? b.subarray(skip) : b);
+          skip = 0;
+        }
+      }
+      this.writeAll(rest, cb);
+    });
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    fs.fsync(this.fd!, (err) => {
+      if (err) return cb(err);
+      fs.close(this.fd!, (closeErr) => {
+        this.fd = undefined;
+        this.markClosed();
+        cb(closeErr);
+      });
+    });
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.fd === undefined) {
+      this.markClosed();
+      return cb(err);
+    }
+    const fd = this.fd;
+    this.fd = undefined;
+    fs.close(fd, () => {
+      this.markClosed();
+      cb(err);
+    });
+  }
 }
 
 export async function fileSize(p: string): Promise<number | undefined> {

@@ -6,7 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable, Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import { DigestVerifier, hex, isDigest, sha256, verifyBytes, type Digest } from '../../oci/digest.js';
 import { DescriptorSchema, MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
@@ -180,9 +180,9 @@ export class OciLayout {
   }
 
   /** Store a blob from a stream, verified against desc while streaming; atomic. */
-  async putBlob(desc: { digest: string; size: number }, source: Readable, what: string, observers: Transform[] = []): Promise<number> {
-    const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what });
-    return streamToFileAtomic(this.blobPath(desc.digest), source, [...observers, verifier]);
+  async putBlob(desc: { digest: string; size: number }, source: Readable, what: string, onProgress?: (bytes: number) => void): Promise<number> {
+    const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what, ...(onProgress ? { onProgress } : {}) });
+    return streamToFileAtomic(this.blobPath(desc.digest), source, [verifier]);
   }
 
   async putBytes(bytes: Uint8Array, expected?: Digest): Promise<Digest> {

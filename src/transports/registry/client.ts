@@ -3,9 +3,9 @@
  * bearer tokens with scopes and expiry, identity and registry tokens), retries, and error
  * mapping. Everything above this (manifests, blobs) speaks in paths and scopes only.
  */
-import { Agent, request, type Dispatcher } from 'undici';
 import { z } from 'zod';
-import type { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+import { HttpPool, drain, type HttpResponse } from './http.js';
 import { isIP } from 'node:net';
 import type { Credential, CredentialSource } from '../../auth/index.js';
 import { parseWWWAuthenticate, type Challenge } from '../../auth/index.js';
@@ -61,7 +61,7 @@ export interface RegistryRequest {
 export interface RegistryResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Readable & Dispatcher.BodyMixin;
+  body: IncomingMessage;
   url: string;
 }
 
@@ -105,7 +105,7 @@ export class RegistryClient {
   private readonly host: string;
   private readonly options: RegistryClientOptions;
   readonly policy: RetryPolicy;
-  private agent: Promise<Agent> | undefined;
+  private agent: Promise<HttpPool> | undefined;
   private base: Promise<string> | undefined;
   private readonly tokens = new Map<string, CachedToken>();
   private readonly tokenFetches = new Map<string, Promise<CachedToken>>();
@@ -120,23 +120,20 @@ export class RegistryClient {
     this.policy = { ...DEFAULT_RETRY, ...options.retry };
   }
 
-  private getAgent(): Promise<Agent> {
+  private getAgent(): Promise<HttpPool> {
     this.agent ??= (async () => {
       const tls = await loadTlsMaterial(this.host, {
         ...(this.options.caFiles ? { caFiles: this.options.caFiles } : {}),
         ...(this.options.certsDirs ? { certsDirs: this.options.certsDirs } : {}),
       });
-      return new Agent({
-        connections: this.options.connections ?? 16,
-        keepAliveTimeout: 30_000,
-        headersTimeout: 60_000,
-        bodyTimeout: 120_000,
-        connect: {
-          ca: tls.ca,
-          ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
-          // --insecure / --insecure-registry: like skopeo's --tls-verify=false.
-          ...(this.explicitlyInsecure() ? { rejectUnauthorized: false } : {}),
-        },
+      return new HttpPool({
+        maxSockets: this.options.connections ?? 16,
+        headersTimeoutMs: 60_000,
+        idleTimeoutMs: 120_000,
+        ca: tls.ca,
+        ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
+        // --insecure / --insecure-registry: like skopeo's --tls-verify=false.
+        ...(this.explicitlyInsecure() ? { rejectUnauthorized: false } : {}),
       });
     })();
     return this.agent;
@@ -169,18 +166,19 @@ export class RegistryClient {
     const agent = await this.getAgent();
     const plainOk = this.plainHttpAllowed();
     // For an explicitly insecure registry, plain HTTP is what the user meant: try it first.
-    const order = this.explicitlyInsecure() ? [`http://${this.host}`, https] : plainOk ? [https, `http://${this.host}`] : [https];
+    // Plain HTTP first where it is allowed anyway (loopback, --insecure): a TLS port answers it
+    // with 400 and we move on, which is cheaper than a failed TLS handshake the other way round.
+    const order = plainOk ? [`http://${this.host}`, https] : [https];
     let lastErr: unknown;
     for (const base of order) {
       try {
-        const res = await request(`${base}/v2/`, {
+        const res = await agent.request(`${base}/v2/`, {
           method: 'GET',
-          dispatcher: agent,
           headers: { 'user-agent': USER_AGENT },
           ...(signal ? { signal } : {}),
-          headersTimeout: 15_000,
+          headersTimeoutMs: 15_000,
         });
-        await res.body.dump();
+        await drain(res.body);
         // A TLS port answering plain HTTP says 400 ("Client sent an HTTP request to an HTTPS
         // server"): that is not the registry, try the next scheme.
         if (res.statusCode === 400 && base.startsWith('http:')) {
@@ -285,7 +283,7 @@ export class RegistryClient {
     const service = ch.params.service;
     const scopes = scope ? [scope] : [];
     const agent = await this.getAgent();
-    let res: Dispatcher.ResponseData;
+    let res: HttpResponse;
     const started = Date.now();
     let attempt = 0;
     for (;;) {
@@ -295,9 +293,8 @@ export class RegistryClient {
           const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: cred.token, client_id: 'ferry' });
           if (service) form.set('service', service);
           if (scopes.length) form.set('scope', scopes.join(' '));
-          res = await request(realmUrl, {
+          res = await agent.request(realmUrl, {
             method: 'POST',
-            dispatcher: agent,
             headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': USER_AGENT },
             body: form.toString(),
             ...(signal ? { signal } : {}),
@@ -311,7 +308,7 @@ export class RegistryClient {
           if (cred?.kind === 'basic') {
             headers.authorization = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
           }
-          res = await request(u, { method: 'GET', dispatcher: agent, headers, ...(signal ? { signal } : {}) });
+          res = await agent.request(u, { method: 'GET', headers, ...(signal ? { signal } : {}) });
         }
       } catch (err) {
         if (isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
@@ -324,7 +321,7 @@ export class RegistryClient {
         });
       }
       if (isRetryableStatus(res.statusCode) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
-        await res.body.dump();
+        await drain(res.body);
         await wait(backoffDelay(this.policy, attempt++, parseRetryAfter(res.headers['retry-after'])), signal);
         continue;
       }
@@ -373,11 +370,10 @@ export class RegistryClient {
         const auth = await this.authorization(req.scope, req.signal);
         if (auth) headers.authorization = auth;
       }
-      let res: Dispatcher.ResponseData;
+      let res: HttpResponse;
       try {
-        res = await request(url, {
+        res = await agent.request(url, {
           method: req.method,
-          dispatcher: agent,
           headers,
           ...(req.body !== undefined ? { body: req.body } : {}),
           ...(req.signal ? { signal: req.signal } : {}),
@@ -399,7 +395,7 @@ export class RegistryClient {
       const status = res.statusCode;
       if (status === 401 && sameOrigin && !authRetried) {
         authRetried = true;
-        await res.body.dump();
+        await drain(res.body);
         const before = this.challenge;
         this.noteChallenge(res.headers);
         // A fresh token for this scope: the old one may have expired or lacked the scope.
@@ -408,7 +404,7 @@ export class RegistryClient {
       }
       if (req.followRedirects && status >= 300 && status < 400 && status !== 304) {
         const loc = header(res.headers, 'location');
-        await res.body.dump();
+        await drain(res.body);
         if (!loc) throw new RegistryError('REGISTRY_PROTOCOL', `${req.what}: redirect without Location from ${redactUrl(url)}`, req.method, redactUrl(url), status, []);
         if (++redirects > 5) throw new RegistryError('REGISTRY_PROTOCOL', `${req.what}: too many redirects`, req.method, redactUrl(url), status, []);
         url = new URL(loc, url).toString();
@@ -418,7 +414,7 @@ export class RegistryClient {
         return { status, headers: res.headers, body: res.body, url };
       }
       if (isRetryableStatus(status) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
-        await res.body.dump();
+        await drain(res.body);
         const delayMs = backoffDelay(this.policy, attempt, parseRetryAfter(res.headers['retry-after']));
         this.options.onRetry?.({ method: req.method, url: redactUrl(url), attempt: attempt + 1, delayMs, reason: `HTTP ${status}` });
         attempt++;
@@ -429,7 +425,7 @@ export class RegistryClient {
     }
   }
 
-  private async errorFromResponse(req: RegistryRequest, url: string, res: Dispatcher.ResponseData): Promise<FerryError> {
+  private async errorFromResponse(req: RegistryRequest, url: string, res: HttpResponse): Promise<FerryError> {
     const status = res.statusCode;
     const text = req.method === 'HEAD' ? '' : await readCapped(res.body, MAX_ERROR_BODY).catch(() => '');
     let errors: RegistryErrorDetail[] = [];
@@ -467,7 +463,7 @@ export class RegistryClient {
   }
 
   async close(): Promise<void> {
-    if (this.agent) await (await this.agent).close();
+    if (this.agent) (await this.agent).close();
   }
 }
 
@@ -499,7 +495,7 @@ function httpStatusText(status: number): string {
 }
 
 /** Read a body as text, refusing more than `cap` bytes (error bodies, token replies). */
-export async function readCapped(body: Readable, cap: number): Promise<string> {
+export async function readCapped(body: NodeJS.ReadableStream & { destroy(): void }, cap: number): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {
@@ -514,7 +510,7 @@ export async function readCapped(body: Readable, cap: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-export async function readCappedBytes(body: Readable, cap: number, what: string): Promise<Buffer> {
+export async function readCappedBytes(body: NodeJS.ReadableStream & { destroy(): void }, cap: number, what: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {

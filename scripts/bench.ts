@@ -1,0 +1,139 @@
+/**
+ * npm run bench: ferry against skopeo on the same corpus, in the same run, as ratios.
+ *
+ * The corpus ('bench': 7 images sharing layers, ~410 MB of unique blobs, one 270 MB layer) is
+ * generated deterministically into .bench/corpus (cached), pushed with skopeo into a loopback
+ * docker-registry, and then each contender copies every image into a fresh OCI layout:
+ *   - skopeo: `skopeo copy --all --preserve-digests docker://… oci:DIR:NAME`, one image after
+ *     another (the loop people script today);
+ *   - ferry:  one `ferry pull` of the whole list.
+ * Each is run RUNS times, alternating, and the best time is kept. ferry's peak RSS is read from
+ * /proc (VmHWM) while it runs. A second `ferry pull` into the same store (nothing new) is timed
+ * against the first. Results go to .bench/results.json and, with --write-docs, into
+ * docs/benchmarks.md between the BENCH markers.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateCorpus } from './corpus/generate.js';
+import { pushCorpus } from './corpus/push.js';
+import { startRegistry } from '../test/harness/registry.js';
+import { cleanupHarness } from '../test/harness/temp.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const WORK = path.join(ROOT, '.bench');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+const RUNS = Number(process.env.BENCH_RUNS ?? 2);
+
+interface Timed {
+  ms: number;
+  peakRssBytes?: number;
+}
+
+function run(cmd: string, args: string[], opts: { trackRss?: boolean } = {}): Promise<Timed> {
+  return new Promise((resolve, reject) => {
+    const started = process.hrtime.bigint();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+    let peak = 0;
+    const poll = opts.trackRss
+      ? setInterval(() => {
+          readFile(`/proc/${child.pid}/status`, 'utf8').then(
+            (s) => {
+              const m = /VmHWM:\s+(\d+) kB/.exec(s);
+              if (m) peak = Math.max(peak, Number(m[1]) * 1024);
+            },
+            () => {},
+          );
+        }, 20)
+      : undefined;
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (poll) clearInterval(poll);
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr}`));
+      else resolve({ ms, ...(opts.trackRss ? { peakRssBytes: peak } : {}) });
+    });
+  });
+}
+
+const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
+const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+
+async function main(): Promise<void> {
+  if (!existsSync(CLI)) throw new Error('dist/cli/main.js is missing: npm run build');
+  await mkdir(WORK, { recursive: true });
+  const corpusDir = path.join(WORK, 'corpus');
+  const t0 = Date.now();
+  const corpus = await generateCorpus(corpusDir, 'bench');
+  console.log(`corpus: ${corpus.images.length} images, ${corpus.blobCount} blobs, ${mb(corpus.uniqueBlobBytes)} unique, largest layer ${mb(corpus.largestLayer.size)} (${s(Date.now() - t0)})`);
+
+  const reg = await startRegistry({ storageDir: path.join(WORK, 'registry') });
+  try {
+    await pushCorpus(corpusDir, corpus, reg.host, { insecure: true });
+    const refs = corpus.images.map((i) => `${reg.host}/${i.repo}:${i.tag}`);
+    const skopeoTimes: number[] = [];
+    const ferryRuns: Timed[] = [];
+    let second: Timed | undefined;
+    for (let i = 0; i < RUNS; i++) {
+      const sDir = path.join(WORK, 'skopeo-layout');
+      await rm(sDir, { recursive: true, force: true });
+      const started = Date.now();
+      for (const img of corpus.images) {
+        await run('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', '--src-tls-verify=false', '-q', `docker://${reg.host}/${img.repo}:${img.tag}`, `oci:${sDir}:${img.repo.replace(/\//g, '_')}_${img.tag}`]);
+      }
+      skopeoTimes.push(Date.now() - started);
+
+      const fDir = path.join(WORK, 'ferry-store');
+      await rm(fDir, { recursive: true, force: true });
+      ferryRuns.push(await run(process.execPath, [CLI, 'pull', '--json', '--store', fDir, ...refs], { trackRss: true }));
+      second = await run(process.execPath, [CLI, 'pull', '--json', '--store', fDir, ...refs], { trackRss: true });
+      console.log(`run ${i + 1}: skopeo loop ${s(skopeoTimes.at(-1)!)}, ferry pull ${s(ferryRuns.at(-1)!.ms)} (peak RSS ${mb(ferryRuns.at(-1)!.peakRssBytes ?? 0)}), second pull ${s(second.ms)}`);
+    }
+    const bestSkopeo = Math.min(...skopeoTimes);
+    const bestFerry = ferryRuns.reduce((a, b) => (b.ms < a.ms ? b : a));
+    const peak = Math.max(...ferryRuns.map((r) => r.peakRssBytes ?? 0), second?.peakRssBytes ?? 0);
+    const results = {
+      date: new Date().toISOString(),
+      machine: `${process.platform} ${process.arch}, node ${process.version}`,
+      corpus: { images: corpus.images.length, blobs: corpus.blobCount, uniqueBytes: corpus.uniqueBlobBytes, largestLayer: corpus.largestLayer.size },
+      pull: {
+        skopeoLoopMs: bestSkopeo,
+        ferryMs: bestFerry.ms,
+        speedup: bestSkopeo / bestFerry.ms,
+        ferryPeakRssBytes: peak,
+        secondPullMs: second!.ms,
+        secondPullFraction: second!.ms / bestFerry.ms,
+      },
+    };
+    await writeFile(path.join(WORK, 'results.json'), JSON.stringify(results, null, 2));
+    const table = [
+      `Measured ${results.date.slice(0, 10)} on ${results.machine}, best of ${RUNS} runs; corpus: ${results.corpus.images} images, ${results.corpus.blobs} blobs, ${mb(results.corpus.uniqueBytes)} unique, largest layer ${mb(results.corpus.largestLayer)}, served by docker-registry on loopback.`,
+      '',
+      '| measurement | skopeo | ferry | ratio | target |',
+      '| --- | --- | --- | --- | --- |',
+      `| pull every image into one OCI layout | ${s(bestSkopeo)} (copy loop) | ${s(bestFerry.ms)} | **${results.pull.speedup.toFixed(2)}x** faster | ≥ 2.5x |`,
+      `| ferry peak RSS during pull | | ${mb(peak)} | | < 200 MB |`,
+      `| second pull, nothing new | | ${s(second!.ms)} | **${(results.pull.secondPullFraction * 100).toFixed(1)}%** of the first | < 10% |`,
+    ].join('\n');
+    console.log('\n' + table + '\n');
+    if (process.argv.includes('--write-docs')) {
+      const doc = path.join(ROOT, 'docs', 'benchmarks.md');
+      const text = await readFile(doc, 'utf8');
+      const next = text.replace(/<!-- BENCH:pull -->[\s\S]*<!-- \/BENCH:pull -->/, `<!-- BENCH:pull -->\n${table}\n<!-- /BENCH:pull -->`);
+      await writeFile(doc, next);
+      console.log('docs/benchmarks.md updated');
+    }
+  } finally {
+    await reg.stop();
+    await cleanupHarness();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exitCode = 1;
+});

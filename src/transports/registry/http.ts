@@ -1,0 +1,116 @@
+/**
+ * A small HTTP/1.1 client on node:http/https with keep-alive pools, shaped like the subset of
+ * undici's request() ferry used. Measured on loopback, node:http delivers large bodies about
+ * twice as fast as undici 7 (docs/benchmarks.md), and blob bodies are most of what ferry moves.
+ */
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { FerryError } from '../../util/errors.js';
+
+export interface HttpPoolOptions {
+  ca?: string[];
+  cert?: string;
+  key?: string;
+  rejectUnauthorized?: boolean;
+  maxSockets?: number;
+  /** Time allowed for response headers. */
+  headersTimeoutMs?: number;
+  /** Time a body may stall without a byte. */
+  idleTimeoutMs?: number;
+}
+
+export interface HttpRequestOptions {
+  method: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  signal?: AbortSignal;
+  headersTimeoutMs?: number;
+}
+
+export interface HttpResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+}
+
+export class HttpTimeoutError extends FerryError {
+  constructor(message: string) {
+    super('ETIMEDOUT', message, { retryable: true });
+  }
+}
+
+/** Read and discard a body so its connection can be reused. */
+export async function drain(body: IncomingMessage): Promise<void> {
+  if (body.complete || body.destroyed) return;
+  body.resume();
+  await new Promise<void>((resolve) => {
+    body.once('end', resolve);
+    body.once('error', () => resolve());
+    body.once('close', resolve);
+  });
+}
+
+export class HttpPool {
+  private readonly httpAgent: http.Agent;
+  private readonly httpsAgent: https.Agent;
+  private readonly opts: HttpPoolOptions;
+
+  constructor(opts: HttpPoolOptions = {}) {
+    this.opts = opts;
+    const common = { keepAlive: true, maxSockets: opts.maxSockets ?? 16, scheduling: 'lifo' as const };
+    this.httpAgent = new http.Agent(common);
+    this.httpsAgent = new https.Agent({
+      ...common,
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      ...(opts.cert ? { cert: opts.cert, key: opts.key } : {}),
+      ...(opts.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+    });
+  }
+
+  request(url: string | URL, options: HttpRequestOptions): Promise<HttpResponse> {
+    const u = typeof url === 'string' ? new URL(url) : url;
+    const isHttps = u.protocol === 'https:';
+    if (!isHttps && u.protocol !== 'http:') {
+      return Promise.reject(new FerryError('UNSUPPORTED_URL', `unsupported URL scheme ${u.protocol}`));
+    }
+    const mod = isHttps ? https : http;
+    const headersTimeout = options.headersTimeoutMs ?? this.opts.headersTimeoutMs ?? 60_000;
+    const idleTimeout = this.opts.idleTimeoutMs ?? 120_000;
+    return new Promise<HttpResponse>((resolve, reject) => {
+      const headers: Record<string, string> = { ...options.headers };
+      if (options.body !== undefined) headers['content-length'] = String(Buffer.byteLength(options.body));
+      const req = mod.request(u, {
+        method: options.method,
+        headers,
+        agent: isHttps ? this.httpsAgent : this.httpAgent,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        req.destroy(new HttpTimeoutError(`no response headers from ${u.host} within ${headersTimeout} ms`));
+      }, headersTimeout);
+      req.on('response', (res) => {
+        clearTimeout(timer);
+        settled = true;
+        // A body that stalls for idleTimeout is broken; the error surfaces on the body stream.
+        res.setTimeout(idleTimeout, () => res.destroy(new HttpTimeoutError(`body from ${u.host} stalled for ${idleTimeout} ms`)));
+        resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
+      });
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
+      });
+      req.end(options.body);
+    });
+  }
+
+  close(): void {
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+  }
+}
