@@ -3,6 +3,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { pullCommand } from './pull.js';
+import { serveCommand } from './serve.js';
 import { reportError } from './errors.js';
 import { UsageError } from '../util/errors.js';
 
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError(msg);
     });
   cli = pullCommand(cli);
+  cli = serveCommand(cli);
   try {
     process.exitCode = 0;
     await cli.parseAsync();

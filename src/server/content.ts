@@ -57,9 +57,9 @@ export interface ServedContent {
   /** Things skipped while opening (unnamed images, broken manifests), for the operator. */
   readonly warnings: readonly string[];
   /** Repository names, sorted. */
-  repositories(): string[];
+  repositories(): readonly string[];
   /** Tags of a repository, sorted; undefined when the repository does not exist. */
-  tags(repository: string): string[] | undefined;
+  tags(repository: string): readonly string[] | undefined;
   resolveTag(repository: string, tag: string): TagTarget | undefined;
   /** A manifest reachable from the repository's images, or undefined. */
   manifest(repository: string, digest: Digest): Promise<ServedManifest | undefined>;
@@ -106,7 +106,7 @@ export function mergeContent(sources: readonly ServedContent[]): ServedContent {
       owners.set(repo, list);
     }
   }
-  const tagSets = new Map<string, string[]>();
+  const tagSets = new Map<string, readonly string[]>();
   for (const [repo, list] of owners) {
     const seen = new Map<string, { digest: string; src: ServedContent }>();
     for (const src of list) {
@@ -122,17 +122,14 @@ export function mergeContent(sources: readonly ServedContent[]): ServedContent {
         if (!prev) seen.set(tag, { digest: target.digest, src });
       }
     }
-    tagSets.set(repo, sortedNames(seen.keys()));
+    tagSets.set(repo, Object.freeze(sortedNames(seen.keys())));
   }
-  const repos = sortedNames(owners.keys());
+  const repos = Object.freeze(sortedNames(owners.keys()));
   return {
     description: sources.map((s) => s.description).join(', '),
     warnings: sources.flatMap((s) => s.warnings),
-    repositories: () => [...repos],
-    tags: (repo) => {
-      const t = tagSets.get(repo);
-      return t ? [...t] : undefined;
-    },
+    repositories: () => repos,
+    tags: (repo) => tagSets.get(repo),
     resolveTag: (repo, tag) => {
       for (const src of owners.get(repo) ?? []) {
         const t = src.resolveTag(repo, tag);

@@ -7,8 +7,8 @@
  * children, nested indexes, configs, layers) plus the untagged artifacts that refer to them
  * (`subject`), and nothing else: no repository can read a blob of the store it does not use.
  */
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { isDigest, type Digest } from '../oci/digest.js';
 import { isPlaceholderDescriptor, parseManifest, type Descriptor, type ManifestDocument } from '../oci/manifest.js';
@@ -256,7 +256,10 @@ export async function layoutContent(dir: string, opts: LayoutContentOptions = {}
   const bySubject = new Map<Digest, Digest[]>();
   for (const d of unnamed) {
     const subject = graph.get(d.digest)?.doc.subject?.digest;
-    if (subject && isDigest(subject)) bySubject.set(subject, [...(bySubject.get(subject) ?? []), d.digest]);
+    if (!subject || !isDigest(subject)) continue;
+    const list = bySubject.get(subject);
+    if (list) list.push(d.digest);
+    else bySubject.set(subject, [d.digest]);
   }
   const attached = new Set<Digest>();
   if (bySubject.size > 0) {
@@ -276,17 +279,14 @@ export async function layoutContent(dir: string, opts: LayoutContentOptions = {}
     warn(`${orphans} unnamed image(s) in index.json belong to no served image and are not served${opts.repository === undefined ? ' (name a repository with oci:DIR:REPO to serve them)' : ''}`);
   }
 
-  const sortedTags = new Map<string, string[]>([...repos].map(([name, r]) => [name, sortedNames(r.tags.keys())]));
-  const repoNames = sortedNames(repos.keys());
+  const sortedTags = new Map<string, readonly string[]>([...repos].map(([name, r]) => [name, Object.freeze(sortedNames(r.tags.keys()))]));
+  const repoNames = Object.freeze(sortedNames(repos.keys()));
 
   return {
     description,
     warnings,
-    repositories: () => [...repoNames],
-    tags: (repository) => {
-      const t = sortedTags.get(repository);
-      return t ? [...t] : undefined;
-    },
+    repositories: () => repoNames,
+    tags: (repository) => sortedTags.get(repository),
     resolveTag: (repository, tag) => repos.get(repository)?.tags.get(tag)?.target,
     manifest: async (repository, digest): Promise<ServedManifest | undefined> => {
       if (!repos.get(repository)?.manifests.has(digest)) return undefined;
@@ -299,8 +299,9 @@ export async function layoutContent(dir: string, opts: LayoutContentOptions = {}
       const size = repo.blobs.get(digest) ?? (repo.manifests.has(digest) ? graph.get(digest)?.bytes.length : undefined);
       if (size === undefined) return undefined;
       const file = layout.blobPath(digest);
-      // A blob that is absent (sparse layout) or not the size its descriptors declare is not served.
-      const actual = await stat(file).then(
+      // A blob that is absent (sparse layout) or not the size its descriptors declare is not
+      // served; nor is a symlink, which could point anywhere on this machine.
+      const actual = await lstat(file).then(
         (s) => (s.isFile() ? s.size : undefined),
         () => undefined,
       );
@@ -326,21 +327,14 @@ function referrerDescriptor(node: ManifestNode): ReferrerDescriptor {
 }
 
 /** Open a blob file for streaming, resolving once the file is open. */
-function openFile(file: string, digest: string, range: ByteRange | undefined): Promise<Readable> {
-  const stream = createReadStream(file, {
-    highWaterMark: STREAM_CHUNK,
-    ...(range ? { start: range.start, end: range.end } : {}),
-  });
-  return new Promise<Readable>((resolve, reject) => {
-    const onError = (err: Error): void => {
-      stream.off('ready', onReady);
-      reject(new BlobGoneError(digest, { cause: err }));
-    };
-    const onReady = (): void => {
-      stream.off('error', onError);
-      resolve(stream);
-    };
-    stream.once('error', onError);
-    stream.once('ready', onReady);
-  });
+async function openFile(file: string, digest: string, range: ByteRange | undefined): Promise<Readable> {
+  let handle;
+  try {
+    // O_NOFOLLOW: the file checked with lstat cannot have been swapped for a symlink since.
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (err) {
+    throw new BlobGoneError(digest, { cause: err });
+  }
+  // The stream owns the descriptor from here: it is closed when the stream ends or is destroyed.
+  return handle.createReadStream({ highWaterMark: STREAM_CHUNK, ...(range ? { start: range.start, end: range.end } : {}) });
 }

@@ -120,6 +120,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
   const format = opts.json ? formatJsonLog : formatCommonLog;
   const log = opts.log;
+  /** Problems of the server itself go to the same sink as the access log. */
+  const logProblem = (message: string): void => {
+    log?.(opts.json ? JSON.stringify({ type: 'server-error', time: new Date().toISOString(), message }) : `ferry serve: ${message}`);
+  };
 
   const serverOptions: http.ServerOptions = {
     maxHeaderSize: limits.maxHeaderSize,
@@ -128,7 +132,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     keepAlive: true,
     connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
   };
-  const listener = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+  let server: http.Server;
+  try {
+    server = opts.tls
+      ? https.createServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' })
+      : http.createServer(serverOptions);
+  } catch (err) {
+    throw new FerryError('TLS_INVALID', `cannot use the TLS certificate and key: ${errorMessage(err)}`, { cause: err });
+  }
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.maxConnections = limits.maxConnections;
+  server.setTimeout(limits.idleTimeoutMs);
+
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     const ex: Exchange = { req, res, user: undefined, bytes: 0 };
     const started = performance.now();
     const time = new Date();
@@ -137,42 +153,28 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     res.once('close', () => {
       // While shutting down, a connection is let go as soon as its last response is done.
       if (ctx.closing) server.closeIdleConnections();
-      if (log) {
-        log(
-          format({
-            remote,
-            user: ex.user,
-            time,
-            method: req.method ?? '',
-            target: req.url ?? '',
-            protocol: `HTTP/${req.httpVersion}`,
-            status: res.statusCode,
-            bytes: ex.bytes,
-            durationMs: performance.now() - started,
-            userAgent: req.headers['user-agent'],
-          }),
-        );
-      }
+      log?.(
+        format({
+          remote,
+          user: ex.user,
+          time,
+          method: req.method ?? '',
+          target: req.url ?? '',
+          protocol: `HTTP/${req.httpVersion}`,
+          status: res.statusCode,
+          bytes: ex.bytes,
+          durationMs: performance.now() - started,
+          userAgent: req.headers['user-agent'],
+        }),
+      );
     });
     handle(ctx, ex).catch((err: unknown) => {
-      if (!res.headersSent) {
-        sendError(ex, { status: 500, code: 'UNKNOWN', message: `internal error: ${errorMessage(err)}` });
-      } else {
-        res.destroy(err instanceof Error ? err : new Error(String(err)));
-      }
+      // The details (file paths, say) are for the operator, not for clients.
+      logProblem(`${req.method ?? ''} ${req.url ?? ''}: ${errorMessage(err)}`);
+      if (!res.headersSent) sendError(ex, { status: 500, code: 'UNKNOWN', message: 'internal server error' });
+      else res.destroy();
     });
-  };
-  let server: http.Server;
-  try {
-    server = opts.tls
-      ? https.createServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' }, listener)
-      : http.createServer(serverOptions, listener);
-  } catch (err) {
-    throw new FerryError('TLS_INVALID', `cannot use the TLS certificate and key: ${errorMessage(err)}`, { cause: err });
-  }
-  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
-  server.maxConnections = limits.maxConnections;
-  server.setTimeout(limits.idleTimeoutMs);
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {
       socket.destroy();
@@ -185,43 +187,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           ? [408, 'Request Timeout']
           : [400, 'Bad Request'];
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    log?.(
-      format({
-        remote: remoteAddress(socket),
-        user: undefined,
-        time: new Date(),
-        method: '',
-        target: '',
-        protocol: '',
-        status,
-        bytes: 0,
-        durationMs: 0,
-      }),
-    );
+    log?.(format({ remote: remoteAddress(socket), user: undefined, time: new Date(), method: '', target: '', protocol: '', status, bytes: 0, durationMs: 0 }));
   });
   // Failed TLS handshakes (plain HTTP to the HTTPS port, distrusted certificate) end the
   // connection; there is no request to answer or log.
   server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
 
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => {
-        server.off('listening', onListening);
-        reject(err);
-      };
-      const onListening = (): void => {
-        server.off('error', onError);
-        resolve();
-      };
-      server.once('error', onError);
-      server.once('listening', onListening);
-      server.listen({ host, port });
-    });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'EADDRINUSE' ? 'the address is already in use' : e.code === 'EACCES' ? 'permission denied' : e.message;
-    throw new FerryError('LISTEN_FAILED', `cannot listen on ${urlHost(host)}:${port}: ${why}`, { cause: err });
-  }
+  await listen(server, host, port);
+  // Later server errors (EMFILE on accept, say) must not crash the process.
+  server.on('error', (err: Error) => logProblem(`server error: ${errorMessage(err)}`));
   const actualPort = (server.address() as AddressInfo).port;
 
   let closing: Promise<void> | undefined;
@@ -247,6 +221,32 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
 }
 
+async function listen(server: http.Server, host: string, port: number): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => {
+        server.off('listening', onListening);
+        reject(err);
+      };
+      const onListening = (): void => {
+        server.off('error', onError);
+        resolve();
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen({ host, port });
+    });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'EADDRINUSE' ? 'the address is already in use' : e.code === 'EACCES' ? 'permission denied' : e.message;
+    throw new FerryError('LISTEN_FAILED', `cannot listen on ${urlHost(host)}:${port}: ${why}`, { cause: err });
+  }
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
 function remoteAddress(socket: Socket): string {
   const a = socket.remoteAddress ?? '-';
   return a.startsWith('::ffff:') ? a.slice('::ffff:'.length) : a;
@@ -266,6 +266,8 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
   const method = req.method ?? '';
   if (!READ_METHODS.has(method)) {
     res.setHeader('Allow', 'GET, HEAD');
+    // Do not spend time reading an upload nobody will store.
+    if (hasBody(req)) res.setHeader('Connection', 'close');
     sendError(ex, {
       status: 405,
       code: 'UNSUPPORTED',
@@ -294,6 +296,7 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
       return;
     case 'upload':
       res.setHeader('Allow', 'GET, HEAD');
+      if (hasBody(req)) res.setHeader('Connection', 'close');
       sendError(ex, {
         status: 405,
         code: 'UNSUPPORTED',
@@ -458,7 +461,7 @@ function listing(
   ex: Exchange,
   query: URLSearchParams,
   path: string,
-  all: string[],
+  all: readonly string[],
   body: (items: string[]) => Record<string, unknown>,
 ): void {
   const req = parsePageRequest(query);
