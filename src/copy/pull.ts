@@ -77,6 +77,7 @@ export function layoutImageName(desc: Descriptor, asked: string | undefined): st
 
 export async function pull(opts: PullOptions): Promise<PullReport> {
   if (opts.refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
+  const started = Date.now();
   const locations = opts.refs.map((r) => {
     try {
       return parseLocation(r);
@@ -142,7 +143,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       }),
       ...report.images.filter((i) => i.status === 'failed').map((i) => ({ name: i.name, error: i.error ?? 'failed', ...(i.errorCode ? { errorCode: i.errorCode } : {}) })),
     ];
-    return { ...report, store: store.dir, failures };
+    return { ...report, durationMs: Date.now() - started, store: store.dir, failures };
   } finally {
     await Promise.all([...clients.values()].map((c) => c.close()));
     await Promise.all(sources.map((s) => s.close()));
