@@ -2,6 +2,7 @@
 // Debian package, when one is missing — integration tests never skip), running them to completion,
 // and supervising long-running ones (log capture, TERM-then-KILL stop, no orphans).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { FIXTURES } from '../helpers/fixtures.js';
 import { accessSync, constants as fsConstants, existsSync, writeFileSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -336,7 +337,7 @@ export function startDaemon(name: ToolName, args: readonly string[], options: Da
 }
 
 /** The project's shared fixtures: `shared/` sits beside the repository (in CI too). */
-export const SHARED_FIXTURES_DIR = resolve(fileURLToPath(new URL('../../', import.meta.url)), '..', 'shared', 'fixtures');
+export const SHARED_FIXTURES_DIR = FIXTURES;
 
 export interface SampleImage {
   /** A skopeo source reference, e.g. `docker-archive:/…/almostempty.tar` or `oci:/tmp/…:latest`. */
