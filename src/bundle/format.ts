@@ -1,0 +1,104 @@
+/**
+ * The ferry bundle format, version 1: constants and the schema of the bundle manifest
+ * (`ferry-bundle.json`). docs/bundle-format.md is the normative description; this module is
+ * its machine-checked form. Pure values, no I/O.
+ */
+import { z } from 'zod';
+
+export const BUNDLE_FORMAT_VERSION = 1;
+export const BUNDLE_MANIFEST_MEDIA_TYPE = 'application/vnd.ferry.bundle.manifest.v1+json';
+
+/** Member names, in the order a writer emits them. */
+export const MEMBER = {
+  layoutHeader: 'oci-layout',
+  manifest: 'ferry-bundle.json',
+  signature: 'ferry-bundle.json.sig',
+  index: 'index.json',
+  checksums: 'SHA256SUMS',
+} as const;
+
+/** Where blobs stored as they are live (the OCI layout path). */
+export function rawBlobPath(hex: string): string {
+  return `blobs/sha256/${hex}`;
+}
+/** Where blobs that ferry compressed inside the bundle live (outside blobs/, so nothing mistakes them for content). */
+export function zstdBlobPath(hex: string): string {
+  return `ferry/zstd/sha256/${hex}.zst`;
+}
+
+export const RAW_BLOB_RE = /^blobs\/sha256\/([a-f0-9]{64})$/;
+export const ZSTD_BLOB_RE = /^ferry\/zstd\/sha256\/([a-f0-9]{64})\.zst$/;
+
+/** Caps a reader applies before trusting anything. */
+export const LIMITS = {
+  /** ferry-bundle.json, index.json, SHA256SUMS and every manifest/config. */
+  maxJsonBytes: 64 * 1024 * 1024,
+  maxManifestBytes: 4 * 1024 * 1024,
+  maxMembers: 1_000_000,
+  maxNameLength: 4096,
+  /** A zstd member may restore to at most its declared uncompressedSize; never more than this. */
+  maxRestoredBytes: 1024 ** 4,
+  maxSignatureBytes: 4096,
+} as const;
+
+const Hex64 = z.string().regex(/^[a-f0-9]{64}$/, 'want 64 lower-case hex digits');
+const Sha256Digest = z.string().regex(/^sha256:[a-f0-9]{64}$/, 'want sha256:<64 hex>');
+const Size = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+export const BundleMemberSchema = z.strictObject({
+  /** Path inside the tar, exactly as written (no leading ./). */
+  path: z.string().min(1).max(LIMITS.maxNameLength),
+  /** Bytes of the member as stored in the tar. */
+  size: Size,
+  /** sha256 (hex) of the member as stored in the tar: what SHA256SUMS lists. */
+  sha256: Hex64,
+  /** raw: the bytes are the content; zstd: a zstd frame whose decompression is the content. */
+  storage: z.enum(['raw', 'zstd']),
+  /** For blobs: the OCI digest of the content (after restoring, for zstd members). */
+  digest: Sha256Digest.optional(),
+  /** For zstd members: the exact size of the restored content. */
+  uncompressedSize: Size.optional(),
+  /** For blobs: what the content is (as the manifests that reference it say), informative. */
+  mediaType: z.string().optional(),
+});
+export type BundleMember = z.infer<typeof BundleMemberSchema>;
+
+export const BundleImageSchema = z.strictObject({
+  /** Full normalised reference the image was bundled as, e.g. docker.io/library/nginx:1.27. */
+  ref: z.string().min(1),
+  digest: Sha256Digest,
+  mediaType: z.string(),
+  /** Size of the root manifest or index. */
+  size: Size,
+  /** os/arch[/variant] of every image manifest reachable from the root. */
+  platforms: z.array(z.string()),
+  /** Manifests plus blobs reachable from the root, each counted once for this image. */
+  totalSize: Size,
+  /** When --platform rewrote an index: the digest the source published. */
+  originalDigest: Sha256Digest.optional(),
+});
+export type BundleImage = z.infer<typeof BundleImageSchema>;
+
+export const BundleManifestSchema = z.strictObject({
+  mediaType: z.literal(BUNDLE_MANIFEST_MEDIA_TYPE),
+  formatVersion: z.literal(BUNDLE_FORMAT_VERSION),
+  tool: z.strictObject({ name: z.string(), version: z.string() }),
+  created: z.string().datetime({ offset: true }),
+  images: z.array(BundleImageSchema),
+  /** Every member of the tar except ferry-bundle.json and ferry-bundle.json.sig, in tar order. */
+  members: z.array(BundleMemberSchema).max(LIMITS.maxMembers),
+  totals: z.strictObject({
+    images: Size,
+    /** Unique blobs (manifests, configs, layers). */
+    blobs: Size,
+    /** Sum over images of their totalSize: what separate per-image archives would hold. */
+    referencedBytes: Size,
+    /** Sum of unique blob sizes (content bytes, after dedup, before in-bundle compression). */
+    uniqueBytes: Size,
+    /** Sum of member sizes as stored. */
+    storedBytes: Size,
+  }),
+});
+export type BundleManifest = z.infer<typeof BundleManifestSchema>;
+
+export type SignatureAlgorithm = 'ecdsa-p256-sha256' | 'ed25519';
