@@ -86,7 +86,11 @@ async function runPull(args: PullArgs): Promise<number> {
         process.stderr.write(`note: ${i.name} stored as ${i.digest} (index rewritten for ${i.platforms.join(', ')}); the published index is ${i.originalDigest}\n`);
       }
     }
-    for (const f of report.failures) process.stderr.write(`failed: ${f.name}: ${f.error}\n`);
+    for (const f of report.failures) {
+      // Plain output already printed the failure as it happened; the hint is new either way.
+      if (mode === 'tty') process.stderr.write(`failed: ${f.name}: ${f.error}\n`);
+      if (f.hint) process.stderr.write(`  hint: ${f.hint}\n`);
+    }
     process.stderr.write(
       `Pulled ${done.length} of ${done.length + report.failures.length} images into ${report.store}: ` +
         `${b.fetched} blobs fetched (${formatBytes(b.bytesFetched)}), ${b.skipped} already present (${formatBytes(b.bytesSkipped)})` +

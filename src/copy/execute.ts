@@ -30,6 +30,8 @@ export interface ImageResult {
   status: 'done' | 'failed';
   error?: string;
   errorCode?: string;
+  /** What the user can do about the failure, when known. */
+  hint?: string;
 }
 
 export interface CopyReport {
@@ -135,7 +137,14 @@ export async function executeCopy(
       const e = wrap(err, `pulling ${img.name}`);
       emit({ kind: 'image', state: 'failed', image: img.name, error: errorMessage(e) });
       const code = (e as { code?: unknown }).code;
-      return { ...base, status: 'failed', error: errorMessage(e), ...(typeof code === 'string' ? { errorCode: code } : {}) };
+      const hint = (e as { hint?: unknown }).hint;
+      return {
+        ...base,
+        status: 'failed',
+        error: errorMessage(e),
+        ...(typeof code === 'string' ? { errorCode: code } : {}),
+        ...(typeof hint === 'string' ? { hint } : {}),
+      };
     }
   }
 

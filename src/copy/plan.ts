@@ -182,7 +182,9 @@ export async function planCopy(
         });
       } catch (err) {
         if (opts.signal?.aborted) throw err;
-        results[i] = { error: wrap(err, `resolving ${item.name}`) };
+        // Context only where the inner message does not already name the image.
+        const named = err instanceof Error && err.message.includes(item.name);
+        results[i] = { error: named ? err : wrap(err, `resolving ${item.name}`) };
         opts.onEvent?.({ kind: 'image', state: 'failed', image: item.name, error: (err as Error).message });
       }
     }

@@ -39,7 +39,7 @@ export interface PullOptions {
 
 export interface PullReport extends CopyReport {
   store: string;
-  failures: Array<{ name: string; error: string; errorCode?: string }>;
+  failures: Array<{ name: string; error: string; errorCode?: string; hint?: string }>;
 }
 
 /** Read an image list: one reference per line; blank lines and # comments ignored. */
@@ -139,9 +139,17 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
     const failures = [
       ...plan.failures.map((f) => {
         const code = (f.error as { code?: unknown }).code;
-        return { name: f.name, error: (f.error as Error).message, ...(typeof code === 'string' ? { errorCode: code } : {}) };
+        const hint = (f.error as { hint?: unknown }).hint;
+        return {
+          name: f.name,
+          error: (f.error as Error).message,
+          ...(typeof code === 'string' ? { errorCode: code } : {}),
+          ...(typeof hint === 'string' ? { hint } : {}),
+        };
       }),
-      ...report.images.filter((i) => i.status === 'failed').map((i) => ({ name: i.name, error: i.error ?? 'failed', ...(i.errorCode ? { errorCode: i.errorCode } : {}) })),
+      ...report.images
+        .filter((i) => i.status === 'failed')
+        .map((i) => ({ name: i.name, error: i.error ?? 'failed', ...(i.errorCode ? { errorCode: i.errorCode } : {}), ...(i.hint ? { hint: i.hint } : {}) })),
     ];
     return { ...report, durationMs: Date.now() - started, store: store.dir, failures };
   } finally {

@@ -452,7 +452,9 @@ export class RegistryClient {
     }
     const code = first?.code ?? (status === 404 ? 'NOT_FOUND' : status === 403 ? 'DENIED' : status === 429 ? 'TOOMANYREQUESTS' : status >= 500 ? 'REGISTRY_UNAVAILABLE' : `HTTP_${status}`);
     const hint =
-      status === 403
+      status === 404
+        ? `check the repository name and tag on ${this.registry}`
+        : status === 403
         ? `your account may not have access to this repository on ${this.registry}`
         : status === 429
           ? 'the registry is rate-limiting; wait and rerun, or log in for a higher limit'
