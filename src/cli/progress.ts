@@ -117,6 +117,8 @@ type Task = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRende
 /** listr2 tasks, one per image, whose outcome is driven by copy events. */
 export class TtyView extends TrackingView {
   private readonly waiters = new Map<string, { resolve: () => void; reject: (e: Error) => void; task?: Task }>();
+  /** Tasks listr2 has finished: their output must not be touched again. */
+  private readonly finished = new Set<string>();
   /** Outcomes that arrived before listr2 started the image's task. */
   private readonly early = new Map<string, { error?: string; title?: string }>();
   private readonly run: Promise<void>;
@@ -154,6 +156,7 @@ export class TtyView extends TrackingView {
 
   private refresh(): void {
     for (const [name, w] of this.waiters) {
+      if (this.finished.has(name)) continue;
       const t = this.images.get(name);
       if (!t || !w.task || t.total() === 0) continue;
       const done = t.bytes();
@@ -170,6 +173,13 @@ export class TtyView extends TrackingView {
       if (w?.task) w.task.title = title;
       else early.title = title;
     }
+    if (e.state === 'done' || e.state === 'failed') {
+      if (w?.task) {
+        const t = this.images.get(e.image);
+        if (t && t.total() > 0 && e.state === 'done') w.task.output = `${formatBytes(t.total())}`;
+      }
+      this.finished.add(e.image);
+    }
     if (e.state === 'done') {
       if (w) w.resolve();
       else early.error = undefined;
@@ -183,6 +193,7 @@ export class TtyView extends TrackingView {
 
   async finish(): Promise<void> {
     clearInterval(this.timer);
+    for (const name of this.waiters.keys()) this.finished.add(name);
     for (const w of this.waiters.values()) w.resolve();
     await this.run;
   }

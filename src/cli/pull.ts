@@ -87,9 +87,8 @@ async function runPull(args: PullArgs): Promise<number> {
       }
     }
     for (const f of report.failures) {
-      // Plain output already printed the failure as it happened; the hint is new either way.
-      if (mode === 'tty') process.stderr.write(`failed: ${f.name}: ${f.error}\n`);
-      if (f.hint) process.stderr.write(`  hint: ${f.hint}\n`);
+      // The failure itself was drawn as it happened (listr2 task or plain line); add what to do.
+      if (f.hint) process.stderr.write(`hint for ${f.name}: ${f.hint}\n`);
     }
     process.stderr.write(
       `Pulled ${done.length} of ${done.length + report.failures.length} images into ${report.store}: ` +

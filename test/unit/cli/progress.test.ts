@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest';
+import { TtyView } from '../../../src/cli/progress.js';
+
+describe('TtyView (listr2)', () => {
+  it('survives progress refreshes and events after an image finished or failed', async () => {
+    const view = new TtyView(['a', 'b']);
+    const refresh = (): void => (view as unknown as { refresh(): void }).refresh();
+    // Outcomes may arrive before listr2 has started the tasks.
+    view.onEvent({ kind: 'image', state: 'resolved', image: 'a', digest: 'sha256:' + 'a'.repeat(64), blobs: ['sha256:1'], total: 10 });
+    view.onEvent({ kind: 'blob', state: 'progress', digest: 'sha256:1', bytes: 5, total: 10 });
+    await new Promise((r) => setTimeout(r, 20));
+    refresh();
+    view.onEvent({ kind: 'blob', state: 'done', digest: 'sha256:1', bytes: 10, total: 10 });
+    view.onEvent({ kind: 'image', state: 'done', image: 'a' });
+    view.onEvent({ kind: 'image', state: 'failed', image: 'b', error: 'boom' });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(() => refresh()).not.toThrow();
+    await view.finish();
+    expect(() => refresh()).not.toThrow();
+  });
+});
