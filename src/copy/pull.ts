@@ -8,6 +8,8 @@ import type { CredentialSource } from '../auth/index.js';
 import type { Credential } from '../auth/index.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { LayoutSource } from '../transports/oci/source.js';
+import { OciArchiveSource } from '../transports/oci-archive/source.js';
+import { DockerArchiveSource } from '../transports/docker-archive/source.js';
 import { CONTAINERD_NAME, OciLayout, REF_NAME } from '../transports/oci/layout.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { RegistryClient, type RegistryClientOptions } from '../transports/registry/client.js';
@@ -116,8 +118,16 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
         const layoutSource = await LayoutSource.open(loc.path, loc.ref, opts.platforms ?? []);
         name = layoutImageName(await layoutSource.rootDescriptor(), loc.ref);
         source = layoutSource;
+      } else if (loc.transport === 'oci-archive') {
+        const archiveSource = await OciArchiveSource.open(loc.path, loc.ref, opts.platforms ?? []);
+        name = layoutImageName(await archiveSource.rootDescriptor(), loc.ref);
+        source = archiveSource;
+      } else if (loc.transport === 'docker-archive') {
+        const archiveSource = await DockerArchiveSource.open(loc.path, loc.ref);
+        name = archiveSource.name ?? `@${(await archiveSource.getRootManifest()).digest}`;
+        source = archiveSource;
       } else {
-        throw new UsageError(`pull cannot read from ${loc.transport}: sources yet (use docker:// or oci:)`);
+        throw new UsageError(`pull cannot read from ${loc.transport}: sources yet (use docker://, oci:, oci-archive: or docker-archive:)`);
       }
       if (seen.has(name)) continue;
       seen.add(name);

@@ -1,0 +1,512 @@
+/**
+ * A tar reader: streaming (`iterateTar`) and random access over a file (`indexTarFile` +
+ * `openTarEntry`). It reads what `docker save`, GNU tar, bsdtar, Go's archive/tar and ferry's
+ * own writer produce: ustar (with the `prefix` field), POSIX pax extended headers (`path`,
+ * `linkpath`, `size`; global headers are validated and ignored), GNU long names and long link
+ * targets (typeflags `L` / `K`), and base-256 numeric fields.
+ *
+ * Nothing is ever written to disk and links are never followed: symlinks and hard links are
+ * reported as such, with their targets, for the caller to resolve (or refuse) within the archive.
+ * Names are reported both raw and `path.posix.normalize`d with any leading "./" and trailing "/"
+ * removed; an absolute or `..`-escaping name stays visibly so ("/etc/x", "../x") for callers to reject.
+ *
+ * Strictness (an air-gap transfer must notice damage, not guess): a header whose checksum is
+ * wrong, a malformed numeric field, a malformed pax record, and an archive that ends inside a
+ * member or after a member without the end-of-archive marker all fail with TarFormatError
+ * (code TAR_INVALID), naming the member and offset. A lone zero block followed by end of file
+ * is accepted (GNU tar writes nothing else wrong there), as is an empty (0-byte) input.
+ *
+ * Typeflags: '0', '\0' and '7' are regular files; '1' hard link; '2' symlink; '5' directory;
+ * everything else ('3','4','6', GNU 'S', 'V', 'M', ...) is 'other'. As in Go's archive/tar,
+ * link, directory, device and fifo headers carry no data whatever their size field says.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { FerryError } from './errors.js';
+
+export interface TarEntry {
+  /** path.posix.normalize'd, no leading './', no trailing '/'. May be absolute or start with '..' (hostile input). */
+  name: string;
+  /** The name as the archive spells it (after pax / GNU long-name / ustar prefix resolution). */
+  rawName: string;
+  type: 'file' | 'directory' | 'symlink' | 'hardlink' | 'other';
+  /** Data bytes (0 for every type but 'file' and 'other' types that carry data). */
+  size: number;
+  /** Symlink target or hard-link source name, verbatim. */
+  linkname?: string;
+  /** Permission bits (mode & 0o7777). */
+  mode: number;
+  /** Offset of the entry's first header block (its pax / GNU long-name header if any). */
+  headerOffset: number;
+  /** Offset of the entry's data. */
+  dataOffset: number;
+}
+
+export interface TarReadOptions {
+  /** Refuse archives with more members than this (default 1,000,000). */
+  maxEntries?: number;
+  /** Largest pax extended header or GNU long name accepted, in bytes (default 1 MiB, like Go). */
+  maxPaxBytes?: number;
+}
+
+export class TarFormatError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('TAR_INVALID', message, options);
+  }
+}
+
+const BLOCK = 512;
+const DEFAULT_MAX_ENTRIES = 1_000_000;
+const DEFAULT_MAX_PAX = 1024 * 1024;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+
+function padded(size: number): number {
+  return size + ((BLOCK - (size % BLOCK)) % BLOCK);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header parsing
+
+interface RawHeader {
+  name: string;
+  linkname: string;
+  mode: number;
+  size: number;
+  typeflag: string;
+}
+
+function cString(b: Buffer, off: number, len: number): string {
+  const field = b.subarray(off, off + len);
+  const nul = field.indexOf(0);
+  return field.subarray(0, nul === -1 ? len : nul).toString('utf8');
+}
+
+function parseNumeric(b: Buffer, off: number, len: number, field: string, where: () => string): number {
+  const first = b[off]!;
+  if (first & 0x80) {
+    // GNU base-256: big-endian two's complement in the remaining bits. Negative values are invalid here.
+    if (first === 0xff) throw new TarFormatError(`${where()}: negative base-256 ${field} field`);
+    let n = first & 0x7f;
+    for (let i = 1; i < len; i++) {
+      n = n * 256 + b[off + i]!;
+      if (!Number.isSafeInteger(n)) throw new TarFormatError(`${where()}: ${field} field overflows`);
+    }
+    return n;
+  }
+  let s = b.toString('latin1', off, off + len);
+  const nul = s.indexOf('\0');
+  if (nul !== -1) s = s.slice(0, nul);
+  s = s.trim();
+  if (s === '') return 0;
+  if (!/^[0-7]+$/.test(s)) throw new TarFormatError(`${where()}: invalid octal ${field} field ${JSON.stringify(s)}`);
+  const n = parseInt(s, 8);
+  if (!Number.isSafeInteger(n)) throw new TarFormatError(`${where()}: ${field} field overflows`);
+  return n;
+}
+
+function checksumOk(b: Buffer, where: () => string): boolean {
+  let stored: number;
+  try {
+    stored = parseNumeric(b, 148, 8, 'checksum', where);
+  } catch {
+    return false; // an unreadable checksum field is a bad checksum (most often: not a tar at all)
+  }
+  let unsigned = 0;
+  let signed = 0;
+  for (let i = 0; i < BLOCK; i++) {
+    const v = i >= 148 && i < 156 ? 0x20 : b[i]!;
+    unsigned += v;
+    signed += v > 127 ? v - 256 : v;
+  }
+  // Some historical writers summed signed chars; every reader accepts either.
+  return stored === unsigned || stored === signed;
+}
+
+function parseHeader(b: Buffer, offset: number, after: string | undefined): RawHeader {
+  const where = () => `tar header at offset ${offset}${after ? ` (after member ${JSON.stringify(after)})` : ''}`;
+  if (!checksumOk(b, where)) throw new TarFormatError(`${where()}: bad header checksum (not a tar archive, or corrupt)`);
+  let name = cString(b, 0, 100);
+  const magic = b.toString('latin1', 257, 263);
+  // POSIX ustar ("ustar\0") has a prefix field; GNU ("ustar  \0") uses those bytes for times.
+  if (magic === 'ustar\0') {
+    const prefix = cString(b, 345, 155);
+    if (prefix !== '') name = `${prefix}/${name}`;
+  }
+  return {
+    name,
+    linkname: cString(b, 157, 100),
+    mode: parseNumeric(b, 100, 8, 'mode', where) & 0o7777,
+    size: parseNumeric(b, 124, 12, 'size', where),
+    typeflag: b.toString('latin1', 156, 157),
+  };
+}
+
+function parsePax(data: Buffer, what: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let i = 0;
+  while (i < data.length) {
+    if (data[i] === 0) break; // trailing NUL padding some writers leave inside the size
+    const sp = data.indexOf(0x20, i);
+    const lenText = sp === -1 ? '' : data.toString('latin1', i, sp);
+    if (!/^[1-9][0-9]{0,9}$/.test(lenText)) throw new TarFormatError(`${what}: malformed pax record length at byte ${i}`);
+    const len = Number(lenText);
+    const end = i + len;
+    if (end > data.length || sp >= end - 1 || data[end - 1] !== 0x0a) {
+      throw new TarFormatError(`${what}: malformed pax record at byte ${i} (length ${len} overruns or lacks newline)`);
+    }
+    const record = data.toString('utf8', sp + 1, end - 1);
+    const eq = record.indexOf('=');
+    if (eq <= 0) throw new TarFormatError(`${what}: malformed pax record at byte ${i} (no key)`);
+    const key = record.slice(0, eq);
+    const value = record.slice(eq + 1);
+    if ((key === 'path' || key === 'linkpath') && value.includes('\0')) {
+      throw new TarFormatError(`${what}: NUL byte in pax ${key}`);
+    }
+    if (key === 'size' && value !== '' && !/^[0-9]{1,16}$/.test(value)) {
+      throw new TarFormatError(`${what}: invalid pax size ${JSON.stringify(value)}`);
+    }
+    out.set(key, value);
+    i = end;
+  }
+  return out;
+}
+
+/** path.posix.normalize, without a leading "./" or a trailing "/". */
+export function normalizeTarName(raw: string): string {
+  let n = path.posix.normalize(raw === '' ? '.' : raw);
+  while (n.startsWith('./')) n = n.slice(2);
+  if (n.length > 1 && n.endsWith('/')) n = n.slice(0, -1);
+  return n === '' ? '.' : n;
+}
+
+function entryType(typeflag: string): TarEntry['type'] {
+  switch (typeflag) {
+    case '0':
+    case '\0':
+    case '':
+    case '7':
+      return 'file';
+    case '1':
+      return 'hardlink';
+    case '2':
+      return 'symlink';
+    case '5':
+      return 'directory';
+    default:
+      return 'other';
+  }
+}
+
+/** Types whose headers carry no data, whatever the size field says (Go's isHeaderOnlyType). */
+const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
+
+// ---------------------------------------------------------------------------------------------
+// The shared parser, over a positioned byte source
+
+interface ByteSource {
+  /** Absolute offset of the next byte read. */
+  readonly pos: number;
+  /** Up to n bytes (fewer only at end of input). */
+  read(n: number): Promise<Buffer>;
+  /** Advance to `target` (>= pos); false if input ends first. */
+  skipTo(target: number): Promise<boolean>;
+}
+
+function quoteName(n: string | undefined): string {
+  return n === undefined ? 'the first member' : `member ${JSON.stringify(n)}`;
+}
+
+async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerator<TarEntry> {
+  const maxEntries = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
+  const maxPax = opts.maxPaxBytes ?? DEFAULT_MAX_PAX;
+  let last: string | undefined;
+  let count = 0;
+  let pending: { path?: string; linkpath?: string; size?: number; headerOffset: number } | undefined;
+
+  for (;;) {
+    const offset = io.pos;
+    const block = await io.read(BLOCK);
+    if (block.length === 0 && count === 0 && pending === undefined && offset === 0) return; // empty input
+    if (block.length < BLOCK) {
+      if (pending) throw new TarFormatError(`tar archive truncated: extended header at offset ${pending.headerOffset} has no member after it`);
+      throw new TarFormatError(
+        block.length === 0
+          ? `tar archive truncated: it ends after ${quoteName(last)} without the end-of-archive marker`
+          : `tar archive truncated: partial header block at offset ${offset} (after ${quoteName(last)})`,
+      );
+    }
+    if (block.equals(ZERO_BLOCK)) {
+      if (pending) throw new TarFormatError(`tar archive: extended header at offset ${pending.headerOffset} is followed by the end-of-archive marker`);
+      const next = await io.read(BLOCK);
+      if (next.length === 0 || next.equals(ZERO_BLOCK)) return;
+      if (next.length < BLOCK) throw new TarFormatError(`tar archive truncated inside the end-of-archive marker at offset ${offset}`);
+      throw new TarFormatError(`tar archive: a zero block at offset ${offset} is followed by a non-zero block (corrupt archive)`);
+    }
+    const h = parseHeader(block, offset, last);
+    const headerOffset = pending?.headerOffset ?? offset;
+
+    if (h.typeflag === 'x' || h.typeflag === 'g' || h.typeflag === 'L' || h.typeflag === 'K') {
+      const what = `tar ${h.typeflag === 'x' || h.typeflag === 'g' ? 'pax' : 'GNU long-name'} header at offset ${offset}`;
+      if (h.size > maxPax) throw new TarFormatError(`${what}: ${h.size} bytes, over the ${maxPax}-byte limit`);
+      const data = await io.read(h.size);
+      if (data.length < h.size) throw new TarFormatError(`tar archive truncated inside the ${what} (after ${quoteName(last)})`);
+      if (!(await io.skipTo(io.pos + padded(h.size) - h.size))) {
+        throw new TarFormatError(`tar archive truncated inside the ${what} (after ${quoteName(last)})`);
+      }
+      if (h.typeflag === 'g') {
+        parsePax(data, what); // validated, not applied: global defaults are not used for names by any image tool
+        continue;
+      }
+      pending ??= { headerOffset: offset };
+      if (h.typeflag === 'x') {
+        const recs = parsePax(data, what);
+        const p = recs.get('path');
+        const lp = recs.get('linkpath');
+        const sz = recs.get('size');
+        if (p !== undefined && p !== '') pending.path = p;
+        if (lp !== undefined && lp !== '') pending.linkpath = lp;
+        if (sz !== undefined && sz !== '') {
+          const n = Number(sz);
+          if (!Number.isSafeInteger(n)) throw new TarFormatError(`${what}: pax size ${sz} overflows`);
+          pending.size = n;
+        }
+      } else {
+        const nul = data.indexOf(0);
+        const s = data.subarray(0, nul === -1 ? data.length : nul).toString('utf8');
+        if (h.typeflag === 'L') pending.path = s;
+        else pending.linkpath = s;
+      }
+      continue;
+    }
+
+    if (++count > maxEntries) throw new TarFormatError(`tar archive has more than ${maxEntries} members`);
+    const rawName = pending?.path ?? h.name;
+    const linkname = pending?.linkpath ?? h.linkname;
+    const type = entryType(h.typeflag);
+    const size = HEADER_ONLY.has(h.typeflag) ? 0 : (pending?.size ?? h.size);
+    pending = undefined;
+    if (rawName === '') throw new TarFormatError(`tar header at offset ${offset} (after ${quoteName(last)}): empty member name`);
+    const entry: TarEntry = {
+      name: normalizeTarName(rawName),
+      rawName,
+      type,
+      size,
+      mode: h.mode,
+      headerOffset,
+      dataOffset: io.pos,
+    };
+    if ((type === 'symlink' || type === 'hardlink') && linkname !== '') entry.linkname = linkname;
+    last = rawName;
+    yield entry;
+    const end = entry.dataOffset + padded(size);
+    if (io.pos > end) throw new Error(`tar reader: read past member ${JSON.stringify(rawName)}`);
+    if (!(await io.skipTo(end))) {
+      throw new TarFormatError(`tar archive truncated in member ${JSON.stringify(rawName)} (its ${size} bytes of data end past the end of input)`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming
+
+class StreamSource implements ByteSource {
+  pos = 0;
+  private buf: Buffer = Buffer.alloc(0);
+  private done = false;
+  private readonly it: AsyncIterator<unknown>;
+
+  constructor(source: Readable) {
+    this.it = (source as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+  }
+
+  private async fill(): Promise<boolean> {
+    while (this.buf.length === 0) {
+      if (this.done) return false;
+      const r = await this.it.next();
+      if (r.done) {
+        this.done = true;
+        return false;
+      }
+      const c = r.value;
+      if (!(c instanceof Uint8Array)) throw new TarFormatError('tar source yielded non-byte chunks (was setEncoding called?)');
+      this.buf = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+    }
+    return true;
+  }
+
+  /** Up to `max` bytes that are already at hand (or the next chunk), or null at end of input. */
+  async readSome(max: number): Promise<Buffer | null> {
+    if (max <= 0) return Buffer.alloc(0);
+    if (!(await this.fill())) return null;
+    const n = Math.min(max, this.buf.length);
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    this.pos += n;
+    return out;
+  }
+
+  async read(n: number): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let got = 0;
+    while (got < n) {
+      const c = await this.readSome(n - got);
+      if (!c) break;
+      parts.push(c);
+      got += c.length;
+    }
+    return parts.length === 1 ? Buffer.from(parts[0]!) : Buffer.concat(parts, got);
+  }
+
+  async skipTo(target: number): Promise<boolean> {
+    while (this.pos < target) {
+      if (!(await this.readSome(target - this.pos))) return false;
+    }
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+/**
+ * Read an archive from a stream, one member at a time. Each member's `body` yields exactly its
+ * data; a caller may read it fully, partly or not at all before asking for the next member
+ * (what is left is skipped; a body not read to its end is destroyed then). Memory stays flat.
+ * Ending the iteration early (break, throw) closes `source`.
+ */
+export async function* iterateTar(
+  source: Readable,
+  opts: TarReadOptions = {},
+): AsyncGenerator<{ entry: TarEntry; body: Readable }> {
+  const io = new StreamSource(source);
+  try {
+    for await (const entry of parseEntries(io, opts)) {
+      let remaining = entry.size;
+      let inFlight: Promise<void> = Promise.resolve();
+      let detached = false;
+      const body = new Readable({
+        highWaterMark: 64 * 1024,
+        read() {
+          if (detached) return;
+          inFlight = (async () => {
+            if (remaining === 0) {
+              body.push(null);
+              return;
+            }
+            try {
+              const c = await io.readSome(Math.min(remaining, 256 * 1024));
+              if (detached) return;
+              if (!c) {
+                body.destroy(new TarFormatError(`tar archive truncated in member ${JSON.stringify(entry.rawName)} (${entry.size - remaining} of ${entry.size} data bytes present)`));
+                return;
+              }
+              remaining -= c.length;
+              body.push(c);
+              if (remaining === 0) body.push(null);
+            } catch (err) {
+              body.destroy(err as Error);
+            }
+          })();
+        },
+      });
+      yield { entry, body };
+      await inFlight;
+      detached = true;
+      if (!body.readableEnded && !body.destroyed) {
+        // The caller moved on without reading to the end: nobody may read on from the shared source.
+        body.destroy();
+      }
+      // parseEntries skips whatever of the data and padding is left.
+    }
+  } finally {
+    await io.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random access
+
+class FileSource implements ByteSource {
+  pos = 0;
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly size: number,
+  ) {}
+
+  async read(n: number): Promise<Buffer> {
+    const want = Math.max(0, Math.min(n, this.size - this.pos));
+    const buf = Buffer.alloc(want);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await this.fh.read(buf, got, want - got, this.pos + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    this.pos += got;
+    return got === want ? buf : buf.subarray(0, got);
+  }
+
+  async skipTo(target: number): Promise<boolean> {
+    if (target > this.size) {
+      this.pos = this.size;
+      return false;
+    }
+    this.pos = target;
+    return true;
+  }
+}
+
+/**
+ * Index a tar file by reading its headers only, seeking over member data with positional
+ * reads: the cost is one 512-byte read per header, whatever the members' sizes.
+ */
+export async function indexTarFile(file: string, opts: TarReadOptions = {}): Promise<TarEntry[]> {
+  const fh = await open(file, 'r');
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new TarFormatError(`${file} is not a regular file`);
+    const out: TarEntry[] = [];
+    for await (const e of parseEntries(new FileSource(fh, st.size), opts)) out.push(e);
+    return out;
+  } catch (err) {
+    if (err instanceof TarFormatError && !err.message.startsWith(file)) err.message = `${file}: ${err.message}`;
+    throw err;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The data of one member of a tar file (from indexTarFile), or the part `range` selects:
+ * `start` inclusive, `end` exclusive, both relative to the member's data. The stream fails
+ * with TarFormatError if the file turns out shorter than the member.
+ */
+export function openTarEntry(file: string, entry: TarEntry, range?: { start: number; end: number }): Readable {
+  const start = range?.start ?? 0;
+  const end = range?.end ?? entry.size;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > entry.size) {
+    throw new RangeError(`invalid range ${start}-${end} for tar member ${JSON.stringify(entry.name)} of ${entry.size} bytes`);
+  }
+  async function* chunks(): AsyncGenerator<Buffer> {
+    if (end === start) return;
+    const fh = await open(file, 'r');
+    try {
+      let pos = entry.dataOffset + start;
+      const stop = entry.dataOffset + end;
+      while (pos < stop) {
+        const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, stop - pos));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) {
+          throw new TarFormatError(`${file}: tar archive truncated in member ${JSON.stringify(entry.rawName)} (file ends at offset ${pos})`);
+        }
+        pos += bytesRead;
+        yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+  return Readable.from(chunks(), { objectMode: false, highWaterMark: 1024 * 1024 });
+}
