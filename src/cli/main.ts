@@ -4,6 +4,9 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { pullCommand } from './pull.js';
 import { serveCommand } from './serve.js';
+import { bundleCommand } from './bundle.js';
+import { verifyCommand } from './verify.js';
+import { inspectCommand } from './inspect.js';
 import { reportError } from './errors.js';
 import { UsageError } from '../util/errors.js';
 
@@ -25,6 +28,9 @@ export async function main(argv: string[]): Promise<number> {
     });
   cli = pullCommand(cli);
   cli = serveCommand(cli);
+  cli = bundleCommand(cli);
+  cli = verifyCommand(cli);
+  cli = inspectCommand(cli);
   try {
     process.exitCode = 0;
     await cli.parseAsync();

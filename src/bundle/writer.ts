@@ -1,0 +1,349 @@
+/**
+ * `writeBundle`: images from an OCI layout store into one ferry bundle file (format v1,
+ * docs/bundle-format.md). Two phases: planBundle() walks every image graph and decides every
+ * member (pure reads of the store, nothing written); then the tar is streamed to a temp file
+ * beside the output and renamed into place only once complete, so a killed run never leaves
+ * a partial FILE.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, pipeline as pipelineCb, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestVerifier, hex, isDigest, sha256, type Digest } from '../oci/digest.js';
+import { parseManifest, requiredBlobs, type Descriptor } from '../oci/manifest.js';
+import { MediaType, declaredCompression, isManifestType } from '../oci/mediatypes.js';
+import { formatPlatform } from '../oci/platform.js';
+import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
+import { FerryError, NotFoundError, UsageError, wrap } from '../util/errors.js';
+import { FileSink, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
+import { TarWriter } from '../util/tar.js';
+import {
+  BUNDLE_FORMAT_VERSION,
+  BUNDLE_MANIFEST_MEDIA_TYPE,
+  MEMBER,
+  rawBlobPath,
+  zstdBlobPath,
+  type BundleImage,
+  type BundleManifest,
+  type BundleMember,
+} from './format.js';
+import { loadPrivateKey, signManifest } from './sign.js';
+import { runZstd, zstdAvailable } from './reader.js';
+
+export const TOOL_VERSION = '0.1.0';
+export const OCI_LAYOUT_BYTES = Buffer.from('{"imageLayoutVersion":"1.0.0"}');
+/** Every member's mtime: 2000-01-01T00:00:00Z (fixed, so the same images give the same tar). */
+export const BUNDLE_MTIME = 946_684_800;
+const ZSTD_LEVEL = '-9';
+
+export type BundleCompression = 'auto' | 'zstd' | 'none';
+
+export type BundleEvent =
+  | { kind: 'plan'; images: number; blobs: number; uniqueBytes: number }
+  | { kind: 'compress'; digest: string; size: number; storedSize: number }
+  | { kind: 'member'; path: string; size: number }
+  | { kind: 'warning'; message: string };
+
+export interface WriteBundleOptions {
+  store: OciLayout;
+  /** ref.name values to bundle; default every named image in the store. */
+  refs?: string[];
+  output: string;
+  compression: BundleCompression;
+  /** PEM private key (ECDSA P-256 or Ed25519). */
+  signKey?: string;
+  onEvent?: (e: BundleEvent) => void;
+  /** Fixed "created" (tests); default now. */
+  created?: Date;
+}
+
+export interface BundleReport {
+  output: string;
+  signature: string | undefined;
+  images: BundleImage[];
+  totals: BundleManifest['totals'];
+  compressedBlobs: number;
+}
+
+export type BlobRole = 'manifest' | 'config' | 'layer';
+
+export interface PlannedBlob {
+  digest: Digest;
+  size: number;
+  mediaType: string;
+  role: BlobRole;
+  /** Stored as a zstd member. */
+  compress: boolean;
+}
+
+export interface BundlePlan {
+  images: BundleImage[];
+  /** Unique blobs in member order: manifests and configs first (discovery order), then layers. */
+  blobs: PlannedBlob[];
+  /** Index entries, one per image. */
+  index: Descriptor[];
+}
+
+/** Layer media types that say "uncompressed tar". */
+export function isUncompressedLayer(mediaType: string): boolean {
+  return declaredCompression(mediaType) === 'none' && (mediaType.includes('.layer.') || mediaType.includes('.rootfs.'));
+}
+
+/**
+ * Walk every image, dedupe blobs by digest, decide storage. Reads manifests and configs
+ * (verified) and checks every other blob is present with its size; writes nothing.
+ */
+export async function planBundle(
+  store: OciLayout,
+  refs: string[] | undefined,
+  compression: BundleCompression,
+  warn: (message: string) => void = () => {},
+): Promise<BundlePlan> {
+  const index = await store.readIndex();
+  const named = index.manifests.filter((d) => typeof d.annotations?.[REF_NAME] === 'string');
+  let roots: Array<{ ref: string; desc: Descriptor }>;
+  if (refs === undefined) {
+    roots = [];
+    const seen = new Set<string>();
+    for (const d of named) {
+      const ref = d.annotations![REF_NAME]!;
+      if (seen.has(ref)) continue; // first entry wins, as OciLayout.resolve does
+      seen.add(ref);
+      roots.push({ ref, desc: d });
+    }
+    if (roots.length === 0) throw new NotFoundError(`store ${store.dir} holds no named images to bundle`);
+  } else {
+    if (refs.length === 0) throw new UsageError('nothing to bundle: no image references given');
+    roots = [...new Set(refs)].map((ref) => {
+      const desc = named.find((d) => d.annotations![REF_NAME] === ref);
+      if (!desc) throw new NotFoundError(`no image named ${JSON.stringify(ref)} in store ${store.dir}`);
+      return { ref, desc };
+    });
+  }
+
+  let doCompress = compression !== 'none';
+  if (doCompress && !zstdAvailable()) {
+    if (compression === 'zstd') {
+      throw new UsageError('--compression zstd needs the zstd command, which is not on PATH', {
+        hint: 'install zstd, or use --compression none (uncompressed layers are then stored as they are)',
+      });
+    }
+    doCompress = false;
+    warn('zstd command not found: uncompressed layers are stored raw (install zstd for smaller bundles)');
+  }
+
+  const blobs = new Map<string, PlannedBlob>();
+  const images: BundleImage[] = [];
+  for (const { ref, desc } of roots) {
+    const what = `image ${ref}`;
+    const mine = new Map<string, number>();
+    const platforms: string[] = [];
+    const add = (d: Descriptor, role: BlobRole): void => {
+      if (!isDigest(d.digest)) throw new FerryError('DIGEST_INVALID', `${what}: unsupported digest ${JSON.stringify(d.digest)}`);
+      mine.set(d.digest, d.size);
+      if (!blobs.has(d.digest)) {
+        blobs.set(d.digest, {
+          digest: d.digest,
+          size: d.size,
+          mediaType: d.mediaType,
+          role,
+          compress: doCompress && role === 'layer' && isUncompressedLayer(d.mediaType),
+        });
+      }
+    };
+    const walk = async (d: Descriptor, depth: number, platform: string | undefined): Promise<void> => {
+      if (depth > 8) throw new FerryError('INDEX_TOO_DEEP', `${what}: indexes nested more than 8 deep`);
+      if (mine.has(d.digest)) return;
+      const bytes = await store.readBlobBytes(d, what).catch((err: unknown) => {
+        throw wrap(err, what);
+      });
+      add(d, 'manifest');
+      const doc = parseManifest(bytes, d.mediaType, `${what}: manifest ${d.digest}`);
+      if (doc.kind === 'index') {
+        for (const child of doc.manifests) {
+          if (!isManifestType(child.mediaType)) {
+            // Non-image children (attestations with unknown types) still travel as blobs.
+            await requirePresent(store, child, what);
+            add(child, 'layer');
+            continue;
+          }
+          await walk(child, depth + 1, child.platform ? formatPlatform(child.platform) : undefined);
+        }
+        return;
+      }
+      let p = platform;
+      for (const b of requiredBlobs(doc)) {
+        await requirePresent(store, b, what);
+        add(b, b === doc.config ? 'config' : 'layer');
+      }
+      if (p === undefined && (doc.config.mediaType === MediaType.OciConfig || doc.config.mediaType === MediaType.DockerConfig)) {
+        try {
+          const cfg = JSON.parse((await store.readBlobBytes(doc.config, what)).toString('utf8')) as Record<string, unknown>;
+          if (typeof cfg.os === 'string' && typeof cfg.architecture === 'string') {
+            p = formatPlatform({ os: cfg.os, architecture: cfg.architecture, variant: typeof cfg.variant === 'string' ? cfg.variant : undefined });
+          }
+        } catch (err) {
+          if ((err as { code?: string }).code === 'BLOB_MISSING') throw err;
+          // An unreadable config only costs the platform label.
+        }
+      }
+      if (p !== undefined && !platforms.includes(p)) platforms.push(p);
+    };
+    await walk(desc, 0, desc.platform ? formatPlatform(desc.platform) : undefined);
+    let totalSize = 0;
+    for (const s of mine.values()) totalSize += s;
+    images.push({ ref, digest: desc.digest as Digest, mediaType: desc.mediaType, size: desc.size, platforms, totalSize });
+  }
+  const ordered = [...blobs.values()];
+  const first = ordered.filter((b) => b.role !== 'layer');
+  const layers = ordered.filter((b) => b.role === 'layer');
+  const indexEntries: Descriptor[] = images.map((i) => ({
+    mediaType: i.mediaType,
+    digest: i.digest,
+    size: i.size,
+    annotations: { [REF_NAME]: i.ref, [CONTAINERD_NAME]: i.ref },
+  }));
+  return { images, blobs: [...first, ...layers], index: indexEntries };
+}
+
+async function requirePresent(store: OciLayout, d: Descriptor, what: string): Promise<void> {
+  if (!isDigest(d.digest)) throw new FerryError('DIGEST_INVALID', `${what}: unsupported digest ${JSON.stringify(d.digest)}`);
+  if (!(await store.hasBlob(d.digest))) {
+    throw new FerryError('BLOB_MISSING', `${what}: blob ${d.digest} (${d.mediaType}) is missing from the store`, {
+      hint: 'the image was pulled sparsely or the store is damaged; pull it again',
+    });
+  }
+  if (!(await store.hasBlob(d.digest, d.size))) {
+    throw new FerryError('SIZE_MISMATCH', `${what}: blob ${d.digest} in the store is not ${d.size} bytes`);
+  }
+}
+
+/** sha256 of what flows through, as a pass-through Transform. */
+class Hasher extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+/** `src | transforms` as one readable whose errors include every stage's. */
+function chain(src: Readable, ...transforms: Transform[]): Readable {
+  return pipelineCb([src, ...transforms], () => {}) as unknown as Readable;
+}
+
+export function checksumsFile(members: Array<{ path: string; sha256: string }>): Buffer {
+  return Buffer.from(members.map((m) => `${m.sha256}  ${m.path}\n`).join(''), 'utf8');
+}
+
+export async function writeBundle(opts: WriteBundleOptions): Promise<BundleReport> {
+  const emit = opts.onEvent ?? (() => {});
+  const output = path.resolve(opts.output);
+  const key = opts.signKey !== undefined ? await loadPrivateKey(opts.signKey) : undefined;
+  const plan = await planBundle(opts.store, opts.refs, opts.compression, (message) => emit({ kind: 'warning', message }));
+  const uniqueBytes = plan.blobs.reduce((n, b) => n + b.size, 0);
+  emit({ kind: 'plan', images: plan.images.length, blobs: plan.blobs.length, uniqueBytes });
+
+  const spools = new Map<string, { file: string; size: number; sha256: string }>();
+  const tmp = tempNameFor(output);
+  let committed = false;
+  try {
+    // Compress first, so the manifest (written before any blob) knows stored sizes and hashes.
+    for (const b of plan.blobs.filter((x) => x.compress)) {
+      const file = tempNameFor(path.join(path.dirname(output), `${path.basename(output)}.${hex(b.digest).slice(0, 12)}.zst`));
+      spools.set(b.digest, { file, size: 0, sha256: '' });
+      const src = chain(
+        await opts.store.openBlob(b.digest, `layer ${b.digest}`),
+        new DigestVerifier({ digest: b.digest, size: b.size, what: `store blob ${b.digest}` }),
+      );
+      const hasher = new Hasher();
+      const sink = new FileSink(file);
+      await runZstd(['-q', '-c', ZSTD_LEVEL, '-T0', '--no-progress', '-'], src, sink, { transforms: [hasher] });
+      const spool = { file, size: hasher.bytes, sha256: hasher.hash.digest('hex') };
+      spools.set(b.digest, spool);
+      emit({ kind: 'compress', digest: b.digest, size: b.size, storedSize: spool.size });
+    }
+
+    const indexBytes = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: plan.index }, null, 2) + '\n',
+      'utf8',
+    );
+    const blobMembers: BundleMember[] = plan.blobs.map((b) => {
+      const spool = spools.get(b.digest);
+      if (spool) {
+        return { path: zstdBlobPath(hex(b.digest)), size: spool.size, sha256: spool.sha256, storage: 'zstd', digest: b.digest, uncompressedSize: b.size, mediaType: b.mediaType };
+      }
+      return { path: rawBlobPath(hex(b.digest)), size: b.size, sha256: hex(b.digest), storage: 'raw', digest: b.digest, mediaType: b.mediaType };
+    });
+    const head: BundleMember[] = [
+      { path: MEMBER.layoutHeader, size: OCI_LAYOUT_BYTES.length, sha256: hex(sha256(OCI_LAYOUT_BYTES)), storage: 'raw' },
+      { path: MEMBER.index, size: indexBytes.length, sha256: hex(sha256(indexBytes)), storage: 'raw' },
+    ];
+    const sums = checksumsFile([...head, ...blobMembers]);
+    const members: BundleMember[] = [
+      head[0]!,
+      head[1]!,
+      { path: MEMBER.checksums, size: sums.length, sha256: hex(sha256(sums)), storage: 'raw' },
+      ...blobMembers,
+    ];
+    const totals = {
+      images: plan.images.length,
+      blobs: plan.blobs.length,
+      referencedBytes: plan.images.reduce((n, i) => n + i.totalSize, 0),
+      uniqueBytes,
+      storedBytes: members.reduce((n, m) => n + m.size, 0),
+    };
+    const manifest: BundleManifest = {
+      mediaType: BUNDLE_MANIFEST_MEDIA_TYPE,
+      formatVersion: BUNDLE_FORMAT_VERSION,
+      tool: { name: 'ferry', version: TOOL_VERSION },
+      created: (opts.created ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      images: plan.images,
+      members,
+      totals,
+    };
+    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n', 'utf8');
+    const signature = key ? signManifest(manifestBytes, key) : undefined;
+
+    const tar = new TarWriter({ mtime: BUNDLE_MTIME });
+    const sink = new FileSink(tmp);
+    const written = pipeline(tar.output, sink);
+    written.catch(() => {});
+    try {
+      await tar.addFile(MEMBER.layoutHeader, OCI_LAYOUT_BYTES);
+      await tar.addFile(MEMBER.manifest, manifestBytes);
+      if (signature) await tar.addFile(MEMBER.signature, signature);
+      await tar.addFile(MEMBER.index, indexBytes);
+      await tar.addFile(MEMBER.checksums, sums);
+      for (let i = 0; i < plan.blobs.length; i++) {
+        const b = plan.blobs[i]!;
+        const m = blobMembers[i]!;
+        const spool = spools.get(b.digest);
+        const src = spool
+          ? chain(createReadStream(spool.file, { highWaterMark: 1024 * 1024 }), new DigestVerifier({ digest: `sha256:${spool.sha256}`, size: spool.size, what: `zstd spool for ${b.digest}` }))
+          : chain(await opts.store.openBlob(b.digest, `blob ${b.digest}`), new DigestVerifier({ digest: b.digest, size: b.size, what: `store blob ${b.digest}` }));
+        await tar.addFile(m.path, m.size, src);
+        emit({ kind: 'member', path: m.path, size: m.size });
+      }
+      await tar.finish();
+    } catch (err) {
+      tar.abort(err);
+      await written.catch(() => {});
+      throw err;
+    }
+    await written;
+    await rename(tmp, output);
+    committed = true;
+    const sigFile = `${output}.sig`;
+    if (signature) await writeFileAtomic(sigFile, signature);
+    else await rm(sigFile, { force: true }); // a stale signature of an older bundle would mislead
+    return { output, signature: signature ? sigFile : undefined, images: plan.images, totals, compressedBlobs: spools.size };
+  } finally {
+    if (!committed) await rm(tmp, { force: true });
+    await Promise.all([...spools.values()].map((s) => rm(s.file, { force: true })));
+  }
+}

@@ -1,0 +1,104 @@
+/** `ferry bundle`: pull what is named into the store, then write one bundle file of it. */
+import type { Argv } from 'yargs';
+import { DEFAULT_STORE, pull, readImageList } from '../copy/pull.js';
+import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
+import { parsePlatform } from '../oci/platform.js';
+import { OciLayout } from '../transports/oci/layout.js';
+import { FerryError, UsageError } from '../util/errors.js';
+import { formatBytes } from './format.js';
+import { registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { jsonLine } from './progress.js';
+
+export interface BundleArgs extends RegistryFlags {
+  sources?: string[];
+  file?: string[];
+  output: string;
+  store?: string;
+  fromStore?: boolean;
+  platform?: string[];
+  signKey?: string;
+  compression: BundleCompression;
+  json?: boolean;
+  /** Tests: no output. */
+  quiet?: boolean;
+}
+
+export function bundleCommand<T>(y: Argv<T>): Argv<T> {
+  return y.command<BundleArgs>(
+    'bundle [sources..]',
+    'Pull images into the store and write them, each blob once, into one verifiable bundle file',
+    (cmd) =>
+      registryFlags(
+        cmd
+          .positional('sources', { type: 'string', array: true, describe: 'image references (nginx:1.27, docker://…, oci:DIR[:REF])' })
+          .option('file', { alias: 'f', type: 'string', array: true, describe: 'image list: one reference per line, # comments (- for stdin)' })
+          .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'bundle file to write' })
+          .option('store', { type: 'string', describe: `OCI layout store (default $FERRY_STORE or ${DEFAULT_STORE})` })
+          .option('from-store', { type: 'boolean', describe: 'bundle every image in the store' })
+          .option('platform', { type: 'string', array: true, describe: 'only this platform for images pulled now, OS/ARCH[/VARIANT]; repeatable' })
+          .option('sign-key', { type: 'string', describe: 'sign with this private key (PEM, ECDSA P-256 or Ed25519)' })
+          .option('compression', { choices: ['auto', 'zstd', 'none'] as const, default: 'auto' as const, describe: 'zstd-compress uncompressed layers inside the bundle (none: a plain oci-archive)' })
+          .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' })
+          .example('$0 bundle nginx:1.27 redis:7 -o images.ferry --sign-key key.pem', 'two images, signed')
+          .example('$0 bundle --from-store --store /srv/store -o all.ferry', 'everything already in a store'),
+      ) as unknown as Argv<BundleArgs>,
+    async (args) => {
+      process.exitCode = await runBundle(args);
+    },
+  );
+}
+
+export async function runBundle(args: BundleArgs): Promise<number> {
+  const refs = [...(args.sources ?? [])];
+  for (const f of args.file ?? []) refs.push(...(await readImageList(f)));
+  if (refs.length === 0 && !args.fromStore) {
+    throw new UsageError('nothing to bundle: give image references, -f LIST, or --from-store');
+  }
+  const platforms = (args.platform ?? []).flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim()));
+  if (platforms.length > 0 && refs.length === 0) throw new UsageError('--platform applies to images pulled now; it cannot filter --from-store');
+  const storeDir = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
+  const out = (line: string): void => {
+    if (!args.quiet && !args.json) process.stderr.write(line + '\n');
+  };
+  let names: string[] | undefined;
+  if (refs.length > 0) {
+    const access = await registryAccess(args, (args.file ?? []).includes('-'));
+    const r = await pull({ refs, store: storeDir, platforms, ...access });
+    if (r.failures.length > 0) {
+      for (const f of r.failures) process.stderr.write(`failed: ${f.name}: ${f.error}\n${f.hint ? `  hint: ${f.hint}\n` : ''}`);
+      const integrity = r.failures.every((f) => f.errorCode === 'DIGEST_MISMATCH' || f.errorCode === 'SIZE_MISMATCH');
+      throw new FerryError('PULL_FAILED', `${r.failures.length} image${r.failures.length === 1 ? '' : 's'} could not be pulled; no bundle written`, {
+        hint: integrity ? 'the source served content that does not match its digests' : undefined,
+      });
+    }
+    names = r.images.filter((i) => i.status === 'done').map((i) => i.name);
+    out(`Pulled ${names.length} image${names.length === 1 ? '' : 's'} into ${r.store}`);
+  }
+  const store = await OciLayout.open(storeDir);
+  const onEvent = (e: BundleEvent): void => {
+    if (args.quiet) return;
+    if (args.json) jsonLine({ type: 'event', ...e });
+    else if (e.kind === 'warning') process.stderr.write(`warning: ${e.message}\n`);
+    else if (e.kind === 'compress') out(`compressed ${e.digest.slice(0, 19)}: ${formatBytes(e.size)} → ${formatBytes(e.storedSize)}`);
+  };
+  const report: BundleReport = await writeBundle({
+    store,
+    ...(args.fromStore ? {} : { refs: names! }),
+    output: args.output,
+    compression: args.compression,
+    ...(args.signKey !== undefined ? { signKey: args.signKey } : {}),
+    onEvent,
+  });
+  if (!args.quiet) {
+    if (args.json) jsonLine({ type: 'report', ...report });
+    else {
+      const t = report.totals;
+      for (const i of report.images) out(`  ${i.ref}  ${i.digest}  ${formatBytes(i.totalSize)}${i.platforms.length ? `  ${i.platforms.join(', ')}` : ''}`);
+      out(
+        `Wrote ${report.output}: ${t.images} images, ${t.blobs} unique blobs; ${formatBytes(t.referencedBytes)} referenced, ` +
+          `${formatBytes(t.uniqueBytes)} unique, ${formatBytes(t.storedBytes)} stored${report.signature ? `; signature ${report.signature}` : ''}`,
+      );
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,47 @@
+/** `ferry inspect FILE|oci:DIR`: what a bundle or store holds, from its manifest. */
+import type { Argv } from 'yargs';
+import { inspect } from '../bundle/inspect.js';
+import { formatBytes } from './format.js';
+import { jsonLine } from './progress.js';
+
+export interface InspectArgs {
+  source: string;
+  key?: string;
+  json?: boolean;
+}
+
+export function inspectCommand<T>(y: Argv<T>): Argv<T> {
+  return y.command<InspectArgs>(
+    'inspect <source>',
+    'Show the images, platforms and sizes in a bundle (or an oci:DIR store); does not verify content',
+    (cmd) =>
+      cmd
+        .positional('source', { type: 'string', demandOption: true, describe: 'bundle file or oci:DIR' })
+        .option('key', { type: 'string', describe: 'public key (PEM) to check the signature with' })
+        .option('json', { type: 'boolean', describe: 'machine-readable output on stdout' }) as unknown as Argv<InspectArgs>,
+    async (args) => {
+      process.exitCode = await runInspect(args);
+    },
+  );
+}
+
+export async function runInspect(args: InspectArgs): Promise<number> {
+  const r = await inspect(args.source, args.key !== undefined ? { key: args.key } : {});
+  if (args.json) {
+    jsonLine({ type: 'inspect', ...r });
+    return 0;
+  }
+  const lines: string[] = [];
+  lines.push(`${r.source}: ${r.kind === 'bundle' ? `ferry bundle format ${r.format}, written by ${r.tool.name} ${r.tool.version} at ${r.created}` : 'OCI image layout'}`);
+  const w = Math.max(...r.images.map((i) => i.ref.length), 5);
+  lines.push(`${'IMAGE'.padEnd(w)}  ${'DIGEST'.padEnd(19)}  ${'SIZE'.padStart(10)}  PLATFORMS`);
+  for (const i of r.images) {
+    lines.push(`${i.ref.padEnd(w)}  ${i.digest.slice(0, 19)}  ${formatBytes(i.totalSize).padStart(10)}  ${i.platforms.join(', ') || '-'}`);
+  }
+  lines.push(
+    `${r.images.length} images, ${r.blobs} unique blobs: ${formatBytes(r.referencedBytes)} referenced, ${formatBytes(r.uniqueBytes)} unique, ` +
+      `${formatBytes(r.storedBytes)} stored; signature: ${r.signature}`,
+  );
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}

@@ -1,0 +1,60 @@
+/** `ferry verify FILE`: exit 0 when the bundle is intact (and signed, when asked), 3 when not. */
+import type { Argv } from 'yargs';
+import { verifyBundle } from '../bundle/verify.js';
+import { UsageError } from '../util/errors.js';
+import { formatBytes } from './format.js';
+import { jsonLine } from './progress.js';
+
+export interface VerifyArgs {
+  file: string;
+  key?: string;
+  requireSignature?: boolean;
+  json?: boolean;
+  /** Tests: no output. */
+  quiet?: boolean;
+}
+
+export function verifyCommand<T>(y: Argv<T>): Argv<T> {
+  return y.command<VerifyArgs>(
+    'verify <file>',
+    'Check a bundle: tar safety, every member hash, every blob digest, image completeness, signature',
+    (cmd) =>
+      cmd
+        .positional('file', { type: 'string', demandOption: true, describe: 'bundle file (- or a FIFO: read as a stream)' })
+        .option('key', { type: 'string', describe: 'public key (PEM, ECDSA P-256 or Ed25519) the signature must verify with' })
+        .option('require-signature', { type: 'boolean', describe: 'an unsigned bundle is a failure' })
+        .option('json', { type: 'boolean', describe: 'machine-readable result on stdout' })
+        .example('$0 verify images.ferry --key pub.pem --require-signature', 'check content and signature') as unknown as Argv<VerifyArgs>,
+    async (args) => {
+      process.exitCode = await runVerify(args);
+    },
+  );
+}
+
+export async function runVerify(args: VerifyArgs): Promise<number> {
+  if (args.requireSignature && args.key === undefined) {
+    throw new UsageError('--require-signature needs --key to check the signature with');
+  }
+  const file = args.file === '-' ? '/dev/stdin' : args.file;
+  const r = await verifyBundle(file, {
+    ...(args.key !== undefined ? { key: args.key } : {}),
+    ...(args.requireSignature ? { requireSignature: true } : {}),
+  });
+  if (!args.quiet) {
+    if (args.json) {
+      jsonLine({ type: 'verify', file: args.file, ok: r.ok, signature: r.signature, problems: r.problems, totals: r.manifest?.totals, images: r.manifest?.images.map((i) => ({ ref: i.ref, digest: i.digest })) });
+    } else {
+      for (const p of r.problems) process.stderr.write(`problem: ${p.code}: ${p.message}\n`);
+      if (r.ok) {
+        const t = r.manifest!.totals;
+        process.stderr.write(
+          `${args.file}: OK: ${t.images} images, ${t.blobs} blobs (${formatBytes(t.uniqueBytes)}), ` +
+            `signature ${r.signature === 'valid' ? 'valid' : r.signature === 'present' ? 'present (not checked: no --key)' : 'none'}\n`,
+        );
+      } else {
+        process.stderr.write(`${args.file}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
+      }
+    }
+  }
+  return r.ok ? 0 : 3;
+}
