@@ -7,6 +7,7 @@
  * 3. `ferry pull` everything into .demo/store, then one platform into .demo/store-arm64, then
  *    pull again to show nothing is fetched twice.
  * 4. Check every digest in the stores against the source and print a summary.
+ * 5. Bundle the store into one file, verify it and inspect it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -108,6 +109,14 @@ async function main(): Promise<void> {
     console.log(`  arm64-only index ${armEntry.digest}, published index recorded as ${armEntry.annotations?.['dev.ferry.original-index.digest']}`);
     ok &&= armEntry.annotations?.['dev.ferry.original-index.digest'] === multi.digest;
     if (!ok) throw new Error('digest check failed');
+
+    step('7. Bundle the store into one file, verify it, inspect it');
+    const bundleFile = path.relative(process.cwd(), path.join(WORK, 'images.ferry'));
+    const b = await ferry(['bundle', '--from-store', '--store', path.relative(process.cwd(), store), '-o', bundleFile]);
+    if (b.code !== 0) throw new Error(`ferry bundle exited ${b.code}`);
+    const v = await ferry(['verify', bundleFile]);
+    if (v.code !== 0) throw new Error(`ferry verify exited ${v.code}`);
+    await ferry(['inspect', bundleFile]);
 
     step('Done');
     console.log(`  The store at ${path.relative(process.cwd(), store)} is a standard OCI image layout (oci-layout, index.json, blobs/sha256).`);
