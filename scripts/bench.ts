@@ -127,7 +127,62 @@ async function main(): Promise<void> {
         secondPullWorkFraction: (second!.reportMs ?? NaN) / (bestFerry.reportMs ?? NaN),
       },
     };
-    await writeFile(path.join(WORK, 'results.json'), JSON.stringify(results, null, 2));
+    // Bundle and verify, on the store the last ferry pull wrote.
+    const store = path.join(WORK, 'ferry-store');
+    const bundleFile = path.join(WORK, 'bench.ferry');
+    const tarFile = path.join(WORK, 'store.tar');
+    const tarTimes: number[] = [];
+    const tarSyncTimes: number[] = [];
+    const bundleRuns: Timed[] = [];
+    const shaTimes: number[] = [];
+    const verifyRuns: Timed[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      await rm(tarFile, { force: true });
+      const tarMs = (await run('tar', ['-cf', tarFile, '-C', store, '.'])).ms;
+      tarTimes.push(tarMs);
+      // ferry fsyncs what it writes before renaming it into place; tar does not.
+      tarSyncTimes.push(tarMs + (await run('sync', [tarFile])).ms);
+      await rm(bundleFile, { force: true });
+      bundleRuns.push(await run(process.execPath, [CLI, 'bundle', '--from-store', '--store', store, '-o', bundleFile, '--json'], { trackRss: true }));
+      shaTimes.push((await run('sha256sum', [bundleFile])).ms);
+      verifyRuns.push(await run(process.execPath, [CLI, 'verify', bundleFile, '--json'], { trackRss: true }));
+      console.log(`run ${i + 1}: tar -cf ${s(tarTimes.at(-1)!)}, ferry bundle ${s(bundleRuns.at(-1)!.ms)}, sha256sum ${s(shaTimes.at(-1)!)}, ferry verify ${s(verifyRuns.at(-1)!.ms)}`);
+    }
+    const { stat } = await import('node:fs/promises');
+    const bundleSize = (await stat(bundleFile)).size;
+    const bestTar = Math.min(...tarTimes);
+    const bestTarSync = Math.min(...tarSyncTimes);
+    const bestBundle = Math.min(...bundleRuns.map((r) => r.ms));
+    const bestSha = Math.min(...shaTimes);
+    const bestVerify = Math.min(...verifyRuns.map((r) => r.ms));
+    const bundleResults = {
+      tarMs: bestTar,
+      bundleMs: bestBundle,
+      bundleVsTar: bestBundle / bestTar,
+      tarSyncMs: bestTarSync,
+      bundleVsTarSync: bestBundle / bestTarSync,
+      bundleBytes: bundleSize,
+      uniqueBytes: corpus.uniqueBlobBytes,
+      overheadBytes: bundleSize - corpus.uniqueBlobBytes,
+      overheadLimitBytes: corpus.uniqueBlobBytes * 0.005 + 1e6,
+      sha256sumMs: bestSha,
+      verifyMs: bestVerify,
+      verifySpeedup: bestSha / bestVerify,
+      bundlePeakRssBytes: Math.max(...bundleRuns.map((r) => r.peakRssBytes ?? 0)),
+      verifyPeakRssBytes: Math.max(...verifyRuns.map((r) => r.peakRssBytes ?? 0)),
+    };
+    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults }, null, 2));
+    const bundleTable = [
+      `Same run, same corpus: the store written by the last \`ferry pull\` above (registry layers, already compressed, so no member is recompressed).`,
+      '',
+      '| measurement | reference | ferry | ratio | target |',
+      '| --- | --- | --- | --- | --- |',
+      `| bundle the store | ${s(bestTar)} (\`tar -cf\`) | ${s(bestBundle)} (\`ferry bundle --from-store\`) | **${bundleResults.bundleVsTar.toFixed(2)}x** tar's time | ≤ 1.5x |`,
+      `| bundle the store, both durable on disk | ${s(bestTarSync)} (\`tar -cf\` + \`sync FILE\`) | ${s(bestBundle)} | **${bundleResults.bundleVsTarSync.toFixed(2)}x** | ≤ 1.5x |`,
+      `| bundle size vs unique blob bytes | ${mb(corpus.uniqueBlobBytes)} | ${mb(bundleSize)} | **+${(bundleResults.overheadBytes / 1e3).toFixed(1)} KB** | ≤ 0.5% + 1 MB (${mb(bundleResults.overheadLimitBytes)}) |`,
+      `| verify the bundle | ${s(bestSha)} (\`sha256sum FILE\`) | ${s(bestVerify)} (\`ferry verify\`) | **${bundleResults.verifySpeedup.toFixed(2)}x** faster | ≥ 1.5x |`,
+      `| peak RSS: bundle / verify | | ${mb(bundleResults.bundlePeakRssBytes)} / ${mb(bundleResults.verifyPeakRssBytes)} | | < 200 MB |`,
+    ].join('\n');
     const table = [
       `Measured ${results.date.slice(0, 10)} on ${results.machine}, best of ${RUNS} runs; corpus: ${results.corpus.images} images, ${results.corpus.blobs} blobs, ${mb(results.corpus.uniqueBytes)} unique, largest layer ${mb(results.corpus.largestLayer)}, served by docker-registry on loopback.`,
       '',
@@ -138,11 +193,13 @@ async function main(): Promise<void> {
       `| second pull, nothing new (wall clock, incl. ~0.2 s Node start-up) | | ${s(second!.ms)} | **${(results.pull.secondPullFraction * 100).toFixed(1)}%** of the first | < 10% |`,
       `| second pull, nothing new (ferry's own report, start-up excluded) | | ${s(second!.reportMs ?? NaN)} | **${(results.pull.secondPullWorkFraction * 100).toFixed(1)}%** of the first's ${s(bestFerry.reportMs ?? NaN)} | < 10% |`,
     ].join('\n');
-    console.log('\n' + table + '\n');
+    console.log('\n' + table + '\n\n' + bundleTable + '\n');
     if (process.argv.includes('--write-docs')) {
       const doc = path.join(ROOT, 'docs', 'benchmarks.md');
       const text = await readFile(doc, 'utf8');
-      const next = text.replace(/<!-- BENCH:pull -->[\s\S]*<!-- \/BENCH:pull -->/, `<!-- BENCH:pull -->\n${table}\n<!-- /BENCH:pull -->`);
+      const next = text
+        .replace(/<!-- BENCH:pull -->[\s\S]*<!-- \/BENCH:pull -->/, `<!-- BENCH:pull -->\n${table}\n<!-- /BENCH:pull -->`)
+        .replace(/<!-- BENCH:bundle -->[\s\S]*<!-- \/BENCH:bundle -->/, `<!-- BENCH:bundle -->\n${bundleTable}\n<!-- /BENCH:bundle -->`);
       await writeFile(doc, next);
       console.log('docs/benchmarks.md updated');
     }
