@@ -1,7 +1,9 @@
 /** `ferry serve`: OCI layouts as a read-only registry, until SIGINT/SIGTERM. */
+import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { mergeContent, type ServedContent } from '../server/content.js';
+import { bundleContent } from '../server/bundle-content.js';
 import { layoutContent } from '../server/layout-content.js';
 import { isRepositoryName } from '../server/names.js';
 import { DEFAULT_LISTEN, parseListen, startServer, type RunningServer } from '../server/server.js';
@@ -17,28 +19,48 @@ interface ServeArgs {
   json?: boolean;
 }
 
-export interface ServeSource {
-  dir: string;
-  repository: string | undefined;
-}
+export type ServeSource =
+  | { dir: string; repository: string | undefined }
+  /** A ferry bundle or OCI archive file, served in place. */
+  | { bundle: string; repository: string | undefined };
 
-/** `oci:DIR` or `oci:DIR:REPO`. The directory ends at the first colon, as in skopeo's `oci:`. */
+/**
+ * `oci:DIR` or `oci:DIR:REPO` (an OCI layout); `bundle:FILE` or `bundle:FILE:REPO`, or just a
+ * path to a regular file (a ferry bundle or OCI archive). After the prefix the path ends at the
+ * first colon, as in skopeo's `oci:`; a bare path is taken whole.
+ */
 export function parseServeSource(s: string): ServeSource {
-  if (!s.startsWith('oci:')) {
-    throw new UsageError(`cannot serve ${JSON.stringify(s)}: a source is oci:DIR or oci:DIR:REPO (an OCI image layout)`);
+  const prefix = s.startsWith('oci:') ? 'oci:' : s.startsWith('bundle:') ? 'bundle:' : undefined;
+  if (prefix === undefined) {
+    if (s !== '' && isRegularFile(s)) return { bundle: s, repository: undefined };
+    throw new UsageError(
+      `cannot serve ${JSON.stringify(s)}: a source is oci:DIR or oci:DIR:REPO (an OCI image layout), or a bundle file (FILE or bundle:FILE)`,
+    );
   }
-  const rest = s.slice('oci:'.length);
+  const rest = s.slice(prefix.length);
   const colon = rest.indexOf(':');
   const dir = colon === -1 ? rest : rest.slice(0, colon);
   const repository = colon === -1 ? undefined : rest.slice(colon + 1);
-  if (dir === '') throw new UsageError(`${JSON.stringify(s)}: oci: needs a directory, e.g. oci:./ferry-store`);
+  if (dir === '') {
+    throw new UsageError(
+      prefix === 'oci:' ? `${JSON.stringify(s)}: oci: needs a directory, e.g. oci:./ferry-store` : `${JSON.stringify(s)}: bundle: needs a file, e.g. bundle:./images.ferry`,
+    );
+  }
   if (repository !== undefined && !isRepositoryName(repository)) {
     throw new UsageError(
       `${JSON.stringify(s)}: ${JSON.stringify(repository)} is not a valid repository name ` +
         '(lower-case letters and digits separated by ".", "_", "__", "-" or "/")',
     );
   }
-  return { dir, repository };
+  return prefix === 'oci:' ? { dir, repository } : { bundle: dir, repository };
+}
+
+function isRegularFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
 }
 
 export function serveCommand<T>(y: Argv<T>): Argv<T> {
@@ -106,7 +128,10 @@ export async function runServe(args: ServeArgs, io: ServeIo): Promise<number> {
   }
 
   const sources: ServedContent[] = await Promise.all(
-    specs.map((s) => layoutContent(s.dir, { scoped: !!args.scoped, ...(s.repository !== undefined ? { repository: s.repository } : {}) })),
+    specs.map((s) => {
+      const o = { scoped: !!args.scoped, ...(s.repository !== undefined ? { repository: s.repository } : {}) };
+      return 'bundle' in s ? bundleContent(s.bundle, o) : layoutContent(s.dir, o);
+    }),
   );
   for (const w of sources.flatMap((s) => s.warnings)) {
     if (json) emit({ type: 'warning', message: w });
