@@ -66,13 +66,13 @@ function isRegularFile(p: string): boolean {
 export function serveCommand<T>(y: Argv<T>): Argv<T> {
   return y.command<ServeArgs>(
     'serve <sources..>',
-    'Serve OCI layouts (a ferry store) as a read-only OCI registry',
+    'Serve OCI layouts (a ferry store), bundles or OCI archives in place as a read-only OCI registry',
     (cmd) =>
       cmd
         .positional('sources', {
           type: 'string',
           array: true,
-          describe: 'oci:DIR, or oci:DIR:REPO to serve images named by a bare tag (v1) as REPO:v1',
+          describe: 'oci:DIR[:REPO], a bundle FILE (or bundle:FILE[:REPO]) or an OCI archive; REPO serves images named by a bare tag (v1) as REPO:v1',
         })
         .option('listen', { type: 'string', default: DEFAULT_LISTEN, describe: 'address to listen on, HOST:PORT ([::1]:PORT for IPv6)' })
         .option('tls-cert', { type: 'string', describe: 'serve HTTPS with this PEM certificate (chain); needs --tls-key' })
