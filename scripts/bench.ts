@@ -9,14 +9,18 @@
  *   - ferry:  one `ferry pull` of the whole list.
  * Each is run RUNS times, alternating, and the best time is kept. ferry's peak RSS is read from
  * /proc (VmHWM) while it runs. A second `ferry pull` into the same store (nothing new) is timed
- * against the first. Results go to .bench/results.json and, with --write-docs, into
- * docs/benchmarks.md between the BENCH markers.
+ * against the first. Then, in the same run: `ferry bundle` of a generated `docker save`-style
+ * archive with uncompressed, compressible layers (bundle size vs input size), and pull / bundle
+ * (--compression auto and none) / verify of an image with one 2 GiB uncompressed layer, with
+ * peak RSS (inputs from scripts/corpus/bench-2g.ts, cached under .bench/). Results go to
+ * .bench/results.json and, with --write-docs, into docs/benchmarks.md between the BENCH markers.
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { generateBigLayerLayout, generateDockerSave } from './corpus/bench-2g.js';
 import { generateCorpus } from './corpus/generate.js';
 import { pushCorpus } from './corpus/push.js';
 import { startRegistry } from '../test/harness/registry.js';
@@ -32,6 +36,19 @@ interface Timed {
   peakRssBytes?: number;
   /** For `ferry --json`: the report's durationMs (the work, without process start-up). */
   reportMs?: number;
+  /** With trackRss: the largest sum of the child processes' VmRSS seen at one poll (ferry runs zstd as a child). */
+  childPeakRssBytes?: number;
+}
+
+async function childRss(pid: number): Promise<number> {
+  const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean);
+  let sum = 0;
+  for (const k of kids) {
+    const st = await readFile(`/proc/${k}/status`, 'utf8').catch(() => '');
+    const m = /VmRSS:\s+(\d+) kB/.exec(st);
+    if (m) sum += Number(m[1]) * 1024;
+  }
+  return sum;
 }
 
 function run(cmd: string, args: string[], opts: { trackRss?: boolean } = {}): Promise<Timed> {
@@ -45,6 +62,7 @@ function run(cmd: string, args: string[], opts: { trackRss?: boolean } = {}): Pr
     });
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     let peak = 0;
+    let childPeak = 0;
     const poll = opts.trackRss
       ? setInterval(() => {
           readFile(`/proc/${child.pid}/status`, 'utf8').then(
@@ -52,6 +70,10 @@ function run(cmd: string, args: string[], opts: { trackRss?: boolean } = {}): Pr
               const m = /VmHWM:\s+(\d+) kB/.exec(s);
               if (m) peak = Math.max(peak, Number(m[1]) * 1024);
             },
+            () => {},
+          );
+          childRss(child.pid!).then(
+            (n) => (childPeak = Math.max(childPeak, n)),
             () => {},
           );
         }, 20)
@@ -69,7 +91,7 @@ function run(cmd: string, args: string[], opts: { trackRss?: boolean } = {}): Pr
         } catch {
           // not a ferry --json run
         }
-        resolve({ ms, ...(opts.trackRss ? { peakRssBytes: peak } : {}), ...(reportMs !== undefined ? { reportMs } : {}) });
+        resolve({ ms, ...(opts.trackRss ? { peakRssBytes: peak, childPeakRssBytes: childPeak } : {}), ...(reportMs !== undefined ? { reportMs } : {}) });
       }
     });
   });
@@ -148,7 +170,6 @@ async function main(): Promise<void> {
       verifyRuns.push(await run(process.execPath, [CLI, 'verify', bundleFile, '--json'], { trackRss: true }));
       console.log(`run ${i + 1}: tar -cf ${s(tarTimes.at(-1)!)}, ferry bundle ${s(bundleRuns.at(-1)!.ms)}, sha256sum ${s(shaTimes.at(-1)!)}, ferry verify ${s(verifyRuns.at(-1)!.ms)}`);
     }
-    const { stat } = await import('node:fs/promises');
     const bundleSize = (await stat(bundleFile)).size;
     const bestTar = Math.min(...tarTimes);
     const bestTarSync = Math.min(...tarSyncTimes);
@@ -194,12 +215,107 @@ async function main(): Promise<void> {
       `| second pull, nothing new (ferry's own report, start-up excluded) | | ${s(second!.reportMs ?? NaN)} | **${(results.pull.secondPullWorkFraction * 100).toFixed(1)}%** of the first's ${s(bestFerry.reportMs ?? NaN)} | < 10% |`,
     ].join('\n');
     console.log('\n' + table + '\n\n' + bundleTable + '\n');
+
+    // docker save input with uncompressed layers → bundle (compression auto: zstd in the bundle).
+    const ds = await generateDockerSave(path.join(WORK, 'docker-save'));
+    if (ds.size < ds.layerBytes) throw new Error(`docker-save input ${ds.size} B is smaller than its layer tars (${ds.layerBytes} B): layers are not stored uncompressed`);
+    const dsStore = path.join(WORK, 'docker-save-store');
+    const dsBundle = path.join(WORK, 'docker-save.ferry');
+    const dsSources = ds.refs.map((r) => `docker-archive:${ds.file}:${r}`);
+    const dsBundleRuns: Timed[] = [];
+    const dsVerifyRuns: Timed[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      await rm(dsStore, { recursive: true, force: true });
+      await rm(dsBundle, { force: true });
+      dsBundleRuns.push(await run(process.execPath, [CLI, 'bundle', ...dsSources, '--store', dsStore, '-o', dsBundle, '--compression', 'auto', '--json'], { trackRss: true }));
+      dsVerifyRuns.push(await run(process.execPath, [CLI, 'verify', dsBundle, '--json'], { trackRss: true }));
+      console.log(`run ${i + 1}: docker-save bundle ${s(dsBundleRuns.at(-1)!.ms)}, verify ${s(dsVerifyRuns.at(-1)!.ms)}`);
+    }
+    const dsBundleSize = (await stat(dsBundle)).size;
+    const maxOf = (rs: Timed[], k: 'peakRssBytes' | 'childPeakRssBytes'): number => Math.max(...rs.map((r) => r[k] ?? 0));
+    const dockerSave = {
+      inputBytes: ds.size,
+      layerBytes: ds.layerBytes,
+      textBytes: ds.textBytes,
+      randomBytes: ds.randomBytes,
+      images: ds.refs.length,
+      bundleBytes: dsBundleSize,
+      ratio: dsBundleSize / ds.size,
+      bundleMs: Math.min(...dsBundleRuns.map((r) => r.ms)),
+      bundlePeakRssBytes: maxOf(dsBundleRuns, 'peakRssBytes'),
+      zstdPeakRssBytes: maxOf(dsBundleRuns, 'childPeakRssBytes'),
+      verifyMs: Math.min(...dsVerifyRuns.map((r) => r.ms)),
+      verifyPeakRssBytes: maxOf(dsVerifyRuns, 'peakRssBytes'),
+      verifyChildPeakRssBytes: maxOf(dsVerifyRuns, 'childPeakRssBytes'),
+    };
+    const pct = (n: number, d: number): string => `${((n / d) * 100).toFixed(1)}%`;
+    const met = (ok: boolean): string => (ok ? '**met**' : '**missed**');
+    const dsTable = [
+      `Same run. Input: a \`docker save\`-style archive (legacy layout, plain uncompressed layer tars) of ${ds.refs.length} images sharing layers, generated by \`scripts/corpus/bench-2g.ts\`: ${mb(ds.size)}, of which ${mb(ds.layerBytes)} layer tars (input ≥ layer bytes: layers stored uncompressed). Layer file content: ${pct(ds.textBytes, ds.textBytes + ds.randomBytes)} text-like, ${pct(ds.randomBytes, ds.textBytes + ds.randomBytes)} incompressible (see below). \`ferry bundle docker-archive:FILE:REF… --compression auto\` (into a fresh store, then zstd -9 per layer inside the bundle), best of ${RUNS}.`,
+      '',
+      '| measurement | input | ferry | ratio | target |',
+      '| --- | --- | --- | --- | --- |',
+      `| bundle size vs docker save input | ${mb(ds.size)} | ${mb(dsBundleSize)} | **${(dockerSave.ratio * 100).toFixed(1)}%** of the input | < 50%: ${met(dockerSave.ratio < 0.5)} |`,
+      `| bundle time (import into store + compress + write) | | ${s(dockerSave.bundleMs)} | | |`,
+      `| peak RSS: bundle (ferry process / zstd children) | | ${mb(dockerSave.bundlePeakRssBytes)} / ${mb(dockerSave.zstdPeakRssBytes)} | | < 200 MB (ferry): ${met(dockerSave.bundlePeakRssBytes < 200e6)} |`,
+      `| \`ferry verify\` of that bundle (restores every zstd layer and checks its digest) | | ${s(dockerSave.verifyMs)}, peak RSS ${mb(dockerSave.verifyPeakRssBytes)} / ${mb(dockerSave.verifyChildPeakRssBytes)} | | passes |`,
+    ].join('\n');
+    console.log(dsTable + '\n');
+
+    // One ≥ 2 GB layer: pull into a store, bundle (auto and none), verify; one run each.
+    const big = await generateBigLayerLayout(path.join(WORK, 'big-2g'));
+    const bigStore = path.join(WORK, 'big-2g-store');
+    await rm(bigStore, { recursive: true, force: true });
+    const bigPull = await run(process.execPath, [CLI, 'pull', '--json', '--store', bigStore, `oci:${big.dir}:${big.ref}`], { trackRss: true });
+    console.log(`2 GB layer: pull ${s(bigPull.ms)} (peak RSS ${mb(bigPull.peakRssBytes ?? 0)})`);
+    const bigRows: Array<{ compression: string; bundle: Timed; size: number; verify: Timed }> = [];
+    for (const compression of ['auto', 'none']) {
+      const f = path.join(WORK, `big-2g-${compression}.ferry`);
+      await rm(f, { force: true });
+      const bundle = await run(process.execPath, [CLI, 'bundle', '--from-store', '--store', bigStore, '-o', f, '--compression', compression, '--json'], { trackRss: true });
+      const size = (await stat(f)).size;
+      const verify = await run(process.execPath, [CLI, 'verify', f, '--json'], { trackRss: true });
+      bigRows.push({ compression, bundle, size, verify });
+      console.log(`2 GB layer, --compression ${compression}: bundle ${s(bundle.ms)} (peak RSS ${mb(bundle.peakRssBytes ?? 0)}, zstd ${mb(bundle.childPeakRssBytes ?? 0)}) → ${mb(size)}; verify ${s(verify.ms)} (peak RSS ${mb(verify.peakRssBytes ?? 0)})`);
+      await rm(f, { force: true });
+    }
+    await rm(bigStore, { recursive: true, force: true });
+    const bigResults = {
+      layerBytes: big.layerSize,
+      pullMs: bigPull.ms,
+      pullPeakRssBytes: bigPull.peakRssBytes,
+      runs: bigRows.map((r) => ({
+        compression: r.compression,
+        bundleMs: r.bundle.ms,
+        bundlePeakRssBytes: r.bundle.peakRssBytes,
+        zstdPeakRssBytes: r.bundle.childPeakRssBytes,
+        bundleBytes: r.size,
+        verifyMs: r.verify.ms,
+        verifyPeakRssBytes: r.verify.peakRssBytes,
+        verifyChildPeakRssBytes: r.verify.childPeakRssBytes,
+      })),
+    };
+    const bigTable = [
+      `Same run, one run each. Input: an OCI layout with one image whose only layer is an uncompressed \`application/vnd.oci.image.layer.v1.tar\` of ${mb(big.layerSize)} (8 files of 256 MiB, each a 1 MiB pseudo-random block repeated, generated by \`scripts/corpus/bench-2g.ts\`), pulled with \`ferry pull oci:DIR:REF\` into a fresh store, then \`ferry bundle --from-store\`, then \`ferry verify\`. Peak RSS is the ferry process's VmHWM (worker threads included); zstd runs as a child process and its RSS is shown separately.`,
+      '',
+      '| step | time | ferry peak RSS | zstd child RSS | output | target (ferry RSS) |',
+      '| --- | --- | --- | --- | --- | --- |',
+      `| \`ferry pull oci:…\` into the store | ${s(bigPull.ms)} | ${mb(bigPull.peakRssBytes ?? 0)} | | | < 200 MB: ${met((bigPull.peakRssBytes ?? 0) < 200e6)} |`,
+      ...bigRows.flatMap((r) => [
+        `| \`ferry bundle --compression ${r.compression}\` | ${s(r.bundle.ms)} | ${mb(r.bundle.peakRssBytes ?? 0)} | ${r.compression === 'none' ? '–' : mb(r.bundle.childPeakRssBytes ?? 0)} | ${mb(r.size)} bundle | < 200 MB: ${met((r.bundle.peakRssBytes ?? 0) < 200e6)} |`,
+        `| \`ferry verify\` of that bundle | ${s(r.verify.ms)} | ${mb(r.verify.peakRssBytes ?? 0)} | ${r.compression === 'none' ? '–' : mb(r.verify.childPeakRssBytes ?? 0)} | passes | < 200 MB: ${met((r.verify.peakRssBytes ?? 0) < 200e6)} |`,
+      ]),
+    ].join('\n');
+    console.log(bigTable + '\n');
+    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, dockerSave, bigLayer: bigResults }, null, 2));
     if (process.argv.includes('--write-docs')) {
       const doc = path.join(ROOT, 'docs', 'benchmarks.md');
       const text = await readFile(doc, 'utf8');
       const next = text
         .replace(/<!-- BENCH:pull -->[\s\S]*<!-- \/BENCH:pull -->/, `<!-- BENCH:pull -->\n${table}\n<!-- /BENCH:pull -->`)
-        .replace(/<!-- BENCH:bundle -->[\s\S]*<!-- \/BENCH:bundle -->/, `<!-- BENCH:bundle -->\n${bundleTable}\n<!-- /BENCH:bundle -->`);
+        .replace(/<!-- BENCH:bundle -->[\s\S]*<!-- \/BENCH:bundle -->/, `<!-- BENCH:bundle -->\n${bundleTable}\n<!-- /BENCH:bundle -->`)
+        .replace(/<!-- BENCH:docker-save -->[\s\S]*<!-- \/BENCH:docker-save -->/, `<!-- BENCH:docker-save -->\n${dsTable}\n<!-- /BENCH:docker-save -->`)
+        .replace(/<!-- BENCH:big-layer -->[\s\S]*<!-- \/BENCH:big-layer -->/, `<!-- BENCH:big-layer -->\n${bigTable}\n<!-- /BENCH:big-layer -->`);
       await writeFile(doc, next);
       console.log('docs/benchmarks.md updated');
     }
