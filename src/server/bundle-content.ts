@@ -2,7 +2,7 @@
  * ServedContent for a ferry bundle (or any plain OCI archive: a tar holding an OCI layout),
  * served in place. Opening indexes the tar by its headers only (no blob is read or hashed),
  * reads index.json and every reachable manifest from their offsets (size-capped, verified
- * against their digests), and builds the same repositories as layout-content: naming by
+ * against their digests), and builds the same repositories as layout-content (served-graph.ts): naming by
  * `org.opencontainers.image.ref.name` (else `io.containerd.image.name`), and per repository
  * only the manifests and blobs reachable from its own images plus the untagged artifacts that
  * refer to them.
@@ -18,112 +18,19 @@ import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { BundleManifestSchema, LIMITS, MEMBER, ZSTD_BLOB_RE } from '../bundle/format.js';
 import { ZstdError, zstdAvailable } from '../bundle/reader.js';
-import { isDigest, type Digest } from '../oci/digest.js';
-import { isPlaceholderDescriptor, parseManifest, type Descriptor, type ManifestDocument } from '../oci/manifest.js';
-import { CONTAINERD_NAME, MissingBlobError, REF_NAME } from '../transports/oci/layout.js';
+import type { Digest } from '../oci/digest.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
-import { IntegrityError, UsageError, errorMessage } from '../util/errors.js';
+import { IntegrityError } from '../util/errors.js';
 import type { TarEntry } from '../util/tar-reader.js';
-import {
-  BlobGoneError,
-  ServeConflictError,
-  sortedNames,
-  type ByteRange,
-  type ReferrerDescriptor,
-  type ServedBlob,
-  type ServedContent,
-  type ServedManifest,
-  type TagTarget,
-} from './content.js';
-import { isRepositoryName, servedName, type ServedName } from './names.js';
+import { BlobGoneError, type ByteRange, type ServedContent } from './content.js';
+import { buildServedContent, checkRepositoryOption, type ServedNamingOptions } from './served-graph.js';
 
-export interface BundleContentOptions {
-  /** Keep the registry host in repository names: `docker.io/library/nginx`. */
-  scoped?: boolean;
-  /** The repository for images whose ref.name is a bare tag (`v1`), and for unnamed images. */
-  repository?: string;
-}
-
-const LOAD_CONCURRENCY = 16;
+export type BundleContentOptions = ServedNamingOptions;
 
 /** Where a blob's bytes are in the tar. */
 export type BlobMember =
   | { storage: 'raw'; entry: TarEntry }
   | { storage: 'zstd'; entry: TarEntry; uncompressedSize: number };
-
-interface ManifestNode {
-  digest: Digest;
-  mediaType: string;
-  bytes: Buffer;
-  doc: ManifestDocument;
-}
-
-interface Repository {
-  tags: Map<string, { target: TagTarget; label: string }>;
-  manifests: Set<Digest>;
-  blobs: Map<Digest, number>;
-  referrers: Map<Digest, ReferrerDescriptor[]>;
-}
-
-interface NamedEntry {
-  desc: Descriptor & { digest: Digest };
-  name: ServedName;
-  label: string;
-}
-
-/** Result of naming the index.json entries (pure: exported for tests). */
-export interface IndexNaming {
-  named: NamedEntry[];
-  unnamed: Array<Descriptor & { digest: Digest }>;
-  warnings: string[];
-}
-
-/**
- * Name every index.json entry as layout-content does: ref.name when it is a full reference,
- * the containerd name for bare tags and unnamed entries, `opts.repository` when given.
- */
-export function nameIndexEntries(manifests: readonly Descriptor[], opts: BundleContentOptions, where: string): IndexNaming {
-  const named: NamedEntry[] = [];
-  const unnamed: Array<Descriptor & { digest: Digest }> = [];
-  const warnings: string[] = [];
-  const bareTags: string[] = [];
-  for (const desc of manifests) {
-    const refName = desc.annotations?.[REF_NAME];
-    const label = refName || desc.digest;
-    if (!isDigest(desc.digest)) {
-      warnings.push(`skipping ${label}: unsupported digest ${JSON.stringify(desc.digest)}`);
-      continue;
-    }
-    const entry = desc as Descriptor & { digest: Digest };
-    const containerdName = desc.annotations?.[CONTAINERD_NAME];
-    const fromContainerd = (): ServedName | undefined => {
-      if (!containerdName) return undefined;
-      const r = servedName(containerdName, opts);
-      return r.kind === 'served' ? r.name : undefined;
-    };
-    if (!refName) {
-      const name = opts.repository !== undefined ? { repository: opts.repository, tag: undefined } : fromContainerd();
-      if (name) named.push({ desc: entry, name, label: containerdName || label });
-      else unnamed.push(entry);
-      continue;
-    }
-    const r = servedName(refName, opts);
-    if (r.kind === 'served') {
-      named.push({ desc: entry, name: r.name, label });
-    } else if (r.kind === 'bare-tag') {
-      const name = opts.repository !== undefined ? { repository: opts.repository, tag: r.tag } : fromContainerd();
-      if (name) named.push({ desc: entry, name, label });
-      else bareTags.push(refName);
-    } else {
-      warnings.push(`skipping ${refName}: ${r.reason}`);
-    }
-  }
-  if (bareTags.length > 0) {
-    const shown = bareTags.slice(0, 5).join(', ') + (bareTags.length > 5 ? ', …' : '');
-    warnings.push(`${bareTags.length} image(s) named by a bare tag (${shown}) are not served: give them a repository with ${where}:REPO`);
-  }
-  return { named, unnamed, warnings };
-}
 
 /**
  * Where every blob of the archive is: raw members by digest, and zstd members that the bundle
@@ -157,21 +64,6 @@ export function blobMembers(
   return out;
 }
 
-function limiter(max: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: Array<() => void> = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= max) await new Promise<void>((resolve) => waiting.push(resolve));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
-
 /** The zstd members the bundle manifest lists, by member path; empty for a plain OCI archive. */
 async function readZstdMembers(archive: OciArchive, label: string): Promise<Map<string, { digest: Digest; uncompressedSize: number }>> {
   const out = new Map<string, { digest: Digest; uncompressedSize: number }>();
@@ -198,11 +90,7 @@ async function readZstdMembers(archive: OciArchive, label: string): Promise<Map<
 
 /** Open a ferry bundle or OCI archive for serving. Throws only when the archive itself is unusable. */
 export async function bundleContent(file: string, opts: BundleContentOptions = {}): Promise<ServedContent> {
-  if (opts.repository !== undefined && !isRepositoryName(opts.repository)) {
-    throw new UsageError(
-      `invalid repository name ${JSON.stringify(opts.repository)}: lower-case letters and digits, separated by ".", "_", "__", "-" or "/"`,
-    );
-  }
+  checkRepositoryOption(opts);
   const abs = path.resolve(file);
   const archive = await OciArchive.open(abs);
   try {
@@ -217,184 +105,37 @@ async function build(archive: OciArchive, file: string, opts: BundleContentOptio
   const isBundle = archive.archive.has(MEMBER.manifest);
   const description = `${isBundle ? 'bundle' : 'oci-archive'}:${file}`;
   const warnings: string[] = [];
-  const warn = (m: string): void => {
-    warnings.push(`${description}: ${m}`);
-  };
   const zstdMembers = await readZstdMembers(archive, description);
   const blobs = blobMembers(archive.archive.entries, zstdMembers);
   const canRestore = zstdMembers.size === 0 || zstdAvailable();
-  if (!canRestore) warn(`${zstdMembers.size} blob(s) are stored zstd-compressed and no zstd tool is on PATH: they are not served`);
-
-  // 1. Names.
-  const naming = nameIndexEntries(archive.listImages(), opts, description);
-  for (const w of naming.warnings) warn(w);
-  const { named, unnamed } = naming;
-
-  // 2. Manifest graph (manifests are raw members: ferry never compresses them).
-  const nodes = new Map<Digest, ManifestNode | null>();
-  const visited = new Set<Digest>();
-  const limit = limiter(LOAD_CONCURRENCY);
-  const load = async (desc: Descriptor & { digest: Digest }, what: string, isRoot: boolean): Promise<ManifestNode | undefined> => {
-    let bytes: Buffer;
-    try {
-      bytes = await limit(() => archive.readBlobBytes(desc, what, LIMITS.maxManifestBytes));
-    } catch (err) {
-      nodes.set(desc.digest, null);
-      if (err instanceof MissingBlobError && !isRoot) return undefined;
-      warn(`${errorMessage(err)}; not served`);
-      return undefined;
-    }
-    let doc: ManifestDocument;
-    try {
-      doc = parseManifest(bytes, desc.mediaType, what);
-    } catch (err) {
-      nodes.set(desc.digest, null);
-      warn(`${errorMessage(err)}; not served`);
-      return undefined;
-    }
-    const node: ManifestNode = { digest: desc.digest, mediaType: doc.mediaType, bytes, doc };
-    nodes.set(desc.digest, node);
-    return node;
-  };
-  const loadTree = async (desc: Descriptor, what: string, isRoot: boolean): Promise<void> => {
-    const digest = desc.digest;
-    if (!isDigest(digest) || visited.has(digest)) return;
-    visited.add(digest);
-    const node = await load({ ...desc, digest }, what, isRoot);
-    if (node?.doc.kind === 'index') {
-      await Promise.all(node.doc.manifests.map((child) => loadTree(child, `${what} > ${child.digest}`, false)));
-    }
-  };
-  const graph = (d: Digest): ManifestNode | undefined => nodes.get(d) ?? undefined;
-  await Promise.all([
-    ...named.map((e) => loadTree(e.desc, e.label, true)),
-    ...unnamed.map((d) => loadTree(d, `untagged image ${d.digest}`, true)),
-  ]);
-
-  // 3. Repositories.
-  const repos = new Map<string, Repository>();
-  const repoFor = (name: string): Repository => {
-    let r = repos.get(name);
-    if (!r) {
-      r = { tags: new Map(), manifests: new Set(), blobs: new Map(), referrers: new Map() };
-      repos.set(name, r);
-    }
-    return r;
-  };
-  const addClosure = (repo: Repository, digest: Digest, reached: Digest[]): void => {
-    const node = graph(digest);
-    if (!node || repo.manifests.has(digest)) return;
-    repo.manifests.add(digest);
-    reached.push(digest);
-    const doc = node.doc;
-    if (doc.subject && isDigest(doc.subject.digest)) {
-      const list = repo.referrers.get(doc.subject.digest) ?? [];
-      list.push(referrerDescriptor(node));
-      repo.referrers.set(doc.subject.digest, list);
-    }
-    if (doc.kind === 'index') {
-      for (const child of doc.manifests) if (isDigest(child.digest)) addClosure(repo, child.digest, reached);
-    } else {
-      for (const b of [doc.config, ...doc.layers]) {
-        if (!isPlaceholderDescriptor(b) && isDigest(b.digest)) repo.blobs.set(b.digest, b.size);
-      }
-    }
-  };
-  const reachedBy = new Map<Repository, Digest[]>();
-  for (const e of named) {
-    const node = graph(e.desc.digest);
-    if (!node) continue;
-    const repo = repoFor(e.name.repository);
-    const tag = e.name.tag;
-    if (tag !== undefined) {
-      const prev = repo.tags.get(tag);
-      if (prev && prev.target.digest !== node.digest) {
-        if (prev.label === e.label) {
-          warn(`${e.label} is listed more than once; serving the first (${prev.target.digest})`);
-          continue;
+  if (!canRestore) {
+    warnings.push(`${description}: ${zstdMembers.size} blob(s) are stored zstd-compressed and no zstd tool is on PATH: they are not served`);
+  }
+  return buildServedContent(
+    {
+      description,
+      where: description,
+      manifests: archive.listImages(),
+      // Manifests are raw members: ferry never compresses them.
+      readManifest: (desc, what) => archive.readBlobBytes(desc, what, LIMITS.maxManifestBytes),
+      openBlob: async (digest, size) => {
+        const m = blobs.get(digest);
+        if (!m) return undefined;
+        if (m.storage === 'raw') {
+          // A member that is not the size its descriptors declare is not served.
+          if (m.entry.size !== size) return undefined;
+          return { digest, size, open: async (range) => openRaw(archive, m.entry, digest, range) };
         }
-        throw new ServeConflictError(
-          `${e.name.repository}:${tag} is ambiguous in ${description}: ${prev.label} is ${prev.target.digest} but ${e.label} is ${node.digest}`,
-        );
-      }
-      if (!prev) repo.tags.set(tag, { target: { mediaType: node.mediaType, digest: node.digest, size: node.bytes.length }, label: e.label });
-    }
-    const reached = reachedBy.get(repo) ?? [];
-    addClosure(repo, node.digest, reached);
-    reachedBy.set(repo, reached);
-  }
-
-  // 4. Untagged artifacts join the repositories of what they refer to, transitively.
-  const bySubject = new Map<Digest, Digest[]>();
-  for (const d of unnamed) {
-    const subject = graph(d.digest)?.doc.subject?.digest;
-    if (!subject || !isDigest(subject)) continue;
-    const list = bySubject.get(subject);
-    if (list) list.push(d.digest);
-    else bySubject.set(subject, [d.digest]);
-  }
-  const attached = new Set<Digest>();
-  if (bySubject.size > 0) {
-    for (const [repo, reached] of reachedBy) {
-      const pending = [...reached];
-      while (pending.length > 0) {
-        const d = pending.pop()!;
-        for (const referrer of bySubject.get(d) ?? []) {
-          attached.add(referrer);
-          addClosure(repo, referrer, pending);
-        }
-      }
-    }
-  }
-  const orphans = unnamed.filter((d) => graph(d.digest) && !attached.has(d.digest)).length;
-  if (orphans > 0) warn(`${orphans} unnamed image(s) in index.json belong to no served image and are not served`);
-
-  const sortedTags = new Map<string, readonly string[]>([...repos].map(([name, r]) => [name, Object.freeze(sortedNames(r.tags.keys()))]));
-  const repoNames = Object.freeze(sortedNames(repos.keys()));
-
-  return {
-    description,
+        if (!canRestore || m.uncompressedSize !== size) return undefined;
+        return { digest, size, open: async (range) => openZstd(archive, m.entry, digest, size, range) };
+      },
+      close: async () => {
+        await archive.close();
+      },
+    },
+    opts,
     warnings,
-    repositories: () => repoNames,
-    tags: (repository) => sortedTags.get(repository),
-    resolveTag: (repository, tag) => repos.get(repository)?.tags.get(tag)?.target,
-    manifest: async (repository, digest): Promise<ServedManifest | undefined> => {
-      if (!repos.get(repository)?.manifests.has(digest)) return undefined;
-      const node = graph(digest);
-      return node ? { digest, mediaType: node.mediaType, bytes: node.bytes } : undefined;
-    },
-    blob: async (repository, digest): Promise<ServedBlob | undefined> => {
-      const repo = repos.get(repository);
-      if (!repo) return undefined;
-      const size = repo.blobs.get(digest) ?? (repo.manifests.has(digest) ? graph(digest)?.bytes.length : undefined);
-      if (size === undefined) return undefined;
-      const m = blobs.get(digest);
-      if (!m) return undefined;
-      if (m.storage === 'raw') {
-        // A member that is not the size its descriptors declare is not served.
-        if (m.entry.size !== size) return undefined;
-        return { digest, size, open: async (range) => openRaw(archive, m.entry, digest, range) };
-      }
-      if (!canRestore || m.uncompressedSize !== size) return undefined;
-      return { digest, size, open: async (range) => openZstd(archive, m.entry, digest, size, range) };
-    },
-    referrers: (repository, subject) => [...(repos.get(repository)?.referrers.get(subject) ?? [])],
-    close: async () => {
-      await archive.close();
-    },
-  };
-}
-
-function referrerDescriptor(node: ManifestNode): ReferrerDescriptor {
-  const doc = node.doc;
-  const artifactType = doc.artifactType || (doc.kind === 'manifest' ? doc.config.mediaType : undefined);
-  return {
-    mediaType: node.mediaType,
-    digest: node.digest,
-    size: node.bytes.length,
-    ...(artifactType ? { artifactType } : {}),
-    ...(Object.keys(doc.annotations).length > 0 ? { annotations: doc.annotations } : {}),
-  };
+  );
 }
 
 function openRaw(archive: OciArchive, entry: TarEntry, digest: Digest, range: ByteRange | undefined): Readable {

@@ -3,327 +3,48 @@
  * manifest reachable from it (verified against its digest: manifests are small); blobs are
  * never read or hashed, only stat'ed when asked for, and streamed straight from their files.
  *
- * Each repository gets the set of manifests and blobs reachable from its own images (index
- * children, nested indexes, configs, layers) plus the untagged artifacts that refer to them
- * (`subject`), and nothing else: no repository can read a blob of the store it does not use.
+ * Naming, the manifest graph and the per-repository reachability are shared with
+ * bundle-content (served-graph.ts); this module only supplies the layout's bytes.
  */
 import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-import { isDigest, type Digest } from '../oci/digest.js';
-import { isPlaceholderDescriptor, parseManifest, type Descriptor, type ManifestDocument } from '../oci/manifest.js';
-import { CONTAINERD_NAME, MissingBlobError, OciLayout, REF_NAME } from '../transports/oci/layout.js';
-import { UsageError, errorMessage } from '../util/errors.js';
-import {
-  BlobGoneError,
-  ServeConflictError,
-  sortedNames,
-  type ByteRange,
-  type ReferrerDescriptor,
-  type ServedBlob,
-  type ServedContent,
-  type ServedManifest,
-  type TagTarget,
-} from './content.js';
-import { isRepositoryName, servedName, type ServedName } from './names.js';
+import { OciLayout } from '../transports/oci/layout.js';
+import { BlobGoneError, type ByteRange, type ServedContent } from './content.js';
+import { buildServedContent, checkRepositoryOption, type ServedNamingOptions } from './served-graph.js';
 
-export interface LayoutContentOptions {
-  /** Keep the registry host in repository names: `docker.io/library/nginx`. */
-  scoped?: boolean;
-  /** The repository for images whose ref.name is a bare tag (`v1`), and for unnamed images. */
-  repository?: string;
-}
+export type LayoutContentOptions = ServedNamingOptions;
 
-/** Manifests read at once while opening a layout. */
-const LOAD_CONCURRENCY = 16;
 const STREAM_CHUNK = 1024 * 1024;
-
-interface ManifestNode {
-  digest: Digest;
-  mediaType: string;
-  bytes: Buffer;
-  doc: ManifestDocument;
-}
-
-interface Repository {
-  tags: Map<string, { target: TagTarget; label: string }>;
-  manifests: Set<Digest>;
-  /** Config and layer digests with their declared sizes. */
-  blobs: Map<Digest, number>;
-  referrers: Map<Digest, ReferrerDescriptor[]>;
-}
-
-/** Bounded parallelism for file reads (a store may list thousands of manifests). */
-function limiter(max: number): <T>(fn: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: Array<() => void> = [];
-  return async <T>(fn: () => Promise<T>): Promise<T> => {
-    if (active >= max) await new Promise<void>((resolve) => waiting.push(resolve));
-    active++;
-    try {
-      return await fn();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
-
-/** The manifests of a layout, loaded once each; missing ones are remembered as absent. */
-class ManifestGraph {
-  private readonly nodes = new Map<Digest, ManifestNode | null>();
-  private readonly visited = new Set<Digest>();
-  private readonly limit = limiter(LOAD_CONCURRENCY);
-
-  constructor(
-    private readonly layout: OciLayout,
-    private readonly warn: (message: string) => void,
-  ) {}
-
-  get(digest: Digest): ManifestNode | undefined {
-    return this.nodes.get(digest) ?? undefined;
-  }
-
-  /** Load a manifest and, for an index, everything below it. `what` names it in warnings. */
-  async loadTree(desc: Descriptor, what: string, isRoot: boolean): Promise<void> {
-    const digest = desc.digest;
-    if (!isDigest(digest) || this.visited.has(digest)) return;
-    this.visited.add(digest);
-    const node = await this.load({ ...desc, digest }, what, isRoot);
-    if (node?.doc.kind === 'index') {
-      await Promise.all(
-        node.doc.manifests.map((child) => this.loadTree(child, `${what} > ${child.digest}`, false)),
-      );
-    }
-  }
-
-  private async load(desc: Descriptor & { digest: Digest }, what: string, isRoot: boolean): Promise<ManifestNode | undefined> {
-    let bytes: Buffer;
-    try {
-      bytes = await this.limit(() => this.layout.readBlobBytes(desc, what));
-    } catch (err) {
-      this.nodes.set(desc.digest, null);
-      // A sparse layout (one platform of an index copied) simply lacks some children.
-      if (err instanceof MissingBlobError && !isRoot) return undefined;
-      this.warn(`${errorMessage(err)}; not served`);
-      return undefined;
-    }
-    let doc: ManifestDocument;
-    try {
-      doc = parseManifest(bytes, desc.mediaType, what);
-    } catch (err) {
-      this.nodes.set(desc.digest, null);
-      this.warn(`${errorMessage(err)}; not served`);
-      return undefined;
-    }
-    const node: ManifestNode = { digest: desc.digest, mediaType: doc.mediaType, bytes, doc };
-    this.nodes.set(desc.digest, node);
-    return node;
-  }
-}
-
-interface NamedEntry {
-  desc: Descriptor & { digest: Digest };
-  name: ServedName;
-  /** How the entry is named in index.json, for messages. */
-  label: string;
-}
 
 /** Open an OCI layout for serving. Throws only when the layout itself is unusable. */
 export async function layoutContent(dir: string, opts: LayoutContentOptions = {}): Promise<ServedContent> {
-  if (opts.repository !== undefined && !isRepositoryName(opts.repository)) {
-    throw new UsageError(
-      `invalid repository name ${JSON.stringify(opts.repository)}: lower-case letters and digits, separated by ".", "_", "__", "-" or "/"`,
-    );
-  }
+  checkRepositoryOption(opts);
   const layout = await OciLayout.open(dir);
-  const description = `oci:${layout.dir}`;
-  const warnings: string[] = [];
-  const warn = (m: string): void => {
-    warnings.push(`${description}: ${m}`);
-  };
   const index = await layout.readIndex();
-
-  // 1. Name every index.json entry.
-  const named: NamedEntry[] = [];
-  const unnamed: Array<Descriptor & { digest: Digest }> = [];
-  const bareTags: string[] = [];
-  for (const desc of index.manifests) {
-    const refName = desc.annotations?.[REF_NAME];
-    const label = refName || desc.digest;
-    if (!isDigest(desc.digest)) {
-      warn(`skipping ${label}: unsupported digest ${JSON.stringify(desc.digest)}`);
-      continue;
-    }
-    const entry = desc as Descriptor & { digest: Digest };
-    const containerdName = desc.annotations?.[CONTAINERD_NAME];
-    const fromContainerd = (): ServedName | undefined => {
-      if (!containerdName) return undefined;
-      const r = servedName(containerdName, opts);
-      return r.kind === 'served' ? r.name : undefined;
-    };
-    if (!refName) {
-      const name = opts.repository !== undefined ? { repository: opts.repository, tag: undefined } : fromContainerd();
-      if (name) named.push({ desc: entry, name, label: containerdName || label });
-      else unnamed.push(entry);
-      continue;
-    }
-    const r = servedName(refName, opts);
-    if (r.kind === 'served') {
-      named.push({ desc: entry, name: r.name, label });
-    } else if (r.kind === 'bare-tag') {
-      // Docker's `docker save` writes the bare tag as ref.name and the full name for containerd.
-      const name = opts.repository !== undefined ? { repository: opts.repository, tag: r.tag } : fromContainerd();
-      if (name) named.push({ desc: entry, name, label });
-      else bareTags.push(refName);
-    } else {
-      warn(`skipping ${refName}: ${r.reason}`);
-    }
-  }
-  if (bareTags.length > 0) {
-    const shown = bareTags.slice(0, 5).join(', ') + (bareTags.length > 5 ? ', …' : '');
-    warn(
-      `${bareTags.length} image(s) named by a bare tag (${shown}) are not served: ` +
-        `give them a repository with oci:${layout.dir}:REPO`,
-    );
-  }
-
-  // 2. Load the manifest graph below every entry.
-  const graph = new ManifestGraph(layout, warn);
-  await Promise.all([
-    ...named.map((e) => graph.loadTree(e.desc, e.label, true)),
-    ...unnamed.map((d) => graph.loadTree(d, `untagged image ${d.digest}`, true)),
-  ]);
-
-  // 3. Repositories: tags, and what each one can reach.
-  const repos = new Map<string, Repository>();
-  const repoFor = (name: string): Repository => {
-    let r = repos.get(name);
-    if (!r) {
-      r = { tags: new Map(), manifests: new Set(), blobs: new Map(), referrers: new Map() };
-      repos.set(name, r);
-    }
-    return r;
-  };
-  /** Add a manifest and everything below it; newly reached manifests go onto `reached`. */
-  const addClosure = (repo: Repository, digest: Digest, reached: Digest[]): void => {
-    const node = graph.get(digest);
-    if (!node || repo.manifests.has(digest)) return;
-    repo.manifests.add(digest);
-    reached.push(digest);
-    const doc = node.doc;
-    if (doc.subject && isDigest(doc.subject.digest)) {
-      const list = repo.referrers.get(doc.subject.digest) ?? [];
-      list.push(referrerDescriptor(node));
-      repo.referrers.set(doc.subject.digest, list);
-    }
-    if (doc.kind === 'index') {
-      for (const child of doc.manifests) if (isDigest(child.digest)) addClosure(repo, child.digest, reached);
-    } else {
-      for (const b of [doc.config, ...doc.layers]) {
-        if (!isPlaceholderDescriptor(b) && isDigest(b.digest)) repo.blobs.set(b.digest, b.size);
-      }
-    }
-  };
-
-  const reachedBy = new Map<Repository, Digest[]>();
-  for (const e of named) {
-    const node = graph.get(e.desc.digest);
-    if (!node) continue; // warned while loading
-    const repo = repoFor(e.name.repository);
-    const tag = e.name.tag;
-    if (tag !== undefined) {
-      const prev = repo.tags.get(tag);
-      if (prev && prev.target.digest !== node.digest) {
-        // The same name listed twice: the first wins, as in containers/image.
-        if (prev.label === e.label) {
-          warn(`${e.label} is listed more than once; serving the first (${prev.target.digest})`);
-          continue;
-        }
-        throw new ServeConflictError(
-          `${e.name.repository}:${tag} is ambiguous in ${description}: ${prev.label} is ${prev.target.digest} but ${e.label} is ${node.digest}`,
+  return buildServedContent(
+    {
+      description: `oci:${layout.dir}`,
+      where: `oci:${layout.dir}`,
+      orphanHint: opts.repository === undefined ? ' (name a repository with oci:DIR:REPO to serve them)' : undefined,
+      manifests: index.manifests,
+      readManifest: (desc, what) => layout.readBlobBytes(desc, what),
+      openBlob: async (digest, size) => {
+        const file = layout.blobPath(digest);
+        // A blob that is absent (sparse layout) or not the size its descriptors declare is not
+        // served; nor is a symlink, which could point anywhere on this machine.
+        const actual = await lstat(file).then(
+          (s) => (s.isFile() ? s.size : undefined),
+          () => undefined,
         );
-      }
-      if (!prev) repo.tags.set(tag, { target: { mediaType: node.mediaType, digest: node.digest, size: node.bytes.length }, label: e.label });
-    }
-    const reached = reachedBy.get(repo) ?? [];
-    addClosure(repo, node.digest, reached);
-    reachedBy.set(repo, reached);
-  }
-
-  // 4. Untagged artifacts (signatures, SBOMs) join the repositories of what they refer to,
-  //    transitively: a signature of an SBOM of an image joins too.
-  const bySubject = new Map<Digest, Digest[]>();
-  for (const d of unnamed) {
-    const subject = graph.get(d.digest)?.doc.subject?.digest;
-    if (!subject || !isDigest(subject)) continue;
-    const list = bySubject.get(subject);
-    if (list) list.push(d.digest);
-    else bySubject.set(subject, [d.digest]);
-  }
-  const attached = new Set<Digest>();
-  if (bySubject.size > 0) {
-    for (const [repo, reached] of reachedBy) {
-      const pending = [...reached];
-      while (pending.length > 0) {
-        const d = pending.pop()!;
-        for (const referrer of bySubject.get(d) ?? []) {
-          attached.add(referrer);
-          addClosure(repo, referrer, pending);
-        }
-      }
-    }
-  }
-  const orphans = unnamed.filter((d) => graph.get(d.digest) && !attached.has(d.digest)).length;
-  if (orphans > 0) {
-    warn(`${orphans} unnamed image(s) in index.json belong to no served image and are not served${opts.repository === undefined ? ' (name a repository with oci:DIR:REPO to serve them)' : ''}`);
-  }
-
-  const sortedTags = new Map<string, readonly string[]>([...repos].map(([name, r]) => [name, Object.freeze(sortedNames(r.tags.keys()))]));
-  const repoNames = Object.freeze(sortedNames(repos.keys()));
-
-  return {
-    description,
-    warnings,
-    repositories: () => repoNames,
-    tags: (repository) => sortedTags.get(repository),
-    resolveTag: (repository, tag) => repos.get(repository)?.tags.get(tag)?.target,
-    manifest: async (repository, digest): Promise<ServedManifest | undefined> => {
-      if (!repos.get(repository)?.manifests.has(digest)) return undefined;
-      const node = graph.get(digest);
-      return node ? { digest, mediaType: node.mediaType, bytes: node.bytes } : undefined;
+        if (actual !== size) return undefined;
+        return { digest, size, open: (range) => openFile(file, digest, range) };
+      },
+      close: async () => {},
     },
-    blob: async (repository, digest): Promise<ServedBlob | undefined> => {
-      const repo = repos.get(repository);
-      if (!repo) return undefined;
-      const size = repo.blobs.get(digest) ?? (repo.manifests.has(digest) ? graph.get(digest)?.bytes.length : undefined);
-      if (size === undefined) return undefined;
-      const file = layout.blobPath(digest);
-      // A blob that is absent (sparse layout) or not the size its descriptors declare is not
-      // served; nor is a symlink, which could point anywhere on this machine.
-      const actual = await lstat(file).then(
-        (s) => (s.isFile() ? s.size : undefined),
-        () => undefined,
-      );
-      if (actual !== size) return undefined;
-      return { digest, size, open: (range) => openFile(file, digest, range) };
-    },
-    referrers: (repository, subject) => [...(repos.get(repository)?.referrers.get(subject) ?? [])],
-    close: async () => {},
-  };
-}
-
-function referrerDescriptor(node: ManifestNode): ReferrerDescriptor {
-  const doc = node.doc;
-  // image-spec: an image manifest without artifactType is typed by its config's media type.
-  const artifactType = doc.artifactType || (doc.kind === 'manifest' ? doc.config.mediaType : undefined);
-  return {
-    mediaType: node.mediaType,
-    digest: node.digest,
-    size: node.bytes.length,
-    ...(artifactType ? { artifactType } : {}),
-    ...(Object.keys(doc.annotations).length > 0 ? { annotations: doc.annotations } : {}),
-  };
+    opts,
+    [],
+  );
 }
 
 /** Open a blob file for streaming, resolving once the file is open. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Digest } from '../../../src/oci/digest.js';
-import { blobMembers, nameIndexEntries } from '../../../src/server/bundle-content.js';
+import { blobMembers } from '../../../src/server/bundle-content.js';
+import { nameIndexEntries } from '../../../src/server/served-graph.js';
 import type { TarEntry } from '../../../src/util/tar-reader.js';
 
 const REF = 'org.opencontainers.image.ref.name';
