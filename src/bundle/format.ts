@@ -4,6 +4,7 @@
  * its machine-checked form. Pure values, no I/O.
  */
 import { z } from 'zod';
+import { IntegrityError } from '../util/errors.js';
 
 export const BUNDLE_FORMAT_VERSION = 1;
 export const BUNDLE_MANIFEST_MEDIA_TYPE = 'application/vnd.ferry.bundle.manifest.v1+json';
@@ -102,3 +103,32 @@ export const BundleManifestSchema = z.strictObject({
 export type BundleManifest = z.infer<typeof BundleManifestSchema>;
 
 export type SignatureAlgorithm = 'ecdsa-p256-sha256' | 'ed25519';
+
+/**
+ * Parse ferry-bundle.json bytes (already size-capped by the caller). Throws IntegrityError with
+ * code MANIFEST_INVALID (not JSON, or not the v1 schema) or FORMAT_VERSION_UNSUPPORTED.
+ */
+export function parseBundleManifest(bytes: Uint8Array, label: string): BundleManifest {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+  } catch (err) {
+    throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json is not valid JSON: ${(err as Error).message}`);
+  }
+  const fv = (doc as { formatVersion?: unknown } | null)?.formatVersion;
+  if (fv !== BUNDLE_FORMAT_VERSION) {
+    throw new IntegrityError(
+      'FORMAT_VERSION_UNSUPPORTED',
+      `${label}: ferry-bundle.json has formatVersion ${JSON.stringify(fv)}; this ferry reads version ${BUNDLE_FORMAT_VERSION}`,
+    );
+  }
+  const r = BundleManifestSchema.safeParse(doc);
+  if (!r.success) {
+    const detail = r.error.issues
+      .slice(0, 3)
+      .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+      .join('; ');
+    throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json does not match the format v1 schema: ${detail}`);
+  }
+  return r.data;
+}

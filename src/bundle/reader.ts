@@ -9,7 +9,7 @@ import type { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, IntegrityError } from '../util/errors.js';
 import { iterateTar } from '../util/tar-reader.js';
-import { BundleManifestSchema, LIMITS, MEMBER, type BundleManifest } from './format.js';
+import { LIMITS, MEMBER, parseBundleManifest, type BundleManifest } from './format.js';
 
 let available: boolean | undefined;
 
@@ -95,16 +95,5 @@ export async function readBundleHead(file: string): Promise<{ manifest: BundleMa
   if (!manifestBytes) {
     throw new IntegrityError('MANIFEST_MISSING', `${file} is not a ferry bundle (no ferry-bundle.json after oci-layout)`);
   }
-  let doc: unknown;
-  try {
-    doc = JSON.parse(manifestBytes.toString('utf8'));
-  } catch (err) {
-    throw new IntegrityError('MANIFEST_INVALID', `${file}: ferry-bundle.json is not valid JSON: ${(err as Error).message}`);
-  }
-  const r = BundleManifestSchema.safeParse(doc);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new IntegrityError('MANIFEST_INVALID', `${file}: ferry-bundle.json: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
-  }
-  return { manifest: r.data, manifestBytes, signature };
+  return { manifest: parseBundleManifest(manifestBytes, file), manifestBytes, signature };
 }

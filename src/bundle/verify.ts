@@ -15,11 +15,10 @@ import { isDigest } from '../oci/digest.js';
 import { parseManifest, requiredBlobs } from '../oci/manifest.js';
 import { isManifestType } from '../oci/mediatypes.js';
 import { REF_NAME } from '../transports/oci/layout.js';
-import { errorMessage } from '../util/errors.js';
+import { FerryError, errorMessage } from '../util/errors.js';
 import { indexTarFile, iterateTar, openTarEntry, type TarEntry } from '../util/tar-reader.js';
 import {
-  BUNDLE_FORMAT_VERSION,
-  BundleManifestSchema,
+  parseBundleManifest,
   LIMITS,
   MEMBER,
   RAW_BLOB_RE,
@@ -198,29 +197,17 @@ class Checker {
     }
     // ferry-bundle.json
     this.manifestBytes = bytes;
-    let doc: unknown;
+    let manifest: BundleManifest;
     try {
-      doc = JSON.parse(bytes.toString('utf8'));
+      manifest = parseBundleManifest(bytes, 'ferry-bundle.json');
     } catch (err) {
       this.manifestFailed = true;
-      this.problem({ code: 'MANIFEST_INVALID', member, message: `ferry-bundle.json is not valid JSON: ${errorMessage(err)}` });
+      const code = err instanceof FerryError ? err.code : 'MANIFEST_INVALID';
+      this.problem({ code, member, message: errorMessage(err).replace(/^ferry-bundle\.json: /, '') });
       return;
     }
-    const fv = (doc as { formatVersion?: unknown } | null)?.formatVersion;
-    if (fv !== BUNDLE_FORMAT_VERSION) {
-      this.manifestFailed = true;
-      this.problem({ code: 'FORMAT_VERSION_UNSUPPORTED', member, message: `ferry-bundle.json has formatVersion ${JSON.stringify(fv)}; this ferry reads version ${BUNDLE_FORMAT_VERSION}` });
-      return;
-    }
-    const r = BundleManifestSchema.safeParse(doc);
-    if (!r.success) {
-      this.manifestFailed = true;
-      const detail = r.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
-      this.problem({ code: 'MANIFEST_INVALID', member, message: `ferry-bundle.json does not match the format v1 schema: ${detail}` });
-      return;
-    }
-    this.manifest = r.data;
-    this.indexMembers(r.data);
+    this.manifest = manifest;
+    this.indexMembers(manifest);
     if (this.pendingLayout) {
       // oci-layout came first: check it against its listing now.
       const m = this.byPath.get(MEMBER.layoutHeader);

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
-import { BundleManifestSchema, LIMITS, MEMBER, ZSTD_BLOB_RE } from '../bundle/format.js';
+import { LIMITS, MEMBER, ZSTD_BLOB_RE, parseBundleManifest } from '../bundle/format.js';
 import { ZstdError, zstdAvailable } from '../bundle/reader.js';
 import type { Digest } from '../oci/digest.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
@@ -69,18 +69,8 @@ async function readZstdMembers(archive: OciArchive, label: string): Promise<Map<
   const out = new Map<string, { digest: Digest; uncompressedSize: number }>();
   if (!archive.archive.has(MEMBER.manifest)) return out;
   const bytes = await archive.archive.readBytes(archive.archive.resolve(MEMBER.manifest), LIMITS.maxJsonBytes, MEMBER.manifest);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(bytes.toString('utf8'));
-  } catch (err) {
-    throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json is not valid JSON: ${(err as Error).message}`);
-  }
-  const r = BundleManifestSchema.safeParse(doc);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
-  }
-  for (const m of r.data.members) {
+  const manifest = parseBundleManifest(bytes, label);
+  for (const m of manifest.members) {
     if (m.storage !== 'zstd' || !m.digest || m.uncompressedSize === undefined) continue;
     if (m.uncompressedSize > LIMITS.maxRestoredBytes) continue;
     out.set(m.path, { digest: m.digest as Digest, uncompressedSize: m.uncompressedSize });

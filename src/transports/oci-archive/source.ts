@@ -7,25 +7,16 @@
  * (BLOB_MISSING), like a missing file in a layout directory.
  */
 import { PassThrough, type Readable } from 'node:stream';
-import { z } from 'zod';
 import { hex, isDigest, verifyBytes, type Digest } from '../../oci/digest.js';
-import { DescriptorSchema, MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
+import { MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
 import { isManifestType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { FerryError, LayoutError, NotFoundError, UnsupportedMediaTypeError } from '../../util/errors.js';
 import type { TarEntry } from '../../util/tar-reader.js';
-import { MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
+import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
 import { TarArchive, type ArchiveOpenOptions } from './archive.js';
 
-const LayoutHeader = z.looseObject({ imageLayoutVersion: z.string() });
-const IndexJson = z.looseObject({
-  schemaVersion: z.number().optional(),
-  mediaType: z.string().optional(),
-  // Docker 25's `docker save` writes "manifests": null: no images, not corruption.
-  manifests: z.array(DescriptorSchema).nullable(),
-  annotations: z.record(z.string(), z.string()).nullish(),
-});
 
 /** An OCI layout inside a tar file. */
 export class OciArchive {

@@ -20,8 +20,9 @@ export const REF_NAME = 'org.opencontainers.image.ref.name';
 export const CONTAINERD_NAME = 'io.containerd.image.name';
 export const MAX_INDEX_JSON_BYTES = 64 * 1024 * 1024;
 
-const LayoutHeader = z.looseObject({ imageLayoutVersion: z.string() });
-const IndexJson = z.looseObject({
+/** The `oci-layout` file and `index.json` of an image layout, wherever it is stored. */
+export const LayoutHeader = z.looseObject({ imageLayoutVersion: z.string() });
+export const IndexJson = z.looseObject({
   schemaVersion: z.number().optional(),
   mediaType: z.string().optional(),
   // Docker 25's `docker save` writes "manifests": null; that means no images, not corruption.
