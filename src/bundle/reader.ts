@@ -3,7 +3,7 @@
  * only), and zstd through the `zstd` CLI (no zstd binding is a dependency): streaming restore
  * with a hard cap on output, and (for the writer) streaming compression.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -29,7 +29,15 @@ export class ZstdError extends FerryError {}
  * if either side fails, or (with outputCap) once stdout would exceed outputCap bytes: then
  * zstd is killed and the error has code ZSTD_OVERSIZE.
  */
-export async function runZstd(args: string[], input: Readable, output: Writable, opts: { outputCap?: number; transforms?: Transform[] } = {}): Promise<void> {
+export interface ZstdProcess {
+  child: ChildProcessWithoutNullStreams;
+  /** The first 4 KiB of what zstd wrote to stderr. */
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Start `zstd args` with piped stdio, keeping the start of its stderr for error messages. */
+export function spawnZstd(args: string[]): ZstdProcess {
   const child = spawn('zstd', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8');
@@ -40,6 +48,11 @@ export async function runZstd(args: string[], input: Readable, output: Writable,
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal }));
   });
+  return { child, stderr: () => stderr, exited };
+}
+
+export async function runZstd(args: string[], input: Readable, output: Writable, opts: { outputCap?: number; transforms?: Transform[] } = {}): Promise<void> {
+  const { child, stderr: zstdStderr, exited } = spawnZstd(args);
   let seen = 0;
   const cap = opts.outputCap;
   const counted = async function* (src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
@@ -61,6 +74,7 @@ export async function runZstd(args: string[], input: Readable, output: Writable,
   const { code, signal } = await exited.catch((err: unknown) => ({ code: -1, signal: null, err }));
   if (drainErr) throw drainErr;
   if (code !== 0) {
+    const stderr = zstdStderr();
     throw new ZstdError('ZSTD_FAILED', `zstd ${args.join(' ')} failed (${signal ?? `exit ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`);
   }
   if (feedErr) throw feedErr;

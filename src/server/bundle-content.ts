@@ -12,12 +12,11 @@
  * on the fly through `zstd -d`, a range by skipping and limiting the restored stream (zstd is
  * stopped once the range is complete), never holding more than a chunk in memory.
  */
-import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { LIMITS, MEMBER, ZSTD_BLOB_RE, parseBundleManifest } from '../bundle/format.js';
-import { ZstdError, zstdAvailable } from '../bundle/reader.js';
+import { ZstdError, spawnZstd, zstdAvailable } from '../bundle/reader.js';
 import type { Digest } from '../oci/digest.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
 import { IntegrityError } from '../util/errors.js';
@@ -147,16 +146,7 @@ function openZstd(archive: OciArchive, entry: TarEntry, digest: Digest, size: nu
   const start = range?.start ?? 0;
   const end = range ? range.end + 1 : size;
   async function* restore(): AsyncGenerator<Buffer> {
-    const child = spawn('zstd', ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      if (stderr.length < 4096) stderr += d;
-    });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code, signal) => resolve({ code, signal }));
-    });
+    const { child, stderr: zstdStderr, exited } = spawnZstd(['-d', '-c', '-q']);
     exited.catch(() => {});
     // EPIPE when zstd is stopped early is expected; real failures show in its exit status.
     child.stdin.on('error', () => {});
@@ -177,7 +167,10 @@ function openZstd(archive: OciArchive, entry: TarEntry, digest: Digest, size: nu
         if (range && pos >= end) return;
       }
       const { code, signal } = await exited;
-      if (code !== 0) throw new ZstdError('ZSTD_FAILED', `zstd -d failed on ${entry.name} (${signal ?? `exit ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`);
+      if (code !== 0) {
+        const stderr = zstdStderr().trim();
+        throw new ZstdError('ZSTD_FAILED', `zstd -d failed on ${entry.name} (${signal ?? `exit ${code}`})${stderr ? `: ${stderr}` : ''}`);
+      }
       const feedErr = await feed;
       if (feedErr) throw feedErr;
       if (pos !== size) throw new ZstdError('ZSTD_SHORT', `${entry.name} restores to ${pos} bytes, not the declared ${size}`);
