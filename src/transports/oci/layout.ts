@@ -39,6 +39,8 @@ export class MissingBlobError extends LayoutError {
 export interface LayoutIndex {
   manifests: Descriptor[];
   annotations: Record<string, string>;
+  /** The whole document, so a rewrite keeps fields ferry does not know. */
+  raw: Record<string, unknown>;
 }
 
 export class OciLayout {
@@ -121,7 +123,7 @@ export class OciLayout {
       const i = r.error.issues[0];
       throw new LayoutError('LAYOUT_INVALID', `${this.indexPath}: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
     }
-    return { manifests: r.data.manifests ?? [], annotations: r.data.annotations ?? {} };
+    return { manifests: r.data.manifests ?? [], annotations: r.data.annotations ?? {}, raw: r.data };
   }
 
   /**
@@ -201,8 +203,7 @@ export class OciLayout {
    */
   async putIndexEntries(entries: Descriptor[]): Promise<boolean> {
     return withLayoutLock(this.dir, async () => {
-      const raw = JSON.parse(await readFile(this.indexPath, 'utf8')) as Record<string, unknown>;
-      const current = (await this.readIndex()).manifests;
+      const { raw, manifests: current } = await this.readIndex();
       let next = current;
       for (const e of entries) {
         const name = e.annotations?.[REF_NAME];
