@@ -9,13 +9,17 @@
  *   - ferry:  one `ferry pull` of the whole list.
  * Each is run RUNS times, alternating, and the best time is kept. ferry's peak RSS is read from
  * /proc (VmHWM) while it runs. A second `ferry pull` into the same store (nothing new) is timed
- * against the first. Then, in the same run: `ferry bundle` of a generated `docker save`-style
+ * against the first. The store is bundled (vs tar) and verified (vs sha256sum); the bundle is then
+ * served with `ferry serve` and skopeo copies every image out of it, against the same copy loop out
+ * of the docker-registry (ferry serve's peak RSS is polled; each served digest is checked). Then, in
+ * the same run: `ferry bundle` of a generated `docker save`-style
  * archive with uncompressed, compressible layers (bundle size vs input size), and pull / bundle
  * (--compression auto and none) / verify of an image with one 2 GiB uncompressed layer, with
  * peak RSS (inputs from scripts/corpus/bench-2g.ts, cached under .bench/). Results go to
  * .bench/results.json and, with --write-docs, into docs/benchmarks.md between the BENCH markers.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -92,6 +96,86 @@ function run(cmd: string, args: string[], opts: { trackRss?: boolean } = {}): Pr
           // not a ferry --json run
         }
         resolve({ ms, ...(opts.trackRss ? { peakRssBytes: peak, childPeakRssBytes: childPeak } : {}), ...(reportMs !== undefined ? { reportMs } : {}) });
+      }
+    });
+  });
+}
+
+/** Runs a command and returns its stdout as bytes (for `skopeo inspect --raw`). */
+function capture(cmd: string, args: string[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message} ${stderr.toString().slice(-2000)}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+interface Serving {
+  /** host:port, as skopeo wants it after docker:// */
+  host: string;
+  child: ChildProcess;
+  /** Largest VmHWM of the serve process seen so far (polled every 20 ms until stop). */
+  peakRssBytes: () => number;
+  stop: () => Promise<void>;
+}
+
+/** `ferry serve FILE --listen 127.0.0.1:0` as a child process; the URL comes from its `Serving http://…` line. */
+function startServe(bundle: string): Promise<Serving> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, 'serve', bundle, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    let peak = 0;
+    let started = false;
+    const poll = setInterval(() => {
+      readFile(`/proc/${child.pid}/status`, 'utf8').then(
+        (st) => {
+          const m = /VmHWM:\s+(\d+) kB/.exec(st);
+          if (m) peak = Math.max(peak, Number(m[1]) * 1024);
+        },
+        () => {},
+      );
+    }, 20);
+    const exited = new Promise<void>((res) => child.on('close', () => res()));
+    const timer = setTimeout(() => {
+      if (!started) {
+        child.kill('SIGTERM');
+        reject(new Error(`ferry serve printed no "Serving" line within 30 s: ${out} ${err}`));
+      }
+    }, 30_000);
+    child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    child.stdout!.on('data', (d: Buffer) => {
+      out = (out + d.toString()).slice(-64 * 1024);
+      const m = /Serving https?:\/\/(\S+)/.exec(out);
+      if (m && !started) {
+        started = true;
+        clearTimeout(timer);
+        resolve({
+          host: m[1]!,
+          child,
+          peakRssBytes: () => peak,
+          stop: async () => {
+            // One last read so the peak includes the end of the last copy.
+            const st = await readFile(`/proc/${child.pid}/status`, 'utf8').catch(() => '');
+            const hwm = /VmHWM:\s+(\d+) kB/.exec(st);
+            if (hwm) peak = Math.max(peak, Number(hwm[1]) * 1024);
+            clearInterval(poll);
+            if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+            await exited;
+          },
+        });
+      }
+    });
+    child.on('error', (e) => {
+      clearInterval(poll);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearInterval(poll);
+      if (!started) {
+        clearTimeout(timer);
+        reject(new Error(`ferry serve exited ${code} before serving: ${err}`));
       }
     });
   });
@@ -216,6 +300,77 @@ async function main(): Promise<void> {
     ].join('\n');
     console.log('\n' + table + '\n\n' + bundleTable + '\n');
 
+    // ferry serve of the bench bundle vs the docker-registry holding the same images: skopeo copies
+    // every image out of each, one after another (same loop as above), alternating, best of RUNS.
+    // One serve process serves all runs; its peak RSS is its VmHWM over the whole time it serves.
+    const copyLoop = async (host: string, dir: string): Promise<number> => {
+      await rm(dir, { recursive: true, force: true });
+      const started = process.hrtime.bigint();
+      for (const img of corpus.images) {
+        await run('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', '--src-tls-verify=false', '-q', `docker://${host}/${img.repo}:${img.tag}`, `oci:${dir}:${img.repo.replace(/\//g, '_')}_${img.tag}`]);
+      }
+      return Number(process.hrtime.bigint() - started) / 1e6;
+    };
+    const serving = await startServe(bundleFile);
+    const regCopyTimes: number[] = [];
+    const serveCopyTimes: number[] = [];
+    let served: { images: number; digestsMatch: number; mismatches: string[] };
+    try {
+      for (let i = 0; i < RUNS; i++) {
+        // Alternate which source goes first, so neither always gets the warmer page cache.
+        const order = i % 2 === 0 ? (['registry', 'serve'] as const) : (['serve', 'registry'] as const);
+        for (const which of order) {
+          if (which === 'registry') regCopyTimes.push(await copyLoop(reg.host, path.join(WORK, 'serve-copy-registry')));
+          else serveCopyTimes.push(await copyLoop(serving.host, path.join(WORK, 'serve-copy-ferry')));
+        }
+        console.log(`run ${i + 1}: skopeo copy loop from docker-registry ${s(regCopyTimes.at(-1)!)}, from ferry serve ${s(serveCopyTimes.at(-1)!)} (serve peak RSS so far ${mb(serving.peakRssBytes())})`);
+      }
+      // Verify: the manifest (or index) ferry serves for each image has the corpus digest, and
+      // the layout skopeo wrote from ferry serve records that digest for each image.
+      const mismatches: string[] = [];
+      const copiedIndex = JSON.parse(await readFile(path.join(WORK, 'serve-copy-ferry', 'index.json'), 'utf8')) as {
+        manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
+      };
+      for (const img of corpus.images) {
+        const raw = await capture('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${serving.host}/${img.repo}:${img.tag}`]);
+        const got = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
+        if (got !== img.digest) mismatches.push(`${img.repo}:${img.tag}: ferry serve gives ${got}, corpus has ${img.digest}`);
+        const name = `${img.repo.replace(/\//g, '_')}_${img.tag}`;
+        const entry = copiedIndex.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === name);
+        if (entry?.digest !== img.digest) mismatches.push(`${img.repo}:${img.tag}: copied layout has ${entry?.digest ?? 'no entry'}, corpus has ${img.digest}`);
+      }
+      served = { images: corpus.images.length, digestsMatch: corpus.images.length * 2 - mismatches.length, mismatches };
+      if (mismatches.length > 0) throw new Error(`ferry serve copies do not match the corpus:\n${mismatches.join('\n')}`);
+    } finally {
+      await serving.stop();
+      await rm(path.join(WORK, 'serve-copy-registry'), { recursive: true, force: true });
+      await rm(path.join(WORK, 'serve-copy-ferry'), { recursive: true, force: true });
+    }
+    const bestRegCopy = Math.min(...regCopyTimes);
+    const bestServeCopy = Math.min(...serveCopyTimes);
+    const serveResults = {
+      registryCopyLoopMs: bestRegCopy,
+      serveCopyLoopMs: bestServeCopy,
+      /** > 1: ferry serve is faster. */
+      speedup: bestRegCopy / bestServeCopy,
+      registryCopyLoopRunsMs: regCopyTimes,
+      serveCopyLoopRunsMs: serveCopyTimes,
+      servePeakRssBytes: serving.peakRssBytes(),
+      verified: served,
+    };
+    const serveMet = (ok: boolean): string => (ok ? '**met**' : '**missed**');
+    const serveTable = [
+      `Same run, same corpus: the bundle written by the last \`ferry bundle\` above (${mb(bundleSize)}), served with \`ferry serve FILE --listen 127.0.0.1:0\` (one process for all runs), against the docker-registry of the pull section holding the same images. Each side: \`skopeo --insecure-policy copy --all --preserve-digests --src-tls-verify=false docker://HOST/REPO:TAG oci:DIR:NAME\` for every image, one after another, into a fresh layout; ${RUNS} runs each, alternating (and alternating which goes first), best kept. Runs: registry ${regCopyTimes.map(s).join(', ')}; ferry serve ${serveCopyTimes.map(s).join(', ')}.`,
+      '',
+      '| measurement | docker-registry | ferry serve | ratio | target |',
+      '| --- | --- | --- | --- | --- |',
+      `| skopeo copies every image out of it | ${s(bestRegCopy)} | ${s(bestServeCopy)} | **${serveResults.speedup.toFixed(2)}x** (registry time / ferry serve time) | ≥ 1.0x: ${serveMet(serveResults.speedup >= 1)} |`,
+      `| ferry serve peak RSS (VmHWM) while serving all runs | | ${mb(serveResults.servePeakRssBytes)} | | < 150 MB: ${serveMet(serveResults.servePeakRssBytes < 150e6)} |`,
+      `| copies verified: \`skopeo inspect --raw\` digest from ferry serve = corpus digest, and the copied layout's digest | | ${served.digestsMatch} / ${served.images * 2} checks pass (${served.images} images) | | all pass |`,
+    ].join('\n');
+    console.log(serveTable + '\n');
+    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults }, null, 2));
+
     // docker save input with uncompressed layers → bundle (compression auto: zstd in the bundle).
     const ds = await generateDockerSave(path.join(WORK, 'docker-save'));
     if (ds.size < ds.layerBytes) throw new Error(`docker-save input ${ds.size} B is smaller than its layer tars (${ds.layerBytes} B): layers are not stored uncompressed`);
@@ -307,13 +462,14 @@ async function main(): Promise<void> {
       ]),
     ].join('\n');
     console.log(bigTable + '\n');
-    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, dockerSave, bigLayer: bigResults }, null, 2));
+    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults, dockerSave, bigLayer: bigResults }, null, 2));
     if (process.argv.includes('--write-docs')) {
       const doc = path.join(ROOT, 'docs', 'benchmarks.md');
       const text = await readFile(doc, 'utf8');
       const next = text
         .replace(/<!-- BENCH:pull -->[\s\S]*<!-- \/BENCH:pull -->/, `<!-- BENCH:pull -->\n${table}\n<!-- /BENCH:pull -->`)
         .replace(/<!-- BENCH:bundle -->[\s\S]*<!-- \/BENCH:bundle -->/, `<!-- BENCH:bundle -->\n${bundleTable}\n<!-- /BENCH:bundle -->`)
+        .replace(/<!-- BENCH:serve -->[\s\S]*<!-- \/BENCH:serve -->/, `<!-- BENCH:serve -->\n${serveTable}\n<!-- /BENCH:serve -->`)
         .replace(/<!-- BENCH:docker-save -->[\s\S]*<!-- \/BENCH:docker-save -->/, `<!-- BENCH:docker-save -->\n${dsTable}\n<!-- /BENCH:docker-save -->`)
         .replace(/<!-- BENCH:big-layer -->[\s\S]*<!-- \/BENCH:big-layer -->/, `<!-- BENCH:big-layer -->\n${bigTable}\n<!-- /BENCH:big-layer -->`);
       await writeFile(doc, next);
