@@ -4,10 +4,11 @@
 // Content-Location, Link, WWW-Authenticate realm) so the client keeps talking through the proxy.
 // Rules pick requests by method, path regex and occurrence, and inject one or more faults:
 // error statuses, connection resets, truncated or corrupted bodies, throttling, no Range support.
+import { listenLoopback } from './net.js';
 import { createServer as createHttpServer, request as httpRequest, Agent as HttpAgent } from 'node:http';
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, request as httpsRequest, Agent as HttpsAgent } from 'node:https';
-import { isIP, type AddressInfo, type Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { CertAndKey } from './pki.js';
 import { trackResource } from './temp.js';
 
@@ -414,14 +415,7 @@ export async function startFaultProxy(targetUrl: string, options: FaultProxyOpti
   const server: Server = options.tls
     ? createHttpsServer({ cert: options.tls.certPem, key: options.tls.keyPem }, listener)
     : createHttpServer(listener);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
   const host = `127.0.0.1:${port}`;
   const origin = `${options.tls ? 'https' : 'http'}://${host}`;
   rewrites = [{ from: target.origin, to: origin }, ...(options.extraRewrites ?? [])];

@@ -4,10 +4,10 @@
 // identity tokens use. Tokens are JWTs signed ES256 with an `x5c` chain that distribution
 // verifies against its `rootcertbundle`. Every request is recorded so tests can assert the
 // scopes a client asked for.
+import { listenLoopback } from './net.js';
 import { createPrivateKey, randomBytes, randomUUID, sign, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { pemToDerBase64, sharedPki, type TestPki } from './pki.js';
 import { trackResource } from './temp.js';
 
@@ -371,14 +371,7 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
   const server: Server = options.tls
     ? createHttpsServer({ cert: pki.server.certPem, key: pki.server.keyPem }, listener)
     : createHttpServer(listener);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenLoopback(server);
   const origin = `${options.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 
   let stopped: Promise<void> | undefined;

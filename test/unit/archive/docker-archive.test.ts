@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pull } from '../../../src/copy/pull.js';
@@ -11,6 +10,7 @@ import type { Descriptor } from '../../../src/oci/manifest.js';
 import { DockerArchive, DockerArchiveSource } from '../../../src/transports/docker-archive/source.js';
 import { headerFor, TarWriter } from '../../../src/util/tar.js';
 import { fixture, HAVE_FIXTURES } from '../../helpers/fixtures.js';
+import { collect, rejection } from '../../helpers/streams.js';
 
 let work: string;
 beforeAll(async () => {
@@ -26,21 +26,6 @@ interface Schema2 {
   mediaType: string;
   config: Desc;
   layers: Desc[];
-}
-
-async function collect(s: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; hint?: string }> {
-  return p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: { code?: string; message: string; hint?: string }) => e,
-  );
 }
 
 async function tarBytes(fn: (t: TarWriter) => Promise<void>): Promise<Buffer> {

@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pull } from '../../../src/copy/pull.js';
 import { sha256 } from '../../../src/oci/digest.js';
@@ -12,6 +11,7 @@ import { OciArchive, OciArchiveSource } from '../../../src/transports/oci-archiv
 import { sniffCompression } from '../../../src/transports/oci-archive/archive.js';
 import { headerFor, TarWriter } from '../../../src/util/tar.js';
 import { fixture, HAVE_FIXTURES } from '../../helpers/fixtures.js';
+import { collect, rejection } from '../../helpers/streams.js';
 
 let work: string;
 beforeAll(async () => {
@@ -20,21 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
-
-async function collect(s: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
-
-async function rejection(p: Promise<unknown>): Promise<{ code?: string; message: string; hint?: string }> {
-  return p.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (e: { code?: string; message: string; hint?: string }) => e,
-  );
-}
 
 async function writeTar(name: string, fn: (t: TarWriter) => Promise<void>): Promise<string> {
   const t = new TarWriter();

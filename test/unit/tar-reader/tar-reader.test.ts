@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { headerFor, TarWriter, type TarEntryInfo } from '../../../src/util/tar.js';
 import { indexTarFile, iterateTar, openTarEntry, TarFormatError, type TarEntry } from '../../../src/util/tar-reader.js';
 import { fixture, HAVE_FIXTURES } from '../../helpers/fixtures.js';
+import { collect } from '../../helpers/streams.js';
 
 let work: string;
 beforeAll(async () => {
@@ -17,12 +18,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(work, { recursive: true, force: true });
 });
-
-async function collect(s: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of s) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-}
 
 async function build(fn: (t: TarWriter) => Promise<unknown>): Promise<{ bytes: Buffer; infos: TarEntryInfo[] }> {
   const t = new TarWriter();
