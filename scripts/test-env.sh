@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real components that ferry's integration tests start: a distribution registry,
 # skopeo and umoci as reference clients, openssl for the test PKI, zstd, and the Docker and
-# containerd engines. Idempotent: when every binary is already on PATH it does nothing and says so.
+# containerd engines, and podman (daemonless). Idempotent: when every binary is already on PATH it
+# does nothing and says so.
 # It installs packages only; starting dockerd/containerd is the job of whoever runs the tests.
 set -euo pipefail
 
 # binary -> Debian package that ships it (bookworm names).
-binaries=(docker-registry skopeo umoci openssl zstd dockerd containerd ctr)
+binaries=(docker-registry skopeo umoci openssl zstd dockerd containerd ctr podman)
 declare -A package_of=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
@@ -16,6 +17,7 @@ declare -A package_of=(
   [dockerd]=docker.io
   [containerd]=containerd
   [ctr]=containerd
+  [podman]=podman
 )
 
 log() { printf 'test-env: %s\n' "$*"; }

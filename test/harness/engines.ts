@@ -1,7 +1,8 @@
 // Private container engines for client-compatibility tests: a dockerd and a containerd, each
 // with its own socket, data and state directories in a temp dir (nothing from the machine's
 // /etc/docker, /etc/containerd or /var/lib is read or written), supervised by startDaemon so
-// they are stopped at teardown and never outlive the test run. Requires root.
+// they are stopped at teardown and never outlive the test run; and a daemonless podman with
+// its own storage root, run root and configuration. Requires root.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTempDir } from './temp.js';
@@ -124,4 +125,62 @@ export async function startContainerd(): Promise<Engine> {
   const run = withLogOnFailure(daemon, 'ctr', ['--address', socket]);
   await waitReady(daemon, () => run(['version'], { allowFailure: true, timeoutMs: 5000 }));
   return { daemon, socket, run, stop: () => daemon.stop(10_000) };
+}
+
+export interface Podman {
+  /** Storage root (graphroot) of this private podman. */
+  readonly root: string;
+  /** Runs `podman` with this instance's storage, config and HOME. */
+  run(args: readonly string[], options?: RunOptions): Promise<RunResult>;
+}
+
+/**
+ * A private podman: vfs storage under its own --root/--runroot, an empty registries.conf (no
+ * search registries, mirrors or short-name aliases), a storage.conf and containers.conf of its
+ * own, its own HOME/XDG dirs and auth file, cgroupfs and file events (no systemd or journald).
+ * Podman is daemonless, so there is nothing to stop; the dirs are removed with the harness temp.
+ */
+export function createPodman(): Podman {
+  requireTool('podman');
+  requireRoot('podman');
+  const dir = createTempDir('podman');
+  const root = join(dir, 'root');
+  const runroot = join(dir, 'runroot');
+  const home = join(dir, 'home');
+  mkdirSync(home);
+  const registries = join(dir, 'registries.conf');
+  writeFileSync(registries, '# intentionally empty: hermetic tests\n');
+  const storage = join(dir, 'storage.conf');
+  writeFileSync(
+    storage,
+    ['[storage]', 'driver = "vfs"', `graphroot = ${JSON.stringify(root)}`, `runroot = ${JSON.stringify(runroot)}`, ''].join('\n'),
+  );
+  // Podman stats REGISTRY_AUTH_FILE when it is set, so it must exist: no stored logins.
+  const authFile = join(dir, 'auth.json');
+  writeFileSync(authFile, '{"auths":{}}\n');
+  const containersConf = join(dir, 'containers.conf');
+  writeFileSync(containersConf, ['[engine]', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"', ''].join('\n'));
+  const env: NodeJS.ProcessEnv = {
+    HOME: home,
+    XDG_RUNTIME_DIR: join(dir, 'xdg-runtime'),
+    XDG_CONFIG_HOME: join(home, '.config'),
+    XDG_DATA_HOME: join(home, '.local', 'share'),
+    REGISTRY_AUTH_FILE: authFile,
+    DOCKER_CONFIG: join(home, '.docker'),
+    CONTAINERS_REGISTRIES_CONF: registries,
+    CONTAINERS_STORAGE_CONF: storage,
+    CONTAINERS_CONF: containersConf,
+  };
+  mkdirSync(env.XDG_RUNTIME_DIR as string, { mode: 0o700 });
+  const globalArgs = [
+    '--root', root,
+    '--runroot', runroot,
+    '--storage-driver', 'vfs',
+    '--cgroup-manager', 'cgroupfs',
+    '--events-backend', 'file',
+  ];
+  return {
+    root,
+    run: (args, options = {}) => runTool('podman', [...globalArgs, ...args], { ...options, env: { ...env, ...options.env } }),
+  };
 }

@@ -19,6 +19,7 @@ export const TOOL_PACKAGES = {
   docker: 'docker.io',
   containerd: 'containerd',
   ctr: 'containerd',
+  podman: 'podman',
 } as const;
 
 export type ToolName = keyof typeof TOOL_PACKAGES;

@@ -1,28 +1,37 @@
 // Real container clients pull from `ferry serve`: a store pulled from the small corpus is served
-// on loopback, and a private dockerd and a private containerd (each with its own socket and data
-// dir) pull from it. Every check is that the digest the client records is the one the corpus
-// published — ferry serves manifests byte for byte, and the engines verify every blob on the way.
+// on loopback, and so is a bundle built from that store (compression auto), served in place from
+// the bundle file by a second server. A private dockerd and a private containerd (each with its
+// own socket and data dir) pull from both; a daemonless podman with its own storage and config
+// pulls too. Every check is that the digest the client records is the one the corpus published —
+// ferry serves manifests byte for byte, and the engines verify every blob on the way.
 // Missing binaries fail the suite (requireTool names the Debian package); nothing is skipped.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateCorpus, type CorpusManifest } from '../../../scripts/corpus/generate.js';
+import { writeBundle } from '../../../src/bundle/writer.js';
 import { pull } from '../../../src/copy/pull.js';
+import { bundleContent } from '../../../src/server/bundle-content.js';
 import type { ServedContent } from '../../../src/server/content.js';
 import { layoutContent } from '../../../src/server/layout-content.js';
 import { startServer, type RunningServer } from '../../../src/server/server.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
-import { startContainerd, startDockerd, type Engine } from '../../harness/engines.js';
+import { createPodman, startContainerd, startDockerd, type Engine, type Podman } from '../../harness/engines.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { requireTool } from '../../harness/tools.js';
 
 const REFS = ['ferry-test/app:1.0', 'ferry-test/multi:oci', 'ferry-test/docker-s2:1'] as const;
 
+/** What a server serves: the OCI store as a directory, or a bundle file in place. */
+const SOURCES = ['store', 'bundle'] as const;
+type Source = (typeof SOURCES)[number];
+
 let corpus: CorpusManifest;
 let store: OciLayout;
-let content: ServedContent;
-let server: RunningServer;
-let host: string;
+const contents: ServedContent[] = [];
+const servers: RunningServer[] = [];
+/** host:port of the server for each source. */
+const hosts = {} as Record<Source, string>;
 
 /** The digest the corpus published for a ref name. */
 function published(ref: string): string {
@@ -46,7 +55,7 @@ function multiChild(platform: string): string {
 
 beforeAll(async () => {
   // Fail loudly, before any setup, when an engine or its client is not installed.
-  for (const tool of ['dockerd', 'docker', 'containerd', 'ctr'] as const) requireTool(tool);
+  for (const tool of ['dockerd', 'docker', 'containerd', 'ctr', 'podman'] as const) requireTool(tool);
   const work = createTempDir('serve-clients');
   const corpusDir = path.join(work, 'corpus');
   corpus = await generateCorpus(corpusDir, 'small');
@@ -54,21 +63,36 @@ beforeAll(async () => {
   const report = await pull({ refs: REFS.map((r) => `oci:${corpusDir}:${r}`), store: storeDir });
   expect(report.failures).toEqual([]);
   store = await OciLayout.open(storeDir);
-  content = await layoutContent(storeDir);
-  server = await startServer({ sources: [content], listen: '127.0.0.1:0' });
-  host = `127.0.0.1:${server.port}`;
+  const bundle = path.join(work, 'images.ferry');
+  await writeBundle({ store, output: bundle, compression: 'auto' });
+  const opened: Record<Source, () => Promise<ServedContent>> = {
+    store: () => layoutContent(storeDir),
+    bundle: () => bundleContent(bundle),
+  };
+  for (const source of SOURCES) {
+    const content = await opened[source]();
+    contents.push(content);
+    const server = await startServer({ sources: [content], listen: '127.0.0.1:0' });
+    servers.push(server);
+    hosts[source] = `127.0.0.1:${server.port}`;
+  }
 }, 120_000);
 
 afterAll(async () => {
-  await server?.close();
-  await content?.close();
+  for (const server of servers) await server.close();
+  for (const content of contents) await content.close();
   await cleanupHarness();
 });
 
-describe('docker pulls from ferry serve', () => {
+// Each source gets its own engines: a daemon that had already pulled from the store server
+// would find the layers it has and never fetch them from the bundle server.
+
+describe.each(SOURCES)('docker pulls from ferry serve (%s)', (source) => {
   let docker: Engine;
+  let host: string;
 
   beforeAll(async () => {
+    host = hosts[source];
     docker = await startDockerd({ insecureRegistries: [host] });
   }, 60_000);
 
@@ -101,10 +125,12 @@ describe('docker pulls from ferry serve', () => {
   });
 });
 
-describe('containerd (ctr) pulls from ferry serve', () => {
+describe.each(SOURCES)('containerd (ctr) pulls from ferry serve (%s)', (source) => {
   let containerd: Engine;
+  let host: string;
 
   beforeAll(async () => {
+    host = hosts[source];
     containerd = await startContainerd();
   }, 60_000);
 
@@ -147,5 +173,41 @@ describe('containerd (ctr) pulls from ferry serve', () => {
     expect(blobs).toContain(multiChild('linux/arm64'));
     expect(blobs).not.toContain(multiChild('linux/amd64'));
     expect(blobs).not.toContain(multiChild('linux/arm/v7'));
+  });
+});
+
+describe.each(SOURCES)('podman pulls from ferry serve (%s)', (source) => {
+  let podman: Podman;
+  let host: string;
+
+  beforeAll(() => {
+    host = hosts[source];
+    podman = createPodman();
+  });
+
+  const podmanPull = (remote: string) => podman.run(['pull', '--tls-verify=false', remote], { timeoutMs: 60_000 });
+
+  const inspect = async (remote: string, format: string): Promise<string> =>
+    (await podman.run(['image', 'inspect', '--format', format, remote])).stdout.trim();
+
+  it('podman pull ferry-test/app:1.0 keeps the published digest', async () => {
+    const remote = `${host}/ferry-test/app:1.0`;
+    await podmanPull(remote);
+    const digest = published('ferry-test/app:1.0');
+    expect(await inspect(remote, '{{.Digest}}')).toBe(digest);
+    expect(JSON.parse(await inspect(remote, '{{json .RepoDigests}}'))).toContain(`${host}/ferry-test/app@${digest}`);
+  });
+
+  it('podman pull ferry-test/multi:oci records the index digest and the amd64 instance', async () => {
+    const remote = `${host}/ferry-test/multi:oci`;
+    await podmanPull(remote);
+    const index = published('ferry-test/multi:oci');
+    // Podman records the digest it pulled by (the index) as the image digest, and lists both the
+    // index and the host-platform instance it unpacked among the repo digests.
+    expect(await inspect(remote, '{{.Digest}}')).toBe(index);
+    const repoDigests = JSON.parse(await inspect(remote, '{{json .RepoDigests}}')) as string[];
+    expect(repoDigests).toContain(`${host}/ferry-test/multi@${index}`);
+    expect(repoDigests).toContain(`${host}/ferry-test/multi@${multiChild('linux/amd64')}`);
+    expect(await inspect(remote, '{{.Os}}/{{.Architecture}}')).toBe('linux/amd64');
   });
 });
