@@ -17,7 +17,7 @@ import { MediaType, declaredCompression, isManifestType } from '../oci/mediatype
 import { formatPlatform } from '../oci/platform.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
 import { FerryError, NotFoundError, UsageError, wrap } from '../util/errors.js';
-import { FileSink, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
+import { FileSink, removeDeadTemps, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
 import { TarWriter } from '../util/tar.js';
 import {
   BUNDLE_FORMAT_VERSION,
@@ -248,6 +248,9 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
   const uniqueBytes = plan.blobs.reduce((n, b) => n + b.size, 0);
   emit({ kind: 'plan', images: plan.images.length, blobs: plan.blobs.length, uniqueBytes });
 
+  // A killed earlier run may have left its temp bundle and spools beside the output.
+  const base = path.basename(output);
+  await removeDeadTemps(path.dirname(output), (name) => name === base || name.startsWith(`${base}.`));
   const spools = new Map<string, { file: string; size: number; sha256: string }>();
   const tmp = tempNameFor(output);
   let committed = false;

@@ -1,6 +1,6 @@
 /** Atomic file writes: temp file beside the target, fsync, rename, fsync the directory. */
 import fs from 'node:fs';
-import { open, rename, rm, mkdir, stat } from 'node:fs/promises';
+import { open, readdir, rename, rm, mkdir, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -8,6 +8,37 @@ import { Writable, type Readable, type Transform } from 'node:stream';
 
 export function tempNameFor(target: string): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+/** Whether a process with this pid exists on this host (EPERM means it does, owned by another user). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temp files that tempNameFor() made in `dir` for targets whose base name `matches`,
+ * when the process that made them is gone (a killed run). Returns how many were removed.
+ */
+export async function removeDeadTemps(dir: string, matches: (base: string) => boolean): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const n of names) {
+    const m = /^\.(.+)\.(\d+)\.[a-f0-9]+\.tmp$/.exec(n);
+    if (!m || !matches(m[1]!) || processAlive(Number(m[2]))) continue;
+    await rm(path.join(dir, n), { force: true });
+    removed++;
+  }
+  return removed;
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

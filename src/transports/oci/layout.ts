@@ -4,7 +4,7 @@
  * verified; index.json changes happen under the layout lock.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
@@ -13,7 +13,7 @@ import { DescriptorSchema, MAX_MANIFEST_BYTES, type Descriptor } from '../../oci
 import { MediaType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { FerryError, LayoutError, NotFoundError } from '../../util/errors.js';
-import { fileSize, streamToFileAtomic, writeFileAtomic } from '../../util/fsutil.js';
+import { fileSize, removeDeadTemps, streamToFileAtomic, writeFileAtomic } from '../../util/fsutil.js';
 import { withLayoutLock } from './lock.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -219,29 +219,6 @@ export class OciLayout {
 
   /** Remove temp files that killed runs left behind (their writers are gone). */
   async removeStaleTemps(): Promise<number> {
-    const dir = path.join(this.dir, 'blobs', 'sha256');
-    let removed = 0;
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch {
-      return 0;
-    }
-    for (const n of names) {
-      const m = /^\.[a-f0-9]{64}\.(\d+)\.[a-f0-9]+\.tmp$/.exec(n);
-      if (!m) continue;
-      const pid = Number(m[1]);
-      let alive = true;
-      try {
-        process.kill(pid, 0);
-      } catch (err) {
-        alive = (err as NodeJS.ErrnoException).code === 'EPERM';
-      }
-      if (!alive) {
-        await rm(path.join(dir, n), { force: true });
-        removed++;
-      }
-    }
-    return removed;
+    return removeDeadTemps(path.join(this.dir, 'blobs', 'sha256'), (base) => /^[a-f0-9]{64}$/.test(base));
   }
 }

@@ -6,18 +6,11 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { LockError } from '../../util/errors.js';
+import { processAlive } from '../../util/fsutil.js';
 import { wait } from '../registry/retry.js';
 
 export const LOCK_FILE = '.ferry.lock';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** In-process queue per directory, so this process's writers wait their turn without polling. */
 const queues = new Map<string, Promise<unknown>>();
@@ -51,7 +44,7 @@ async function withFileLock<T>(dir: string, fn: () => Promise<T>, timeoutMs: num
       const holder = await readFile(file, 'utf8').catch(() => '');
       const [pidText, host] = holder.split('@');
       const pid = Number(pidText);
-      if (holder !== '' && host === hostname() && Number.isInteger(pid) && !alive(pid)) {
+      if (holder !== '' && host === hostname() && Number.isInteger(pid) && !processAlive(pid)) {
         // The holder was killed; its lock protects nothing now.
         await rm(file, { force: true });
         continue;
