@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateCorpus, type CorpusManifest } from '../../scripts/corpus/generate.js';
 import { pushCorpus } from '../../scripts/corpus/push.js';
+import { pull } from '../../src/copy/pull.js';
+import { OciLayout } from '../../src/transports/oci/layout.js';
 import type { RunningRegistry } from '../harness/registry.js';
 import { requireTool } from '../harness/tools.js';
 
@@ -24,4 +26,21 @@ export async function pushSmallCorpus(reg: RunningRegistry): Promise<{ dir: stri
     ...(reg.username && reg.password ? { creds: { username: reg.username, password: reg.password } } : {}),
   });
   return c;
+}
+
+/**
+ * A ferry store at `storeDir` holding corpus images (`refs`, layout ref names; default every
+ * image), pulled from the cached corpus layout, which is only read.
+ */
+export async function storeFromSmallCorpus(
+  storeDir: string,
+  refs?: readonly string[],
+): Promise<{ corpus: CorpusManifest; corpusDir: string; store: OciLayout }> {
+  const { dir, corpus } = await smallCorpus();
+  const names = refs ?? [...new Set(corpus.images.map((i) => i.ref))];
+  const report = await pull({ refs: names.map((r) => `oci:${dir}:${r}`), store: storeDir });
+  if (report.failures.length > 0) {
+    throw new Error(`pulling the corpus into ${storeDir} failed: ${report.failures.map((f) => `${f.name}: ${f.error}`).join('; ')}`);
+  }
+  return { corpus, corpusDir: dir, store: await OciLayout.open(storeDir) };
 }

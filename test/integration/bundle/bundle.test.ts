@@ -10,8 +10,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createWriteStream } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateCorpus, type CorpusManifest } from '../../../scripts/corpus/generate.js';
-import { pull } from '../../../src/copy/pull.js';
+import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
+import { storeFromSmallCorpus } from '../corpus-registry.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { BundleManifestSchema, MEMBER, type BundleManifest } from '../../../src/bundle/format.js';
@@ -24,7 +24,6 @@ import { indexTarFile, openTarEntry } from '../../../src/util/tar-reader.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 
 let corpus: CorpusManifest;
-let corpusDir: string;
 let store: OciLayout;
 let work: string;
 let ecKey: string;
@@ -39,13 +38,7 @@ const storeName = (i: { ref: string }): string => i.ref;
 
 beforeAll(async () => {
   work = createTempDir('bundle');
-  corpusDir = path.join(work, 'corpus');
-  corpus = await generateCorpus(corpusDir, 'small');
-  const storeDir = path.join(work, 'store');
-  const refs = [...new Set(corpus.images.map((i) => i.ref))].map((r) => `oci:${corpusDir}:${r}`);
-  const r = await pull({ refs, store: storeDir });
-  expect(r.failures).toEqual([]);
-  store = await OciLayout.open(storeDir);
+  ({ corpus, store } = await storeFromSmallCorpus(path.join(work, 'store')));
   const keys = path.join(work, 'keys');
   await mkdir(keys);
   ecKey = path.join(keys, 'ec.pem');

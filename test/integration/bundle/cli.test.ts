@@ -7,7 +7,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import yargs from 'yargs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { generateCorpus, type CorpusManifest } from '../../../scripts/corpus/generate.js';
+import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
+import { smallCorpus } from '../corpus-registry.js';
 import { bundleCommand } from '../../../src/cli/bundle.js';
 import { reportError } from '../../../src/cli/errors.js';
 import { inspectCommand } from '../../../src/cli/inspect.js';
@@ -22,8 +23,7 @@ let work: string;
 
 beforeAll(async () => {
   work = createTempDir('bundle-cli');
-  corpusDir = path.join(work, 'corpus');
-  corpus = await generateCorpus(corpusDir, 'small');
+  ({ dir: corpusDir, corpus } = await smallCorpus());
 });
 afterAll(cleanupHarness);
 

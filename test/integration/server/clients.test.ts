@@ -8,9 +8,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateCorpus, type CorpusManifest } from '../../../scripts/corpus/generate.js';
+import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
+import { storeFromSmallCorpus } from '../corpus-registry.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
-import { pull } from '../../../src/copy/pull.js';
 import { bundleContent } from '../../../src/server/bundle-content.js';
 import type { ServedContent } from '../../../src/server/content.js';
 import { layoutContent } from '../../../src/server/layout-content.js';
@@ -57,12 +57,8 @@ beforeAll(async () => {
   // Fail loudly, before any setup, when an engine or its client is not installed.
   for (const tool of ['dockerd', 'docker', 'containerd', 'ctr', 'podman'] as const) requireTool(tool);
   const work = createTempDir('serve-clients');
-  const corpusDir = path.join(work, 'corpus');
-  corpus = await generateCorpus(corpusDir, 'small');
   const storeDir = path.join(work, 'store');
-  const report = await pull({ refs: REFS.map((r) => `oci:${corpusDir}:${r}`), store: storeDir });
-  expect(report.failures).toEqual([]);
-  store = await OciLayout.open(storeDir);
+  ({ corpus, store } = await storeFromSmallCorpus(storeDir, REFS));
   const bundle = path.join(work, 'images.ferry');
   await writeBundle({ store, output: bundle, compression: 'auto' });
   const opened: Record<Source, () => Promise<ServedContent>> = {

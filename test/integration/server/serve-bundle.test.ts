@@ -5,7 +5,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateCorpus, type CorpusManifest } from '../../../scripts/corpus/generate.js';
+import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
+import { storeFromSmallCorpus } from '../corpus-registry.js';
 import { BundleManifestSchema, MEMBER, type BundleManifest } from '../../../src/bundle/format.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { parseServeSource } from '../../../src/cli/serve.js';
@@ -44,13 +45,7 @@ const repoOf = (ref: string): { repo: string; tag: string } => {
 
 beforeAll(async () => {
   const work = createTempDir('serve-bundle');
-  const corpusDir = path.join(work, 'corpus');
-  corpus = await generateCorpus(corpusDir, 'small');
-  const storeDir = path.join(work, 'store');
-  const refs = [...new Set(corpus.images.map((i) => i.ref))].map((r) => `oci:${corpusDir}:${r}`);
-  const r = await pull({ refs, store: storeDir });
-  expect(r.failures).toEqual([]);
-  store = await OciLayout.open(storeDir);
+  ({ corpus, store } = await storeFromSmallCorpus(path.join(work, 'store')));
   bundle = path.join(work, 'images.ferry');
   await writeBundle({ store, output: bundle, compression: 'auto' });
   plain = path.join(work, 'plain.tar');
