@@ -1,12 +1,12 @@
 /** `ferry bundle`: pull what is named into the store, then write one bundle file of it. */
 import type { Argv } from 'yargs';
-import { DEFAULT_STORE, pull, readImageList } from '../copy/pull.js';
+import { DEFAULT_STORE, pull } from '../copy/pull.js';
 import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
 import { parsePlatform } from '../oci/platform.js';
 import { OciLayout } from '../transports/oci/layout.js';
 import { FerryError, UsageError } from '../util/errors.js';
 import { formatBytes } from './format.js';
-import { registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { IMAGE_LIST_OPTION, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
 import { jsonLine } from './progress.js';
 
 export interface BundleArgs extends RegistryFlags {
@@ -31,7 +31,7 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
       registryFlags(
         cmd
           .positional('sources', { type: 'string', array: true, describe: 'image references (nginx:1.27, docker://…, oci:DIR[:REF])' })
-          .option('file', { alias: 'f', type: 'string', array: true, describe: 'image list: one reference per line, # comments (- for stdin)' })
+          .option('file', IMAGE_LIST_OPTION)
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'bundle file to write' })
           .option('store', { type: 'string', describe: `OCI layout store (default $FERRY_STORE or ${DEFAULT_STORE})` })
           .option('from-store', { type: 'boolean', describe: 'bundle every image in the store' })
@@ -49,8 +49,7 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
 }
 
 export async function runBundle(args: BundleArgs): Promise<number> {
-  const refs = [...(args.sources ?? [])];
-  for (const f of args.file ?? []) refs.push(...(await readImageList(f)));
+  const refs = await collectRefs(args.sources, args.file);
   if (refs.length === 0 && !args.fromStore) {
     throw new UsageError('nothing to bundle: give image references, -f LIST, or --from-store');
   }

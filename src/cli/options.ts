@@ -1,6 +1,7 @@
 /** Flags shared by commands that talk to registries: auth and TLS. */
 import type { Argv } from 'yargs';
 import { loadDockerConfig, type Credential, type CredentialSource } from '../auth/index.js';
+import { readImageList } from '../copy/pull.js';
 import { UsageError } from '../util/errors.js';
 
 export interface RegistryFlags {
@@ -56,4 +57,19 @@ export async function registryAccess(flags: RegistryFlags, stdinTaken = false): 
   if (flags['ca-file']?.length) out.caFiles = flags['ca-file'];
   if (flags['certs-dir']?.length) out.certsDirs = flags['certs-dir'];
   return out;
+}
+
+/** `-f LIST`, as pull and bundle take it. */
+export const IMAGE_LIST_OPTION = {
+  alias: 'f',
+  type: 'string',
+  array: true,
+  describe: 'image list: one reference per line, # comments (- for stdin)',
+} as const;
+
+/** The references named on the command line followed by those of every -f LIST, in order. */
+export async function collectRefs(positional: string[] | undefined, lists: string[] | undefined): Promise<string[]> {
+  const refs = [...(positional ?? [])];
+  for (const f of lists ?? []) refs.push(...(await readImageList(f)));
+  return refs;
 }

@@ -1,10 +1,10 @@
 /** `ferry pull`: flags → PullOptions → pull(); drawing and exit status. */
 import type { Argv } from 'yargs';
-import { DEFAULT_CONCURRENCY, DEFAULT_STORE, pull, readImageList } from '../copy/pull.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_STORE, pull } from '../copy/pull.js';
 import { parsePlatform } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
-import { registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { IMAGE_LIST_OPTION, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
 import { JsonView, PlainView, TtyView, jsonLine, outputMode, type ProgressView } from './progress.js';
 
 interface PullArgs extends RegistryFlags {
@@ -24,7 +24,7 @@ export function pullCommand<T>(y: Argv<T>): Argv<T> {
       registryFlags(
         cmd
           .positional('refs', { type: 'string', array: true, describe: 'image references (nginx, ghcr.io/org/app:1.2, docker://…, oci:DIR:REF)' })
-          .option('file', { alias: 'f', type: 'string', array: true, describe: 'image list: one reference per line, # comments (- for stdin)' })
+          .option('file', IMAGE_LIST_OPTION)
           .option('store', { type: 'string', describe: `OCI layout to pull into (default $FERRY_STORE or ${DEFAULT_STORE})` })
           .option('platform', { type: 'string', array: true, describe: 'only this platform, OS/ARCH[/VARIANT]; repeatable (default: all)' })
           .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
@@ -39,8 +39,7 @@ export function pullCommand<T>(y: Argv<T>): Argv<T> {
 }
 
 async function runPull(args: PullArgs): Promise<number> {
-  const refs = [...(args.refs ?? [])];
-  for (const f of args.file ?? []) refs.push(...(await readImageList(f)));
+  const refs = await collectRefs(args.refs, args.file);
   if (refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
   const concurrency = args.concurrency;
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
