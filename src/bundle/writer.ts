@@ -16,8 +16,8 @@ import { parseManifest, requiredBlobs, type Descriptor } from '../oci/manifest.j
 import { MediaType, declaredCompression, isManifestType } from '../oci/mediatypes.js';
 import { formatPlatform } from '../oci/platform.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
-import { FerryError, NotFoundError, UsageError, wrap } from '../util/errors.js';
-import { FileSink, removeDeadTemps, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
+import { FerryError, NotFoundError, SizeMismatchError, UsageError, wrap } from '../util/errors.js';
+import { FileSink, fileSize, removeDeadTemps, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
 import { TarWriter } from '../util/tar.js';
 import {
   BUNDLE_FORMAT_VERSION,
@@ -210,14 +210,13 @@ export async function planBundle(
 
 async function requirePresent(store: OciLayout, d: Descriptor, what: string): Promise<void> {
   if (!isDigest(d.digest)) throw new FerryError('DIGEST_INVALID', `${what}: unsupported digest ${JSON.stringify(d.digest)}`);
-  if (!(await store.hasBlob(d.digest))) {
+  const actual = await fileSize(store.blobPath(d.digest));
+  if (actual === undefined) {
     throw new FerryError('BLOB_MISSING', `${what}: blob ${d.digest} (${d.mediaType}) is missing from the store`, {
       hint: 'the image was pulled sparsely or the store is damaged; pull it again',
     });
   }
-  if (!(await store.hasBlob(d.digest, d.size))) {
-    throw new FerryError('SIZE_MISMATCH', `${what}: blob ${d.digest} in the store is not ${d.size} bytes`);
-  }
+  if (actual !== d.size) throw new SizeMismatchError(d.size, actual, `${what}: blob ${d.digest} in the store`);
 }
 
 /** sha256 of what flows through, as a pass-through Transform. */

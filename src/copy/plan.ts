@@ -15,7 +15,7 @@ import {
 } from '../oci/manifest.js';
 import { formatPlatform, platformMatches, type PlatformSpec } from '../oci/platform.js';
 import type { ImageSource } from '../transports/types.js';
-import { FerryError, NotFoundError, wrap } from '../util/errors.js';
+import { NotFoundError, SizeMismatchError, wrap } from '../util/errors.js';
 import type { EventSink } from './events.js';
 
 export const ORIGINAL_INDEX_ANNOTATION = 'dev.ferry.original-index.digest';
@@ -96,7 +96,7 @@ async function walk(
       if (w.seen.has(child.digest)) continue;
       const got = await source.getManifest(child.digest as Digest, child.mediaType, signal);
       if (got.bytes.length !== child.size) {
-        throw new FerryError('SIZE_MISMATCH', `index ${digest}: child ${child.digest} is ${got.bytes.length} bytes, descriptor says ${child.size}`);
+        throw new SizeMismatchError(child.size, got.bytes.length, `index ${digest}: child ${child.digest}`);
       }
       const childDoc = parseManifest(got.bytes, child.mediaType, `manifest ${child.digest}`);
       await walk(source, childDoc, got.digest, got.bytes, w, signal, child.platform ? formatPlatform(child.platform) : undefined);
