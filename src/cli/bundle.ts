@@ -1,6 +1,6 @@
 /** `ferry bundle`: pull what is named into the store, then write one bundle file of it. */
 import type { Argv } from 'yargs';
-import { DEFAULT_STORE, pull } from '../copy/pull.js';
+import { DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
 import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
 import { parsePlatform } from '../oci/platform.js';
 import { OciLayout } from '../transports/oci/layout.js';
@@ -65,7 +65,7 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     const r = await pull({ refs, store: storeDir, platforms, ...access });
     if (r.failures.length > 0) {
       for (const f of r.failures) process.stderr.write(`failed: ${f.name}: ${f.error}\n${f.hint ? `  hint: ${f.hint}\n` : ''}`);
-      const integrity = r.failures.every((f) => f.errorCode === 'DIGEST_MISMATCH' || f.errorCode === 'SIZE_MISMATCH');
+      const integrity = onlyIntegrityFailures(r.failures);
       throw new FerryError('PULL_FAILED', `${r.failures.length} image${r.failures.length === 1 ? '' : 's'} could not be pulled; no bundle written`, {
         hint: integrity ? 'the source served content that does not match its digests' : undefined,
       });

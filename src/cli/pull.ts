@@ -1,6 +1,6 @@
 /** `ferry pull`: flags → PullOptions → pull(); drawing and exit status. */
 import type { Argv } from 'yargs';
-import { DEFAULT_CONCURRENCY, DEFAULT_STORE, pull } from '../copy/pull.js';
+import { DEFAULT_CONCURRENCY, DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
 import { parsePlatform } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
@@ -96,6 +96,5 @@ async function runPull(args: PullArgs): Promise<number> {
     );
   }
   if (report.failures.length === 0) return 0;
-  // Integrity failures (digest or size mismatch) are exit 3, like verify.
-  return report.failures.every((f) => f.errorCode === 'DIGEST_MISMATCH' || f.errorCode === 'SIZE_MISMATCH') ? 3 : 1;
+  return onlyIntegrityFailures(report.failures) ? 3 : 1;
 }

@@ -44,6 +44,11 @@ export interface PullReport extends CopyReport {
   failures: Array<{ name: string; error: string; errorCode?: string; hint?: string }>;
 }
 
+/** True when every failure is content not matching its digest or size (exit 3, like verify). */
+export function onlyIntegrityFailures(failures: PullReport['failures']): boolean {
+  return failures.length > 0 && failures.every((f) => f.errorCode === 'DIGEST_MISMATCH' || f.errorCode === 'SIZE_MISMATCH');
+}
+
 /** Read an image list: one reference per line; blank lines and # comments ignored. */
 export async function readImageList(file: string): Promise<string[]> {
   let text: string;
