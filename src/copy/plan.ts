@@ -211,23 +211,3 @@ export async function planCopy(
   });
   return { images, failures, blobs: [...blobs.values()] };
 }
-
-/** A plan as plain JSON (for --dry-run and snapshot tests): no manifest bytes. */
-export function describePlan(plan: CopyPlan): unknown {
-  return {
-    images: plan.images.map((i) => ({
-      name: i.name,
-      source: i.source,
-      digest: i.root.digest,
-      mediaType: i.root.mediaType,
-      ...(i.originalDigest ? { originalDigest: i.originalDigest } : {}),
-      platforms: i.platforms,
-      manifests: i.manifests.map((m) => m.digest),
-      blobs: i.blobs.map((b) => b.digest),
-      totalBytes: i.totalBytes,
-    })),
-    failures: plan.failures.map((f) => ({ name: f.name, error: (f.error as Error).message })),
-    uniqueBlobs: plan.blobs.length,
-    uniqueBytes: plan.blobs.reduce((n, b) => n + b.desc.size, 0),
-  };
-}

@@ -53,8 +53,6 @@ export interface VerifierOptions {
   digest: string;
   /** Declared size; -1 or undefined means unknown (then only the digest is checked). */
   size?: number;
-  /** Bytes already hashed before this stream (resume): pass the hash state and count. */
-  resume?: { hash: Hash; bytes: number };
   what: string;
   /** Called with the running byte count, at most every 256 KiB and at the end. */
   onProgress?: (bytes: number) => void;
@@ -74,8 +72,8 @@ export class DigestVerifier extends Transform {
   constructor(options: VerifierOptions) {
     super();
     this.expected = options;
-    this.hash = options.resume?.hash ?? createHash('sha256');
-    this.bytes = options.resume?.bytes ?? 0;
+    this.hash = createHash('sha256');
+    this.bytes = 0;
   }
 
   get bytesSeen(): number {

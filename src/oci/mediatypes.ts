@@ -56,8 +56,3 @@ export function declaredCompression(mt: string): LayerCompression {
   if (mt.endsWith('.tar') || mt.endsWith('.diff.tar')) return 'none';
   return 'unknown';
 }
-
-/** Layers that registries should not receive by default (OCI non-distributable, Docker foreign). */
-export function isNondistributable(mt: string): boolean {
-  return mt.includes('.nondistributable.') || mt.includes('.foreign.');
-}
