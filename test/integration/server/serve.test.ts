@@ -1009,10 +1009,14 @@ describe('ferry serve (CLI)', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     try {
       const deadline = Date.now() + 30_000;
-      while (!/Serving (http:\/\/\S+)/.test(stdout) && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+      // The URL line and the list of served tags may arrive in separate chunks: wait for both.
+      const listed = `  team/app:v1  ${img.digest}`;
+      while (!(/Serving (http:\/\/\S+)/.test(stdout) && stdout.includes(listed)) && Date.now() < deadline && child.exitCode === null) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
       const url = /Serving (http:\/\/\S+)/.exec(stdout)?.[1];
       expect(url, `no URL printed\nstdout: ${stdout}\nstderr: ${stderr}`).toBeDefined();
-      expect(stdout).toContain(`  team/app:v1  ${img.digest}`);
+      expect(stdout).toContain(listed);
       const r = await http(`${url}/v2/team/app/manifests/v1`);
       expect(r.body.equals(img.bytes)).toBe(true);
       child.kill('SIGTERM');
