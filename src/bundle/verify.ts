@@ -46,6 +46,13 @@ export interface VerifyOptions {
   requireSignature?: boolean;
   /** Hash on a worker pool when the input is a regular file (default true). */
   parallel?: boolean;
+  /**
+   * Check everything except the content of blobs that are not manifests: tar safety, the
+   * bundle manifest, signature, index.json, SHA256SUMS, every manifest, image completeness.
+   * `ferry load` does this first and then checks each blob's digest while it streams, so a
+   * bundle is read once. Regular files only.
+   */
+  deferBlobContent?: boolean;
 }
 
 export interface VerifyResult {
@@ -250,6 +257,12 @@ class Checker {
     if (man.totals.storedBytes !== stored || man.totals.images !== man.images.length) {
       this.problem({ code: 'MANIFEST_INVALID', member: MEMBER.manifest, message: 'ferry-bundle.json totals disagree with its images and members' });
     }
+  }
+
+  /** A blob member whose content the caller checks later (deferBlobContent). */
+  deferred(m: BundleMember): void {
+    this.verified.add(m.path);
+    if (m.digest) this.goodDigests.add(m.digest);
   }
 
   /** A member's stored bytes were hashed (and for zstd members, restored). */
@@ -506,6 +519,7 @@ function result(c: Checker, key: LoadedKey | undefined, opts: VerifyOptions): Ve
  */
 export async function verifyBundle(file: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const st = await stat(file);
+  if (opts.deferBlobContent && !st.isFile()) throw new FerryError('NOT_A_FILE', `${file} is not a regular file`);
   if (!st.isFile() || opts.parallel === false) {
     return verifyBundleStream(createReadStream(file, { highWaterMark: 1024 * 1024 }), opts);
   }
@@ -518,7 +532,8 @@ export async function verifyBundle(file: string, opts: VerifyOptions = {}): Prom
     // A damaged tar: the sequential reader reports everything up to the damage, then the damage.
     return verifyBundleStream(createReadStream(file, { highWaterMark: 1024 * 1024 }), opts);
   }
-  const pool = new HashPool();
+  // Workers are started only when some member is hashed off the main thread.
+  let pool: HashPool | undefined;
   try {
     const jobs: Array<Promise<void>> = [];
     let zstdChain: Promise<void> = Promise.resolve();
@@ -534,7 +549,9 @@ export async function verifyBundle(file: string, opts: VerifyOptions = {}): Prom
         }
       } else if (a.kind === 'hash') {
         const m = a.member;
-        if (a.keep || m.storage === 'zstd') {
+        if (opts.deferBlobContent && !a.keep) {
+          c.deferred(m);
+        } else if (a.keep || m.storage === 'zstd') {
           // Manifests are kept in order (an index before its children); zstd goes through zstd -d.
           if (a.keep) await Promise.all(jobs.splice(0));
           if (a.keep) {
@@ -545,13 +562,14 @@ export async function verifyBundle(file: string, opts: VerifyOptions = {}): Prom
             jobs.push(zstdChain);
           }
         } else {
+          pool ??= new HashPool();
           jobs.push(pool.hashRange(file, e.dataOffset, e.size).then((h) => c.hashed(m, h)));
         }
       }
     }
     await Promise.all(jobs);
   } finally {
-    await pool.close();
+    await pool?.close();
   }
   return result(c, key, opts);
 }

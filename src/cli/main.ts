@@ -7,6 +7,7 @@ import { serveCommand } from './serve.js';
 import { bundleCommand } from './bundle.js';
 import { verifyCommand } from './verify.js';
 import { inspectCommand } from './inspect.js';
+import { loadCommand } from './load.js';
 import { reportError } from './errors.js';
 import { UsageError } from '../util/errors.js';
 
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   cli = bundleCommand(cli);
   cli = verifyCommand(cli);
   cli = inspectCommand(cli);
+  cli = loadCommand(cli);
   try {
     process.exitCode = 0;
     await cli.parseAsync();

@@ -59,6 +59,11 @@ export async function registryAccess(flags: RegistryFlags, stdinTaken = false): 
   return out;
 }
 
+export function checkConcurrency(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--concurrency must be an integer from 1 to 64, got ${String(n)}`);
+  return n;
+}
+
 /** `-f LIST`, as pull and bundle take it. */
 export const IMAGE_LIST_OPTION = {
   alias: 'f',

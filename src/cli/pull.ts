@@ -4,7 +4,8 @@ import { DEFAULT_CONCURRENCY, DEFAULT_STORE, onlyIntegrityFailures, pull } from 
 import { parsePlatform } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
-import { IMAGE_LIST_OPTION, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { IMAGE_LIST_OPTION, checkConcurrency, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { interruptible } from './interrupt.js';
 import { JsonView, PlainView, TtyView, jsonLine, outputMode, type ProgressView } from './progress.js';
 
 interface PullArgs extends RegistryFlags {
@@ -41,40 +42,17 @@ export function pullCommand<T>(y: Argv<T>): Argv<T> {
 async function runPull(args: PullArgs): Promise<number> {
   const refs = await collectRefs(args.refs, args.file);
   if (refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
-  const concurrency = args.concurrency;
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
-    throw new UsageError(`--concurrency must be an integer from 1 to 64, got ${String(args.concurrency)}`);
-  }
+  const concurrency = checkConcurrency(args.concurrency);
   const platforms = (args.platform ?? []).flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim()));
   const access = await registryAccess(args, (args.file ?? []).includes('-'));
   const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   const mode = outputMode(!!args.json);
   const names = refs;
   const view: ProgressView = mode === 'json' ? new JsonView() : mode === 'tty' ? new TtyView(names) : new PlainView();
-  const ac = new AbortController();
-  const onSignal = (): void => {
-    if (ac.signal.aborted) process.exit(130);
-    process.stderr.write('\nferry: interrupted, stopping (again to force)\n');
-    ac.abort(new Error('interrupted'));
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  let report;
-  try {
-    report = await pull({
-      refs,
-      store,
-      platforms,
-      concurrency,
-      ...access,
-      signal: ac.signal,
-      onEvent: (e) => view.onEvent(e),
-    });
-  } finally {
-    await view.finish();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  const report = await interruptible(
+    (signal) => pull({ refs, store, platforms, concurrency, ...access, signal, onEvent: (e) => view.onEvent(e) }),
+    () => view.finish(),
+  );
   const done = report.images.filter((i) => i.status === 'done');
   if (mode === 'json') {
     jsonLine({ type: 'report', ...report });

@@ -8,7 +8,7 @@ import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
 import type { ImageSource } from '../transports/types.js';
-import { SizeMismatchError, errorMessage, wrap } from '../util/errors.js';
+import { IntegrityError, NotLoadedError, SizeMismatchError, errorMessage, wrap } from '../util/errors.js';
 import { fileSize } from '../util/fsutil.js';
 import type { EventSink } from './events.js';
 import { ORIGINAL_INDEX_ANNOTATION, type CopyPlan, type PlannedImage } from './plan.js';
@@ -17,6 +17,10 @@ export interface ExecuteOptions {
   concurrency?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
+  /** Name nothing if any blob fails its digest or size check (loading a bundle). */
+  allOrNothing?: boolean;
+  /** The verb for error context ("pulling", "loading"). */
+  action?: string;
 }
 
 export interface ImageResult {
@@ -83,6 +87,7 @@ export async function executeCopy(
     emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: written, total: written });
   }
 
+  let integrityFailure: unknown;
   const conflicts = new Set(plan.blobs.filter((b) => b.sizeConflict).map((b) => b.desc.digest));
   // The scheduler: largest blobs first so the long transfers start early.
   const queue = [...plan.blobs].sort((a, b) => b.desc.size - a.desc.size);
@@ -102,6 +107,7 @@ export async function executeCopy(
           slot.resolve();
         } catch (err) {
           stats.failed++;
+          if (err instanceof IntegrityError) integrityFailure ??= err;
           emit({ kind: 'blob', state: 'failed', digest: b.desc.digest, bytes: 0, total: b.desc.size, error: errorMessage(err) });
           slot.reject(err);
         }
@@ -127,6 +133,10 @@ export async function executeCopy(
           if (actual !== b.size) throw new SizeMismatchError(b.size, actual ?? -1, `blob ${b.digest} of ${img.name}`);
         }
       }
+      if (opts.allOrNothing) {
+        await scheduler;
+        if (integrityFailure) throw new NotLoadedError(integrityFailure);
+      }
       for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
       const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
       if (img.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = img.originalDigest;
@@ -134,7 +144,7 @@ export async function executeCopy(
       emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
       return { ...base, status: 'done' };
     } catch (err) {
-      const e = wrap(err, `pulling ${img.name}`);
+      const e = wrap(err, `${opts.action ?? 'pulling'} ${img.name}`);
       emit({ kind: 'image', state: 'failed', image: img.name, error: errorMessage(e) });
       const code = (e as { code?: unknown }).code;
       const hint = (e as { hint?: unknown }).hint;

@@ -16,27 +16,45 @@ import { RegistryClient, type RegistryClientOptions } from '../transports/regist
 import { RegistrySource } from '../transports/registry/source.js';
 import { parseLocation } from '../transports/location.js';
 import type { ImageSource } from '../transports/types.js';
-import { UsageError, wrap } from '../util/errors.js';
+import { UsageError, errorMessage, wrap } from '../util/errors.js';
 import type { EventSink } from './events.js';
-import { executeCopy, type CopyReport } from './execute.js';
-import { planCopy, type CopyItem } from './plan.js';
+import { executeCopy, type CopyReport, type ImageResult } from './execute.js';
+import { planCopy, type CopyItem, type CopyPlan } from './plan.js';
 
 export const DEFAULT_STORE = './ferry-store';
 export const DEFAULT_CONCURRENCY = 8;
 
-export interface PullOptions {
-  refs: string[];
-  store: string;
-  platforms?: PlatformSpec[];
-  concurrency?: number;
+/** How to reach registries: credentials, TLS and retry settings (pull, load, mirror). */
+export interface RegistryAccessOptions {
   credentials?: CredentialSource;
   staticCredential?: Credential;
   insecure?: boolean | string[];
   caFiles?: string[];
   certsDirs?: string[];
   retry?: RegistryClientOptions['retry'];
+}
+
+export interface PullOptions extends RegistryAccessOptions {
+  refs: string[];
+  store: string;
+  platforms?: PlatformSpec[];
+  concurrency?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
+}
+
+/** RegistryClient options for a run: access settings, a pool sized for the concurrency, retries as events. */
+export function registryClientOptions(opts: RegistryAccessOptions & { concurrency?: number; onEvent?: EventSink }): RegistryClientOptions {
+  return {
+    ...(opts.credentials ? { credentials: opts.credentials } : {}),
+    ...(opts.staticCredential ? { staticCredential: opts.staticCredential } : {}),
+    ...(opts.insecure !== undefined ? { insecure: opts.insecure } : {}),
+    ...(opts.caFiles ? { caFiles: opts.caFiles } : {}),
+    ...(opts.certsDirs ? { certsDirs: opts.certsDirs } : {}),
+    ...(opts.retry ? { retry: opts.retry } : {}),
+    connections: Math.max(4, (opts.concurrency ?? DEFAULT_CONCURRENCY) * 2),
+    onRetry: (info) => opts.onEvent?.({ kind: 'retry', reason: `${info.method} ${info.url}: ${info.reason}`, attempt: info.attempt, delayMs: info.delayMs }),
+  };
 }
 
 export interface PullReport extends CopyReport {
@@ -44,9 +62,11 @@ export interface PullReport extends CopyReport {
   failures: Array<{ name: string; error: string; errorCode?: string; hint?: string }>;
 }
 
+const INTEGRITY_CODES = new Set(['DIGEST_MISMATCH', 'SIZE_MISMATCH', 'NOT_LOADED']);
+
 /** True when every failure is content not matching its digest or size (exit 3, like verify). */
 export function onlyIntegrityFailures(failures: PullReport['failures']): boolean {
-  return failures.length > 0 && failures.every((f) => f.errorCode === 'DIGEST_MISMATCH' || f.errorCode === 'SIZE_MISMATCH');
+  return failures.length > 0 && failures.every((f) => f.errorCode !== undefined && INTEGRITY_CODES.has(f.errorCode));
 }
 
 /** Read an image list: one reference per line; blank lines and # comments ignored. */
@@ -82,6 +102,27 @@ export function layoutImageName(desc: Descriptor, asked: string | undefined): st
   return desc.annotations?.[CONTAINERD_NAME] ?? desc.annotations?.[REF_NAME] ?? asked ?? `@${desc.digest}`;
 }
 
+export type Failure = PullReport['failures'][number];
+
+/** Every failure of a run, planning and execution, in one list. */
+export function collectFailures(planFailures: CopyPlan['failures'], images: readonly ImageResult[]): Failure[] {
+  return [
+    ...planFailures.map((f) => {
+      const code = (f.error as { code?: unknown }).code;
+      const hint = (f.error as { hint?: unknown }).hint;
+      return {
+        name: f.name,
+        error: errorMessage(f.error),
+        ...(typeof code === 'string' ? { errorCode: code } : {}),
+        ...(typeof hint === 'string' ? { hint } : {}),
+      };
+    }),
+    ...images
+      .filter((i) => i.status === 'failed')
+      .map((i) => ({ name: i.name, error: i.error ?? 'failed', ...(i.errorCode ? { errorCode: i.errorCode } : {}), ...(i.hint ? { hint: i.hint } : {}) })),
+  ];
+}
+
 export async function pull(opts: PullOptions): Promise<PullReport> {
   if (opts.refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
   const started = Date.now();
@@ -94,16 +135,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
   });
   // Reject duplicates up front: two entries naming one store name would race for it.
   const clients = new Map<string, RegistryClient>();
-  const clientOpts: RegistryClientOptions = {
-    ...(opts.credentials ? { credentials: opts.credentials } : {}),
-    ...(opts.staticCredential ? { staticCredential: opts.staticCredential } : {}),
-    ...(opts.insecure !== undefined ? { insecure: opts.insecure } : {}),
-    ...(opts.caFiles ? { caFiles: opts.caFiles } : {}),
-    ...(opts.certsDirs ? { certsDirs: opts.certsDirs } : {}),
-    ...(opts.retry ? { retry: opts.retry } : {}),
-    connections: Math.max(4, (opts.concurrency ?? DEFAULT_CONCURRENCY) * 2),
-    onRetry: (info) => opts.onEvent?.({ kind: 'retry', reason: `${info.method} ${info.url}: ${info.reason}`, attempt: info.attempt, delayMs: info.delayMs }),
-  };
+  const clientOpts = registryClientOptions(opts);
   const items: CopyItem[] = [];
   const seen = new Set<string>();
   const sources: ImageSource[] = [];
@@ -151,21 +183,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
-    const failures = [
-      ...plan.failures.map((f) => {
-        const code = (f.error as { code?: unknown }).code;
-        const hint = (f.error as { hint?: unknown }).hint;
-        return {
-          name: f.name,
-          error: (f.error as Error).message,
-          ...(typeof code === 'string' ? { errorCode: code } : {}),
-          ...(typeof hint === 'string' ? { hint } : {}),
-        };
-      }),
-      ...report.images
-        .filter((i) => i.status === 'failed')
-        .map((i) => ({ name: i.name, error: i.error ?? 'failed', ...(i.errorCode ? { errorCode: i.errorCode } : {}), ...(i.hint ? { hint: i.hint } : {}) })),
-    ];
+    const failures = collectFailures(plan.failures, report.images);
     return { ...report, durationMs: Date.now() - started, store: store.dir, failures };
   } finally {
     await Promise.all([...clients.values()].map((c) => c.close()));

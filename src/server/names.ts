@@ -66,7 +66,7 @@ export function servedName(refName: string, opts: { scoped?: boolean } = {}): Na
     if (!isRepositoryName(repository)) {
       return {
         kind: 'invalid',
-        reason: `${JSON.stringify(refName)} cannot be served with --scoped: ${JSON.stringify(repository)} is not a valid repository name (a registry port or IPv6 address cannot be part of one)`,
+        reason: `${JSON.stringify(refName)} cannot keep its registry in the name (--scoped): ${JSON.stringify(repository)} is not a valid repository name (a registry port or IPv6 address cannot be part of one)`,
       };
     }
   }

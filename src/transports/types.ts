@@ -4,7 +4,7 @@
  * failure. The order a copy MUST follow: blobs, then the manifests that reference them
  * (children before indexes), then names (tags, index.json entries) last.
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 
@@ -19,6 +19,28 @@ export interface BlobOpenOptions {
   signal?: AbortSignal;
   what: string;
   onResume?: (offset: number, reason: string) => void;
+  /**
+   * Start at this byte (resuming an upload). Every source honours it: those that can seek do,
+   * the others read and drop the bytes before it (dropPrefix).
+   */
+  start?: number;
+}
+
+/** The bytes of `stream` after its first `n` (for sources that cannot seek). */
+export function dropPrefix(stream: Readable, n: number): Readable {
+  if (n <= 0) return stream;
+  async function* gen(): AsyncGenerator<Buffer> {
+    let skip = n;
+    for await (const raw of stream as AsyncIterable<Buffer>) {
+      if (skip >= raw.length) {
+        skip -= raw.length;
+        continue;
+      }
+      yield skip > 0 ? raw.subarray(skip) : raw;
+      skip = 0;
+    }
+  }
+  return Readable.from(gen(), { objectMode: false });
 }
 
 export interface ImageSource {

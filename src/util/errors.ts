@@ -72,6 +72,19 @@ export class SizeMismatchError extends IntegrityError {
   }
 }
 
+/**
+ * Nothing was named because some content of the same source failed its check (a bundle that
+ * fails verification loads nothing). Exit 3, like the failure it reports.
+ */
+export class NotLoadedError extends IntegrityError {
+  constructor(cause: unknown) {
+    super('NOT_LOADED', `not loaded: the source failed verification (${cause instanceof Error ? cause.message : String(cause)})`, {
+      cause,
+      hint: 'nothing was named at the destination; check the source with ferry verify',
+    });
+  }
+}
+
 /** A document we cannot or will not handle (schema1, unknown media type, bad JSON). */
 export class ManifestError extends FerryError {}
 export class UnsupportedMediaTypeError extends ManifestError {

@@ -32,7 +32,7 @@ import { parseReference } from '../../ref/reference.js';
 import { errorMessage, FerryError, IntegrityError, NotFoundError, UsageError } from '../../util/errors.js';
 import type { TarEntry } from '../../util/tar-reader.js';
 import { ArchiveError, sniffCompression, TarArchive, type ArchiveOpenOptions } from '../oci-archive/archive.js';
-import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
+import { dropPrefix, type BlobOpenOptions, type ImageSource, type ManifestBytes } from '../types.js';
 
 export const MAX_CONFIG_BYTES = 32 * 1024 * 1024;
 const MAX_MANIFEST_JSON_BYTES = 64 * 1024 * 1024;
@@ -341,6 +341,8 @@ export class DockerArchiveSource implements ImageSource {
   }
 
   openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
+    // Layers are checked against their diff_ids from byte 0, so a later start reads and drops.
+    if (opts.start) return dropPrefix(this.openBlob(desc, { ...opts, start: 0 }), opts.start);
     const out = new PassThrough({ highWaterMark: 1024 * 1024 });
     this.archive.prepare(this.image).then(
       (p) => {

@@ -153,7 +153,9 @@ export class OciArchiveSource implements ImageSource {
   openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
     // A missing blob surfaces as a stream error, like any other read failure.
     try {
-      return this.archive.archive.open(this.archive.blobEntry(desc.digest, opts.what));
+      const entry = this.archive.blobEntry(desc.digest, opts.what);
+      const start = Math.min(opts.start ?? 0, entry.size);
+      return this.archive.archive.open(entry, start > 0 ? { start, end: entry.size } : undefined);
     } catch (err) {
       const out = new PassThrough();
       process.nextTick(() => out.destroy(err as Error));

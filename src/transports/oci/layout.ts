@@ -176,10 +176,10 @@ export class OciLayout {
   }
 
   /** Open a blob as a raw stream (callers verify). Throws MissingBlobError at once if absent. */
-  async openBlob(digest: string, what: string): Promise<Readable> {
+  async openBlob(digest: string, what: string, start = 0): Promise<Readable> {
     const p = this.blobPath(digest);
     if ((await fileSize(p)) === undefined) throw new MissingBlobError(digest, what);
-    return createReadStream(p, { highWaterMark: 1024 * 1024 });
+    return createReadStream(p, { highWaterMark: 1024 * 1024, start });
   }
 
   /** Store a blob from a stream, verified against desc while streaming; atomic. */

@@ -46,7 +46,7 @@ export class LayoutSource implements ImageSource {
   openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
     // Surface a missing blob as a stream error, like any other read failure.
     const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-    this.layout.openBlob(desc.digest, opts.what).then(
+    this.layout.openBlob(desc.digest, opts.what, opts.start ?? 0).then(
       (s: NodeReadable) => {
         s.on('error', (e) => out.destroy(e));
         s.pipe(out);

@@ -15,6 +15,8 @@ export interface BlobFetchOptions {
   what: string;
   /** Resume attempts after the body breaks mid-way. */
   maxResumes?: number;
+  /** Start at this byte instead of 0 (a Range request). */
+  start?: number;
   onResume?: (offset: number, reason: string) => void;
 }
 
@@ -32,7 +34,7 @@ export class TruncatedBlobError extends FerryError {
 export function openBlob(client: RegistryClient, repo: string, desc: Descriptor, opts: BlobFetchOptions): Readable {
   const maxResumes = opts.maxResumes ?? client.policy.maxAttempts - 1;
   async function* chunks(): AsyncGenerator<Buffer> {
-    let offset = 0;
+    let offset = opts.start ?? 0;
     let resumes = 0;
     for (;;) {
       const headers: Record<string, string> = {};

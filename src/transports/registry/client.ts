@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
 import { HttpPool, drain, type HttpResponse } from './http.js';
 import { isIP } from 'node:net';
 import type { Credential, CredentialSource } from '../../auth/index.js';
@@ -48,7 +49,13 @@ export interface RegistryRequest {
   /** Token scope, e.g. repository:library/nginx:pull */
   scope: string;
   headers?: Record<string, string>;
-  body?: Buffer | string;
+  /**
+   * A stream body (blob uploads) is sent once: such a request is never retried here, since
+   * the bytes are gone; a retryable failure is thrown with `retryable` set for the caller,
+   * which knows how to reopen its source.
+   */
+  body?: Buffer | string | Readable;
+  contentLength?: number;
   /** Statuses that are success for this call; anything else becomes a RegistryError. */
   expect: number[];
   signal?: AbortSignal;
@@ -281,7 +288,8 @@ export class RegistryClient {
       throw new AuthError(`registry ${this.registry} gave an invalid token realm ${JSON.stringify(realm)}`);
     }
     const service = ch.params.service;
-    const scopes = scope ? [scope] : [];
+    // Several scopes travel space-separated (a cross-repository mount needs two).
+    const scopes = scope ? scope.split(' ').filter((x) => x !== '') : [];
     const agent = await this.getAgent();
     let res: HttpResponse;
     const started = Date.now();
@@ -363,6 +371,7 @@ export class RegistryClient {
     let attempt = 0;
     let authRetried = false;
     let redirects = 0;
+    const resendable = !(req.body instanceof Readable);
     for (;;) {
       const sameOrigin = new URL(url).origin === origin;
       const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...req.headers };
@@ -371,16 +380,20 @@ export class RegistryClient {
         if (auth) headers.authorization = auth;
       }
       let res: HttpResponse;
+      if (process.env.FERRY_DEBUG_HTTP) process.stderr.write(`> ${req.method} ${url}\n`);
       try {
         res = await agent.request(url, {
           method: req.method,
           headers,
           ...(req.body !== undefined ? { body: req.body } : {}),
+          ...(req.contentLength !== undefined ? { contentLength: req.contentLength } : {}),
           ...(req.signal ? { signal: req.signal } : {}),
         });
       } catch (err) {
         if (req.signal?.aborted) throw err;
-        if (isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+        // Errors raised by the body stream itself (a digest check) are the caller's, unchanged.
+        if (err instanceof FerryError && !resendable) throw err;
+        if (resendable && isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
           const delayMs = backoffDelay(this.policy, attempt);
           this.options.onRetry?.({ method: req.method, url: redactUrl(url), attempt: attempt + 1, delayMs, reason: errorMessage(err) });
           attempt++;
@@ -393,7 +406,8 @@ export class RegistryClient {
         });
       }
       const status = res.statusCode;
-      if (status === 401 && sameOrigin && !authRetried) {
+      if (process.env.FERRY_DEBUG_HTTP) process.stderr.write(`< ${status} ${req.method} ${url}\n`);
+      if (status === 401 && sameOrigin && !authRetried && resendable) {
         authRetried = true;
         await drain(res.body);
         const before = this.challenge;
@@ -413,7 +427,7 @@ export class RegistryClient {
       if (req.expect.includes(status)) {
         return { status, headers: res.headers, body: res.body, url };
       }
-      if (isRetryableStatus(status) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+      if (resendable && isRetryableStatus(status) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
         await drain(res.body);
         const delayMs = backoffDelay(this.policy, attempt, parseRetryAfter(res.headers['retry-after']));
         this.options.onRetry?.({ method: req.method, url: redactUrl(url), attempt: attempt + 1, delayMs, reason: `HTTP ${status}` });

@@ -5,6 +5,8 @@
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { FerryError } from '../../util/errors.js';
 
 export interface HttpPoolOptions {
@@ -22,7 +24,12 @@ export interface HttpPoolOptions {
 export interface HttpRequestOptions {
   method: string;
   headers?: Record<string, string>;
-  body?: Buffer | string;
+  /**
+   * A stream body is sent with its Content-Length when `contentLength` is given (else chunked).
+   * If the stream fails, the request is destroyed: the server never sees a complete body.
+   */
+  body?: Buffer | string | Readable;
+  contentLength?: number;
   signal?: AbortSignal;
   headersTimeoutMs?: number;
 }
@@ -41,8 +48,11 @@ export class HttpTimeoutError extends FerryError {
 
 /** Read and discard a body so its connection can be reused. */
 export async function drain(body: IncomingMessage): Promise<void> {
-  if (body.complete || body.destroyed) return;
+  if (body.destroyed || body.readableEnded) return;
+  // Even a complete body (a HEAD answer) must be read to its end: only then does the socket
+  // go back to the pool.
   body.resume();
+  if (body.readableEnded) return;
   await new Promise<void>((resolve) => {
     body.once('end', resolve);
     body.once('error', () => resolve());
@@ -78,7 +88,12 @@ export class HttpPool {
     const idleTimeout = this.opts.idleTimeoutMs ?? 120_000;
     return new Promise<HttpResponse>((resolve, reject) => {
       const headers: Record<string, string> = { ...options.headers };
-      if (options.body !== undefined) headers['content-length'] = String(Buffer.byteLength(options.body));
+      const body = options.body;
+      if (body instanceof Readable) {
+        if (options.contentLength !== undefined) headers['content-length'] = String(options.contentLength);
+      } else if (body !== undefined) {
+        headers['content-length'] = String(Buffer.byteLength(body));
+      }
       const req = mod.request(u, {
         method: options.method,
         headers,
@@ -105,7 +120,19 @@ export class HttpPool {
           reject(err);
         }
       });
-      req.end(options.body);
+      if (body instanceof Readable) {
+        // A failing body stream destroys the request (pipeline does), which rejects above.
+        pipeline(body, req).catch((err: unknown) => {
+          if (!req.destroyed) req.destroy(err as Error);
+          if (!settled) {
+            settled = true;
+            clearTimeout(timer);
+            reject(err);
+          }
+        });
+      } else {
+        req.end(body);
+      }
     });
   }
 

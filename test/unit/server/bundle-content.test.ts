@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Digest } from '../../../src/oci/digest.js';
-import { blobMembers } from '../../../src/server/bundle-content.js';
+import { blobMembers } from '../../../src/bundle/blobs.js';
 import { nameIndexEntries } from '../../../src/server/served-graph.js';
 import type { TarEntry } from '../../../src/util/tar-reader.js';
 

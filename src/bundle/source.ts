@@ -1,0 +1,156 @@
+/**
+ * A ferry bundle as the source of `ferry load`: one ImageSource per image the bundle carries,
+ * reading blobs in place from their tar offsets (zstd members restored on the fly).
+ *
+ * Opening checks the whole bundle except blob content (verify.ts with deferBlobContent: tar
+ * safety, ferry-bundle.json, the signature when a key is given, index.json, SHA256SUMS, every
+ * manifest, image completeness) and refuses a bundle with any problem, so nothing is loaded
+ * from it. Blob content is then checked by the destination while it streams (every
+ * destination verifies digest and size), which reads the bundle once instead of twice.
+ *
+ * A bundle on stdin (`-`) is first spooled to a temporary file, since destinations read
+ * blobs in their own order; memory stays flat and the file is removed afterwards.
+ */
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/manifest.js';
+import { parseReference } from '../ref/reference.js';
+import { MissingBlobError } from '../transports/oci/layout.js';
+import { OciArchive } from '../transports/oci-archive/source.js';
+import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../transports/types.js';
+import { FerryError, IntegrityError } from '../util/errors.js';
+import { blobMembers, openRestored, readZstdMembers, type BlobMember } from './blobs.js';
+import type { BundleManifest } from './format.js';
+import { LIMITS } from './format.js';
+import { zstdAvailable } from './reader.js';
+import { verifyBundle, type Problem, type VerifyResult } from './verify.js';
+
+export class BundleInvalidError extends IntegrityError {
+  constructor(
+    readonly file: string,
+    readonly problems: Problem[],
+  ) {
+    const shown = problems.slice(0, 5).map((p) => `  ${p.code}: ${p.message}`).join('\n');
+    super('BUNDLE_INVALID', `${file} failed verification (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${shown}${problems.length > 5 ? '\n  …' : ''}`, {
+      hint: `nothing was loaded; \`ferry verify ${file}\` lists every problem`,
+    });
+  }
+}
+
+export interface OpenedBundle {
+  file: string;
+  manifest: BundleManifest;
+  signature: VerifyResult['signature'];
+  images: Array<{ name: string; source: ImageSource }>;
+  close(): Promise<void>;
+}
+
+export interface OpenBundleOptions {
+  key?: string;
+  requireSignature?: boolean;
+}
+
+/** The full normalised reference when the bundle's ref parses as one (it does for bundles ferry wrote). */
+function imageName(ref: string): string {
+  try {
+    return parseReference(ref).toString();
+  } catch {
+    return ref;
+  }
+}
+
+export async function openBundle(file: string, opts: OpenBundleOptions = {}): Promise<OpenedBundle> {
+  if (file === '-') return spoolStdin(opts);
+  const abs = path.resolve(file);
+  const checked = await verifyBundle(abs, {
+    deferBlobContent: true,
+    ...(opts.key !== undefined ? { key: opts.key } : {}),
+    ...(opts.requireSignature ? { requireSignature: true } : {}),
+  });
+  if (!checked.ok || !checked.manifest) throw new BundleInvalidError(file, checked.problems);
+  const manifest = checked.manifest;
+  const archive = await OciArchive.open(abs);
+  try {
+    const blobs = blobMembers(archive.archive.entries, await readZstdMembers(archive, `bundle:${abs}`));
+    const images = manifest.images.map((img) => ({
+      name: imageName(img.ref),
+      source: new BundleImageSource(archive, blobs, `bundle:${abs}:${img.ref}`, {
+        digest: img.digest as Digest,
+        mediaType: img.mediaType,
+        size: img.size,
+      }),
+    }));
+    return { file: abs, manifest, signature: checked.signature, images, close: () => archive.close() };
+  } catch (err) {
+    await archive.close();
+    throw err;
+  }
+}
+
+/** Spool stdin to a private temp dir, open it, and remove it on close. */
+async function spoolStdin(opts: OpenBundleOptions): Promise<OpenedBundle> {
+  const dir = await mkdtemp(path.join(process.env.FERRY_TMPDIR ?? tmpdir(), 'ferry-stdin-'));
+  const file = path.join(dir, 'bundle.tar');
+  try {
+    await pipeline(process.stdin, createWriteStream(file, { mode: 0o600 }));
+    const opened = await openBundle(file, opts);
+    return {
+      ...opened,
+      close: async () => {
+        await opened.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+class BundleImageSource implements ImageSource {
+  constructor(
+    private readonly archive: OciArchive,
+    private readonly blobs: Map<Digest, BlobMember>,
+    readonly description: string,
+    private readonly root: Descriptor & { digest: Digest },
+  ) {}
+
+  async getRootManifest(): Promise<ManifestBytes> {
+    const bytes = await this.archive.readBlobBytes(this.root, `reading ${this.description}`, LIMITS.maxManifestBytes);
+    return { bytes, mediaType: this.root.mediaType, digest: this.root.digest };
+  }
+
+  async getManifest(digest: Digest, mediaType: string | undefined): Promise<ManifestBytes> {
+    const bytes = await this.archive.readBlobBytes({ digest }, `reading manifest ${digest} from ${this.description}`, LIMITS.maxManifestBytes);
+    return { bytes, mediaType, digest };
+  }
+
+  openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
+    const start = opts.start ?? 0;
+    try {
+      const m = this.blobs.get(desc.digest as Digest);
+      if (!m) throw new MissingBlobError(desc.digest, opts.what);
+      if (m.storage === 'raw') {
+        return this.archive.archive.open(m.entry, start > 0 ? { start: Math.min(start, m.entry.size), end: m.entry.size } : undefined);
+      }
+      if (!zstdAvailable()) {
+        throw new FerryError('ZSTD_UNAVAILABLE', `${opts.what}: the blob is stored zstd-compressed in the bundle and no zstd command is on PATH`, {
+          hint: 'install zstd (Debian: apt-get install zstd)',
+        });
+      }
+      return openRestored(this.archive, m.entry, m.uncompressedSize, start > 0 ? { start, end: m.uncompressedSize } : undefined);
+    } catch (err) {
+      // Failures surface on the stream, like any read failure.
+      const out = new PassThrough();
+      process.nextTick(() => out.destroy(err as Error));
+      return out;
+    }
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,153 @@
+/** `ferry load` and `ferry mirror`: flags → options → load()/mirror(); drawing, mapping file, exit status. */
+import type { Argv } from 'yargs';
+import { DEFAULT_CONCURRENCY, onlyIntegrityFailures } from '../copy/pull.js';
+import { load, type LoadReport } from '../load/load.js';
+import { mirror } from '../load/mirror.js';
+import { UsageError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fsutil.js';
+import { formatBytes, formatDuration, formatRate } from './format.js';
+import { interruptible } from './interrupt.js';
+import { IMAGE_LIST_OPTION, checkConcurrency, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { JsonView, PlainView, TtyView, jsonLine, outputMode, type ProgressView } from './progress.js';
+
+interface CommonArgs extends RegistryFlags {
+  to: string;
+  scoped?: boolean;
+  concurrency: number;
+  mapping?: string;
+  json?: boolean;
+}
+
+interface LoadArgs extends CommonArgs {
+  source: string;
+  key?: string;
+  'require-signature'?: boolean;
+  ctr?: string;
+  snapshotter?: string;
+}
+
+interface MirrorArgs extends CommonArgs {
+  refs?: string[];
+  file?: string[];
+}
+
+function commonFlags<T>(cmd: Argv<T>): Argv<T> {
+  return cmd
+    .option('scoped', { type: 'boolean', describe: 'keep the source registry host as the first path component (registry destinations)' })
+    .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
+    .option('mapping', { type: 'string', describe: 'write the JSON mapping source reference → destination reference and digest to this file' })
+    .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' });
+}
+
+export function loadCommand<T>(y: Argv<T>): Argv<T> {
+  return y
+    .command<LoadArgs>(
+      'load <source>',
+      'Load a bundle (or an OCI layout) into an OCI layout, a registry, Docker Engine or containerd',
+      (cmd) =>
+        registryFlags(
+          commonFlags(
+            cmd
+              .positional('source', { type: 'string', demandOption: true, describe: 'bundle file, - for a bundle on stdin, or oci:DIR[:REF]' })
+              .option('to', {
+                type: 'string',
+                demandOption: true,
+                describe: 'oci:DIR | docker://HOST[:PORT][/PREFIX] | docker-daemon[:SOCKET] | containerd[:SOCKET][?namespace=NS]',
+              })
+              .option('key', { type: 'string', describe: 'public key (PEM) the bundle signature must verify with' })
+              .option('require-signature', { type: 'boolean', describe: 'refuse a bundle that is not signed' })
+              .option('ctr', { type: 'string', describe: 'containerd client command (default ctr; e.g. "k3s ctr")' })
+              .option('snapshotter', { type: 'string', describe: 'containerd snapshotter to unpack into (default: containerd\'s)' })
+              .example('$0 load images.ferry --to docker://registry.local:5000/mirror', 'push every image under mirror/')
+              .example('$0 load images.ferry --key pub.pem --to containerd', 'import into containerd (namespace k8s.io)')
+              .example('cat images.ferry | $0 load - --to docker-daemon', 'load into Docker Engine from a pipe'),
+          ),
+        ) as unknown as Argv<LoadArgs>,
+      async (args) => {
+        process.exitCode = await runLoad(args);
+      },
+    )
+    .command<MirrorArgs>(
+      'mirror [refs..]',
+      'Copy images registry to registry, streaming, skipping what the destination has',
+      (cmd) =>
+        registryFlags(
+          commonFlags(
+            cmd
+              .positional('refs', { type: 'string', array: true, describe: 'image references (nginx:1.27, ghcr.io/org/app:1.2, docker://…)' })
+              .option('file', IMAGE_LIST_OPTION)
+              .option('to', { type: 'string', demandOption: true, describe: 'docker://HOST[:PORT][/PREFIX]' })
+              .example('$0 mirror -f images.txt --to docker://registry.local:5000/mirror', 'keep a local registry in step'),
+          ),
+        ) as unknown as Argv<MirrorArgs>,
+      async (args) => {
+        process.exitCode = await runMirror(args);
+      },
+    );
+}
+
+function view(args: CommonArgs, names: string[]): { mode: ReturnType<typeof outputMode>; view: ProgressView } {
+  const mode = outputMode(!!args.json);
+  return { mode, view: mode === 'json' ? new JsonView() : mode === 'tty' ? new TtyView(names) : new PlainView() };
+}
+
+async function finish(report: LoadReport, args: CommonArgs, mode: ReturnType<typeof outputMode>, verb: string): Promise<number> {
+  if (args.mapping) await writeFileAtomic(args.mapping, `${JSON.stringify(report.mapping, null, 2)}\n`);
+  const done = report.images.filter((i) => i.status === 'done');
+  if (mode === 'json') {
+    jsonLine({ type: 'report', ...report });
+  } else {
+    for (const f of report.failures) if (f.hint) process.stderr.write(`hint for ${f.name}: ${f.hint}\n`);
+    const b = report.blobs;
+    const present = done.filter((i) => i.skipped).length;
+    process.stderr.write(
+      `${verb} ${done.length} of ${done.length + report.failures.length} images into ${report.destination}` +
+        `${present ? ` (${present} already there)` : ''}: ${b.fetched} blobs sent (${formatBytes(b.bytesFetched)}), ` +
+        `${b.skipped} already present${b.mounted ? `, ${b.mounted} mounted` : ''}${b.failed ? `, ${b.failed} failed` : ''} ` +
+        `in ${formatDuration(report.durationMs)} (${formatRate(b.bytesFetched, report.durationMs)})\n`,
+    );
+    for (const i of done) process.stderr.write(`  ${i.name} → ${i.destination} (${i.destinationDigest})\n`);
+  }
+  if (report.failures.length === 0) return 0;
+  return onlyIntegrityFailures(report.failures) ? 3 : 1;
+}
+
+async function runLoad(args: LoadArgs): Promise<number> {
+  const concurrency = checkConcurrency(args.concurrency);
+  if (args.source === '-' && args['password-stdin']) throw new UsageError('--password-stdin cannot be used when the bundle is read from stdin');
+  const access = await registryAccess(args, args.source === '-');
+  const ctr = args.ctr?.trim().split(/\s+/).filter((s) => s !== '');
+  if (args.ctr !== undefined && (!ctr || ctr.length === 0)) throw new UsageError('--ctr needs a command');
+  const { mode, view: v } = view(args, [args.source]);
+  const report = await interruptible(
+    (signal) =>
+      load({
+        source: args.source,
+        to: args.to,
+        ...(args.key !== undefined ? { key: args.key } : {}),
+        ...(args['require-signature'] ? { requireSignature: true } : {}),
+        ...(args.scoped ? { scoped: true } : {}),
+        ...(ctr ? { ctr } : {}),
+        ...(args.snapshotter ? { snapshotter: args.snapshotter } : {}),
+        concurrency,
+        ...access,
+        signal,
+        onEvent: (e) => v.onEvent(e),
+      }),
+    () => v.finish(),
+  );
+  return finish(report, args, mode, 'Loaded');
+}
+
+async function runMirror(args: MirrorArgs): Promise<number> {
+  const concurrency = checkConcurrency(args.concurrency);
+  const refs = await collectRefs(args.refs, args.file);
+  if (refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
+  const access = await registryAccess(args, (args.file ?? []).includes('-'));
+  const { mode, view: v } = view(args, refs);
+  const report = await interruptible(
+    (signal) => mirror({ refs, to: args.to, ...(args.scoped ? { scoped: true } : {}), concurrency, ...access, signal, onEvent: (e) => v.onEvent(e) }),
+    () => v.finish(),
+  );
+  return finish(report, args, mode, 'Mirrored');
+}

@@ -1,0 +1,209 @@
+/**
+ * `ferry load SOURCE --to DEST`: a bundle (or `-` for stdin, or an OCI layout `oci:DIR[:REF]`)
+ * into an OCI layout, a registry, Docker Engine or containerd.
+ *
+ * 1. Open the source. A bundle is checked first, all but blob content (bundle/source.ts); a
+ *    bundle with any problem, or a bad signature when a key is given, loads nothing (exit 3).
+ * 2. Plan (plan.ts): every image's manifests and one deduplicated blob list.
+ * 3. Hand the plan to the destination, which verifies every blob while it streams and names an
+ *    image only once its content is in place. From a bundle, a blob that fails its check
+ *    stops every image from being named (the bundle is one signed unit).
+ * 4. Report per image, with the mapping source reference → destination reference and digest.
+ */
+import { stat } from 'node:fs/promises';
+import { openBundle } from '../bundle/source.js';
+import type { EventSink } from '../copy/events.js';
+import { executeCopy } from '../copy/execute.js';
+import { planCopy, type CopyItem, type CopyPlan } from '../copy/plan.js';
+import { DEFAULT_CONCURRENCY, collectFailures, layoutImageName, registryClientOptions, type Failure, type RegistryAccessOptions } from '../copy/pull.js';
+import type { Digest } from '../oci/digest.js';
+import { parseReference } from '../ref/reference.js';
+import { OciLayout } from '../transports/oci/layout.js';
+import { LayoutSource } from '../transports/oci/source.js';
+import { RegistryClient } from '../transports/registry/client.js';
+import type { ImageSource } from '../transports/types.js';
+import { UsageError } from '../util/errors.js';
+import { loadIntoContainerd } from './containerd.js';
+import { formatLoadDestination, parseLoadDestination, type LoadDestination } from './destination.js';
+import { loadIntoDockerDaemon } from './docker-daemon.js';
+import { registryTargets } from './registry-names.js';
+import { pushToRegistry } from './registry.js';
+import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
+
+export interface LoadOptions extends RegistryAccessOptions {
+  /** A bundle file, `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
+  source: string;
+  to: string;
+  key?: string;
+  requireSignature?: boolean;
+  scoped?: boolean;
+  concurrency?: number;
+  /** containerd: the ctr command (argv), e.g. ['k3s', 'ctr']. */
+  ctr?: string[];
+  /** containerd: snapshotter to unpack into. */
+  snapshotter?: string;
+  /** Registry destinations: PATCH chunk size. */
+  chunkSize?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+}
+
+export interface MappingEntry {
+  destination: string;
+  digest: Digest;
+}
+
+export interface LoadReport {
+  source: string;
+  destination: string;
+  signature?: 'none' | 'present' | 'valid' | 'invalid';
+  images: LoadedImage[];
+  failures: Failure[];
+  blobs: LoadBlobStats;
+  /** Source reference → where it is now: only images that are in place. */
+  mapping: Record<string, MappingEntry>;
+  durationMs: number;
+}
+
+interface OpenedSource {
+  description: string;
+  items: CopyItem[];
+  fromBundle: boolean;
+  signature?: LoadReport['signature'];
+  close(): Promise<void>;
+}
+
+/** A stored name as a full reference where it parses as one (`ferry-test/a:1` → `docker.io/ferry-test/a:1`). */
+function fullName(name: string): string {
+  try {
+    return parseReference(name).toString();
+  } catch {
+    return name;
+  }
+}
+
+async function openSource(source: string, opts: LoadOptions): Promise<OpenedSource> {
+  if (source.startsWith('oci:')) {
+    if (opts.key !== undefined || opts.requireSignature) {
+      throw new UsageError('--key and --require-signature check bundles; an oci: source carries no signature');
+    }
+    const rest = source.slice('oci:'.length);
+    const colon = rest.indexOf(':');
+    const dir = colon === -1 ? rest : rest.slice(0, colon);
+    const ref = colon === -1 ? undefined : rest.slice(colon + 1) || undefined;
+    const layout = await OciLayout.open(dir);
+    const entries = ref !== undefined ? [await layout.resolve(ref)] : (await layout.readIndex()).manifests;
+    if (entries.length === 0) throw new UsageError(`${source} holds no images`);
+    const items: CopyItem[] = [];
+    const seen = new Set<string>();
+    for (const desc of entries) {
+      const name = fullName(layoutImageName(desc, ref));
+      if (seen.has(name)) continue;
+      seen.add(name);
+      // Address each entry by digest when it has no name of its own.
+      const layoutRef = desc.annotations?.['org.opencontainers.image.ref.name'] ?? ref ?? desc.digest;
+      items.push({ source: new LayoutSource(layout, layoutRef), name });
+    }
+    return { description: `oci:${layout.dir}`, items, fromBundle: false, close: async () => {} };
+  }
+  const file = source.startsWith('bundle:') ? source.slice('bundle:'.length) : source;
+  if (file !== '-') {
+    const st = await stat(file).catch(() => undefined);
+    if (!st) throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, - for stdin, or oci:DIR' });
+    if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: `for an OCI layout use oci:${file}` });
+  }
+  const bundle = await openBundle(file, {
+    ...(opts.key !== undefined ? { key: opts.key } : {}),
+    ...(opts.requireSignature ? { requireSignature: true } : {}),
+  });
+  return {
+    description: file === '-' ? 'bundle:(stdin)' : `bundle:${bundle.file}`,
+    items: bundle.images.map((i) => ({ source: i.source, name: i.name })),
+    fromBundle: true,
+    signature: bundle.signature,
+    close: () => bundle.close(),
+  };
+}
+
+async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource[], src: OpenedSource, opts: LoadOptions): Promise<DestinationReport> {
+  const common: DestinationOptions = {
+    concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+  };
+  switch (dest.kind) {
+    case 'oci': {
+      const store = await OciLayout.open(dest.dir, { create: true });
+      await store.removeStaleTemps();
+      const r = await executeCopy(plan, sources, store, { ...common, allOrNothing: src.fromBundle, action: 'loading' });
+      return {
+        ...r,
+        images: r.images.map((i) => ({ ...i, ...(i.status === 'done' ? { destination: `oci:${store.dir}:${i.name}`, destinationDigest: i.digest } : {}) })),
+      };
+    }
+    case 'registry': {
+      const targets = registryTargets(
+        plan.images.map((i) => ({ name: i.name, digest: i.root.digest })),
+        dest,
+        { scoped: !!opts.scoped },
+      );
+      const client = new RegistryClient(dest.host, registryClientOptions(opts));
+      try {
+        return await pushToRegistry(plan, sources, client, targets, {
+          ...common,
+          allOrNothing: src.fromBundle,
+          ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+        });
+      } finally {
+        await client.close();
+      }
+    }
+    case 'docker-daemon':
+      return loadIntoDockerDaemon(plan, sources, { ...common, ...(dest.socket ? { socket: dest.socket } : {}) });
+    case 'containerd':
+      return loadIntoContainerd(plan, sources, {
+        ...common,
+        namespace: dest.namespace,
+        ...(dest.address ? { address: dest.address } : {}),
+        ...(opts.ctr ? { ctr: opts.ctr } : {}),
+        ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
+      });
+  }
+}
+
+/** The mapping of a report: every image that is in place. */
+export function mappingOf(images: readonly LoadedImage[]): Record<string, MappingEntry> {
+  const out: Record<string, MappingEntry> = {};
+  for (const i of images) {
+    if (i.status === 'done' && i.destination && i.destinationDigest) out[i.name] = { destination: i.destination, digest: i.destinationDigest };
+  }
+  return out;
+}
+
+export async function load(opts: LoadOptions): Promise<LoadReport> {
+  const started = Date.now();
+  const dest = parseLoadDestination(opts.to);
+  const src = await openSource(opts.source, opts);
+  try {
+    const sources = src.items.map((i) => i.source);
+    const plan = await planCopy(src.items, {
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    // From a bundle, an image that cannot even be planned means the bundle is inconsistent.
+    const report = plan.images.length > 0 ? await write(dest, plan, sources, src, opts) : { images: [], blobs: { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 }, durationMs: 0 };
+    return {
+      source: src.description,
+      destination: formatLoadDestination(dest),
+      ...(src.signature ? { signature: src.signature } : {}),
+      images: report.images,
+      failures: collectFailures(plan.failures, report.images),
+      blobs: report.blobs,
+      mapping: mappingOf(report.images),
+      durationMs: Date.now() - started,
+    };
+  } finally {
+    await src.close();
+  }
+}

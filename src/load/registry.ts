@@ -1,0 +1,238 @@
+/**
+ * The registry destination of `ferry load` and `ferry mirror`: push a CopyPlan into one
+ * registry under the names registry-names.ts gives.
+ *
+ * Order and skipping, as a careful pusher does it:
+ * 1. An image whose root manifest the repository already holds is complete (a registry only
+ *    accepts a manifest whose blobs and children it has): nothing of it is sent; its tag is
+ *    set if it points elsewhere.
+ * 2. One blob scheduler for the whole run (largest first, N at a time). Per blob and
+ *    repository: HEAD; absent → mounted from a repository of this run that has it, else
+ *    uploaded (upload.ts: verified while it streams, chunked and resumable when large).
+ * 3. Per image, once all of its blobs are in: its manifests children first, by digest; the
+ *    root last, under its tag. So no tag ever points at incomplete content.
+ */
+import type { CopyPlan, PlannedImage } from '../copy/plan.js';
+import type { ImageSource } from '../transports/types.js';
+import type { RegistryClient } from '../transports/registry/client.js';
+import { blobSize, manifestDigest, putManifest, uploadBlob } from '../transports/registry/upload.js';
+import { FerryError, IntegrityError, NotLoadedError, SizeMismatchError, errorMessage, wrap } from '../util/errors.js';
+import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
+import type { RegistryTarget } from './registry-names.js';
+
+export interface RegistryPushOptions extends DestinationOptions {
+  /** PATCH chunk size (and the largest blob sent in one PUT). */
+  chunkSize?: number;
+  /**
+   * Name nothing if any blob fails its digest or size check (a bundle that fails verification
+   * loads nothing). Without it, only the images that need a bad blob fail.
+   */
+  allOrNothing?: boolean;
+}
+
+type ImageState = 'complete' | 'retag' | 'push';
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {}); // observed by the images that need it
+  return { promise, resolve, reject };
+}
+
+/** Run `fn` over `items`, at most `n` at a time. */
+async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(Math.max(1, n), items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
+}
+
+/** Context and a hint for what a registry answers to a push. */
+function pushError(err: unknown, img: PlannedImage, target: RegistryTarget, client: RegistryClient): FerryError {
+  const wrapped = wrap(err, `pushing ${img.name} to ${target.destination}`);
+  const e = wrapped instanceof FerryError ? wrapped : new FerryError('PUSH_FAILED', `pushing ${img.name} to ${target.destination}: ${errorMessage(wrapped)}`, { cause: wrapped });
+  if (e.hint) return e;
+  const status = (err as { status?: unknown }).status;
+  let hint: string | undefined;
+  if (status === 413) hint = `the registry ${client.registry} (or a proxy in front of it) refused a request as too large; raise its body size limit (e.g. nginx client_max_body_size)`;
+  else if (e.code === 'MANIFEST_INVALID' || e.code === 'MANIFEST_UNVERIFIED') hint = `${client.registry} rejected the manifest as invalid; it may not support this media type (OCI indexes and artifacts need a recent registry)`;
+  else if (e.code === 'MANIFEST_BLOB_UNKNOWN' || e.code === 'BLOB_UNKNOWN') hint = 'the registry lost a blob during the push; rerun the command';
+  else if (e.code === 'DENIED' || status === 403) hint = `the account may not push to ${target.repo} on ${client.registry}`;
+  else if (e.code === 'NAME_INVALID') hint = 'the registry refuses this repository name; choose another prefix';
+  if (!hint) return e;
+  return new FerryError(e.code, e.message, { cause: e, hint, retryable: e.retryable });
+}
+
+export async function pushToRegistry(
+  plan: CopyPlan,
+  sources: ImageSource[],
+  client: RegistryClient,
+  targets: RegistryTarget[],
+  opts: RegistryPushOptions = {},
+): Promise<DestinationReport> {
+  const started = Date.now();
+  const emit = opts.onEvent ?? (() => {});
+  const concurrency = Math.max(1, opts.concurrency ?? 8);
+  const signal = opts.signal;
+  const stats: LoadBlobStats = { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0, mounted: 0 };
+
+  // 1. What each repository already has.
+  const states: ImageState[] = new Array(plan.images.length).fill('push');
+  const probeErrors = new Map<number, unknown>();
+  await eachLimit(plan.images, concurrency, async (img, i) => {
+    const t = targets[i]!;
+    try {
+      const have = await manifestDigest(client, t.repo, img.root.digest, `checking ${t.destination}`, signal);
+      if (have === undefined) return;
+      if (t.tag === undefined) {
+        states[i] = 'complete';
+        return;
+      }
+      const tagged = await manifestDigest(client, t.repo, t.tag, `checking ${t.destination}`, signal);
+      states[i] = tagged === img.root.digest ? 'complete' : 'retag';
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      probeErrors.set(i, err);
+    }
+  });
+
+  // 2. The blobs to push, each with the repositories that need it.
+  const needs = new Map<string, { blob: CopyPlan['blobs'][number]; repos: string[] }>();
+  const byDigest = new Map(plan.blobs.map((b) => [b.desc.digest, b]));
+  plan.images.forEach((img, i) => {
+    if (states[i] !== 'push' || probeErrors.has(i)) return;
+    for (const b of img.blobs) {
+      const planned = byDigest.get(b.digest)!;
+      const n = needs.get(b.digest) ?? { blob: planned, repos: [] };
+      if (!n.repos.includes(targets[i]!.repo)) n.repos.push(targets[i]!.repo);
+      needs.set(b.digest, n);
+    }
+  });
+  stats.total = needs.size;
+  const done = new Map<string, Deferred>();
+  for (const d of needs.keys()) done.set(d, deferred());
+  let integrityFailure: unknown;
+
+  async function pushBlob(n: { blob: CopyPlan['blobs'][number]; repos: string[] }): Promise<void> {
+    const { desc, sourceIndex, sizeConflict } = n.blob;
+    if (sizeConflict) throw new SizeMismatchError(desc.size, -1, `blob ${desc.digest}: the images that use it declare different sizes`);
+    const source = sources[sourceIndex]!;
+    let home: string | undefined;
+    let sent = false;
+    for (const repo of n.repos) {
+      const what = `blob ${desc.digest} to ${client.registry}/${repo}`;
+      if ((await blobSize(client, repo, desc.digest, what, signal)) !== undefined) {
+        home ??= repo;
+        continue;
+      }
+      if (!sent && !home) emit({ kind: 'blob', state: 'start', digest: desc.digest, bytes: 0, total: desc.size });
+      const outcome = await uploadBlob(
+        client,
+        repo,
+        desc,
+        (start) => source.openBlob(desc, { what: `blob ${desc.digest} from ${source.description}`, start, ...(signal ? { signal } : {}) }),
+        {
+          what,
+          ...(home ? { mountFrom: home } : {}),
+          ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+          ...(signal ? { signal } : {}),
+          onProgress: (bytes) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes, total: desc.size }),
+          onRetry: (reason) => emit({ kind: 'retry', digest: desc.digest, reason, attempt: 1 }),
+        },
+      );
+      if (outcome === 'mounted') stats.mounted!++;
+      else if (!sent) {
+        sent = true;
+        stats.fetched++;
+        stats.bytesFetched += desc.size;
+      }
+      home = repo;
+    }
+    if (sent) emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: desc.size, total: desc.size });
+    else {
+      stats.skipped++;
+      stats.bytesSkipped += desc.size;
+      emit({ kind: 'blob', state: 'skipped', digest: desc.digest, bytes: desc.size, total: desc.size });
+    }
+  }
+
+  const queue = [...needs.values()].sort((a, b) => b.blob.desc.size - a.blob.desc.size);
+  const scheduler = eachLimit(queue, concurrency, async (n) => {
+    const slot = done.get(n.blob.desc.digest)!;
+    if (signal?.aborted) {
+      slot.reject(signal.reason);
+      return;
+    }
+    try {
+      await pushBlob(n);
+      slot.resolve();
+    } catch (err) {
+      stats.failed++;
+      if (err instanceof IntegrityError) integrityFailure ??= err;
+      emit({ kind: 'blob', state: 'failed', digest: n.blob.desc.digest, bytes: 0, total: n.blob.desc.size, error: errorMessage(err) });
+      slot.reject(err);
+    }
+  });
+
+  async function finishImage(img: PlannedImage, i: number): Promise<LoadedImage> {
+    const t = targets[i]!;
+    const base: LoadedImage = {
+      name: img.name,
+      source: img.source,
+      digest: img.root.digest,
+      mediaType: img.root.mediaType,
+      ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}),
+      platforms: img.platforms,
+      totalBytes: img.totalBytes,
+      status: 'done',
+      destination: t.destination,
+      destinationDigest: img.root.digest,
+    };
+    const root = img.manifests[img.manifests.length - 1]!;
+    try {
+      if (probeErrors.has(i)) throw probeErrors.get(i);
+      if (states[i] === 'complete') {
+        emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
+        return { ...base, skipped: true };
+      }
+      if (states[i] === 'push') {
+        for (const b of img.blobs) await done.get(b.digest)!.promise;
+        if (opts.allOrNothing) {
+          await scheduler;
+          if (integrityFailure) throw new NotLoadedError(integrityFailure);
+        }
+        for (const m of img.manifests) {
+          if (m === root) break;
+          await putManifest(client, t.repo, m.digest, m, `pushing manifest ${m.digest} of ${img.name}`, signal);
+        }
+      }
+      await putManifest(client, t.repo, t.tag ?? root.digest, root, `pushing ${t.destination}`, signal);
+      emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
+      return base;
+    } catch (err) {
+      const e = pushError(err, img, t, client);
+      emit({ kind: 'image', state: 'failed', image: img.name, error: errorMessage(e) });
+      return { ...base, status: 'failed', error: errorMessage(e), errorCode: e.code, ...(e.hint ? { hint: e.hint } : {}) };
+    }
+  }
+
+  const images = await Promise.all(plan.images.map(finishImage));
+  await scheduler;
+  return { images, blobs: stats, durationMs: Date.now() - started };
+}
+

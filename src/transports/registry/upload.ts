@@ -1,0 +1,419 @@
+/**
+ * Writing to a registry: blob existence checks, cross-repository mounts, blob uploads and
+ * manifest puts, following the OCI distribution spec and coping with what distribution 2.8
+ * really does (../shared/fixtures/distribution-registry-2.8.2-transcripts):
+ *
+ * - Upload `Location`s are used as given (absolute or relative, with their `_state` query);
+ *   `digest=` is appended to them, never rebuilt.
+ * - A monolithic `POST ?digest=` is not relied on (2.8 answers 202 and keeps nothing): small
+ *   blobs go up as POST (open a session) + one PUT carrying the bytes.
+ * - Large blobs go up in PATCH chunks. The registry does not reject an out-of-order PATCH (it
+ *   accepts it and corrupts the session), so every chunk starts exactly where the registry
+ *   says the session ends, asked with GET on the session after any failure.
+ * - A mount that the registry cannot do falls back to the upload session it opened (202).
+ *
+ * Every byte sent is hashed on the way; a blob whose bytes do not match its digest is never
+ * committed (its session is cancelled), and the registry's own check at the final PUT is the
+ * second guard.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Digest } from '../../oci/digest.js';
+import type { Descriptor } from '../../oci/manifest.js';
+import { DigestMismatchError, FerryError, RegistryError, SizeMismatchError, errorMessage } from '../../util/errors.js';
+import { drain } from './http.js';
+import { header, readCapped, type RegistryClient, type RegistryResponse } from './client.js';
+import { backoffDelay, isRetryableNetworkError, wait } from './retry.js';
+import { MANIFEST_ACCEPT } from '../../oci/mediatypes.js';
+
+/** Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size. */
+export const DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024;
+
+export function pushScope(repo: string): string {
+  return `repository:${repo}:pull,push`;
+}
+
+/** Opens the blob's bytes from `start` (a source that cannot seek reads and drops the prefix). */
+export type BlobOpener = (start: number) => Readable;
+
+export interface UploadOptions {
+  what: string;
+  signal?: AbortSignal;
+  chunkSize?: number;
+  /** A repository of the same registry known to hold the blob: try a cross-repository mount. */
+  mountFrom?: string;
+  onProgress?: (bytes: number) => void;
+  onRetry?: (reason: string) => void;
+}
+
+export type UploadOutcome = 'uploaded' | 'mounted';
+
+/** HEAD a blob: its size when the repository has it, undefined when not. */
+export async function blobSize(client: RegistryClient, repo: string, digest: string, what: string, signal?: AbortSignal): Promise<number | undefined> {
+  const res = await client.send({
+    method: 'HEAD',
+    path: `/v2/${repo}/blobs/${digest}`,
+    scope: pushScope(repo),
+    expect: [200, 404],
+    what,
+    // A HEAD on a blob may redirect to storage; the size is in the final answer.
+    followRedirects: true,
+    ...(signal ? { signal } : {}),
+  });
+  await drain(res.body);
+  if (res.status === 404) return undefined;
+  const len = Number(header(res.headers, 'content-length'));
+  return Number.isFinite(len) ? len : -1;
+}
+
+/** Resolve an upload Location against the URL that returned it. */
+function sessionUrl(res: RegistryResponse, what: string): string {
+  const loc = header(res.headers, 'location');
+  if (!loc) {
+    throw new RegistryError('REGISTRY_PROTOCOL', `${what}: the registry opened an upload without a Location`, 'POST', res.url, res.status, []);
+  }
+  return new URL(loc, res.url).toString();
+}
+
+/** Append a query parameter to a URL as a string, leaving what is there byte for byte. */
+function withParam(url: string, name: string, value: string): string {
+  const hashAt = url.indexOf('#');
+  const base = hashAt === -1 ? url : url.slice(0, hashAt);
+  return `${base}${base.includes('?') ? '&' : '?'}${name}=${encodeURIComponent(value)}`;
+}
+
+/**
+ * Open an upload session, or mount the blob from `from` (201: done, nothing to send). A
+ * registry that cannot mount opens a session instead (202), which is then used.
+ */
+async function openSession(
+  client: RegistryClient,
+  repo: string,
+  digest: string,
+  from: string | undefined,
+  what: string,
+  signal?: AbortSignal,
+): Promise<{ mounted: true } | { mounted: false; url: string }> {
+  const query = from ? `?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}` : '';
+  const res = await client.send({
+    method: 'POST',
+    path: `/v2/${repo}/blobs/uploads/${query}`,
+    // Mounting reads the other repository too: the token must cover both.
+    scope: from ? `${pushScope(repo)} repository:${from}:pull` : pushScope(repo),
+    headers: { 'content-length': '0' },
+    body: '',
+    expect: from ? [201, 202] : [202],
+    what,
+    ...(signal ? { signal } : {}),
+  });
+  await drain(res.body);
+  if (res.status === 201) return { mounted: true };
+  return { mounted: false, url: sessionUrl(res, what) };
+}
+
+/** Where the registry says an upload session ends (exclusive), from GET on the session. */
+async function sessionOffset(client: RegistryClient, repo: string, url: string, what: string, signal?: AbortSignal): Promise<number> {
+  const res = await client.send({ method: 'GET', path: url, scope: pushScope(repo), expect: [204, 200], what, ...(signal ? { signal } : {}) });
+  await drain(res.body);
+  return rangeEnd(header(res.headers, 'range'));
+}
+
+/** `Range: 0-N` (distribution writes it without "bytes=") → N+1; absent → 0. */
+export function rangeEnd(range: string | undefined): number {
+  if (!range) return 0;
+  const m = /^(?:bytes=)?0-(\d+)$/.exec(range.trim());
+  if (!m) return 0;
+  return Number(m[1]) + 1;
+}
+
+async function cancelSession(client: RegistryClient, repo: string, url: string, what: string): Promise<void> {
+  try {
+    const res = await client.send({ method: 'DELETE', path: url, scope: pushScope(repo), expect: [204, 200, 202, 404], what });
+    await drain(res.body);
+  } catch {
+    // Best effort: an abandoned session expires on its own.
+  }
+}
+
+/**
+ * Bytes [from, to) of a source stream, hashed into `hash` as they pass. Reads from `it`, an
+ * iterator over the source that later chunks continue from (the remainder is kept in `carry`).
+ */
+class SourceCursor {
+  private carry: Buffer | undefined;
+  private readonly it: AsyncIterator<Buffer>;
+  private ended = false;
+  position: number;
+
+  constructor(
+    private readonly stream: Readable,
+    start: number,
+  ) {
+    this.it = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    this.position = start;
+  }
+
+  /** The next `n` bytes as a stream (fewer only if the source ends: the caller's size check catches it). */
+  take(n: number, tap: (b: Buffer) => void): Readable {
+    const self = this;
+    async function* gen(): AsyncGenerator<Buffer> {
+      let left = n;
+      while (left > 0) {
+        let chunk = self.carry;
+        self.carry = undefined;
+        if (!chunk) {
+          if (self.ended) return;
+          const r = await self.it.next();
+          if (r.done) {
+            self.ended = true;
+            return;
+          }
+          chunk = r.value;
+        }
+        if (chunk.length > left) {
+          self.carry = chunk.subarray(left);
+          chunk = chunk.subarray(0, left);
+        }
+        left -= chunk.length;
+        self.position += chunk.length;
+        tap(chunk);
+        yield chunk;
+      }
+    }
+    return Readable.from(gen(), { objectMode: false });
+  }
+
+  /** Feed `n` bytes to `tap` without sending them (catching up with a registry's offset). */
+  async skip(n: number, tap: (b: Buffer) => void): Promise<void> {
+    for await (const _ of this.take(n, tap)) void _;
+  }
+
+  close(): void {
+    this.stream.destroy();
+  }
+}
+
+interface Checkpoint {
+  offset: number;
+  hash: Hash;
+}
+
+function finalDigest(hash: Hash): Digest {
+  return `sha256:${hash.copy().digest('hex')}`;
+}
+
+/**
+ * Upload one blob into `repo` unless a mount does it: verifies the bytes against the
+ * descriptor as they go, resumes chunked uploads after broken connections, and only commits
+ * (final PUT with the digest) content whose hash matched.
+ */
+export async function uploadBlob(client: RegistryClient, repo: string, desc: Descriptor, open: BlobOpener, opts: UploadOptions): Promise<UploadOutcome> {
+  const chunkSize = Math.max(1024 * 1024, opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
+  const policy = client.policy;
+  const started = Date.now();
+  let attempt = 0;
+  let mountFrom = opts.mountFrom;
+  // The last point both sides agree on: the registry has [0, offset) and hash covers it.
+  let checkpoint: Checkpoint = { offset: 0, hash: createHash('sha256') };
+  let session: string | undefined;
+  for (;;) {
+    let cursor: SourceCursor | undefined;
+    try {
+      if (session === undefined) {
+        const s = await openSession(client, repo, desc.digest, mountFrom, opts.what, opts.signal);
+        if (s.mounted) return 'mounted';
+        session = s.url;
+        checkpoint = { offset: 0, hash: createHash('sha256') };
+      }
+      if (desc.size <= chunkSize) {
+        const hash = createHash('sha256');
+        cursor = new SourceCursor(open(0), 0);
+        let sent = 0;
+        const body = cursor.take(desc.size, (b) => {
+          hash.update(b);
+          sent += b.length;
+          opts.onProgress?.(sent);
+        });
+        const res = await client.send({
+          method: 'PUT',
+          path: withParam(session, 'digest', desc.digest),
+          scope: pushScope(repo),
+          headers: { 'content-type': 'application/octet-stream' },
+          body: verified(body, desc, hash, () => sent, opts.what),
+          contentLength: desc.size,
+          expect: [201, 204],
+          what: opts.what,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        });
+        await drain(res.body);
+        return 'uploaded';
+      }
+      // Chunked: continue from the registry's own idea of where the session ends.
+      cursor = new SourceCursor(open(checkpoint.offset), checkpoint.offset);
+      const hash = checkpoint.hash.copy();
+      let offset = checkpoint.offset;
+      while (offset < desc.size) {
+        const end = Math.min(offset + chunkSize, desc.size);
+        const body = cursor.take(end - offset, (b) => hash.update(b));
+        const res = await client.send({
+          method: 'PATCH',
+          path: session,
+          scope: pushScope(repo),
+          headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${end - 1}` },
+          body: sizeChecked(body, end - offset, desc, opts.what),
+          contentLength: end - offset,
+          expect: [202, 204],
+          what: opts.what,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        });
+        await drain(res.body);
+        session = sessionUrl(res, opts.what);
+        const acknowledged = rangeEnd(header(res.headers, 'range'));
+        if (acknowledged !== 0 && acknowledged !== end) {
+          throw new RegistryError('REGISTRY_PROTOCOL', `${opts.what}: the registry acknowledged bytes 0-${acknowledged - 1} after a chunk ending at ${end - 1}`, 'PATCH', session, res.status, [], { retryable: true });
+        }
+        offset = end;
+        checkpoint = { offset, hash: hash.copy() };
+        opts.onProgress?.(offset);
+      }
+      const actual = finalDigest(hash);
+      if (actual !== desc.digest) {
+        await cancelSession(client, repo, session, opts.what);
+        throw new DigestMismatchError(desc.digest, actual, opts.what);
+      }
+      const res = await client.send({
+        method: 'PUT',
+        path: withParam(session, 'digest', desc.digest),
+        scope: pushScope(repo),
+        headers: { 'content-length': '0' },
+        body: '',
+        expect: [201, 204],
+        what: opts.what,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      await drain(res.body);
+      return 'uploaded';
+    } catch (err) {
+      cursor?.close();
+      if (opts.signal?.aborted) throw err;
+      if (err instanceof DigestMismatchError || err instanceof SizeMismatchError) {
+        if (session) await cancelSession(client, repo, session, opts.what);
+        throw err;
+      }
+      if (mountFrom && err instanceof RegistryError && !isRetryable(err)) {
+        // A registry that refuses the mount request outright: upload normally instead.
+        mountFrom = undefined;
+        session = undefined;
+        continue;
+      }
+      if (!isRetryable(err) || attempt + 1 >= policy.maxAttempts || Date.now() - started >= policy.maxElapsedMs) throw err;
+      opts.onRetry?.(errorMessage(err));
+      await wait(backoffDelay(policy, attempt++), opts.signal);
+      if (session !== undefined && desc.size > chunkSize) {
+        // Where does the session stand? Resume there, or start a new one.
+        const at = await sessionOffset(client, repo, session, opts.what, opts.signal).catch(() => -1);
+        if (at === checkpoint.offset) continue;
+        if (at > checkpoint.offset && at <= desc.size) {
+          // The registry kept part of the broken chunk: hash those bytes without resending.
+          const catchUp = new SourceCursor(open(checkpoint.offset), checkpoint.offset);
+          const hash = checkpoint.hash.copy();
+          try {
+            await catchUp.skip(at - checkpoint.offset, (b) => hash.update(b));
+          } finally {
+            catchUp.close();
+          }
+          checkpoint = { offset: at, hash };
+          continue;
+        }
+        await cancelSession(client, repo, session, opts.what);
+      } else if (session !== undefined) {
+        await cancelSession(client, repo, session, opts.what);
+      }
+      session = undefined;
+    }
+  }
+}
+
+function isRetryable(err: unknown): boolean {
+  if (err instanceof FerryError) return err.retryable;
+  return isRetryableNetworkError(err);
+}
+
+/** Pass `body` through, failing before its end when size or digest disagree with `desc`. */
+function verified(body: Readable, desc: Descriptor, hash: Hash, sent: () => number, what: string): Readable {
+  async function* gen(): AsyncGenerator<Buffer> {
+    for await (const c of body as AsyncIterable<Buffer>) yield c;
+    if (sent() !== desc.size) throw new SizeMismatchError(desc.size, sent(), what);
+    const actual = finalDigest(hash);
+    // Failing here, before the last byte is handed over, keeps the registry from committing.
+    if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual, what);
+  }
+  return Readable.from(gen(), { objectMode: false });
+}
+
+/** Fail a chunk body that ends short (the source ended before the declared size). */
+function sizeChecked(body: Readable, want: number, desc: Descriptor, what: string): Readable {
+  async function* gen(): AsyncGenerator<Buffer> {
+    let n = 0;
+    for await (const c of body as AsyncIterable<Buffer>) {
+      n += (c as Buffer).length;
+      yield c as Buffer;
+    }
+    if (n !== want) throw new SizeMismatchError(desc.size, n, `${what} (source ended early)`);
+  }
+  return Readable.from(gen(), { objectMode: false });
+}
+
+/** HEAD a manifest: the digest the registry holds under `reference`, undefined when none. */
+export async function manifestDigest(client: RegistryClient, repo: string, reference: string, what: string, signal?: AbortSignal): Promise<string | undefined> {
+  const res = await client.send({
+    method: 'HEAD',
+    path: `/v2/${repo}/manifests/${reference}`,
+    scope: pushScope(repo),
+    headers: { accept: MANIFEST_ACCEPT.join(', ') },
+    expect: [200, 404],
+    what,
+    ...(signal ? { signal } : {}),
+  });
+  await drain(res.body);
+  if (res.status === 404) return undefined;
+  return header(res.headers, 'docker-content-digest') ?? '';
+}
+
+/**
+ * PUT a manifest's exact bytes under a tag or its digest. The registry's Docker-Content-Digest
+ * must be the digest of those bytes.
+ */
+export async function putManifest(
+  client: RegistryClient,
+  repo: string,
+  reference: string,
+  m: { bytes: Buffer; mediaType: string; digest: Digest },
+  what: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  const res = await client.send({
+    method: 'PUT',
+    path: `/v2/${repo}/manifests/${reference}`,
+    scope: pushScope(repo),
+    headers: { 'content-type': m.mediaType },
+    body: m.bytes,
+    expect: [201, 200, 202, 204],
+    what,
+    ...(signal ? { signal } : {}),
+  });
+  const text = await readCapped(res.body, 64 * 1024).catch(() => '');
+  void text;
+  const got = header(res.headers, 'docker-content-digest');
+  if (got && got.startsWith('sha256:') && got !== m.digest) {
+    throw new RegistryError(
+      'DIGEST_CHANGED',
+      `${what}: the registry stored the manifest as ${got}, not ${m.digest}`,
+      'PUT',
+      `/v2/${repo}/manifests/${reference}`,
+      res.status,
+      [],
+      { hint: 'the registry rewrote the manifest; digests would not survive this registry' },
+    );
+  }
+}

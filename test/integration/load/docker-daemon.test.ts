@@ -1,0 +1,220 @@
+// `ferry load` into a real Docker Engine: a private dockerd (test/harness/engines.ts) receives
+// the small corpus through one streamed `POST /images/load`, and every check reads the engine's
+// own view (`docker image inspect`, `docker images`): each loadable image under its full name
+// with ID = the config digest we compute from the stored manifests (linux/amd64 for the
+// multi-arch ones), the artifact refused by code, zstd refused on engines before 23.0, a rerun
+// that skips everything, a corrupted blob and an abort that load nothing, and a missing socket.
+import { cp, open, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CopyEvent } from '../../../src/copy/events.js';
+import { planCopy, type CopyItem, type CopyPlan } from '../../../src/copy/plan.js';
+import { compareApiVersions } from '../../../src/load/docker-api.js';
+import { loadIntoDockerDaemon } from '../../../src/load/docker-daemon.js';
+import { parseManifest } from '../../../src/oci/manifest.js';
+import { platformMatches } from '../../../src/oci/platform.js';
+import { parseReference } from '../../../src/ref/reference.js';
+import { OciLayout, REF_NAME } from '../../../src/transports/oci/layout.js';
+import { LayoutSource } from '../../../src/transports/oci/source.js';
+import type { ImageSource } from '../../../src/transports/types.js';
+import { FerryError } from '../../../src/util/errors.js';
+import { startDockerd, type Engine } from '../../harness/engines.js';
+import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { storeFromSmallCorpus } from '../corpus-registry.js';
+
+let docker: Engine;
+let storeDir: string;
+/** Full name → the image ID the engine must report (config digest of the linux/amd64 image). */
+let expected: Map<string, { id: string; layers: string[]; zstd: boolean } | 'artifact'>;
+let zstdSupported: boolean;
+
+interface Planned {
+  plan: CopyPlan;
+  sources: ImageSource[];
+}
+
+/** Plan every image of the store at `dir`, named by full reference. */
+async function planStore(dir: string): Promise<Planned> {
+  const store = await OciLayout.open(dir);
+  const idx = await store.readIndex();
+  const items: CopyItem[] = [];
+  for (const entry of idx.manifests) {
+    const refName = entry.annotations?.[REF_NAME];
+    if (!refName) continue;
+    items.push({ source: new LayoutSource(store, refName), name: parseReference(refName).toString() });
+  }
+  const plan = await planCopy(items);
+  expect(plan.failures).toEqual([]);
+  return { plan, sources: items.map((i) => i.source) };
+}
+
+/** What each stored image should become in the engine, computed from the stored manifests. */
+async function expectedImages(dir: string): Promise<typeof expected> {
+  const store = await OciLayout.open(dir);
+  const out: typeof expected = new Map();
+  for (const entry of (await store.readIndex()).manifests) {
+    const name = parseReference(entry.annotations![REF_NAME]!).toString();
+    let doc = parseManifest(await store.readBlobBytes(entry, name), entry.mediaType, name);
+    if (doc.kind === 'index') {
+      const child = doc.manifests.find((d) => platformMatches({ os: 'linux', architecture: 'amd64', variant: undefined }, d.platform))!;
+      doc = parseManifest(await store.readBlobBytes(child, name), child.mediaType, name);
+    }
+    if (doc.kind !== 'manifest') throw new Error('nested index in the corpus');
+    out.set(
+      name,
+      doc.config.mediaType.includes('image.config') || doc.config.mediaType.includes('container.image')
+        ? { id: doc.config.digest, layers: doc.layers.map((l) => l.digest), zstd: doc.layers.some((l) => l.mediaType.endsWith('+zstd')) }
+        : 'artifact',
+    );
+  }
+  return out;
+}
+
+/** Names that should load on this engine. */
+function loadable(): string[] {
+  return [...expected].filter(([, e]) => e !== 'artifact' && (zstdSupported || !e.zstd)).map(([n]) => n);
+}
+
+async function inspectId(name: string): Promise<string | undefined> {
+  const r = await docker.run(['image', 'inspect', '--format', '{{.Id}}', name], { allowFailure: true });
+  return r.code === 0 ? r.stdout.trim() : undefined;
+}
+
+async function imageCount(): Promise<number> {
+  const r = await docker.run(['images', '-a', '-q', '--no-trunc']);
+  return r.stdout.split('\n').filter((l) => l.trim() !== '').length;
+}
+
+beforeAll(async () => {
+  docker = await startDockerd();
+  storeDir = path.join(createTempDir('load-docker'), 'store');
+  await storeFromSmallCorpus(storeDir);
+  expected = await expectedImages(storeDir);
+  const v = await docker.run(['version', '--format', '{{.Server.APIVersion}}']);
+  zstdSupported = compareApiVersions(v.stdout.trim(), '1.42') >= 0;
+}, 120_000);
+
+afterAll(async () => {
+  await docker?.stop();
+  await cleanupHarness();
+});
+
+describe('loadIntoDockerDaemon', () => {
+  it('fails with DAEMON_UNAVAILABLE naming the socket when no daemon listens there', async () => {
+    const socket = path.join(createTempDir('no-dockerd'), 'docker.sock');
+    const { plan, sources } = await planStore(storeDir);
+    const err = await loadIntoDockerDaemon(plan, sources, { socket }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FerryError);
+    expect((err as FerryError).code).toBe('DAEMON_UNAVAILABLE');
+    expect((err as FerryError).message).toContain(socket);
+    expect((err as FerryError).hint).toMatch(/dockerd running.*DOCKER_HOST/);
+  });
+
+  it('an abort mid-stream loads nothing (the next tests are the rerun that completes)', async () => {
+    const { plan, sources } = await planStore(storeDir);
+    const ac = new AbortController();
+    const onEvent = (e: CopyEvent): void => {
+      // Abort inside a large blob, once part of it has gone to the daemon.
+      if (e.kind === 'blob' && e.state === 'progress' && e.bytes >= 256 * 1024 && e.bytes < e.total && !ac.signal.aborted) ac.abort();
+    };
+    await expect(loadIntoDockerDaemon(plan, sources, { socket: docker.socket, signal: ac.signal, onEvent })).rejects.toThrow();
+    expect(ac.signal.aborted).toBe(true);
+    expect(await imageCount()).toBe(0);
+  });
+
+  it('a corrupted layer blob fails every image of the load with the integrity error, and nothing is loaded', async () => {
+    const bad = path.join(createTempDir('load-docker-bad'), 'store');
+    await cp(storeDir, bad, { recursive: true });
+    // Flip one byte in the middle of the largest layer (the 2 MiB one), so most of it has
+    // already streamed to the daemon when the digest check fails.
+    const medium = expected.get('docker.io/ferry-test/medium:1');
+    if (!medium || medium === 'artifact') throw new Error('corpus has no ferry-test/medium:1');
+    const layer = path.join(bad, 'blobs', 'sha256', medium.layers.at(-1)!.slice('sha256:'.length));
+    const size = (await stat(layer)).size;
+    const fh = await open(layer, 'r+');
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, Math.floor(size / 2));
+    b[0] = b[0]! ^ 0xff;
+    await fh.write(b, 0, 1, Math.floor(size / 2));
+    await fh.close();
+
+    const { plan, sources } = await planStore(bad);
+    const report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket });
+    for (const name of loadable()) {
+      const img = report.images.find((i) => i.name === name)!;
+      expect([name, img.status, img.errorCode]).toEqual([name, 'failed', 'DIGEST_MISMATCH']);
+      expect(img.error).toContain(medium.layers.at(-1));
+    }
+    expect(report.blobs.failed).toBe(1);
+    expect(await imageCount()).toBe(0);
+    expect((await docker.run(['images', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.trim()).toBe('');
+  });
+
+  it('a digest-only name loads untagged, identified by its ID', async () => {
+    const store = await OciLayout.open(storeDir);
+    const entry = (await store.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === 'ferry-test/raw:1')!;
+    const name = `docker.io/ferry-test/raw@${entry.digest}`;
+    const plan = await planCopy([{ source: new LayoutSource(store, 'ferry-test/raw:1'), name }]);
+    const report = await loadIntoDockerDaemon(plan, [new LayoutSource(store, 'ferry-test/raw:1')], { socket: docker.socket });
+    const want = expected.get('docker.io/ferry-test/raw:1');
+    if (!want || want === 'artifact') throw new Error('corpus has no ferry-test/raw:1');
+    expect(report.images.map((i) => [i.status, i.destination, i.destinationDigest])).toEqual([['done', `docker-daemon:${want.id}`, want.id]]);
+    expect(await inspectId(want.id)).toBe(want.id);
+    const tags = await docker.run(['image', 'inspect', '--format', '{{len .RepoTags}}', want.id]);
+    expect(tags.stdout.trim()).toBe('0');
+  });
+
+  it('loads every container image under its full name with ID = config digest; refuses the artifact', async () => {
+    const { plan, sources } = await planStore(storeDir);
+    const events: CopyEvent[] = [];
+    const report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket, onEvent: (e) => events.push(e) });
+    expect(report.images).toHaveLength(plan.images.length);
+    for (const img of report.images) {
+      const want = expected.get(img.name)!;
+      if (want === 'artifact') {
+        expect([img.name, img.status, img.errorCode]).toEqual([img.name, 'failed', 'NOT_A_CONTAINER_IMAGE']);
+        continue;
+      }
+      if (want.zstd && !zstdSupported) {
+        expect([img.name, img.status, img.errorCode]).toEqual([img.name, 'failed', 'ZSTD_UNSUPPORTED']);
+        expect(await inspectId(img.name)).toBeUndefined();
+        continue;
+      }
+      expect([img.name, img.status, img.error]).toEqual([img.name, 'done', undefined]);
+      expect(img.destinationDigest).toBe(want.id);
+      // raw:1 is there by ID since the digest-only load: it only gets its tag.
+      expect(img.skipped, img.name).toBe(img.name === 'docker.io/ferry-test/raw:1' ? true : undefined);
+      expect(img.destination).toBe(`docker-daemon:${parseReference(img.name).familiar()}`);
+      expect(await inspectId(img.name), img.name).toBe(want.id);
+    }
+    expect(report.images.find((i) => i.name === 'docker.io/ferry-test/multi:oci')?.platforms).toEqual(['linux/amd64']);
+    expect(report.blobs.fetched).toBeGreaterThan(0);
+    expect(report.blobs.failed).toBe(0);
+    // Each blob streamed once, with start and done events.
+    const done = events.filter((e) => e.kind === 'blob' && e.state === 'done').map((e) => (e as { digest: string }).digest);
+    expect(new Set(done).size).toBe(done.length);
+    expect(done.length).toBe(report.blobs.fetched);
+    expect(events.filter((e) => e.kind === 'image' && e.state === 'done')).toHaveLength(loadable().length);
+  });
+
+  it('a rerun skips everything; a lost tag is restored without sending anything', async () => {
+    const { plan, sources } = await planStore(storeDir);
+    let report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket });
+    for (const name of loadable()) {
+      const img = report.images.find((i) => i.name === name)!;
+      expect([name, img.status, img.skipped]).toEqual([name, 'done', true]);
+    }
+    expect(report.blobs.fetched).toBe(0);
+
+    // Untag one name (its content stays under the other tag): only a tag is needed.
+    await docker.run(['rmi', 'docker.io/ferry-test/base:latest']);
+    expect(await inspectId('docker.io/ferry-test/base:latest')).toBeUndefined();
+    report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket });
+    expect(report.blobs.fetched).toBe(0);
+    const base = report.images.find((i) => i.name === 'docker.io/ferry-test/base:latest')!;
+    expect([base.status, base.skipped]).toEqual(['done', true]);
+    const want = expected.get(base.name);
+    expect(want !== 'artifact' && (await inspectId(base.name)) === want?.id).toBe(true);
+  });
+
+});

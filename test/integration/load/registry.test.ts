@@ -1,0 +1,195 @@
+/**
+ * ferry load into a real docker-registry (plain, htpasswd, token auth, TLS) and ferry mirror
+ * between two: skopeo reads back every image, index and child, with the source digests.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
+import { writeBundle } from '../../../src/bundle/writer.js';
+import { load, type LoadOptions } from '../../../src/load/load.js';
+import { mirror } from '../../../src/load/mirror.js';
+import { parseManifest } from '../../../src/oci/manifest.js';
+import { sha256 } from '../../../src/oci/digest.js';
+import { parseReference } from '../../../src/ref/reference.js';
+import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
+import { runSkopeo } from '../../harness/tools.js';
+import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { pushSmallCorpus, storeFromSmallCorpus } from '../corpus-registry.js';
+
+let corpus: CorpusManifest;
+let work: string;
+let bundle: string;
+let pubKey: string;
+let otherPub: string;
+
+const fast: LoadOptions['retry'] = { baseDelayMs: 20, maxDelayMs: 200 };
+
+beforeAll(async () => {
+  work = createTempDir('load-registry');
+  let store;
+  ({ corpus, store } = await storeFromSmallCorpus(path.join(work, 'store')));
+  const keys = path.join(work, 'keys');
+  await mkdir(keys);
+  const key = path.join(keys, 'ec.pem');
+  pubKey = path.join(keys, 'ec.pub');
+  otherPub = path.join(keys, 'other.pub');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
+  execFileSync('openssl', ['pkey', '-in', key, '-pubout', '-out', pubKey]);
+  execFileSync('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', path.join(keys, 'other.pem')]);
+  execFileSync('openssl', ['pkey', '-in', path.join(keys, 'other.pem'), '-pubout', '-out', otherPub]);
+  bundle = path.join(work, 'all.ferry');
+  // auto: the uncompressed layer travels zstd-compressed and must come out byte-exact.
+  await writeBundle({ store, output: bundle, compression: 'auto', signKey: key });
+}, 300_000);
+afterAll(cleanupHarness);
+
+/** Every distinct image of the corpus: full name → digest. */
+function expected(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const i of corpus.images) out.set(parseReference(i.ref).toString(), i.digest);
+  return out;
+}
+
+function skopeoTls(reg: RunningRegistry): string[] {
+  const args = reg.certDir ? ['--tls-verify=true', '--cert-dir', reg.certDir] : ['--tls-verify=false'];
+  if (reg.username) args.push('--creds', `${reg.username}:${reg.password}`);
+  return args;
+}
+
+/** skopeo inspect --raw: the digest of the manifest bytes the registry serves. */
+async function rawDigest(reg: RunningRegistry, ref: string): Promise<{ digest: string; bytes: Buffer }> {
+  const r = await runSkopeo(['inspect', '--raw', ...skopeoTls(reg), `docker://${ref}`]);
+  const bytes = Buffer.from(r.stdout, 'utf8');
+  return { digest: sha256(bytes), bytes };
+}
+
+/** Every image, its index children included, has the source digest at `prefix`. */
+async function assertLoaded(reg: RunningRegistry, prefix: string, names: Iterable<[string, string]>): Promise<void> {
+  for (const [name, digest] of names) {
+    const ref = parseReference(name);
+    const dest = `${reg.host}/${prefix ? `${prefix}/` : ''}${ref.path}:${ref.tag}`;
+    const got = await rawDigest(reg, dest);
+    expect(got.digest, dest).toBe(digest);
+    const doc = parseManifest(got.bytes, undefined, dest);
+    if (doc.kind === 'index') {
+      for (const child of doc.manifests) {
+        const c = await rawDigest(reg, `${reg.host}/${prefix ? `${prefix}/` : ''}${ref.path}@${child.digest}`);
+        expect(c.digest).toBe(child.digest);
+      }
+    }
+  }
+}
+
+function access(reg: RunningRegistry): Partial<LoadOptions> {
+  return {
+    retry: fast,
+    ...(reg.caFile ? { caFiles: [reg.caFile] } : {}),
+    ...(reg.username ? { staticCredential: { kind: 'basic' as const, username: reg.username, password: reg.password! } } : {}),
+  };
+}
+
+describe('load a bundle into a plain registry', () => {
+  let reg: RunningRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry();
+  });
+
+  it('pushes every image under the prefix with unchanged digests, then skips everything on a rerun', async () => {
+    const first = await load({ source: bundle, to: `docker://${reg.host}/mirror`, key: pubKey, ...access(reg) });
+    expect(first.failures).toEqual([]);
+    expect(first.signature).toBe('valid');
+    expect(first.images.every((i) => i.status === 'done' && !i.skipped)).toBe(true);
+    expect(first.blobs.fetched).toBeGreaterThan(0);
+    await assertLoaded(reg, 'mirror', expected());
+    // The mapping names each source reference and where it went.
+    for (const [name, digest] of expected()) {
+      const ref = parseReference(name);
+      expect(first.mapping[name]).toEqual({ destination: `${reg.host}/mirror/${ref.path}:${ref.tag}`, digest });
+    }
+    // The zstd-compressed-in-bundle layer arrived byte-exact: skopeo copies (verifying every blob).
+    const raw = corpus.images.find((i) => i.repo === 'ferry-test/raw')!;
+    const out = createTempDir('skopeo-out');
+    await runSkopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/mirror/${raw.repo}:${raw.tag}`, `oci:${out}:x`]);
+
+    const second = await load({ source: bundle, to: `docker://${reg.host}/mirror`, ...access(reg) });
+    expect(second.failures).toEqual([]);
+    expect(second.images.every((i) => i.skipped)).toBe(true);
+    expect(second.blobs.fetched).toBe(0);
+  });
+
+  it('--scoped keeps the source registry as the first path component', async () => {
+    const r = await load({ source: bundle, to: `docker://${reg.host}/scoped`, scoped: true, ...access(reg) });
+    expect(r.failures).toEqual([]);
+    // Each blob goes up once; the other repositories of this run that need it get a mount.
+    expect(r.blobs.fetched).toBe(r.blobs.total);
+    expect(r.blobs.mounted).toBeGreaterThan(0);
+    const base = corpus.images.find((i) => i.repo === 'ferry-test/base')!;
+    expect((await rawDigest(reg, `${reg.host}/scoped/docker.io/${base.repo}:${base.tag}`)).digest).toBe(base.digest);
+  });
+
+  it('refuses a bundle signed with another key, a damaged bundle, and loads nothing', async () => {
+    await expect(load({ source: bundle, to: `docker://${reg.host}/wrongkey`, key: otherPub, ...access(reg) })).rejects.toMatchObject({
+      code: 'BUNDLE_INVALID',
+      exitCode: 3,
+    });
+    const tags = await fetch(`${reg.url}/v2/wrongkey/ferry-test/base/tags/list`);
+    expect(tags.status).toBe(404);
+  });
+});
+
+describe.each([
+  ['htpasswd basic auth', { auth: 'htpasswd' as const }],
+  ['token auth', { auth: 'token' as const }],
+  ['TLS', { tls: true }],
+])('load into a registry with %s', (_label, opts) => {
+  let reg: RunningRegistry;
+  beforeAll(async () => {
+    reg = await startRegistry(opts);
+  });
+
+  it('pushes every image with unchanged digests', async () => {
+    const r = await load({ source: bundle, to: `docker://${reg.host}/far`, ...access(reg) });
+    expect(r.failures).toEqual([]);
+    await assertLoaded(reg, 'far', expected());
+  });
+});
+
+describe('load from an oci: layout and into an oci: layout', () => {
+  it('oci:DIR → registry, and bundle → oci:DIR that skopeo copies from', async () => {
+    const reg = await startRegistry();
+    const r = await load({ source: `oci:${path.join(work, 'store')}`, to: `docker://${reg.host}`, ...access(reg) });
+    expect(r.failures).toEqual([]);
+    await assertLoaded(reg, '', expected());
+
+    const dir = path.join(createTempDir('load-oci'), 'store');
+    const first = await load({ source: bundle, to: `oci:${dir}` });
+    expect(first.failures).toEqual([]);
+    const again = await load({ source: bundle, to: `oci:${dir}` });
+    expect(again.blobs.fetched).toBe(0);
+    // skopeo copies an OCI-typed image out of the loaded layout into the registry by digest.
+    const app = corpus.images.find((i) => i.repo === 'ferry-test/app')!;
+    await runSkopeo(['copy', '--dest-tls-verify=false', `oci:${dir}:${parseReference(app.ref).toString()}`, `docker://${reg.host}/from-oci/app:1`]);
+    expect((await rawDigest(reg, `${reg.host}/from-oci/app:1`)).digest).toBe(app.digest);
+  });
+});
+
+describe('mirror registry to registry', () => {
+  it('copies every image with unchanged digests; a second run transfers no blob', async () => {
+    const src = await startRegistry();
+    await pushSmallCorpus(src);
+    const dst = await startRegistry();
+    const refs = [...new Set(corpus.images.map((i) => `${src.host}/${i.repo}:${i.tag}`))];
+    const first = await mirror({ refs, to: `docker://${dst.host}/m`, retry: fast });
+    expect(first.failures).toEqual([]);
+    for (const i of corpus.images) {
+      expect((await rawDigest(dst, `${dst.host}/m/${i.repo}:${i.tag}`)).digest).toBe(i.digest);
+    }
+    const second = await mirror({ refs, to: `docker://${dst.host}/m`, retry: fast });
+    expect(second.failures).toEqual([]);
+    expect(second.blobs.fetched).toBe(0);
+    expect(second.blobs.total).toBe(0);
+    expect(second.images.every((i) => i.skipped)).toBe(true);
+  });
+});
