@@ -66,7 +66,6 @@ async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: num
 function pushError(err: unknown, img: PlannedImage, target: RegistryTarget, client: RegistryClient): FerryError {
   const wrapped = wrap(err, `pushing ${img.name} to ${target.destination}`);
   const e = wrapped instanceof FerryError ? wrapped : new FerryError('PUSH_FAILED', `pushing ${img.name} to ${target.destination}: ${errorMessage(wrapped)}`, { cause: wrapped });
-  if (e.hint) return e;
   const status = (err as { status?: unknown }).status;
   let hint: string | undefined;
   if (status === 413) hint = `the registry ${client.registry} (or a proxy in front of it) refused a request as too large; raise its body size limit (e.g. nginx client_max_body_size)`;
@@ -74,7 +73,8 @@ function pushError(err: unknown, img: PlannedImage, target: RegistryTarget, clie
   else if (e.code === 'MANIFEST_BLOB_UNKNOWN' || e.code === 'BLOB_UNKNOWN') hint = 'the registry lost a blob during the push; rerun the command';
   else if (e.code === 'DENIED' || status === 403) hint = `the account may not push to ${target.repo} on ${client.registry}`;
   else if (e.code === 'NAME_INVALID') hint = 'the registry refuses this repository name; choose another prefix';
-  if (!hint) return e;
+  // A push-specific hint replaces the generic one the client gave (which speaks of reading).
+  if (!hint || e instanceof IntegrityError) return e;
   return new FerryError(e.code, e.message, { cause: e, hint, retryable: e.retryable });
 }
 

@@ -1,0 +1,147 @@
+/**
+ * Pushing through the fault proxy in front of a real docker-registry: 429, 5xx, resets in the
+ * middle of a chunked upload, slow answers are recovered from; 401, 403, 413 and
+ * MANIFEST_INVALID stop with a message naming what failed and what to do. In every case no tag
+ * points at incomplete content.
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
+import { load, type LoadOptions } from '../../../src/load/load.js';
+import { startFaultProxy, type RunningFaultProxy } from '../../harness/fault-proxy.js';
+import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
+import { runSkopeo } from '../../harness/tools.js';
+import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { storeFromSmallCorpus } from '../corpus-registry.js';
+
+let corpus: CorpusManifest;
+let store: string;
+let reg: RunningRegistry;
+let proxy: RunningFaultProxy;
+let medium: CorpusManifest['images'][number];
+let prefixN = 0;
+
+const fast: LoadOptions['retry'] = { baseDelayMs: 20, maxDelayMs: 200 };
+/** The medium image's 2 MiB layer goes up in PATCH chunks of 1 MiB. */
+const CHUNK = 1024 * 1024;
+
+beforeAll(async () => {
+  const work = createTempDir('load-faults');
+  store = path.join(work, 'store');
+  ({ corpus } = await storeFromSmallCorpus(store, ['ferry-test/medium:1', 'ferry-test/base:1']));
+  medium = corpus.images.find((i) => i.repo === 'ferry-test/medium')!;
+  reg = await startRegistry();
+  proxy = await startFaultProxy(reg.url);
+}, 120_000);
+afterAll(cleanupHarness);
+beforeEach(() => {
+  proxy.setRules([]);
+  proxy.clearRequests();
+});
+
+/** A fresh prefix per test, so nothing is already there. */
+function nextPrefix(): string {
+  return `f${++prefixN}`;
+}
+
+function loadVia(prefix: string, extra: Partial<LoadOptions> = {}) {
+  return load({ source: `oci:${store}:ferry-test/medium:1`, to: `docker://${proxy.host}/${prefix}`, retry: fast, chunkSize: CHUNK, ...extra });
+}
+
+/** Tags the registry holds for the medium image under `prefix` (straight, not through the proxy). */
+async function tags(prefix: string): Promise<string[]> {
+  const res = await fetch(`${reg.url}/v2/${prefix}/${medium.repo}/tags/list`);
+  if (res.status === 404) return [];
+  const body = (await res.json()) as { tags?: string[] | null };
+  return body.tags ?? [];
+}
+
+async function assertComplete(prefix: string): Promise<void> {
+  expect(await tags(prefix)).toEqual([medium.tag]);
+  // skopeo copies it, checking every blob's digest: the content behind the tag is complete.
+  await runSkopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/${prefix}/${medium.repo}:${medium.tag}`, `oci:${createTempDir('copy')}:x`]);
+}
+
+describe('recovers from', () => {
+  it('429 with Retry-After and 503 when opening uploads', async () => {
+    const p = nextPrefix();
+    proxy.setRules([
+      { method: 'POST', path: /\/blobs\/uploads\//, times: 2, fault: { kind: 'status', status: 429, retryAfter: 0 } },
+      { method: 'POST', path: /\/blobs\/uploads\//, skip: 2, times: 1, fault: { kind: 'status', status: 503 } },
+    ]);
+    const r = await loadVia(p);
+    expect(r.failures).toEqual([]);
+    expect(proxy.ruleStats().map((s) => s.injected)).toEqual([2, 1]);
+    await assertComplete(p);
+  });
+
+  it('a 500 on the PUT that carries a small blob (the source is read again)', async () => {
+    const p = nextPrefix();
+    proxy.setRules([{ method: 'PUT', path: /\/blobs\/uploads\/.*digest=/, times: 1, fault: { kind: 'status', status: 500 } }]);
+    const r = await loadVia(p);
+    expect(r.failures).toEqual([]);
+    expect(proxy.ruleStats()[0]!.injected).toBe(1);
+    await assertComplete(p);
+  });
+
+  it('a connection reset on a PATCH chunk: resumes where the registry says the session ends', async () => {
+    const p = nextPrefix();
+    proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, times: 1, fault: { kind: 'reset' } }]);
+    const r = await loadVia(p);
+    expect(r.failures).toEqual([]);
+    expect(proxy.ruleStats()[0]!.injected).toBe(1);
+    // It asked the session where it stands, and did not start the blob over.
+    const methods = proxy.requests.filter((q) => q.url.includes('/blobs/uploads/')).map((q) => q.method);
+    expect(methods).toContain('GET');
+    const patches = proxy.requests.filter((q) => q.method === 'PATCH');
+    const sent = patches.reduce((n, q) => n + q.requestBytes, 0);
+    expect(sent).toBeLessThan(corpus.largestLayer.size + 2 * CHUNK);
+    await assertComplete(p);
+  });
+
+  it('a reset after the registry took the chunk (it answered, the answer was lost)', async () => {
+    const p = nextPrefix();
+    proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, times: 1, fault: { kind: 'reset', afterBytes: 0 } }]);
+    const r = await loadVia(p);
+    expect(r.failures).toEqual([]);
+    await assertComplete(p);
+  });
+
+  it('slow answers', async () => {
+    const p = nextPrefix();
+    proxy.setRules([{ path: /\/blobs\//, times: 4, fault: { kind: 'delay', ms: 300 } }]);
+    const r = await loadVia(p);
+    expect(r.failures).toEqual([]);
+    await assertComplete(p);
+  });
+});
+
+describe('stops with a message naming what failed and what to do', () => {
+  it.each([
+    ['401 on the manifest', { method: 'PUT', path: /\/manifests\//, fault: { kind: 'status' as const, status: 401 } }, /HTTP 401/, /log in|credentials/],
+    ['403 when opening an upload', { method: 'POST', path: /\/blobs\/uploads\//, fault: { kind: 'status' as const, status: 403 } }, /DENIED/, /may not push/],
+    ['413 on a chunk', { method: 'PATCH', path: /\/blobs\/uploads\//, fault: { kind: 'status' as const, status: 413 } }, /HTTP 413/, /body size limit/],
+    [
+      'MANIFEST_INVALID',
+      {
+        method: 'PUT',
+        path: /\/manifests\//,
+        fault: { kind: 'status' as const, status: 400, body: JSON.stringify({ errors: [{ code: 'MANIFEST_INVALID', message: 'manifest invalid', detail: {} }] }) },
+      },
+      /MANIFEST_INVALID/,
+      /rejected the manifest/,
+    ],
+  ])('%s', async (_label, rule, message, hint) => {
+    const p = nextPrefix();
+    proxy.setRules([rule]);
+    const r = await loadVia(p);
+    expect(r.failures).toHaveLength(1);
+    const f = r.failures[0]!;
+    expect(f.name).toBe(`docker.io/${medium.ref}`);
+    expect(f.error).toMatch(message);
+    expect(f.hint).toMatch(hint);
+    expect(r.mapping).toEqual({});
+    // No tag points at incomplete content.
+    expect(await tags(p)).toEqual([]);
+  });
+});
