@@ -18,12 +18,13 @@
  * peak RSS (inputs from scripts/corpus/bench-2g.ts, cached under .bench/). Results go to
  * .bench/results.json and, with --write-docs, into docs/benchmarks.md between the BENCH markers.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { capture, mb, run, s, type Timed } from './bench-util.js';
 import { generateBigLayerLayout, generateDockerSave } from './corpus/bench-2g.js';
 import { generateCorpus } from './corpus/generate.js';
 import { pushCorpus } from './corpus/push.js';
@@ -34,82 +35,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const WORK = path.join(ROOT, '.bench');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
-
-interface Timed {
-  ms: number;
-  peakRssBytes?: number;
-  /** For `ferry --json`: the report's durationMs (the work, without process start-up). */
-  reportMs?: number;
-  /** With trackRss: the largest sum of the child processes' VmRSS seen at one poll (ferry runs zstd as a child). */
-  childPeakRssBytes?: number;
-}
-
-async function childRss(pid: number): Promise<number> {
-  const kids = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8')).trim().split(/\s+/).filter(Boolean);
-  let sum = 0;
-  for (const k of kids) {
-    const st = await readFile(`/proc/${k}/status`, 'utf8').catch(() => '');
-    const m = /VmRSS:\s+(\d+) kB/.exec(st);
-    if (m) sum += Number(m[1]) * 1024;
-  }
-  return sum;
-}
-
-function run(cmd: string, args: string[], opts: { trackRss?: boolean } = {}): Promise<Timed> {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out = (out + d.toString()).slice(-256 * 1024);
-    });
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    let peak = 0;
-    let childPeak = 0;
-    const poll = opts.trackRss
-      ? setInterval(() => {
-          readFile(`/proc/${child.pid}/status`, 'utf8').then(
-            (s) => {
-              const m = /VmHWM:\s+(\d+) kB/.exec(s);
-              if (m) peak = Math.max(peak, Number(m[1]) * 1024);
-            },
-            () => {},
-          );
-          childRss(child.pid!).then(
-            (n) => (childPeak = Math.max(childPeak, n)),
-            () => {},
-          );
-        }, 20)
-      : undefined;
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (poll) clearInterval(poll);
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${stderr}`));
-      else {
-        let reportMs: number | undefined;
-        try {
-          const r = JSON.parse(out.trim().split('\n').at(-1) ?? '') as { type?: string; durationMs?: number };
-          if (r.type === 'report') reportMs = r.durationMs;
-        } catch {
-          // not a ferry --json run
-        }
-        resolve({ ms, ...(opts.trackRss ? { peakRssBytes: peak, childPeakRssBytes: childPeak } : {}), ...(reportMs !== undefined ? { reportMs } : {}) });
-      }
-    });
-  });
-}
-
-/** Runs a command and returns its stdout as bytes (for `skopeo inspect --raw`). */
-function capture(cmd: string, args: string[]): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${err.message} ${stderr.toString().slice(-2000)}`));
-      else resolve(stdout);
-    });
-  });
-}
 
 interface Serving {
   /** host:port, as skopeo wants it after docker:// */
@@ -219,8 +144,6 @@ async function manyBlobsStore(dir: string, images = 400, layers = 8): Promise<nu
   return images * (layers + 2);
 }
 
-const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
-const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 
 async function main(): Promise<void> {
   if (!existsSync(CLI)) throw new Error('dist/cli/main.js is missing: npm run build');

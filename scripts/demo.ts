@@ -8,10 +8,12 @@
  *    pull again to show nothing is fetched twice.
  * 4. Check every digest in the stores against the source and print a summary.
  * 5. Bundle the store into one file, verify it and inspect it.
+ * 6. The far side: load the bundle into a fresh OCI layout (checked first, every blob verified
+ *    as it streams), with a mapping file; load again to show nothing is redone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -117,6 +119,22 @@ async function main(): Promise<void> {
     const v = await ferry(['verify', bundleFile]);
     if (v.code !== 0) throw new Error(`ferry verify exited ${v.code}`);
     await ferry(['inspect', bundleFile]);
+
+    step('8. Far side: load the bundle into a fresh OCI layout, then load it again');
+    const farSide = path.relative(process.cwd(), path.join(WORK, 'far-side'));
+    const mappingFile = path.relative(process.cwd(), path.join(WORK, 'loaded.json'));
+    const l = await ferry(['load', bundleFile, '--to', `oci:${farSide}`, '--mapping', mappingFile]);
+    if (l.code !== 0) throw new Error(`ferry load exited ${l.code}`);
+    const reload = await ferry(['load', bundleFile, '--to', `oci:${farSide}`]);
+    if (reload.code !== 0) throw new Error(`ferry load (again) exited ${reload.code}`);
+    const mapping = JSON.parse(await readFile(mappingFile, 'utf8')) as Record<string, { destination: string; digest: string }>;
+    for (const img of corpus.images) {
+      const got = mapping[`${host}/${img.repo}:${img.tag}`];
+      const same = got?.digest === img.digest;
+      ok &&= same;
+      console.log(`  ${same ? 'ok  ' : 'FAIL'} ${got?.destination ?? `${img.repo}:${img.tag} (missing)`} ${got?.digest ?? ''}`);
+    }
+    if (!ok) throw new Error('the far side does not hold the published digests');
 
     step('Done');
     console.log(`  The store at ${path.relative(process.cwd(), store)} is a standard OCI image layout (oci-layout, index.json, blobs/sha256).`);
