@@ -24,6 +24,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchLoad } from './bench-load.js';
 import { capture, mb, run, s, type Timed } from './bench-util.js';
 import { generateBigLayerLayout, generateDockerSave } from './corpus/bench-2g.js';
 import { generateCorpus } from './corpus/generate.js';
@@ -35,6 +36,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const WORK = path.join(ROOT, '.bench');
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
+/** FERRY_BENCH_ONLY=load: only the load/mirror section (its inputs are written untimed first); the other tables in the doc are left as they are. */
+const ONLY = process.env.FERRY_BENCH_ONLY;
 
 interface Serving {
   /** host:port, as skopeo wants it after docker:// */
@@ -145,6 +148,19 @@ async function manyBlobsStore(dir: string, images = 400, layers = 8): Promise<nu
 }
 
 
+/** Replaces the text between `<!-- BENCH:NAME -->` and `<!-- /BENCH:NAME -->` in docs/benchmarks.md for each section given. */
+async function writeDocs(sections: Record<string, string>): Promise<void> {
+  const doc = path.join(ROOT, 'docs', 'benchmarks.md');
+  let text = await readFile(doc, 'utf8');
+  for (const [name, table] of Object.entries(sections)) {
+    const re = new RegExp(`<!-- BENCH:${name} -->[\\s\\S]*<!-- \\/BENCH:${name} -->`);
+    if (!re.test(text)) throw new Error(`docs/benchmarks.md has no BENCH:${name} markers`);
+    text = text.replace(re, () => `<!-- BENCH:${name} -->\n${table}\n<!-- /BENCH:${name} -->`);
+  }
+  await writeFile(doc, text);
+  console.log(`docs/benchmarks.md updated (${Object.keys(sections).join(', ')})`);
+}
+
 async function main(): Promise<void> {
   if (!existsSync(CLI)) throw new Error('dist/cli/main.js is missing: npm run build');
   await mkdir(WORK, { recursive: true });
@@ -157,6 +173,35 @@ async function main(): Promise<void> {
   try {
     await pushCorpus(corpusDir, corpus, reg.host, { insecure: true });
     const refs = corpus.images.map((i) => `${reg.host}/${i.repo}:${i.tag}`);
+    const loadContext = {
+      cli: CLI,
+      work: WORK,
+      runs: RUNS,
+      corpus,
+      corpusDir,
+      srcHost: reg.host,
+      bundleFile: path.join(WORK, 'bench.ferry'),
+      storeDir: path.join(WORK, 'ferry-store'),
+      skopeoLayout: path.join(WORK, 'skopeo-layout'),
+    };
+    if (ONLY === 'load') {
+      // Only the load/mirror section: write its inputs the way the pull and bundle sections do
+      // (one skopeo loop into the layout, one ferry pull, one ferry bundle), untimed.
+      await rm(loadContext.skopeoLayout, { recursive: true, force: true });
+      for (const img of corpus.images) {
+        await run('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', '--src-tls-verify=false', '-q', `docker://${reg.host}/${img.repo}:${img.tag}`, `oci:${loadContext.skopeoLayout}:${img.repo.replace(/\//g, '_')}_${img.tag}`]);
+      }
+      await rm(loadContext.storeDir, { recursive: true, force: true });
+      await run(process.execPath, [CLI, 'pull', '--json', '--store', loadContext.storeDir, ...refs]);
+      await rm(loadContext.bundleFile, { force: true });
+      await run(process.execPath, [CLI, 'bundle', '--from-store', '--store', loadContext.storeDir, '-o', loadContext.bundleFile, '--json']);
+      const load = await benchLoad(loadContext);
+      console.log('\n' + load.table + '\n');
+      const prev = JSON.parse(await readFile(path.join(WORK, 'results.json'), 'utf8').catch(() => '{}')) as Record<string, unknown>;
+      await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...prev, load: { date: new Date().toISOString(), ...load.results } }, null, 2));
+      if (process.argv.includes('--write-docs')) await writeDocs({ load: load.table });
+      return;
+    }
     const skopeoTimes: number[] = [];
     const ferryRuns: Timed[] = [];
     let second: Timed | undefined;
@@ -348,6 +393,11 @@ async function main(): Promise<void> {
     console.log(serveTable + '\n');
     await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults }, null, 2));
 
+    // ferry load / ferry mirror against skopeo copy loops and docker load (scripts/bench-load.ts).
+    const load = await benchLoad(loadContext);
+    console.log(load.table + '\n');
+    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults, load: load.results }, null, 2));
+
     // docker save input with uncompressed layers → bundle (compression auto: zstd in the bundle).
     const ds = await generateDockerSave(path.join(WORK, 'docker-save'));
     if (ds.size < ds.layerBytes) throw new Error(`docker-save input ${ds.size} B is smaller than its layer tars (${ds.layerBytes} B): layers are not stored uncompressed`);
@@ -439,18 +489,9 @@ async function main(): Promise<void> {
       ]),
     ].join('\n');
     console.log(bigTable + '\n');
-    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults, dockerSave, bigLayer: bigResults }, null, 2));
+    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults, load: load.results, dockerSave, bigLayer: bigResults }, null, 2));
     if (process.argv.includes('--write-docs')) {
-      const doc = path.join(ROOT, 'docs', 'benchmarks.md');
-      const text = await readFile(doc, 'utf8');
-      const next = text
-        .replace(/<!-- BENCH:pull -->[\s\S]*<!-- \/BENCH:pull -->/, `<!-- BENCH:pull -->\n${table}\n<!-- /BENCH:pull -->`)
-        .replace(/<!-- BENCH:bundle -->[\s\S]*<!-- \/BENCH:bundle -->/, `<!-- BENCH:bundle -->\n${bundleTable}\n<!-- /BENCH:bundle -->`)
-        .replace(/<!-- BENCH:serve -->[\s\S]*<!-- \/BENCH:serve -->/, `<!-- BENCH:serve -->\n${serveTable}\n<!-- /BENCH:serve -->`)
-        .replace(/<!-- BENCH:docker-save -->[\s\S]*<!-- \/BENCH:docker-save -->/, `<!-- BENCH:docker-save -->\n${dsTable}\n<!-- /BENCH:docker-save -->`)
-        .replace(/<!-- BENCH:big-layer -->[\s\S]*<!-- \/BENCH:big-layer -->/, `<!-- BENCH:big-layer -->\n${bigTable}\n<!-- /BENCH:big-layer -->`);
-      await writeFile(doc, next);
-      console.log('docs/benchmarks.md updated');
+      await writeDocs({ pull: table, bundle: bundleTable, serve: serveTable, load: load.table, 'docker-save': dsTable, 'big-layer': bigTable });
     }
   } finally {
     await reg.stop();

@@ -44,6 +44,56 @@ export interface CopyReport {
   durationMs: number;
 }
 
+export type ImageResultBase = Omit<ImageResult, 'status' | 'error' | 'errorCode' | 'hint'>;
+
+/** What every destination reports about an image before it knows the outcome. */
+export function resultBase(img: PlannedImage): ImageResultBase {
+  return {
+    name: img.name,
+    source: img.source,
+    digest: img.root.digest,
+    mediaType: img.root.mediaType,
+    ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}),
+    platforms: img.platforms,
+    totalBytes: img.totalBytes,
+  };
+}
+
+/**
+ * A failed result: the error's message (prefixed with `context` unless it already names the
+ * image), code and hint. The error is not modified: one error may be reported for many images.
+ */
+export function failedResult<B extends ImageResultBase>(base: B, err: unknown, context: string): B & ImageResult {
+  const code = (err as { code?: unknown } | null)?.code;
+  const hint = (err as { hint?: unknown } | null)?.hint;
+  const message = errorMessage(err);
+  return {
+    ...base,
+    status: 'failed',
+    error: message.includes(base.name) || message.startsWith(context) ? message : `${context}: ${message}`,
+    ...(typeof code === 'string' ? { errorCode: code } : {}),
+    ...(typeof hint === 'string' ? { hint } : {}),
+  };
+}
+
+export interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** A promise settled from outside; rejections are observed by whoever awaits it later. */
+export function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
 export async function executeCopy(
   plan: CopyPlan,
   sources: ImageSource[],
@@ -53,17 +103,8 @@ export async function executeCopy(
   const started = Date.now();
   const emit = opts.onEvent ?? (() => {});
   const stats = { total: plan.blobs.length, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 };
-  const blobDone = new Map<string, { promise: Promise<void>; resolve: () => void; reject: (e: unknown) => void }>();
-  for (const b of plan.blobs) {
-    let resolve!: () => void;
-    let reject!: (e: unknown) => void;
-    const promise = new Promise<void>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    promise.catch(() => {}); // observed by the images that need it
-    blobDone.set(b.desc.digest, { promise, resolve, reject });
-  }
+  const blobDone = new Map<string, Deferred>();
+  for (const b of plan.blobs) blobDone.set(b.desc.digest, deferred());
 
   async function fetchBlob(planned: Descriptor, source: ImageSource, sizeConflict: boolean): Promise<void> {
     // With conflicting declared sizes, only the digest is trusted; images check sizes later.
@@ -116,15 +157,7 @@ export async function executeCopy(
   );
 
   async function finishImage(img: PlannedImage): Promise<ImageResult> {
-    const base = {
-      name: img.name,
-      source: img.source,
-      digest: img.root.digest,
-      mediaType: img.root.mediaType,
-      ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}),
-      platforms: img.platforms,
-      totalBytes: img.totalBytes,
-    };
+    const base = resultBase(img);
     try {
       for (const b of img.blobs) {
         await blobDone.get(b.digest)!.promise;
@@ -144,17 +177,9 @@ export async function executeCopy(
       emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
       return { ...base, status: 'done' };
     } catch (err) {
-      const e = wrap(err, `${opts.action ?? 'pulling'} ${img.name}`);
-      emit({ kind: 'image', state: 'failed', image: img.name, error: errorMessage(e) });
-      const code = (e as { code?: unknown }).code;
-      const hint = (e as { hint?: unknown }).hint;
-      return {
-        ...base,
-        status: 'failed',
-        error: errorMessage(e),
-        ...(typeof code === 'string' ? { errorCode: code } : {}),
-        ...(typeof hint === 'string' ? { hint } : {}),
-      };
+      const failed = failedResult(base, err, `${opts.action ?? 'pulling'} ${img.name}`);
+      emit({ kind: 'image', state: 'failed', image: img.name, error: failed.error! });
+      return failed;
     }
   }
 

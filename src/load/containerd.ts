@@ -25,9 +25,10 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { DigestVerifier, verifyBytes } from '../oci/digest.js';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
+import { failedResult, resultBase } from '../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../copy/plan.js';
 import type { ImageSource } from '../transports/types.js';
-import { AbortedError, FerryError, errorMessage, type FerryErrorOptions } from '../util/errors.js';
+import { AbortedError, DaemonUnavailableError, FerryError, errorMessage, type FerryErrorOptions } from '../util/errors.js';
 import { TarWriter } from '../util/tar.js';
 import {
   OCI_LAYOUT_FILE,
@@ -68,12 +69,6 @@ export class CtrNotFoundError extends FerryError {
   }
 }
 
-/** containerd does not answer on the socket: not running, wrong path, no permission. */
-export class ContainerdUnavailableError extends FerryError {
-  constructor(message: string, options?: FerryErrorOptions) {
-    super('DAEMON_UNAVAILABLE', message, options);
-  }
-}
 
 /** ctr ran and failed (exit status non-zero), or containerd's result is not what was asked. */
 export class CtrFailedError extends FerryError {
@@ -164,8 +159,8 @@ async function runCtr(argv: readonly string[], signal: AbortSignal | undefined):
   }
 }
 
-function unavailable(t: CtrTarget, detail: string): ContainerdUnavailableError {
-  return new ContainerdUnavailableError(`containerd is not answering at ${t.address}: ${detail}`, {
+function unavailable(t: CtrTarget, detail: string): DaemonUnavailableError {
+  return new DaemonUnavailableError(`containerd is not answering at ${t.address}: ${detail}`, {
     hint:
       'is containerd running, and may this user open its socket? Give the socket as containerd:/path/to/containerd.sock ' +
       '(or set CONTAINERD_ADDRESS); k3s uses /run/k3s/containerd/containerd.sock',
@@ -388,33 +383,16 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
 
   const results = new Map<PlannedImage, LoadedImage>();
   const base = (img: PlannedImage): LoadedImage => ({
-    name: img.name,
-    source: img.source,
-    digest: img.root.digest,
-    mediaType: img.root.mediaType,
-    ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}),
-    platforms: img.platforms,
-    totalBytes: img.totalBytes,
+    ...resultBase(img),
     status: 'done',
     destination: destinationName(img.name),
     destinationDigest: img.root.digest,
   });
   const failed = (img: PlannedImage, err: unknown): LoadedImage => {
     // One error may fail every image of an import run: compose the message, never mutate it.
-    const context = `loading ${img.name} into containerd (namespace ${target.namespace})`;
-    const inner = errorMessage(err);
-    const message = inner.startsWith(context) ? inner : `${context}: ${inner}`;
-    emit({ kind: 'image', state: 'failed', image: img.name, error: message });
-    const code = (err as { code?: unknown } | null)?.code;
-    const hint = (err as { hint?: unknown } | null)?.hint;
-    const { destinationDigest: _notThere, ...rest } = base(img);
-    return {
-      ...rest,
-      status: 'failed',
-      error: message,
-      ...(typeof code === 'string' ? { errorCode: code } : {}),
-      ...(typeof hint === 'string' ? { hint } : {}),
-    };
+    const r = failedResult({ ...resultBase(img), destination: destinationName(img.name) }, err, `loading ${img.name} into containerd (namespace ${target.namespace})`);
+    emit({ kind: 'image', state: 'failed', image: img.name, error: r.error! });
+    return r;
   };
 
   // 2. Skip what is already named at the planned digest.

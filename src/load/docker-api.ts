@@ -7,7 +7,7 @@
 import http from 'node:http';
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
-import { AbortedError, FerryError, type FerryErrorOptions } from '../util/errors.js';
+import { AbortedError, DaemonUnavailableError, FerryError, type FerryErrorOptions } from '../util/errors.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 /** Highest Engine API version ferry speaks (Docker Engine 24.0); lower is used when the daemon is older. */
@@ -24,12 +24,7 @@ const MAX_MESSAGE_BYTES = 1024 * 1024;
 
 export type DockerEndpoint = { kind: 'unix'; socketPath: string } | { kind: 'tcp'; host: string; port: number };
 
-/** The daemon's socket cannot be reached: not running, wrong path, no permission. */
-export class DaemonUnavailableError extends FerryError {
-  constructor(message: string, options?: FerryErrorOptions) {
-    super('DAEMON_UNAVAILABLE', message, options);
-  }
-}
+export { DaemonUnavailableError };
 
 /** The daemon answered with an error (non-2xx status, or an error message in its stream). */
 export class DockerDaemonError extends FerryError {

@@ -21,6 +21,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { failedResult, resultBase } from '../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../copy/plan.js';
 import { DigestVerifier, hex, isDigest, type Digest } from '../oci/digest.js';
 import { parseManifest, type Descriptor, type ImageManifest, type ManifestDocument } from '../oci/manifest.js';
@@ -205,22 +206,6 @@ interface Job {
   result?: LoadedImage;
 }
 
-/**
- * A failed result. The message gets `context` unless it already names the image; the error
- * is not modified, since one daemon or blob error is reported for many images.
- */
-function failedResult(base: Base, err: unknown, context: string): LoadedImage {
-  const code = (err as { code?: unknown }).code;
-  const hint = (err as { hint?: unknown }).hint;
-  const message = errorMessage(err);
-  return {
-    ...base,
-    status: 'failed',
-    error: message.includes(base.name) || message.startsWith(context) ? message : `${context}: ${message}`,
-    ...(typeof code === 'string' ? { errorCode: code } : {}),
-    ...(typeof hint === 'string' ? { hint } : {}),
-  };
-}
 
 export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[], opts: DockerDaemonOptions): Promise<DestinationReport> {
   const started = Date.now();
@@ -249,18 +234,7 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
   };
 
   // 2. Choose what each image loads; refuse what the engine cannot take.
-  const jobs: Job[] = plan.images.map((img) => ({
-    img,
-    base: {
-      name: img.name,
-      source: img.source,
-      digest: img.root.digest,
-      mediaType: img.root.mediaType,
-      ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}),
-      platforms: img.platforms,
-      totalBytes: img.totalBytes,
-    },
-  }));
+  const jobs: Job[] = plan.images.map((img) => ({ img, base: resultBase(img) }));
   for (const job of jobs) {
     try {
       job.name = engineName(job.img.name);

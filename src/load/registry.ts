@@ -12,6 +12,7 @@
  * 3. Per image, once all of its blobs are in: its manifests children first, by digest; the
  *    root last, under its tag. So no tag ever points at incomplete content.
  */
+import { deferred, failedResult, resultBase, type Deferred } from '../copy/execute.js';
 import type { CopyPlan, PlannedImage } from '../copy/plan.js';
 import type { ImageSource } from '../transports/types.js';
 import type { RegistryClient } from '../transports/registry/client.js';
@@ -32,22 +33,6 @@ export interface RegistryPushOptions extends DestinationOptions {
 
 type ImageState = 'complete' | 'retag' | 'push';
 
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {}); // observed by the images that need it
-  return { promise, resolve, reject };
-}
 
 /** Run `fn` over `items`, at most `n` at a time. */
 async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
@@ -191,18 +176,7 @@ export async function pushToRegistry(
 
   async function finishImage(img: PlannedImage, i: number): Promise<LoadedImage> {
     const t = targets[i]!;
-    const base: LoadedImage = {
-      name: img.name,
-      source: img.source,
-      digest: img.root.digest,
-      mediaType: img.root.mediaType,
-      ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}),
-      platforms: img.platforms,
-      totalBytes: img.totalBytes,
-      status: 'done',
-      destination: t.destination,
-      destinationDigest: img.root.digest,
-    };
+    const base: LoadedImage = { ...resultBase(img), status: 'done', destination: t.destination, destinationDigest: img.root.digest };
     const root = img.manifests[img.manifests.length - 1]!;
     try {
       if (probeErrors.has(i)) throw probeErrors.get(i);
@@ -227,7 +201,8 @@ export async function pushToRegistry(
     } catch (err) {
       const e = pushError(err, img, t, client);
       emit({ kind: 'image', state: 'failed', image: img.name, error: errorMessage(e) });
-      return { ...base, status: 'failed', error: errorMessage(e), errorCode: e.code, ...(e.hint ? { hint: e.hint } : {}) };
+      const { destination: _d, destinationDigest: _g, ...rest } = base;
+      return failedResult(rest, e, `pushing ${img.name}`);
     }
   }
 

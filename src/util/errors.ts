@@ -85,6 +85,13 @@ export class NotLoadedError extends IntegrityError {
   }
 }
 
+/** A container engine's socket cannot be reached: not running, wrong path, no permission. */
+export class DaemonUnavailableError extends FerryError {
+  constructor(message: string, options?: FerryErrorOptions) {
+    super('DAEMON_UNAVAILABLE', message, options);
+  }
+}
+
 /** A document we cannot or will not handle (schema1, unknown media type, bad JSON). */
 export class ManifestError extends FerryError {}
 export class UnsupportedMediaTypeError extends ManifestError {
