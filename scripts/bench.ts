@@ -11,7 +11,10 @@
  * /proc (VmHWM) while it runs. A second `ferry pull` into the same store (nothing new) is timed
  * against the first. The store is bundled (vs tar) and verified (vs sha256sum); the bundle is then
  * served with `ferry serve` and skopeo copies every image out of it, against the same copy loop out
- * of the docker-registry (ferry serve's peak RSS is polled; each served digest is checked). Then, in
+ * of the docker-registry (ferry serve's peak RSS is polled; each served digest is checked). The
+ * bundle is then loaded with `ferry load` into empty registries and a private dockerd, and the
+ * corpus mirrored registry to registry with `ferry mirror`, against skopeo copy loops and `docker
+ * load` (scripts/bench-load.ts; FERRY_BENCH_ONLY=load runs only that section). Then, in
  * the same run: `ferry bundle` of a generated `docker save`-style
  * archive with uncompressed, compressible layers (bundle size vs input size), and pull / bundle
  * (--compression auto and none) / verify of an image with one 2 GiB uncompressed layer, with
@@ -163,6 +166,7 @@ async function writeDocs(sections: Record<string, string>): Promise<void> {
 
 async function main(): Promise<void> {
   if (!existsSync(CLI)) throw new Error('dist/cli/main.js is missing: npm run build');
+  if (ONLY !== undefined && ONLY !== 'load') throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the only section that runs alone is 'load'`);
   await mkdir(WORK, { recursive: true });
   const corpusDir = path.join(WORK, 'corpus');
   const t0 = Date.now();
@@ -195,7 +199,7 @@ async function main(): Promise<void> {
       await run(process.execPath, [CLI, 'pull', '--json', '--store', loadContext.storeDir, ...refs]);
       await rm(loadContext.bundleFile, { force: true });
       await run(process.execPath, [CLI, 'bundle', '--from-store', '--store', loadContext.storeDir, '-o', loadContext.bundleFile, '--json']);
-      const load = await benchLoad(loadContext);
+      const load = await benchLoad({ ...loadContext, bundleOrigin: 'written in this run by `ferry bundle --from-store` of a fresh `ferry pull` (FERRY_BENCH_ONLY=load: the other sections did not run)' });
       console.log('\n' + load.table + '\n');
       const prev = JSON.parse(await readFile(path.join(WORK, 'results.json'), 'utf8').catch(() => '{}')) as Record<string, unknown>;
       await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...prev, load: { date: new Date().toISOString(), ...load.results } }, null, 2));

@@ -11,8 +11,8 @@
  * A bundle on stdin (`-`) is first spooled to a temporary file, since destinations read
  * blobs in their own order; memory stays flat and the file is removed afterwards.
  */
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -24,6 +24,7 @@ import { MissingBlobError } from '../transports/oci/layout.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../transports/types.js';
 import { FerryError, IntegrityError } from '../util/errors.js';
+import { isStdin } from '../util/fsutil.js';
 import { blobMembers, openRestored, readZstdMembers, type BlobMember } from './blobs.js';
 import type { BundleManifest } from './format.js';
 import { LIMITS } from './format.js';
@@ -37,7 +38,7 @@ export class BundleInvalidError extends IntegrityError {
   ) {
     const shown = problems.slice(0, 5).map((p) => `  ${p.code}: ${p.message}`).join('\n');
     super('BUNDLE_INVALID', `${file} failed verification (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${shown}${problems.length > 5 ? '\n  …' : ''}`, {
-      hint: `nothing was loaded; \`ferry verify ${file}\` lists every problem`,
+      hint: `nothing was loaded; \`ferry verify ${file === '(stdin)' ? '-' : file}\` lists every problem`,
     });
   }
 }
@@ -64,15 +65,20 @@ function imageName(ref: string): string {
   }
 }
 
-export async function openBundle(file: string, opts: OpenBundleOptions = {}): Promise<OpenedBundle> {
-  if (file === '-') return spoolStdin(opts);
+/**
+ * Open a bundle for loading. `file` may be `-` or /dev/stdin, or any file that is not a
+ * regular file (a FIFO, `<(…)`): those are spooled first. `label` names it in messages.
+ */
+export async function openBundle(file: string, opts: OpenBundleOptions = {}, label = file): Promise<OpenedBundle> {
+  const st = isStdin(file) ? undefined : await stat(file);
+  if (!st?.isFile()) return spool(isStdin(file) ? process.stdin : createReadStream(file), opts, isStdin(file) ? '(stdin)' : label);
   const abs = path.resolve(file);
   const checked = await verifyBundle(abs, {
     deferBlobContent: true,
     ...(opts.key !== undefined ? { key: opts.key } : {}),
     ...(opts.requireSignature ? { requireSignature: true } : {}),
   });
-  if (!checked.ok || !checked.manifest) throw new BundleInvalidError(file, checked.problems);
+  if (!checked.ok || !checked.manifest) throw new BundleInvalidError(label, checked.problems);
   const manifest = checked.manifest;
   const archive = await OciArchive.open(abs);
   try {
@@ -92,15 +98,19 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}): Pr
   }
 }
 
-/** Spool stdin to a private temp dir, open it, and remove it on close. */
-async function spoolStdin(opts: OpenBundleOptions): Promise<OpenedBundle> {
+/**
+ * Spool a stream to a private temp dir, open it, and remove it on close (as containers/image
+ * does for a docker-archive on stdin): destinations read blobs in their own order.
+ */
+async function spool(input: Readable, opts: OpenBundleOptions, label: string): Promise<OpenedBundle> {
   const dir = await mkdtemp(path.join(process.env.FERRY_TMPDIR ?? tmpdir(), 'ferry-stdin-'));
   const file = path.join(dir, 'bundle.tar');
   try {
-    await pipeline(process.stdin, createWriteStream(file, { mode: 0o600 }));
-    const opened = await openBundle(file, opts);
+    await pipeline(input, createWriteStream(file, { mode: 0o600 }));
+    const opened = await openBundle(file, opts, label);
     return {
       ...opened,
+      file: label,
       close: async () => {
         await opened.close();
         await rm(dir, { recursive: true, force: true });

@@ -5,6 +5,7 @@ import { writeBundle, type BundleCompression, type BundleEvent, type BundleRepor
 import { parsePlatform } from '../oci/platform.js';
 import { OciLayout } from '../transports/oci/layout.js';
 import { FerryError, UsageError } from '../util/errors.js';
+import { isStdin } from '../util/fsutil.js';
 import { formatBytes } from './format.js';
 import { IMAGE_LIST_OPTION, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
 import { jsonLine } from './progress.js';
@@ -61,7 +62,7 @@ export async function runBundle(args: BundleArgs): Promise<number> {
   };
   let names: string[] | undefined;
   if (refs.length > 0) {
-    const access = await registryAccess(args, (args.file ?? []).includes('-'));
+    const access = await registryAccess(args, (args.file ?? []).some(isStdin));
     const r = await pull({ refs, store: storeDir, platforms, ...access });
     if (r.failures.length > 0) {
       for (const f of r.failures) process.stderr.write(`failed: ${f.name}: ${f.error}\n${f.hint ? `  hint: ${f.hint}\n` : ''}`);

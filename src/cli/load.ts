@@ -4,7 +4,7 @@ import { DEFAULT_CONCURRENCY, onlyIntegrityFailures } from '../copy/pull.js';
 import { load, type LoadReport } from '../load/load.js';
 import { mirror } from '../load/mirror.js';
 import { UsageError } from '../util/errors.js';
-import { writeFileAtomic } from '../util/fsutil.js';
+import { isStdin, writeFileAtomic } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { interruptible } from './interrupt.js';
 import { IMAGE_LIST_OPTION, checkConcurrency, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
@@ -114,8 +114,9 @@ async function finish(report: LoadReport, args: CommonArgs, mode: ReturnType<typ
 
 async function runLoad(args: LoadArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
-  if (args.source === '-' && args['password-stdin']) throw new UsageError('--password-stdin cannot be used when the bundle is read from stdin');
-  const access = await registryAccess(args, args.source === '-');
+  const fromStdin = isStdin(args.source.replace(/^bundle:/, ''));
+  if (fromStdin && args['password-stdin']) throw new UsageError('--password-stdin cannot be used when the bundle is read from stdin');
+  const access = await registryAccess(args, fromStdin);
   const ctr = args.ctr?.trim().split(/\s+/).filter((s) => s !== '');
   if (args.ctr !== undefined && (!ctr || ctr.length === 0)) throw new UsageError('--ctr needs a command');
   const { mode, view: v } = view(args, [args.source]);
@@ -143,7 +144,7 @@ async function runMirror(args: MirrorArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
   const refs = await collectRefs(args.refs, args.file);
   if (refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
-  const access = await registryAccess(args, (args.file ?? []).includes('-'));
+  const access = await registryAccess(args, (args.file ?? []).some(isStdin));
   const { mode, view: v } = view(args, refs);
   const report = await interruptible(
     (signal) => mirror({ refs, to: args.to, ...(args.scoped ? { scoped: true } : {}), concurrency, ...access, signal, onEvent: (e) => v.onEvent(e) }),

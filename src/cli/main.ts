@@ -10,12 +10,15 @@ import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
 import { reportError } from './errors.js';
 import { UsageError } from '../util/errors.js';
+import { STDIN_PATH } from '../util/fsutil.js';
 
 export const VERSION = '0.1.0';
 
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
-  let cli = yargs(argv)
+  // yargs cannot take a bare "-" (stdin) as a value or positional: it parses it as an empty
+  // flag. Hand it over as /dev/stdin, which every command treats as stdin (isStdin).
+  let cli = yargs(argv.map((a) => (a === '-' ? STDIN_PATH : a)))
     .scriptName('ferry')
     .usage('$0 <command> [options]\n\nMove container images across an air gap.')
     .version(VERSION)

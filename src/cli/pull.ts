@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import { DEFAULT_CONCURRENCY, DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
 import { parsePlatform } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
+import { isStdin } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { IMAGE_LIST_OPTION, checkConcurrency, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
 import { interruptible } from './interrupt.js';
@@ -44,7 +45,7 @@ async function runPull(args: PullArgs): Promise<number> {
   if (refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
   const concurrency = checkConcurrency(args.concurrency);
   const platforms = (args.platform ?? []).flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim()));
-  const access = await registryAccess(args, (args.file ?? []).includes('-'));
+  const access = await registryAccess(args, (args.file ?? []).some(isStdin));
   const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   const mode = outputMode(!!args.json);
   const names = refs;

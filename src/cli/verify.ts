@@ -1,4 +1,5 @@
 /** `ferry verify FILE`: exit 0 when the bundle is intact (and signed, when asked), 3 when not. */
+import { STDIN_PATH, isStdin } from '../util/fsutil.js';
 import type { Argv } from 'yargs';
 import { verifyBundle } from '../bundle/verify.js';
 import { UsageError } from '../util/errors.js';
@@ -35,24 +36,25 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
   if (args.requireSignature && args.key === undefined) {
     throw new UsageError('--require-signature needs --key to check the signature with');
   }
-  const file = args.file === '-' ? '/dev/stdin' : args.file;
+  const file = isStdin(args.file) ? STDIN_PATH : args.file;
+  const label = isStdin(args.file) ? '-' : args.file;
   const r = await verifyBundle(file, {
     ...(args.key !== undefined ? { key: args.key } : {}),
     ...(args.requireSignature ? { requireSignature: true } : {}),
   });
   if (!args.quiet) {
     if (args.json) {
-      jsonLine({ type: 'verify', file: args.file, ok: r.ok, signature: r.signature, problems: r.problems, totals: r.manifest?.totals, images: r.manifest?.images.map((i) => ({ ref: i.ref, digest: i.digest })) });
+      jsonLine({ type: 'verify', file: label, ok: r.ok, signature: r.signature, problems: r.problems, totals: r.manifest?.totals, images: r.manifest?.images.map((i) => ({ ref: i.ref, digest: i.digest })) });
     } else {
       for (const p of r.problems) process.stderr.write(`problem: ${p.code}: ${p.message}\n`);
       if (r.ok) {
         const t = r.manifest!.totals;
         process.stderr.write(
-          `${args.file}: OK: ${t.images} images, ${t.blobs} blobs (${formatBytes(t.uniqueBytes)}), ` +
+          `${label}: OK: ${t.images} images, ${t.blobs} blobs (${formatBytes(t.uniqueBytes)}), ` +
             `signature ${r.signature === 'valid' ? 'valid' : r.signature === 'present' ? 'present (not checked: no --key)' : 'none'}\n`,
         );
       } else {
-        process.stderr.write(`${args.file}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
+        process.stderr.write(`${label}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
       }
     }
   }

@@ -17,6 +17,7 @@ import { RegistrySource } from '../transports/registry/source.js';
 import { parseLocation } from '../transports/location.js';
 import type { ImageSource } from '../transports/types.js';
 import { UsageError, errorMessage, wrap } from '../util/errors.js';
+import { isStdin } from '../util/fsutil.js';
 import type { EventSink } from './events.js';
 import { executeCopy, type CopyReport, type ImageResult } from './execute.js';
 import { planCopy, type CopyItem, type CopyPlan } from './plan.js';
@@ -73,7 +74,7 @@ export function onlyIntegrityFailures(failures: PullReport['failures']): boolean
 export async function readImageList(file: string): Promise<string[]> {
   let text: string;
   try {
-    text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+    text = isStdin(file) ? await readStdin() : await readFile(file, 'utf8');
   } catch (err) {
     throw new UsageError(`cannot read image list ${file}: ${(err as Error).message}`);
   }

@@ -23,6 +23,7 @@ import { LayoutSource } from '../transports/oci/source.js';
 import { RegistryClient } from '../transports/registry/client.js';
 import type { ImageSource } from '../transports/types.js';
 import { UsageError } from '../util/errors.js';
+import { isStdin } from '../util/fsutil.js';
 import { loadIntoContainerd } from './containerd.js';
 import { formatLoadDestination, parseLoadDestination, type LoadDestination } from './destination.js';
 import { loadIntoDockerDaemon } from './docker-daemon.js';
@@ -107,7 +108,7 @@ async function openSource(source: string, opts: LoadOptions): Promise<OpenedSour
     return { description: `oci:${layout.dir}`, items, fromBundle: false, close: async () => {} };
   }
   const file = source.startsWith('bundle:') ? source.slice('bundle:'.length) : source;
-  if (file !== '-') {
+  if (!isStdin(file)) {
     const st = await stat(file).catch(() => undefined);
     if (!st) throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, - for stdin, or oci:DIR' });
     if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: `for an OCI layout use oci:${file}` });
@@ -117,7 +118,7 @@ async function openSource(source: string, opts: LoadOptions): Promise<OpenedSour
     ...(opts.requireSignature ? { requireSignature: true } : {}),
   });
   return {
-    description: file === '-' ? 'bundle:(stdin)' : `bundle:${bundle.file}`,
+    description: isStdin(file) ? 'bundle:(stdin)' : `bundle:${bundle.file}`,
     items: bundle.images.map((i) => ({ source: i.source, name: i.name })),
     fromBundle: true,
     signature: bundle.signature,

@@ -189,3 +189,11 @@ export async function fileSize(p: string): Promise<number | undefined> {
     throw err;
   }
 }
+
+/** How the CLI passes a bare "-" on: commands read stdin for it. */
+export const STDIN_PATH = '/dev/stdin';
+
+/** "-" or /dev/stdin: read standard input. */
+export function isStdin(file: string): boolean {
+  return file === '-' || file === STDIN_PATH;
+}
