@@ -24,7 +24,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchLoad } from './bench-load.js';
@@ -37,7 +37,13 @@ import { cleanupHarness } from '../test/harness/temp.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const WORK = path.join(ROOT, '.bench');
-const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+const DIST = path.join(ROOT, 'dist');
+/**
+ * ferry as built, copied to .bench/dist when the bench starts: a rebuild of dist/ while the
+ * bench runs (another checkout step, a test run) must not change the binary between runs.
+ * Packages still resolve from ROOT/node_modules.
+ */
+const CLI = path.join(WORK, 'dist', 'cli', 'main.js');
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 /** FERRY_BENCH_ONLY=load: only the load/mirror section (its inputs are written untimed first); the other tables in the doc are left as they are. */
 const ONLY = process.env.FERRY_BENCH_ONLY;
@@ -165,9 +171,11 @@ async function writeDocs(sections: Record<string, string>): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(CLI)) throw new Error('dist/cli/main.js is missing: npm run build');
+  if (!existsSync(path.join(DIST, 'cli', 'main.js'))) throw new Error('dist/cli/main.js is missing: npm run build');
   if (ONLY !== undefined && ONLY !== 'load') throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the only section that runs alone is 'load'`);
   await mkdir(WORK, { recursive: true });
+  await rm(path.join(WORK, 'dist'), { recursive: true, force: true });
+  await cp(DIST, path.join(WORK, 'dist'), { recursive: true });
   const corpusDir = path.join(WORK, 'corpus');
   const t0 = Date.now();
   const corpus = await generateCorpus(corpusDir, 'bench');
