@@ -82,14 +82,14 @@ export async function pushToRegistry(
   await eachLimit(plan.images, concurrency, async (img, i) => {
     const t = targets[i]!;
     try {
-      const have = await manifestDigest(client, t.repo, img.root.digest, `checking ${t.destination}`, signal);
-      if (have === undefined) return;
-      if (t.tag === undefined) {
+      // The usual rerun: the tag already names this digest, one HEAD settles it.
+      if (t.tag !== undefined && (await manifestDigest(client, t.repo, t.tag, `checking ${t.destination}`, signal)) === img.root.digest) {
         states[i] = 'complete';
         return;
       }
-      const tagged = await manifestDigest(client, t.repo, t.tag, `checking ${t.destination}`, signal);
-      states[i] = tagged === img.root.digest ? 'complete' : 'retag';
+      const have = await manifestDigest(client, t.repo, img.root.digest, `checking ${t.destination}`, signal);
+      if (have === undefined) return;
+      states[i] = t.tag === undefined ? 'complete' : 'retag';
     } catch (err) {
       if (signal?.aborted) throw err;
       probeErrors.set(i, err);
