@@ -118,7 +118,11 @@ async function sessionOffset(client: RegistryClient, repo: string, url: string, 
   return rangeEnd(header(res.headers, 'range'));
 }
 
-/** `Range: 0-N` (distribution writes it without "bytes=") → N+1; absent → 0. */
+/**
+ * `Range: 0-N` (distribution writes it without "bytes=") → N+1; absent → 0. Note that
+ * distribution also answers `0-0` for an empty session (it never says `0--1`), so `0-0` may
+ * mean 0 bytes or 1: callers treat 1 as unknown.
+ */
 export function rangeEnd(range: string | undefined): number {
   if (!range) return 0;
   const m = /^(?:bytes=)?0-(\d+)$/.exec(range.trim());
@@ -311,7 +315,10 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
       await wait(backoffDelay(policy, attempt++), opts.signal);
       if (session !== undefined && desc.size > chunkSize) {
         // Where does the session stand? Resume there, or start a new one.
-        const at = await sessionOffset(client, repo, session, opts.what, opts.signal).catch(() => -1);
+        // -1: the session is gone or broken (distribution answers 404 BLOB_UPLOAD_INVALID once an
+        // out-of-order PATCH corrupted it). 1 is "0-0": empty, or one byte; start over.
+        let at = await sessionOffset(client, repo, session, opts.what, opts.signal).catch(() => -1);
+        if (at === 1) at = -1;
         if (at === checkpoint.offset) continue;
         if (at > checkpoint.offset && at <= desc.size) {
           // The registry kept part of the broken chunk: hash those bytes without resending.
@@ -339,14 +346,21 @@ function isRetryable(err: unknown): boolean {
   return isRetryableNetworkError(err);
 }
 
-/** Pass `body` through, failing before its end when size or digest disagree with `desc`. */
+/**
+ * Pass `body` through one chunk behind, and hand over the last chunk only once size and digest
+ * match `desc`: bad content never reaches the registry complete, so it cannot be committed.
+ */
 function verified(body: Readable, desc: Descriptor, hash: Hash, sent: () => number, what: string): Readable {
   async function* gen(): AsyncGenerator<Buffer> {
-    for await (const c of body as AsyncIterable<Buffer>) yield c;
+    let held: Buffer | undefined;
+    for await (const c of body as AsyncIterable<Buffer>) {
+      if (held) yield held;
+      held = c;
+    }
     if (sent() !== desc.size) throw new SizeMismatchError(desc.size, sent(), what);
     const actual = finalDigest(hash);
-    // Failing here, before the last byte is handed over, keeps the registry from committing.
     if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual, what);
+    if (held) yield held;
   }
   return Readable.from(gen(), { objectMode: false });
 }

@@ -99,6 +99,15 @@ describe('recovers from', () => {
     await assertComplete(p);
   });
 
+  it('a connection reset on the first PATCH (distribution then reports the empty session as "0-0")', async () => {
+    const p = nextPrefix();
+    proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, times: 1, fault: { kind: 'reset' } }]);
+    const r = await loadVia(p);
+    expect(r.failures).toEqual([]);
+    expect(proxy.ruleStats()[0]!.injected).toBe(1);
+    await assertComplete(p);
+  });
+
   it('a reset after the registry took the chunk (it answered, the answer was lost)', async () => {
     const p = nextPrefix();
     proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, times: 1, fault: { kind: 'reset', afterBytes: 0 } }]);
