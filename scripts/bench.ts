@@ -43,7 +43,7 @@ const DIST = path.join(ROOT, 'dist');
  * bench runs (another checkout step, a test run) must not change the binary between runs.
  * Packages still resolve from ROOT/node_modules.
  */
-const CLI = path.join(WORK, 'dist', 'ferry.mjs');
+const CLI = path.join(WORK, 'dist', 'bin', 'ferry.mjs');
 const RUNS = Number(process.env.BENCH_RUNS ?? 2);
 /** FERRY_BENCH_ONLY=load: only the load/mirror section (its inputs are written untimed first); the other tables in the doc are left as they are. */
 const ONLY = process.env.FERRY_BENCH_ONLY;
@@ -171,7 +171,7 @@ async function writeDocs(sections: Record<string, string>): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(path.join(DIST, 'ferry.mjs'))) throw new Error('dist/ferry.mjs is missing: npm run build');
+  if (!existsSync(path.join(DIST, 'bin', 'ferry.mjs'))) throw new Error('dist/bin/ferry.mjs is missing: npm run build');
   if (ONLY !== undefined && ONLY !== 'load') throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the only section that runs alone is 'load'`);
   await mkdir(WORK, { recursive: true });
   await rm(path.join(WORK, 'dist'), { recursive: true, force: true });

@@ -21,7 +21,7 @@ import { generateCorpus } from './corpus/generate.js';
 import { OciLayout } from '../src/transports/oci/layout.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'dist', 'ferry.mjs');
+const CLI = path.join(ROOT, 'dist', 'bin', 'ferry.mjs');
 const WORK = path.join(ROOT, '.demo');
 
 const bold = (s: string): string => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -64,7 +64,7 @@ async function startServe(dir: string): Promise<{ host: string; child: ChildProc
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(CLI)) throw new Error('dist/ferry.mjs is missing; `npm ci` builds it (or run `npm run build`)');
+  if (!existsSync(CLI)) throw new Error('dist/bin/ferry.mjs is missing; `npm ci` builds it (or run `npm run build`)');
   await rm(WORK, { recursive: true, force: true });
   const source = path.join(WORK, 'source');
 

@@ -8,7 +8,7 @@ import { isStdin, writeFileAtomic } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { interruptible } from './interrupt.js';
 import { IMAGE_LIST_OPTION, checkConcurrency, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
-import { JsonView, PlainView, TtyView, jsonLine, outputMode, type ProgressView } from './progress.js';
+import { createView, jsonLine, outputMode, type OutputMode, type ProgressView } from './progress.js';
 
 interface CommonArgs extends RegistryFlags {
   to: string;
@@ -86,12 +86,12 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
     );
 }
 
-function view(args: CommonArgs, names: string[]): { mode: ReturnType<typeof outputMode>; view: ProgressView } {
+async function view(args: CommonArgs, names: string[]): Promise<{ mode: OutputMode; view: ProgressView }> {
   const mode = outputMode(!!args.json);
-  return { mode, view: mode === 'json' ? new JsonView() : mode === 'tty' ? new TtyView(names) : new PlainView() };
+  return { mode, view: await createView(mode, names) };
 }
 
-async function finish(report: LoadReport, args: CommonArgs, mode: ReturnType<typeof outputMode>, verb: string): Promise<number> {
+async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, verb: string): Promise<number> {
   if (args.mapping) await writeFileAtomic(args.mapping, `${JSON.stringify(report.mapping, null, 2)}\n`);
   const done = report.images.filter((i) => i.status === 'done');
   if (mode === 'json') {
@@ -119,7 +119,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
   const access = await registryAccess(args, fromStdin);
   const ctr = args.ctr?.trim().split(/\s+/).filter((s) => s !== '');
   if (args.ctr !== undefined && (!ctr || ctr.length === 0)) throw new UsageError('--ctr needs a command');
-  const { mode, view: v } = view(args, [args.source]);
+  const { mode, view: v } = await view(args, [args.source]);
   const report = await interruptible(
     (signal) =>
       load({
@@ -145,7 +145,7 @@ async function runMirror(args: MirrorArgs): Promise<number> {
   const refs = await collectRefs(args.refs, args.file);
   if (refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
-  const { mode, view: v } = view(args, refs);
+  const { mode, view: v } = await view(args, refs);
   const report = await interruptible(
     (signal) => mirror({ refs, to: args.to, ...(args.scoped ? { scoped: true } : {}), concurrency, ...access, signal, onEvent: (e) => v.onEvent(e) }),
     () => v.finish(),

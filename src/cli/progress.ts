@@ -2,7 +2,6 @@
  * Drawing copy progress: listr2 tasks (one per image, bytes and rate) on a TTY, plain
  * lines otherwise, newline-delimited JSON with --json. Only the CLI imports listr2.
  */
-import { Listr, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
 import type { CopyEvent } from '../copy/events.js';
 import { formatBytes, formatRate, shortDigest } from './format.js';
 
@@ -40,7 +39,7 @@ class ImageTracker {
   }
 }
 
-abstract class TrackingView implements ProgressView {
+export abstract class TrackingView implements ProgressView {
   protected readonly images = new Map<string, ImageTracker>();
   protected readonly byBlob = new Map<string, ImageTracker[]>();
 
@@ -112,90 +111,13 @@ export class JsonView implements ProgressView {
   async finish(): Promise<void> {}
 }
 
-type Task = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>;
-
-/** listr2 tasks, one per image, whose outcome is driven by copy events. */
-export class TtyView extends TrackingView {
-  private readonly waiters = new Map<string, { resolve: () => void; reject: (e: Error) => void; task?: Task }>();
-  /** Tasks listr2 has finished: their output must not be touched again. */
-  private readonly finished = new Set<string>();
-  /** Outcomes that arrived before listr2 started the image's task. */
-  private readonly early = new Map<string, { error?: string; title?: string }>();
-  private readonly run: Promise<void>;
-  private timer: NodeJS.Timeout;
-
-  constructor(names: string[]) {
-    super();
-    const list = new Listr<unknown, 'default', 'simple'>(
-      names.map((name) => ({
-        title: name,
-        task: (_ctx: unknown, task: Task) =>
-          new Promise<void>((resolve, reject) => {
-            this.waiters.set(name, { resolve, reject, task });
-            const early = this.early.get(name);
-            if (early?.title) task.title = early.title;
-            if (early && 'error' in early) {
-              if (early.error === undefined) resolve();
-              else reject(new Error(early.error));
-            }
-          }),
-      })),
-      {
-        concurrent: true,
-        exitOnError: false,
-        rendererOptions: { collapseErrors: false, showErrorMessage: true },
-        fallbackRendererCondition: () => false,
-      },
-    );
-    this.run = list.run().then(
-      () => {},
-      () => {},
-    );
-    this.timer = setInterval(() => this.refresh(), 200);
-  }
-
-  private refresh(): void {
-    for (const [name, w] of this.waiters) {
-      if (this.finished.has(name)) continue;
-      const t = this.images.get(name);
-      if (!t || !w.task || t.total() === 0) continue;
-      const done = t.bytes();
-      w.task.output = `${formatBytes(done)} / ${formatBytes(t.total())}  ${t.started ? formatRate(done, Date.now() - t.started) : ''}`;
-    }
-  }
-
-  protected draw(e: CopyEvent): void {
-    if (e.kind !== 'image') return;
-    const w = this.waiters.get(e.image);
-    const early = this.early.get(e.image) ?? {};
-    if (e.state === 'resolved') {
-      const title = `${e.image} ${shortDigest(e.digest ?? '')}${e.platforms?.length ? ` [${e.platforms.join(', ')}]` : ''}`;
-      if (w?.task) w.task.title = title;
-      else early.title = title;
-    }
-    if (e.state === 'done' || e.state === 'failed') {
-      if (w?.task) {
-        const t = this.images.get(e.image);
-        if (t && t.total() > 0 && e.state === 'done') w.task.output = `${formatBytes(t.total())}`;
-      }
-      this.finished.add(e.image);
-    }
-    if (e.state === 'done') {
-      if (w) w.resolve();
-      else early.error = undefined;
-    }
-    if (e.state === 'failed') {
-      if (w) w.reject(new Error(e.error ?? 'failed'));
-      else early.error = e.error ?? 'failed';
-    }
-    if (!w) this.early.set(e.image, early);
-  }
-
-  async finish(): Promise<void> {
-    clearInterval(this.timer);
-    for (const name of this.waiters.keys()) this.finished.add(name);
-    for (const w of this.waiters.values()) w.resolve();
-    await this.run;
-  }
+/**
+ * The view for an output mode. The TTY view (listr2) is loaded only when drawn on a terminal:
+ * listr2 and its dependencies cost about 20 ms of start-up that --json and plain runs skip.
+ */
+export async function createView(mode: OutputMode, names: string[]): Promise<ProgressView> {
+  if (mode === 'json') return new JsonView();
+  if (mode === 'plain') return new PlainView();
+  const { TtyView } = await import('./tty-view.js');
+  return new TtyView(names);
 }
-

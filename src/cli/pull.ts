@@ -7,7 +7,7 @@ import { isStdin } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { IMAGE_LIST_OPTION, checkConcurrency, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
 import { interruptible } from './interrupt.js';
-import { JsonView, PlainView, TtyView, jsonLine, outputMode, type ProgressView } from './progress.js';
+import { createView, jsonLine, outputMode } from './progress.js';
 
 interface PullArgs extends RegistryFlags {
   refs?: string[];
@@ -49,7 +49,7 @@ async function runPull(args: PullArgs): Promise<number> {
   const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   const mode = outputMode(!!args.json);
   const names = refs;
-  const view: ProgressView = mode === 'json' ? new JsonView() : mode === 'tty' ? new TtyView(names) : new PlainView();
+  const view = await createView(mode, names);
   const report = await interruptible(
     (signal) => pull({ refs, store, platforms, concurrency, ...access, signal, onEvent: (e) => view.onEvent(e) }),
     () => view.finish(),

@@ -1,5 +1,5 @@
 /**
- * The ferry CLI as a user runs it (the built dist/ferry.mjs, the package's bin): exit codes, --json output,
+ * The ferry CLI as a user runs it (the built dist/bin/ferry.mjs, the package's bin): exit codes, --json output,
  * image lists, --password-stdin, and a pull killed with SIGKILL mid-blob that a rerun completes.
  */
 import { spawn } from 'node:child_process';
@@ -18,7 +18,7 @@ import { runSkopeo } from '../harness/tools.js';
 import { PROJECT_ROOT } from '../helpers/fixtures.js';
 import { pushSmallCorpus } from './corpus-registry.js';
 
-const CLI = path.join(PROJECT_ROOT, 'dist', 'ferry.mjs');
+const CLI = path.join(PROJECT_ROOT, 'dist', 'bin', 'ferry.mjs');
 
 interface Run {
   code: number | null;

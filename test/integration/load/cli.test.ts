@@ -1,5 +1,5 @@
 /**
- * `ferry load` and `ferry mirror` as a user runs them (the built dist/ferry.mjs, the package's bin): exit codes
+ * `ferry load` and `ferry mirror` as a user runs them (the built dist/bin/ferry.mjs, the package's bin): exit codes
  * and messages for usage errors, bundles that fail verification or a signature check, daemons
  * that are not running; the --json report and --mapping file; a bundle read from stdin; and
  * mirror between two registries. (SIGKILL + rerun per destination: cli-kill.test.ts.)

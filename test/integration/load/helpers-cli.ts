@@ -12,7 +12,7 @@ import { OciLayout, REF_NAME } from '../../../src/transports/oci/layout.js';
 import type { Digest } from '../../../src/oci/digest.js';
 import { PROJECT_ROOT } from '../../helpers/fixtures.js';
 
-export const CLI = path.join(PROJECT_ROOT, 'dist', 'ferry.mjs');
+export const CLI = path.join(PROJECT_ROOT, 'dist', 'bin', 'ferry.mjs');
 
 export interface Run {
   code: number | null;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TtyView } from '../../../src/cli/progress.js';
+import { TtyView } from '../../../src/cli/tty-view.js';
 
 describe('TtyView (listr2)', () => {
   it('survives progress refreshes and events after an image finished or failed', async () => {
