@@ -170,6 +170,24 @@ describe('writeBundle → verify round trip', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('a store blob whose bytes do not match its digest fails the bundle: no file is written', async () => {
+    const badDir = path.join(work, 'bad-store');
+    execFileSync('cp', ['-a', store.dir, badDir]);
+    const bad = await OciLayout.open(badDir);
+    const man = await manifestOf(plainBundle);
+    const app = man.images.find((i) => i.ref === 'ferry-test/app:1.0')!;
+    const m = JSON.parse((await readFile(bad.blobPath(app.digest))).toString()) as { layers: Array<{ digest: string }> };
+    const layer = bad.blobPath(m.layers.at(-1)!.digest);
+    await writeFile(layer, flip(await readFile(layer)));
+    const out = path.join(work, 'bad.ferry');
+    await expect(writeBundle({ store: bad, refs: ['ferry-test/app:1.0'], output: out, compression: 'none' })).rejects.toMatchObject({
+      code: 'DIGEST_MISMATCH',
+      message: expect.stringContaining(m.layers.at(-1)!.digest),
+    });
+    expect(existsSync(out)).toBe(false);
+    expect((await readdir(work)).filter((f) => f.startsWith('.bad.ferry'))).toEqual([]);
+  });
+
   it('inspect reports images, totals and signature state', async () => {
     const i = await inspect(signedBundle, { key: ecPub });
     expect(i.format).toBe(1);
