@@ -36,6 +36,8 @@ export interface ImageResult {
   errorCode?: string;
   /** What the user can do about the failure, when known. */
   hint?: string;
+  /** The destination already had the image: nothing was transferred or renamed. */
+  skipped?: boolean;
 }
 
 export interface CopyReport {
@@ -106,7 +108,10 @@ export async function executeCopy(
   const blobDone = new Map<string, Deferred>();
   for (const b of plan.blobs) blobDone.set(b.desc.digest, deferred());
 
-  async function fetchBlob(planned: Descriptor, source: ImageSource, sizeConflict: boolean): Promise<void> {
+  /** Images that needed at least one blob fetched (not skipped). */
+  const fetched = new Set<string>();
+
+  async function fetchBlob(planned: Descriptor, source: ImageSource, sizeConflict: boolean, images: string[]): Promise<void> {
     // With conflicting declared sizes, only the digest is trusted; images check sizes later.
     const desc = sizeConflict ? { ...planned, size: -1 } : planned;
     if (await store.hasBlob(desc.digest, desc.size)) {
@@ -123,6 +128,7 @@ export async function executeCopy(
       onResume: (offset, reason) => emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
     });
     const written = await store.putBlob(desc, stream, what, (n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }));
+    for (const name of images) fetched.add(name);
     stats.fetched++;
     stats.bytesFetched += written;
     emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: written, total: written });
@@ -144,7 +150,7 @@ export async function executeCopy(
           continue;
         }
         try {
-          await fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true);
+          await fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true, b.images);
           slot.resolve();
         } catch (err) {
           stats.failed++;
@@ -173,9 +179,9 @@ export async function executeCopy(
       for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
       const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
       if (img.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = img.originalDigest;
-      await store.putIndexEntries([{ mediaType: img.root.mediaType, digest: img.root.digest, size: img.root.size, annotations }]);
+      const renamed = await store.putIndexEntries([{ mediaType: img.root.mediaType, digest: img.root.digest, size: img.root.size, annotations }]);
       emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
-      return { ...base, status: 'done' };
+      return { ...base, status: 'done', ...(renamed || fetched.has(img.name) ? {} : { skipped: true }) };
     } catch (err) {
       const failed = failedResult(base, err, `${opts.action ?? 'pulling'} ${img.name}`);
       emit({ kind: 'image', state: 'failed', image: img.name, error: failed.error! });

@@ -198,8 +198,9 @@ export class OciLayout {
 
   /**
    * Add or replace index.json entries, under the lock. An entry replaces existing ones that
-   * carry the same ref.name; entries with no ref.name replace ones with the same digest.
-   * Returns true when index.json changed.
+   * carry the same ref.name; entries with no ref.name replace ones with the same digest. A
+   * replacement keeps the place of what it replaces, so writing the same entries again leaves
+   * index.json untouched. Returns true when index.json changed.
    */
   async putIndexEntries(entries: Descriptor[]): Promise<boolean> {
     return withLayoutLock(this.dir, async () => {
@@ -207,8 +208,11 @@ export class OciLayout {
       let next = current;
       for (const e of entries) {
         const name = e.annotations?.[REF_NAME];
-        next = next.filter((d) => (name ? d.annotations?.[REF_NAME] !== name : d.digest !== e.digest || d.annotations?.[REF_NAME] !== undefined));
-        next.push(e);
+        const same = (d: Descriptor): boolean => (name ? d.annotations?.[REF_NAME] === name : d.digest === e.digest && d.annotations?.[REF_NAME] === undefined);
+        // The first match is where the entry goes (nothing before it is removed).
+        const at = next.findIndex(same);
+        next = next.filter((d) => !same(d));
+        next.splice(at === -1 ? next.length : at, 0, e);
       }
       if (JSON.stringify(next) === JSON.stringify(current)) return false;
       const doc = { ...raw, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: next };

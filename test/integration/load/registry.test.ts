@@ -3,7 +3,7 @@
  * between two: skopeo reads back every image, index and child, with the source digests.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
@@ -166,8 +166,12 @@ describe('load from an oci: layout and into an oci: layout', () => {
     const dir = path.join(createTempDir('load-oci'), 'store');
     const first = await load({ source: bundle, to: `oci:${dir}` });
     expect(first.failures).toEqual([]);
+    const indexBefore = await readFile(path.join(dir, 'index.json'));
     const again = await load({ source: bundle, to: `oci:${dir}` });
     expect(again.blobs.fetched).toBe(0);
+    // Loading the same bundle twice changes nothing: not one byte of index.json.
+    expect(again.images.every((i) => i.status === 'done' && i.skipped)).toBe(true);
+    expect(await readFile(path.join(dir, 'index.json'))).toEqual(indexBefore);
     // skopeo copies an OCI-typed image out of the loaded layout into the registry by digest.
     const app = corpus.images.find((i) => i.repo === 'ferry-test/app')!;
     await runSkopeo(['copy', '--dest-tls-verify=false', `oci:${dir}:${parseReference(app.ref).toString()}`, `docker://${reg.host}/from-oci/app:1`]);
