@@ -15,7 +15,7 @@ import { spawn } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
-import { z } from 'zod';
+import { z } from '../util/zod.js';
 import { CredentialsError, errorMessage } from '../util/errors.js';
 import type { Credential } from './dockerconfig.js';
 

@@ -32,7 +32,7 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { z } from 'zod';
+import { z } from '../util/zod.js';
 import { CredentialsError, type FerryErrorOptions } from '../util/errors.js';
 import { CredentialHelper } from './credhelper.js';
 

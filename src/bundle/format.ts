@@ -3,7 +3,7 @@
  * (`ferry-bundle.json`). docs/bundle-format.md is the normative description; this module is
  * its machine-checked form. Pure values, no I/O.
  */
-import { z } from 'zod';
+import { z } from '../util/zod.js';
 import { IntegrityError } from '../util/errors.js';
 
 export const BUNDLE_FORMAT_VERSION = 1;

@@ -2,7 +2,7 @@
  * Manifest and index documents: schema-checked parsing of untrusted bytes into a neutral
  * model. The raw bytes are always kept by callers; nothing here re-serialises a document.
  */
-import { z } from 'zod';
+import { z } from '../util/zod.js';
 import { isDigest } from './digest.js';
 import {
   INDEX_TYPES,

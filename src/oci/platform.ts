@@ -1,5 +1,5 @@
 /** Platforms: parsing "os/arch[/variant]", normalising like containerd, and matching. */
-import { z } from 'zod';
+import { z } from '../util/zod.js';
 import { UsageError } from '../util/errors.js';
 
 export const PlatformSchema = z.looseObject({

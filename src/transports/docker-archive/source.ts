@@ -24,7 +24,7 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { z } from 'zod';
+import { z } from '../../util/zod.js';
 import { isDigest, sha256, type Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';

@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { z } from 'zod';
+import { z } from '../../util/zod.js';
 import { DigestVerifier, hex, isDigest, sha256, verifyBytes, type Digest } from '../../oci/digest.js';
 import { DescriptorSchema, MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';

@@ -3,7 +3,7 @@
  * bearer tokens with scopes and expiry, identity and registry tokens), retries, and error
  * mapping. Everything above this (manifests, blobs) speaks in paths and scopes only.
  */
-import { z } from 'zod';
+import { z } from '../../util/zod.js';
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { HttpPool, drain, type HttpResponse } from './http.js';
