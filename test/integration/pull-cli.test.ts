@@ -15,30 +15,8 @@ import { startFaultProxy, type RunningFaultProxy } from '../harness/fault-proxy.
 import { startRegistry, type RunningRegistry } from '../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../harness/temp.js';
 import { runSkopeo } from '../harness/tools.js';
-import { PROJECT_ROOT } from '../helpers/fixtures.js';
+import { CLI, ferry } from '../helpers/cli.js';
 import { pushSmallCorpus } from './corpus-registry.js';
-
-const CLI = path.join(PROJECT_ROOT, 'dist', 'bin', 'ferry.mjs');
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function ferry(args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, CI: '1', ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
-  });
-}
 
 let reg: RunningRegistry;
 let corpus: CorpusManifest;

@@ -4,7 +4,6 @@
  * that are not running; the --json report and --mapping file; a bundle read from stdin; and
  * mirror between two registries. (SIGKILL + rerun per destination: cli-kill.test.ts.)
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,6 +15,7 @@ import { parseReference } from '../../../src/ref/reference.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { makeKeyPair } from '../../helpers/keys.js';
 import { storeFromSmallCorpus } from '../corpus-registry.js';
 import { CLI, bundleManifest, ferry, jsonLines, registryManifestDigest, registryTags, reportOf, tarMembers } from './helpers-cli.js';
 
@@ -34,13 +34,9 @@ beforeAll(async () => {
   ({ corpus, store } = await storeFromSmallCorpus(path.join(work, 'store')));
   const keys = path.join(work, 'keys');
   await mkdir(keys);
-  const key = path.join(keys, 'ec.pem');
-  pubKey = path.join(keys, 'ec.pub');
-  otherPub = path.join(keys, 'other.pub');
-  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
-  execFileSync('openssl', ['pkey', '-in', key, '-pubout', '-out', pubKey]);
-  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path.join(keys, 'other.pem')]);
-  execFileSync('openssl', ['pkey', '-in', path.join(keys, 'other.pem'), '-pubout', '-out', otherPub]);
+  const { key, pub } = makeKeyPair(keys, 'ec', 'ec-p256');
+  pubKey = pub;
+  otherPub = makeKeyPair(keys, 'other', 'ec-p256').pub;
   bundle = path.join(work, 'all.ferry');
   await writeBundle({ store, output: bundle, compression: 'auto', signKey: key });
   const m = await bundleManifest(bundle);

@@ -10,37 +10,10 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { OciLayout, REF_NAME } from '../../../src/transports/oci/layout.js';
 import type { Digest } from '../../../src/oci/digest.js';
-import { PROJECT_ROOT } from '../../helpers/fixtures.js';
 
-export const CLI = path.join(PROJECT_ROOT, 'dist', 'bin', 'ferry.mjs');
+import { CLI, type Run } from '../../helpers/cli.js';
 
-export interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-export interface FerryRunOptions {
-  /** Bytes written to stdin (then closed); default nothing. */
-  input?: string | Buffer;
-  env?: NodeJS.ProcessEnv;
-}
-
-/** Run the built CLI to completion. */
-export function ferry(args: string[], opts: FerryRunOptions = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, CI: '1', ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    child.stdin.on('error', () => {});
-    child.stdin.end(opts.input ?? '');
-  });
-}
+export { CLI, ferry, type FerryRunOptions, type Run } from '../../helpers/cli.js';
 
 export interface JsonLine {
   type: string;

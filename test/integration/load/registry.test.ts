@@ -2,7 +2,6 @@
  * ferry load into a real docker-registry (plain, htpasswd, token auth, TLS) and ferry mirror
  * between two: skopeo reads back every image, index and child, with the source digests.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import { parseReference } from '../../../src/ref/reference.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { runSkopeo } from '../../harness/tools.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { makeKeyPair } from '../../helpers/keys.js';
 import { pushSmallCorpus, storeFromSmallCorpus } from '../corpus-registry.js';
 
 let corpus: CorpusManifest;
@@ -32,13 +32,9 @@ beforeAll(async () => {
   ({ corpus, store } = await storeFromSmallCorpus(path.join(work, 'store')));
   const keys = path.join(work, 'keys');
   await mkdir(keys);
-  const key = path.join(keys, 'ec.pem');
-  pubKey = path.join(keys, 'ec.pub');
-  otherPub = path.join(keys, 'other.pub');
-  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
-  execFileSync('openssl', ['pkey', '-in', key, '-pubout', '-out', pubKey]);
-  execFileSync('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', path.join(keys, 'other.pem')]);
-  execFileSync('openssl', ['pkey', '-in', path.join(keys, 'other.pem'), '-pubout', '-out', otherPub]);
+  const { key, pub } = makeKeyPair(keys, 'ec', 'ec-p256');
+  pubKey = pub;
+  otherPub = makeKeyPair(keys, 'other', 'ed25519').pub;
   bundle = path.join(work, 'all.ferry');
   // auto: the uncompressed layer travels zstd-compressed and must come out byte-exact.
   await writeBundle({ store, output: bundle, compression: 'auto', signKey: key });
