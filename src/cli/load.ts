@@ -86,9 +86,9 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
     );
 }
 
-async function view(args: CommonArgs, names: string[]): Promise<{ mode: OutputMode; view: ProgressView }> {
+async function view(args: CommonArgs): Promise<{ mode: OutputMode; view: ProgressView }> {
   const mode = outputMode(!!args.json);
-  return { mode, view: await createView(mode, names) };
+  return { mode, view: await createView(mode) };
 }
 
 async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, verb: string): Promise<number> {
@@ -119,7 +119,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
   const access = await registryAccess(args, fromStdin);
   const ctr = args.ctr?.trim().split(/\s+/).filter((s) => s !== '');
   if (args.ctr !== undefined && (!ctr || ctr.length === 0)) throw new UsageError('--ctr needs a command');
-  const { mode, view: v } = await view(args, [args.source]);
+  const { mode, view: v } = await view(args);
   const report = await interruptible(
     (signal) =>
       load({
@@ -145,7 +145,7 @@ async function runMirror(args: MirrorArgs): Promise<number> {
   const refs = await collectRefs(args.refs, args.file);
   if (refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
-  const { mode, view: v } = await view(args, refs);
+  const { mode, view: v } = await view(args);
   const report = await interruptible(
     (signal) => mirror({ refs, to: args.to, ...(args.scoped ? { scoped: true } : {}), concurrency, ...access, signal, onEvent: (e) => v.onEvent(e) }),
     () => v.finish(),

@@ -115,9 +115,9 @@ export class JsonView implements ProgressView {
  * The view for an output mode. The TTY view (listr2) is loaded only when drawn on a terminal:
  * listr2 and its dependencies cost about 20 ms of start-up that --json and plain runs skip.
  */
-export async function createView(mode: OutputMode, names: string[]): Promise<ProgressView> {
+export async function createView(mode: OutputMode): Promise<ProgressView> {
   if (mode === 'json') return new JsonView();
   if (mode === 'plain') return new PlainView();
   const { TtyView } = await import('./tty-view.js');
-  return new TtyView(names);
+  return new TtyView();
 }

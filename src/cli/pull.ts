@@ -48,8 +48,7 @@ async function runPull(args: PullArgs): Promise<number> {
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
   const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   const mode = outputMode(!!args.json);
-  const names = refs;
-  const view = await createView(mode, names);
+  const view = await createView(mode);
   const report = await interruptible(
     (signal) => pull({ refs, store, platforms, concurrency, ...access, signal, onEvent: (e) => view.onEvent(e) }),
     () => view.finish(),

@@ -13,11 +13,11 @@ export class TtyView extends TrackingView {
   private readonly finished = new Set<string>();
   /** Outcomes that arrived before listr2 started the image's task. */
   private readonly early = new Map<string, { error?: string; title?: string }>();
-  private readonly run: Promise<void>;
-  private timer: NodeJS.Timeout;
+  private run: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
-  constructor(names: string[]) {
-    super();
+  /** Starts listr2 once the run names its images (the first event of a copy). */
+  private start(names: string[]): void {
     const list = new Listr<unknown, 'default', 'simple'>(
       names.map((name) => ({
         title: name,
@@ -57,6 +57,10 @@ export class TtyView extends TrackingView {
   }
 
   protected draw(e: CopyEvent): void {
+    if (e.kind === 'images') {
+      if (!this.run) this.start(e.names);
+      return;
+    }
     if (e.kind !== 'image') return;
     const w = this.waiters.get(e.image);
     const early = this.early.get(e.image) ?? {};
@@ -84,7 +88,7 @@ export class TtyView extends TrackingView {
   }
 
   async finish(): Promise<void> {
-    clearInterval(this.timer);
+    if (this.timer) clearInterval(this.timer);
     for (const name of this.waiters.keys()) this.finished.add(name);
     for (const w of this.waiters.values()) w.resolve();
     await this.run;

@@ -160,6 +160,7 @@ export async function planCopy(
   items: CopyItem[],
   opts: { concurrency?: number; signal?: AbortSignal; onEvent?: EventSink } = {},
 ): Promise<CopyPlan> {
+  opts.onEvent?.({ kind: 'images', names: items.map((i) => i.name) });
   const results: Array<PlannedImage | { error: unknown }> = new Array(items.length);
   let next = 0;
   const workers = Array.from({ length: Math.min(opts.concurrency ?? 8, items.length) }, async () => {

@@ -6,7 +6,8 @@ describe('TtyView (listr2)', () => {
     // listr2 draws with its default renderer only on a terminal; pretend to be one.
     const tty = Object.getOwnPropertyDescriptor(process.stdout, 'isTTY');
     Object.defineProperty(process.stdout, 'isTTY', { value: true, configurable: true });
-    const view = new TtyView(['a', 'b']);
+    const view = new TtyView();
+    view.onEvent({ kind: 'images', names: ['a', 'b'] });
     const refresh = (): void => (view as unknown as { refresh(): void }).refresh();
     // Outcomes may arrive before listr2 has started the tasks.
     view.onEvent({ kind: 'image', state: 'resolved', image: 'a', digest: 'sha256:' + 'a'.repeat(64), blobs: ['sha256:1'], total: 10 });
