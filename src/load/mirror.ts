@@ -79,7 +79,13 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
       return t.tag === undefined ? { ...t, destination: `${dest.host}/${t.repo}@${img.root.digest}` } : t;
     });
     const destClient = clientFor(dest.host);
-    const report = await pushToRegistry(plan, items.map((i) => i.source), destClient, targets, {
+    const sources = items.map((i) => i.source as RegistrySource);
+    const report = await pushToRegistry(plan, sources, destClient, targets, {
+      // Within one registry, blobs are mounted from the source repository, not copied.
+      mountSource: (b) => {
+        const src = sources[b.sourceIndex]!;
+        return src.ref.domain === dest.host ? src.ref.path : undefined;
+      },
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),

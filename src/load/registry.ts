@@ -29,6 +29,11 @@ export interface RegistryPushOptions extends DestinationOptions {
    * loads nothing). Without it, only the images that need a bad blob fail.
    */
   allOrNothing?: boolean;
+  /**
+   * A repository of the destination registry that already holds this blob (mirroring within
+   * one registry): the first repository that needs it mounts it from there instead of uploading.
+   */
+  mountSource?: (blob: CopyPlan['blobs'][number]) => string | undefined;
 }
 
 type ImageState = 'complete' | 'retag' | 'push';
@@ -117,7 +122,7 @@ export async function pushToRegistry(
     const { desc, sourceIndex, sizeConflict } = n.blob;
     if (sizeConflict) throw new SizeMismatchError(desc.size, -1, `blob ${desc.digest}: the images that use it declare different sizes`);
     const source = sources[sourceIndex]!;
-    let home: string | undefined;
+    let home: string | undefined = opts.mountSource?.(n.blob);
     let sent = false;
     for (const repo of n.repos) {
       const what = `blob ${desc.digest} to ${client.registry}/${repo}`;

@@ -191,5 +191,14 @@ describe('mirror registry to registry', () => {
     expect(second.blobs.fetched).toBe(0);
     expect(second.blobs.total).toBe(0);
     expect(second.images.every((i) => i.skipped)).toBe(true);
+
+    // Within one registry, blobs are mounted from the source repositories: none is copied.
+    const inside = await mirror({ refs, to: `docker://${src.host}/copy`, retry: fast });
+    expect(inside.failures).toEqual([]);
+    expect(inside.blobs.fetched).toBe(0);
+    expect(inside.blobs.mounted).toBeGreaterThan(0);
+    for (const i of corpus.images) {
+      expect((await rawDigest(src, `${src.host}/copy/${i.repo}:${i.tag}`)).digest).toBe(i.digest);
+    }
   });
 });
