@@ -63,7 +63,7 @@ async function build(archive: OciArchive, file: string, opts: BundleContentOptio
         if (m.storage === 'raw') {
           // A member that is not the size its descriptors declare is not served.
           if (m.entry.size !== size) return undefined;
-          return { digest, size, open: async (range) => openRaw(archive, m.entry, digest, range) };
+          return { digest, size, open: async (range) => openRaw(archive, m.entry, digest, range), file: { path: file, offset: m.entry.dataOffset } };
         }
         if (!canRestore || m.uncompressedSize !== size) return undefined;
         return {

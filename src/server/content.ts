@@ -40,6 +40,12 @@ export interface ServedBlob {
    * (rejects with BlobGoneError).
    */
   open(range?: ByteRange): Promise<Readable>;
+  /**
+   * Set when the blob's bytes are `[offset, offset + size)` of a regular file as they are (a
+   * layout's blob file, a raw bundle member): the server then sends them itself, through two
+   * reused buffers instead of a fresh one per chunk.
+   */
+  file?: { path: string; offset: number };
 }
 
 /** A descriptor in a referrers response (image-spec descriptor plus artifactType and annotations). */

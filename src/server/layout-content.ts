@@ -38,7 +38,7 @@ export async function layoutContent(dir: string, opts: LayoutContentOptions = {}
           () => undefined,
         );
         if (actual !== size) return undefined;
-        return { digest, size, open: (range) => openFile(file, digest, range) };
+        return { digest, size, open: (range) => openFile(file, digest, range), file: { path: file, offset: 0 } };
       },
       close: async () => {},
     },
