@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import { DEFAULT_CONCURRENCY, onlyIntegrityFailures } from '../copy/pull.js';
 import { load, type LoadReport } from '../load/load.js';
 import { mirror } from '../load/mirror.js';
+import { parsePlatform } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
 import { isStdin, writeFileAtomic } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
@@ -20,6 +21,7 @@ interface CommonArgs extends RegistryFlags {
 
 interface LoadArgs extends CommonArgs {
   source: string;
+  platform?: string[];
   key?: string;
   'require-signature'?: boolean;
   ctr?: string;
@@ -54,6 +56,7 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
                 demandOption: true,
                 describe: 'oci:DIR | docker://HOST[:PORT][/PREFIX] | docker-daemon[:SOCKET] | containerd[:SOCKET][?namespace=NS]',
               })
+              .option('platform', { type: 'string', array: true, describe: 'only this platform of multi-platform images, OS/ARCH[/VARIANT]; repeatable (default: all)' })
               .option('key', { type: 'string', describe: 'public key (PEM) the bundle signature must verify with' })
               .option('require-signature', { type: 'boolean', describe: 'refuse a bundle that is not signed' })
               .option('ctr', { type: 'string', describe: 'containerd client command (default ctr; e.g. "k3s ctr")' })
@@ -128,6 +131,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
         ...(args.key !== undefined ? { key: args.key } : {}),
         ...(args['require-signature'] ? { requireSignature: true } : {}),
         ...(args.scoped ? { scoped: true } : {}),
+        ...(args.platform?.length ? { platforms: args.platform.flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim())) } : {}),
         ...(ctr ? { ctr } : {}),
         ...(args.snapshotter ? { snapshotter: args.snapshotter } : {}),
         concurrency,

@@ -17,8 +17,11 @@ import { executeCopy } from '../copy/execute.js';
 import { planCopy, type CopyItem, type CopyPlan } from '../copy/plan.js';
 import { DEFAULT_CONCURRENCY, collectFailures, layoutImageName, registryClientOptions, type Failure, type RegistryAccessOptions } from '../copy/pull.js';
 import type { Digest } from '../oci/digest.js';
+import type { PlatformSpec } from '../oci/platform.js';
 import { parseReference } from '../ref/reference.js';
-import { OciLayout } from '../transports/oci/layout.js';
+import { DockerArchive, DockerArchiveSource } from '../transports/docker-archive/source.js';
+import { OciArchive, OciArchiveSource } from '../transports/oci-archive/source.js';
+import { OciLayout, REF_NAME } from '../transports/oci/layout.js';
 import { LayoutSource } from '../transports/oci/source.js';
 import { RegistryClient } from '../transports/registry/client.js';
 import type { ImageSource } from '../transports/types.js';
@@ -38,6 +41,11 @@ export interface LoadOptions extends RegistryAccessOptions {
   key?: string;
   requireSignature?: boolean;
   scoped?: boolean;
+  /**
+   * Only these platforms of multi-platform images: their indexes are rewritten to list just
+   * those (new digest; the source's is kept in an annotation), as `ferry pull --platform` does.
+   */
+  platforms?: PlatformSpec[];
   concurrency?: number;
   /** containerd: the ctr command (argv), e.g. ['k3s', 'ctr']. */
   ctr?: string[];
@@ -83,11 +91,61 @@ function fullName(name: string): string {
   }
 }
 
-async function openSource(source: string, opts: LoadOptions): Promise<OpenedSource> {
-  if (source.startsWith('oci:')) {
-    if (opts.key !== undefined || opts.requireSignature) {
-      throw new UsageError('--key and --require-signature check bundles; an oci: source carries no signature');
+/**
+ * `oci-archive:FILE[:REF]` and `docker-archive:FILE[:REF|:@N]`: every image the archive holds
+ * (as `docker load` takes a `docker save` file), or the one REF picks.
+ */
+async function openArchiveSource(transport: 'oci-archive' | 'docker-archive', rest: string): Promise<OpenedSource> {
+  const colon = rest.indexOf(':');
+  const file = colon === -1 ? rest : rest.slice(0, colon);
+  const ref = colon === -1 ? undefined : rest.slice(colon + 1) || undefined;
+  const items: CopyItem[] = [];
+  const seen = new Set<string>();
+  const add = (name: string, source: ImageSource): void => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    items.push({ source, name });
+  };
+  if (transport === 'oci-archive') {
+    const archive = await OciArchive.open(file);
+    try {
+      const entries = ref !== undefined ? [archive.resolve(ref)] : archive.listImages();
+      if (entries.length === 0) throw new UsageError(`oci-archive:${file} holds no images`);
+      for (const desc of entries) {
+        add(fullName(layoutImageName(desc, ref)), new OciArchiveSource(archive, desc.annotations?.[REF_NAME] ?? ref ?? desc.digest));
+      }
+    } catch (err) {
+      await archive.close();
+      throw err;
     }
+    return { description: archive.label, items, fromBundle: false, close: () => archive.close() };
+  }
+  const archive = await DockerArchive.open(file);
+  try {
+    const images = ref !== undefined ? [archive.select(ref)] : archive.listImages();
+    if (images.length === 0) throw new UsageError(`docker-archive:${file} holds no images`);
+    for (const img of images) {
+      const source = new DockerArchiveSource(archive, img, ref ?? `@${img.index}`);
+      // Every tag the image was saved under, as `docker load` restores them.
+      if (img.repoTags.length === 0) add(`@${(await source.getRootManifest()).digest}`, source);
+      for (const tag of img.repoTags) add(tag, source);
+    }
+  } catch (err) {
+    await archive.close();
+    throw err;
+  }
+  return { description: archive.label, items, fromBundle: false, close: () => archive.close() };
+}
+
+async function openSource(source: string, opts: LoadOptions): Promise<OpenedSource> {
+  const archive = /^(oci-archive|docker-archive):(.*)$/.exec(source);
+  if (source.startsWith('oci:') || archive) {
+    if (opts.key !== undefined || opts.requireSignature) {
+      throw new UsageError(`--key and --require-signature check bundles; a ${source.split(':')[0]}: source carries no signature`);
+    }
+  }
+  if (archive) return openArchiveSource(archive[1] as 'oci-archive' | 'docker-archive', archive[2]!);
+  if (source.startsWith('oci:')) {
     const rest = source.slice('oci:'.length);
     const colon = rest.indexOf(':');
     const dir = colon === -1 ? rest : rest.slice(0, colon);
@@ -187,7 +245,8 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
   const src = await openSource(opts.source, opts);
   try {
     const sources = src.items.map((i) => i.source);
-    const plan = await planCopy(src.items, {
+    const items = opts.platforms?.length ? src.items.map((i) => ({ ...i, platforms: opts.platforms! })) : src.items;
+    const plan = await planCopy(items, {
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),

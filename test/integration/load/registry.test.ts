@@ -12,9 +12,12 @@ import { mirror } from '../../../src/load/mirror.js';
 import { parseManifest } from '../../../src/oci/manifest.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { parseReference } from '../../../src/ref/reference.js';
+import { parsePlatform } from '../../../src/oci/platform.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { runSkopeo } from '../../harness/tools.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { HAVE_FIXTURES, fixture } from '../../helpers/fixtures.js';
+import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { pushSmallCorpus, storeFromSmallCorpus } from '../corpus-registry.js';
 
@@ -172,6 +175,45 @@ describe('load from an oci: layout and into an oci: layout', () => {
     const app = corpus.images.find((i) => i.repo === 'ferry-test/app')!;
     await runSkopeo(['copy', '--dest-tls-verify=false', `oci:${dir}:${parseReference(app.ref).toString()}`, `docker://${reg.host}/from-oci/app:1`]);
     expect((await rawDigest(reg, `${reg.host}/from-oci/app:1`)).digest).toBe(app.digest);
+  });
+});
+
+describe.skipIf(!HAVE_FIXTURES)('load from docker-archive: and oci-archive: (skipped without ../shared/fixtures)', () => {
+  it('every image of a docker save file, under each of its tags, digests as an oci: copy of it has them', async () => {
+    const reg = await startRegistry();
+    const tar = fixture('go-containerregistry', 'pkg', 'v1', 'tarball', 'testdata', 'test_bundle.tar');
+    const r = await load({ source: `docker-archive:${tar}`, to: `docker://${reg.host}/da`, ...access(reg) });
+    expect(r.failures).toEqual([]);
+    expect(Object.keys(r.mapping).sort()).toEqual(['docker.io/library/test_image_1:latest', 'docker.io/library/test_image_2:latest']);
+    for (const [name, m] of Object.entries(r.mapping)) {
+      const ref = parseReference(name);
+      expect(m.destination).toBe(`${reg.host}/da/${ref.path}:latest`);
+      // What the registry serves is what ferry read: the same digest through an oci: copy.
+      const dir = createTempDir('da');
+      await load({ source: `docker-archive:${tar}:${ref.path.replace(/^library\//, '')}`, to: `oci:${dir}` });
+      const entry = (await (await OciLayout.open(dir)).readIndex()).manifests[0]!;
+      expect((await rawDigest(reg, m.destination)).digest).toBe(entry.digest);
+      expect(m.digest).toBe(entry.digest);
+    }
+    // One image picked by @N.
+    const one = await load({ source: `docker-archive:${tar}:@1`, to: `docker://${reg.host}/one`, ...access(reg) });
+    expect(Object.keys(one.mapping)).toHaveLength(1);
+  });
+
+  it('an oci-archive (a sparse containerd export): all platforms fail by name; --platform loads the one present', async () => {
+    const reg = await startRegistry();
+    const tar = fixture('oras-go', 'content', 'oci', 'testdata', 'hello-world.tar');
+    const all = await load({ source: `oci-archive:${tar}`, to: `docker://${reg.host}/oa`, ...access(reg) });
+    expect(all.failures).toHaveLength(1);
+    expect(all.failures[0]).toMatchObject({ name: 'docker.io/library/hello-world:latest', errorCode: 'BLOB_MISSING' });
+    expect(all.mapping).toEqual({});
+    const one = await load({ source: `oci-archive:${tar}`, to: `docker://${reg.host}/oa`, platforms: [parsePlatform('linux/amd64')], ...access(reg) });
+    expect(one.failures).toEqual([]);
+    const m = one.mapping['docker.io/library/hello-world:latest']!;
+    // The index was rewritten to the one platform: a new digest, the published one recorded.
+    expect(m.digest).not.toBe('sha256:faa03e786c97f07ef34423fccceeec2398ec8a5759259f94d99078f264e9d7af');
+    expect(one.images[0]!.originalDigest).toBe('sha256:faa03e786c97f07ef34423fccceeec2398ec8a5759259f94d99078f264e9d7af');
+    expect((await rawDigest(reg, m.destination)).digest).toBe(m.digest);
   });
 });
 
