@@ -45,12 +45,12 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
   return y
     .command<LoadArgs>(
       'load <source>',
-      'Load a bundle (or an OCI layout) into an OCI layout, a registry, Docker Engine or containerd',
+      'Load a bundle (or an OCI layout or archive) into an OCI layout, a registry, Docker Engine or containerd',
       (cmd) =>
         registryFlags(
           commonFlags(
             cmd
-              .positional('source', { type: 'string', demandOption: true, describe: 'bundle file, - for a bundle on stdin, or oci:DIR[:REF]' })
+              .positional('source', { type: 'string', demandOption: true, describe: 'bundle file, - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]' })
               .option('to', {
                 type: 'string',
                 demandOption: true,
