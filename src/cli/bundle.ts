@@ -2,12 +2,11 @@
 import type { Argv } from 'yargs';
 import { DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
 import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
-import { parsePlatform } from '../oci/platform.js';
 import { OciLayout } from '../transports/oci/layout.js';
 import { FerryError, UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatBytes } from './format.js';
-import { IMAGE_LIST_OPTION, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { IMAGE_LIST_OPTION, collectRefs, platformsOf, registryAccess, registryFlags, type RegistryFlags } from './options.js';
 import { jsonLine } from './progress.js';
 
 export interface BundleArgs extends RegistryFlags {
@@ -54,7 +53,7 @@ export async function runBundle(args: BundleArgs): Promise<number> {
   if (refs.length === 0 && !args.fromStore) {
     throw new UsageError('nothing to bundle: give image references, -f LIST, or --from-store');
   }
-  const platforms = (args.platform ?? []).flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim()));
+  const platforms = platformsOf(args.platform) ?? [];
   if (platforms.length > 0 && refs.length === 0) throw new UsageError('--platform applies to images pulled now; it cannot filter --from-store');
   const storeDir = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   const out = (line: string): void => {

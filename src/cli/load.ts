@@ -3,12 +3,11 @@ import type { Argv } from 'yargs';
 import { DEFAULT_CONCURRENCY, onlyIntegrityFailures } from '../copy/pull.js';
 import { load, type LoadReport } from '../load/load.js';
 import { mirror } from '../load/mirror.js';
-import { parsePlatform } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
 import { isStdin, writeFileAtomic } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { interruptible } from './interrupt.js';
-import { IMAGE_LIST_OPTION, checkConcurrency, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { IMAGE_LIST_OPTION, PLATFORM_OPTION, checkConcurrency, platformsOf, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
 import { createView, jsonLine, outputMode, type OutputMode, type ProgressView } from './progress.js';
 
 interface CommonArgs extends RegistryFlags {
@@ -31,7 +30,9 @@ interface LoadArgs extends CommonArgs {
 interface MirrorArgs extends CommonArgs {
   refs?: string[];
   file?: string[];
+  platform?: string[];
 }
+
 
 function commonFlags<T>(cmd: Argv<T>): Argv<T> {
   return cmd
@@ -56,7 +57,7 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
                 demandOption: true,
                 describe: 'oci:DIR | docker://HOST[:PORT][/PREFIX] | docker-daemon[:SOCKET] | containerd[:SOCKET][?namespace=NS]',
               })
-              .option('platform', { type: 'string', array: true, describe: 'only this platform of multi-platform images, OS/ARCH[/VARIANT]; repeatable (default: all)' })
+              .option('platform', PLATFORM_OPTION)
               .option('key', { type: 'string', describe: 'public key (PEM) the bundle signature must verify with' })
               .option('require-signature', { type: 'boolean', describe: 'refuse a bundle that is not signed' })
               .option('ctr', { type: 'string', describe: 'containerd client command (default ctr; e.g. "k3s ctr")' })
@@ -80,6 +81,7 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
               .positional('refs', { type: 'string', array: true, describe: 'image references (nginx:1.27, ghcr.io/org/app:1.2, docker://…)' })
               .option('file', IMAGE_LIST_OPTION)
               .option('to', { type: 'string', demandOption: true, describe: 'docker://HOST[:PORT][/PREFIX]' })
+              .option('platform', PLATFORM_OPTION)
               .example('$0 mirror -f images.txt --to docker://registry.local:5000/mirror', 'keep a local registry in step'),
           ),
         ) as unknown as Argv<MirrorArgs>,
@@ -131,7 +133,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
         ...(args.key !== undefined ? { key: args.key } : {}),
         ...(args['require-signature'] ? { requireSignature: true } : {}),
         ...(args.scoped ? { scoped: true } : {}),
-        ...(args.platform?.length ? { platforms: args.platform.flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim())) } : {}),
+        ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),
         ...(ctr ? { ctr } : {}),
         ...(args.snapshotter ? { snapshotter: args.snapshotter } : {}),
         concurrency,
@@ -151,7 +153,17 @@ async function runMirror(args: MirrorArgs): Promise<number> {
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
   const { mode, view: v } = await view(args);
   const report = await interruptible(
-    (signal) => mirror({ refs, to: args.to, ...(args.scoped ? { scoped: true } : {}), concurrency, ...access, signal, onEvent: (e) => v.onEvent(e) }),
+    (signal) =>
+      mirror({
+        refs,
+        to: args.to,
+        ...(args.scoped ? { scoped: true } : {}),
+        ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),
+        concurrency,
+        ...access,
+        signal,
+        onEvent: (e) => v.onEvent(e),
+      }),
     () => v.finish(),
   );
   return finish(report, args, mode, 'Mirrored');

@@ -2,6 +2,7 @@
 import type { Argv } from 'yargs';
 import { loadDockerConfig, type Credential, type CredentialSource } from '../auth/index.js';
 import { readImageList } from '../copy/pull.js';
+import { parsePlatform, type PlatformSpec } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
 
 export interface RegistryFlags {
@@ -62,6 +63,17 @@ export async function registryAccess(flags: RegistryFlags, stdinTaken = false): 
 export function checkConcurrency(n: number): number {
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new UsageError(`--concurrency must be an integer from 1 to 64, got ${String(n)}`);
   return n;
+}
+
+/** `--platform`, as pull, load and mirror take it (repeatable, or comma-separated). */
+export const PLATFORM_OPTION = {
+  type: 'string',
+  array: true,
+  describe: 'only this platform of multi-platform images, OS/ARCH[/VARIANT]; repeatable (default: all)',
+} as const;
+
+export function platformsOf(flags: string[] | undefined): PlatformSpec[] | undefined {
+  return flags?.length ? flags.flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim())) : undefined;
 }
 
 /** `-f LIST`, as pull and bundle take it. */

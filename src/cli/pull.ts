@@ -1,11 +1,10 @@
 /** `ferry pull`: flags → PullOptions → pull(); drawing and exit status. */
 import type { Argv } from 'yargs';
 import { DEFAULT_CONCURRENCY, DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
-import { parsePlatform } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
-import { IMAGE_LIST_OPTION, checkConcurrency, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import { IMAGE_LIST_OPTION, PLATFORM_OPTION, checkConcurrency, collectRefs, platformsOf, registryAccess, registryFlags, type RegistryFlags } from './options.js';
 import { interruptible } from './interrupt.js';
 import { createView, jsonLine, outputMode } from './progress.js';
 
@@ -28,7 +27,7 @@ export function pullCommand<T>(y: Argv<T>): Argv<T> {
           .positional('refs', { type: 'string', array: true, describe: 'image references (nginx, ghcr.io/org/app:1.2, docker://…, oci:DIR:REF)' })
           .option('file', IMAGE_LIST_OPTION)
           .option('store', { type: 'string', describe: `OCI layout to pull into (default $FERRY_STORE or ${DEFAULT_STORE})` })
-          .option('platform', { type: 'string', array: true, describe: 'only this platform, OS/ARCH[/VARIANT]; repeatable (default: all)' })
+          .option('platform', PLATFORM_OPTION)
           .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
           .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' })
           .example('$0 pull nginx:1.27 ghcr.io/org/app:2.1', 'pull two images into ./ferry-store')
@@ -44,7 +43,7 @@ async function runPull(args: PullArgs): Promise<number> {
   const refs = await collectRefs(args.refs, args.file);
   if (refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
   const concurrency = checkConcurrency(args.concurrency);
-  const platforms = (args.platform ?? []).flatMap((p) => p.split(',')).map((p) => parsePlatform(p.trim()));
+  const platforms = platformsOf(args.platform) ?? [];
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
   const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   const mode = outputMode(!!args.json);

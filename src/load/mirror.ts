@@ -6,6 +6,7 @@
  */
 import type { EventSink } from '../copy/events.js';
 import type { Digest } from '../oci/digest.js';
+import type { PlatformSpec } from '../oci/platform.js';
 import { planCopy, type CopyItem } from '../copy/plan.js';
 import { DEFAULT_CONCURRENCY, collectFailures, registryClientOptions, type RegistryAccessOptions } from '../copy/pull.js';
 import { parseLocation } from '../transports/location.js';
@@ -21,6 +22,8 @@ export interface MirrorOptions extends RegistryAccessOptions {
   refs: string[];
   to: string;
   scoped?: boolean;
+  /** Only these platforms of multi-platform images (indexes rewritten, as pull --platform does). */
+  platforms?: PlatformSpec[];
   concurrency?: number;
   chunkSize?: number;
   signal?: AbortSignal;
@@ -58,7 +61,7 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
       const name = loc.ref.toString();
       if (seen.has(name)) continue;
       seen.add(name);
-      items.push({ source: new RegistrySource(clientFor(loc.ref.domain), loc.ref), name });
+      items.push({ source: new RegistrySource(clientFor(loc.ref.domain), loc.ref), name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
     }
     // Names are checked before anything is read: a collision stops the run up front.
     const targetsByName = new Map(

@@ -234,6 +234,17 @@ describe('mirror registry to registry', () => {
     expect(second.blobs.total).toBe(0);
     expect(second.images.every((i) => i.skipped)).toBe(true);
 
+    // --platform: the index is rewritten to the one platform (new digest, the published one kept).
+    const multi = corpus.images.find((i) => i.repo === 'ferry-test/multi' && i.tag === 'oci')!;
+    const arm = await mirror({ refs: [`${src.host}/${multi.repo}:${multi.tag}`], to: `docker://${dst.host}/arm`, platforms: [parsePlatform('linux/arm64')], retry: fast });
+    expect(arm.failures).toEqual([]);
+    expect(arm.images[0]!.originalDigest).toBe(multi.digest);
+    const served = await rawDigest(dst, `${dst.host}/arm/${multi.repo}:${multi.tag}`);
+    expect(served.digest).toBe(arm.images[0]!.digest);
+    expect(served.digest).not.toBe(multi.digest);
+    const idx = parseManifest(served.bytes, undefined, 'arm index');
+    expect(idx.kind === 'index' && idx.manifests.map((m) => `${m.platform?.os}/${m.platform?.architecture}`)).toEqual(['linux/arm64']);
+
     // Within one registry, blobs are mounted from the source repositories: none is copied.
     const inside = await mirror({ refs, to: `docker://${src.host}/copy`, retry: fast });
     expect(inside.failures).toEqual([]);
