@@ -12,6 +12,7 @@ import { createView, jsonLine, outputMode, type OutputMode, type ProgressView } 
 
 interface CommonArgs extends RegistryFlags {
   to: string;
+  'chunk-size'?: number;
   scoped?: boolean;
   concurrency: number;
   mapping?: string;
@@ -38,6 +39,7 @@ function commonFlags<T>(cmd: Argv<T>): Argv<T> {
   return cmd
     .option('scoped', { type: 'boolean', describe: 'keep the source registry host as the first path component (registry destinations)' })
     .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
+    .option('chunk-size', { type: 'number', describe: 'registry uploads: blobs larger than this many MiB go up in PATCH requests of this size (default 64)' })
     .option('mapping', { type: 'string', describe: 'write the JSON mapping source reference → destination reference and digest to this file' })
     .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' });
 }
@@ -117,8 +119,16 @@ async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, ve
   return onlyIntegrityFailures(report.failures) ? 3 : 1;
 }
 
+/** --chunk-size in MiB → bytes; 1 MiB to 4 GiB. */
+function chunkSizeOf(mib: number | undefined): number | undefined {
+  if (mib === undefined) return undefined;
+  if (!Number.isInteger(mib) || mib < 1 || mib > 4096) throw new UsageError(`--chunk-size must be a whole number of MiB from 1 to 4096, got ${String(mib)}`);
+  return mib * 1024 * 1024;
+}
+
 async function runLoad(args: LoadArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
+  const chunkSize = chunkSizeOf(args['chunk-size']);
   const fromStdin = isStdin(args.source.replace(/^bundle:/, ''));
   if (fromStdin && args['password-stdin']) throw new UsageError('--password-stdin cannot be used when the bundle is read from stdin');
   const access = await registryAccess(args, fromStdin);
@@ -135,6 +145,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
         ...(args.scoped ? { scoped: true } : {}),
         ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),
         ...(ctr ? { ctr } : {}),
+        ...(chunkSize ? { chunkSize } : {}),
         ...(args.snapshotter ? { snapshotter: args.snapshotter } : {}),
         concurrency,
         ...access,
@@ -148,6 +159,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
 
 async function runMirror(args: MirrorArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
+  const chunkSize = chunkSizeOf(args['chunk-size']);
   const refs = await collectRefs(args.refs, args.file);
   if (refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
@@ -159,6 +171,7 @@ async function runMirror(args: MirrorArgs): Promise<number> {
         to: args.to,
         ...(args.scoped ? { scoped: true } : {}),
         ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),
+        ...(chunkSize ? { chunkSize } : {}),
         concurrency,
         ...access,
         signal,

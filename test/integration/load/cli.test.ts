@@ -98,6 +98,11 @@ describe('ferry load: usage errors exit 2 and touch nothing', () => {
       expect(r.code, `--concurrency ${c}`).toBe(2);
       expect(r.stderr).toMatch(/--concurrency must be an integer from 1 to 64/);
     }
+    for (const c of ['0', '1.5', '5000']) {
+      const r = await ferry(['load', bundle, '--to', `oci:${dest}`, '--chunk-size', c]);
+      expect(r.code, `--chunk-size ${c}`).toBe(2);
+      expect(r.stderr).toMatch(/--chunk-size must be a whole number of MiB from 1 to 4096/);
+    }
 
     const json = await ferry(['load', bundle, '--to', `oci:${dest}:x`, '--json']);
     expect(json.code).toBe(2);
