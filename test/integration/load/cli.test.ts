@@ -15,8 +15,7 @@ import { parseReference } from '../../../src/ref/reference.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeKeyPair } from '../../helpers/keys.js';
-import { storeFromSmallCorpus } from '../corpus-registry.js';
+import { signedCorpusBundle } from './fixtures.js';
 import { CLI, bundleManifest, ferry, jsonLines, registryManifestDigest, registryTags, reportOf, tarMembers } from './helpers-cli.js';
 
 let corpus: CorpusManifest;
@@ -30,15 +29,7 @@ let bundleImages: Map<string, string>;
 beforeAll(async () => {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first (npm test does)`);
   work = createTempDir('load-cli');
-  let store;
-  ({ corpus, store } = await storeFromSmallCorpus(path.join(work, 'store')));
-  const keys = path.join(work, 'keys');
-  await mkdir(keys);
-  const { key, pub } = makeKeyPair(keys, 'ec', 'ec-p256');
-  pubKey = pub;
-  otherPub = makeKeyPair(keys, 'other', 'ec-p256').pub;
-  bundle = path.join(work, 'all.ferry');
-  await writeBundle({ store, output: bundle, compression: 'auto', signKey: key });
+  ({ corpus, bundle, pubKey, otherPub } = await signedCorpusBundle(work, 'ec-p256'));
   const m = await bundleManifest(bundle);
   bundleImages = new Map(m.images.map((i) => [parseReference(i.ref).toString(), i.digest]));
   expect(bundleImages.size).toBe(new Set(corpus.images.map((i) => i.ref)).size);

@@ -7,44 +7,24 @@
 import { cp, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { planCopy, type CopyItem, type CopyPlan } from '../../../src/copy/plan.js';
+import { planCopy } from '../../../src/copy/plan.js';
 import type { CopyEvent } from '../../../src/copy/events.js';
 import { loadIntoContainerd, type ContainerdOptions } from '../../../src/load/containerd.js';
 import { parseImageList } from '../../../src/load/containerd-ctr.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
-import { parseReference } from '../../../src/ref/reference.js';
-import { OciLayout, REF_NAME } from '../../../src/transports/oci/layout.js';
+import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { LayoutSource } from '../../../src/transports/oci/source.js';
-import type { ImageSource } from '../../../src/transports/types.js';
 import { FerryError } from '../../../src/util/errors.js';
 import { startContainerd, type Engine } from '../../harness/engines.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { storeFromSmallCorpus } from '../corpus-registry.js';
+import { planStore } from './fixtures.js';
 
 let containerd: Engine;
 let storeDir: string;
 
-interface Planned {
-  plan: CopyPlan;
-  sources: ImageSource[];
-}
 
 /** Plan every image (or the layout refs in `only`) of the store at `dir`, named by full reference. */
-async function planStore(dir: string, only?: readonly string[]): Promise<Planned> {
-  const store = await OciLayout.open(dir);
-  const idx = await store.readIndex();
-  const items: CopyItem[] = [];
-  for (const entry of idx.manifests) {
-    const refName = entry.annotations?.[REF_NAME];
-    if (!refName) continue;
-    const name = parseReference(refName).toString();
-    if (only && !only.includes(name)) continue;
-    items.push({ source: new LayoutSource(store, refName), name });
-  }
-  const plan = await planCopy(items);
-  expect(plan.failures).toEqual([]);
-  return { plan, sources: items.map((i) => i.source) };
-}
 
 async function listImages(namespace: string): Promise<Map<string, string>> {
   const r = await containerd.run(['-n', namespace, 'images', 'ls']);

@@ -8,7 +8,7 @@ import { cp, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CopyEvent } from '../../../src/copy/events.js';
-import { planCopy, type CopyItem, type CopyPlan } from '../../../src/copy/plan.js';
+import { planCopy } from '../../../src/copy/plan.js';
 import { compareApiVersions } from '../../../src/load/docker-api.js';
 import { loadIntoDockerDaemon } from '../../../src/load/docker-daemon.js';
 import { parseManifest } from '../../../src/oci/manifest.js';
@@ -16,11 +16,11 @@ import { platformMatches } from '../../../src/oci/platform.js';
 import { parseReference } from '../../../src/ref/reference.js';
 import { OciLayout, REF_NAME } from '../../../src/transports/oci/layout.js';
 import { LayoutSource } from '../../../src/transports/oci/source.js';
-import type { ImageSource } from '../../../src/transports/types.js';
 import { FerryError } from '../../../src/util/errors.js';
 import { startDockerd, type Engine } from '../../harness/engines.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { storeFromSmallCorpus } from '../corpus-registry.js';
+import { planStore } from './fixtures.js';
 
 let docker: Engine;
 let storeDir: string;
@@ -28,25 +28,8 @@ let storeDir: string;
 let expected: Map<string, { id: string; layers: string[]; zstd: boolean } | 'artifact'>;
 let zstdSupported: boolean;
 
-interface Planned {
-  plan: CopyPlan;
-  sources: ImageSource[];
-}
 
 /** Plan every image of the store at `dir`, named by full reference. */
-async function planStore(dir: string): Promise<Planned> {
-  const store = await OciLayout.open(dir);
-  const idx = await store.readIndex();
-  const items: CopyItem[] = [];
-  for (const entry of idx.manifests) {
-    const refName = entry.annotations?.[REF_NAME];
-    if (!refName) continue;
-    items.push({ source: new LayoutSource(store, refName), name: parseReference(refName).toString() });
-  }
-  const plan = await planCopy(items);
-  expect(plan.failures).toEqual([]);
-  return { plan, sources: items.map((i) => i.source) };
-}
 
 /** What each stored image should become in the engine, computed from the stored manifests. */
 async function expectedImages(dir: string): Promise<typeof expected> {

@@ -6,7 +6,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { OciLayout, REF_NAME } from '../../../src/transports/oci/layout.js';
 import type { Digest } from '../../../src/oci/digest.js';

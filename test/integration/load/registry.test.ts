@@ -2,11 +2,10 @@
  * ferry load into a real docker-registry (plain, htpasswd, token auth, TLS) and ferry mirror
  * between two: skopeo reads back every image, index and child, with the source digests.
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
-import { writeBundle } from '../../../src/bundle/writer.js';
 import { load, type LoadOptions } from '../../../src/load/load.js';
 import { mirror } from '../../../src/load/mirror.js';
 import { parseManifest } from '../../../src/oci/manifest.js';
@@ -18,8 +17,8 @@ import { runSkopeo } from '../../harness/tools.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { HAVE_FIXTURES, fixture } from '../../helpers/fixtures.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
-import { makeKeyPair } from '../../helpers/keys.js';
-import { pushSmallCorpus, storeFromSmallCorpus } from '../corpus-registry.js';
+import { pushSmallCorpus } from '../corpus-registry.js';
+import { signedCorpusBundle } from './fixtures.js';
 
 let corpus: CorpusManifest;
 let work: string;
@@ -31,16 +30,8 @@ const fast: LoadOptions['retry'] = { baseDelayMs: 20, maxDelayMs: 200 };
 
 beforeAll(async () => {
   work = createTempDir('load-registry');
-  let store;
-  ({ corpus, store } = await storeFromSmallCorpus(path.join(work, 'store')));
-  const keys = path.join(work, 'keys');
-  await mkdir(keys);
-  const { key, pub } = makeKeyPair(keys, 'ec', 'ec-p256');
-  pubKey = pub;
-  otherPub = makeKeyPair(keys, 'other', 'ed25519').pub;
-  bundle = path.join(work, 'all.ferry');
   // auto: the uncompressed layer travels zstd-compressed and must come out byte-exact.
-  await writeBundle({ store, output: bundle, compression: 'auto', signKey: key });
+  ({ corpus, bundle, pubKey, otherPub } = await signedCorpusBundle(work));
 }, 300_000);
 afterAll(cleanupHarness);
 
