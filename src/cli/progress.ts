@@ -3,7 +3,7 @@
  * lines otherwise, newline-delimited JSON with --json. Only the CLI imports listr2.
  */
 import type { CopyEvent } from '../copy/events.js';
-import { formatBytes, formatRate, shortDigest } from './format.js';
+import { formatBytes, shortDigest } from './format.js';
 
 export type OutputMode = 'tty' | 'plain' | 'json';
 

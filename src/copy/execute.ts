@@ -8,9 +8,10 @@ import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
 import type { ImageSource } from '../transports/types.js';
-import { IntegrityError, NotLoadedError, SizeMismatchError, errorMessage, wrap } from '../util/errors.js';
+import { NotLoadedError, SizeMismatchError, errorMessage } from '../util/errors.js';
 import { fileSize } from '../util/fsutil.js';
 import type { EventSink } from './events.js';
+import { scheduleBlobs } from './scheduler.js';
 import { ORIGINAL_INDEX_ANNOTATION, type CopyPlan, type PlannedImage } from './plan.js';
 
 export interface ExecuteOptions {
@@ -78,24 +79,6 @@ export function failedResult<B extends ImageResultBase>(base: B, err: unknown, c
   };
 }
 
-export interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (e: unknown) => void;
-}
-
-/** A promise settled from outside; rejections are observed by whoever awaits it later. */
-export function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {});
-  return { promise, resolve, reject };
-}
-
 export async function executeCopy(
   plan: CopyPlan,
   sources: ImageSource[],
@@ -105,8 +88,6 @@ export async function executeCopy(
   const started = Date.now();
   const emit = opts.onEvent ?? (() => {});
   const stats = { total: plan.blobs.length, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 };
-  const blobDone = new Map<string, Deferred>();
-  for (const b of plan.blobs) blobDone.set(b.desc.digest, deferred());
 
   /** Images that needed at least one blob fetched (not skipped). */
   const fetched = new Set<string>();
@@ -134,47 +115,27 @@ export async function executeCopy(
     emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: written, total: written });
   }
 
-  let integrityFailure: unknown;
   const conflicts = new Set(plan.blobs.filter((b) => b.sizeConflict).map((b) => b.desc.digest));
-  // The scheduler: largest blobs first so the long transfers start early.
-  const queue = [...plan.blobs].sort((a, b) => b.desc.size - a.desc.size);
-  let next = 0;
-  const concurrency = Math.max(1, opts.concurrency ?? 8);
-  const scheduler = Promise.all(
-    Array.from({ length: Math.min(concurrency, queue.length) }, async () => {
-      while (next < queue.length) {
-        const b = queue[next++]!;
-        const slot = blobDone.get(b.desc.digest)!;
-        if (opts.signal?.aborted) {
-          slot.reject(opts.signal.reason);
-          continue;
-        }
-        try {
-          await fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true, b.images);
-          slot.resolve();
-        } catch (err) {
-          stats.failed++;
-          if (err instanceof IntegrityError) integrityFailure ??= err;
-          emit({ kind: 'blob', state: 'failed', digest: b.desc.digest, bytes: 0, total: b.desc.size, error: errorMessage(err) });
-          slot.reject(err);
-        }
-      }
-    }),
-  );
+  const schedule = scheduleBlobs(plan.blobs, (b) => b.desc, (b) => fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true, b.images), {
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onEvent: emit,
+    stats,
+  });
 
   async function finishImage(img: PlannedImage): Promise<ImageResult> {
     const base = resultBase(img);
     try {
       for (const b of img.blobs) {
-        await blobDone.get(b.digest)!.promise;
+        await schedule.done(b.digest);
         if (conflicts.has(b.digest)) {
           const actual = await fileSize(store.blobPath(b.digest));
           if (actual !== b.size) throw new SizeMismatchError(b.size, actual ?? -1, `blob ${b.digest} of ${img.name}`);
         }
       }
       if (opts.allOrNothing) {
-        await scheduler;
-        if (integrityFailure) throw new NotLoadedError(integrityFailure);
+        await schedule.finished;
+        if (schedule.integrityFailure()) throw new NotLoadedError(schedule.integrityFailure());
       }
       for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
       const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
@@ -190,6 +151,6 @@ export async function executeCopy(
   }
 
   const images = await Promise.all(plan.images.map(finishImage));
-  await scheduler;
+  await schedule.finished;
   return { images, blobs: stats, durationMs: Date.now() - started };
 }

@@ -17,6 +17,7 @@ import { formatPlatform, platformMatches, type PlatformSpec } from '../oci/platf
 import type { ImageSource } from '../transports/types.js';
 import { NotFoundError, SizeMismatchError, wrap } from '../util/errors.js';
 import type { EventSink } from './events.js';
+import { eachLimit } from './scheduler.js';
 
 export const ORIGINAL_INDEX_ANNOTATION = 'dev.ferry.original-index.digest';
 
@@ -162,35 +163,29 @@ export async function planCopy(
 ): Promise<CopyPlan> {
   opts.onEvent?.({ kind: 'images', names: items.map((i) => i.name) });
   const results: Array<PlannedImage | { error: unknown }> = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(opts.concurrency ?? 8, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      const item = items[i]!;
-      opts.onEvent?.({ kind: 'image', state: 'resolving', image: item.name });
-      try {
-        const planned = await planOne(item, i, opts.signal);
-        results[i] = planned;
-        opts.onEvent?.({
-          kind: 'image',
-          state: 'resolved',
-          image: item.name,
-          digest: planned.root.digest,
-          blobs: planned.blobs.map((b) => b.digest),
-          total: planned.totalBytes,
-          platforms: planned.platforms,
-          ...(planned.originalDigest ? { originalDigest: planned.originalDigest } : {}),
-        });
-      } catch (err) {
-        if (opts.signal?.aborted) throw err;
-        // Context only where the inner message does not already name the image.
-        const named = err instanceof Error && err.message.includes(item.name);
-        results[i] = { error: named ? err : wrap(err, `resolving ${item.name}`) };
-        opts.onEvent?.({ kind: 'image', state: 'failed', image: item.name, error: (err as Error).message });
-      }
+  await eachLimit(items, opts.concurrency ?? 8, async (item, i) => {
+    opts.onEvent?.({ kind: 'image', state: 'resolving', image: item.name });
+    try {
+      const planned = await planOne(item, i, opts.signal);
+      results[i] = planned;
+      opts.onEvent?.({
+        kind: 'image',
+        state: 'resolved',
+        image: item.name,
+        digest: planned.root.digest,
+        blobs: planned.blobs.map((b) => b.digest),
+        total: planned.totalBytes,
+        platforms: planned.platforms,
+        ...(planned.originalDigest ? { originalDigest: planned.originalDigest } : {}),
+      });
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      // Context only where the inner message does not already name the image.
+      const named = err instanceof Error && err.message.includes(item.name);
+      results[i] = { error: named ? err : wrap(err, `resolving ${item.name}`) };
+      opts.onEvent?.({ kind: 'image', state: 'failed', image: item.name, error: (err as Error).message });
     }
   });
-  await Promise.all(workers);
   const images: PlannedImage[] = [];
   const failures: CopyPlan['failures'] = [];
   const blobs = new Map<string, PlannedBlob>();

@@ -230,6 +230,17 @@ async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource
   }
 }
 
+/** What load and mirror report about a destination's work: per image, failures, blobs, mapping. */
+export function destinationResult(plan: CopyPlan, report: DestinationReport, started: number): Pick<LoadReport, 'images' | 'failures' | 'blobs' | 'mapping' | 'durationMs'> {
+  return {
+    images: report.images,
+    failures: collectFailures(plan.failures, report.images),
+    blobs: report.blobs,
+    mapping: mappingOf(report.images),
+    durationMs: Date.now() - started,
+  };
+}
+
 /** The mapping of a report: every image that is in place. */
 export function mappingOf(images: readonly LoadedImage[]): Record<string, MappingEntry> {
   const out: Record<string, MappingEntry> = {};
@@ -257,11 +268,7 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
       source: src.description,
       destination: formatLoadDestination(dest),
       ...(src.signature ? { signature: src.signature } : {}),
-      images: report.images,
-      failures: collectFailures(plan.failures, report.images),
-      blobs: report.blobs,
-      mapping: mappingOf(report.images),
-      durationMs: Date.now() - started,
+      ...destinationResult(plan, report, started),
     };
   } finally {
     await src.close();

@@ -8,13 +8,13 @@ import type { EventSink } from '../copy/events.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { planCopy, type CopyItem } from '../copy/plan.js';
-import { DEFAULT_CONCURRENCY, collectFailures, registryClientOptions, type RegistryAccessOptions } from '../copy/pull.js';
+import { DEFAULT_CONCURRENCY, registryClientOptions, type RegistryAccessOptions } from '../copy/pull.js';
 import { parseLocation } from '../transports/location.js';
 import { RegistryClient } from '../transports/registry/client.js';
 import { RegistrySource } from '../transports/registry/source.js';
 import { UsageError, wrap } from '../util/errors.js';
 import { formatLoadDestination, parseLoadDestination } from './destination.js';
-import { mappingOf, type LoadReport } from './load.js';
+import { destinationResult, type LoadReport } from './load.js';
 import { registryTargets } from './registry-names.js';
 import { pushToRegistry } from './registry.js';
 
@@ -97,11 +97,7 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
     return {
       source: `${items.length} reference${items.length === 1 ? '' : 's'}`,
       destination: formatLoadDestination(dest),
-      images: report.images,
-      failures: collectFailures(plan.failures, report.images),
-      blobs: report.blobs,
-      mapping: mappingOf(report.images),
-      durationMs: Date.now() - started,
+      ...destinationResult(plan, report, started),
     };
   } finally {
     await Promise.all([...clients.values()].map((c) => c.close()));

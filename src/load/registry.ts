@@ -12,7 +12,8 @@
  * 3. Per image, once all of its blobs are in: its manifests children first, by digest; the
  *    root last, under its tag. So no tag ever points at incomplete content.
  */
-import { deferred, failedResult, resultBase, type Deferred } from '../copy/execute.js';
+import { failedResult, resultBase } from '../copy/execute.js';
+import { eachLimit, scheduleBlobs } from '../copy/scheduler.js';
 import type { CopyPlan, PlannedImage } from '../copy/plan.js';
 import type { ImageSource } from '../transports/types.js';
 import type { RegistryClient } from '../transports/registry/client.js';
@@ -38,19 +39,6 @@ export interface RegistryPushOptions extends DestinationOptions {
 
 type ImageState = 'complete' | 'retag' | 'push';
 
-
-/** Run `fn` over `items`, at most `n` at a time. */
-async function eachLimit<T>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(Math.max(1, n), items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await fn(items[i]!, i);
-      }
-    }),
-  );
-}
 
 /** Context and a hint for what a registry answers to a push. */
 function pushError(err: unknown, img: PlannedImage, target: RegistryTarget, client: RegistryClient): FerryError {
@@ -114,9 +102,6 @@ export async function pushToRegistry(
     }
   });
   stats.total = needs.size;
-  const done = new Map<string, Deferred>();
-  for (const d of needs.keys()) done.set(d, deferred());
-  let integrityFailure: unknown;
 
   async function pushBlob(n: { blob: CopyPlan['blobs'][number]; repos: string[] }): Promise<void> {
     const { desc, sourceIndex, sizeConflict } = n.blob;
@@ -161,22 +146,11 @@ export async function pushToRegistry(
     }
   }
 
-  const queue = [...needs.values()].sort((a, b) => b.blob.desc.size - a.blob.desc.size);
-  const scheduler = eachLimit(queue, concurrency, async (n) => {
-    const slot = done.get(n.blob.desc.digest)!;
-    if (signal?.aborted) {
-      slot.reject(signal.reason);
-      return;
-    }
-    try {
-      await pushBlob(n);
-      slot.resolve();
-    } catch (err) {
-      stats.failed++;
-      if (err instanceof IntegrityError) integrityFailure ??= err;
-      emit({ kind: 'blob', state: 'failed', digest: n.blob.desc.digest, bytes: 0, total: n.blob.desc.size, error: errorMessage(err) });
-      slot.reject(err);
-    }
+  const schedule = scheduleBlobs([...needs.values()], (n) => n.blob.desc, pushBlob, {
+    concurrency,
+    ...(signal ? { signal } : {}),
+    onEvent: emit,
+    stats,
   });
 
   async function finishImage(img: PlannedImage, i: number): Promise<LoadedImage> {
@@ -190,10 +164,10 @@ export async function pushToRegistry(
         return { ...base, skipped: true };
       }
       if (states[i] === 'push') {
-        for (const b of img.blobs) await done.get(b.digest)!.promise;
+        for (const b of img.blobs) await schedule.done(b.digest);
         if (opts.allOrNothing) {
-          await scheduler;
-          if (integrityFailure) throw new NotLoadedError(integrityFailure);
+          await schedule.finished;
+          if (schedule.integrityFailure()) throw new NotLoadedError(schedule.integrityFailure());
         }
         for (const m of img.manifests) {
           if (m === root) break;
@@ -212,7 +186,7 @@ export async function pushToRegistry(
   }
 
   const images = await Promise.all(plan.images.map(finishImage));
-  await scheduler;
+  await schedule.finished;
   return { images, blobs: stats, durationMs: Date.now() - started };
 }
 

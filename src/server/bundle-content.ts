@@ -13,14 +13,12 @@
  * stopped once the range is complete), never holding more than a chunk in memory.
  */
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { LIMITS, MEMBER } from '../bundle/format.js';
 import { blobMembers, openRestored, readZstdMembers } from '../bundle/blobs.js';
 import { zstdAvailable } from '../bundle/reader.js';
 import type { Digest } from '../oci/digest.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
-import { IntegrityError } from '../util/errors.js';
 import type { TarEntry } from '../util/tar-reader.js';
 import { BlobGoneError, type ByteRange, type ServedContent } from './content.js';
 import { buildServedContent, checkRepositoryOption, type ServedNamingOptions } from './served-graph.js';

@@ -16,7 +16,7 @@ import { MediaType } from '../oci/mediatypes.js';
 import { FerryError, UsageError, errorMessage } from '../util/errors.js';
 import { BlobGoneError, mergeContent, type ServedContent } from './content.js';
 import { FailureThrottle, Htpasswd, parseBasicAuth } from './htpasswd.js';
-import { formatCommonLog, formatJsonLog, type AccessRecord } from './log.js';
+import { formatCommonLog, formatJsonLog } from './log.js';
 import { nextLink, paginate, parsePageRequest } from './pagination.js';
 import { contentRange, parseRange } from './range.js';
 import { matchRoute, type ApiError, type Route } from './routes.js';
