@@ -23,12 +23,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { DigestVerifier, verifyBytes } from '../oci/digest.js';
+import { verifyBytes } from '../oci/digest.js';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
 import { failedResult, resultBase } from '../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../copy/plan.js';
 import type { ImageSource } from '../transports/types.js';
-import { AbortedError, DaemonUnavailableError, FerryError, errorMessage, type FerryErrorOptions } from '../util/errors.js';
+import { AbortedError, DaemonUnavailableError, FerryError, type FerryErrorOptions } from '../util/errors.js';
 import { TarWriter } from '../util/tar.js';
 import {
   OCI_LAYOUT_FILE,
@@ -47,6 +47,7 @@ import {
   type CtrTarget,
   type ImportFlags,
 } from './containerd-ctr.js';
+import { addVerifiedBlob } from './archive-blob.js';
 import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
 
 export interface ContainerdOptions extends DestinationOptions {
@@ -332,33 +333,14 @@ async function streamBlob(tar: TarWriter, b: PlannedBlob, ctx: ImportContext): P
   const desc: Descriptor = b.desc;
   const source = ctx.sources[b.sourceIndex];
   if (!source) throw new FerryError('PLAN_INVALID', `blob ${desc.digest}: the plan names source #${b.sourceIndex}, which was not given`);
-  const what = `blob ${desc.digest} from ${source.description}`;
-  emit({ kind: 'blob', state: 'start', digest: desc.digest, bytes: 0, total: desc.size });
   // With conflicting declared sizes (b.sizeConflict) the archive still needs one size up
-  // front: the first image's. If that one lies, the size check below fails the import.
-  const verifier = new DigestVerifier({
-    digest: desc.digest,
-    size: desc.size,
-    what,
-    onProgress: (n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }),
-  });
-  const stream = source.openBlob(desc, {
-    what,
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
-    onResume: (offset, reason) => emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
-  });
-  stream.on('error', (err) => verifier.destroy(err));
-  stream.pipe(verifier);
+  // front: the first image's. If that one lies, the size check fails the import.
   try {
-    await tar.addFile(blobEntryName(desc.digest), desc.size, verifier);
+    await addVerifiedBlob(tar, blobEntryName(desc.digest), source, desc, { emit, signal: ctx.signal });
   } catch (err) {
     ctx.stats.failed++;
-    emit({ kind: 'blob', state: 'failed', digest: desc.digest, bytes: verifier.bytesSeen, total: desc.size, error: errorMessage(err) });
     throw err;
-  } finally {
-    stream.destroy();
   }
-  emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: desc.size, total: desc.size });
 }
 
 /** The config media type of a single-manifest image (undefined for indexes). */

@@ -19,18 +19,17 @@
  * Docker Engine identifies an image by its config digest (the image ID), so that is what
  * `destinationDigest` reports; the manifest and index are not stored by the classic engine.
  */
-import { Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { failedResult, resultBase } from '../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../copy/plan.js';
-import { DigestVerifier, hex, isDigest, type Digest } from '../oci/digest.js';
+import { hex, isDigest, type Digest } from '../oci/digest.js';
 import { parseManifest, type Descriptor, type ImageManifest, type ManifestDocument } from '../oci/manifest.js';
 import { MediaType, declaredCompression } from '../oci/mediatypes.js';
 import { formatPlatform, normalizePlatform, platformMatches, type PlatformSpec } from '../oci/platform.js';
 import { parseReference } from '../ref/reference.js';
 import type { ImageSource } from '../transports/types.js';
-import { AbortedError, FerryError, NotFoundError, SizeMismatchError, errorMessage } from '../util/errors.js';
+import { AbortedError, FerryError, NotFoundError, SizeMismatchError } from '../util/errors.js';
 import { TarWriter } from '../util/tar.js';
+import { addVerifiedBlob } from './archive-blob.js';
 import { DockerClient, ZSTD_MIN_API_VERSION, resolveDockerEndpoint, type DockerEndpoint } from './docker-api.js';
 import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
 
@@ -175,24 +174,6 @@ export function buildManifestJson(entries: readonly ArchiveEntry[]): Buffer {
   );
 }
 
-/**
- * Passes chunks on one behind: the last chunk is released only when the stream ends
- * cleanly, i.e. after the upstream DigestVerifier's final check passed.
- */
-export class HoldLastChunk extends Transform {
-  private pending: Buffer | undefined;
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    const previous = this.pending;
-    this.pending = chunk;
-    cb(null, previous);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    cb(null, this.pending);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The destination
 
@@ -328,30 +309,14 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
     async function streamBlob(d: Descriptor, sourceIndex: number): Promise<void> {
       const source = sources[sourceIndex];
       if (!source) throw new FerryError('PLAN_INCOMPLETE', `no source #${sourceIndex} for blob ${d.digest}`);
-      const what = `blob ${d.digest} from ${source.description}`;
-      emit({ kind: 'blob', state: 'start', digest: d.digest, bytes: 0, total: d.size });
-      const verifier = new DigestVerifier({
-        digest: d.digest,
-        size: d.size,
-        what,
-        onProgress: (n) => emit({ kind: 'blob', state: 'progress', digest: d.digest, bytes: n, total: d.size }),
-      });
-      const held = new HoldLastChunk();
-      const piped = pipeline(source.openBlob(d, { what, ...(signal ? { signal } : {}) }), verifier, held);
-      piped.catch(() => {}); // observed through the tar, or below
       try {
-        await tar.addFile(archivePath(d.digest as Digest), d.size, held);
-        await piped;
+        await addVerifiedBlob(tar, archivePath(d.digest as Digest), source, d, { emit, signal });
       } catch (err) {
-        // Prefer the verifier's (or source's) own error over the tar's view of it.
-        const cause = await piped.then(() => err, (e: unknown) => e);
         stats.failed++;
-        emit({ kind: 'blob', state: 'failed', digest: d.digest, bytes: verifier.bytesSeen, total: d.size, error: errorMessage(cause) });
-        throw cause;
+        throw err;
       }
       stats.fetched++;
       stats.bytesFetched += d.size;
-      emit({ kind: 'blob', state: 'done', digest: d.digest, bytes: d.size, total: d.size });
     }
 
     let sendError: unknown;

@@ -56,6 +56,12 @@ export interface VerifierOptions {
   what: string;
   /** Called with the running byte count, at most every 256 KiB and at the end. */
   onProgress?: (bytes: number) => void;
+  /**
+   * Pass chunks on one behind and release the last only once size and digest matched, so a
+   * receiver that is not itself checking (an engine's load stream, an upload) never gets a
+   * complete copy of bad content.
+   */
+  holdLast?: boolean;
 }
 
 /**
@@ -67,6 +73,7 @@ export class DigestVerifier extends Transform {
   private readonly hash: Hash;
   private bytes: number;
   private reported = 0;
+  private held: Buffer | undefined;
   private readonly expected: VerifierOptions;
 
   constructor(options: VerifierOptions) {
@@ -92,6 +99,12 @@ export class DigestVerifier extends Transform {
       this.reported = this.bytes;
       this.expected.onProgress(this.bytes);
     }
+    if (this.expected.holdLast) {
+      const previous = this.held;
+      this.held = chunk;
+      cb(null, previous);
+      return;
+    }
     cb(null, chunk);
   }
 
@@ -107,6 +120,6 @@ export class DigestVerifier extends Transform {
       cb(new DigestMismatchError(this.expected.digest, actual, this.expected.what));
       return;
     }
-    cb();
+    cb(null, this.held);
   }
 }

@@ -18,11 +18,12 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Digest } from '../../oci/digest.js';
+import { pipeline } from 'node:stream/promises';
+import { DigestVerifier, type Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
 import { DigestMismatchError, FerryError, RegistryError, SizeMismatchError, errorMessage } from '../../util/errors.js';
 import { drain } from './http.js';
-import { header, readCapped, type RegistryClient, type RegistryResponse } from './client.js';
+import { header, type RegistryClient, type RegistryResponse } from './client.js';
 import { backoffDelay, isRetryableNetworkError, wait } from './retry.js';
 import { MANIFEST_ACCEPT } from '../../oci/mediatypes.js';
 
@@ -230,20 +231,23 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
         checkpoint = { offset: 0, hash: createHash('sha256') };
       }
       if (desc.size <= chunkSize) {
-        const hash = createHash('sha256');
         cursor = new SourceCursor(open(0), 0);
-        let sent = 0;
-        const body = cursor.take(desc.size, (b) => {
-          hash.update(b);
-          sent += b.length;
-          opts.onProgress?.(sent);
+        // The last chunk goes out only once size and digest matched: bad content never reaches
+        // the registry complete, so it cannot be committed.
+        const checked = new DigestVerifier({
+          digest: desc.digest,
+          size: desc.size,
+          what: opts.what,
+          holdLast: true,
+          ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         });
+        pipeline(cursor.take(desc.size, () => {}), checked).catch(() => {}); // fails the request body
         const res = await client.send({
           method: 'PUT',
           path: withParam(session, 'digest', desc.digest),
           scope: pushScope(repo),
           headers: { 'content-type': 'application/octet-stream' },
-          body: verified(body, desc, hash, () => sent, opts.what),
+          body: checked,
           contentLength: desc.size,
           expect: [201, 204],
           what: opts.what,
@@ -346,25 +350,6 @@ function isRetryable(err: unknown): boolean {
   return isRetryableNetworkError(err);
 }
 
-/**
- * Pass `body` through one chunk behind, and hand over the last chunk only once size and digest
- * match `desc`: bad content never reaches the registry complete, so it cannot be committed.
- */
-function verified(body: Readable, desc: Descriptor, hash: Hash, sent: () => number, what: string): Readable {
-  async function* gen(): AsyncGenerator<Buffer> {
-    let held: Buffer | undefined;
-    for await (const c of body as AsyncIterable<Buffer>) {
-      if (held) yield held;
-      held = c;
-    }
-    if (sent() !== desc.size) throw new SizeMismatchError(desc.size, sent(), what);
-    const actual = finalDigest(hash);
-    if (actual !== desc.digest) throw new DigestMismatchError(desc.digest, actual, what);
-    if (held) yield held;
-  }
-  return Readable.from(gen(), { objectMode: false });
-}
-
 /** Fail a chunk body that ends short (the source ended before the declared size). */
 function sizeChecked(body: Readable, want: number, desc: Descriptor, what: string): Readable {
   async function* gen(): AsyncGenerator<Buffer> {
@@ -416,8 +401,7 @@ export async function putManifest(
     what,
     ...(signal ? { signal } : {}),
   });
-  const text = await readCapped(res.body, 64 * 1024).catch(() => '');
-  void text;
+  await drain(res.body);
   const got = header(res.headers, 'docker-content-digest');
   if (got && got.startsWith('sha256:') && got !== m.digest) {
     throw new RegistryError(

@@ -13,7 +13,6 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { CopyEvent } from '../../../src/copy/events.js';
 import { planCopy, type CopyPlan } from '../../../src/copy/plan.js';
 import {
-  HoldLastChunk,
   buildManifestJson,
   chooseImage,
   daemonPlatform,
@@ -21,7 +20,7 @@ import {
   loadIntoDockerDaemon,
   type DockerDaemonOptions,
 } from '../../../src/load/docker-daemon.js';
-import { sha256, type Digest } from '../../../src/oci/digest.js';
+import { DigestVerifier, sha256, type Digest } from '../../../src/oci/digest.js';
 import type { Descriptor } from '../../../src/oci/manifest.js';
 import { MediaType } from '../../../src/oci/mediatypes.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
@@ -301,15 +300,23 @@ describe('buildManifestJson', () => {
   });
 });
 
-it('HoldLastChunk passes everything on, the last chunk only at a clean end', async () => {
+it('a DigestVerifier holding its last chunk passes everything on, the last chunk only at a clean, matching end', async () => {
+  const holding = (content: string): DigestVerifier => new DigestVerifier({ digest: sha256(content), size: content.length, what: 'test', holdLast: true });
   const out: Buffer[] = [];
-  await pipeline(Readable.from([Buffer.from('a'), Buffer.from('b'), Buffer.from('c')]), new HoldLastChunk(), async (src: AsyncIterable<Buffer>) => {
-    for await (const c of src) out.push(c);
+  await pipeline(Readable.from([Buffer.from('a'), Buffer.from('b'), Buffer.from('c')]), holding('abc'), async (src: AsyncIterable<unknown>) => {
+    for await (const c of src) out.push(c as Buffer);
   });
   expect(Buffer.concat(out).toString()).toBe('abc');
+  // Content that does not match: the digest error, and the last chunk is never passed on.
+  const partial: string[] = [];
+  const wrong = await pipeline(Readable.from([Buffer.from('a'), Buffer.from('b'), Buffer.from('X')]), holding('abc'), async (src: AsyncIterable<unknown>) => {
+    for await (const c of src) partial.push((c as Buffer).toString());
+  }).catch((e: { code?: string }) => e.code);
+  expect(wrong).toBe('DIGEST_MISMATCH');
+  expect(partial).not.toContain('X');
   const seen: string[] = [];
   const failing = new Readable({ read() {} });
-  const hold = new HoldLastChunk();
+  const hold = holding('xyz');
   hold.on('data', (c: Buffer) => seen.push(c.toString()));
   const done = pipeline(failing, hold).catch((e: Error) => e.message);
   failing.push(Buffer.from('x'));
