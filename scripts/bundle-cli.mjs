@@ -9,16 +9,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { copyFile, rm, stat } from 'node:fs/promises';
-
-const shim = new URL('./shims/string-width.cjs', import.meta.url).pathname;
-
-/** string-width is bundled behind a shim that loads it only for non-ASCII text (see the shim). */
-const lazyStringWidth = {
-  name: 'lazy-string-width',
-  setup(b) {
-    b.onResolve({ filter: /^string-width$/ }, (args) => (args.importer === shim ? undefined : { path: shim }));
-  },
-};
+import { lazyStringWidth } from './shims/esbuild-plugins.mjs';
 
 await rm('dist/bin', { recursive: true, force: true });
 await build({

@@ -16,9 +16,11 @@ const cacheFile = `${file}.cache`;
 const source = readFileSync(file, 'utf8');
 const sourceHash = createHash('sha256').update(source).digest();
 let cachedData;
+let cacheState = 'absent';
 try {
   const cache = readFileSync(cacheFile);
   if (cache.subarray(0, 32).equals(sourceHash)) cachedData = cache.subarray(32);
+  else cacheState = 'made for another build, ignored';
 } catch {
   // no cache: compile from source
 }
@@ -26,6 +28,9 @@ const script = new vm.Script(`(function (exports, require, module, __filename, _
   filename: file,
   cachedData,
 });
+if (cachedData) cacheState = script.cachedDataRejected ? 'rejected by V8, ignored' : 'used';
+// FERRY_DEBUG_STARTUP=1: say whether the cache was used (the start-up tests and the bench check it).
+if (process.env.FERRY_DEBUG_STARTUP === '1') process.stderr.write(`ferry: code cache ${cacheState}\n`);
 const module = { exports: {} };
 script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
 if (process.env.FERRY_BUILD_CODE_CACHE === '1') {

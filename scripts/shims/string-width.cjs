@@ -7,6 +7,6 @@
 let real;
 module.exports = function stringWidth(string, options) {
   if (typeof string === 'string' && /^[\x20-\x7e]*$/.test(string)) return string.length;
-  real ??= require('../../node_modules/string-width/index.js').default;
+  real ??= require('string-width').default;
   return real(string, options);
 };
