@@ -13,9 +13,22 @@ export interface ProgressView {
   finish(): Promise<void>;
 }
 
-export function outputMode(json: boolean): OutputMode {
+/** Narrower than this, the task view cannot lay a line out; plain lines are used instead. */
+const MIN_TTY_COLUMNS = 40;
+
+/**
+ * --json, the task view on a terminal, or plain lines. A terminal that reports no width (a
+ * pseudo-terminal nobody sized, as `script` makes, reports 0 columns) gets plain lines: the
+ * task view would wrap every character onto a line of its own.
+ */
+export function outputMode(
+  json: boolean,
+  stream: { isTTY?: boolean; columns?: number } = process.stderr,
+  env: NodeJS.ProcessEnv = process.env,
+): OutputMode {
   if (json) return 'json';
-  return process.stderr.isTTY && !process.env.CI ? 'tty' : 'plain';
+  if (!stream.isTTY || env.CI) return 'plain';
+  return (stream.columns ?? 0) >= MIN_TTY_COLUMNS ? 'tty' : 'plain';
 }
 
 export function jsonLine(obj: unknown): void {

@@ -1,5 +1,20 @@
 import { describe, expect, it } from 'vitest';
+import { outputMode } from '../../../src/cli/progress.js';
 import { TtyView } from '../../../src/cli/tty-view.js';
+
+describe('outputMode', () => {
+  it('draws the task view only on a terminal wide enough for it, outside CI', () => {
+    expect(outputMode(true, { isTTY: true, columns: 120 }, {})).toBe('json');
+    expect(outputMode(false, { isTTY: true, columns: 120 }, {})).toBe('tty');
+    expect(outputMode(false, { isTTY: true, columns: 40 }, {})).toBe('tty');
+    expect(outputMode(false, { isTTY: false }, {})).toBe('plain');
+    expect(outputMode(false, { isTTY: true, columns: 120 }, { CI: 'true' })).toBe('plain');
+    // An unsized pseudo-terminal (as `script` makes) reports 0 columns.
+    expect(outputMode(false, { isTTY: true, columns: 0 }, {})).toBe('plain');
+    expect(outputMode(false, { isTTY: true }, {})).toBe('plain');
+    expect(outputMode(false, { isTTY: true, columns: 39 }, {})).toBe('plain');
+  });
+});
 
 describe('TtyView (listr2)', () => {
   it('survives progress refreshes and events after an image finished or failed', async () => {
