@@ -8,6 +8,7 @@ import { UsageError } from '../util/errors.js';
 export interface RegistryFlags {
   username?: string;
   'password-stdin'?: boolean;
+  'auth-registry'?: string;
   authfile?: string;
   insecure?: boolean;
   'insecure-registry'?: string[];
@@ -19,12 +20,16 @@ export function registryFlags<T>(y: Argv<T>): Argv<T & RegistryFlags> {
   return y
     .option('username', { type: 'string', describe: 'registry user name (password read from stdin with --password-stdin)' })
     .option('password-stdin', { type: 'boolean', describe: 'read the password or token for --username from stdin' })
+    .option('auth-registry', {
+      type: 'string',
+      describe: 'the registry --username is for (default: the one registry the command talks to; mirror: the destination); others use config.json',
+    })
     .option('authfile', { type: 'string', describe: 'docker config.json with credentials (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)' })
     .option('insecure', { type: 'boolean', describe: 'allow plain HTTP and unverified registries (loopback registries may always use HTTP)' })
     .option('insecure-registry', { type: 'string', array: true, describe: 'allow plain HTTP for this registry host[:port] only' })
     .option('ca-file', { type: 'string', array: true, describe: 'extra CA certificate (PEM) to trust' })
     .option('certs-dir', { type: 'string', array: true, describe: 'per-host certificate directories (default /etc/docker/certs.d and /etc/containers/certs.d)' })
-    .group(['username', 'password-stdin', 'authfile', 'insecure', 'insecure-registry', 'ca-file', 'certs-dir'], 'Registry access:') as Argv<T & RegistryFlags>;
+    .group(['username', 'password-stdin', 'auth-registry', 'authfile', 'insecure', 'insecure-registry', 'ca-file', 'certs-dir'], 'Registry access:') as Argv<T & RegistryFlags>;
 }
 
 async function readAllStdin(): Promise<string> {
@@ -36,6 +41,7 @@ async function readAllStdin(): Promise<string> {
 export interface RegistryAccess {
   credentials?: CredentialSource;
   staticCredential?: Credential;
+  staticCredentialRegistry?: string;
   insecure?: boolean | string[];
   caFiles?: string[];
   certsDirs?: string[];
@@ -44,15 +50,17 @@ export interface RegistryAccess {
 export async function registryAccess(flags: RegistryFlags, stdinTaken = false): Promise<RegistryAccess> {
   const out: RegistryAccess = {};
   if (flags['password-stdin'] && !flags.username) throw new UsageError('--password-stdin needs --username');
+  if (flags['auth-registry'] !== undefined && !flags.username) throw new UsageError('--auth-registry names the registry --username is for; give --username too');
   if (flags.username) {
     if (!flags['password-stdin']) throw new UsageError('--username needs --password-stdin (passwords are never taken on the command line)');
     if (stdinTaken) throw new UsageError('--password-stdin cannot be used when the image list is read from stdin');
     const password = (await readAllStdin()).replace(/\r?\n$/, '');
     if (password === '') throw new UsageError('--password-stdin: no password on stdin');
+    // For one registry only (bindStaticCredential); every other registry keeps config.json.
     out.staticCredential = { kind: 'basic', username: flags.username, password };
-  } else {
-    out.credentials = await loadDockerConfig(flags.authfile ? { path: flags.authfile } : {});
+    if (flags['auth-registry'] !== undefined) out.staticCredentialRegistry = flags['auth-registry'];
   }
+  out.credentials = await loadDockerConfig(flags.authfile ? { path: flags.authfile } : {});
   if (flags.insecure) out.insecure = true;
   else if (flags['insecure-registry']?.length) out.insecure = flags['insecure-registry'];
   if (flags['ca-file']?.length) out.caFiles = flags['ca-file'];

@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { CredentialSource } from '../auth/index.js';
-import type { Credential } from '../auth/index.js';
+import { normalizeRegistry, type Credential } from '../auth/index.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { LayoutSource } from '../transports/oci/source.js';
 import { OciArchiveSource } from '../transports/oci-archive/source.js';
@@ -28,7 +28,12 @@ export const DEFAULT_CONCURRENCY = 8;
 /** How to reach registries: credentials, TLS and retry settings (pull, load, mirror). */
 export interface RegistryAccessOptions {
   credentials?: CredentialSource;
+  /**
+   * --username/--password-stdin: a credential for ONE registry: `staticCredentialRegistry`, or
+   * else the only registry the run talks to (mirror: its destination). See bindStaticCredential.
+   */
   staticCredential?: Credential;
+  staticCredentialRegistry?: string;
   insecure?: boolean | string[];
   caFiles?: string[];
   certsDirs?: string[];
@@ -44,11 +49,46 @@ export interface PullOptions extends RegistryAccessOptions {
   onEvent?: EventSink;
 }
 
+/**
+ * The registry a --username credential belongs to. A password must never reach a registry it
+ * was not given for (Docker Hub's token service, when the list also names Hub images), so:
+ * the registry named with --auth-registry (which must be one the run talks to), else
+ * `preferred` (mirror: the destination), else the one registry the run talks to; with several
+ * and none named, a usage error before anything is sent.
+ */
+export function bindStaticCredential(
+  opts: Pick<RegistryAccessOptions, 'staticCredential' | 'staticCredentialRegistry'>,
+  registries: string[],
+  preferred?: string,
+): { registry: string; credential: Credential } | undefined {
+  const credential = opts.staticCredential;
+  if (!credential) return undefined;
+  const norm = (r: string): string => normalizeRegistry(r) ?? r.toLowerCase();
+  const talked = [...new Set(registries.map(norm))];
+  if (opts.staticCredentialRegistry !== undefined) {
+    const named = normalizeRegistry(opts.staticCredentialRegistry);
+    if (!named) throw new UsageError(`--auth-registry ${JSON.stringify(opts.staticCredentialRegistry)} is not a registry host[:port]`);
+    if (!talked.includes(named)) {
+      throw new UsageError(`--auth-registry ${named}: this run does not talk to that registry${talked.length ? ` (it talks to ${talked.join(', ')})` : ''}`);
+    }
+    return { registry: named, credential };
+  }
+  if (preferred !== undefined) return { registry: norm(preferred), credential };
+  if (talked.length === 1) return { registry: talked[0]!, credential };
+  if (talked.length === 0) throw new UsageError('--username is for a registry, and this run talks to none');
+  throw new UsageError(`--username is for one registry, and this run talks to ${talked.length}: ${talked.join(', ')}`, {
+    hint: 'name the one it is for with --auth-registry HOST; the others use docker config.json (docker login HOST)',
+  });
+}
+
 /** RegistryClient options for a run: access settings, a pool sized for the concurrency, retries as events. */
-export function registryClientOptions(opts: RegistryAccessOptions & { concurrency?: number; onEvent?: EventSink }): RegistryClientOptions {
+export function registryClientOptions(
+  opts: RegistryAccessOptions & { concurrency?: number; onEvent?: EventSink },
+  staticCredential?: { registry: string; credential: Credential },
+): RegistryClientOptions {
   return {
     ...(opts.credentials ? { credentials: opts.credentials } : {}),
-    ...(opts.staticCredential ? { staticCredential: opts.staticCredential } : {}),
+    ...(staticCredential ? { staticCredential } : {}),
     ...(opts.insecure !== undefined ? { insecure: opts.insecure } : {}),
     ...(opts.caFiles ? { caFiles: opts.caFiles } : {}),
     ...(opts.certsDirs ? { certsDirs: opts.certsDirs } : {}),
@@ -136,7 +176,8 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
   });
   // Reject duplicates up front: two entries naming one store name would race for it.
   const clients = new Map<string, RegistryClient>();
-  const clientOpts = registryClientOptions(opts);
+  const registries = locations.flatMap((l) => (l.transport === 'docker' ? [l.ref.domain] : []));
+  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, registries));
   const items: CopyItem[] = [];
   const seen = new Set<string>();
   const sources: ImageSource[] = [];

@@ -15,7 +15,7 @@ import { openBundle } from '../bundle/source.js';
 import type { EventSink } from '../copy/events.js';
 import { executeCopy } from '../copy/execute.js';
 import { planCopy, type CopyItem, type CopyPlan } from '../copy/plan.js';
-import { DEFAULT_CONCURRENCY, collectFailures, layoutImageName, registryClientOptions, type Failure, type RegistryAccessOptions } from '../copy/pull.js';
+import { DEFAULT_CONCURRENCY, bindStaticCredential, collectFailures, layoutImageName, registryClientOptions, type Failure, type RegistryAccessOptions } from '../copy/pull.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { parseReference } from '../ref/reference.js';
@@ -206,7 +206,7 @@ async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource
         dest,
         { scoped: !!opts.scoped },
       );
-      const client = new RegistryClient(dest.host, registryClientOptions(opts));
+      const client = new RegistryClient(dest.host, registryClientOptions(opts, bindStaticCredential(opts, [dest.host])));
       try {
         return await pushToRegistry(plan, sources, client, targets, {
           ...common,
@@ -253,6 +253,10 @@ export function mappingOf(images: readonly LoadedImage[]): Record<string, Mappin
 export async function load(opts: LoadOptions): Promise<LoadReport> {
   const started = Date.now();
   const dest = parseLoadDestination(opts.to);
+  if (opts.staticCredential && dest.kind !== 'registry') {
+    throw new UsageError(`--username is for a registry destination; ${formatLoadDestination(dest)} is not one`);
+  }
+  if (dest.kind === 'registry') bindStaticCredential(opts, [dest.host]);
   const src = await openSource(opts.source, opts);
   try {
     const sources = src.items.map((i) => i.source);

@@ -8,7 +8,7 @@ import type { EventSink } from '../copy/events.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { planCopy, type CopyItem } from '../copy/plan.js';
-import { DEFAULT_CONCURRENCY, registryClientOptions, type RegistryAccessOptions } from '../copy/pull.js';
+import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from '../copy/pull.js';
 import { parseLocation } from '../transports/location.js';
 import { RegistryClient } from '../transports/registry/client.js';
 import { RegistrySource } from '../transports/registry/source.js';
@@ -35,7 +35,16 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
   if (opts.refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
   const dest = parseLoadDestination(opts.to);
   if (dest.kind !== 'registry') throw new UsageError(`ferry mirror writes to a registry (--to docker://HOST[/PREFIX]), not ${opts.to}`, { hint: 'to fill a local store use ferry pull; to load a bundle use ferry load' });
-  const clientOpts = registryClientOptions(opts);
+  // A --username credential is the destination's unless --auth-registry names a source.
+  const sourceRegistries = opts.refs.flatMap((r) => {
+    try {
+      const loc = parseLocation(r);
+      return loc.transport === 'docker' ? [loc.ref.domain] : [];
+    } catch {
+      return []; // reported with its list entry below
+    }
+  });
+  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, [...sourceRegistries, dest.host], opts.staticCredentialRegistry === undefined ? dest.host : undefined));
   const clients = new Map<string, RegistryClient>();
   const clientFor = (host: string): RegistryClient => {
     let c = clients.get(host);

@@ -143,6 +143,9 @@ export class RegistryError extends FerryError {
   ) {
     super(code, message, options);
   }
+
+  /** The registry's Retry-After (429, 503), in milliseconds, for callers that retry themselves. */
+  retryAfterMs: number | undefined;
 }
 
 export class AuthError extends FerryError {

@@ -3,7 +3,7 @@
  * (429, 5xx, resets, slow bodies, servers without Range) it recovers from; what it must not
  * trust (wrong bytes, endless truncation) is refused with a named error and nothing is stored.
  */
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../scripts/corpus/generate.js';
@@ -13,6 +13,7 @@ import { startFaultProxy, type RunningFaultProxy } from '../harness/fault-proxy.
 import { startRegistry, type RunningRegistry } from '../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../harness/temp.js';
 import { pushSmallCorpus } from './corpus-registry.js';
+import { HAVE_FIXTURES, fixture } from '../helpers/fixtures.js';
 
 let reg: RunningRegistry;
 let proxy: RunningFaultProxy;
@@ -105,6 +106,22 @@ describe('recovered faults', () => {
     expect(await (await OciLayout.open(store)).hasBlob(medium.layer, medium.size)).toBe(true);
   });
 
+  it('the /v2/ ping reset twice: retried, then the pull goes on', async () => {
+    proxy.setRules([{ method: 'GET', path: /^\/v2\/$/, times: 2, fault: { kind: 'reset' } }]);
+    const { report } = await pullVia([medium.ref]);
+    expect(report.failures).toEqual([]);
+    expect(proxy.requests.filter((r) => r.url === '/v2/').map((r) => r.outcome)).toEqual(['reset', 'reset', 'completed']);
+  });
+
+  it('a manifest body broken off mid-way: asked again', async () => {
+    proxy.setRules([{ method: 'GET', path: /\/manifests\//, times: 1, fault: { kind: 'truncate', afterBytes: 20 } }]);
+    const { report } = await pullVia([medium.ref]);
+    expect(report.failures).toEqual([]);
+    const manifestGets = proxy.requests.filter((r) => r.url.includes('/manifests/'));
+    expect(manifestGets[0]!.outcome).toBe('truncated');
+    expect(manifestGets.length).toBeGreaterThanOrEqual(2);
+  });
+
   it('a slow body completes', async () => {
     proxy.setRules([{ method: 'GET', path: blobPath(medium.layer), fault: { kind: 'throttle', bytesPerSecond: 4 * 1024 * 1024 } }]);
     const { report } = await pullVia([medium.ref]);
@@ -131,6 +148,41 @@ describe('refused faults: nothing stored', () => {
     // First attempt plus two resumes, then it gives up.
     expect(proxy.requests.filter((r) => r.url.endsWith(medium.layer))).toHaveLength(3);
     expect((await blobFiles(store)).filter((f) => f === medium.layer.slice(7) || f.startsWith('.'))).toEqual([]);
+    expect((await (await OciLayout.open(store)).readIndex()).manifests).toEqual([]);
+  });
+
+  it('a blob shorter than its descriptor, served complete: SIZE_MISMATCH at once, not a resume', async () => {
+    // A whole, well-framed answer with fewer bytes than the manifest declares.
+    proxy.setRules([{ method: 'GET', path: blobPath(medium.layer), fault: { kind: 'status', status: 200, body: 'short blob', headers: { 'content-type': 'application/octet-stream' } } }]);
+    const { report, store } = await pullVia([medium.ref]);
+    expect(report.failures).toEqual([expect.objectContaining({ errorCode: 'SIZE_MISMATCH' })]);
+    expect(proxy.requests.filter((r) => r.url.endsWith(medium.layer))).toHaveLength(1);
+    expect((await blobFiles(store)).filter((f) => f === medium.layer.slice(7) || f.startsWith('.'))).toEqual([]);
+    expect((await (await OciLayout.open(store)).readIndex()).manifests).toEqual([]);
+  });
+
+  it('plain HTTP answering /v2/ with a redirect is not taken for the registry', async () => {
+    proxy.setRules([{ method: 'GET', path: /^\/v2\/$/, fault: { kind: 'status', status: 301, headers: { location: `https://${proxy.host}/v2/` } } }]);
+    const { report } = await pullVia([medium.ref]);
+    expect(report.failures).toEqual([expect.objectContaining({ errorCode: 'REGISTRY_UNREACHABLE' })]);
+    expect(report.failures[0]!.error).toContain('https: no TLS on that port; http: plain HTTP answered 301');
+    // Nothing past the ping was asked.
+    expect(proxy.requests.filter((r) => r.url !== '/v2/')).toEqual([]);
+  });
+
+  it.skipIf(!HAVE_FIXTURES)('a signed schema1 manifest: SCHEMA1_UNSUPPORTED, not a digest mismatch (needs ../shared/fixtures)', async () => {
+    // containers/image's signed fixture, served for the tag with the digest a registry announces
+    // for it (the payload's, without the JWS signatures), so the raw bytes do not hash to it.
+    const body = await readFile(fixture('containers-image', 'manifest', 'fixtures', 'v2s1.manifest.json'), 'utf8');
+    proxy.setRules([
+      {
+        method: 'GET',
+        path: /\/manifests\//,
+        fault: { kind: 'status', status: 200, body, headers: { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws', 'docker-content-digest': `sha256:${'5'.repeat(64)}` } },
+      },
+    ]);
+    const { report, store } = await pullVia([medium.ref]);
+    expect(report.failures).toEqual([expect.objectContaining({ errorCode: 'SCHEMA1_UNSUPPORTED' })]);
     expect((await (await OciLayout.open(store)).readIndex()).manifests).toEqual([]);
   });
 

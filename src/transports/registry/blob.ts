@@ -30,6 +30,12 @@ export class TruncatedBlobError extends FerryError {
   }
 }
 
+/** Whether the body's end is defined by the message (Content-Length or chunked), not by the connection closing. */
+function bodyWasFramed(headers: Record<string, string | string[] | undefined>): boolean {
+  if (header(headers, 'content-length') !== undefined) return true;
+  return /\bchunked\b/i.test(header(headers, 'transfer-encoding') ?? '');
+}
+
 /** Open a blob as a stream of its bytes from offset 0, resuming transparently. */
 export function openBlob(client: RegistryClient, repo: string, desc: Descriptor, opts: BlobFetchOptions): Readable {
   const maxResumes = opts.maxResumes ?? client.policy.maxAttempts - 1;
@@ -80,9 +86,13 @@ export function openBlob(client: RegistryClient, repo: string, desc: Descriptor,
         if (opts.signal?.aborted) throw err;
         failure = err;
       }
-      if (failure === undefined && (offset >= desc.size || skip > 0)) {
-        // Done (or a short reply to a ranged request; the verifier reports any size problem).
-        if (offset >= desc.size) return;
+      if (failure === undefined && offset >= desc.size) return;
+      if (failure === undefined && bodyWasFramed(res.headers)) {
+        // The registry sent all it said it would (Content-Length or chunked framing, intact):
+        // the blob is shorter than its descriptor says. Asking again gets the same bytes; end
+        // here and the verifier reports the size mismatch (only a close-delimited body that
+        // ended early is treated as a broken connection and resumed).
+        return;
       }
       if (failure !== undefined && !isRetryableNetworkError(failure)) throw failure;
       if (resumes >= maxResumes) {

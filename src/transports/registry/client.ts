@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { HttpPool, drain, type HttpResponse } from './http.js';
 import { isIP } from 'node:net';
 import type { Credential, CredentialSource } from '../../auth/index.js';
-import { parseWWWAuthenticate, type Challenge } from '../../auth/index.js';
+import { normalizeRegistry, parseWWWAuthenticate, type Challenge } from '../../auth/index.js';
 import { AuthError, FerryError, RegistryError, errorMessage, type RegistryErrorDetail } from '../../util/errors.js';
 import { redactUrl } from './redact.js';
 import {
@@ -29,8 +29,11 @@ const MAX_TOKEN_BODY = 1024 * 1024;
 
 export interface RegistryClientOptions {
   credentials?: CredentialSource;
-  /** Applies to every registry in the run (--username/--password-stdin). */
-  staticCredential?: Credential;
+  /**
+   * --username/--password-stdin: a credential for one registry, used there in place of the
+   * docker config; every other registry gets its own configured credentials.
+   */
+  staticCredential?: { registry: string; credential: Credential };
   /** Allow plain HTTP for these hosts (or all with true). Loopback hosts are always allowed. */
   insecure?: boolean | string[];
   caFiles?: string[];
@@ -157,8 +160,10 @@ export class RegistryClient {
   }
 
   /**
-   * The base URL, found by pinging /v2/ over HTTPS first and falling back to HTTP only
-   * where allowed (loopback, --insecure), as Docker does.
+   * The base URL, found by pinging /v2/ over HTTPS first and falling back to plain HTTP only
+   * where allowed (loopback, --insecure) and only when HTTPS could not be spoken at all, as
+   * Docker does: so credentials never travel in clear text to a registry that has TLS. A ping
+   * broken by the network (reset, timeout) is retried under the retry policy.
    */
   baseUrl(signal?: AbortSignal): Promise<string> {
     this.base ??= this.discoverBase(signal).catch((err: unknown) => {
@@ -169,31 +174,33 @@ export class RegistryClient {
   }
 
   private async discoverBase(signal?: AbortSignal): Promise<string> {
-    const https = `https://${this.host}`;
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.pingOnce(signal);
+      } catch (err) {
+        if (signal?.aborted || !isTransientPingError(err) || attempt + 1 >= this.policy.maxAttempts || Date.now() - started >= this.policy.maxElapsedMs) throw err;
+        const delayMs = backoffDelay(this.policy, attempt);
+        this.options.onRetry?.({ method: 'GET', url: `${this.host}/v2/`, attempt: attempt + 1, delayMs, reason: errorMessage(err) });
+        await wait(delayMs, signal);
+      }
+    }
+  }
+
+  private async pingOnce(signal?: AbortSignal): Promise<string> {
     const agent = await this.getAgent();
     const plainOk = this.plainHttpAllowed();
-    // For an explicitly insecure registry, plain HTTP is what the user meant: try it first.
-    // Plain HTTP first where it is allowed anyway (loopback, --insecure): a TLS port answers it
-    // with 400 and we move on, which is cheaper than a failed TLS handshake the other way round.
-    const order = plainOk ? [`http://${this.host}`, https] : [https];
-    let lastErr: unknown;
+    const order = plainOk ? [`https://${this.host}`, `http://${this.host}`] : [`https://${this.host}`];
+    const failures: unknown[] = [];
     for (const base of order) {
+      let res: HttpResponse;
       try {
-        const res = await agent.request(`${base}/v2/`, {
+        res = await agent.request(`${base}/v2/`, {
           method: 'GET',
           headers: { 'user-agent': USER_AGENT },
           ...(signal ? { signal } : {}),
           headersTimeoutMs: 15_000,
         });
-        await drain(res.body);
-        // A TLS port answering plain HTTP says 400 ("Client sent an HTTP request to an HTTPS
-        // server"): that is not the registry, try the next scheme.
-        if (res.statusCode === 400 && base.startsWith('http:')) {
-          lastErr = new Error(`plain HTTP to ${this.host} answered 400 (a TLS port?)`);
-          continue;
-        }
-        if (res.statusCode === 401) this.noteChallenge(res.headers);
-        return base;
       } catch (err) {
         // A certificate that does not verify is an answer, not an absence of TLS: never
         // fall back to plain HTTP over it.
@@ -203,20 +210,31 @@ export class RegistryClient {
             hint: `give its CA with --ca-file, or put it in /etc/docker/certs.d/${this.host}/ca.crt; --insecure-registry ${this.host} skips verification`,
           });
         }
-        lastErr = err;
+        failures.push(err);
+        continue;
       }
+      await drain(res.body);
+      // Plain HTTP answered with a redirect (to https, typically) or with 400 (a TLS port):
+      // that is not a registry speaking plain HTTP.
+      if (base.startsWith('http:') && ((res.statusCode >= 300 && res.statusCode < 400) || res.statusCode === 400)) {
+        failures.push(new Error(`plain HTTP answered ${res.statusCode}${res.statusCode === 400 ? ' (a TLS port?)' : ' (a redirect, to HTTPS?)'}`));
+        continue;
+      }
+      if (res.statusCode === 401) this.noteChallenge(res.headers);
+      return base;
     }
+    const lastErr = failures.at(-1);
     const hint = plainOk
       ? `check that a registry is listening on ${this.host}`
-      : `check the host name and network; if ${this.host} serves plain HTTP, pass --insecure`;
+      : `check the host name and network; if ${this.host} serves plain HTTP, pass --insecure-registry ${this.host}`;
     throw new RegistryError(
       'REGISTRY_UNREACHABLE',
-      `cannot reach registry ${this.registry} (${errorMessage(lastErr)})`,
+      `cannot reach registry ${this.registry} (${failures.map((e, i) => `${order[i]!.split(':')[0]}: ${pingFailure(e)}`).join('; ')})`,
       'GET',
       `${order[order.length - 1]}/v2/`,
       undefined,
       [],
-      { cause: lastErr, retryable: true, hint },
+      { cause: lastErr, retryable: failures.some(isRetryableNetworkError), hint },
     );
   }
 
@@ -239,7 +257,8 @@ export class RegistryClient {
 
   private getCredential(): Promise<Credential | undefined> {
     this.credential ??= (async () => {
-      if (this.options.staticCredential) return this.options.staticCredential;
+      const fixed = this.options.staticCredential;
+      if (fixed && sameRegistry(fixed.registry, this.registry)) return fixed.credential;
       return this.options.credentials?.get(this.registry);
     })();
     return this.credential;
@@ -292,6 +311,7 @@ export class RegistryClient {
     const scopes = scope ? scope.split(' ').filter((x) => x !== '') : [];
     const agent = await this.getAgent();
     let res: HttpResponse;
+    let text: string;
     const started = Date.now();
     let attempt = 0;
     for (;;) {
@@ -333,9 +353,18 @@ export class RegistryClient {
         await wait(backoffDelay(this.policy, attempt++, parseRetryAfter(res.headers['retry-after'])), signal);
         continue;
       }
+      try {
+        text = await readCapped(res.body, MAX_TOKEN_BODY);
+      } catch (err) {
+        // The reply broke off mid-body: ask again, as for a failed request.
+        if (!signal?.aborted && isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+          await wait(backoffDelay(this.policy, attempt++), signal);
+          continue;
+        }
+        throw new AuthError(`reading the token from ${redactUrl(realmUrl)} for ${this.registry}: ${errorMessage(err)}`, { cause: err, retryable: isRetryableNetworkError(err) });
+      }
       break;
     }
-    const text = await readCapped(res.body, MAX_TOKEN_BODY);
     if (res.statusCode !== 200) {
       const who = cred ? 'with the configured credentials' : 'anonymously';
       throw new AuthError(
@@ -351,8 +380,9 @@ export class RegistryClient {
     }
     const token = parsed.token ?? parsed.access_token;
     if (!token) throw new AuthError(`token service ${redactUrl(realmUrl)} answered without a token`);
-    // Docker's spec: at least 60 s when expires_in is absent.
-    const lifetime = Math.max(parsed.expires_in ?? 60, 1) * 1000;
+    // Docker's token spec: 60 s when expires_in is absent, and never less (as distribution's
+    // client enforces), so a service answering expires_in: 5 does not cost a token per request.
+    const lifetime = Math.max(parsed.expires_in ?? 60, 60) * 1000;
     const issued = parsed.issued_at ? Date.parse(parsed.issued_at) : NaN;
     const start = Number.isNaN(issued) || Math.abs(issued - Date.now()) > 300_000 ? Date.now() : issued;
     return { token, expiresAt: start + lifetime };
@@ -366,7 +396,9 @@ export class RegistryClient {
     const base = await this.baseUrl(req.signal);
     const agent = await this.getAgent();
     let url = /^https?:\/\//.test(req.path) ? req.path : `${base}${req.path}`;
-    const origin = new URL(url).origin;
+    // Credentials go only to the registry's own origin: an absolute upload Location or a
+    // redirect naming another host (a storage front end, plain HTTP) gets none.
+    const origin = new URL(base).origin;
     const started = Date.now();
     let attempt = 0;
     let authRetried = false;
@@ -380,7 +412,7 @@ export class RegistryClient {
         if (auth) headers.authorization = auth;
       }
       let res: HttpResponse;
-      if (process.env.FERRY_DEBUG_HTTP) process.stderr.write(`> ${req.method} ${url}\n`);
+      if (process.env.FERRY_DEBUG_HTTP) process.stderr.write(`> ${req.method} ${redactUrl(url)}\n`);
       try {
         res = await agent.request(url, {
           method: req.method,
@@ -406,7 +438,7 @@ export class RegistryClient {
         });
       }
       const status = res.statusCode;
-      if (process.env.FERRY_DEBUG_HTTP) process.stderr.write(`< ${status} ${req.method} ${url}\n`);
+      if (process.env.FERRY_DEBUG_HTTP) process.stderr.write(`< ${status} ${req.method} ${redactUrl(url)}\n`);
       if (status === 401 && sameOrigin && !authRetried && resendable) {
         authRetried = true;
         await drain(res.body);
@@ -415,6 +447,17 @@ export class RegistryClient {
         // A fresh token for this scope: the old one may have expired or lacked the scope.
         this.tokens.delete(req.scope);
         if (this.challenge || before) continue;
+      }
+      if (status === 401 && sameOrigin && !resendable) {
+        // A streamed body cannot be sent again here. The token may have expired mid-run:
+        // forget it and let the caller (an upload, which can resume) try again once.
+        await drain(res.body);
+        this.noteChallenge(res.headers);
+        this.tokens.delete(req.scope);
+        throw new AuthError(`${req.what}: ${req.method} ${redactUrl(url)}: HTTP 401 (token refused mid-upload)`, {
+          retryable: !authRetried,
+          hint: `the credentials for ${this.registry} were refused; check them (docker login ${this.registry})`,
+        });
       }
       if (req.followRedirects && status >= 300 && status < 400 && status !== 304) {
         const loc = header(res.headers, 'location');
@@ -475,7 +518,10 @@ export class RegistryClient {
           : status >= 500
             ? `${this.registry} is failing; rerun later`
             : undefined;
-    return new RegistryError(code, msg, req.method, safeUrl, status, errors, { retryable, ...(hint ? { hint } : {}) });
+    const err = new RegistryError(code, msg, req.method, safeUrl, status, errors, { retryable, ...(hint ? { hint } : {}) });
+    const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+    if (retryAfterMs !== undefined) err.retryAfterMs = retryAfterMs;
+    return err;
   }
 
   async close(): Promise<void> {
@@ -503,6 +549,30 @@ function isCertificateError(err: unknown): boolean {
     if (typeof code === 'string' && CERT_ERROR_CODES.has(code)) return true;
   }
   return false;
+}
+
+/** A ping failure in a few words: OpenSSL's multi-line "wrong version number" means no TLS there. */
+function pingFailure(err: unknown): string {
+  const msg = errorMessage(err);
+  if (/wrong version number/i.test(msg)) return 'no TLS on that port';
+  return msg.split('\n')[0]!.trim();
+}
+
+/** Same registry, Docker Hub's aliases and letter case aside. */
+function sameRegistry(a: string, b: string): boolean {
+  return (normalizeRegistry(a) ?? a.toLowerCase()) === (normalizeRegistry(b) ?? b.toLowerCase());
+}
+
+/**
+ * A ping failure worth another try: the network broke the exchange. A refused connection is
+ * not retried (nothing listens there: say so at once).
+ */
+function isTransientPingError(err: unknown): boolean {
+  if (!(err instanceof RegistryError) || err.code !== 'REGISTRY_UNREACHABLE' || !err.retryable) return false;
+  for (let e: unknown = err.cause, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as { code?: unknown }).code === 'ECONNREFUSED') return false;
+  }
+  return true;
 }
 
 function httpStatusText(status: number): string {
