@@ -1,8 +1,10 @@
 /**
  * Where images land in a registry (`ferry load --to docker://HOST/PREFIX`, `ferry mirror`):
- * the source reference's repository path without its registry host, under PREFIX, as
- * `skopeo sync` does (`docker.io/library/nginx:1.25` → `HOST/PREFIX/library/nginx:1.25`);
- * with `scoped` the source host stays as the first path component. The same rule `ferry
+ * the source reference's repository path without its registry host, under PREFIX
+ * (`docker.io/library/nginx:1.25` → `HOST/PREFIX/library/nginx:1.25`); with `scoped` the source
+ * host stays as the first path component, as with `skopeo sync --scoped`. (`skopeo sync`
+ * without --scoped keeps only the last path component, `HOST/PREFIX/nginx:1.25`, which makes
+ * `a/app` and `b/app` collide; ferry keeps the path.) The same rule `ferry
  * serve` uses (server/names.ts). Two images that would land on one name are an error before
  * anything is pushed.
  */

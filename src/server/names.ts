@@ -41,7 +41,8 @@ export type NameResult =
  * Map an image name from a layout to the repository:tag it is served as.
  *
  * - A full reference `docker.io/library/nginx:1.25` is served as `library/nginx` tag `1.25`:
- *   the registry host is dropped, as `skopeo sync` does. With `scoped` the host stays
+ *   the registry host is dropped and the rest of the path kept (unlike `skopeo sync`, which
+ *   without --scoped keeps only the last component, `nginx`). With `scoped` the host stays
  *   (`docker.io/library/nginx`), lower-cased; a host with a port cannot be part of a
  *   repository name, so such names are refused in scoped mode.
  * - `name@sha256:…` makes the repository exist without a tag; `name:tag@sha256:…` is served
