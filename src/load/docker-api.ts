@@ -10,8 +10,14 @@ import { z } from '../util/zod.js';
 import { AbortedError, DaemonUnavailableError, FerryError, type FerryErrorOptions } from '../util/errors.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
-/** Highest Engine API version ferry speaks (Docker Engine 24.0); lower is used when the daemon is older. */
-export const MAX_API_VERSION = '1.43';
+/**
+ * Highest Engine API version ferry speaks (Docker Engine 28.3); lower is used when the daemon
+ * is older. Between 1.41 and 1.53 nothing ferry relies on changed: `_ping`, `version`, `info`,
+ * `images/{name}/json` (Id, RepoTags, Os, Architecture, Variant), `images/{name}/tag` and
+ * `images/load` only gained optional parameters and lost fields ferry does not read (1.48
+ * deprecates a stream message's `error`; ferry reads `errorDetail.message` first).
+ */
+export const MAX_API_VERSION = '1.51';
 /** Lowest Engine API version ferry accepts (Docker 1.12): `quiet` loads and JSON streams exist there. */
 export const MIN_API_VERSION = '1.24';
 /** moby#41759 (zstd layer decompression) first shipped in Docker Engine 23.0, API 1.42; 20.10 answers "invalid tar header". */
@@ -114,17 +120,36 @@ export function compareApiVersions(a: string, b: string): number {
   return 0;
 }
 
-/** The version to speak: the daemon's, capped at ours. Absent header: the oldest we accept. */
-export function negotiateApiVersion(serverVersion: string | undefined): string {
-  if (serverVersion === undefined || !/^\d+\.\d+$/.test(serverVersion)) return MIN_API_VERSION;
-  if (compareApiVersions(serverVersion, MIN_API_VERSION) < 0) {
-    throw new DockerDaemonError(
-      'DAEMON_TOO_OLD',
-      `the Docker daemon speaks API ${serverVersion}; ferry needs at least ${MIN_API_VERSION} (Docker 1.12)`,
-      undefined,
-    );
+function isApiVersion(v: string | undefined): v is string {
+  return v !== undefined && /^\d+\.\d+$/.test(v);
+}
+
+/**
+ * The version to speak, as the Docker CLI negotiates it: the daemon's highest (`_ping`'s
+ * API-Version header), capped at ours; absent, the oldest we accept. A daemon whose lowest
+ * accepted version (`MinAPIVersion` of `GET /version`) is above that gets its lowest instead:
+ * the endpoints ferry uses are stable, and Docker Engine 29 refuses anything below 1.44.
+ */
+export function negotiateApiVersion(serverVersion: string | undefined, serverMinVersion?: string): string {
+  let version = MIN_API_VERSION;
+  if (isApiVersion(serverVersion)) {
+    if (compareApiVersions(serverVersion, MIN_API_VERSION) < 0) {
+      throw new DockerDaemonError(
+        'DAEMON_TOO_OLD',
+        `the Docker daemon speaks API ${serverVersion}; ferry needs at least ${MIN_API_VERSION} (Docker 1.12)`,
+        undefined,
+      );
+    }
+    version = compareApiVersions(serverVersion, MAX_API_VERSION) > 0 ? MAX_API_VERSION : serverVersion;
   }
-  return compareApiVersions(serverVersion, MAX_API_VERSION) > 0 ? MAX_API_VERSION : serverVersion;
+  if (
+    isApiVersion(serverMinVersion) &&
+    compareApiVersions(serverMinVersion, version) > 0 &&
+    (!isApiVersion(serverVersion) || compareApiVersions(serverMinVersion, serverVersion) <= 0)
+  ) {
+    version = serverMinVersion;
+  }
+  return version;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,7 +267,15 @@ export function parseJsonMessages(text: string): JsonMessage[] {
 // The client
 
 const ErrorBody = z.looseObject({ message: z.string() });
-const PingVersion = z.looseObject({ Os: z.string(), Arch: z.string(), Version: z.string().optional(), ApiVersion: z.string().optional() });
+const PingVersion = z.looseObject({
+  Os: z.string(),
+  Arch: z.string(),
+  Version: z.string().optional(),
+  ApiVersion: z.string().optional(),
+  MinAPIVersion: z.string().optional(),
+});
+/** What negotiation reads of an unversioned `GET /version` (old daemons lack MinAPIVersion). */
+const VersionRange = z.looseObject({ ApiVersion: z.string().optional(), MinAPIVersion: z.string().optional() });
 export type DaemonVersion = z.infer<typeof PingVersion>;
 const InfoSchema = z.looseObject({ Architecture: z.string().optional() });
 const ImageInspectSchema = z.looseObject({
@@ -286,8 +319,32 @@ export class DockerClient {
     if (res.status !== 200) {
       throw new DockerDaemonError('DAEMON_ERROR', `${formatEndpoint(endpoint)}: GET /_ping answered ${res.status}: ${errorText(text)}`, res.status);
     }
-    const header = res.headers['api-version'];
-    return new DockerClient(endpoint, negotiateApiVersion(Array.isArray(header) ? header[0] : header));
+    const raw = res.headers['api-version'];
+    const header = Array.isArray(raw) ? raw[0] : raw;
+    // A daemon at or below our maximum accepts its own highest version. Above it (or without
+    // the header), ask the unversioned GET /version for its range: a daemon newer than ferry
+    // may refuse our maximum as too old (Engine 29 refuses everything below 1.44).
+    if (isApiVersion(header) && compareApiVersions(header, MAX_API_VERSION) <= 0) {
+      return new DockerClient(endpoint, negotiateApiVersion(header));
+    }
+    const range = await probe.versionRange(signal);
+    return new DockerClient(endpoint, negotiateApiVersion(isApiVersion(header) ? header : range?.ApiVersion, range?.MinAPIVersion));
+  }
+
+  /**
+   * The daemon's API version range from the unversioned `GET /version` (the daemon's current
+   * version answers it). Best effort: undefined when the daemon refuses it or answers oddly.
+   */
+  private async versionRange(signal?: AbortSignal): Promise<z.infer<typeof VersionRange> | undefined> {
+    const res = await this.send('GET', '/version', { signal });
+    const text = await readCapped(res.body, 64 * 1024);
+    if (res.status !== 200) return undefined;
+    try {
+      const r = VersionRange.safeParse(JSON.parse(text));
+      return r.success ? r.data : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   get description(): string {

@@ -7,7 +7,8 @@
  * 2. Per image: pick the manifest for the platform from an index; refuse artifacts (no image
  *    config), and zstd layers on daemons that cannot decompress them (Engine < 23.0).
  * 3. Skip what is there: an image whose name already has the config digest as its ID is
- *    done; one whose ID is present under another name only gets tagged (nothing sent).
+ *    done; one whose ID is present under another name only gets tagged (nothing sent), after
+ *    the load below, and (all-or-nothing) not at all if any blob of the load failed its check.
  * 4. Everything else goes into ONE load request whose body is a docker-archive tar built
  *    while it streams: `manifest.json` first (the plan says everything it needs), then each
  *    config and layer blob once, as stored (dockerd decompresses gzip, and zstd from 23.0).
@@ -27,7 +28,7 @@ import { MediaType, declaredCompression } from '../oci/mediatypes.js';
 import { formatPlatform, normalizePlatform, platformMatches, type PlatformSpec } from '../oci/platform.js';
 import { parseReference } from '../ref/reference.js';
 import type { ImageSource } from '../transports/types.js';
-import { AbortedError, FerryError, NotFoundError, SizeMismatchError } from '../util/errors.js';
+import { AbortedError, FerryError, IntegrityError, NotFoundError, NotLoadedError, SizeMismatchError } from '../util/errors.js';
 import { TarWriter } from '../util/tar.js';
 import { addVerifiedBlob } from './archive-blob.js';
 import { DockerClient, ZSTD_MIN_API_VERSION, resolveDockerEndpoint, type DockerEndpoint } from './docker-api.js';
@@ -38,6 +39,13 @@ export interface DockerDaemonOptions extends DestinationOptions {
   socket?: string;
   /** platform to pick from multi-arch indexes; default: the daemon's own (GET /version Os/Arch, plus variant if known) */
   platform?: PlatformSpec;
+  /**
+   * Name nothing if any blob fails its digest or size check: an image that only needs a tag
+   * (its content is there under another name) is not tagged either. Default true: the images
+   * of the load request already fail together (the daemon gets a truncated archive), and a
+   * bundle that fails verification must load nothing.
+   */
+  allOrNothing?: boolean;
 }
 
 /** Config media types of container images; anything else is an artifact the engine cannot run. */
@@ -248,6 +256,8 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
   for (const job of pending) for (const d of [job.chosen!.manifest.config, ...job.chosen!.manifest.layers]) neededBlobs.set(d.digest, d);
   stats.total = neededBlobs.size;
   const toLoad: Job[] = [];
+  /** Present under another name: only a tag is needed, given after the load. */
+  const toTag: Job[] = [];
   for (const job of pending) {
     const id = job.chosen!.manifest.config.digest as Digest;
     const name = job.name!;
@@ -260,9 +270,7 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
       }
       if (name.repoTag !== undefined && (await client.inspectImage(id, signal))?.Id === id) {
         // The content is there under another name: naming it is all that is left.
-        const ref = parseReference(name.repoTag);
-        await client.tagImage(id, ref.name, ref.tag!, signal);
-        finish(job, { ...done, skipped: true });
+        toTag.push(job);
         continue;
       }
       toLoad.push(job);
@@ -281,6 +289,8 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
     stats.bytesSkipped += d.size;
     emit({ kind: 'blob', state: 'skipped', digest, bytes: d.size, total: d.size });
   }
+  /** The first blob of the load that failed its digest or size check. */
+  let integrityFailure: unknown;
   if (toLoad.length > 0) {
     const entries: ArchiveEntry[] = toLoad.map((job) => ({
       config: job.chosen!.manifest.config.digest as Digest,
@@ -313,6 +323,7 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
         await addVerifiedBlob(tar, archivePath(d.digest as Digest), source, d, { emit, signal });
       } catch (err) {
         stats.failed++;
+        if (err instanceof IntegrityError) integrityFailure ??= err;
         throw err;
       }
       stats.fetched++;
@@ -360,6 +371,22 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
           fail(job, err);
         }
       }
+    }
+  }
+
+  // 6. The images that only needed a name, once the load is over: in all-or-nothing mode a
+  // blob that failed its check means nothing is named.
+  for (const job of toTag) {
+    const id = job.chosen!.manifest.config.digest as Digest;
+    const name = job.name!;
+    try {
+      if ((opts.allOrNothing ?? true) && integrityFailure !== undefined) throw new NotLoadedError(integrityFailure);
+      const ref = parseReference(name.repoTag!);
+      await client.tagImage(id, ref.name, ref.tag!, signal);
+      finish(job, { ...job.base, status: 'done', destination: name.destination(id), destinationDigest: id, skipped: true });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      fail(job, err);
     }
   }
 

@@ -218,7 +218,7 @@ async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource
       }
     }
     case 'docker-daemon':
-      return loadIntoDockerDaemon(plan, sources, { ...common, ...(dest.socket ? { socket: dest.socket } : {}) });
+      return loadIntoDockerDaemon(plan, sources, { ...common, allOrNothing: src.fromBundle, ...(dest.socket ? { socket: dest.socket } : {}) });
     case 'containerd':
       return loadIntoContainerd(plan, sources, {
         ...common,

@@ -5,7 +5,7 @@
  * Order and skipping, as a careful pusher does it:
  * 1. An image whose root manifest the repository already holds is complete (a registry only
  *    accepts a manifest whose blobs and children it has): nothing of it is sent; its tag is
- *    set if it points elsewhere.
+ *    set if it points elsewhere (with `allOrNothing`, only once every blob of the run passed).
  * 2. One blob scheduler for the whole run (largest first, N at a time). Per blob and
  *    repository: HEAD; absent → mounted from a repository of this run that has it, else
  *    uploaded (upload.ts: verified while it streams, chunked and resumable when large).
@@ -163,12 +163,14 @@ export async function pushToRegistry(
         emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
         return { ...base, skipped: true };
       }
+      if (states[i] === 'push') for (const b of img.blobs) await schedule.done(b.digest);
+      if (opts.allOrNothing) {
+        // Nothing is named, not even a tag moved onto content that is already there, until
+        // every blob of the run has passed its check.
+        await schedule.finished;
+        if (schedule.integrityFailure()) throw new NotLoadedError(schedule.integrityFailure());
+      }
       if (states[i] === 'push') {
-        for (const b of img.blobs) await schedule.done(b.digest);
-        if (opts.allOrNothing) {
-          await schedule.finished;
-          if (schedule.integrityFailure()) throw new NotLoadedError(schedule.integrityFailure());
-        }
         for (const m of img.manifests) {
           if (m === root) break;
           await putManifest(client, t.repo, m.digest, m, `pushing manifest ${m.digest} of ${img.name}`, signal);

@@ -53,6 +53,26 @@ async function expectedImages(dir: string): Promise<typeof expected> {
   return out;
 }
 
+/**
+ * A copy of the store with one byte flipped in the middle of the largest layer (medium:1's
+ * 2 MiB one), so most of it has already streamed to the daemon when the digest check fails.
+ */
+async function corruptedStore(): Promise<{ dir: string; medium: { id: string; layers: string[] } }> {
+  const bad = path.join(createTempDir('load-docker-bad'), 'store');
+  await cp(storeDir, bad, { recursive: true });
+  const medium = expected.get('docker.io/ferry-test/medium:1');
+  if (!medium || medium === 'artifact') throw new Error('corpus has no ferry-test/medium:1');
+  const layer = path.join(bad, 'blobs', 'sha256', medium.layers.at(-1)!.slice('sha256:'.length));
+  const size = (await stat(layer)).size;
+  const fh = await open(layer, 'r+');
+  const b = Buffer.alloc(1);
+  await fh.read(b, 0, 1, Math.floor(size / 2));
+  b[0] = b[0]! ^ 0xff;
+  await fh.write(b, 0, 1, Math.floor(size / 2));
+  await fh.close();
+  return { dir: bad, medium };
+}
+
 /** Names that should load on this engine. */
 function loadable(): string[] {
   return [...expected].filter(([, e]) => e !== 'artifact' && (zstdSupported || !e.zstd)).map(([n]) => n);
@@ -106,21 +126,7 @@ describe('loadIntoDockerDaemon', () => {
   });
 
   it('a corrupted layer blob fails every image of the load with the integrity error, and nothing is loaded', async () => {
-    const bad = path.join(createTempDir('load-docker-bad'), 'store');
-    await cp(storeDir, bad, { recursive: true });
-    // Flip one byte in the middle of the largest layer (the 2 MiB one), so most of it has
-    // already streamed to the daemon when the digest check fails.
-    const medium = expected.get('docker.io/ferry-test/medium:1');
-    if (!medium || medium === 'artifact') throw new Error('corpus has no ferry-test/medium:1');
-    const layer = path.join(bad, 'blobs', 'sha256', medium.layers.at(-1)!.slice('sha256:'.length));
-    const size = (await stat(layer)).size;
-    const fh = await open(layer, 'r+');
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, Math.floor(size / 2));
-    b[0] = b[0]! ^ 0xff;
-    await fh.write(b, 0, 1, Math.floor(size / 2));
-    await fh.close();
-
+    const { dir: bad, medium } = await corruptedStore();
     const { plan, sources } = await planStore(bad);
     const report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket });
     for (const name of loadable()) {
@@ -198,6 +204,41 @@ describe('loadIntoDockerDaemon', () => {
     expect([base.status, base.skipped]).toEqual(['done', true]);
     const want = expected.get(base.name);
     expect(want !== 'artifact' && (await inspectId(base.name)) === want?.id).toBe(true);
+  });
+
+  it('a corrupted blob of the load: an image whose content is there under another name gets no new tag', async () => {
+    const base = 'docker.io/ferry-test/base:latest';
+    const want = expected.get(base);
+    if (!want || want === 'artifact') throw new Error('corpus has no ferry-test/base:latest');
+    // base:latest's content stays under base:1 (only the tag is missing); medium:1 goes.
+    await docker.run(['rmi', base]);
+    await docker.run(['rmi', 'docker.io/ferry-test/medium:1']);
+    expect(await inspectId('docker.io/ferry-test/base:1')).toBe(want.id);
+    expect(await inspectId(base)).toBeUndefined();
+
+    const { dir: bad, medium } = await corruptedStore();
+    const only = [base, 'docker.io/ferry-test/medium:1'];
+    const broken = await planStore(bad, only);
+    const report = await loadIntoDockerDaemon(broken.plan, broken.sources, { socket: docker.socket });
+    const byName = new Map(report.images.map((i) => [i.name, i]));
+    expect([...byName].map(([n, i]) => [n, i.status, i.errorCode]).sort()).toEqual([
+      [base, 'failed', 'NOT_LOADED'],
+      ['docker.io/ferry-test/medium:1', 'failed', 'DIGEST_MISMATCH'],
+    ]);
+    expect(byName.get(base)!.error).toContain(medium.layers.at(-1));
+    // The engine's own view: neither name is there.
+    expect(await inspectId(base)).toBeUndefined();
+    expect(await inspectId('docker.io/ferry-test/medium:1')).toBeUndefined();
+
+    // The intact store then tags base:latest and loads medium:1.
+    const good = await planStore(storeDir, only);
+    const again = await loadIntoDockerDaemon(good.plan, good.sources, { socket: docker.socket });
+    expect(again.images.map((i) => [i.name, i.status, i.skipped]).sort()).toEqual([
+      [base, 'done', true],
+      ['docker.io/ferry-test/medium:1', 'done', undefined],
+    ]);
+    expect(await inspectId(base)).toBe(want.id);
+    expect(await inspectId('docker.io/ferry-test/medium:1')).toBe(medium.id);
   });
 
 });

@@ -2,12 +2,13 @@
  * ferry load into a real docker-registry (plain, htpasswd, token auth, TLS) and ferry mirror
  * between two: skopeo reads back every image, index and child, with the source digests.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
 import { load, type LoadOptions } from '../../../src/load/load.js';
 import { mirror } from '../../../src/load/mirror.js';
+import { onlyIntegrityFailures } from '../../../src/copy/pull.js';
 import { parseManifest } from '../../../src/oci/manifest.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { parseReference } from '../../../src/ref/reference.js';
@@ -19,6 +20,7 @@ import { HAVE_FIXTURES, fixture } from '../../helpers/fixtures.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { pushSmallCorpus } from '../corpus-registry.js';
 import { signedCorpusBundle } from './fixtures.js';
+import { tarMembers } from './helpers-cli.js';
 
 let corpus: CorpusManifest;
 let work: string;
@@ -126,6 +128,87 @@ describe('load a bundle into a plain registry', () => {
     });
     const tags = await fetch(`${reg.url}/v2/wrongkey/ferry-test/base/tags/list`);
     expect(tags.status).toBe(404);
+  });
+});
+
+/** HEAD a manifest: the Docker-Content-Digest the registry answers with, undefined on 404. */
+async function headDigest(reg: RunningRegistry, repo: string, ref: string): Promise<string | undefined> {
+  const res = await fetch(`${reg.url}/v2/${repo}/manifests/${ref}`, {
+    method: 'HEAD',
+    headers: {
+      accept: [
+        'application/vnd.oci.image.index.v1+json',
+        'application/vnd.oci.image.manifest.v1+json',
+        'application/vnd.docker.distribution.manifest.list.v2+json',
+        'application/vnd.docker.distribution.manifest.v2+json',
+      ].join(', '),
+    },
+  });
+  if (res.status === 404) return undefined;
+  expect(res.status, `HEAD ${repo}/manifests/${ref}`).toBe(200);
+  return res.headers.get('docker-content-digest') ?? undefined;
+}
+
+describe('load a bundle that fails verification: no tag moves', () => {
+  it('an image whose content is there but whose tag points elsewhere keeps its old tag when another blob is bad', async () => {
+    const reg = await startRegistry();
+    const store = path.join(work, 'store');
+    const to = `docker://${reg.host}/retag`;
+    // Two indexes in one repository: multi:oci (A) and multi:docker.
+    const a = corpus.images.find((i) => i.repo === 'ferry-test/multi' && i.tag === 'oci')!;
+    const other = corpus.images.find((i) => i.repo === 'ferry-test/multi' && i.tag === 'docker')!;
+    expect(a.digest).not.toBe(other.digest);
+    for (const i of [a, other]) {
+      const r = await load({ source: `oci:${store}:${i.ref}`, to, ...access(reg) });
+      expect(r.failures).toEqual([]);
+    }
+    // Point A's tag at the other index: A's content stays in the repository, by digest.
+    const repo = `retag/${a.repo}`;
+    const got = await fetch(`${reg.url}/v2/${repo}/manifests/${other.digest}`, { headers: { accept: 'application/vnd.docker.distribution.manifest.list.v2+json' } });
+    expect(got.status).toBe(200);
+    const put = await fetch(`${reg.url}/v2/${repo}/manifests/${a.tag}`, {
+      method: 'PUT',
+      headers: { 'content-type': got.headers.get('content-type')! },
+      body: Buffer.from(await got.arrayBuffer()),
+    });
+    expect(put.status).toBe(201);
+    expect(await headDigest(reg, repo, a.tag)).toBe(other.digest);
+    expect(await headDigest(reg, repo, a.digest)).toBe(a.digest);
+
+    // The bundle with one byte flipped in the middle of the largest layer (medium:1's, not A's).
+    const layer = corpus.largestLayer;
+    const tar = await readFile(bundle);
+    const member = tarMembers(tar).find((m) => m.name === `blobs/sha256/${layer.digest.slice('sha256:'.length)}`);
+    if (!member) throw new Error(`no member for ${layer.digest}`);
+    const at = member.offset + Math.floor(member.size / 2);
+    tar[at] = tar[at]! ^ 0xff;
+    const bad = path.join(createTempDir('retag-bad'), 'bad.ferry');
+    await writeFile(bad, tar);
+
+    const r = await load({ source: bad, to, ...access(reg) });
+    // A needed only a tag; it is not named, because the bundle failed verification.
+    const imgA = r.images.find((i) => i.name === `docker.io/${a.ref}`)!;
+    expect([imgA.status, imgA.errorCode]).toEqual(['failed', 'NOT_LOADED']);
+    expect(imgA.error).toContain(layer.digest);
+    const medium = r.images.find((i) => i.name === 'docker.io/ferry-test/medium:1')!;
+    expect([medium.status, medium.errorCode]).toEqual(['failed', 'DIGEST_MISMATCH']);
+    expect(r.blobs.failed).toBe(1);
+    expect(r.mapping[`docker.io/${a.ref}`]).toBeUndefined();
+    // Every failure is an integrity failure: the CLI exits 3.
+    expect(onlyIntegrityFailures(r.failures)).toBe(true);
+    // The registry's own view: A's tag still names the other index.
+    expect(await headDigest(reg, repo, a.tag)).toBe(other.digest);
+    // No image the bad bundle brought is named anywhere under the prefix but the two loaded first.
+    for (const i of corpus.images) {
+      if (i.repo === a.repo) continue;
+      const tags = await fetch(`${reg.url}/v2/retag/${i.repo}/tags/list`);
+      expect([i.repo, tags.status === 404 ? [] : ((await tags.json()) as { tags: string[] | null }).tags ?? []]).toEqual([i.repo, []]);
+    }
+
+    // The good bundle then moves the tag (the retag path itself works).
+    const good = await load({ source: bundle, to, ...access(reg) });
+    expect(good.failures).toEqual([]);
+    expect(await headDigest(reg, repo, a.tag)).toBe(a.digest);
   });
 });
 

@@ -87,6 +87,21 @@ describe('API versions', () => {
     expect(negotiateApiVersion('garbage')).toBe(MIN_API_VERSION);
     expect(() => negotiateApiVersion('1.12')).toThrow(/at least 1\.24/);
   });
+
+  it('ferry\'s maximum is one Docker Engine 29 accepts (it refuses below 1.44)', () => {
+    expect(compareApiVersions(MAX_API_VERSION, '1.44')).toBeGreaterThanOrEqual(0);
+    expect(negotiateApiVersion('1.52')).toBe(MAX_API_VERSION);
+  });
+
+  it('uses the daemon\'s minimum when it is above the version otherwise chosen', () => {
+    expect(negotiateApiVersion('1.51', '1.44')).toBe('1.51');
+    expect(negotiateApiVersion('1.41', '1.12')).toBe('1.41');
+    expect(negotiateApiVersion('1.70', '1.60')).toBe('1.60');
+    expect(negotiateApiVersion(undefined, '1.44')).toBe('1.44');
+    // A minimum above the daemon's own maximum is nonsense and ignored; so is garbage.
+    expect(negotiateApiVersion('1.41', '1.44')).toBe('1.41');
+    expect(negotiateApiVersion('1.41', 'x')).toBe('1.41');
+  });
 });
 
 describe('JSON message stream', () => {

@@ -461,6 +461,53 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
     expect(daemon.images.size).toBe(0);
   });
 
+  it('all-or-nothing: an image that only needs a tag is not tagged when a blob of the load fails its check', async () => {
+    const { plan, sources } = await planOf([
+      ['docker.io/t/single:new', single],
+      ['docker.io/t/multi:1', multi],
+    ]);
+    // single's content is there under another name; multi is loaded, with a bad layer.
+    daemon.images.set(configOf(single), configOf(single));
+    daemon.images.set('docker.io/t/single:old', configOf(single));
+    const multiConfig = configOf(multi, 'amd64');
+    const bad = (JSON.parse(store.get(multiConfig)!.bytes.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids[1]!;
+    for (const s of sources) s.corrupt.add(bad);
+    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    expect(report.images.map((i) => [i.name, i.status, i.errorCode])).toEqual([
+      ['docker.io/t/single:new', 'failed', 'NOT_LOADED'],
+      ['docker.io/t/multi:1', 'failed', 'DIGEST_MISMATCH'],
+    ]);
+    expect(report.images[0]!.error).toContain(bad);
+    expect(daemon.requests.filter((r) => r.includes('/tag?'))).toEqual([]);
+    expect(daemon.images.has('docker.io/t/single:new')).toBe(false);
+
+    // Without all-or-nothing, the tag does not depend on the bad blob and is given.
+    const loose = await loadIntoDockerDaemon(plan, sources, opts({ allOrNothing: false }));
+    expect(loose.images.map((i) => [i.status, i.errorCode])).toEqual([
+      ['done', undefined],
+      ['failed', 'DIGEST_MISMATCH'],
+    ]);
+    expect(daemon.images.get('docker.io/t/single:new')).toBe(configOf(single));
+  });
+
+  it('a tag is given after the load, and still when the load fails for a reason other than a bad blob', async () => {
+    const { plan, sources } = await planOf([
+      ['docker.io/t/single:new', single],
+      ['docker.io/t/multi:1', multi],
+    ]);
+    daemon.images.set(configOf(single), configOf(single));
+    daemon.answer = () => ({ status: 500, body: '{"message":"no space left on device"}' });
+    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    expect(report.images.map((i) => [i.status, i.errorCode])).toEqual([
+      ['done', undefined],
+      ['failed', 'DAEMON_LOAD_FAILED'],
+    ]);
+    const load = daemon.requests.findIndex((r) => r.includes('/images/load'));
+    const tag = daemon.requests.findIndex((r) => r.includes('/tag?'));
+    expect(load).toBeGreaterThanOrEqual(0);
+    expect(tag).toBeGreaterThan(load);
+  });
+
   it('no daemon on the socket → DAEMON_UNAVAILABLE naming it, with a hint', async () => {
     const missing = path.join(tmpdir(), `ferry-no-such-${process.pid}.sock`);
     const { plan, sources } = await planOf([['docker.io/t/single:1', single]]);
