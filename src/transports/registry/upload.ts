@@ -10,7 +10,16 @@
  * - Large blobs go up in PATCH chunks. The registry does not reject an out-of-order PATCH (it
  *   accepts it and corrupts the session), so every chunk starts exactly where the registry
  *   says the session ends, asked with GET on the session after any failure.
- * - A mount that the registry cannot do falls back to the upload session it opened (202).
+ * - A mount that the registry cannot do falls back to the upload session it opened (202); a
+ *   mount request that fails outright (401, a refused token, any other error) falls back to a
+ *   plain upload session, as crane and regclient do.
+ * - After a failure, the session's status (GET) says where it ends and where to go next: its
+ *   `Location` is used for the next request, as the spec requires.
+ * - A blob that starts over after a failure (and a final PUT whose answer was lost) is first
+ *   looked for with HEAD: the registry may have committed it already.
+ * - The retry budget (attempts, time) counts failures without progress: every chunk the
+ *   registry acknowledges, or holds when asked after a failure, starts it afresh.
+ * - 429 and 503 answers to requests carrying blob bytes keep their Retry-After.
  *
  * Every byte sent is hashed on the way; a blob whose bytes do not match its digest is never
  * committed (its session is cancelled), and the registry's own check at the final PUT is the
@@ -21,10 +30,11 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestVerifier, type Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
-import { DigestMismatchError, FerryError, RegistryError, SizeMismatchError, errorMessage } from '../../util/errors.js';
+import { DigestMismatchError, FerryError, RegistryError, SizeMismatchError, errorMessage, type RegistryErrorDetail } from '../../util/errors.js';
 import { drain } from './http.js';
-import { header, type RegistryClient, type RegistryResponse } from './client.js';
-import { backoffDelay, isRetryableNetworkError, wait } from './retry.js';
+import { header, readCapped, type RegistryClient, type RegistryResponse } from './client.js';
+import { redactUrl } from './redact.js';
+import { backoffDelay, isRetryableNetworkError, parseRetryAfter, wait } from './retry.js';
 import { MANIFEST_ACCEPT } from '../../oci/mediatypes.js';
 
 /** Blobs up to this size go up in one PUT; larger ones in PATCH chunks of this size. */
@@ -112,11 +122,75 @@ async function openSession(
   return { mounted: false, url: sessionUrl(res, what) };
 }
 
-/** Where the registry says an upload session ends (exclusive), from GET on the session. */
-async function sessionOffset(client: RegistryClient, repo: string, url: string, what: string, signal?: AbortSignal): Promise<number> {
+/**
+ * Where the registry says an upload session ends (exclusive), from GET on the session, and the
+ * URL to continue it at: the Location of that answer when it has one (resolved against the
+ * request, `_state` kept as given), the URL asked otherwise.
+ */
+async function sessionStatus(client: RegistryClient, repo: string, url: string, what: string, signal?: AbortSignal): Promise<{ offset: number; url: string }> {
   const res = await client.send({ method: 'GET', path: url, scope: pushScope(repo), expect: [204, 200], what, ...(signal ? { signal } : {}) });
   await drain(res.body);
-  return rangeEnd(header(res.headers, 'range'));
+  const loc = header(res.headers, 'location');
+  return { offset: rangeEnd(header(res.headers, 'range')), url: loc ? new URL(loc, res.url).toString() : url };
+}
+
+/** The registry already holds the blob in `repo`, with the right size (a failed HEAD: not known to). */
+async function holdsBlob(client: RegistryClient, repo: string, desc: Descriptor, what: string, signal?: AbortSignal): Promise<boolean> {
+  try {
+    return (await blobSize(client, repo, desc.digest, what, signal)) === desc.size;
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    return false;
+  }
+}
+
+/** Retry-After of a 429/503 answer to an upload request, by the error made from it. */
+const retryAfterOf = new WeakMap<object, number>();
+
+/** The Retry-After an error carries: ours, or a `retryAfterMs` the client put on it. */
+function retryAfter(err: unknown): number | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const ours = retryAfterOf.get(err);
+  if (ours !== undefined) return ours;
+  const theirs = (err as { retryAfterMs?: unknown }).retryAfterMs;
+  return typeof theirs === 'number' && Number.isFinite(theirs) ? theirs : undefined;
+}
+
+/**
+ * Statuses that requests carrying blob bytes take themselves, rather than the client's error
+ * mapping, to keep their Retry-After (the client does not retry a body it cannot resend).
+ */
+const RETRY_LATER = [429, 503];
+
+/** The error for a 429/503 answer to an upload request, remembering its Retry-After. */
+async function retryLaterError(res: RegistryResponse, method: string, what: string): Promise<RegistryError> {
+  const text = await readCapped(res.body, 64 * 1024).catch(() => '');
+  let errors: RegistryErrorDetail[] = [];
+  try {
+    const parsed = JSON.parse(text) as { errors?: unknown };
+    if (Array.isArray(parsed.errors)) {
+      errors = parsed.errors
+        .filter((e): e is { code: string; message?: unknown; detail?: unknown } => typeof (e as { code?: unknown })?.code === 'string')
+        .map((e) => ({ code: e.code, ...(typeof e.message === 'string' && e.message ? { message: e.message } : {}), detail: e.detail }));
+    }
+  } catch {
+    // Plain-text error bodies happen.
+  }
+  const first = errors[0];
+  const detail = first ? `${first.code}${first.message ? `: ${first.message}` : ''}` : text.trim().slice(0, 200) || (res.status === 429 ? 'Too Many Requests' : 'Service Unavailable');
+  const safeUrl = redactUrl(res.url);
+  const err = new RegistryError(
+    first?.code ?? (res.status === 429 ? 'TOOMANYREQUESTS' : 'REGISTRY_UNAVAILABLE'),
+    `${what}: ${method} ${safeUrl}: HTTP ${res.status}: ${detail}`,
+    method,
+    safeUrl,
+    res.status,
+    errors,
+    { retryable: true, hint: res.status === 429 ? 'the registry is rate-limiting; wait and rerun, or log in for a higher limit' : 'the registry is failing; rerun later' },
+  );
+  const ms = parseRetryAfter(res.headers['retry-after']);
+  if (ms !== undefined) retryAfterOf.set(err, ms);
+  return err;
 }
 
 /**
@@ -215,17 +289,48 @@ function finalDigest(hash: Hash): Digest {
 export async function uploadBlob(client: RegistryClient, repo: string, desc: Descriptor, open: BlobOpener, opts: UploadOptions): Promise<UploadOutcome> {
   const chunkSize = Math.max(1024 * 1024, opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
   const policy = client.policy;
-  const started = Date.now();
+  // The retry budget covers failures without progress: attempts since the last progress, and
+  // time since the first failure after it. A long blob over a link that breaks now and then
+  // keeps going as long as each try moves it forward. Progress is bytes the registry holds
+  // beyond any point reached before, so a blob that keeps starting over still runs out.
   let attempt = 0;
+  let failingSince: number | undefined;
+  let furthest = 0;
+  const reached = (offset: number): void => {
+    if (offset <= furthest) return;
+    furthest = offset;
+    attempt = 0;
+    failingSince = undefined;
+  };
   let mountFrom = opts.mountFrom;
   // The last point both sides agree on: the registry has [0, offset) and hash covers it.
   let checkpoint: Checkpoint = { offset: 0, hash: createHash('sha256') };
   let session: string | undefined;
+  // Starting the blob over after a failure: the registry may hold it already (a final PUT that
+  // committed and whose answer was lost, another pusher).
+  let startingOver = false;
   for (;;) {
     let cursor: SourceCursor | undefined;
+    // The request in flight is the one that commits the blob (its answer may be lost).
+    let committing = false;
     try {
       if (session === undefined) {
-        const s = await openSession(client, repo, desc.digest, mountFrom, opts.what, opts.signal);
+        if (startingOver) {
+          startingOver = false;
+          if (await holdsBlob(client, repo, desc, opts.what, opts.signal)) return 'uploaded';
+        }
+        let s: Awaited<ReturnType<typeof openSession>> | undefined;
+        if (mountFrom) {
+          try {
+            s = await openSession(client, repo, desc.digest, mountFrom, opts.what, opts.signal);
+          } catch (err) {
+            if (opts.signal?.aborted) throw err;
+            // The mount request itself failed (401, a token refused for the other repository,
+            // any other error): upload normally instead, with this repository's scope alone.
+            mountFrom = undefined;
+          }
+        }
+        s ??= await openSession(client, repo, desc.digest, undefined, opts.what, opts.signal);
         if (s.mounted) return 'mounted';
         session = s.url;
         checkpoint = { offset: 0, hash: createHash('sha256') };
@@ -242,6 +347,7 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
           ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         });
         pipeline(cursor.take(desc.size, () => {}), checked).catch(() => {}); // fails the request body
+        committing = true;
         const res = await client.send({
           method: 'PUT',
           path: withParam(session, 'digest', desc.digest),
@@ -249,10 +355,11 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
           headers: { 'content-type': 'application/octet-stream' },
           body: checked,
           contentLength: desc.size,
-          expect: [201, 204],
+          expect: [201, 204, ...RETRY_LATER],
           what: opts.what,
           ...(opts.signal ? { signal: opts.signal } : {}),
         });
+        if (RETRY_LATER.includes(res.status)) throw await retryLaterError(res, 'PUT', opts.what);
         await drain(res.body);
         return 'uploaded';
       }
@@ -270,10 +377,11 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
           headers: { 'content-type': 'application/octet-stream', 'content-range': `${offset}-${end - 1}` },
           body: sizeChecked(body, end - offset, desc, opts.what),
           contentLength: end - offset,
-          expect: [202, 204],
+          expect: [202, 204, ...RETRY_LATER],
           what: opts.what,
           ...(opts.signal ? { signal: opts.signal } : {}),
         });
+        if (RETRY_LATER.includes(res.status)) throw await retryLaterError(res, 'PATCH', opts.what);
         await drain(res.body);
         session = sessionUrl(res, opts.what);
         const acknowledged = rangeEnd(header(res.headers, 'range'));
@@ -282,6 +390,7 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
         }
         offset = end;
         checkpoint = { offset, hash: hash.copy() };
+        reached(offset);
         opts.onProgress?.(offset);
       }
       const actual = finalDigest(hash);
@@ -289,6 +398,7 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
         await cancelSession(client, repo, session, opts.what);
         throw new DigestMismatchError(desc.digest, actual, opts.what);
       }
+      committing = true;
       const res = await client.send({
         method: 'PUT',
         path: withParam(session, 'digest', desc.digest),
@@ -308,20 +418,38 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
         if (session) await cancelSession(client, repo, session, opts.what);
         throw err;
       }
-      if (mountFrom && err instanceof RegistryError && !isRetryable(err)) {
-        // A registry that refuses the mount request outright: upload normally instead.
-        mountFrom = undefined;
-        session = undefined;
-        continue;
+      // The request that commits the blob failed: the registry may have committed it and only
+      // its answer was lost. (The client resends a final PUT without a body on a broken
+      // connection, and the registry, whose session is gone with the commit, answers 404.)
+      if (committing && !isRetryable(err) && (await holdsBlob(client, repo, desc, opts.what, opts.signal))) return 'uploaded';
+      if (!isRetryable(err)) throw err;
+      failingSince ??= Date.now();
+      // Time counts from the first failure after progress: that first failure always has its try.
+      const spent = (): boolean => attempt + 1 >= policy.maxAttempts || (attempt > 0 && Date.now() - failingSince! >= policy.maxElapsedMs);
+      const chunked = session !== undefined && desc.size > chunkSize;
+      // The session's status, when asked already in this round (undefined: asking failed).
+      let status: { offset: number; url: string } | undefined | null = null;
+      if (spent() && chunked) {
+        // Out of budget as far as we know, but the registry may have taken the chunk whose answer
+        // was lost: what it holds beyond any point reached before is progress.
+        status = await sessionStatus(client, repo, session!, opts.what, opts.signal).catch(() => undefined);
+        if (status && status.offset > 1 && status.offset > furthest && status.offset <= desc.size) {
+          attempt = 0;
+          failingSince = Date.now();
+        }
       }
-      if (!isRetryable(err) || attempt + 1 >= policy.maxAttempts || Date.now() - started >= policy.maxElapsedMs) throw err;
+      if (spent()) throw err;
       opts.onRetry?.(errorMessage(err));
-      await wait(backoffDelay(policy, attempt++), opts.signal);
-      if (session !== undefined && desc.size > chunkSize) {
-        // Where does the session stand? Resume there, or start a new one.
-        // -1: the session is gone or broken (distribution answers 404 BLOB_UPLOAD_INVALID once an
-        // out-of-order PATCH corrupted it). 1 is "0-0": empty, or one byte; start over.
-        let at = await sessionOffset(client, repo, session, opts.what, opts.signal).catch(() => -1);
+      await wait(backoffDelay(policy, attempt++, retryAfter(err)), opts.signal);
+      if (committing && (await holdsBlob(client, repo, desc, opts.what, opts.signal))) return 'uploaded';
+      if (session !== undefined && chunked) {
+        // Where does the session stand? Resume there, at the Location the status gives, or
+        // start a new one. -1: the session is gone or broken (distribution answers 404
+        // BLOB_UPLOAD_INVALID once an out-of-order PATCH corrupted it). 1 is "0-0": empty, or
+        // one byte; start over.
+        if (status === null) status = await sessionStatus(client, repo, session, opts.what, opts.signal).catch(() => undefined);
+        let at = status?.offset ?? -1;
+        if (status) session = status.url;
         if (at === 1) at = -1;
         if (at === checkpoint.offset) continue;
         if (at > checkpoint.offset && at <= desc.size) {
@@ -334,6 +462,8 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
             catchUp.close();
           }
           checkpoint = { offset: at, hash };
+          reached(at);
+          opts.onProgress?.(at);
           continue;
         }
         await cancelSession(client, repo, session, opts.what);
@@ -341,6 +471,8 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
         await cancelSession(client, repo, session, opts.what);
       }
       session = undefined;
+      // Just looked for it after a lost commit: no need to ask again before the new session.
+      startingOver = !committing;
     }
   }
 }

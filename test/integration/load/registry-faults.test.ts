@@ -116,6 +116,54 @@ describe('recovers from', () => {
     await assertComplete(p);
   });
 
+  it('a reset after the registry committed each blob (every final PUT answered, every answer lost): found with HEAD, no second session', async () => {
+    const p = nextPrefix();
+    proxy.setRules([{ method: 'PUT', path: /\/blobs\/uploads\/.*digest=/, fault: { kind: 'reset', afterBytes: 0 } }]);
+    const r = await loadVia(p);
+    expect(r.failures).toEqual([]);
+    const blobPuts = proxy.requests.filter((q) => q.method === 'PUT' && /\/blobs\/uploads\/.*digest=/.test(q.url));
+    expect(blobPuts.length).toBeGreaterThan(0);
+    expect(blobPuts.every((q) => q.outcome === 'reset')).toBe(true);
+    // One upload session per blob: a committed blob is not sent again.
+    const digests = new Set(blobPuts.map((q) => /digest=([^&]+)/.exec(q.url)![1]));
+    const posts = proxy.requests.filter((q) => q.method === 'POST' && q.url.includes('/blobs/uploads/'));
+    expect(posts).toHaveLength(digests.size);
+    const patched = proxy.requests.filter((q) => q.method === 'PATCH').reduce((n, q) => n + q.requestBytes, 0);
+    expect(patched).toBe(corpus.largestLayer.size);
+    await assertComplete(p);
+  });
+
+  it('a reset on the second and on the third chunk under a budget of 2 attempts and 1 ms: the chunk acknowledged between renews it', async () => {
+    const p = nextPrefix();
+    // The layer (just over 2 MiB) goes up in 3 chunks; the first try of chunks 2 and 3 is reset
+    // before it reaches the registry (PATCHes 2 and 4; PATCH 3, chunk 2 again, is acknowledged).
+    expect(corpus.largestLayer.size).toBeGreaterThan(2 * CHUNK);
+    proxy.setRules([
+      { method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, times: 1, fault: { kind: 'reset' } },
+      { method: 'PATCH', path: /\/blobs\/uploads\//, skip: 3, times: 1, fault: { kind: 'reset' } },
+    ]);
+    const r = await loadVia(p, { retry: { ...fast, maxAttempts: 2, maxElapsedMs: 1 } });
+    expect(r.failures).toEqual([]);
+    expect(proxy.ruleStats().map((s) => s.injected)).toEqual([1, 1]);
+    // Resumed, never started over: one upload session for the layer.
+    expect(proxy.requests.filter((q) => q.method === 'POST' && q.url.includes('/blobs/uploads/')).length).toBe(
+      new Set(proxy.requests.filter((q) => q.method === 'PUT' && q.url.includes('digest=')).map((q) => /digest=([^&]+)/.exec(q.url)![1])).size,
+    );
+    await assertComplete(p);
+  });
+
+  it('a 401 on every cross-repository mount: the blobs are uploaded instead', async () => {
+    const p = nextPrefix();
+    proxy.setRules([{ method: 'POST', path: /\/blobs\/uploads\/\?mount=/, fault: { kind: 'status', status: 401 } }]);
+    // Both images: the base's blobs are shared, so the second repository would mount them.
+    const r = await load({ source: `oci:${store}`, to: `docker://${proxy.host}/${p}`, retry: fast, chunkSize: CHUNK });
+    expect(r.failures).toEqual([]);
+    expect(proxy.ruleStats()[0]!.injected).toBeGreaterThan(0);
+    await assertComplete(p);
+    const base = corpus.images.find((i) => i.repo === 'ferry-test/base')!;
+    await runSkopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/${p}/${base.repo}:${base.tag}`, `oci:${createTempDir('copy')}:x`]);
+  });
+
   it('slow answers', async () => {
     const p = nextPrefix();
     proxy.setRules([{ path: /\/blobs\//, times: 4, fault: { kind: 'delay', ms: 300 } }]);
