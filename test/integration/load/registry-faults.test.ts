@@ -84,6 +84,17 @@ describe('recovers from', () => {
     await assertComplete(p);
   });
 
+  it('a 401 on a PATCH chunk (a token that expired mid-upload): the chunk is sent again, not the blob failed', async () => {
+    const p = nextPrefix();
+    proxy.setRules([
+      { method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, times: 1, fault: { kind: 'status', status: 401, headers: { 'www-authenticate': 'Basic realm="registry"' } } },
+    ]);
+    const r = await loadVia(p);
+    expect(r.failures).toEqual([]);
+    expect(proxy.ruleStats()[0]!.injected).toBe(1);
+    await assertComplete(p);
+  });
+
   it('a connection reset on a PATCH chunk: resumes where the registry says the session ends', async () => {
     const p = nextPrefix();
     proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, times: 1, fault: { kind: 'reset' } }]);
