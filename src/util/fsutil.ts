@@ -1,17 +1,49 @@
 /** Atomic file writes: temp file beside the target, fsync, rename, fsync the directory. */
 import fs from 'node:fs';
-import { open, readdir, rename, rm, mkdir, stat } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { link, open, readdir, rename, rm, mkdir, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable, type Readable, type Transform } from 'node:stream';
 
+let cachedHostId: string | undefined;
+
+/**
+ * A short (8 hex) identifier of "this host, as far as pids go": a pid recorded by another
+ * process is only meaningful to processAlive() when both ran on the same machine and in the
+ * same pid namespace. Made from the host name, the machine id and (on Linux) the pid
+ * namespace, so another container (another pid namespace, even with the same host name) or
+ * another NFS client gets another id.
+ */
+export function localHostId(): string {
+  if (cachedHostId === undefined) {
+    const read = (f: string, how: (f: string) => string): string => {
+      try {
+        return how(f).trim();
+      } catch {
+        return '';
+      }
+    };
+    const machineId = read('/etc/machine-id', (f) => fs.readFileSync(f, 'utf8'));
+    const pidNamespace = read('/proc/self/ns/pid', (f) => fs.readlinkSync(f));
+    cachedHostId = createHash('sha256').update(`${hostname()}\0${machineId}\0${pidNamespace}`).digest('hex').slice(0, 8);
+  }
+  return cachedHostId;
+}
+
+/**
+ * A temp name beside `target`: `.{base}.{hostId}-{pid}.{random}.tmp`. The host id and pid say
+ * who is writing it, so removeDeadTemps() can tell a killed writer's leftovers from a live
+ * writer's file. (Versions before the host id wrote `.{base}.{pid}.{random}.tmp`.)
+ */
 export function tempNameFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  return path.join(path.dirname(target), `.${path.basename(target)}.${localHostId()}-${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
 /** Whether a process with this pid exists on this host (EPERM means it does, owned by another user). */
 export function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;
@@ -20,9 +52,20 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/** A temp file this old is abandoned whoever made it: live writers touch theirs far more often. */
+export const ABANDONED_TEMP_MS = 60 * 60 * 1000;
+
+const TEMP_NAME = /^\.(.+)\.([a-f0-9]{8})-(\d+)\.[a-f0-9]+\.tmp$/;
+/** The name earlier versions wrote, without a host id (unambiguous: no '-' in the pid field). */
+const OLD_TEMP_NAME = /^\.(.+)\.(\d+)\.[a-f0-9]+\.tmp$/;
+
 /**
  * Remove temp files that tempNameFor() made in `dir` for targets whose base name `matches`,
- * when the process that made them is gone (a killed run). Returns how many were removed.
+ * when their writer is certainly gone: made on this host (same host id) by a pid that no
+ * longer exists, or (whoever made it, here, in another container or on another NFS client)
+ * not modified for ABANDONED_TEMP_MS. A pid from another host or pid namespace says nothing
+ * about liveness here, so such files are left to the age rule. Names in the older format
+ * (no host id) are judged by pid as before, and by age. Returns how many were removed.
  */
 export async function removeDeadTemps(dir: string, matches: (base: string) => boolean): Promise<number> {
   let names: string[];
@@ -32,10 +75,31 @@ export async function removeDeadTemps(dir: string, matches: (base: string) => bo
     return 0;
   }
   let removed = 0;
+  const now = Date.now();
   for (const n of names) {
-    const m = /^\.(.+)\.(\d+)\.[a-f0-9]+\.tmp$/.exec(n);
-    if (!m || !matches(m[1]!) || processAlive(Number(m[2]))) continue;
-    await rm(path.join(dir, n), { force: true });
+    let base: string;
+    let pid: number;
+    let local: boolean;
+    const m = TEMP_NAME.exec(n);
+    const old = m ? undefined : OLD_TEMP_NAME.exec(n);
+    if (m) {
+      base = m[1]!;
+      local = m[2] === localHostId();
+      pid = Number(m[3]);
+    } else if (old) {
+      base = old[1]!;
+      local = true;
+      pid = Number(old[2]);
+    } else continue;
+    if (!matches(base)) continue;
+    const file = path.join(dir, n);
+    let dead = local && pid !== process.pid && !processAlive(pid);
+    if (!dead) {
+      const s = await stat(file).catch(() => undefined);
+      dead = s !== undefined && s.isFile() && now - s.mtimeMs > ABANDONED_TEMP_MS;
+    }
+    if (!dead) continue;
+    await rm(file, { force: true });
     removed++;
   }
   return removed;
@@ -52,7 +116,18 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export async function writeFileAtomic(target: string, data: Uint8Array | string, opts: { syncDir?: boolean } = {}): Promise<void> {
+/**
+ * Write `data` to `target` atomically (temp file, fsync, rename) and fsync the directory
+ * unless `syncDir: false` (then the caller must fsync it before anything durable names the
+ * file). With `exclusive`, an existing `target` is never replaced: the temp file is
+ * hard-linked into place (which fails if the name exists) and false is returned when
+ * `target` already existed. Returns true when `target` now holds `data`.
+ */
+export async function writeFileAtomic(
+  target: string,
+  data: Uint8Array | string,
+  opts: { syncDir?: boolean; exclusive?: boolean } = {},
+): Promise<boolean> {
   await mkdir(path.dirname(target), { recursive: true });
   const tmp = tempNameFor(target);
   const fh = await open(tmp, 'wx', 0o644);
@@ -66,17 +141,41 @@ export async function writeFileAtomic(target: string, data: Uint8Array | string,
   }
   await fh.close();
   try {
-    await rename(tmp, target);
+    if (opts.exclusive) {
+      try {
+        await link(tmp, target);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') {
+          await rm(tmp, { force: true });
+          return false;
+        }
+        // A filesystem without hard links (FAT, some FUSE and SMB mounts): check, then rename.
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS' && code !== 'EMLINK') throw err;
+        if ((await fileSize(target)) !== undefined) {
+          await rm(tmp, { force: true });
+          return false;
+        }
+        await rename(tmp, target);
+      }
+      await rm(tmp, { force: true });
+    } else {
+      await rename(tmp, target);
+    }
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
   }
   if (opts.syncDir !== false) await fsyncDir(path.dirname(target));
+  return true;
 }
 
 /**
  * Stream `source` through `transforms` into `target`, atomically: the file appears under its
  * name only if the whole pipeline (including verification) succeeded. Returns bytes written.
+ * The file's content is fsynced before the rename; the directory is not (one directory fsync
+ * for many files is far cheaper): callers fsync it (fsyncDir) before anything durable, such
+ * as an OCI layout's index.json, names the file.
  */
 export async function streamToFileAtomic(target: string, source: Readable, transforms: Transform[] = []): Promise<number> {
   await mkdir(path.dirname(target), { recursive: true });

@@ -13,7 +13,7 @@ import { DescriptorSchema, MAX_MANIFEST_BYTES, type Descriptor } from '../../oci
 import { MediaType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { FerryError, LayoutError, NotFoundError } from '../../util/errors.js';
-import { fileSize, removeDeadTemps, streamToFileAtomic, writeFileAtomic } from '../../util/fsutil.js';
+import { fileSize, fsyncDir, removeDeadTemps, streamToFileAtomic, writeFileAtomic } from '../../util/fsutil.js';
 import { withLayoutLock } from './lock.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -43,19 +43,33 @@ export interface LayoutIndex {
   raw: Record<string, unknown>;
 }
 
+/** What a layout directory may hold before ferry makes it one (another process may be making it). */
+const LAYOUT_ENTRIES = new Set(['oci-layout', 'index.json', 'blobs']);
+
+async function readOptional(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 export class OciLayout {
+  /**
+   * Blobs were written (renamed into blobs/sha256) since that directory was last fsynced.
+   * Blob writes skip the per-file directory fsync; putIndexEntries makes their names durable
+   * with one fsync before index.json can name them.
+   */
+  private blobsDirty = false;
+
   private constructor(readonly dir: string) {}
 
   /** Open an existing layout; with create, make an empty one where none exists. */
   static async open(dir: string, opts: { create?: boolean } = {}): Promise<OciLayout> {
     const abs = path.resolve(dir);
     const layoutFile = path.join(abs, 'oci-layout');
-    let header: string | undefined;
-    try {
-      header = await readFile(layoutFile, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    let header = await readOptional(layoutFile);
     if (header === undefined) {
       // A bare index.json (as some tools and test suites write) is readable; ferry only
       // insists on the oci-layout marker before it writes into a directory.
@@ -70,20 +84,7 @@ export class OciLayout {
           exists ? `${abs} is not an OCI image layout (no oci-layout file)` : `OCI layout ${abs} does not exist`,
         );
       }
-      await mkdir(path.join(abs, 'blobs', 'sha256'), { recursive: true });
-      // Refuse to turn a non-empty unrelated directory into a store.
-      const entries = (await readdir(abs)).filter((e) => e !== 'blobs' && !e.startsWith('.'));
-      if (entries.length > 0 && !entries.every((e) => e === 'index.json')) {
-        throw new LayoutError('LAYOUT_NOT_FOUND', `${abs} is not empty and not an OCI image layout; choose another --store`);
-      }
-      if (!entries.includes('index.json')) {
-        await writeFileAtomic(
-          path.join(abs, 'index.json'),
-          JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] }),
-        );
-      }
-      await writeFileAtomic(layoutFile, JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-      return new OciLayout(abs);
+      header = await OciLayout.create(abs, layoutFile);
     }
     let parsed: unknown;
     try {
@@ -97,6 +98,37 @@ export class OciLayout {
       throw new LayoutError('LAYOUT_INVALID', `${layoutFile}: unsupported imageLayoutVersion ${h.data.imageLayoutVersion}`);
     }
     return new OciLayout(abs);
+  }
+
+  /**
+   * Make an empty layout in `abs` (which may not exist yet) and return its oci-layout text.
+   * Two first pulls into one new directory may race here, so the check and the writes happen
+   * under the layout lock (whose file lives in the directory), and a layout that another
+   * process finished meanwhile is simply opened. index.json and oci-layout are only ever
+   * created, never replaced (a process of an earlier version, which creates without the
+   * lock, may be writing them too); oci-layout is written last, as the marker that the
+   * layout is complete.
+   */
+  private static async create(abs: string, layoutFile: string): Promise<string> {
+    await mkdir(abs, { recursive: true });
+    return withLayoutLock(abs, async () => {
+      const existing = await readOptional(layoutFile);
+      if (existing !== undefined) return existing;
+      // Refuse to turn a non-empty unrelated directory into a store. Dot files (the lock,
+      // temp files) and the parts of a layout being made by someone else do not count.
+      const entries = (await readdir(abs)).filter((e) => !e.startsWith('.') && !LAYOUT_ENTRIES.has(e));
+      if (entries.length > 0) {
+        throw new LayoutError('LAYOUT_NOT_FOUND', `${abs} is not empty and not an OCI image layout; choose another --store`);
+      }
+      await mkdir(path.join(abs, 'blobs', 'sha256'), { recursive: true });
+      await writeFileAtomic(path.join(abs, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] }), {
+        exclusive: true,
+      });
+      await writeFileAtomic(layoutFile, JSON.stringify({ imageLayoutVersion: '1.0.0' }), { exclusive: true });
+      const header = await readOptional(layoutFile);
+      if (header === undefined) throw new LayoutError('LAYOUT_INVALID', `${layoutFile} vanished while the layout was being created`);
+      return header;
+    });
   }
 
   blobPath(digest: string): string {
@@ -185,14 +217,19 @@ export class OciLayout {
   /** Store a blob from a stream, verified against desc while streaming; atomic. */
   async putBlob(desc: { digest: string; size: number }, source: Readable, what: string, onProgress?: (bytes: number) => void): Promise<number> {
     const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what, ...(onProgress ? { onProgress } : {}) });
-    return streamToFileAtomic(this.blobPath(desc.digest), source, [verifier]);
+    const written = await streamToFileAtomic(this.blobPath(desc.digest), source, [verifier]);
+    this.blobsDirty = true;
+    return written;
   }
 
   async putBytes(bytes: Uint8Array, expected?: Digest): Promise<Digest> {
     const digest = sha256(bytes);
     if (expected && expected !== digest) verifyBytes(bytes, { digest: expected }, 'storing manifest');
     const p = this.blobPath(digest);
-    if ((await fileSize(p)) !== bytes.byteLength) await writeFileAtomic(p, bytes, { syncDir: false });
+    if ((await fileSize(p)) !== bytes.byteLength) {
+      await writeFileAtomic(p, bytes, { syncDir: false });
+      this.blobsDirty = true;
+    }
     return digest;
   }
 
@@ -214,11 +251,27 @@ export class OciLayout {
         next = next.filter((d) => !same(d));
         next.splice(at === -1 ? next.length : at, 0, e);
       }
-      if (JSON.stringify(next) === JSON.stringify(current)) return false;
+      const changed = JSON.stringify(next) !== JSON.stringify(current);
+      // Blob files are fsynced but their directory entries are not (one fsync per blob is
+      // slow): make them durable, once, before index.json names them, so a power cut cannot
+      // leave a name whose blobs vanished. Also when index.json changes without blobs from
+      // this process: another process (or a killed earlier run) may have written them.
+      if (changed || this.blobsDirty) await this.syncBlobsDir();
+      if (!changed) return false;
       const doc = { ...raw, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: next };
       await writeFileAtomic(this.indexPath, JSON.stringify(doc, null, 2) + '\n');
       return true;
     });
+  }
+
+  private async syncBlobsDir(): Promise<void> {
+    this.blobsDirty = false; // blobs renamed in while the fsync runs set it again
+    try {
+      await fsyncDir(path.join(this.dir, 'blobs', 'sha256'));
+    } catch (err) {
+      this.blobsDirty = true;
+      throw err;
+    }
   }
 
   /** Remove temp files that killed runs left behind (their writers are gone). */
