@@ -165,7 +165,8 @@ describe('refused faults: nothing stored', () => {
     proxy.setRules([{ method: 'GET', path: /^\/v2\/$/, fault: { kind: 'status', status: 301, headers: { location: `https://${proxy.host}/v2/` } } }]);
     const { report } = await pullVia([medium.ref]);
     expect(report.failures).toEqual([expect.objectContaining({ errorCode: 'REGISTRY_UNREACHABLE' })]);
-    expect(report.failures[0]!.error).toContain('https: no TLS on that port; http: plain HTTP answered 301');
+    expect(report.failures[0]!.error).toContain('http: plain HTTP answered 301');
+    expect(report.failures[0]!.error).toContain('https: no TLS on that port');
     // Nothing past the ping was asked.
     expect(proxy.requests.filter((r) => r.url !== '/v2/')).toEqual([]);
   });
