@@ -127,7 +127,7 @@ export async function pushToRegistry(
           ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
           ...(signal ? { signal } : {}),
           onProgress: (bytes) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes, total: desc.size }),
-          onRetry: (reason) => emit({ kind: 'retry', digest: desc.digest, reason, attempt: 1 }),
+          onRetry: (reason, attempt, delayMs) => emit({ kind: 'retry', digest: desc.digest, reason, attempt, delayMs }),
         },
       );
       if (outcome === 'mounted') stats.mounted!++;

@@ -54,7 +54,8 @@ export interface UploadOptions {
   /** A repository of the same registry known to hold the blob: try a cross-repository mount. */
   mountFrom?: string;
   onProgress?: (bytes: number) => void;
-  onRetry?: (reason: string) => void;
+  /** A retryable failure; `attempt` counts the retries since the last progress (1 = first). */
+  onRetry?: (reason: string, attempt: number, delayMs: number) => void;
 }
 
 export type UploadOutcome = 'uploaded' | 'mounted';
@@ -439,8 +440,9 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
         }
       }
       if (spent()) throw err;
-      opts.onRetry?.(errorMessage(err));
-      await wait(backoffDelay(policy, attempt++, retryAfter(err)), opts.signal);
+      const delayMs = backoffDelay(policy, attempt++, retryAfter(err));
+      opts.onRetry?.(errorMessage(err), attempt, delayMs);
+      await wait(delayMs, opts.signal);
       if (committing && (await holdsBlob(client, repo, desc, opts.what, opts.signal))) return 'uploaded';
       if (session !== undefined && chunked) {
         // Where does the session stand? Resume there, at the Location the status gives, or

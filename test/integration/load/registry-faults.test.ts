@@ -97,16 +97,20 @@ describe('recovers from', () => {
 
   it('a connection reset on a PATCH chunk: resumes where the registry says the session ends', async () => {
     const p = nextPrefix();
-    proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, times: 1, fault: { kind: 'reset' } }]);
-    const r = await loadVia(p);
+    proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, times: 2, fault: { kind: 'reset' } }]);
+    const retries: Array<{ attempt: number; delayMs?: number }> = [];
+    const r = await loadVia(p, { onEvent: (e) => (e.kind === 'retry' && e.digest !== undefined ? retries.push({ attempt: e.attempt, ...(e.delayMs !== undefined ? { delayMs: e.delayMs } : {}) }) : undefined) });
     expect(r.failures).toEqual([]);
-    expect(proxy.ruleStats()[0]!.injected).toBe(1);
+    expect(proxy.ruleStats()[0]!.injected).toBe(2);
+    // Two failures in a row without progress between them: retries 1 and 2, each with its delay.
+    expect(retries.map((x) => x.attempt)).toEqual([1, 2]);
+    expect(retries.every((x) => typeof x.delayMs === 'number' && x.delayMs >= 0)).toBe(true);
     // It asked the session where it stands, and did not start the blob over.
     const methods = proxy.requests.filter((q) => q.url.includes('/blobs/uploads/')).map((q) => q.method);
     expect(methods).toContain('GET');
     const patches = proxy.requests.filter((q) => q.method === 'PATCH');
     const sent = patches.reduce((n, q) => n + q.requestBytes, 0);
-    expect(sent).toBeLessThan(corpus.largestLayer.size + 2 * CHUNK);
+    expect(sent).toBeLessThan(corpus.largestLayer.size + 3 * CHUNK);
     await assertComplete(p);
   });
 
