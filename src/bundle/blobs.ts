@@ -4,11 +4,12 @@
  * (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored on the fly through `zstd -d`. Shared by
  * `ferry serve` (bundle-content.ts) and `ferry load` (source.ts).
  */
+import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../oci/digest.js';
 import type { OciArchive } from '../transports/oci-archive/source.js';
-import type { TarEntry } from '../util/tar-reader.js';
+import { openTarEntry, type TarEntry } from '../util/tar-reader.js';
 import { LIMITS, MEMBER, ZSTD_BLOB_RE, parseBundleManifest } from './format.js';
 import { ZstdError, spawnZstd } from './reader.js';
 
@@ -67,8 +68,17 @@ export async function readZstdMembers(archive: OciArchive, label: string): Promi
  * The restored content of a zstd member (or a range of it), streamed through `zstd -d`: the
  * bytes before the range are read and dropped, and zstd is stopped once the range is complete.
  * A whole-blob read checks that the member restores to exactly `size` bytes.
+ *
+ * `handle`, when given, is a descriptor of the archive's tar file opened before it was indexed
+ * (`ferry serve` keeps one): the member is read through it, not by opening the path again.
  */
-export function openRestored(archive: OciArchive, entry: TarEntry, size: number, range?: { start: number; end: number }): Readable {
+export function openRestored(
+  archive: OciArchive,
+  entry: TarEntry,
+  size: number,
+  range?: { start: number; end: number },
+  handle?: FileHandle,
+): Readable {
   const start = range?.start ?? 0;
   const end = range ? range.end : size;
   async function* restore(): AsyncGenerator<Buffer> {
@@ -76,7 +86,7 @@ export function openRestored(archive: OciArchive, entry: TarEntry, size: number,
     exited.catch(() => {});
     // EPIPE when zstd is stopped early is expected; real failures show in its exit status.
     child.stdin.on('error', () => {});
-    const input = archive.archive.open(entry);
+    const input = handle ? openTarEntry(archive.archive.tarFile, entry, undefined, handle) : archive.archive.open(entry);
     const feed = pipeline(input, child.stdin).then(
       () => undefined,
       (err: unknown) => err as Error,

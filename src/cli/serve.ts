@@ -1,4 +1,4 @@
-/** `ferry serve`: OCI layouts as a read-only registry, until SIGINT/SIGTERM. */
+/** `ferry serve`: OCI layouts, bundles and OCI archives as a read-only registry, until SIGINT/SIGTERM. */
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
@@ -119,7 +119,7 @@ export async function runServe(args: ServeArgs, io: ServeIo): Promise<number> {
   const emit = (value: Record<string, unknown>): void => out(`${JSON.stringify(value)}\n`);
 
   const specs = (args.sources ?? []).map(parseServeSource);
-  if (specs.length === 0) throw new UsageError('nothing to serve: give one or more oci:DIR sources');
+  if (specs.length === 0) throw new UsageError('nothing to serve: give one or more sources: oci:DIR, or a bundle FILE');
   parseListen(args.listen);
   if (!!args['tls-cert'] !== !!args['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
   let tls: { cert: string; key: string } | undefined;

@@ -6,6 +6,7 @@
  * Everything a repository can hand out is decided when the content is opened: a repository
  * serves only manifests and blobs reachable from its own images, never arbitrary store content.
  */
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import { FerryError } from '../util/errors.js';
@@ -41,11 +42,18 @@ export interface ServedBlob {
    */
   open(range?: ByteRange): Promise<Readable>;
   /**
-   * Set when the blob's bytes are `[offset, offset + size)` of a regular file as they are (a
-   * layout's blob file, a raw bundle member): the server then sends them itself, through two
-   * reused buffers instead of a fresh one per chunk.
+   * Set when the blob's bytes are `[offset, offset + size)` of a regular file as they are: the
+   * server then sends them itself, through reused buffers instead of a fresh one per chunk.
+   * Either a path the server opens per request (a layout's blob file; opened with O_NOFOLLOW,
+   * a symlink is not served), or a descriptor the content keeps open for its whole life (a
+   * bundle, opened once at start-up: a file replaced on disk since is not read).
    */
-  file?: { path: string; offset: number };
+  file?: { path: string; offset: number; handle?: undefined } | { handle: FileHandle; offset: number; path?: undefined };
+  /**
+   * Set when `open` restores the blob through `zstd -d` (a zstd bundle member): costly (a
+   * process, and a range costs everything before it too), so the server caps how many run at once.
+   */
+  restore?: boolean;
 }
 
 /** A descriptor in a referrers response (image-spec descriptor plus artifactType and annotations). */
@@ -81,6 +89,20 @@ export class BlobGoneError extends FerryError {
   constructor(readonly digest: string, options?: { cause?: unknown }) {
     super('BLOB_MISSING', `blob ${digest} is no longer readable`, options);
   }
+}
+
+/** ENOENT, ENOTDIR (a path component is gone), ELOOP (a symlink where O_NOFOLLOW refuses one). */
+export function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP';
+}
+
+/** A blob path that holds something other than a regular file: an EISDIR-like error. */
+export function notAFile(file: string, isDirectory: boolean): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${file} is ${isDirectory ? 'a directory' : 'not a regular file'}, not a blob file`), {
+    code: isDirectory ? 'EISDIR' : 'EINVAL',
+    path: file,
+  });
 }
 
 /** Two sources serve one repository:tag with different content. */

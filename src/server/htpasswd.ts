@@ -2,7 +2,8 @@
  * HTTP Basic authentication against an Apache htpasswd file, as distribution's htpasswd
  * auth does: bcrypt entries only (`htpasswd -B`; `$2y$`, `$2a$`, `$2b$`). Verified
  * credentials are cached for the life of the server so that a pull, which authenticates every
- * request, pays for bcrypt once; repeated failures from one address are throttled.
+ * request, pays for bcrypt once; repeated failures are throttled per client address and user
+ * name (and, more loosely, per address), and cached credentials are never throttled.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -61,8 +62,13 @@ export class Htpasswd {
     return new Htpasswd(parseHtpasswd(text, file));
   }
 
+  /** True when bcrypt has already accepted these credentials: no work, no throttle. */
+  isVerified(user: string, password: string): boolean {
+    return this.verified.has(cacheKey(user, password));
+  }
+
   async verify(user: string, password: string): Promise<boolean> {
-    const key = createHash('sha256').update(user).update('\0').update(password).digest('hex');
+    const key = cacheKey(user, password);
     if (this.verified.has(key)) return true;
     const hash = this.users.get(user);
     if (hash === undefined) {
@@ -84,6 +90,10 @@ export class Htpasswd {
   }
 }
 
+function cacheKey(user: string, password: string): string {
+  return createHash('sha256').update(user).update('\0').update(password).digest('hex');
+}
+
 /** `Authorization: Basic …` → user and password; undefined when absent or malformed. */
 export function parseBasicAuth(header: string | undefined): { user: string; password: string } | undefined {
   if (!header) return undefined;
@@ -96,8 +106,8 @@ export function parseBasicAuth(header: string | undefined): { user: string; pass
 }
 
 /**
- * Throttles authentication failures per client address: after `max` failures within
- * `windowMs`, the address is refused (429) until the window ends.
+ * Throttles authentication failures per key (a client address, or an address and user name):
+ * after `max` failures within `windowMs`, the key is refused (429) until the window ends.
  */
 export class FailureThrottle {
   private readonly failures = new Map<string, { count: number; resetAt: number }>();

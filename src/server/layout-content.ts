@@ -10,7 +10,7 @@ import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { OciLayout } from '../transports/oci/layout.js';
-import { BlobGoneError, type ByteRange, type ServedContent } from './content.js';
+import { BlobGoneError, isMissing, notAFile, type ByteRange, type ServedContent } from './content.js';
 import { buildServedContent, checkRepositoryOption, type ServedNamingOptions } from './served-graph.js';
 
 export type LayoutContentOptions = ServedNamingOptions;
@@ -32,12 +32,19 @@ export async function layoutContent(dir: string, opts: LayoutContentOptions = {}
       openBlob: async (digest, size) => {
         const file = layout.blobPath(digest);
         // A blob that is absent (sparse layout) or not the size its descriptors declare is not
-        // served; nor is a symlink, which could point anywhere on this machine.
-        const actual = await lstat(file).then(
-          (s) => (s.isFile() ? s.size : undefined),
-          () => undefined,
-        );
-        if (actual !== size) return undefined;
+        // served; nor is a symlink, which could point anywhere on this machine. Anything else
+        // that keeps the file from being read (EACCES, EIO, EMFILE, a directory in its place)
+        // is the server's problem, not a missing blob: it is thrown, for a 5xx.
+        let st;
+        try {
+          st = await lstat(file);
+        } catch (err) {
+          if (isMissing(err)) return undefined;
+          throw err;
+        }
+        if (st.isSymbolicLink()) return undefined;
+        if (!st.isFile()) throw notAFile(file, st.isDirectory());
+        if (st.size !== size) return undefined;
         return { digest, size, open: (range) => openFile(file, digest, range), file: { path: file, offset: 0 } };
       },
       close: async () => {},
@@ -54,7 +61,8 @@ async function openFile(file: string, digest: string, range: ByteRange | undefin
     // O_NOFOLLOW: the file checked with lstat cannot have been swapped for a symlink since.
     handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
   } catch (err) {
-    throw new BlobGoneError(digest, { cause: err });
+    if (isMissing(err)) throw new BlobGoneError(digest, { cause: err });
+    throw err;
   }
   // The stream owns the descriptor from here: it is closed when the stream ends or is destroyed.
   return handle.createReadStream({ highWaterMark: STREAM_CHUNK, ...(range ? { start: range.start, end: range.end } : {}) });

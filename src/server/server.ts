@@ -8,14 +8,16 @@ import { open, type FileHandle } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { FerryError, UsageError, errorMessage } from '../util/errors.js';
-import { BlobGoneError, mergeContent, type ServedContent } from './content.js';
+import { BlobGoneError, isMissing, mergeContent, notAFile, type ServedBlob, type ServedContent } from './content.js';
 import { FailureThrottle, Htpasswd, parseBasicAuth } from './htpasswd.js';
+import { Semaphore, SendBufferPool } from './limits.js';
 import { formatCommonLog, formatJsonLog } from './log.js';
 import { nextLink, paginate, parsePageRequest } from './pagination.js';
 import { contentRange, parseRange } from './range.js';
@@ -38,9 +40,23 @@ export interface ServerLimits {
   idleTimeoutMs: number;
   /** On close(), how long in-flight requests may finish before connections are cut. */
   closeGraceMs: number;
-  /** Authentication failures allowed per client address and window, then 429. */
+  /**
+   * Failed logins allowed per client address and user name within the window, then 429 for that
+   * user from that address. Credentials already verified are never throttled.
+   */
   authFailures: number;
+  /** Failed logins allowed per client address within the window, whatever the user names (bounds bcrypt work). */
+  authAddressFailures: number;
   authFailureWindowMs: number;
+  /** zstd restores (bundle members stored compressed) running at once; more wait, then get 503. */
+  zstdRestores: number;
+  /** How long a request waits for a zstd restore slot before it is answered 503 with Retry-After. */
+  zstdQueueMs: number;
+  /**
+   * Pairs of 1 MiB send buffers shared by all blob bodies; a body that finds none free is sent
+   * through 64 KiB buffers of its own. Bounds memory whatever the number of connections.
+   */
+  sendBufferPairs: number;
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -52,7 +68,11 @@ export const DEFAULT_LIMITS: ServerLimits = {
   idleTimeoutMs: 120_000,
   closeGraceMs: 5_000,
   authFailures: 10,
+  authAddressFailures: 100,
   authFailureWindowMs: 60_000,
+  zstdRestores: Math.max(2, os.availableParallelism()),
+  zstdQueueMs: 10_000,
+  sendBufferPairs: 32,
 };
 
 export interface ServerOptions {
@@ -98,7 +118,15 @@ const READ_METHODS = new Set(['GET', 'HEAD']);
 interface Ctx {
   content: ServedContent;
   auth: Htpasswd | undefined;
+  /** Failed logins per address and user name. */
   throttle: FailureThrottle;
+  /** Failed logins per address. */
+  addressThrottle: FailureThrottle;
+  restores: Semaphore;
+  zstdQueueMs: number;
+  buffers: SendBufferPool;
+  /** A problem of the server itself (not of a request), for the operator's log. */
+  problem: (message: string) => void;
   closing: boolean;
 }
 
@@ -114,17 +142,22 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...opts.limits };
   const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
   const content = mergeContent(opts.sources);
-  const ctx: Ctx = {
-    content,
-    auth: opts.htpasswd !== undefined ? await Htpasswd.load(opts.htpasswd) : undefined,
-    throttle: new FailureThrottle(limits.authFailures, limits.authFailureWindowMs),
-    closing: false,
-  };
   const format = opts.json ? formatJsonLog : formatCommonLog;
   const log = opts.log;
   /** Problems of the server itself go to the same sink as the access log. */
   const logProblem = (message: string): void => {
     log?.(opts.json ? JSON.stringify({ type: 'server-error', time: new Date().toISOString(), message }) : `ferry serve: ${message}`);
+  };
+  const ctx: Ctx = {
+    content,
+    auth: opts.htpasswd !== undefined ? await Htpasswd.load(opts.htpasswd) : undefined,
+    throttle: new FailureThrottle(limits.authFailures, limits.authFailureWindowMs),
+    addressThrottle: new FailureThrottle(limits.authAddressFailures, limits.authFailureWindowMs),
+    restores: new Semaphore(limits.zstdRestores),
+    zstdQueueMs: limits.zstdQueueMs,
+    buffers: new SendBufferPool(limits.sendBufferPairs, SEND_CHUNK),
+    problem: logProblem,
+    closing: false,
   };
 
   const serverOptions: http.ServerOptions = {
@@ -266,8 +299,14 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
   if (ctx.auth && !(await authenticate(ctx, ctx.auth, ex))) return;
 
   const method = req.method ?? '';
+  const raw = req.url ?? '';
+  const q = raw.indexOf('?');
+  const path = q === -1 ? raw : raw.slice(0, q);
+  const query = new URLSearchParams(q === -1 ? '' : raw.slice(q + 1));
+  const matched = matchRoute(path);
   if (!READ_METHODS.has(method)) {
-    res.setHeader('Allow', 'GET, HEAD');
+    // The upload endpoints support no method at all here (RFC 9110: an empty Allow).
+    res.setHeader('Allow', matched.ok && matched.route.kind === 'upload' ? '' : 'GET, HEAD');
     // Do not spend time reading an upload nobody will store.
     if (hasBody(req)) res.setHeader('Connection', 'close');
     sendError(ex, {
@@ -279,11 +318,6 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
     return;
   }
 
-  const raw = req.url ?? '';
-  const q = raw.indexOf('?');
-  const path = q === -1 ? raw : raw.slice(0, q);
-  const query = new URLSearchParams(q === -1 ? '' : raw.slice(q + 1));
-  const matched = matchRoute(path);
   if (!matched.ok) {
     sendError(ex, matched.error);
     return;
@@ -297,7 +331,7 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
       listing(ex, query, '/v2/_catalog', ctx.content.repositories(), (items) => ({ repositories: items }));
       return;
     case 'upload':
-      res.setHeader('Allow', 'GET, HEAD');
+      res.setHeader('Allow', '');
       if (hasBody(req)) res.setHeader('Connection', 'close');
       sendError(ex, {
         status: 405,
@@ -331,22 +365,37 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
   }
 }
 
-/** True when the request may proceed; otherwise the response (401 or 429) has been sent. */
+/**
+ * True when the request may proceed; otherwise the response (401 or 429) has been sent.
+ *
+ * Credentials bcrypt already accepted pass without any throttle. Others are throttled per
+ * address and user name (a client with a wrong password locks out only itself, not the other
+ * users behind the same address or NAT), and per address with a higher limit, so that trying
+ * many user names from one address still costs a bounded amount of bcrypt work.
+ */
 async function authenticate(ctx: Ctx, auth: Htpasswd, ex: Exchange): Promise<boolean> {
   const addr = remoteAddress(ex.req.socket);
-  const wait = ctx.throttle.retryAfter(addr);
-  if (wait > 0) {
-    ex.res.setHeader('Retry-After', String(wait));
-    sendError(ex, { status: 429, code: 'TOOMANYREQUESTS', message: `too many failed logins from ${addr}; retry in ${wait}s` });
-    return false;
-  }
   const creds = parseBasicAuth(ex.req.headers.authorization);
-  if (creds && (await auth.verify(creds.user, creds.password))) {
-    ctx.throttle.succeed(addr);
+  if (creds && auth.isVerified(creds.user, creds.password)) {
     ex.user = creds.user;
     return true;
   }
-  if (creds) ctx.throttle.fail(addr);
+  if (creds) {
+    const key = `${addr} ${creds.user.slice(0, 256)}`;
+    const wait = Math.max(ctx.throttle.retryAfter(key), ctx.addressThrottle.retryAfter(addr));
+    if (wait > 0) {
+      ex.res.setHeader('Retry-After', String(wait));
+      sendError(ex, { status: 429, code: 'TOOMANYREQUESTS', message: `too many failed logins from ${addr}; retry in ${wait}s` });
+      return false;
+    }
+    if (await auth.verify(creds.user, creds.password)) {
+      ctx.throttle.succeed(key);
+      ex.user = creds.user;
+      return true;
+    }
+    ctx.throttle.fail(key);
+    ctx.addressThrottle.fail(addr);
+  }
   ex.res.setHeader('WWW-Authenticate', 'Basic realm="ferry"');
   sendError(ex, {
     status: 401,
@@ -391,9 +440,17 @@ async function serveManifest(ctx: Ctx, ex: Exchange, route: ManifestRoute): Prom
 }
 
 async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): Promise<void> {
-  const blob = await ctx.content.blob(name, digest);
-  if (!blob) {
+  const unknown = (): void =>
     sendError(ex, { status: 404, code: 'BLOB_UNKNOWN', message: `blob unknown to repository ${name}: ${digest}`, detail: { name, digest } });
+  let blob: ServedBlob | undefined;
+  try {
+    blob = await ctx.content.blob(name, digest);
+  } catch (err) {
+    blobFailure(ctx, ex, err, name, digest);
+    return;
+  }
+  if (!blob) {
+    unknown();
     return;
   }
   const { req, res } = ex;
@@ -421,48 +478,123 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
   }
   if (blob.file) {
     let fh: FileHandle;
+    let owned: boolean;
+    const position = blob.file.offset + (partial?.start ?? 0);
     try {
-      // O_NOFOLLOW: a layout's blob file checked at start-up cannot have become a symlink since.
-      fh = await open(blob.file.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      if (blob.file.handle) {
+        // Kept open by the content (a bundle, opened once): never closed here.
+        fh = blob.file.handle;
+        owned = false;
+      } else {
+        // O_NOFOLLOW: a layout's blob file checked at start-up cannot have become a symlink since.
+        fh = await open(blob.file.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+        owned = true;
+      }
     } catch (err) {
-      sendError(ex, { status: 404, code: 'BLOB_UNKNOWN', message: `blob unknown to repository ${name}: ${digest}`, detail: { name, digest } });
-      void err;
+      if (isMissing(err)) unknown();
+      else blobFailure(ctx, ex, err, name, digest);
+      return;
+    }
+    try {
+      // Caught here, before the headers: a directory in the file's place, a file cut short.
+      const st = await fh.stat();
+      if (!st.isFile()) throw notAFile(blob.file.path ?? 'the served file', st.isDirectory());
+      if (st.size < position + length) {
+        throw new Error(`${blob.file.path ?? ctx.content.description} is ${st.size} bytes, too short for bytes ${position}-${position + length - 1} of blob ${digest}: was it truncated or rewritten while served?`);
+      }
+    } catch (err) {
+      if (owned) await fh.close().catch(() => {});
+      blobFailure(ctx, ex, err, name, digest);
       return;
     }
     writeBlobHead(ex, blob.size, partial, length);
-    await sendFileRange(ex, fh, blob.file.offset + (partial?.start ?? 0), length);
+    await sendFileRange(ctx, ex, fh, owned, position, length, digest);
     return;
+  }
+  let release: (() => void) | undefined;
+  if (blob.restore) {
+    release = await ctx.restores.acquire(ctx.zstdQueueMs);
+    if (!release) {
+      res.setHeader('Retry-After', String(RESTORE_RETRY_AFTER_S));
+      sendError(ex, {
+        status: 503,
+        code: 'UNAVAILABLE',
+        message: `too many compressed blobs are being restored at once (${ctx.restores.max}); retry in ${RESTORE_RETRY_AFTER_S}s`,
+        detail: { digest },
+      });
+      return;
+    }
+    // The client may have gone while it waited.
+    if (res.destroyed || req.socket.destroyed) {
+      release();
+      return;
+    }
   }
   let stream;
   try {
     stream = await blob.open(partial);
   } catch (err) {
-    if (err instanceof BlobGoneError) {
-      sendError(ex, { status: 404, code: 'BLOB_UNKNOWN', message: `blob unknown to repository ${name}: ${digest}`, detail: { name, digest } });
-      return;
-    }
-    throw err;
+    release?.();
+    blobFailure(ctx, ex, err, name, digest);
+    return;
   }
   writeBlobHead(ex, blob.size, partial, length);
   stream.on('data', (chunk: Buffer) => {
     ex.bytes += chunk.length;
   });
-  // pipeline destroys the file stream (closing its descriptor) when the client goes away.
-  pipeline(stream, res, () => {});
+  // pipeline destroys the source (closing its descriptor, stopping zstd) when the client goes away.
+  pipeline(stream, res, (err) => {
+    release?.();
+    // A client that went away is not a problem of the server; anything else is (a failed restore,
+    // a read error): the connection is cut, the only signal left once the headers are out.
+    if (err && (err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
+      ctx.problem(`${req.method ?? ''} ${req.url ?? ''}: sending blob ${digest} failed after ${ex.bytes} of ${length} bytes: ${errorMessage(err)}`);
+    }
+  });
+}
+
+const RESTORE_RETRY_AFTER_S = 2;
+
+/**
+ * Answer a blob request that could not be served because of a file error: 404 BLOB_UNKNOWN only
+ * when the file is gone; 503 (with Retry-After) when the process is out of descriptors; 500
+ * otherwise (EACCES, EIO, a directory in the file's place…). Errors other than 404 are logged:
+ * the details (paths, errno) are for the operator, not for clients.
+ */
+function blobFailure(ctx: Ctx, ex: Exchange, err: unknown, name: string, digest: Digest): void {
+  if (err instanceof BlobGoneError || isMissing(err)) {
+    sendError(ex, { status: 404, code: 'BLOB_UNKNOWN', message: `blob unknown to repository ${name}: ${digest}`, detail: { name, digest } });
+    return;
+  }
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  ctx.problem(`${ex.req.method ?? ''} ${ex.req.url ?? ''}: cannot read blob ${digest}: ${errorMessage(err)}${code && !errorMessage(err).includes(code) ? ` (${code})` : ''}`);
+  if (code === 'EMFILE' || code === 'ENFILE') {
+    ex.res.setHeader('Retry-After', '1');
+    sendError(ex, { status: 503, code: 'UNAVAILABLE', message: `blob ${digest} cannot be read right now (the server is out of file descriptors); retry later`, detail: { digest } });
+    return;
+  }
+  sendError(ex, { status: 500, code: 'UNKNOWN', message: `blob ${digest} cannot be read: internal server error (see the server's log)`, detail: { digest } });
 }
 
 const SEND_CHUNK = 1024 * 1024;
+/** Buffers of a body that found the shared pool empty, or of a small blob. */
+const SMALL_CHUNK = 64 * 1024;
 
 /**
  * Send `length` bytes of `fh` from `position` as the response body, through two buffers used in
  * turn: a buffer is read into again only once the socket took what was written from it. Keeps
  * the garbage collector out of the way of large blobs (a fresh 1 MiB buffer per chunk was most of
- * the server's own CPU time). Owns `fh`; a client that goes away stops the loop.
+ * the server's own CPU time). The 1 MiB pairs come from a pool shared by all requests (bounded
+ * memory); a body that finds it empty uses 64 KiB buffers of its own. Closes `fh` if `owned`; a
+ * client that goes away stops the loop; a read that fails cuts the connection and is logged.
  */
-async function sendFileRange(ex: Exchange, fh: FileHandle, position: number, length: number): Promise<void> {
+async function sendFileRange(ctx: Ctx, ex: Exchange, fh: FileHandle, owned: boolean, position: number, length: number, digest: string): Promise<void> {
   const res = ex.res;
-  const buffers = [Buffer.allocUnsafe(Math.min(SEND_CHUNK, length)), Buffer.allocUnsafe(Math.min(SEND_CHUNK, length))];
+  const pooled = length > SMALL_CHUNK ? ctx.buffers.take() : undefined;
+  const own = Math.min(SMALL_CHUNK, length);
+  const buffers = pooled ?? [Buffer.allocUnsafe(own), Buffer.allocUnsafe(own)];
   const written: Array<Promise<void> | undefined> = [undefined, undefined];
+  let pending = 0;
   let gone = false;
   let onClose!: () => void;
   // A write to a socket that closed may never call back: waits end at 'close' as well.
@@ -481,21 +613,33 @@ async function sendFileRange(ex: Exchange, fh: FileHandle, position: number, len
       if (gone) break;
       const buf = buffers[i]!;
       const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos);
-      if (bytesRead === 0) throw new Error(`file ended at byte ${pos}, before the blob did`);
+      if (bytesRead === 0) throw new Error(`the file ended at byte ${pos}, before the blob did (truncated while served?)`);
       pos += bytesRead;
       ex.bytes += bytesRead;
+      pending++;
       written[i] = new Promise<void>((resolve) => {
-        res.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), () => resolve());
+        res.write(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), () => {
+          pending--;
+          resolve();
+        });
       });
     }
     await Promise.race([Promise.all(written), closed]);
     if (!gone) res.end();
-  } catch {
+  } catch (err) {
+    if (!gone) {
+      ctx.problem(`${ex.req.method ?? ''} ${ex.req.url ?? ''}: sending blob ${digest} failed after ${ex.bytes} of ${length} bytes: ${errorMessage(err)}`);
+    }
     // The headers are out: the only honest signal left is a cut connection.
     res.destroy();
   } finally {
     res.off('close', onClose);
-    await fh.close().catch(() => {});
+    if (owned) await fh.close().catch(() => {});
+    if (pooled) {
+      // A buffer a dead socket may still hold a write of is not handed to another body.
+      if (pending === 0) ctx.buffers.give(pooled);
+      else ctx.buffers.discard();
+    }
   }
 }
 

@@ -641,13 +641,20 @@ describe('registry API', () => {
     for (const [method, p] of writes) {
       const r = await http(u(p), { method, ...(method === 'PUT' || method === 'PATCH' ? { body: '{}' } : {}) });
       expect(r.status, `${method} ${p}`).toBe(405);
-      expect(r.headers.allow).toBe('GET, HEAD');
+      // Allow lists what the resource supports: nothing at all on the upload endpoints.
+      expect(r.headers.allow, `${method} ${p}`).toBe(p.includes('/blobs/uploads/') ? '' : 'GET, HEAD');
       const err = JSON.parse(r.body.toString()).errors[0];
       expect(err.code).toBe('UNSUPPORTED');
       expect(err.message).toMatch(/read-only registry/);
     }
-    // Even a GET on an upload session is refused: there are none.
-    expect((await http(u('/v2/library/app/blobs/uploads/abc'))).status).toBe(405);
+    // Even a GET on an upload session is refused: there are none, and no method is allowed there.
+    for (const p of ['/v2/library/app/blobs/uploads/abc', '/v2/library/app/blobs/uploads/']) {
+      for (const method of ['GET', 'HEAD'] as const) {
+        const r = await http(u(p), { method });
+        expect(r.status, `${method} ${p}`).toBe(405);
+        expect(r.headers.allow, `${method} ${p}`).toBe('');
+      }
+    }
     // Nothing was written.
     expect((await http(u('/v2/new/repo/tags/list'))).status).toBe(404);
   });

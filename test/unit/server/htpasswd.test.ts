@@ -62,6 +62,8 @@ describe('Htpasswd.verify', () => {
     expect(performance.now() - t).toBeLessThan(first);
     // A cached success must not make a different password pass.
     expect(await slow.verify('u', 'pw2')).toBe(false);
+    expect(slow.isVerified('u', 'pw')).toBe(true);
+    expect(slow.isVerified('u', 'pw2')).toBe(false);
   });
 });
 
