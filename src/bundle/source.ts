@@ -15,13 +15,13 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { parseReference } from '../ref/reference.js';
 import { MissingBlobError } from '../transports/oci/layout.js';
-import { OciArchive } from '../transports/oci-archive/source.js';
+import { OciArchive, failingStream } from '../transports/oci-archive/source.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../transports/types.js';
 import { FerryError, IntegrityError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
@@ -80,6 +80,13 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}, lab
   });
   if (!checked.ok || !checked.manifest) throw new BundleInvalidError(label, checked.problems);
   const manifest = checked.manifest;
+  const zstdMembers = manifest.members.filter((m) => m.storage === 'zstd').length;
+  if (zstdMembers > 0 && !zstdAvailable()) {
+    // Found now, not halfway through a load: every blob of a bundle is part of some image.
+    throw new FerryError('ZSTD_UNAVAILABLE', `${label} stores ${zstdMembers} layer${zstdMembers === 1 ? '' : 's'} zstd-compressed and no zstd command is on PATH to restore ${zstdMembers === 1 ? 'it' : 'them'}; nothing was loaded`, {
+      hint: 'install zstd (Debian: apt-get install zstd)',
+    });
+  }
   const archive = await OciArchive.open(abs);
   try {
     const blobs = blobMembers(archive.archive.entries, await readZstdMembers(archive, `bundle:${abs}`));
@@ -155,10 +162,8 @@ class BundleImageSource implements ImageSource {
       }
       return openRestored(this.archive, m.entry, m.uncompressedSize, start > 0 ? { start, end: m.uncompressedSize } : undefined);
     } catch (err) {
-      // Failures surface on the stream, like any read failure.
-      const out = new PassThrough();
-      process.nextTick(() => out.destroy(err as Error));
-      return out;
+      // Failures surface on the stream when it is read, like any read failure.
+      return failingStream(err as Error);
     }
   }
 

@@ -10,9 +10,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Readable, Writable } from 'node:stream';
+import type { ChildProcess } from 'node:child_process';
+import type { Readable, Writable } from 'node:stream';
 import { isDigest } from '../oci/digest.js';
-import { parseManifest, requiredBlobs } from '../oci/manifest.js';
+import { parseManifest, requiredBlobs, type ManifestDocument } from '../oci/manifest.js';
 import { isManifestType } from '../oci/mediatypes.js';
 import { REF_NAME } from '../transports/oci/layout.js';
 import { FerryError, errorMessage } from '../util/errors.js';
@@ -29,7 +30,7 @@ import {
 import { HashPool } from './hash-worker.js';
 import { loadPublicKey, verifyManifestSignature, type LoadedKey } from './sign.js';
 import { checksumsFile, OCI_LAYOUT_BYTES } from './writer.js';
-import { runZstd, zstdAvailable } from './reader.js';
+import { spawnZstd, zstdAvailable } from './reader.js';
 
 export interface Problem {
   code: string;
@@ -65,9 +66,12 @@ export interface VerifyResult {
 }
 
 const MAX_PROBLEMS = 10_000;
+/** Manifests kept in memory for the image-graph check (stream reads), all together. */
+export const MAX_KEPT_MANIFEST_BYTES = 64 * 1024 * 1024;
 
 type Action =
   | { kind: 'skip' }
+  | { kind: 'stop' }
   | { kind: 'buffer'; cap: number }
   | { kind: 'hash'; member: BundleMember; keep: boolean };
 
@@ -79,24 +83,45 @@ interface Hashed {
   restored?: { sha256: string; bytes: number } | { error: string; code: string };
 }
 
+/** Reads a raw blob member's bytes for the image-graph check (undefined: not available). */
+type ManifestReader = (m: BundleMember) => Promise<Buffer | undefined>;
+
+interface CheckerOptions {
+  key: LoadedKey | undefined;
+  requireSignature: boolean;
+  /** Stream reads: keep raw blob members that may be manifests (the graph is walked at the end). */
+  keepCandidates: boolean;
+}
+
 /** The state machine both drivers feed. */
 class Checker {
   readonly problems: Problem[] = [];
   manifest: BundleManifest | undefined;
   manifestBytes: Buffer | undefined;
   signatureBytes: Buffer | undefined;
+  signature: VerifyResult['signature'] = 'none';
+  /** Set when the bundle cannot be trusted at all (signature): nothing more is read. */
+  stopped = false;
+  private headDone = false;
   private manifestFailed = false;
   private readonly seen = new Set<string>();
   private readonly byPath = new Map<string, { m: BundleMember; pos: number }>();
+  /** Blob members (valid blob path, digest matching it) by content digest; a raw copy wins. */
+  private readonly blobByDigest = new Map<string, BundleMember>();
   private readonly verified = new Set<string>();
-  /** Content digests present and intact. */
-  private readonly goodDigests = new Set<string>();
-  private readonly manifestsByDigest = new Map<string, Buffer>();
+  /** Members whose stored bytes (and restored content) are intact, or deferred to the caller. */
+  private readonly goodMembers = new Set<string>();
+  /** Stream reads: raw blob members kept for the graph walk, by path. */
+  private readonly kept = new Map<string, Buffer>();
+  private keptBytes = 0;
+  private keptOverflow = false;
   private readonly wantManifest = new Set<string>();
   private indexBytes: Buffer | undefined;
   private sumsBytes: Buffer | undefined;
   private lastPos = -1;
   entries = 0;
+
+  constructor(private readonly opts: CheckerOptions) {}
 
   problem(p: Problem): void {
     if (this.problems.length < MAX_PROBLEMS) this.problems.push(p);
@@ -104,6 +129,7 @@ class Checker {
 
   /** Decide what to do with an entry; tar-level safety checks happen here. */
   entry(e: TarEntry): Action {
+    if (this.stopped) return { kind: 'stop' };
     this.entries++;
     const member = e.rawName;
     if (e.type !== 'file') {
@@ -141,6 +167,15 @@ class Checker {
       }
       return { kind: 'buffer', cap: LIMITS.maxSignatureBytes };
     }
+    // The head (oci-layout, ferry-bundle.json, its signature) is over: with a key, nothing
+    // else is read unless the signature verifies.
+    if (!this.headDone) {
+      this.headDone = true;
+      if (!this.checkSignature()) {
+        this.stopped = true;
+        return { kind: 'stop' };
+      }
+    }
     if (!this.manifest) {
       if (!this.manifestFailed) {
         this.manifestFailed = true;
@@ -149,6 +184,41 @@ class Checker {
       return { kind: 'skip' };
     }
     return this.expect(member, e);
+  }
+
+  /**
+   * The signature, as soon as the head is read. False when reading on would be pointless: a key
+   * was given (or a signature required) and the signature is missing or does not verify.
+   */
+  private checkSignature(): boolean {
+    const { key, requireSignature } = this.opts;
+    this.signature = this.signatureBytes ? 'present' : 'none';
+    if (key) {
+      if (!this.signatureBytes) {
+        this.problem({ code: 'SIGNATURE_MISSING', member: MEMBER.signature, message: 'a key was given but the bundle is not signed; nothing else was checked' });
+        return false;
+      }
+      if (!this.manifestBytes) {
+        this.signature = 'invalid';
+        this.problem({ code: 'SIGNATURE_INVALID', member: MEMBER.signature, message: 'ferry-bundle.json could not be read, so the signature cannot be checked; nothing else was checked' });
+        return false;
+      }
+      if (!verifyManifestSignature(this.manifestBytes, this.signatureBytes, key)) {
+        this.signature = 'invalid';
+        this.problem({ code: 'SIGNATURE_INVALID', member: MEMBER.signature, message: `the signature does not verify with the given ${key.algorithm} key; nothing else was checked` });
+        return false;
+      }
+      this.signature = 'valid';
+      return true;
+    }
+    if (requireSignature) {
+      if (!this.signatureBytes) {
+        this.problem({ code: 'SIGNATURE_MISSING', member: MEMBER.signature, message: 'a signature is required but the bundle is not signed; nothing else was checked' });
+        return false;
+      }
+      this.problem({ code: 'SIGNATURE_UNVERIFIED', member: MEMBER.signature, message: 'a signature is required but no key was given to check it' });
+    }
+    return true;
   }
 
   private expect(member: string, e: TarEntry): Action {
@@ -175,12 +245,9 @@ class Checker {
       }
     }
     const small = member === MEMBER.index || member === MEMBER.checksums || member === MEMBER.layoutHeader;
-    const isManifest = m.storage === 'raw' && m.digest !== undefined && (this.wantManifest.has(m.digest) || isManifestType(m.mediaType));
-    if (isManifest && m.size > LIMITS.maxManifestBytes) {
-      this.problem({ code: 'JSON_TOO_LARGE', member, digest: m.digest!, message: `manifest ${m.digest} is ${m.size} bytes, over the ${LIMITS.maxManifestBytes}-byte limit` });
-      return { kind: 'hash', member: m, keep: false };
-    }
-    return { kind: 'hash', member: m, keep: small || isManifest };
+    // A stream is read once: keep every raw blob that may be a manifest (kept only if it is one).
+    const candidate = this.opts.keepCandidates && m.storage === 'raw' && RAW_BLOB_RE.test(member) && m.size <= LIMITS.maxManifestBytes;
+    return { kind: 'hash', member: m, keep: small || candidate };
   }
 
   /** A buffered member (manifest, signature, oci-layout before the manifest is known). */
@@ -238,17 +305,24 @@ class Checker {
       const raw = RAW_BLOB_RE.exec(m.path);
       const z = ZSTD_BLOB_RE.exec(m.path);
       if (raw) {
-        if (m.storage !== 'raw' || m.digest !== `sha256:${raw[1]}` || m.sha256 !== raw[1]) {
+        if (m.storage !== 'raw' || m.digest !== `sha256:${raw[1]}` || m.sha256 !== raw[1] || m.uncompressedSize !== undefined) {
           this.problem({ code: 'MANIFEST_INVALID', ...where, message: `raw blob member ${m.path} must have storage raw and the digest and sha256 its name says` });
+        } else if (this.blobByDigest.get(m.digest)?.storage !== 'raw') {
+          this.blobByDigest.set(m.digest, m);
         }
       } else if (z) {
         if (m.storage !== 'zstd' || m.digest !== `sha256:${z[1]}` || m.uncompressedSize === undefined) {
           this.problem({ code: 'MANIFEST_INVALID', ...where, message: `zstd member ${m.path} must have storage zstd, digest sha256:${z[1]} and an uncompressedSize` });
         } else if (m.uncompressedSize > LIMITS.maxRestoredBytes) {
           this.problem({ code: 'MANIFEST_INVALID', ...where, message: `zstd member ${m.path} declares ${m.uncompressedSize} bytes, over the restore limit` });
+        } else if (!this.blobByDigest.has(m.digest)) {
+          this.blobByDigest.set(m.digest, m);
         }
       } else if (![MEMBER.layoutHeader, MEMBER.index, MEMBER.checksums].includes(m.path as never)) {
         this.problem({ code: 'MANIFEST_INVALID', ...where, message: `ferry-bundle.json lists an unknown member kind ${JSON.stringify(m.path)}` });
+      } else if (m.storage !== 'raw' || m.digest !== undefined || m.uncompressedSize !== undefined || m.mediaType !== undefined) {
+        // Only blob members carry a digest: one on index.json would count as a blob that is not there.
+        this.problem({ code: 'MANIFEST_INVALID', ...where, message: `member ${m.path} is not a blob: it must have storage raw and no digest, uncompressedSize or mediaType` });
       }
       this.byPath.set(m.path, { m, pos });
     });
@@ -262,7 +336,13 @@ class Checker {
   /** A blob member whose content the caller checks later (deferBlobContent). */
   deferred(m: BundleMember): void {
     this.verified.add(m.path);
-    if (m.digest) this.goodDigests.add(m.digest);
+    this.goodMembers.add(m.path);
+  }
+
+  /** A member that could not be read or restored at all. */
+  failed(m: BundleMember, code: string, message: string): void {
+    this.verified.add(m.path);
+    this.problem({ code, member: m.path, ...(m.digest ? { digest: m.digest } : {}), message: `member ${m.path}: ${message}` });
   }
 
   /** A member's stored bytes were hashed (and for zstd members, restored). */
@@ -297,24 +377,47 @@ class Checker {
         return;
       }
     }
-    if (m.digest) this.goodDigests.add(m.digest);
+    this.goodMembers.add(member);
     if (!h.kept) return;
     if (member === MEMBER.index) this.indexBytes = h.kept;
     else if (member === MEMBER.checksums) this.sumsBytes = h.kept;
-    else if (m.digest && m.storage === 'raw') {
-      this.manifestsByDigest.set(m.digest, h.kept);
-      // Children of an index are manifests too; they come after it (writer order), so keep them.
-      try {
-        const doc = parseManifest(h.kept, m.mediaType, `manifest ${m.digest}`);
-        if (doc.kind === 'index') for (const c of doc.manifests) if (isManifestType(c.mediaType)) this.wantManifest.add(c.digest);
-      } catch {
-        // Reported (with the image) in finish().
-      }
-    }
+    else if (m.digest && m.storage === 'raw' && RAW_BLOB_RE.test(member)) this.keepCandidate(m, h.kept);
   }
 
+  /** Stream reads: keep a raw blob if it is (or may be) a manifest, within the memory cap. */
+  private keepCandidate(m: BundleMember, bytes: Buffer): void {
+    const digest = m.digest!;
+    let doc: ManifestDocument | undefined;
+    try {
+      doc = parseManifest(bytes, isManifestType(m.mediaType) ? m.mediaType : undefined, `manifest ${digest}`);
+    } catch {
+      // Not a manifest (a config, a small layer), unless something says it should be one: then
+      // it is kept so the graph walk reports it with its image.
+      if (!this.wantManifest.has(digest) && !isManifestType(m.mediaType)) return;
+    }
+    if (this.keptBytes + bytes.length > MAX_KEPT_MANIFEST_BYTES) {
+      if (!this.keptOverflow) {
+        this.keptOverflow = true;
+        this.problem({ code: 'MANIFESTS_TOO_LARGE', member: m.path, digest, message: `the bundle's manifests take more than ${MAX_KEPT_MANIFEST_BYTES} bytes; images whose manifests are beyond that are not checked` });
+      }
+      return;
+    }
+    this.keptBytes += bytes.length;
+    this.kept.set(m.path, bytes);
+    if (doc?.kind === 'index') for (const c of doc.manifests) if (isManifestType(c.mediaType)) this.wantManifest.add(c.digest);
+  }
+
+  /** Stream reads: the manifests kept while reading. */
+  readonly keptReader: ManifestReader = (m) => Promise.resolve(this.kept.get(m.path));
+
   /** After the last entry (or a tar error): cross-member checks. */
-  finish(key: LoadedKey | undefined, requireSignature: boolean): VerifyResult['signature'] {
+  async finish(read: ManifestReader): Promise<VerifyResult['signature']> {
+    if (!this.headDone) {
+      // The bundle ends with its head (or is empty): the signature is checked now.
+      this.headDone = true;
+      if (!this.checkSignature()) this.stopped = true;
+    }
+    if (this.stopped) return this.signature;
     const man = this.manifest;
     if (!man) {
       if (!this.manifestFailed) this.problem({ code: 'MANIFEST_MISSING', member: MEMBER.manifest, message: 'the bundle has no ferry-bundle.json' });
@@ -326,24 +429,9 @@ class Checker {
       }
       this.checkIndex(man);
       this.checkSums(man);
-      this.checkImages(man);
+      await this.checkImages(man, read);
     }
-    // Signature.
-    let sig: VerifyResult['signature'] = this.signatureBytes ? 'present' : 'none';
-    if (key) {
-      if (!this.signatureBytes) {
-        this.problem({ code: 'SIGNATURE_MISSING', member: MEMBER.signature, message: 'a key was given but the bundle is not signed' });
-      } else if (this.manifestBytes && verifyManifestSignature(this.manifestBytes, this.signatureBytes, key)) {
-        sig = 'valid';
-      } else {
-        sig = 'invalid';
-        this.problem({ code: 'SIGNATURE_INVALID', member: MEMBER.signature, message: `the signature does not verify with the given ${key.algorithm} key` });
-      }
-    } else if (requireSignature) {
-      if (!this.signatureBytes) this.problem({ code: 'SIGNATURE_MISSING', member: MEMBER.signature, message: 'a signature is required but the bundle is not signed' });
-      else this.problem({ code: 'SIGNATURE_UNVERIFIED', member: MEMBER.signature, message: 'a signature is required but no key was given to check it' });
-    }
-    return sig;
+    return this.signature;
   }
 
   private checkIndex(man: BundleManifest): void {
@@ -372,31 +460,71 @@ class Checker {
     }
   }
 
-  private checkImages(man: BundleManifest): void {
-    const present = new Set(man.members.map((m) => m.digest).filter((d): d is string => !!d));
+  /**
+   * Every image's graph, from its root: every manifest it reaches must be a raw blob member
+   * that is intact and parses, every blob they name must be a blob member. Nothing reachable
+   * is skipped silently.
+   */
+  private async checkImages(man: BundleManifest, read: ManifestReader): Promise<void> {
+    // Parsed manifests by digest and declared type, shared by images (bounded like `kept`).
+    const docs = new Map<string, { doc: ManifestDocument } | { error: string }>();
+    let docBytes = 0;
+    const unreadable = new Set<string>();
     for (const img of man.images) {
-      const missing = (digest: string, what: string): void => {
-        if (!present.has(digest)) {
-          this.problem({ code: 'BLOB_MISSING', image: img.ref, digest, message: `image ${img.ref}: ${what} ${digest} is not in the bundle` });
-        }
+      const missing = (digest: string, what: string): boolean => {
+        if (this.blobByDigest.has(digest)) return false;
+        this.problem({ code: 'BLOB_MISSING', image: img.ref, digest, message: `image ${img.ref}: ${what} ${digest} is not in the bundle` });
+        return true;
       };
       const visited = new Set<string>();
-      const walk = (digest: string, mediaType: string | undefined, depth: number): void => {
-        if (visited.has(digest) || depth > 8) return;
+      const walk = async (digest: string, mediaType: string | undefined, depth: number): Promise<void> => {
+        if (visited.has(digest)) return;
         visited.add(digest);
-        missing(digest, depth === 0 ? 'root manifest' : 'manifest');
-        const bytes = this.manifestsByDigest.get(digest);
-        if (!bytes) return; // absent or damaged: reported against its member
-        let doc;
-        try {
-          doc = parseManifest(bytes, mediaType, `image ${img.ref}: manifest ${digest}`);
-        } catch (err) {
-          this.problem({ code: 'IMAGE_INVALID', image: img.ref, digest, message: errorMessage(err) });
+        const what = depth === 0 ? 'root manifest' : 'manifest';
+        if (missing(digest, what)) return;
+        if (depth > 8) {
+          this.problem({ code: 'INDEX_TOO_DEEP', image: img.ref, digest, message: `image ${img.ref}: ${what} ${digest} is nested more than 8 indexes deep; not checked` });
           return;
         }
+        const m = this.blobByDigest.get(digest)!;
+        if (m.storage !== 'raw') {
+          this.problem({ code: 'MANIFEST_COMPRESSED', image: img.ref, digest, member: m.path, message: `image ${img.ref}: ${what} ${digest} is stored zstd-compressed (${m.path}); manifests must be stored raw` });
+          return;
+        }
+        if (!this.goodMembers.has(m.path)) return; // absent or damaged: reported against its member
+        if (m.size > LIMITS.maxManifestBytes) {
+          this.problem({ code: 'JSON_TOO_LARGE', image: img.ref, digest, member: m.path, message: `image ${img.ref}: ${what} ${digest} is ${m.size} bytes, over the ${LIMITS.maxManifestBytes}-byte limit` });
+          return;
+        }
+        const key = `${digest} ${mediaType ?? ''}`;
+        let parsed = docs.get(key);
+        if (!parsed) {
+          if (unreadable.has(m.path)) return;
+          const bytes = await read(m);
+          if (!bytes) {
+            if (!this.goodMembers.has(m.path)) return; // the reader found it damaged and said so
+            this.problem({ code: 'MANIFEST_UNCHECKED', image: img.ref, digest, member: m.path, message: `image ${img.ref}: ${what} ${digest} is in the bundle but was not kept to be parsed, so its content references are not checked` });
+            unreadable.add(m.path);
+            return;
+          }
+          try {
+            parsed = { doc: parseManifest(bytes, mediaType, `image ${img.ref}: manifest ${digest}`) };
+          } catch (err) {
+            parsed = { error: errorMessage(err) };
+          }
+          if (docBytes + bytes.length <= MAX_KEPT_MANIFEST_BYTES) {
+            docBytes += bytes.length;
+            docs.set(key, parsed);
+          }
+        }
+        if ('error' in parsed) {
+          this.problem({ code: 'IMAGE_INVALID', image: img.ref, digest, message: parsed.error });
+          return;
+        }
+        const doc = parsed.doc;
         if (doc.kind === 'index') {
           for (const c of doc.manifests) {
-            if (isManifestType(c.mediaType)) walk(c.digest, c.mediaType, depth + 1);
+            if (isManifestType(c.mediaType)) await walk(c.digest, c.mediaType, depth + 1);
             else missing(c.digest, `index child (${c.mediaType})`);
           }
         } else {
@@ -410,8 +538,31 @@ class Checker {
           // A missing `subject` is not an error: referrers travel without what they refer to.
         }
       };
-      walk(img.digest, img.mediaType, 0);
+      await walk(img.digest, img.mediaType, 0);
     }
+  }
+
+  /** For file reads: a member's bytes again, checked against its listed sha256. */
+  reread(file: string, entries: ReadonlyMap<string, TarEntry>): ManifestReader {
+    return async (m) => {
+      const e = entries.get(m.path);
+      if (!e) return undefined;
+      let bytes: Buffer;
+      try {
+        bytes = await readCapped(openTarEntry(file, e), LIMITS.maxManifestBytes);
+      } catch (err) {
+        this.goodMembers.delete(m.path);
+        this.failed(m, 'TAR_INVALID', `cannot be read: ${errorMessage(err)}`);
+        return undefined;
+      }
+      const sha = createHash('sha256').update(bytes).digest('hex');
+      if (bytes.length !== m.size || sha !== m.sha256) {
+        this.goodMembers.delete(m.path);
+        this.problem({ code: 'CHECKSUM_MISMATCH', member: m.path, ...(m.digest ? { digest: m.digest } : {}), message: `member ${m.path}: sha256 ${sha} differs from ${m.sha256} in ferry-bundle.json` });
+        return undefined;
+      }
+      return bytes;
+    };
   }
 }
 
@@ -440,57 +591,125 @@ async function readCapped(body: Readable, cap: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Hash a member's stored bytes from `body`; keep them if asked; restore zstd members. */
+/** Resolves once `stdin` can take more, or zstd is gone (its stdin closed or errored, or it exited). */
+function writable(stdin: Writable, child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      stdin.off('drain', done);
+      stdin.off('close', done);
+      stdin.off('error', done);
+      child.off('exit', done);
+      resolve();
+    };
+    stdin.once('drain', done);
+    stdin.once('close', done);
+    stdin.once('error', done);
+    child.once('exit', done);
+  });
+}
+
+/**
+ * Hash a member's stored bytes from `body`; keep them if asked; restore zstd members.
+ *
+ * One pass over `body`: every chunk is hashed, and (zstd members) written to `zstd -d` while
+ * zstd is alive. When zstd stops early (a damaged frame, more output than declared), hashing
+ * goes on to the member's end, so the stored hash and the restore result are both reported.
+ * Only a failure of `body` itself (a truncated tar) rejects.
+ */
 async function hashStream(body: Readable, m: BundleMember, keep: boolean): Promise<Hashed> {
   const h = createHash('sha256');
   let bytes = 0;
   const kept: Buffer[] = [];
-  const tap = async function* (src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    for await (const c of src) {
-      h.update(c);
-      bytes += c.length;
-      if (keep) kept.push(c);
-      yield c;
-    }
+  const take = (c: Buffer): void => {
+    h.update(c);
+    bytes += c.length;
+    if (keep) kept.push(c);
   };
-  let restored: Hashed['restored'];
-  if (m.storage === 'zstd' && zstdAvailable()) {
-    const rh = createHash('sha256');
-    let rbytes = 0;
-    const sink = new Writable({
-      write(chunk: Buffer, _e, cb) {
-        rh.update(chunk);
-        rbytes += chunk.length;
-        cb();
-      },
-    });
-    try {
-      await runZstd(['-d', '-q', '-c', '--no-progress', '-'], Readable.from(tap(body)), sink, { outputCap: m.uncompressedSize ?? 0 });
-      restored = { sha256: rh.digest('hex'), bytes: rbytes };
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      restored = { error: errorMessage(err), code: code === 'ZSTD_OVERSIZE' ? 'ZSTD_OVERSIZE' : code === 'TAR_INVALID' ? 'TAR_INVALID' : 'ZSTD_INVALID' };
-      if (code === 'TAR_INVALID') throw err;
-      // Drain what zstd did not read, so the stored hash still covers the member.
-      for await (const _ of tap(body)) void _;
-    }
-  } else {
-    for await (const _ of tap(body)) void _;
+  const done = (restored?: Hashed['restored']): Hashed => ({
+    sha256: h.digest('hex'),
+    bytes,
+    ...(keep ? { kept: Buffer.concat(kept) } : {}),
+    ...(restored ? { restored } : {}),
+  });
+  if (m.storage !== 'zstd' || !zstdAvailable()) {
+    for await (const c of body as AsyncIterable<Buffer>) take(c);
+    return done();
   }
-  return { sha256: h.digest('hex'), bytes, ...(keep ? { kept: Buffer.concat(kept) } : {}), ...(restored ? { restored } : {}) };
+  const cap = m.uncompressedSize ?? 0;
+  const { child, stderr, exited } = spawnZstd(['-d', '-q', '-c', '--no-progress', '-']);
+  let alive = true;
+  const status = exited.then(
+    (r) => r,
+    (err: unknown) => ({ code: -1 as number | null, signal: null as NodeJS.Signals | null, err }),
+  );
+  void status.then(() => (alive = false));
+  child.stdin.on('error', () => (alive = false)); // EPIPE once zstd stops reading
+  const rh = createHash('sha256');
+  let rbytes = 0;
+  let oversize = false;
+  const drained = (async () => {
+    try {
+      for await (const c of child.stdout as AsyncIterable<Buffer>) {
+        rbytes += c.length;
+        if (rbytes > cap) {
+          oversize = true;
+          alive = false;
+          child.kill('SIGKILL');
+          break;
+        }
+        rh.update(c);
+      }
+    } catch {
+      // zstd killed or gone: its exit status says why.
+    }
+  })();
+  try {
+    for await (const c of body as AsyncIterable<Buffer>) {
+      take(c);
+      if (alive && !child.stdin.destroyed && !child.stdin.write(c)) await writable(child.stdin, child);
+    }
+  } catch (err) {
+    child.kill('SIGKILL');
+    await drained;
+    await status;
+    throw err;
+  }
+  if (alive && !child.stdin.destroyed) child.stdin.end();
+  await drained;
+  const { code, signal } = await status;
+  if (oversize) return done({ code: 'ZSTD_OVERSIZE', error: `restores to more than the declared ${cap} bytes` });
+  if (code !== 0) {
+    const why = stderr().trim();
+    return done({ code: 'ZSTD_INVALID', error: `zstd -d failed (${signal ?? `exit ${code}`})${why ? `: ${why}` : ''}: not a valid zstd frame` });
+  }
+  return done({ sha256: rh.digest('hex'), bytes: rbytes });
 }
 
 async function loadKey(opts: VerifyOptions): Promise<LoadedKey | undefined> {
   return opts.key !== undefined ? loadPublicKey(opts.key) : undefined;
 }
 
+async function newChecker(opts: VerifyOptions, keepCandidates: boolean): Promise<Checker> {
+  return new Checker({ key: await loadKey(opts), requireSignature: !!opts.requireSignature, keepCandidates });
+}
+
+/** Reading options for bundles: strict pax, nothing but padding after the end-of-archive marker. */
+const TAR_OPTIONS = { maxEntries: LIMITS.maxMembers + 2, strict: true } as const;
+
+function tarProblem(err: unknown): Problem {
+  if ((err as { code?: string }).code === 'TRAILING_DATA') {
+    return { code: 'TRAILING_DATA', message: `the bundle has data after its end-of-archive marker (tar -x would extract it too): ${errorMessage(err)}` };
+  }
+  return { code: 'TAR_INVALID', message: `the bundle is not a complete tar archive: ${errorMessage(err)}` };
+}
+
 /** Verify a bundle read sequentially from a stream (a pipe, stdin, a socket). */
 export async function verifyBundleStream(source: Readable, opts: VerifyOptions = {}): Promise<VerifyResult> {
-  const key = await loadKey(opts);
-  const c = new Checker();
+  const c = await newChecker(opts, true);
   try {
-    for await (const { entry, body } of iterateTar(source, { maxEntries: LIMITS.maxMembers + 2 })) {
+    for await (const { entry, body } of iterateTar(source, TAR_OPTIONS)) {
       const a = c.entry(entry);
+      if (a.kind === 'stop') break;
       if (a.kind === 'buffer') {
         try {
           c.buffered(entry, await readCapped(body, a.cap));
@@ -503,13 +722,13 @@ export async function verifyBundleStream(source: Readable, opts: VerifyOptions =
       }
     }
   } catch (err) {
-    c.problem({ code: 'TAR_INVALID', message: `the bundle is not a complete tar archive: ${errorMessage(err)}` });
+    c.problem(tarProblem(err));
   }
-  return result(c, key, opts);
+  return result(c, opts, c.keptReader);
 }
 
-function result(c: Checker, key: LoadedKey | undefined, opts: VerifyOptions): VerifyResult {
-  const signature = c.finish(key, !!opts.requireSignature);
+async function result(c: Checker, _opts: VerifyOptions, read: ManifestReader): Promise<VerifyResult> {
+  const signature = await c.finish(read);
   return { ok: c.problems.length === 0, problems: c.problems, manifest: c.manifest, signature, entries: c.entries };
 }
 
@@ -523,15 +742,16 @@ export async function verifyBundle(file: string, opts: VerifyOptions = {}): Prom
   if (!st.isFile() || opts.parallel === false) {
     return verifyBundleStream(createReadStream(file, { highWaterMark: 1024 * 1024 }), opts);
   }
-  const key = await loadKey(opts);
-  const c = new Checker();
+  const c = await newChecker(opts, false);
   let entries: TarEntry[];
   try {
-    entries = await indexTarFile(file, { maxEntries: LIMITS.maxMembers + 2 });
+    entries = await indexTarFile(file, TAR_OPTIONS);
   } catch {
-    // A damaged tar: the sequential reader reports everything up to the damage, then the damage.
+    // A damaged tar (or data after it): the sequential reader reports everything up to the
+    // damage, then the damage.
     return verifyBundleStream(createReadStream(file, { highWaterMark: 1024 * 1024 }), opts);
   }
+  const byName = new Map<string, TarEntry>();
   // Workers are started only when some member is hashed off the main thread.
   let pool: HashPool | undefined;
   try {
@@ -539,9 +759,8 @@ export async function verifyBundle(file: string, opts: VerifyOptions = {}): Prom
     let zstdChain: Promise<void> = Promise.resolve();
     for (const e of entries) {
       const a = c.entry(e);
+      if (a.kind === 'stop') break;
       if (a.kind === 'buffer') {
-        // Must finish before the next entry: the manifest decides what later members are.
-        await Promise.all(jobs.splice(0));
         try {
           c.buffered(e, await readCapped(openTarEntry(file, e), a.cap));
         } catch (err) {
@@ -549,27 +768,38 @@ export async function verifyBundle(file: string, opts: VerifyOptions = {}): Prom
         }
       } else if (a.kind === 'hash') {
         const m = a.member;
-        if (opts.deferBlobContent && !a.keep) {
+        byName.set(m.path, e);
+        if (opts.deferBlobContent && m.digest !== undefined) {
+          // Blobs: the caller checks content while streaming; manifests are read and checked
+          // by the image-graph walk at the end.
           c.deferred(m);
-        } else if (a.keep || m.storage === 'zstd') {
-          // Manifests are kept in order (an index before its children); zstd goes through zstd -d.
-          if (a.keep) await Promise.all(jobs.splice(0));
-          if (a.keep) {
-            c.hashed(m, await hashStream(openTarEntry(file, e), m, true));
-          } else {
-            // One zstd -d at a time (it is multi-threaded itself); the pool hashes meanwhile.
-            zstdChain = zstdChain.then(async () => c.hashed(m, await hashStream(openTarEntry(file, e), m, false)));
-            jobs.push(zstdChain);
-          }
+        } else if (m.storage === 'zstd') {
+          // One zstd -d at a time (it is multi-threaded itself); the pool hashes meanwhile. A
+          // member that cannot be read is reported, never allowed to stop the others.
+          zstdChain = zstdChain.then(async () => {
+            try {
+              c.hashed(m, await hashStream(openTarEntry(file, e), m, false));
+            } catch (err) {
+              c.failed(m, 'TAR_INVALID', `cannot be read: ${errorMessage(err)}`);
+            }
+          });
+        } else if (a.keep) {
+          c.hashed(m, await hashStream(openTarEntry(file, e), m, true));
         } else {
           pool ??= new HashPool();
-          jobs.push(pool.hashRange(file, e.dataOffset, e.size).then((h) => c.hashed(m, h)));
+          jobs.push(
+            pool.hashRange(file, e.dataOffset, e.size).then(
+              (h) => c.hashed(m, h),
+              (err: unknown) => c.failed(m, 'TAR_INVALID', `cannot be read: ${errorMessage(err)}`),
+            ),
+          );
         }
       }
     }
+    jobs.push(zstdChain);
     await Promise.all(jobs);
   } finally {
     await pool?.close();
   }
-  return result(c, key, opts);
+  return result(c, opts, c.reread(file, byName));
 }

@@ -16,8 +16,8 @@ import { parseManifest, requiredBlobs, type Descriptor } from '../oci/manifest.j
 import { MediaType, declaredCompression, isManifestType } from '../oci/mediatypes.js';
 import { formatPlatform } from '../oci/platform.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
-import { DigestMismatchError, FerryError, NotFoundError, SizeMismatchError, UsageError, wrap } from '../util/errors.js';
-import { FileSink, fileSize, removeDeadTemps, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
+import { FerryError, NotFoundError, SizeMismatchError, UsageError, wrap } from '../util/errors.js';
+import { FileSink, fileSize, fsyncDir, removeDeadTemps, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
 import { TarWriter } from '../util/tar.js';
 import {
   BUNDLE_FORMAT_VERSION,
@@ -30,7 +30,6 @@ import {
   type BundleMember,
 } from './format.js';
 import { loadPrivateKey, signManifest } from './sign.js';
-import { HashPool } from './hash-worker.js';
 import { runZstd, zstdAvailable } from './reader.js';
 
 export const TOOL_VERSION = '0.1.0';
@@ -312,20 +311,6 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n', 'utf8');
     const signature = key ? signManifest(manifestBytes, key) : undefined;
 
-    // Raw blobs are copied as they are while worker threads hash the same (content-addressed,
-    // immutable) store files on the other cores; the bundle is renamed into place only once every
-    // hash matched. Hashing inline cost a third of the run on the main thread.
-    const pool = new HashPool();
-    const checks = plan.blobs
-      .filter((b) => !spools.has(b.digest))
-      .map((b) =>
-        pool.hashRange(opts.store.blobPath(b.digest), 0, b.size).then((h) => {
-          if (h.bytes !== b.size) throw new SizeMismatchError(b.size, h.bytes, `store blob ${b.digest}`);
-          if (`sha256:${h.sha256}` !== b.digest) throw new DigestMismatchError(b.digest, `sha256:${h.sha256}`, `store blob ${b.digest}`);
-        }),
-      );
-    const checked = Promise.all(checks);
-    checked.catch(() => {});
     const tar = new TarWriter({ mtime: BUNDLE_MTIME });
     const sink = new FileSink(tmp);
     const written = pipeline(tar.output, sink);
@@ -340,27 +325,35 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
         const b = plan.blobs[i]!;
         const m = blobMembers[i]!;
         const spool = spools.get(b.digest);
+        // The digest covers the bytes handed to the tar writer, not another read of the store
+        // file. (Measured on a 400 MB store: ~13-17% slower than hashing a second read on the
+        // worker pool; hashing the written file back on the pool after the write cost ~23%.)
         const src = spool
           ? chain(createReadStream(spool.file, { highWaterMark: 1024 * 1024 }), new DigestVerifier({ digest: `sha256:${spool.sha256}`, size: spool.size, what: `zstd spool for ${b.digest}` }))
-          : await opts.store.openBlob(b.digest, `blob ${b.digest}`);
+          : chain(await opts.store.openBlob(b.digest, `blob ${b.digest}`), new DigestVerifier({ digest: b.digest, size: b.size, what: `store blob ${b.digest}` }));
         await tar.addFile(m.path, m.size, src);
         emit({ kind: 'member', path: m.path, size: m.size });
       }
       await tar.finish();
       await written;
-      await checked;
     } catch (err) {
       tar.abort(err);
       await written.catch(() => {});
       throw err;
-    } finally {
-      await pool.close();
+    }
+    // FILE.sig never sits beside a bundle it does not sign: the old one goes before the new
+    // bundle takes the name, the new one comes after (a run that dies in between leaves a
+    // bundle without FILE.sig, whose signature member still verifies).
+    const sigFile = `${output}.sig`;
+    const dir = path.dirname(output);
+    if (await fileSize(sigFile) !== undefined) {
+      await rm(sigFile, { force: true });
+      await fsyncDir(dir);
     }
     await rename(tmp, output);
     committed = true;
-    const sigFile = `${output}.sig`;
+    await fsyncDir(dir);
     if (signature) await writeFileAtomic(sigFile, signature);
-    else await rm(sigFile, { force: true }); // a stale signature of an older bundle would mislead
     return { output, signature: signature ? sigFile : undefined, images: plan.images, totals, compressedBlobs: spools.size };
   } finally {
     if (!committed) await rm(tmp, { force: true });

@@ -27,9 +27,11 @@ export function inspectCommand<T>(y: Argv<T>): Argv<T> {
 
 export async function runInspect(args: InspectArgs): Promise<number> {
   const r = await inspect(args.source, args.key !== undefined ? { key: args.key } : {});
+  // With --key, a signature that is not valid (wrong key, forged, absent) is an integrity failure.
+  const code = args.key !== undefined && r.kind === 'bundle' && r.signature !== 'valid' ? 3 : 0;
   if (args.json) {
     jsonLine({ type: 'inspect', ...r });
-    return 0;
+    return code;
   }
   const lines: string[] = [];
   lines.push(`${r.source}: ${r.kind === 'bundle' ? `ferry bundle format ${r.format}, written by ${r.tool.name} ${r.tool.version} at ${r.created}` : 'OCI image layout'}`);
@@ -43,5 +45,6 @@ export async function runInspect(args: InspectArgs): Promise<number> {
       `${formatBytes(r.storedBytes)} stored; signature: ${r.signature}`,
   );
   process.stdout.write(lines.join('\n') + '\n');
-  return 0;
+  if (code !== 0) process.stderr.write(`${r.source}: signature ${r.signature === 'none' ? 'missing' : 'invalid'} for key ${args.key}\n`);
+  return code;
 }

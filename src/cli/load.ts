@@ -129,6 +129,10 @@ function chunkSizeOf(mib: number | undefined): number | undefined {
 async function runLoad(args: LoadArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
   const chunkSize = chunkSizeOf(args['chunk-size']);
+  if (args['require-signature'] && args.key === undefined) {
+    // As for ferry verify: a signature can only be required if there is a key to check it with.
+    throw new UsageError('--require-signature needs --key to check the signature with');
+  }
   const fromStdin = isStdin(args.source.replace(/^bundle:/, ''));
   if (fromStdin && args['password-stdin']) throw new UsageError('--password-stdin cannot be used when the bundle is read from stdin');
   const access = await registryAccess(args, fromStdin);

@@ -1,4 +1,7 @@
-/** `ferry verify FILE`: exit 0 when the bundle is intact (and signed, when asked), 3 when not. */
+/**
+ * `ferry verify FILE`: exit 0 when the bundle is intact (and signed, when asked), 3 when not,
+ * 1 when it could not be checked here (no zstd command for its zstd members) and nothing else is wrong.
+ */
 import { STDIN_PATH, isStdin } from '../util/fsutil.js';
 import type { Argv } from 'yargs';
 import { verifyBundle } from '../bundle/verify.js';
@@ -55,8 +58,17 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
         );
       } else {
         process.stderr.write(`${label}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
+        if (r.problems.some((p) => p.code === 'ZSTD_UNAVAILABLE')) process.stderr.write('hint: install zstd (Debian: apt-get install zstd) to check zstd-compressed members\n');
       }
     }
   }
-  return r.ok ? 0 : 3;
+  return verifyExitCode(r.problems);
+}
+
+/** Problems that say something about this machine, not about the bundle. */
+const ENVIRONMENT_PROBLEMS = new Set(['ZSTD_UNAVAILABLE']);
+
+export function verifyExitCode(problems: ReadonlyArray<{ code: string }>): number {
+  if (problems.length === 0) return 0;
+  return problems.every((p) => ENVIRONMENT_PROBLEMS.has(p.code)) ? 1 : 3;
 }

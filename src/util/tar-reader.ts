@@ -48,6 +48,19 @@ export interface TarReadOptions {
   maxEntries?: number;
   /** Largest pax extended header or GNU long name accepted, in bytes (default 1 MiB, like Go). */
   maxPaxBytes?: number;
+  /**
+   * Ferry bundles (never third-party archives): pax records other than `path`, `linkpath` and
+   * `size`, and global pax headers, are TAR_INVALID; after the end-of-archive marker only zero
+   * bytes (record padding) may follow, anything else is a TarTrailingDataError (TRAILING_DATA).
+   */
+  strict?: boolean;
+}
+
+/** Bytes after the end-of-archive marker (strict reads only): a second archive, or garbage. */
+export class TarTrailingDataError extends FerryError {
+  constructor(message: string) {
+    super('TRAILING_DATA', message);
+  }
 }
 
 export class TarFormatError extends FerryError {
@@ -142,7 +155,10 @@ function parseHeader(b: Buffer, offset: number, after: string | undefined): RawH
   };
 }
 
-function parsePax(data: Buffer, what: string): Map<string, string> {
+/** The pax keys a strict (bundle) read accepts: all ferry's writer emits. */
+const STRICT_PAX_KEYS = new Set(['path', 'linkpath', 'size']);
+
+function parsePax(data: Buffer, what: string, strict = false): Map<string, string> {
   const out = new Map<string, string>();
   let i = 0;
   while (i < data.length) {
@@ -160,6 +176,9 @@ function parsePax(data: Buffer, what: string): Map<string, string> {
     if (eq <= 0) throw new TarFormatError(`${what}: malformed pax record at byte ${i} (no key)`);
     const key = record.slice(0, eq);
     const value = record.slice(eq + 1);
+    if (strict && !STRICT_PAX_KEYS.has(key)) {
+      throw new TarFormatError(`${what}: pax record ${JSON.stringify(key)} is not allowed here (only path, linkpath and size)`);
+    }
     if ((key === 'path' || key === 'linkpath') && value.includes('\0')) {
       throw new TarFormatError(`${what}: NUL byte in pax ${key}`);
     }
@@ -239,7 +258,23 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
     if (block.equals(ZERO_BLOCK)) {
       if (pending) throw new TarFormatError(`tar archive: extended header at offset ${pending.headerOffset} is followed by the end-of-archive marker`);
       const next = await io.read(BLOCK);
-      if (next.length === 0 || next.equals(ZERO_BLOCK)) return;
+      if (next.length === 0) return;
+      if (next.equals(ZERO_BLOCK)) {
+        if (opts.strict) {
+          // Only record padding may follow: a second archive after the marker is what `tar -x`
+          // would extract over the first one's members.
+          for (;;) {
+            const at = io.pos;
+            const rest = await io.read(64 * 1024);
+            if (rest.length === 0) return;
+            const nz = rest.findIndex((b) => b !== 0);
+            if (nz !== -1) {
+              throw new TarTrailingDataError(`tar archive: non-zero data at offset ${at + nz}, after the end-of-archive marker at offset ${offset}`);
+            }
+          }
+        }
+        return;
+      }
       if (next.length < BLOCK) throw new TarFormatError(`tar archive truncated inside the end-of-archive marker at offset ${offset}`);
       throw new TarFormatError(`tar archive: a zero block at offset ${offset} is followed by a non-zero block (corrupt archive)`);
     }
@@ -255,12 +290,13 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
         throw new TarFormatError(`tar archive truncated inside the ${what} (after ${quoteName(last)})`);
       }
       if (h.typeflag === 'g') {
+        if (opts.strict) throw new TarFormatError(`${what}: a global pax header is not allowed here`);
         parsePax(data, what); // validated, not applied: global defaults are not used for names by any image tool
         continue;
       }
       pending ??= { headerOffset: offset };
       if (h.typeflag === 'x') {
-        const recs = parsePax(data, what);
+        const recs = parsePax(data, what, opts.strict);
         const p = recs.get('path');
         const lp = recs.get('linkpath');
         const sz = recs.get('size');
@@ -482,8 +518,12 @@ export async function indexTarFile(file: string, opts: TarReadOptions = {}): Pro
  * The data of one member of a tar file (from indexTarFile), or the part `range` selects:
  * `start` inclusive, `end` exclusive, both relative to the member's data. The stream fails
  * with TarFormatError if the file turns out shorter than the member.
+ *
+ * `handle`, when given, is an already-open descriptor of that file (the one indexed): the
+ * data is read from it with positional reads instead of opening `file` again (which may have
+ * been replaced since), and it is left open. `file` then only names the archive in messages.
  */
-export function openTarEntry(file: string, entry: TarEntry, range?: { start: number; end: number }): Readable {
+export function openTarEntry(file: string, entry: TarEntry, range?: { start: number; end: number }, handle?: FileHandle): Readable {
   const start = range?.start ?? 0;
   const end = range?.end ?? entry.size;
   if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > entry.size) {
@@ -491,7 +531,7 @@ export function openTarEntry(file: string, entry: TarEntry, range?: { start: num
   }
   async function* chunks(): AsyncGenerator<Buffer> {
     if (end === start) return;
-    const fh = await open(file, 'r');
+    const fh = handle ?? (await open(file, 'r'));
     try {
       let pos = entry.dataOffset + start;
       const stop = entry.dataOffset + end;
@@ -505,7 +545,7 @@ export function openTarEntry(file: string, entry: TarEntry, range?: { start: num
         yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
       }
     } finally {
-      await fh.close();
+      if (!handle) await fh.close();
     }
   }
   return Readable.from(chunks(), { objectMode: false, highWaterMark: 1024 * 1024 });

@@ -6,7 +6,7 @@
  * digest, or the only image. A blob the archive lacks (sparse exports) is a MissingBlobError
  * (BLOB_MISSING), like a missing file in a layout directory.
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { hex, isDigest, verifyBytes, type Digest } from '../../oci/digest.js';
 import { MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
 import { isManifestType } from '../../oci/mediatypes.js';
@@ -157,13 +157,23 @@ export class OciArchiveSource implements ImageSource {
       const start = Math.min(opts.start ?? 0, entry.size);
       return this.archive.archive.open(entry, start > 0 ? { start, end: entry.size } : undefined);
     } catch (err) {
-      const out = new PassThrough();
-      process.nextTick(() => out.destroy(err as Error));
-      return out;
+      return failingStream(err as Error);
     }
   }
 
   async close(): Promise<void> {
     await this.archive.close();
   }
+}
+
+/**
+ * A stream that fails with `err` when first read, not before: a caller that has not attached
+ * its listeners yet (or never reads) sees no unhandled 'error' event.
+ */
+export function failingStream(err: Error): Readable {
+  return new Readable({
+    read() {
+      this.destroy(err);
+    },
+  });
 }

@@ -232,7 +232,10 @@ describe('ferry load into a registry: reports, mapping, refusals', () => {
     // An unsigned bundle with --require-signature.
     const unsigned = path.join(createTempDir('unsigned'), 'unsigned.ferry');
     await writeBundle({ store: await OciLayout.open(path.join(work, 'store')), refs: ['ferry-test/base:1'], output: unsigned, compression: 'none' });
-    const required = await ferry(['load', unsigned, '--require-signature', '--to', `docker://${reg.host}/k4`, '--json']);
+    // Without --key, --require-signature is a usage error (as for ferry verify).
+    const noKey = await ferry(['load', unsigned, '--require-signature', '--to', `docker://${reg.host}/k4`, '--json']);
+    expect(noKey.code, noKey.stderr).toBe(2);
+    const required = await ferry(['load', unsigned, '--key', pubKey, '--require-signature', '--to', `docker://${reg.host}/k4`, '--json']);
     expect(required.code, required.stderr).toBe(3);
     expect(jsonLines(required.stdout).at(-1)).toMatchObject({ type: 'error', code: 'BUNDLE_INVALID' });
     expect(String(jsonLines(required.stdout).at(-1)!.message)).toMatch(/sign/i);
