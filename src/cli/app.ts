@@ -47,7 +47,10 @@ export async function main(argv: string[]): Promise<number> {
   cli = loadCommand(cli);
   skipHelpCache(cli);
   try {
-    process.exitCode = 0;
+    // No exit code until the command settles: if it never did (a stalled promise with nothing
+    // left to wake it), Node exits with 13 (unsettled top-level await), not with a 0 that
+    // reports success for a run that did nothing.
+    process.exitCode = undefined;
     await cli.parseAsync();
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {

@@ -14,7 +14,7 @@ import { CONTAINERD_NAME, OciLayout, REF_NAME } from '../transports/oci/layout.j
 import type { Descriptor } from '../oci/manifest.js';
 import { RegistryClient, type RegistryClientOptions } from '../transports/registry/client.js';
 import { RegistrySource } from '../transports/registry/source.js';
-import { parseLocation } from '../transports/location.js';
+import { formatLocation, parseLocation } from '../transports/location.js';
 import type { ImageSource } from '../transports/types.js';
 import { UsageError, errorMessage, wrap } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
@@ -103,7 +103,7 @@ export interface PullReport extends CopyReport {
   failures: Array<{ name: string; error: string; errorCode?: string; hint?: string }>;
 }
 
-const INTEGRITY_CODES = new Set(['DIGEST_MISMATCH', 'SIZE_MISMATCH', 'NOT_LOADED']);
+const INTEGRITY_CODES = new Set(['DIGEST_MISMATCH', 'SIZE_MISMATCH', 'DIFF_ID_MISMATCH', 'NOT_LOADED']);
 
 /** True when every failure is content not matching its digest or size (exit 3, like verify). */
 export function onlyIntegrityFailures(failures: PullReport['failures']): boolean {
@@ -179,7 +179,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
   const registries = locations.flatMap((l) => (l.transport === 'docker' ? [l.ref.domain] : []));
   const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, registries));
   const items: CopyItem[] = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, { source: ImageSource; entry: string }>();
   const sources: ImageSource[] = [];
   try {
     for (const loc of locations) {
@@ -208,8 +208,22 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       } else {
         throw new UsageError(`pull cannot read from ${loc.transport}: sources yet (use docker://, oci:, oci-archive: or docker-archive:)`);
       }
-      if (seen.has(name)) continue;
-      seen.add(name);
+      // The same name twice: the same image listed twice is skipped; two different images
+      // that would take one store name are a usage error (one would silently replace the other).
+      const entry = formatLocation(loc);
+      const earlier = seen.get(name);
+      if (earlier !== undefined) {
+        // Registry references name their image; other sources are compared by root digest
+        // (read only now, so a broken source still fails as its own image, in planning).
+        const rootOf = async (src: ImageSource): Promise<string | undefined> => (await src.getRootManifest().catch(() => undefined))?.digest;
+        const same = loc.transport === 'docker' || entry === earlier.entry || ((await rootOf(source)) ?? 'a') === ((await rootOf(earlier.source)) ?? 'b');
+        await source.close();
+        if (same) continue;
+        throw new UsageError(`${earlier.entry} and ${entry} are different images that would both be stored as ${JSON.stringify(name)}`, {
+          hint: 'name one of them explicitly (oci:DIR:REF with a full reference), or pull them into different stores',
+        });
+      }
+      seen.set(name, { source, entry });
       sources.push(source);
       items.push({ source, name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
     }

@@ -178,7 +178,22 @@ export async function writeFileAtomic(
  * as an OCI layout's index.json, names the file.
  */
 export async function streamToFileAtomic(target: string, source: Readable, transforms: Transform[] = []): Promise<number> {
-  await mkdir(path.dirname(target), { recursive: true });
+  // The source may fail before the pipeline below is built (a source that errors from a
+  // promise callback): hold on to that error instead of letting it go unhandled.
+  let early: Error | undefined;
+  const hold = (err: Error): void => {
+    early ??= err;
+  };
+  source.on('error', hold);
+  try {
+    await mkdir(path.dirname(target), { recursive: true });
+  } catch (err) {
+    source.off('error', hold);
+    source.destroy();
+    throw err;
+  }
+  source.off('error', hold);
+  if (early) throw early;
   const tmp = tempNameFor(target);
   const out = new FileSink(tmp);
   try {

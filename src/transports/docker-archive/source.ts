@@ -13,16 +13,19 @@
  * digest). The config digest is the sha256 of its bytes, never its file name. Each layer is
  * served as its file's bytes: `…rootfs.diff.tar` when the file is a plain tar (digest = its
  * diff_id, which the bytes are verified against), `…rootfs.diff.tar.gzip` when its magic
- * bytes say gzip (digest = sha256 of the file, computed at open). For plain-tar layers this
- * gives skopeo's digests and sizes; skopeo (containers/image docker/internal/tarfile) instead
- * decompresses gzip layers on the fly, describes every layer by its diff_id and uncompressed
- * size, and labels them all `…tar.gzip` whatever their bytes. ferry keeps compressed layers'
- * bytes unchanged and their media types truthful. While a layer
+ * bytes say gzip (digest = sha256 of the file, computed at open). For plain-tar layers the
+ * layer digests and sizes are skopeo's, but the manifest digest is not: skopeo
+ * (containers/image docker/internal/tarfile) labels every layer `…tar.gzip` whatever its
+ * bytes, decompresses gzip layers on the fly and describes every layer by its diff_id and
+ * uncompressed size. ferry keeps compressed layers' bytes unchanged and every media type
+ * truthful, so a docker-archive image's manifest digest differs from skopeo's (neither is a
+ * published digest: `docker save` archives carry none). While a layer
  * streams, the sha256 of its uncompressed content is checked against `rootfs.diff_ids`; a
  * mismatch fails the stream with IntegrityError DIFF_ID_MISMATCH.
  */
 import { createHash } from 'node:crypto';
-import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { lazyStream } from '../../util/streams.js';
 import { createGunzip } from 'node:zlib';
 import { z } from '../../util/zod.js';
 import { isDigest, sha256, type Digest } from '../../oci/digest.js';
@@ -196,6 +199,8 @@ async function prepareImage(archive: TarArchive, image: DockerArchiveImage, labe
     throw new ArchiveError('ARCHIVE_INVALID', `${what}: manifest.json lists ${image.layers.length} layers but the config has ${diffIds.length} diff_ids`);
   }
   const layers: PreparedLayer[] = [];
+  /** Layer digest → the diff_id it was listed with: one blob cannot stand for two. */
+  const diffIdOf = new Map<string, string>();
   for (const [i, layerName] of image.layers.entries()) {
     const diffId = diffIds[i]!;
     if (!isDigest(diffId)) throw new ArchiveError('ARCHIVE_INVALID', `${what}: diff_id ${JSON.stringify(diffId)} is not a sha256 digest`);
@@ -206,6 +211,12 @@ async function prepareImage(archive: TarArchive, image: DockerArchiveImage, labe
     }
     const gzip = comp === 'gzip';
     const digest = gzip ? await hashEntry(archive, entry) : (diffId as Digest);
+    const listedAs = diffIdOf.get(digest);
+    if (listedAs !== undefined && listedAs !== diffId) {
+      // Only one of the two could be checked (the blob is fetched once): refuse, as skopeo does.
+      throw new ArchiveError('ARCHIVE_INVALID', `${what}: layer ${layerName} (${digest}) is listed for two different diff_ids, ${listedAs} and ${diffId}`);
+    }
+    diffIdOf.set(digest, diffId);
     layers.push({
       entry,
       diffId,
@@ -275,9 +286,24 @@ export class DiffIdVerifier extends Transform {
       cb(this.failGzip());
       return;
     }
-    // Keep the gunzip side's memory bounded: wait for it to drain before taking more.
-    if (this.gunzip.write(chunk)) cb(null, chunk);
-    else this.gunzip.once('drain', () => cb(null, chunk));
+    // Keep the gunzip side's memory bounded: wait for it to drain before taking more, or for
+    // it to fail (corrupt gzip): it never drains then, and waiting for 'drain' alone stalled
+    // the whole copy, which then ended with nothing reported.
+    const g = this.gunzip;
+    if (g.write(chunk)) {
+      cb(null, chunk);
+      return;
+    }
+    const onDrain = (): void => {
+      g.off('error', onError);
+      cb(null, chunk);
+    };
+    const onError = (): void => {
+      g.off('drain', onDrain);
+      cb(this.failGzip());
+    };
+    g.once('drain', onDrain);
+    g.once('error', onError);
   }
 
   override _flush(cb: TransformCallback): void {
@@ -343,31 +369,19 @@ export class DockerArchiveSource implements ImageSource {
   openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
     // Layers are checked against their diff_ids from byte 0, so a later start reads and drops.
     if (opts.start) return dropPrefix(this.openBlob(desc, { ...opts, start: 0 }), opts.start);
-    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-    this.archive.prepare(this.image).then(
-      (p) => {
-        if (desc.digest === p.config.descriptor.digest) {
-          out.end(p.config.bytes);
-          return;
-        }
-        const layer = p.layers.find((l) => l.descriptor.digest === desc.digest);
-        if (!layer) {
-          out.destroy(new NotFoundError(`${opts.what}: blob ${desc.digest} is not part of ${this.description}`));
-          return;
-        }
-        const raw = this.archive.archive.open(layer.entry);
-        const check = new DiffIdVerifier(layer.diffId, layer.gzip, `${opts.what}: layer ${layer.entry.name}`);
-        raw.on('error', (e) => out.destroy(e));
-        check.on('error', (e) => out.destroy(e));
-        out.on('close', () => {
-          raw.destroy();
-          check.destroy();
-        });
-        raw.pipe(check).pipe(out);
-      },
-      (err: unknown) => out.destroy(err as Error),
-    );
-    return out;
+    // Opened on first read: a blob that is not part of the image fails then, not before the
+    // caller's listeners are attached.
+    return lazyStream(async () => {
+      const p = await this.archive.prepare(this.image);
+      if (desc.digest === p.config.descriptor.digest) return Readable.from([p.config.bytes]);
+      const layer = p.layers.find((l) => l.descriptor.digest === desc.digest);
+      if (!layer) throw new NotFoundError(`${opts.what}: blob ${desc.digest} is not part of ${this.description}`);
+      const raw = this.archive.archive.open(layer.entry);
+      const check = new DiffIdVerifier(layer.diffId, layer.gzip, `${opts.what}: layer ${layer.entry.name}`);
+      raw.on('error', (e) => check.destroy(e));
+      check.on('close', () => raw.destroy());
+      return raw.pipe(check);
+    });
   }
 
   async close(): Promise<void> {

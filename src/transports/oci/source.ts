@@ -4,7 +4,7 @@ import type { Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
 import { OciLayout } from './layout.js';
-import { Readable as NodeReadable, PassThrough } from 'node:stream';
+import { lazyStream } from '../../util/streams.js';
 import { isManifestType } from '../../oci/mediatypes.js';
 import type { PlatformSpec } from '../../oci/platform.js';
 import { UnsupportedMediaTypeError } from '../../util/errors.js';
@@ -44,16 +44,8 @@ export class LayoutSource implements ImageSource {
   }
 
   openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
-    // Surface a missing blob as a stream error, like any other read failure.
-    const out = new PassThrough({ highWaterMark: 1024 * 1024 });
-    this.layout.openBlob(desc.digest, opts.what, opts.start ?? 0).then(
-      (s: NodeReadable) => {
-        s.on('error', (e) => out.destroy(e));
-        s.pipe(out);
-      },
-      (err: unknown) => out.destroy(err as Error),
-    );
-    return out;
+    // A missing blob is a stream error, raised when the stream is first read.
+    return lazyStream(() => this.layout.openBlob(desc.digest, opts.what, opts.start ?? 0));
   }
 
   async close(): Promise<void> {}

@@ -110,6 +110,45 @@ describe('docker-archive over crafted archives', () => {
     expect(e2.code).toBe('DIFF_ID_MISMATCH');
   });
 
+  it('a corrupt gzip layer larger than the gunzip buffer fails the copy with a named error (it used to stall and exit 0)', async () => {
+    // Incompressible text so the gzip stream is a few MB: gunzip's buffer fills, and the flipped
+    // bytes make it fail while the verifier waits for it to drain.
+    let x = 1;
+    const text = Buffer.alloc(3_000_000);
+    for (let i = 0; i < text.length; i++) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      text[i] = 0x41 + ((x >>> 16) % 26);
+    }
+    const layerTar = await tarBytes(async (t) => {
+      await t.addFile('data.txt', text);
+    });
+    const gz = Buffer.from(gzipSync(layerTar));
+    for (let i = gz.length >> 1; i < (gz.length >> 1) + 64; i++) gz[i] = gz[i]! ^ 0xff;
+    const file = await craftedArchive('corrupt-gz.tar', gz, { diffId: sha256(layerTar), layerName: 'l/layer.tar.gz' });
+    const store = path.join(work, 'corrupt-store');
+    const r = await pull({ refs: [`docker-archive:${file}`], store });
+    expect(r.failures).toEqual([expect.objectContaining({ name: 'docker.io/library/crafted:1', errorCode: 'DIFF_ID_MISMATCH' })]);
+    expect(JSON.parse(await readFile(path.join(store, 'index.json'), 'utf8'))).toMatchObject({ manifests: [] });
+  });
+
+  it('one layer file listed for two different diff_ids is refused (only one of them could be checked)', async () => {
+    const layerTar = await tarBytes(async (t) => {
+      await t.addFile('hello.txt', Buffer.from('hello\n'));
+    });
+    const gz = gzipSync(layerTar);
+    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layerTar), sha256('another layer')] } }));
+    const file = await writeTar('dup-layer.tar', async (t) => {
+      await t.addFile(`${sha256(config).slice(7)}.json`, config);
+      await t.addFile('l.tar.gz', gz);
+      await t.addFile('manifest.json', Buffer.from(JSON.stringify([{ Config: `${sha256(config).slice(7)}.json`, RepoTags: ['dup:1'], Layers: ['l.tar.gz', 'l.tar.gz'] }])));
+    });
+    const src = await DockerArchiveSource.open(file, undefined);
+    const e = await rejection(src.getRootManifest());
+    expect(e.code).toBe('ARCHIVE_INVALID');
+    expect(e.message).toContain('two different diff_ids');
+    await src.close();
+  });
+
   it('refuses a layer symlink that leaves the archive, and members named with ..', async () => {
     const config = Buffer.from(JSON.stringify({ rootfs: { type: 'layers', diff_ids: [sha256('x')] } }));
     const file = await writeTar('escape.tar', async (t) => {
