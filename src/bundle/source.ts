@@ -11,7 +11,7 @@
  * A bundle on stdin (`-`) is first spooled to a temporary file, since destinations read
  * blobs in their own order; memory stays flat and the file is removed afterwards.
  */
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -24,6 +24,7 @@ import { MissingBlobError } from '../transports/oci/layout.js';
 import { OciArchive, failingStream } from '../transports/oci-archive/source.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../transports/types.js';
 import { FerryError, IntegrityError } from '../util/errors.js';
+import { onExitCleanup } from '../util/cleanup.js';
 import { isStdin } from '../util/fsutil.js';
 import { blobMembers, openRestored, readZstdMembers, type BlobMember } from './blobs.js';
 import type { BundleManifest } from './format.js';
@@ -54,6 +55,8 @@ export interface OpenedBundle {
 export interface OpenBundleOptions {
   key?: string;
   requireSignature?: boolean;
+  /** Stops spooling a bundle read from stdin. */
+  signal?: AbortSignal;
 }
 
 /** The full normalised reference when the bundle's ref parses as one (it does for bundles ferry wrote). */
@@ -112,8 +115,11 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}, lab
 async function spool(input: Readable, opts: OpenBundleOptions, label: string): Promise<OpenedBundle> {
   const dir = await mkdtemp(path.join(process.env.FERRY_TMPDIR ?? tmpdir(), 'ferry-stdin-'));
   const file = path.join(dir, 'bundle.tar');
+  // A forced exit (a second Ctrl-C) skips the finally blocks: the spool, possibly gigabytes
+  // of a partial bundle, must not stay behind.
+  const forget = onExitCleanup(() => rmSync(dir, { recursive: true, force: true }));
   try {
-    await pipeline(input, createWriteStream(file, { mode: 0o600 }));
+    await pipeline(input, createWriteStream(file, { mode: 0o600 }), ...(opts.signal ? [{ signal: opts.signal }] : []));
     const opened = await openBundle(file, opts, label);
     return {
       ...opened,
@@ -121,10 +127,12 @@ async function spool(input: Readable, opts: OpenBundleOptions, label: string): P
       close: async () => {
         await opened.close();
         await rm(dir, { recursive: true, force: true });
+        forget();
       },
     };
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
+    forget();
     throw err;
   }
 }

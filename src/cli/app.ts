@@ -7,6 +7,7 @@ import { verifyCommand } from './verify.js';
 import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
 import { reportError } from './errors.js';
+import { interruptedExitCode } from './interrupt.js';
 import { UsageError } from '../util/errors.js';
 import { STDIN_PATH } from '../util/fsutil.js';
 
@@ -52,9 +53,10 @@ export async function main(argv: string[]): Promise<number> {
     // reports success for a run that did nothing.
     process.exitCode = undefined;
     await cli.parseAsync();
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    return interruptedExitCode() ?? (typeof process.exitCode === 'number' ? process.exitCode : 0);
   } catch (err) {
-    return reportError(err, json);
+    const code = reportError(err, json);
+    return interruptedExitCode() ?? code;
   }
 }
 

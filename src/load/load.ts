@@ -174,6 +174,7 @@ async function openSource(source: string, opts: LoadOptions): Promise<OpenedSour
   const bundle = await openBundle(file, {
     ...(opts.key !== undefined ? { key: opts.key } : {}),
     ...(opts.requireSignature ? { requireSignature: true } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
   });
   return {
     description: isStdin(file) ? 'bundle:(stdin)' : `bundle:${bundle.file}`,
