@@ -3,6 +3,8 @@ import type { Argv } from 'yargs';
 import { inspect } from '../bundle/inspect.js';
 import { formatBytes } from './format.js';
 import { jsonLine } from './progress.js';
+import { requireBundleFile } from './options.js';
+import { isStdin } from '../util/fsutil.js';
 
 export interface InspectArgs {
   source: string;
@@ -26,6 +28,7 @@ export function inspectCommand<T>(y: Argv<T>): Argv<T> {
 }
 
 export async function runInspect(args: InspectArgs): Promise<number> {
+  if (!args.source.startsWith('oci:') && !isStdin(args.source)) await requireBundleFile(args.source);
   const r = await inspect(args.source, args.key !== undefined ? { key: args.key } : {});
   // With --key, a signature that is not valid (wrong key, forged, absent) is an integrity failure.
   const code = args.key !== undefined && r.kind === 'bundle' && r.signature !== 'valid' ? 3 : 0;

@@ -1,4 +1,5 @@
 /** Flags shared by commands that talk to registries: auth and TLS. */
+import { stat } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { loadDockerConfig, type Credential, type CredentialSource } from '../auth/index.js';
 import { readImageList } from '../copy/pull.js';
@@ -97,4 +98,11 @@ export async function collectRefs(positional: string[] | undefined, lists: strin
   const refs = [...(positional ?? [])];
   for (const f of lists ?? []) refs.push(...(await readImageList(f)));
   return refs;
+}
+
+/** A bundle file argument that must exist (not stdin): a usage error naming it, not a raw ENOENT. */
+export async function requireBundleFile(file: string, directoryHint = `for an OCI layout use oci:${file}`): Promise<void> {
+  const st = await stat(file).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+  if (!st) throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, or - for stdin' });
+  if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: directoryHint });
 }

@@ -8,6 +8,7 @@ import { verifyBundle } from '../bundle/verify.js';
 import { UsageError } from '../util/errors.js';
 import { formatBytes } from './format.js';
 import { jsonLine } from './progress.js';
+import { requireBundleFile } from './options.js';
 
 export interface VerifyArgs {
   file: string;
@@ -39,6 +40,7 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
   if (args.requireSignature && args.key === undefined) {
     throw new UsageError('--require-signature needs --key to check the signature with');
   }
+  if (!isStdin(args.file)) await requireBundleFile(args.file, `ferry verify checks bundle files; ferry inspect oci:${args.file} lists an OCI layout`);
   const file = isStdin(args.file) ? STDIN_PATH : args.file;
   const label = isStdin(args.file) ? '-' : args.file;
   const r = await verifyBundle(file, {

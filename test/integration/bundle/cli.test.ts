@@ -127,4 +127,17 @@ describe('ferry bundle / verify / inspect', () => {
     expect(nokey.code).toBe(2);
     expect(corpus.images.length).toBeGreaterThan(0);
   });
+
+  it('a missing bundle file or a directory: a usage error naming it (exit 2), not a raw ENOENT', async () => {
+    const missing = path.join(work, 'no-such.ferry');
+    for (const cmd of ['verify', 'inspect']) {
+      const r = await ferry([cmd, missing]);
+      expect(r.code, `${cmd}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`${missing}: no such bundle file`);
+      expect(r.stderr).not.toContain('ENOENT');
+      const d = await ferry([cmd, work]);
+      expect(d.code).toBe(2);
+      expect(d.stderr).toContain(`${work} is a directory`);
+    }
+  });
 });
