@@ -23,6 +23,8 @@ import { MediaType } from '../oci/mediatypes.js';
 import { CONTAINERD_NAME, REF_NAME } from '../transports/oci/layout.js';
 
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
+/** Where `k3s ctr` connects when given no --address (k3s sets this default for its embedded ctr). */
+export const K3S_CONTAINERD_ADDRESS = '/run/k3s/containerd/containerd.sock';
 /** The namespace the kubelet's CRI plugin uses; images elsewhere are invisible to Kubernetes. */
 export const DEFAULT_CONTAINERD_NAMESPACE = 'k8s.io';
 /** How long `ctr version` may try to reach containerd before we call it unavailable. */
@@ -32,29 +34,73 @@ export const CONNECT_TIMEOUT = '5s';
 export interface CtrTarget {
   /** argv prefix of the client: ['ctr'], ['k3s', 'ctr'], ['/usr/local/bin/ctr']. */
   ctr: string[];
-  address: string;
+  /**
+   * The socket named by the destination or CONTAINERD_ADDRESS; undefined = pass no --address
+   * and let the client use its own default (`k3s ctr` has another one than `ctr`).
+   */
+  address: string | undefined;
   namespace: string;
 }
 
 export function resolveTarget(
-  opts: { ctr?: string[]; address?: string; namespace?: string },
+  opts: { ctr?: string[] | undefined; address?: string | undefined; namespace?: string | undefined },
   env: NodeJS.ProcessEnv = process.env,
 ): CtrTarget {
   const ctr = opts.ctr && opts.ctr.length > 0 ? [...opts.ctr] : ['ctr'];
   // An empty CONTAINERD_ADDRESS means unset, as it does for ctr itself.
-  const address = opts.address || env.CONTAINERD_ADDRESS || DEFAULT_CONTAINERD_ADDRESS;
+  const address = opts.address || env.CONTAINERD_ADDRESS || undefined;
   const namespace = opts.namespace || DEFAULT_CONTAINERD_NAMESPACE;
   return { ctr, address, namespace };
 }
 
-/** `ctr --address A [--connect-timeout T] version`: the liveness probe. */
-export function versionArgv(t: CtrTarget): string[] {
-  return [...t.ctr, '--address', t.address, '--connect-timeout', CONNECT_TIMEOUT, 'version'];
+/**
+ * The socket the client connects to when given no --address, where ferry knows it: plain `ctr`
+ * (/run/containerd/containerd.sock) and `k3s ctr` (/run/k3s/containerd/containerd.sock).
+ */
+export function clientDefaultAddress(ctr: readonly string[]): string | undefined {
+  const base = (s: string | undefined): string => (s ?? '').split('/').pop() ?? '';
+  if (ctr.length === 1 && base(ctr[0]) === 'ctr') return DEFAULT_CONTAINERD_ADDRESS;
+  if (ctr.length === 2 && base(ctr[0]) === 'k3s' && ctr[1] === 'ctr') return K3S_CONTAINERD_ADDRESS;
+  return undefined;
 }
 
-/** `ctr --address A -n NS images ls`. */
-export function listArgv(t: CtrTarget): string[] {
-  return [...t.ctr, '--address', t.address, '-n', t.namespace, 'images', 'ls'];
+/** How error messages name the socket: the one given, else the client's default (when known). */
+export function describeAddress(t: CtrTarget): string {
+  if (t.address) return t.address;
+  const known = clientDefaultAddress(t.ctr);
+  return known ? `${known} (the default of ${t.ctr.join(' ')})` : `the default address of ${t.ctr.join(' ')}`;
+}
+
+function addressArgs(t: CtrTarget): string[] {
+  return t.address ? ['--address', t.address] : [];
+}
+
+/** `ctr [--address A] --connect-timeout T version`: the liveness probe. */
+export function versionArgv(t: CtrTarget): string[] {
+  return [...t.ctr, ...addressArgs(t), '--connect-timeout', CONNECT_TIMEOUT, 'version'];
+}
+
+/**
+ * A containerd filter selecting one image by exact name. Filters given as separate arguments
+ * are OR'ed (containerd's `List(ctx, filters...)`); the value is double-quoted (the filter
+ * grammar's quoted string), so `/`, `:` and `@` in names need no care. Image names never
+ * contain `"` or `\`; they are escaped anyway.
+ */
+export function nameFilter(name: string): string {
+  return `name==${JSON.stringify(name)}`;
+}
+
+/** `ctr [--address A] -n NS images ls [name=="N"...]`: only the given names, when given. */
+export function listArgv(t: CtrTarget, names: readonly string[] = []): string[] {
+  return [...t.ctr, ...addressArgs(t), '-n', t.namespace, 'images', 'ls', ...names.map(nameFilter)];
+}
+
+/**
+ * `ctr [--address A] -n NS images check [--snapshotter S] name=="N"...`: whether each image's
+ * content is complete (for the host platform) and whether it is unpacked into the snapshotter.
+ */
+export function checkArgv(t: CtrTarget, names: readonly string[], snapshotter?: string): string[] {
+  return [...t.ctr, ...addressArgs(t), '-n', t.namespace, 'images', 'check', ...(snapshotter ? ['--snapshotter', snapshotter] : []), ...names.map(nameFilter)];
 }
 
 export interface ImportFlags {
@@ -65,14 +111,69 @@ export interface ImportFlags {
 }
 
 /**
- * `ctr --address A -n NS images import --all-platforms [--no-unpack | --snapshotter S] -`.
+ * `ctr [--address A] -n NS images import --all-platforms [--no-unpack | --snapshotter S] -`.
  * `-` makes ctr read the archive from stdin (ctr 1.6 `images import`: `if Args().First() == "-"
  * { r = os.Stdin }`). --all-platforms keeps every child of an index (ctr otherwise walks only
  * the host's); names come from io.containerd.image.name, so --base-name is not needed.
  */
 export function importArgv(t: CtrTarget, flags: ImportFlags): string[] {
   const mode = !flags.unpack ? ['--no-unpack'] : flags.snapshotter ? ['--snapshotter', flags.snapshotter] : [];
-  return [...t.ctr, '--address', t.address, '-n', t.namespace, 'images', 'import', '--all-platforms', ...mode, '-'];
+  return [...t.ctr, ...addressArgs(t), '-n', t.namespace, 'images', 'import', '--all-platforms', ...mode, '-'];
+}
+
+/**
+ * Split a client command (`--ctr "k3s ctr"`) into argv with simple shell rules: whitespace
+ * separates words; '...' is literal; "..." is literal except \" and \\; outside quotes a
+ * backslash escapes the next character. No expansions. An unterminated quote or a trailing
+ * backslash is an error (thrown as Error; the CLI makes it a usage error).
+ */
+export function splitCommandLine(input: string): string[] {
+  const words: string[] = [];
+  let word = '';
+  let inWord = false;
+  let i = 0;
+  while (i < input.length) {
+    const c = input[i]!;
+    if (c === "'") {
+      const end = input.indexOf("'", i + 1);
+      if (end === -1) throw new Error(`unterminated ' in ${JSON.stringify(input)}`);
+      word += input.slice(i + 1, end);
+      inWord = true;
+      i = end + 1;
+    } else if (c === '"') {
+      i++;
+      for (;;) {
+        if (i >= input.length) throw new Error(`unterminated " in ${JSON.stringify(input)}`);
+        const d = input[i]!;
+        if (d === '"') break;
+        if (d === '\\' && (input[i + 1] === '"' || input[i + 1] === '\\')) {
+          word += input[i + 1];
+          i += 2;
+          continue;
+        }
+        word += d;
+        i++;
+      }
+      inWord = true;
+      i++;
+    } else if (c === '\\') {
+      if (i + 1 >= input.length) throw new Error(`trailing backslash in ${JSON.stringify(input)}`);
+      word += input[i + 1];
+      inWord = true;
+      i += 2;
+    } else if (/\s/.test(c)) {
+      if (inWord) words.push(word);
+      word = '';
+      inWord = false;
+      i++;
+    } else {
+      word += c;
+      inWord = true;
+      i++;
+    }
+  }
+  if (inWord) words.push(word);
+  return words;
 }
 
 /** One row of `ctr images ls`. */
@@ -95,6 +196,35 @@ export function parseImageList(stdout: string): Map<string, CtrImageRow> {
     const [name, mediaType, digest] = cols as [string, string, string];
     if (!/^[a-z0-9]+:[A-Za-z0-9=_-]+$/.test(digest)) continue; // not a row (a warning line, say)
     rows.set(name, { name, mediaType, digest });
+  }
+  return rows;
+}
+
+/** One row of `ctr images check`. */
+export interface CtrCheckRow {
+  name: string;
+  digest: string;
+  /** STATUS is `complete (n/n)` (every blob of the host platform's image is present). */
+  complete: boolean;
+  /** UNPACKED (for the snapshotter asked about): `true` / `false`. */
+  unpacked: boolean;
+}
+
+/**
+ * Parse `ctr images check`: REF TYPE DIGEST STATUS SIZE UNPACKED, where STATUS is
+ * `complete (3/3)`, `incomplete (1/3)` or `unavailable (0/?)` and SIZE is `1.2 MiB/1.2 MiB`
+ * (both with spaces), so the first four columns and the last are read.
+ */
+export function parseImageCheck(stdout: string): Map<string, CtrCheckRow> {
+  const rows = new Map<string, CtrCheckRow>();
+  for (const line of stdout.split('\n')) {
+    const cols = line.trim().split(/\s+/);
+    if (cols.length < 6 || (cols[0] === 'REF' && cols[1] === 'TYPE')) continue;
+    const [name, , digest, status] = cols as [string, string, string, string];
+    if (!/^[a-z0-9]+:[A-Za-z0-9=_-]+$/.test(digest)) continue;
+    const counts = /^\((\d+)\/(\d+)\)$/.exec(cols[4]!);
+    const complete = status === 'complete' && counts !== null && counts[1] === counts[2];
+    rows.set(name, { name, digest, complete, unpacked: cols[cols.length - 1] === 'true' });
   }
   return rows;
 }

@@ -5,14 +5,18 @@
  *
  * Order of work (see containerd-ctr.ts for how containerd reads the archive):
  *  1. `ctr --version` (is the client there?) and `ctr version` (does containerd answer?);
- *  2. `ctr images ls`: images whose name already points at the planned root are skipped;
+ *  2. `ctr images ls name=="…"` (only the planned names): images whose name already points at the
+ *     planned root, and that `ctr images check` finds complete (and unpacked, where that is
+ *     asked), are skipped; a name at another digest is re-pointed, with a warning;
  *  3. one `ctr images import --all-platforms -` whose stdin is `oci-layout`, every blob
  *     (each verified by a DigestVerifier on the way through), every manifest, and index.json
  *     last. If anything fails before the archive is complete, ctr is SIGKILLed *before* its
  *     stdin is closed, so it never sees an end of input and names nothing. Images containerd
  *     cannot unpack on this host (artifacts, indexes without a host platform) go in a second
- *     run with --no-unpack, since ctr would fail after naming them (see unpackBlocker);
- *  4. `ctr images ls` again: every imported name must point at its planned digest.
+ *     run with --no-unpack, since ctr would fail after naming them (see unpackBlocker). From a
+ *     bundle (allOrNothing), the second run's own blobs are verified before the first run
+ *     starts, and no run starts after an integrity failure (see loadIntoContainerd);
+ *  4. `ctr images ls name=="…"` again: every imported name must point at its planned digest.
  *
  * Reports name images `containerd:<name>`; the namespace (default k8s.io, where Kubernetes
  * looks) is part of every error message. Blobs stream one after another into the archive, so
@@ -21,28 +25,33 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import { verifyBytes } from '../oci/digest.js';
+import { Writable, type Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+import { DigestVerifier, verifyBytes } from '../oci/digest.js';
 import { parseManifest, type Descriptor } from '../oci/manifest.js';
+import { MediaType } from '../oci/mediatypes.js';
 import { failedResult, resultBase } from '../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../copy/plan.js';
 import type { ImageSource } from '../transports/types.js';
-import { AbortedError, DaemonUnavailableError, FerryError, type FerryErrorOptions } from '../util/errors.js';
+import { AbortedError, DaemonUnavailableError, FerryError, IntegrityError, NotLoadedError, errorMessage, type FerryErrorOptions } from '../util/errors.js';
 import { TarWriter } from '../util/tar.js';
 import {
   OCI_LAYOUT_FILE,
   blobEntryName,
   buildImportIndex,
+  checkArgv,
+  describeAddress,
   destinationName,
   hostPlatform,
   importArgv,
   listArgv,
+  parseImageCheck,
   parseImageList,
   resolveTarget,
   summariseCtrStderr,
   unpackBlocker,
   versionArgv,
+  type CtrCheckRow,
   type CtrImageRow,
   type CtrTarget,
   type ImportFlags,
@@ -51,7 +60,10 @@ import { addVerifiedBlob } from './archive-blob.js';
 import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
 
 export interface ContainerdOptions extends DestinationOptions {
-  /** containerd socket; default from CONTAINERD_ADDRESS else /run/containerd/containerd.sock */
+  /**
+   * containerd socket; default from CONTAINERD_ADDRESS, else none is passed and the client
+   * uses its own default (/run/containerd/containerd.sock for ctr, /run/k3s/… for `k3s ctr`)
+   */
   address?: string;
   /** default 'k8s.io' (the namespace Kubernetes uses) */
   namespace?: string;
@@ -61,6 +73,11 @@ export interface ContainerdOptions extends DestinationOptions {
   snapshotter?: string;
   /** false = --no-unpack (content and image records only) */
   unpack?: boolean;
+  /**
+   * Name nothing if any blob fails its digest or size check (a bundle is one signed unit).
+   * Default true. Either way no further import run starts after an integrity failure.
+   */
+  allOrNothing?: boolean;
 }
 
 /** The ctr client could not be started (not installed, not on PATH, not executable). */
@@ -78,8 +95,15 @@ export class CtrFailedError extends FerryError {
   }
 }
 
-/** Cap on the stdout/stderr kept from a ctr run (the newest bytes). */
+/** Cap on the stderr (and the import's stdout) kept from a ctr run (the newest bytes). */
 const MAX_OUTPUT_BYTES = 256 * 1024;
+/**
+ * Cap on the stdout of `images ls` / `images check`, read whole: a listing is parsed from its
+ * first row, and one that does not fit is an error rather than a silently shortened list.
+ */
+const MAX_LISTING_BYTES = 64 * 1024 * 1024;
+/** Names per `images ls` / `images check` run (each is one argv filter). */
+const NAMES_PER_RUN = 100;
 /** A ctr command other than the import should never take this long. */
 const SHORT_COMMAND_TIMEOUT_MS = 60_000;
 
@@ -89,11 +113,27 @@ const SHORT_COMMAND_TIMEOUT_MS = 60_000;
 interface CtrRun {
   child: ChildProcess;
   /** Resolves once the process has exited and its output is drained; never rejects. */
-  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; spawnError?: Error }>;
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; spawnError?: Error; stdoutOverflow?: boolean }>;
   /** SIGKILL, unless it has already exited. */
   kill(): void;
   /** Resolves once the process has exited (not waiting for output). */
   exited: Promise<void>;
+}
+
+/** Keeps the first `max` bytes of a stream; `overflow()` says whether more came. */
+function headCollector(stream: Readable | null, max: number): { text: () => string; overflow: () => boolean } {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  let over = false;
+  stream?.on('data', (c: Buffer) => {
+    if (bytes + c.length > max) {
+      over = true;
+      return;
+    }
+    chunks.push(c);
+    bytes += c.length;
+  });
+  return { text: () => Buffer.concat(chunks).toString('utf8'), overflow: () => over };
 }
 
 /** Keeps the newest `max` bytes of a stream. */
@@ -108,10 +148,12 @@ function tailCollector(stream: Readable | null, max: number): () => string {
   return () => Buffer.concat(chunks).toString('utf8');
 }
 
-function startCtr(argv: readonly string[], stdin: 'pipe' | 'ignore'): CtrRun {
+function startCtr(argv: readonly string[], stdin: 'pipe' | 'ignore', wholeStdout = false): CtrRun {
   const [command, ...args] = argv as [string, ...string[]];
   const child = spawn(command, args, { stdio: [stdin, 'pipe', 'pipe'] });
-  const stdout = tailCollector(child.stdout, MAX_OUTPUT_BYTES);
+  const head = wholeStdout ? headCollector(child.stdout, MAX_LISTING_BYTES) : undefined;
+  const tail = wholeStdout ? undefined : tailCollector(child.stdout, MAX_OUTPUT_BYTES);
+  const stdout = (): string => (head ? head.text() : tail!());
   const stderr = tailCollector(child.stderr, MAX_OUTPUT_BYTES);
   // A broken pipe (ctr exited without reading everything) shows in its exit status instead.
   child.stdin?.on('error', () => {});
@@ -123,7 +165,7 @@ function startCtr(argv: readonly string[], stdin: 'pipe' | 'ignore'): CtrRun {
       exitedResolve();
       resolve({ code: null, signal: null, stdout: stdout(), stderr: stderr(), spawnError: err });
     });
-    child.once('close', (code, signal) => resolve({ code, signal, stdout: stdout(), stderr: stderr() }));
+    child.once('close', (code, signal) => resolve({ code, signal, stdout: stdout(), stderr: stderr(), ...(head?.overflow() ? { stdoutOverflow: true } : {}) }));
   });
   const kill = (): void => {
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) child.kill('SIGKILL');
@@ -134,7 +176,7 @@ function startCtr(argv: readonly string[], stdin: 'pipe' | 'ignore'): CtrRun {
 function notFound(argv: readonly string[], err: Error): CtrNotFoundError {
   return new CtrNotFoundError(`cannot run the containerd client ${JSON.stringify(argv[0])}: ${err.message}`, {
     cause: err,
-    hint: 'install ctr (Debian/Ubuntu package "containerd") or name the client with the ctr option, e.g. ["k3s", "ctr"] or ["/usr/local/bin/ctr"]',
+    hint: 'install ctr (Debian/Ubuntu package "containerd") or name the client with --ctr, e.g. --ctr "k3s ctr" or --ctr /usr/local/bin/ctr',
   });
 }
 
@@ -143,9 +185,13 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortedError('loading into containerd was aborted');
 }
 
-async function runCtr(argv: readonly string[], signal: AbortSignal | undefined): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function runCtr(
+  argv: readonly string[],
+  signal: AbortSignal | undefined,
+  wholeStdout = false,
+): Promise<{ code: number | null; stdout: string; stderr: string; stdoutOverflow?: boolean }> {
   throwIfAborted(signal);
-  const run = startCtr(argv, 'ignore');
+  const run = startCtr(argv, 'ignore', wholeStdout);
   const onAbort = (): void => run.kill();
   signal?.addEventListener('abort', onAbort, { once: true });
   const timer = setTimeout(run.kill, SHORT_COMMAND_TIMEOUT_MS);
@@ -161,7 +207,7 @@ async function runCtr(argv: readonly string[], signal: AbortSignal | undefined):
 }
 
 function unavailable(t: CtrTarget, detail: string): DaemonUnavailableError {
-  return new DaemonUnavailableError(`containerd is not answering at ${t.address}: ${detail}`, {
+  return new DaemonUnavailableError(`containerd is not answering at ${describeAddress(t)}: ${detail}`, {
     hint:
       'is containerd running, and may this user open its socket? Give the socket as containerd:/path/to/containerd.sock ' +
       '(or set CONTAINERD_ADDRESS); k3s uses /run/k3s/containerd/containerd.sock',
@@ -174,12 +220,13 @@ async function checkContainerd(t: CtrTarget, signal: AbortSignal | undefined): P
   const client = await runCtr([...t.ctr, '--version'], signal);
   if (client.code !== 0) {
     throw new CtrNotFoundError(`${t.ctr.join(' ')} --version failed: ${summariseCtrStderr(client.stderr) || `exit ${client.code}`}`, {
-      hint: 'name a working containerd client with the ctr option, e.g. ["k3s", "ctr"]',
+      hint: 'name a working containerd client with --ctr, e.g. --ctr "k3s ctr"',
     });
   }
-  // A socket path that does not exist fails now rather than after ctr's connect timeout.
-  const socketPath = t.address.replace(/^unix:\/\//, '');
-  if (socketPath.startsWith('/')) {
+  // A socket path that does not exist fails now rather than after ctr's connect timeout. With
+  // no address given the client picks its own default, which only it knows: no check here.
+  const socketPath = t.address?.replace(/^unix:\/\//, '');
+  if (socketPath?.startsWith('/')) {
     const exists = await stat(socketPath).then(
       () => true,
       () => false,
@@ -190,12 +237,44 @@ async function checkContainerd(t: CtrTarget, signal: AbortSignal | undefined): P
   if (r.code !== 0) throw unavailable(t, summariseCtrStderr(r.stderr) || `ctr version exited with code ${r.code}`);
 }
 
-async function listImages(t: CtrTarget, signal: AbortSignal | undefined): Promise<Map<string, CtrImageRow>> {
-  const r = await runCtr(listArgv(t), signal);
-  if (r.code !== 0) {
-    throw new CtrFailedError('CTR_FAILED', `ctr -n ${t.namespace} images ls failed: ${summariseCtrStderr(r.stderr) || `exit ${r.code}`}`);
+function batches<T>(items: readonly T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += n) out.push(items.slice(i, i + n));
+  return out;
+}
+
+/**
+ * The rows of `names` in `ctr images ls`, filtered by name (a busy node's full listing can be
+ * long), the whole output read: a row is never lost to an output cap.
+ */
+async function listImages(t: CtrTarget, names: readonly string[], signal: AbortSignal | undefined): Promise<Map<string, CtrImageRow>> {
+  const rows = new Map<string, CtrImageRow>();
+  for (const batch of batches([...new Set(names)], NAMES_PER_RUN)) {
+    const r = await runCtr(listArgv(t, batch), signal, true);
+    if (r.code !== 0) {
+      throw new CtrFailedError('CTR_FAILED', `ctr -n ${t.namespace} images ls failed: ${summariseCtrStderr(r.stderr) || `exit ${r.code}`}`);
+    }
+    if (r.stdoutOverflow) {
+      throw new CtrFailedError('CTR_FAILED', `ctr -n ${t.namespace} images ls printed more than ${MAX_LISTING_BYTES} bytes for ${batch.length} names`);
+    }
+    for (const [name, row] of parseImageList(r.stdout)) if (batch.includes(name)) rows.set(name, row);
   }
-  return parseImageList(r.stdout);
+  return rows;
+}
+
+/**
+ * `ctr images check` for `names`: complete, and unpacked into `snapshotter`? ctr exits 1 when
+ * it cannot check some image (say, an index without a host platform) yet prints the others'
+ * rows, so rows are read whatever the status; a missing row reads as "not complete".
+ */
+async function checkImages(t: CtrTarget, names: readonly string[], snapshotter: string | undefined, signal: AbortSignal | undefined): Promise<Map<string, CtrCheckRow>> {
+  const rows = new Map<string, CtrCheckRow>();
+  for (const batch of batches([...new Set(names)], NAMES_PER_RUN)) {
+    const r = await runCtr(checkArgv(t, batch, snapshotter), signal, true);
+    if (r.stdoutOverflow) continue;
+    for (const [name, row] of parseImageCheck(r.stdout)) if (batch.includes(name)) rows.set(name, row);
+  }
+  return rows;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -303,7 +382,7 @@ async function importGroup(group: ImportGroup, ctx: ImportContext): Promise<unkn
   if (r.code !== 0) {
     const unpackTrouble = group.flags.unpack && /unpack|snapshot|mount/i.test(r.stderr);
     const hint = unpackTrouble
-      ? 'unpacking failed: choose another snapshotter (snapshotter option) or import without unpacking (unpack: false)'
+      ? 'unpacking failed: choose another snapshotter (--snapshotter) or load with --no-unpack (Kubernetes unpacks when it creates a container)'
       : undefined;
     return ctrFailed(ctx.target, r, 'failed', hint);
   }
@@ -343,6 +422,31 @@ async function streamBlob(tar: TarWriter, b: PlannedBlob, ctx: ImportContext): P
   }
 }
 
+/**
+ * Read one blob from its source through a DigestVerifier into nothing: the check, before any
+ * import run, of the blobs a later run will send (allOrNothing). Emits a failed event only.
+ */
+async function preVerifyBlob(b: PlannedBlob, ctx: ImportContext): Promise<void> {
+  const desc = b.desc;
+  const source = ctx.sources[b.sourceIndex];
+  if (!source) throw new FerryError('PLAN_INVALID', `blob ${desc.digest}: the plan names source #${b.sourceIndex}, which was not given`);
+  const what = `blob ${desc.digest} from ${source.description}`;
+  const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what });
+  const sink = new Writable({ write: (_c: Buffer, _e, cb) => cb() });
+  try {
+    await pipeline(source.openBlob(desc, { what, ...(ctx.signal ? { signal: ctx.signal } : {}) }), verifier, sink);
+  } catch (err) {
+    throwIfAborted(ctx.signal);
+    ctx.stats.failed++;
+    ctx.emit({ kind: 'blob', state: 'failed', digest: desc.digest, bytes: verifier.bytesSeen, total: desc.size, error: errorMessage(err) });
+    throw err;
+  }
+}
+
+function isIndex(img: PlannedImage): boolean {
+  return img.root.mediaType === MediaType.OciIndex || img.root.mediaType === MediaType.DockerManifestList;
+}
+
 /** The config media type of a single-manifest image (undefined for indexes). */
 function configMediaType(img: PlannedImage): string | undefined {
   const root = img.manifests.find((m) => m.digest === img.root.digest);
@@ -361,7 +465,6 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
   const stats: LoadBlobStats = { total: plan.blobs.length, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 };
 
   await checkContainerd(target, opts.signal);
-  const before = await listImages(target, opts.signal);
 
   const results = new Map<PlannedImage, LoadedImage>();
   const base = (img: PlannedImage): LoadedImage => ({
@@ -377,10 +480,42 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
     return r;
   };
 
-  // 2. Skip what is already named at the planned digest.
-  const toImport: PlannedImage[] = [];
+  // Which images containerd can unpack here (when unpacking, the others go in a --no-unpack run).
+  const unpack = opts.unpack !== false;
+  const host = hostPlatform();
+  const blockers = new Map<PlannedImage, string | undefined>();
   for (const img of plan.images) {
-    if (before.get(img.name)?.digest === img.root.digest) {
+    try {
+      blockers.set(img, unpackBlocker({ root: img.root, platforms: img.platforms, configMediaType: configMediaType(img) }, host));
+    } catch (err) {
+      results.set(img, failed(img, err));
+    }
+  }
+  const candidates = plan.images.filter((img) => !results.has(img));
+  const before = await listImages(target, candidates.map((img) => img.name), opts.signal);
+
+  // 2. Skip what is already named at the planned digest and complete. A name alone is not
+  // enough: ctr names every image of an import before it unpacks, so an unpack that failed
+  // leaves names at the right digest with nothing unpacked. `ctr images check` sees only the
+  // host platform: for an index without one it cannot answer ("unavailable"), and such an
+  // image is only ever imported with --no-unpack, where ctr names it after its whole archive
+  // is in the content store, so its name is trusted.
+  const atDigest = candidates.filter((img) => before.get(img.name)?.digest === img.root.digest);
+  const checkable = atDigest.filter((img) => !(isIndex(img) && blockers.get(img) !== undefined));
+  const checked = checkable.length > 0 ? await checkImages(target, checkable.map((img) => img.name), unpack ? opts.snapshotter : undefined, opts.signal) : new Map<string, CtrCheckRow>();
+  const toImport: PlannedImage[] = [];
+  for (const img of candidates) {
+    let present = before.get(img.name)?.digest === img.root.digest;
+    if (present && checkable.includes(img)) {
+      const row = checked.get(img.name);
+      const wantUnpacked = unpack && blockers.get(img) === undefined;
+      present = row !== undefined && row.digest === img.root.digest && row.complete && (!wantUnpacked || row.unpacked);
+      if (!present) {
+        const why = !row?.complete ? 'its content is incomplete' : 'it is not unpacked';
+        emit({ kind: 'warning', image: img.name, message: `${img.name} is named at ${img.root.digest} but ${why}: importing it again` });
+      }
+    }
+    if (present) {
       results.set(img, { ...base(img), skipped: true });
       emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
     } else {
@@ -396,22 +531,14 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
   }
 
   // 3. Import: unpackable images in one run, the rest (if unpacking) in a --no-unpack run.
-  const unpack = opts.unpack !== false;
   const groups: ImportGroup[] = [];
   if (!unpack) {
     groups.push({ images: toImport, flags: { unpack: false } });
   } else {
-    const host = hostPlatform();
     const unpackable: PlannedImage[] = [];
     const contentOnly: PlannedImage[] = [];
     for (const img of toImport) {
-      let blocker: string | undefined;
-      try {
-        blocker = unpackBlocker({ root: img.root, platforms: img.platforms, configMediaType: configMediaType(img) }, host);
-      } catch (err) {
-        results.set(img, failed(img, err));
-        continue;
-      }
+      const blocker = blockers.get(img);
       if (blocker) {
         emit({ kind: 'warning', image: img.name, message: `${img.name} is imported without unpacking: ${blocker}` });
         contentOnly.push(img);
@@ -422,6 +549,7 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
     groups.push({ images: unpackable, flags: { unpack: true, snapshotter: opts.snapshotter } });
     groups.push({ images: contentOnly, flags: { unpack: false } });
   }
+  const runs = groups.filter((g) => g.images.length > 0);
 
   const ctx: ImportContext = {
     target,
@@ -432,20 +560,68 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
     stats,
     counted: new Set(),
   };
+
+  // All or nothing across two runs: the first run names its images when it ends, before the
+  // second run has sent a byte. So, from a bundle, every blob that only a later run sends is
+  // read from the source and verified first (the simplest correct order: the source is a
+  // bundle file read through one descriptor, so the second read gives the same bytes, and a
+  // blob the first run also sends is verified by that run before it names anything). If one
+  // fails, no run starts and no image is named.
+  let integrityFailure: unknown;
+  if ((opts.allOrNothing ?? true) && runs.length > 1) {
+    const firstRun = new Set(runs[0]!.images.flatMap((img) => img.blobs.map((b) => b.digest)));
+    const later = new Map<string, PlannedBlob>();
+    for (const g of runs.slice(1)) {
+      for (const img of g.images) {
+        for (const d of img.blobs) {
+          if (!firstRun.has(d.digest) && !later.has(d.digest)) later.set(d.digest, ctx.blobsByDigest.get(d.digest) ?? { desc: d, sourceIndex: img.sourceIndex, images: [img.name] });
+        }
+      }
+    }
+    for (const b of later.values()) {
+      try {
+        await preVerifyBlob(b, ctx);
+      } catch (err) {
+        for (const g of runs) {
+          for (const img of g.images) {
+            const has = img.blobs.some((d) => d.digest === b.desc.digest);
+            results.set(img, failed(img, has || !(err instanceof IntegrityError) ? err : new NotLoadedError(err)));
+          }
+        }
+        integrityFailure = err;
+        break;
+      }
+    }
+  }
+
   const imported: PlannedImage[] = [];
-  for (const group of groups) {
-    if (group.images.length === 0) continue;
-    const err = await importGroup(group, ctx);
-    if (err === undefined) imported.push(...group.images);
-    else for (const img of group.images) results.set(img, failed(img, err));
+  if (integrityFailure === undefined) {
+    for (const group of runs) {
+      // After a blob failed its check, no further run: nothing more of this source is named.
+      if (integrityFailure !== undefined) {
+        for (const img of group.images) results.set(img, failed(img, new NotLoadedError(integrityFailure)));
+        continue;
+      }
+      const err = await importGroup(group, ctx);
+      if (err === undefined) imported.push(...group.images);
+      else {
+        for (const img of group.images) results.set(img, failed(img, err));
+        if (err instanceof IntegrityError) integrityFailure = err;
+      }
+    }
   }
 
   // 4. Confirm: every imported name at its planned digest.
   if (imported.length > 0) {
-    const after = await listImages(target, opts.signal);
+    const after = await listImages(target, imported.map((img) => img.name), opts.signal);
     for (const img of imported) {
       const row = after.get(img.name);
       if (row?.digest === img.root.digest) {
+        const old = before.get(img.name);
+        if (old && old.digest !== img.root.digest) {
+          // As docker load does, an import re-points an existing name; say so.
+          emit({ kind: 'warning', image: img.name, message: `${img.name} was re-pointed from ${old.digest} to ${img.root.digest}` });
+        }
         results.set(img, base(img));
         emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
       } else {

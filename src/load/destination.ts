@@ -49,7 +49,9 @@ export function parseLoadDestination(input: string): LoadDestination {
         if (k !== 'namespace') throw new UsageError(`--to ${input}: unknown parameter ${JSON.stringify(k)} (only namespace=NS)`);
       }
       const ns = params.get('namespace');
-      if (!ns || !/^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$/.test(ns) || ns.length > 76) {
+      // containerd's identifier rule (pkg/identifiers): alphanumeric runs joined by single
+      // '.', '_' or '-', at most 76 characters (containerd 1.6/1.7).
+      if (!ns || !/^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/.test(ns) || ns.length > 76) {
         throw new UsageError(`--to ${input}: invalid containerd namespace ${JSON.stringify(ns ?? '')}`);
       }
       namespace = ns;

@@ -51,6 +51,8 @@ export interface LoadOptions extends RegistryAccessOptions {
   ctr?: string[];
   /** containerd: snapshotter to unpack into. */
   snapshotter?: string;
+  /** containerd: false = import with --no-unpack (Kubernetes' CRI unpacks on container create). */
+  unpack?: boolean;
   /** Registry destinations: PATCH chunk size. */
   chunkSize?: number;
   signal?: AbortSignal;
@@ -227,6 +229,8 @@ async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource
         ...(dest.address ? { address: dest.address } : {}),
         ...(opts.ctr ? { ctr: opts.ctr } : {}),
         ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
+        ...(opts.unpack === false ? { unpack: false } : {}),
+        allOrNothing: src.fromBundle,
       });
   }
 }

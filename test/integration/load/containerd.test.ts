@@ -2,18 +2,23 @@
 // the small corpus through `ctr images import`, and every check reads containerd's own view
 // (`ctr images ls`, `images check`, `content ls`): names at the planned digests, every platform
 // of the multi-arch indexes, content complete, a rerun that skips everything, a corrupted
-// blob that names nothing, an abort that names nothing and a rerun that finishes the job.
+// blob that names nothing (also across the two import runs of a bundle), an abort that names
+// nothing and a rerun that finishes the job, a rerun that unpacks what was only imported.
 // Unpacking uses the `native` snapshotter (overlayfs may not work in a sandbox).
-import { cp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { cp, open, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeBundle } from '../../../src/bundle/writer.js';
+import { executeCopy } from '../../../src/copy/execute.js';
 import { planCopy } from '../../../src/copy/plan.js';
+import { load } from '../../../src/load/load.js';
 import type { CopyEvent } from '../../../src/copy/events.js';
 import { loadIntoContainerd, type ContainerdOptions } from '../../../src/load/containerd.js';
 import { parseImageList } from '../../../src/load/containerd-ctr.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { LayoutSource } from '../../../src/transports/oci/source.js';
+import { onlyIntegrityFailures } from '../../../src/copy/pull.js';
 import { FerryError } from '../../../src/util/errors.js';
 import { startContainerd, type Engine } from '../../harness/engines.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
@@ -22,6 +27,32 @@ import { planStore } from './fixtures.js';
 
 let containerd: Engine;
 let storeDir: string;
+
+/** Flip one byte in the middle of tar member `name` of the (uncompressed) tar at `file`. */
+async function flipByteOfMember(file: string, name: string): Promise<void> {
+  const fh = await open(file, 'r+');
+  try {
+    const header = Buffer.alloc(512);
+    let pos = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(header, 0, 512, pos);
+      if (bytesRead < 512 || header.every((b) => b === 0)) throw new Error(`${name} not found in ${file}`);
+      const memberName = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
+      const size = parseInt(header.subarray(124, 136).toString('utf8').replace(/\0.*$/s, '').trim(), 8);
+      if (memberName === name) {
+        const at = pos + 512 + Math.floor(size / 2);
+        const b = Buffer.alloc(1);
+        await fh.read(b, 0, 1, at);
+        b[0] = b[0]! ^ 0xff;
+        await fh.write(b, 0, 1, at);
+        return;
+      }
+      pos += 512 + Math.ceil(size / 512) * 512;
+    }
+  } finally {
+    await fh.close();
+  }
+}
 
 
 /** Plan every image (or the layout refs in `only`) of the store at `dir`, named by full reference. */
@@ -164,6 +195,68 @@ describe('loadIntoContainerd', () => {
     for (const img of plan.images) expect(listed.get(img.name)).toBe(img.root.digest);
   });
 
+  it('from a bundle, a bad blob of the second (--no-unpack) run names neither image', async () => {
+    // A store with an amd64 image and an arm64-only index (not unpackable on this amd64 host,
+    // so it goes in the second import run), bundled, then one byte of an arm64-only layer
+    // flipped inside the bundle (blob content is checked while loading, not before).
+    const work = createTempDir('load-containerd-aon');
+    const src = await OciLayout.open(storeDir);
+    const items = [
+      { source: new LayoutSource(src, 'ferry-test/base:1'), name: 'docker.io/ferry-test/base:1' },
+      { source: new LayoutSource(src, 'ferry-test/multi:oci'), name: 'docker.io/ferry-test/multi:arm64', platforms: [parsePlatform('linux/arm64')] },
+    ];
+    const plan = await planCopy(items);
+    const store = await OciLayout.open(path.join(work, 'store'), { create: true });
+    const copied = await executeCopy(plan, items.map((i) => i.source), store);
+    expect(copied.images.map((i) => i.status)).toEqual(['done', 'done']);
+    const bundle = path.join(work, 'aon.ferry');
+    await writeBundle({ store, output: bundle, compression: 'none' });
+
+    const [base, arm] = plan.images;
+    expect(base!.root.mediaType).not.toMatch(/index|list/);
+    const baseBlobs = new Set(base!.blobs.map((b) => b.digest));
+    const armOnly = arm!.blobs.filter((b) => !baseBlobs.has(b.digest)).reduce((a, b) => (b.size > a.size ? b : a));
+    await flipByteOfMember(bundle, `blobs/sha256/${armOnly.digest.slice('sha256:'.length)}`);
+
+    const events: CopyEvent[] = [];
+    const report = await load({
+      source: bundle,
+      to: `containerd:${containerd.socket}?namespace=ferry-aon`,
+      snapshotter: 'native',
+      onEvent: (e) => events.push(e),
+    });
+    expect(report.images.map((i) => [i.name, i.status, i.errorCode])).toEqual([
+      ['docker.io/ferry-test/base:1', 'failed', 'NOT_LOADED'],
+      ['docker.io/ferry-test/multi:arm64', 'failed', 'DIGEST_MISMATCH'],
+    ]);
+    expect(report.images[1]!.error).toContain(armOnly.digest);
+    expect(report.mapping).toEqual({});
+    expect(onlyIntegrityFailures(report.failures)).toBe(true); // exit 3
+    expect(await listImages('ferry-aon')).toEqual(new Map());
+    expect(events).toContainEqual(expect.objectContaining({ kind: 'warning', image: 'docker.io/ferry-test/multi:arm64' }));
+  });
+
+  it('a rerun unpacks what an earlier run only imported (name and digest alone are not enough)', async () => {
+    const { plan, sources } = await planStore(storeDir, ['docker.io/ferry-test/app:1.0']);
+    const first = await loadIntoContainerd(plan, sources, opts('ferry-unpack', { unpack: false }));
+    expect(first.images.map((i) => i.status)).toEqual(['done']);
+    const unpacked = async (): Promise<string> =>
+      (await containerd.run(['-n', 'ferry-unpack', 'images', 'check', '--snapshotter', 'native'])).stdout.trim().split('\n')[1]!;
+    expect(await unpacked()).toMatch(/\sfalse\s*$/);
+
+    // With --no-unpack again, what is there is enough.
+    const same = await loadIntoContainerd(plan, sources, opts('ferry-unpack', { unpack: false }));
+    expect(same.images.map((i) => [i.status, i.skipped])).toEqual([['done', true]]);
+
+    const events: CopyEvent[] = [];
+    const again = await loadIntoContainerd(plan, sources, opts('ferry-unpack', { onEvent: (e) => events.push(e) }));
+    expect(again.images.map((i) => [i.status, i.skipped])).toEqual([['done', undefined]]);
+    expect(events).toContainEqual(expect.objectContaining({ kind: 'warning', message: expect.stringContaining('not unpacked') }));
+    expect(await unpacked()).toMatch(/\scomplete \((\d+)\/\1\).*\strue\s*$/);
+    const third = await loadIntoContainerd(plan, sources, opts('ferry-unpack'));
+    expect(third.images.map((i) => [i.status, i.skipped])).toEqual([['done', true]]);
+  });
+
   it('no containerd at the address: DAEMON_UNAVAILABLE naming it', async () => {
     const { plan, sources } = await planStore(storeDir, ['docker.io/ferry-test/base:1']);
     const dir = createTempDir('load-containerd-nosock');
@@ -184,6 +277,6 @@ describe('loadIntoContainerd', () => {
     const { plan, sources } = await planStore(storeDir, ['docker.io/ferry-test/base:1']);
     const err = await loadIntoContainerd(plan, sources, { address: containerd.socket, ctr: ['/nonexistent/bin/ctr'] }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'CTR_NOT_FOUND' });
-    expect((err as FerryError).hint).toContain('ctr option');
+    expect((err as FerryError).hint).toContain('--ctr "k3s ctr"');
   });
 });

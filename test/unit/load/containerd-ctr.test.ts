@@ -3,11 +3,16 @@ import {
   DEFAULT_CONTAINERD_ADDRESS,
   blobEntryName,
   buildImportIndex,
+  checkArgv,
+  clientDefaultAddress,
+  describeAddress,
   hostPlatform,
   importArgv,
   listArgv,
+  parseImageCheck,
   parseImageList,
   resolveTarget,
+  splitCommandLine,
   summariseCtrStderr,
   unpackBlocker,
   versionArgv,
@@ -18,10 +23,20 @@ const D1 = `sha256:${'a'.repeat(64)}` as const;
 const D2 = `sha256:${'b'.repeat(64)}` as const;
 
 describe('resolveTarget', () => {
-  it('defaults: ctr, CONTAINERD_ADDRESS else the standard socket, namespace k8s.io', () => {
-    expect(resolveTarget({}, {})).toEqual({ ctr: ['ctr'], address: DEFAULT_CONTAINERD_ADDRESS, namespace: 'k8s.io' });
+  it('defaults: ctr, CONTAINERD_ADDRESS else none (the client default), namespace k8s.io', () => {
+    expect(resolveTarget({}, {})).toEqual({ ctr: ['ctr'], address: undefined, namespace: 'k8s.io' });
     expect(resolveTarget({}, { CONTAINERD_ADDRESS: '/run/k3s/containerd/containerd.sock' }).address).toBe('/run/k3s/containerd/containerd.sock');
-    expect(resolveTarget({}, { CONTAINERD_ADDRESS: '' }).address).toBe(DEFAULT_CONTAINERD_ADDRESS);
+    expect(resolveTarget({}, { CONTAINERD_ADDRESS: '' }).address).toBeUndefined();
+  });
+
+  it('the client default, where known, names the address in messages', () => {
+    expect(clientDefaultAddress(['ctr'])).toBe(DEFAULT_CONTAINERD_ADDRESS);
+    expect(clientDefaultAddress(['/usr/bin/ctr'])).toBe(DEFAULT_CONTAINERD_ADDRESS);
+    expect(clientDefaultAddress(['k3s', 'ctr'])).toBe('/run/k3s/containerd/containerd.sock');
+    expect(clientDefaultAddress(['nerdctl'])).toBeUndefined();
+    expect(describeAddress({ ctr: ['k3s', 'ctr'], address: undefined, namespace: 'x' })).toBe('/run/k3s/containerd/containerd.sock (the default of k3s ctr)');
+    expect(describeAddress({ ctr: ['my-ctr'], address: undefined, namespace: 'x' })).toBe('the default address of my-ctr');
+    expect(describeAddress({ ctr: ['ctr'], address: '/x.sock', namespace: 'x' })).toBe('/x.sock');
   });
 
   it('options win over the environment', () => {
@@ -37,6 +52,21 @@ describe('ctr argv', () => {
   it('version probe has a connect timeout; ls is namespaced', () => {
     expect(versionArgv(t)).toEqual(['k3s', 'ctr', '--address', t.address, '--connect-timeout', '5s', 'version']);
     expect(listArgv(t)).toEqual(['k3s', 'ctr', '--address', t.address, '-n', 'k8s.io', 'images', 'ls']);
+  });
+
+  it('no address: no --address at all, so `k3s ctr` uses its own socket', () => {
+    const k3s = { ctr: ['k3s', 'ctr'], address: undefined, namespace: 'k8s.io' };
+    expect(versionArgv(k3s)).toEqual(['k3s', 'ctr', '--connect-timeout', '5s', 'version']);
+    expect(listArgv(k3s)).toEqual(['k3s', 'ctr', '-n', 'k8s.io', 'images', 'ls']);
+    expect(importArgv(k3s, { unpack: false })).toEqual(['k3s', 'ctr', '-n', 'k8s.io', 'images', 'import', '--all-platforms', '--no-unpack', '-']);
+    expect(checkArgv(k3s, ['a'])).toEqual(['k3s', 'ctr', '-n', 'k8s.io', 'images', 'check', 'name=="a"']);
+  });
+
+  it('ls and check ask for the given names only (filters are OR-ed)', () => {
+    expect(listArgv(t, ['docker.io/library/a:1', `docker.io/library/b@${D1}`])).toEqual([
+      'k3s', 'ctr', '--address', t.address, '-n', 'k8s.io', 'images', 'ls', 'name=="docker.io/library/a:1"', `name=="docker.io/library/b@${D1}"`,
+    ]);
+    expect(checkArgv(t, ['x:1'], 'native')).toEqual(['k3s', 'ctr', '--address', t.address, '-n', 'k8s.io', 'images', 'check', '--snapshotter', 'native', 'name=="x:1"']);
   });
 
   it.each([
@@ -68,6 +98,43 @@ describe('parseImageList', () => {
 
   it('ignores lines that are not rows', () => {
     expect(parseImageList('WARN[0000] something odd happened\nREF TYPE DIGEST\n').size).toBe(0);
+  });
+});
+
+describe('parseImageCheck', () => {
+  it('reads status (complete only when n/n) and UNPACKED, with spaces in STATUS and SIZE', () => {
+    const out = [
+      'REF                         TYPE                                       DIGEST      STATUS            SIZE            UNPACKED ',
+      `docker.io/library/aaa:1     ${MediaType.OciManifest} ${D1} complete (2/2)    287.0 B/287.0 B true`,
+      `docker.io/library/bbb:1     ${MediaType.OciManifest} ${D2} incomplete (1/2)  100.0 B/287.0 B false`,
+      `docker.io/library/armonly:1 ${MediaType.OciIndex}    ${D2} unavailable (0/?) 0.0 B/?         false`,
+      'ctr: unable to check unpack for docker.io/library/armonly:1',
+    ].join('\n');
+    const rows = parseImageCheck(out);
+    expect(rows.get('docker.io/library/aaa:1')).toEqual({ name: 'docker.io/library/aaa:1', digest: D1, complete: true, unpacked: true });
+    expect(rows.get('docker.io/library/bbb:1')).toMatchObject({ complete: false, unpacked: false });
+    expect(rows.get('docker.io/library/armonly:1')).toMatchObject({ complete: false });
+    expect(rows.size).toBe(3);
+  });
+});
+
+describe('splitCommandLine (--ctr)', () => {
+  it.each([
+    ['ctr', ['ctr']],
+    ['  k3s   ctr ', ['k3s', 'ctr']],
+    ['"/opt/my bin/ctr"', ['/opt/my bin/ctr']],
+    ["'/opt/my bin/ctr' --debug", ['/opt/my bin/ctr', '--debug']],
+    ['/opt/my\\ bin/ctr', ['/opt/my bin/ctr']],
+    ['"a\\"b" c\'d\'e', ['a"b', 'cde']],
+    ['"a\\nb"', ['a\\nb']],
+    ["''", ['']],
+    ['', []],
+  ])('%j', (input, argv) => {
+    expect(splitCommandLine(input)).toEqual(argv);
+  });
+
+  it.each(['"k3s ctr', "k3s 'ctr", 'ctr\\'])('%j is an error', (input) => {
+    expect(() => splitCommandLine(input)).toThrow(/unterminated|trailing backslash/);
   });
 });
 
