@@ -49,6 +49,11 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
 }
 
 export async function runBundle(args: BundleArgs): Promise<number> {
+  if (isStdin(args.output)) {
+    throw new UsageError('-o takes a file to write, not -: a bundle is written to a temp file and renamed into place once complete', {
+      hint: 'write it to a file, then stream that (cat FILE | ssh … ferry load - …)',
+    });
+  }
   const refs = await collectRefs(args.sources, args.file);
   if (refs.length === 0 && !args.fromStore) {
     throw new UsageError('nothing to bundle: give image references, -f LIST, or --from-store');

@@ -1,6 +1,7 @@
 /** `ferry load` and `ferry mirror`: flags → options → load()/mirror(); drawing, mapping file, exit status. */
 import type { Argv } from 'yargs';
 import { DEFAULT_CONCURRENCY, onlyIntegrityFailures } from '../copy/pull.js';
+import { splitCommandLine } from '../load/containerd-ctr.js';
 import { load, type LoadReport } from '../load/load.js';
 import { mirror } from '../load/mirror.js';
 import { UsageError } from '../util/errors.js';
@@ -26,6 +27,7 @@ interface LoadArgs extends CommonArgs {
   'require-signature'?: boolean;
   ctr?: string;
   snapshotter?: string;
+  unpack?: boolean;
 }
 
 interface MirrorArgs extends CommonArgs {
@@ -64,6 +66,10 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
               .option('require-signature', { type: 'boolean', describe: 'refuse a bundle that is not signed' })
               .option('ctr', { type: 'string', describe: 'containerd client command (default ctr; e.g. "k3s ctr")' })
               .option('snapshotter', { type: 'string', describe: 'containerd snapshotter to unpack into (default: containerd\'s)' })
+              .option('unpack', {
+                type: 'boolean',
+                describe: 'containerd: unpack into the snapshotter after import (default); --no-unpack imports content and names only (Kubernetes unpacks on container create)',
+              })
               .example('$0 load images.ferry --to docker://registry.local:5000/mirror', 'push every image under mirror/')
               .example('$0 load images.ferry --key pub.pem --to containerd', 'import into containerd (namespace k8s.io)')
               .example('cat images.ferry | $0 load - --to docker-daemon', 'load into Docker Engine from a pipe'),
@@ -94,6 +100,9 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
 }
 
 async function view(args: CommonArgs): Promise<{ mode: OutputMode; view: ProgressView }> {
+  if (args.mapping !== undefined && isStdin(args.mapping)) {
+    throw new UsageError('--mapping takes a file to write, not -', { hint: 'with --json the final report on stdout carries the mapping too' });
+  }
   const mode = outputMode(!!args.json);
   return { mode, view: await createView(mode) };
 }
@@ -126,6 +135,18 @@ function chunkSizeOf(mib: number | undefined): number | undefined {
   return mib * 1024 * 1024;
 }
 
+/** --ctr "k3s ctr" → argv, split with simple shell rules (quotes, backslash escapes). */
+export function ctrCommand(value: string): string[] {
+  let argv: string[];
+  try {
+    argv = splitCommandLine(value);
+  } catch (err) {
+    throw new UsageError(`--ctr: ${(err as Error).message}`, { hint: 'quote a path with spaces, e.g. --ctr "\'/opt/my bin/ctr\'"' });
+  }
+  if (argv.length === 0) throw new UsageError('--ctr needs a command');
+  return argv;
+}
+
 async function runLoad(args: LoadArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
   const chunkSize = chunkSizeOf(args['chunk-size']);
@@ -136,8 +157,8 @@ async function runLoad(args: LoadArgs): Promise<number> {
   const fromStdin = isStdin(args.source.replace(/^bundle:/, ''));
   if (fromStdin && args['password-stdin']) throw new UsageError('--password-stdin cannot be used when the bundle is read from stdin');
   const access = await registryAccess(args, fromStdin);
-  const ctr = args.ctr?.trim().split(/\s+/).filter((s) => s !== '');
-  if (args.ctr !== undefined && (!ctr || ctr.length === 0)) throw new UsageError('--ctr needs a command');
+  const ctr = args.ctr === undefined ? undefined : ctrCommand(args.ctr);
+  if (args.unpack === false && !/^containerd([:?]|$)/.test(args.to.trim())) throw new UsageError('--no-unpack is for a containerd destination');
   const { mode, view: v } = await view(args);
   const report = await interruptible(
     (signal) =>
@@ -151,6 +172,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
         ...(ctr ? { ctr } : {}),
         ...(chunkSize ? { chunkSize } : {}),
         ...(args.snapshotter ? { snapshotter: args.snapshotter } : {}),
+        ...(args.unpack === false ? { unpack: false } : {}),
         concurrency,
         ...access,
         signal,

@@ -354,6 +354,17 @@ describe('ferry mirror (CLI)', () => {
     expect(r2.images.map((i) => [i.status, i.skipped])).toEqual([['done', true], ['done', true]]);
   });
 
+  it('- as an output (load --mapping -, bundle -o -): a usage error before anything runs', async () => {
+    const dir = createTempDir('dash-out');
+    const m = await ferry(['load', bundle, '--to', `oci:${path.join(dir, 'dest')}`, '--mapping', '-']);
+    expect(m.code, m.stderr).toBe(2);
+    expect(m.stderr).toContain('--mapping takes a file to write, not -');
+    expect(existsSync(path.join(dir, 'dest'))).toBe(false);
+    const o = await ferry(['bundle', '--from-store', '--store', path.join(work, 'store'), '-o', '-']);
+    expect(o.code, o.stderr).toBe(2);
+    expect(o.stderr).toContain('-o takes a file to write, not -');
+  });
+
   it('usage errors exit 2: --to oci:, nothing to mirror, a non-registry source', async () => {
     const dir = createTempDir('mirror-usage');
     const toOci = await ferry(['mirror', `${src.host}/ferry-test/base:1`, '--to', `oci:${path.join(dir, 'x')}`]);
