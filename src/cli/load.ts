@@ -5,6 +5,7 @@ import { splitCommandLine } from '../load/containerd-ctr.js';
 import { load, type LoadReport } from '../load/load.js';
 import { mirror } from '../load/mirror.js';
 import { UsageError } from '../util/errors.js';
+import { parseLoadDestination } from '../load/destination.js';
 import { isStdin, writeFileAtomic } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { interruptible } from './interrupt.js';
@@ -154,11 +155,20 @@ async function runLoad(args: LoadArgs): Promise<number> {
     // As for ferry verify: a signature can only be required if there is a key to check it with.
     throw new UsageError('--require-signature needs --key to check the signature with');
   }
+  // Options that only one kind of destination understands are refused elsewhere, not ignored.
+  const destKind = parseLoadDestination(args.to).kind;
+  const onlyFor = (flag: string, given: boolean, kind: string, what: string): void => {
+    if (given && destKind !== kind) throw new UsageError(`${flag} is for ${what}; --to ${args.to} is not one`);
+  };
+  onlyFor('--no-unpack', args.unpack === false, 'containerd', 'a containerd destination');
+  onlyFor('--ctr', args.ctr !== undefined, 'containerd', 'a containerd destination');
+  onlyFor('--snapshotter', args.snapshotter !== undefined, 'containerd', 'a containerd destination');
+  onlyFor('--scoped', !!args.scoped, 'registry', 'a registry destination (docker://HOST[/PREFIX])');
+  onlyFor('--chunk-size', args['chunk-size'] !== undefined, 'registry', 'a registry destination (docker://HOST[/PREFIX])');
   const fromStdin = isStdin(args.source.replace(/^bundle:/, ''));
   if (fromStdin && args['password-stdin']) throw new UsageError('--password-stdin cannot be used when the bundle is read from stdin');
   const access = await registryAccess(args, fromStdin);
   const ctr = args.ctr === undefined ? undefined : ctrCommand(args.ctr);
-  if (args.unpack === false && !/^containerd([:?]|$)/.test(args.to.trim())) throw new UsageError('--no-unpack is for a containerd destination');
   const { mode, view: v } = await view(args);
   const report = await interruptible(
     (signal) =>

@@ -354,6 +354,23 @@ describe('ferry mirror (CLI)', () => {
     expect(r2.images.map((i) => [i.status, i.skipped])).toEqual([['done', true], ['done', true]]);
   });
 
+  it('an option for another kind of destination is refused, not ignored', async () => {
+    const dir = createTempDir('wrong-dest-opts');
+    const to = `oci:${path.join(dir, 'dest')}`;
+    for (const [flags, says] of [
+      [['--scoped'], '--scoped is for a registry destination'],
+      [['--chunk-size', '8'], '--chunk-size is for a registry destination'],
+      [['--ctr', 'ctr'], '--ctr is for a containerd destination'],
+      [['--snapshotter', 'native'], '--snapshotter is for a containerd destination'],
+      [['--no-unpack'], '--no-unpack is for a containerd destination'],
+    ] as const) {
+      const r = await ferry(['load', bundle, '--to', to, ...flags]);
+      expect(r.code, `${flags.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(says);
+    }
+    expect(existsSync(path.join(dir, 'dest'))).toBe(false);
+  });
+
   it('- as an output (load --mapping -, bundle -o -): a usage error before anything runs', async () => {
     const dir = createTempDir('dash-out');
     const m = await ferry(['load', bundle, '--to', `oci:${path.join(dir, 'dest')}`, '--mapping', '-']);
