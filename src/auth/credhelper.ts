@@ -231,7 +231,9 @@ function parseJson(text: string): unknown {
 function quoteOutput(output: string): string | undefined {
   const text = output.trim();
   if (text === '') return undefined;
-  if (/^[[{]/.test(text)) return '(output withheld)';
+  // Anything that looks like (part of) a credentials reply: a JSON document, or a line naming
+  // the protocol's secret fields ("error: {\"Username\":…,\"Secret\":…}").
+  if (/^[[{]/.test(text) || /"?(Secret|Password|Token|IdentityToken)"?\s*:/i.test(text)) return '(output withheld)';
   const line = text.split(/\r?\n/, 1)[0]!;
   return line.length > MAX_QUOTED_OUTPUT ? `${line.slice(0, MAX_QUOTED_OUTPUT)}…` : line;
 }

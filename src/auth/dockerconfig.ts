@@ -360,11 +360,21 @@ export class DockerConfigCredentials implements CredentialSource {
     return undefined;
   }
 
+  /**
+   * Best effort, beyond what Docker does (it never lists): a store that kept the entry under
+   * another spelling of the host. A store whose `list` fails or is unimplemented is not an
+   * error here: the lookup goes on to `auths`, as Docker's would.
+   */
   private async fromStoreList(choice: HelperChoice, host: string): Promise<Credential | undefined> {
-    const stored = await choice.helper.list();
+    let stored: Map<string, string>;
+    try {
+      stored = await choice.helper.list();
+    } catch {
+      return undefined;
+    }
     for (const key of matchingKeys(stored.keys(), host)) {
       if (key === choice.serverURL) continue;
-      const found = await choice.helper.get(key);
+      const found = await choice.helper.get(key).catch(() => undefined);
       if (found !== undefined) return found;
     }
     return undefined;

@@ -136,6 +136,14 @@ export function parseManifest(bytes: Uint8Array, declaredMediaType: string | und
     throw new InvalidManifestError(what, `unsupported schemaVersion ${JSON.stringify(doc.schemaVersion)}`);
   }
   const mediaType = detectMediaType(doc, declaredMediaType, what);
+  // A document with both shapes is ambiguous (CVE-2021-41190): one reader would take it for an
+  // index, another for a manifest, and the part ferry did not walk would go unchecked.
+  // containerd refuses such documents; so does ferry, whatever its media type says.
+  const hasManifests = 'manifests' in doc;
+  const hasImageParts = 'config' in doc || 'layers' in doc;
+  if (hasManifests && hasImageParts) {
+    throw new InvalidManifestError(what, `ambiguous document: it has both "manifests" (an index) and ${'config' in doc ? '"config"' : '"layers"'} (an image manifest)`);
+  }
   if (isIndexType(mediaType)) {
     const r = IndexSchema.safeParse(doc);
     if (!r.success) throw new InvalidManifestError(what, zodDetail(r.error));

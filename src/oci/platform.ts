@@ -32,10 +32,11 @@ export function normalizePlatform(p: { os: string; architecture: string; variant
   const os = p.os.toLowerCase();
   let architecture = p.architecture.toLowerCase();
   let variant = p.variant?.toLowerCase() || undefined;
-  if (p.architecture === 'armhf') variant ??= 'v7';
-  if (p.architecture === 'armel') variant ??= 'v6';
+  // As containerd: armhf is arm/v7 and armel arm/v6, whatever variant came with them.
+  if (architecture === 'armhf') variant = 'v7';
+  if (architecture === 'armel') variant = 'v6';
   architecture = ARCH_ALIASES[architecture] ?? architecture;
-  if (architecture === 'arm64' && (variant === 'v8' || variant === '8')) variant = undefined;
+  if (architecture === 'arm64' && (variant === 'v8' || variant === '8' || variant === 'v8.0' || variant === '8.0')) variant = undefined;
   if (architecture === 'arm' && variant === undefined) variant = 'v7';
   if (architecture === 'arm' && variant !== undefined && /^\d+$/.test(variant)) variant = `v${variant}`;
   if (architecture === 'amd64' && variant === 'v1') variant = undefined;

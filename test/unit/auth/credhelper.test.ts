@@ -346,6 +346,22 @@ describe.skipIf(!posix)('credential helpers: protocol and failures', () => {
     expect(err.message).not.toContain(SECRET);
   });
 
+  it('a failing reply that names the secret field on an error line is withheld too', async () => {
+    const { src } = await single({ body: `echo 'error: {"Username":"u","Secret":"${SECRET}"}'; exit 3` });
+    const err = await rejection(src.get('r.example.com'));
+    expect(err.message).toContain('(output withheld)');
+    expect(err.message).not.toContain(SECRET);
+  });
+
+  it('a credsStore whose list fails does not break the lookup: auths, then anonymous', async () => {
+    const helpers = await new HelperDir().add('nolist', {
+      body: 'if [ "$1" = list ]; then echo "list is unimplemented" >&2; exit 1; fi; echo "credentials not found in native keychain"; exit 1',
+    });
+    const src = await loadWith(helpers, { credsStore: 'nolist', auths: { 'ghcr.io': { auth: Buffer.from('u:p').toString('base64') } } });
+    expect(await src.get('ghcr.io')).toMatchObject({ kind: 'basic', username: 'u', password: 'p' });
+    expect(await src.get('quay.io')).toBeUndefined();
+  });
+
   it('malformed output is reported without its content', async () => {
     const { src } = await single({ body: `printf '{"Username":"u","Secret":"${SECRET}"'` });
     const err = await rejection(src.get('r.example.com'));

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { MAX_MANIFEST_BYTES, parseManifest, requiredBlobs } from '../../../src/oci/manifest.js';
 import { MediaType, declaredCompression } from '../../../src/oci/mediatypes.js';
-import { formatPlatform, parsePlatform, platformMatches } from '../../../src/oci/platform.js';
+import { formatPlatform, normalizePlatform, parsePlatform, platformMatches } from '../../../src/oci/platform.js';
 import { HAVE_FIXTURES, fixture } from '../../helpers/fixtures.js';
 
 const M = (name: string): Buffer => readFileSync(fixture('containers-image', 'manifest', 'fixtures', name));
@@ -65,6 +65,34 @@ describe.skipIf(!HAVE_FIXTURES)('manifest documents from containers/image', () =
     // arm without a variant means v7 (containerd's rule), so two entries serve v7.
     expect(v7.map((d) => d.digest.slice(7, 11))).toEqual(['eeee', 'c84b']);
     expect(v6.map((d) => d.digest.slice(7, 11))).toEqual(['dddd', 'f365']);
+  });
+});
+
+describe('ambiguous documents (CVE-2021-41190)', () => {
+  const desc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${'a'.repeat(64)}`, size: 2 };
+  const config = { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${'b'.repeat(64)}`, size: 2 };
+  it('an index that also has config or layers, a manifest that also has manifests, and an untyped mix are refused', () => {
+    const cases: Array<[object, string | undefined]> = [
+      [{ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [desc], config, layers: [] }, undefined],
+      [{ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [desc], layers: [config] }, undefined],
+      [{ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [], manifests: [desc] }, undefined],
+      [{ schemaVersion: 2, config, layers: [], manifests: [desc] }, 'application/vnd.oci.image.index.v1+json'],
+      [{ schemaVersion: 2, config, layers: [], manifests: [desc] }, undefined],
+    ];
+    for (const [doc, declared] of cases) {
+      expect(() => parseManifest(Buffer.from(JSON.stringify(doc)), declared, 'doc'), JSON.stringify(doc)).toThrow(/ambiguous document/);
+    }
+    // Each shape alone still parses.
+    expect(parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [desc] })), undefined, 'i').kind).toBe('index');
+    expect(parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [] })), undefined, 'm').kind).toBe('manifest');
+  });
+});
+
+describe('platform normalisation as containerd does it', () => {
+  it('armhf/armel in any case force their variant; arm64 v8.0 is arm64', () => {
+    expect(formatPlatform(normalizePlatform({ os: 'linux', architecture: 'ARMEL' }))).toBe('linux/arm/v6');
+    expect(formatPlatform(normalizePlatform({ os: 'linux', architecture: 'armhf', variant: 'v6' }))).toBe('linux/arm/v7');
+    expect(platformMatches(parsePlatform('linux/arm64/v8.0'), { os: 'linux', architecture: 'arm64' })).toBe(true);
   });
 });
 
