@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import { DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
 import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
 import { OciLayout } from '../transports/oci/layout.js';
-import { FerryError, UsageError } from '../util/errors.js';
+import { FerryError, IntegrityError, UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatBytes } from './format.js';
 import { IMAGE_LIST_OPTION, collectRefs, platformsOf, registryAccess, registryFlags, type RegistryFlags } from './options.js';
@@ -71,9 +71,10 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     if (r.failures.length > 0) {
       for (const f of r.failures) process.stderr.write(`failed: ${f.name}: ${f.error}\n${f.hint ? `  hint: ${f.hint}\n` : ''}`);
       const integrity = onlyIntegrityFailures(r.failures);
-      throw new FerryError('PULL_FAILED', `${r.failures.length} image${r.failures.length === 1 ? '' : 's'} could not be pulled; no bundle written`, {
-        hint: integrity ? 'the source served content that does not match its digests' : undefined,
-      });
+      const message = `${r.failures.length} image${r.failures.length === 1 ? '' : 's'} could not be pulled; no bundle written`;
+      // Content that did not match its digests is an integrity failure (exit 3), as for pull.
+      if (integrity) throw new IntegrityError('PULL_FAILED', message, { hint: 'the source served content that does not match its digests' });
+      throw new FerryError('PULL_FAILED', message);
     }
     names = r.images.filter((i) => i.status === 'done').map((i) => i.name);
     out(`Pulled ${names.length} image${names.length === 1 ? '' : 's'} into ${r.store}`);

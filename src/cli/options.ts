@@ -25,9 +25,9 @@ export function registryFlags<T>(y: Argv<T>): Argv<T & RegistryFlags> {
       type: 'string',
       describe: 'the registry --username is for (default: the one registry the command talks to; mirror: the destination); others use config.json',
     })
-    .option('authfile', { type: 'string', describe: 'docker config.json with credentials (default $DOCKER_CONFIG/config.json or ~/.docker/config.json)' })
+    .option('authfile', { type: 'string', describe: 'docker config.json with credentials (default $DOCKER_CONFIG/config.json, ~/.docker/config.json, else ~/.dockercfg)' })
     .option('insecure', { type: 'boolean', describe: 'allow plain HTTP and unverified registries (loopback registries may always use HTTP)' })
-    .option('insecure-registry', { type: 'string', array: true, describe: 'allow plain HTTP for this registry host[:port] only' })
+    .option('insecure-registry', { type: 'string', array: true, describe: 'for this registry host[:port] only: skip TLS verification, and fall back to plain HTTP when it has no TLS' })
     .option('ca-file', { type: 'string', array: true, describe: 'extra CA certificate (PEM) to trust' })
     .option('certs-dir', { type: 'string', array: true, describe: 'per-host certificate directories (default /etc/docker/certs.d and /etc/containers/certs.d)' })
     .group(['username', 'password-stdin', 'auth-registry', 'authfile', 'insecure', 'insecure-registry', 'ca-file', 'certs-dir'], 'Registry access:') as Argv<T & RegistryFlags>;

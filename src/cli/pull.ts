@@ -20,7 +20,7 @@ interface PullArgs extends RegistryFlags {
 export function pullCommand<T>(y: Argv<T>): Argv<T> {
   return y.command<PullArgs>(
     'pull [refs..]',
-    'Pull images from registries (or oci: layouts) into an OCI image-layout store',
+    'Pull images from registries (or oci:, oci-archive:, docker-archive: sources) into an OCI image-layout store',
     (cmd) =>
       registryFlags(
         cmd

@@ -139,7 +139,7 @@ export async function runServe(args: ServeArgs, io: ServeIo): Promise<number> {
   }
   if (sources.every((s) => s.repositories().length === 0)) {
     throw new FerryError('SERVE_NOTHING', `nothing to serve: no named images in ${sources.map((s) => s.description).join(', ')}`, {
-      hint: 'images named by a bare tag need a repository: oci:DIR:REPO',
+      hint: 'images named by a bare tag need a repository: oci:DIR:REPO, or bundle:FILE:REPO for a bundle or an OCI archive',
     });
   }
 

@@ -94,7 +94,8 @@ async function build(archive: OciArchive, handle: FileHandle, file: string, opts
   return buildServedContent(
     {
       description,
-      where: description,
+      // How the user names it again with a repository: serve takes bundle:FILE:REPO for both.
+      where: `bundle:${file}`,
       manifests: archive.listImages(),
       // Manifests are raw members: ferry never compresses them.
       readManifest: (desc, what) => archive.readBlobBytes(desc, what, LIMITS.maxManifestBytes),

@@ -3,7 +3,8 @@
  * codes (0 ok, 2 usage, 3 integrity) and --json output.
  */
 import { execFileSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import yargs from 'yargs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -126,6 +127,23 @@ describe('ferry bundle / verify / inspect', () => {
     const nokey = await ferry(['verify', path.join(work, 'a.ferry'), '--key', path.join(work, 'nope.pem')]);
     expect(nokey.code).toBe(2);
     expect(corpus.images.length).toBeGreaterThan(0);
+  });
+
+  it('a source whose content does not match its digests: exit 3 (integrity), as pull says, and no bundle', async () => {
+    const copy = path.join(work, 'damaged-layout');
+    await cp(corpusDir, copy, { recursive: true });
+    const index = JSON.parse(await readFile(path.join(copy, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+    const entry = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'ferry-test/app:1.0')!;
+    const manifest = JSON.parse(await readFile(path.join(copy, 'blobs', 'sha256', entry.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+    const layer = path.join(copy, 'blobs', 'sha256', manifest.layers[0]!.digest.slice(7));
+    const bytes = await readFile(layer);
+    bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0xff;
+    await writeFile(layer, bytes);
+    const out = path.join(work, 'damaged.ferry');
+    const r = await ferry(['bundle', `oci:${copy}:ferry-test/app:1.0`, '-o', out, '--store', path.join(work, 'damaged-store')]);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/digest mismatch/);
+    expect(existsSync(out)).toBe(false);
   });
 
   it('a missing bundle file or a directory: a usage error naming it (exit 2), not a raw ENOENT', async () => {
