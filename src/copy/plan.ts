@@ -13,6 +13,7 @@ import {
   type Descriptor,
   type ManifestDocument,
 } from '../oci/manifest.js';
+import { isManifestType } from '../oci/mediatypes.js';
 import { formatPlatform, platformMatches, type PlatformSpec } from '../oci/platform.js';
 import type { ImageSource } from '../transports/types.js';
 import { NotFoundError, SizeMismatchError, wrap } from '../util/errors.js';
@@ -98,6 +99,14 @@ async function walk(
       const got = await source.getManifest(child.digest as Digest, child.mediaType, signal);
       if (got.bytes.length !== child.size) {
         throw new SizeMismatchError(child.size, got.bytes.length, `index ${digest}: child ${child.digest}`);
+      }
+      if (!isManifestType(child.mediaType)) {
+        // The image spec: a child of a media type the reader does not know MUST be ignored, that
+        // is not interpreted. It is carried as it is (checked against its digest above), so the
+        // copied index stays complete, and not walked: what it refers to is not copied.
+        w.seen.add(child.digest);
+        w.manifests.push({ digest: got.digest, mediaType: child.mediaType, bytes: got.bytes });
+        continue;
       }
       const childDoc = parseManifest(got.bytes, child.mediaType, `manifest ${child.digest}`);
       await walk(source, childDoc, got.digest, got.bytes, w, signal, child.platform ? formatPlatform(child.platform) : undefined);

@@ -24,14 +24,16 @@ export async function getManifest(
   reference: string,
   what: string,
   signal?: AbortSignal,
+  alsoAccept?: string,
 ): Promise<FetchedManifest> {
+  const accept = alsoAccept && !MANIFEST_ACCEPT.includes(alsoAccept) ? [...MANIFEST_ACCEPT, alsoAccept] : MANIFEST_ACCEPT;
   const started = Date.now();
   for (let attempt = 0; ; attempt++) {
     const res = await client.send({
       method: 'GET',
       path: `/v2/${repo}/manifests/${reference}`,
       scope: pullScope(repo),
-      headers: { accept: MANIFEST_ACCEPT.join(', ') },
+      headers: { accept: accept.join(', ') },
       expect: [200],
       what,
       ...(signal ? { signal } : {}),

@@ -24,8 +24,9 @@ export class RegistrySource implements ImageSource {
     return getManifest(this.client, this.ref.path, reference, `fetching manifest for ${this.ref.toString()}`, signal);
   }
 
-  getManifest(digest: Digest, _mediaType: string | undefined, signal?: AbortSignal): Promise<ManifestBytes> {
-    return getManifest(this.client, this.ref.path, digest, `fetching manifest ${digest} for ${this.ref.name}`, signal);
+  getManifest(digest: Digest, mediaType: string | undefined, signal?: AbortSignal): Promise<ManifestBytes> {
+    // A child of a type ferry does not know is asked for by its own type too (it is carried as is).
+    return getManifest(this.client, this.ref.path, digest, `fetching manifest ${digest} for ${this.ref.name}`, signal, mediaType);
   }
 
   openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {

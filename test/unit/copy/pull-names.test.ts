@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pull } from '../../../src/copy/pull.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
+import { writeBundle } from '../../../src/bundle/writer.js';
+import { verifyBundle } from '../../../src/bundle/verify.js';
 
 let work: string;
 beforeAll(async () => {
@@ -68,5 +70,42 @@ describe('pull from a layout that lacks a blob', () => {
     const r = await pull({ refs: [`oci:${e}:gap`, `oci:${ok}:fine`], store: path.join(work, 'store-ef') });
     expect(r.failures).toEqual([expect.objectContaining({ name: 'gap', errorCode: 'BLOB_MISSING' })]);
     expect(r.images.filter((i) => i.status === 'done').map((i) => i.name)).toEqual(['fine']);
+  });
+});
+
+describe('an index child of a media type ferry does not know', () => {
+  it('is carried as it is (digest checked, not interpreted): the pull succeeds and the copied index is complete, and the bundle of it verifies', async () => {
+    const dir = path.join(work, 'unknown-child');
+    await layoutWith(dir, 'plain', 'the only layer\n');
+    const store = await OciLayout.open(dir);
+    const plain = (await store.readIndex()).manifests[0]!;
+    const future = Buffer.from(JSON.stringify({ hello: 'world', note: 'a document of a type from the future' }));
+    const futureDigest = await store.putBytes(future);
+    const index = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests: [
+          { mediaType: plain.mediaType, digest: plain.digest, size: plain.size, platform: { os: 'linux', architecture: 'amd64' } },
+          { mediaType: 'application/vnd.example.future+json', digest: futureDigest, size: future.length },
+        ],
+      }),
+    );
+    const indexDigest = await store.putBytes(index);
+    await store.putIndexEntries([{ mediaType: 'application/vnd.oci.image.index.v1+json', digest: indexDigest, size: index.length, annotations: { 'org.opencontainers.image.ref.name': 'multi' } }]);
+
+    const out = path.join(work, 'unknown-child-store');
+    const r = await pull({ refs: [`oci:${dir}:multi`], store: out });
+    expect(r.failures).toEqual([]);
+    expect(r.images.map((i) => i.digest)).toEqual([indexDigest]);
+    const copied = await OciLayout.open(out);
+    expect(await copied.hasBlob(futureDigest, future.length)).toBe(true);
+    expect(await copied.hasBlob(plain.digest, plain.size)).toBe(true);
+
+    const bundle = path.join(work, 'unknown-child.ferry');
+    await writeBundle({ store: copied, output: bundle, compression: 'none' });
+    const v = await verifyBundle(bundle);
+    expect(v.problems).toEqual([]);
+    expect(v.ok).toBe(true);
   });
 });
