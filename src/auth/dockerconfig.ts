@@ -229,6 +229,11 @@ export function normalizeRegistry(registry: string): string | undefined {
   return key === undefined ? undefined : registryOfKey(key);
 }
 
+/** A registry host as a comparison key: normalised when it parses, else lower-cased as given. */
+export function registryKey(registry: string): string {
+  return normalizeRegistry(registry) ?? registry.toLowerCase();
+}
+
 /** Keys (of auths or credHelpers) that stand for `host`, best first. */
 function matchingKeys(keys: Iterable<string>, host: string): string[] {
   const candidates: { key: string; rank: number[] }[] = [];

@@ -3,6 +3,7 @@ export {
   loadDockerConfig,
   parseDockerConfig,
   normalizeRegistry,
+  registryKey,
   DockerConfigCredentials,
   DOCKER_HUB,
   DOCKER_HUB_SERVER_URL,

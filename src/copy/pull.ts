@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { CredentialSource } from '../auth/index.js';
-import { normalizeRegistry, type Credential } from '../auth/index.js';
+import { normalizeRegistry, registryKey, type Credential } from '../auth/index.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { LayoutSource } from '../transports/oci/source.js';
 import { OciArchiveSource } from '../transports/oci-archive/source.js';
@@ -63,8 +63,7 @@ export function bindStaticCredential(
 ): { registry: string; credential: Credential } | undefined {
   const credential = opts.staticCredential;
   if (!credential) return undefined;
-  const norm = (r: string): string => normalizeRegistry(r) ?? r.toLowerCase();
-  const talked = [...new Set(registries.map(norm))];
+  const talked = [...new Set(registries.map(registryKey))];
   if (opts.staticCredentialRegistry !== undefined) {
     const named = normalizeRegistry(opts.staticCredentialRegistry);
     if (!named) throw new UsageError(`--auth-registry ${JSON.stringify(opts.staticCredentialRegistry)} is not a registry host[:port]`);
@@ -73,7 +72,7 @@ export function bindStaticCredential(
     }
     return { registry: named, credential };
   }
-  if (preferred !== undefined) return { registry: norm(preferred), credential };
+  if (preferred !== undefined) return { registry: registryKey(preferred), credential };
   if (talked.length === 1) return { registry: talked[0]!, credential };
   if (talked.length === 0) throw new UsageError('--username is for a registry, and this run talks to none');
   throw new UsageError(`--username is for one registry, and this run talks to ${talked.length}: ${talked.join(', ')}`, {

@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { HttpPool, drain, type HttpResponse } from './http.js';
 import { isIP } from 'node:net';
 import type { Credential, CredentialSource } from '../../auth/index.js';
-import { normalizeRegistry, parseWWWAuthenticate, type Challenge } from '../../auth/index.js';
+import { parseWWWAuthenticate, registryKey, type Challenge } from '../../auth/index.js';
 import { AuthError, FerryError, RegistryError, errorMessage, type RegistryErrorDetail } from '../../util/errors.js';
 import { redactUrl } from './redact.js';
 import {
@@ -19,6 +19,7 @@ import {
   isRetryableStatus,
   parseRetryAfter,
   wait,
+  withinBudget,
   type RetryPolicy,
 } from './retry.js';
 import { loadTlsMaterial } from './tls.js';
@@ -180,7 +181,7 @@ export class RegistryClient {
       try {
         return await this.pingOnce(signal);
       } catch (err) {
-        if (signal?.aborted || !isTransientPingError(err) || attempt + 1 >= this.policy.maxAttempts || Date.now() - started >= this.policy.maxElapsedMs) throw err;
+        if (signal?.aborted || !isTransientPingError(err) || !withinBudget(this.policy, attempt, started)) throw err;
         const delayMs = backoffDelay(this.policy, attempt);
         this.options.onRetry?.({ method: 'GET', url: `${this.host}/v2/`, attempt: attempt + 1, delayMs, reason: errorMessage(err) });
         await wait(delayMs, signal);
@@ -265,7 +266,7 @@ export class RegistryClient {
   private getCredential(): Promise<Credential | undefined> {
     this.credential ??= (async () => {
       const fixed = this.options.staticCredential;
-      if (fixed && sameRegistry(fixed.registry, this.registry)) return fixed.credential;
+      if (fixed && registryKey(fixed.registry) === registryKey(this.registry)) return fixed.credential;
       return this.options.credentials?.get(this.registry);
     })();
     return this.credential;
@@ -346,7 +347,7 @@ export class RegistryClient {
           res = await agent.request(u, { method: 'GET', headers, ...(signal ? { signal } : {}) });
         }
       } catch (err) {
-        if (isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+        if (isRetryableNetworkError(err) && withinBudget(this.policy, attempt, started)) {
           await wait(backoffDelay(this.policy, attempt++), signal);
           continue;
         }
@@ -355,7 +356,7 @@ export class RegistryClient {
           retryable: isRetryableNetworkError(err),
         });
       }
-      if (isRetryableStatus(res.statusCode) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+      if (isRetryableStatus(res.statusCode) && withinBudget(this.policy, attempt, started)) {
         await drain(res.body);
         await wait(backoffDelay(this.policy, attempt++, parseRetryAfter(res.headers['retry-after'])), signal);
         continue;
@@ -364,7 +365,7 @@ export class RegistryClient {
         text = await readCapped(res.body, MAX_TOKEN_BODY);
       } catch (err) {
         // The reply broke off mid-body: ask again, as for a failed request.
-        if (!signal?.aborted && isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+        if (!signal?.aborted && isRetryableNetworkError(err) && withinBudget(this.policy, attempt, started)) {
           await wait(backoffDelay(this.policy, attempt++), signal);
           continue;
         }
@@ -432,7 +433,7 @@ export class RegistryClient {
         if (req.signal?.aborted) throw err;
         // Errors raised by the body stream itself (a digest check) are the caller's, unchanged.
         if (err instanceof FerryError && !resendable) throw err;
-        if (resendable && isRetryableNetworkError(err) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+        if (resendable && isRetryableNetworkError(err) && withinBudget(this.policy, attempt, started)) {
           const delayMs = backoffDelay(this.policy, attempt);
           this.options.onRetry?.({ method: req.method, url: redactUrl(url), attempt: attempt + 1, delayMs, reason: errorMessage(err) });
           attempt++;
@@ -477,7 +478,7 @@ export class RegistryClient {
       if (req.expect.includes(status)) {
         return { status, headers: res.headers, body: res.body, url };
       }
-      if (resendable && isRetryableStatus(status) && attempt + 1 < this.policy.maxAttempts && Date.now() - started < this.policy.maxElapsedMs) {
+      if (resendable && isRetryableStatus(status) && withinBudget(this.policy, attempt, started)) {
         await drain(res.body);
         const delayMs = backoffDelay(this.policy, attempt, parseRetryAfter(res.headers['retry-after']));
         this.options.onRetry?.({ method: req.method, url: redactUrl(url), attempt: attempt + 1, delayMs, reason: `HTTP ${status}` });
@@ -563,11 +564,6 @@ function pingFailure(err: unknown): string {
   const msg = errorMessage(err);
   if (/wrong version number/i.test(msg)) return 'no TLS on that port';
   return msg.split('\n')[0]!.trim();
-}
-
-/** Same registry, Docker Hub's aliases and letter case aside. */
-function sameRegistry(a: string, b: string): boolean {
-  return (normalizeRegistry(a) ?? a.toLowerCase()) === (normalizeRegistry(b) ?? b.toLowerCase());
 }
 
 /**

@@ -3,7 +3,7 @@ import { MANIFEST_ACCEPT, MediaType } from '../../oci/mediatypes.js';
 import { isDigest, sha256, type Digest } from '../../oci/digest.js';
 import { MAX_MANIFEST_BYTES } from '../../oci/manifest.js';
 import { DigestMismatchError, InvalidManifestError, Schema1UnsupportedError } from '../../util/errors.js';
-import { backoffDelay, isRetryableNetworkError, wait } from './retry.js';
+import { backoffDelay, isRetryableNetworkError, wait, withinBudget } from './retry.js';
 import { header, readCappedBytes, type RegistryClient } from './client.js';
 
 export interface FetchedManifest {
@@ -48,9 +48,8 @@ export async function getManifest(
       bytes = await readCappedBytes(res.body, MAX_MANIFEST_BYTES, what);
     } catch (err) {
       // The body broke off (reset, premature close): ask again, within the retry policy.
-      const { policy } = client;
-      if (!signal?.aborted && isRetryableNetworkError(err) && attempt + 1 < policy.maxAttempts && Date.now() - started < policy.maxElapsedMs) {
-        await wait(backoffDelay(policy, attempt), signal);
+      if (!signal?.aborted && isRetryableNetworkError(err) && withinBudget(client.policy, attempt, started)) {
+        await wait(backoffDelay(client.policy, attempt), signal);
         continue;
       }
       throw err;

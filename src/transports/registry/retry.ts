@@ -39,6 +39,11 @@ export function isRetryableNetworkError(err: unknown): boolean {
   return false;
 }
 
+/** Whether another attempt fits the policy: `attempt` retries made so far (0 = the first try failed), since `started`. */
+export function withinBudget(policy: RetryPolicy, attempt: number, started: number): boolean {
+  return attempt + 1 < policy.maxAttempts && Date.now() - started < policy.maxElapsedMs;
+}
+
 export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || status === 500 || status === 502 || status === 503 || status === 504;
 }
