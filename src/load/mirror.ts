@@ -35,16 +35,21 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
   if (opts.refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
   const dest = parseLoadDestination(opts.to);
   if (dest.kind !== 'registry') throw new UsageError(`ferry mirror writes to a registry (--to docker://HOST[/PREFIX]), not ${opts.to}`, { hint: 'to fill a local store use ferry pull; to load a bundle use ferry load' });
-  // A --username credential is the destination's unless --auth-registry names a source.
-  const sourceRegistries = opts.refs.flatMap((r) => {
+  // The list is parsed once, before anything is contacted.
+  const refs = opts.refs.map((r) => {
+    let loc;
     try {
-      const loc = parseLocation(r);
-      return loc.transport === 'docker' ? [loc.ref.domain] : [];
-    } catch {
-      return []; // reported with its list entry below
+      loc = parseLocation(r);
+    } catch (err) {
+      throw wrap(err, `image list entry ${JSON.stringify(r)}`);
     }
+    if (loc.transport !== 'docker') {
+      throw new UsageError(`ferry mirror reads from registries; ${JSON.stringify(r)} is a ${loc.transport}: location`, { hint: 'bundle it and use ferry load, or pull it' });
+    }
+    return loc.ref;
   });
-  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, [...sourceRegistries, dest.host], opts.staticCredentialRegistry === undefined ? dest.host : undefined));
+  // A --username credential is the destination's, unless --auth-registry names a source.
+  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, [...refs.map((r) => r.domain), dest.host], dest.host));
   const clients = new Map<string, RegistryClient>();
   const clientFor = (host: string): RegistryClient => {
     let c = clients.get(host);
@@ -57,20 +62,11 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
   try {
     const items: CopyItem[] = [];
     const seen = new Set<string>();
-    for (const r of opts.refs) {
-      let loc;
-      try {
-        loc = parseLocation(r);
-      } catch (err) {
-        throw wrap(err, `image list entry ${JSON.stringify(r)}`);
-      }
-      if (loc.transport !== 'docker') {
-        throw new UsageError(`ferry mirror reads from registries; ${JSON.stringify(r)} is a ${loc.transport}: location`, { hint: 'bundle it and use ferry load, or pull it' });
-      }
-      const name = loc.ref.toString();
+    for (const ref of refs) {
+      const name = ref.toString();
       if (seen.has(name)) continue;
       seen.add(name);
-      items.push({ source: new RegistrySource(clientFor(loc.ref.domain), loc.ref), name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
+      items.push({ source: new RegistrySource(clientFor(ref.domain), ref), name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
     }
     // Names are checked before anything is read: a collision stops the run up front.
     const targetsByName = new Map(
