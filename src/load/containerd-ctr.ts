@@ -190,14 +190,22 @@ export interface CtrImageRow {
  */
 export function parseImageList(stdout: string): Map<string, CtrImageRow> {
   const rows = new Map<string, CtrImageRow>();
+  for (const [name, mediaType, digest] of ctrTableRows(stdout, 3)) rows.set(name, { name, mediaType, digest });
+  return rows;
+}
+
+/**
+ * The data rows of a `ctr images` table (REF TYPE DIGEST …), split on whitespace: the header
+ * and any line that is not a row (a warning, say: its third column is not a digest) are
+ * skipped, as are rows with fewer than `minColumns` columns.
+ */
+function* ctrTableRows(stdout: string, minColumns: number): Generator<[string, string, string, ...string[]]> {
   for (const line of stdout.split('\n')) {
     const cols = line.trim().split(/\s+/);
-    if (cols.length < 3 || cols[0] === '' || (cols[0] === 'REF' && cols[1] === 'TYPE')) continue;
-    const [name, mediaType, digest] = cols as [string, string, string];
-    if (!/^[a-z0-9]+:[A-Za-z0-9=_-]+$/.test(digest)) continue; // not a row (a warning line, say)
-    rows.set(name, { name, mediaType, digest });
+    if (cols.length < minColumns || (cols[0] === 'REF' && cols[1] === 'TYPE')) continue;
+    if (!/^[a-z0-9]+:[A-Za-z0-9=_-]+$/.test(cols[2]!)) continue;
+    yield cols as [string, string, string, ...string[]];
   }
-  return rows;
 }
 
 /** One row of `ctr images check`. */
@@ -217,11 +225,8 @@ export interface CtrCheckRow {
  */
 export function parseImageCheck(stdout: string): Map<string, CtrCheckRow> {
   const rows = new Map<string, CtrCheckRow>();
-  for (const line of stdout.split('\n')) {
-    const cols = line.trim().split(/\s+/);
-    if (cols.length < 6 || (cols[0] === 'REF' && cols[1] === 'TYPE')) continue;
-    const [name, , digest, status] = cols as [string, string, string, string];
-    if (!/^[a-z0-9]+:[A-Za-z0-9=_-]+$/.test(digest)) continue;
+  for (const cols of ctrTableRows(stdout, 6)) {
+    const [name, , digest, status] = cols;
     const counts = /^\((\d+)\/(\d+)\)$/.exec(cols[4]!);
     const complete = status === 'complete' && counts !== null && counts[1] === counts[2];
     rows.set(name, { name, digest, complete, unpacked: cols[cols.length - 1] === 'true' });

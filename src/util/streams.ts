@@ -42,3 +42,16 @@ export function lazyStream(open: () => Promise<Readable>, highWaterMark = 1024 *
     },
   });
 }
+
+/**
+ * A stream that fails with `err` when first read, not before: a caller that has not attached
+ * its listeners yet (or never reads) sees no unhandled 'error' event. (lazyStream for a failure
+ * known at once.)
+ */
+export function failingStream(err: Error): Readable {
+  return new Readable({
+    read() {
+      this.destroy(err);
+    },
+  });
+}

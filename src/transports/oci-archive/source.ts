@@ -12,6 +12,7 @@ import { MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
 import { isManifestType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { FerryError, LayoutError, NotFoundError, UnsupportedMediaTypeError } from '../../util/errors.js';
+import { failingStream } from '../../util/streams.js';
 import type { TarEntry } from '../../util/tar-reader.js';
 import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
@@ -164,16 +165,4 @@ export class OciArchiveSource implements ImageSource {
   async close(): Promise<void> {
     await this.archive.close();
   }
-}
-
-/**
- * A stream that fails with `err` when first read, not before: a caller that has not attached
- * its listeners yet (or never reads) sees no unhandled 'error' event.
- */
-export function failingStream(err: Error): Readable {
-  return new Readable({
-    read() {
-      this.destroy(err);
-    },
-  });
 }
