@@ -22,6 +22,7 @@ import { runVerify } from '../../../src/cli/verify.js';
 import { headerFor, tarPadding, TAR_TRAILER_SIZE } from '../../../src/util/tar.js';
 import { indexTarFile, openTarEntry } from '../../../src/util/tar-reader.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { readMembers } from './craft.js';
 
 let corpus: CorpusManifest;
 let store: OciLayout;
@@ -213,15 +214,6 @@ interface Member {
   linkname?: string;
 }
 
-async function readMembers(file: string): Promise<Member[]> {
-  const out: Member[] = [];
-  for (const e of await indexTarFile(file)) {
-    const chunks: Buffer[] = [];
-    for await (const c of openTarEntry(file, e)) chunks.push(c as Buffer);
-    out.push({ name: e.rawName, data: Buffer.concat(chunks) });
-  }
-  return out;
-}
 
 async function writeMembers(file: string, members: Member[], opts: { truncateAt?: number } = {}): Promise<void> {
   const parts: Buffer[] = [];
@@ -244,7 +236,7 @@ function flip(b: Buffer, at = Math.floor(b.length / 2)): Buffer {
 
 let tamperN = 0;
 async function tampered(edit: (ms: Member[]) => Member[] | void, opts: { truncateAt?: number; from?: string } = {}): Promise<string> {
-  const ms = await readMembers(opts.from ?? signedBundle);
+  const ms: Member[] = await readMembers(opts.from ?? signedBundle);
   const next = edit(ms) ?? ms;
   const file = path.join(work, `tampered-${tamperN++}.ferry`);
   await writeMembers(file, next, opts);

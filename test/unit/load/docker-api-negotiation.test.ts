@@ -4,12 +4,10 @@
 // refuses it ("client version 1.43 is too old. Minimum supported API version is 1.44").
 // What is checked is the version ferry ends up speaking, and that a versioned request with it
 // is accepted.
-import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import type http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DockerClient, MAX_API_VERSION, compareApiVersions } from '../../../src/load/docker-api.js';
+import { UnixHttpServer } from '../../helpers/unix-http.js';
 
 interface Script {
   /** `_ping`'s API-Version header; undefined: no header. */
@@ -22,30 +20,15 @@ interface Script {
   noUnversioned?: boolean;
 }
 
-class ScriptedDaemon {
-  readonly socket: string;
+class ScriptedDaemon extends UnixHttpServer {
   readonly requests: string[] = [];
   script: Script = { ping: '1.41', min: undefined };
-  private readonly dir: string;
-  private readonly server: http.Server;
 
   constructor() {
-    this.dir = mkdtempSync(path.join(tmpdir(), 'ferry-scripted-dockerd-'));
-    this.socket = path.join(this.dir, 'docker.sock');
-    this.server = http.createServer((req, res) => this.handle(req, res));
+    super('ferry-scripted-dockerd-');
   }
 
-  listen(): Promise<void> {
-    return new Promise((resolve) => this.server.listen(this.socket, resolve));
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((resolve) => this.server.close(resolve));
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-
-  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+  protected handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url!, 'http://docker');
     this.requests.push(`${req.method} ${url.pathname}`);
     const { ping, min, noUnversioned } = this.script;

@@ -3,13 +3,13 @@
 // the uploaded docker-archive, so the archive's shape and the error paths (error inside a 200
 // stream, non-200, integrity failure mid-upload, confirmation mismatch) are checked exactly.
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { UnixHttpServer } from '../../helpers/unix-http.js';
 import type { CopyEvent } from '../../../src/copy/events.js';
 import { planCopy, type CopyPlan } from '../../../src/copy/plan.js';
 import {
@@ -126,8 +126,7 @@ interface Upload {
   complete: boolean;
 }
 
-class FakeDaemon {
-  readonly socket: string;
+class FakeDaemon extends UnixHttpServer {
   readonly requests: string[] = [];
   readonly uploads: Upload[] = [];
   /** Name or ID → image ID. */
@@ -135,23 +134,9 @@ class FakeDaemon {
   apiVersion = '1.41';
   /** The answer to a complete upload; default: register every image, like dockerd. */
   answer: (u: Upload) => { status: number; body: string } = (u) => this.register(u);
-  private readonly server: http.Server;
-  private readonly dir: string;
 
   constructor() {
-    this.dir = mkdtempSync(path.join(tmpdir(), 'ferry-fake-dockerd-'));
-    this.socket = path.join(this.dir, 'docker.sock');
-    this.server = http.createServer((req, res) => void this.handle(req, res));
-  }
-
-  listen(): Promise<void> {
-    return new Promise((resolve) => this.server.listen(this.socket, resolve));
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((resolve) => this.server.close(resolve));
-    rmSync(this.dir, { recursive: true, force: true });
+    super('ferry-fake-dockerd-');
   }
 
   reset(): void {
@@ -174,7 +159,7 @@ class FakeDaemon {
     return { status: 200, body: lines.map((l) => `${l}\r\n`).join('') };
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  protected async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url!, 'http://docker');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
     const json = (status: number, body: unknown) => {
