@@ -70,7 +70,9 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
   // Every image at a registry destination has the corpus digest (manifest or index bytes).
   const verifyRegistry = async (host: string, label: string): Promise<void> => {
     for (const img of corpus.images) {
-      const raw = await capture('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${host}/${img.repo}:${img.tag}`]).catch((e: unknown) => Buffer.from(String(e)));
+      const raw = await capture('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${host}/${img.repo}:${img.tag}`]).catch(
+        (e: unknown) => Buffer.from(String(e)),
+      );
       const got = `sha256:${createHash('sha256').update(raw).digest('hex')}`;
       check(got === img.digest, `${label}: ${host}/${img.repo}:${img.tag} is ${got}, corpus has ${img.digest}`);
     }
@@ -79,7 +81,10 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
   const verifyReport = (t: Timed, label: string, opts: { nothingSent?: boolean; registry?: boolean }): void => {
     const r = (t.report ?? {}) as Report;
     check(r.failures?.length === 0, `${label}: report has failures: ${JSON.stringify(r.failures)}`);
-    check(r.images?.length === corpus.images.length && r.images.every((i) => i.status === 'done'), `${label}: report images ${JSON.stringify(r.images?.map((i) => [i.name, i.status]))}`);
+    check(
+      r.images?.length === corpus.images.length && r.images.every((i) => i.status === 'done'),
+      `${label}: report images ${JSON.stringify(r.images?.map((i) => [i.name, i.status]))}`,
+    );
     if (opts.registry) {
       const entries = Object.values(r.mapping ?? {});
       for (const img of corpus.images) {
@@ -88,8 +93,14 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
       }
     }
     if (opts.nothingSent) {
-      check(r.blobs?.fetched === 0 && r.blobs.bytesFetched === 0, `${label}: expected nothing sent, report blobs ${JSON.stringify(r.blobs)}`);
-      check(!!r.images?.every((i) => i.skipped), `${label}: expected every image skipped, got ${JSON.stringify(r.images?.map((i) => [i.name, i.skipped]))}`);
+      check(
+        r.blobs?.fetched === 0 && r.blobs.bytesFetched === 0,
+        `${label}: expected nothing sent, report blobs ${JSON.stringify(r.blobs)}`,
+      );
+      check(
+        !!r.images?.every((i) => i.skipped),
+        `${label}: expected every image skipped, got ${JSON.stringify(r.images?.map((i) => [i.name, i.skipped]))}`,
+      );
     }
   };
   const withRegistry = async <T>(fn: (reg: RunningRegistry) => Promise<T>): Promise<T> => {
@@ -103,10 +114,13 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
   const ferry = (args: string[]): Promise<Timed> => run(process.execPath, [cli, ...args, '--json'], { trackRss: true });
 
   // skopeo's oci: transport must be able to address the layout entries it reads.
-  const layoutIndex = JSON.parse(await readFile(path.join(ctx.skopeoLayout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+  const layoutIndex = JSON.parse(await readFile(path.join(ctx.skopeoLayout, 'index.json'), 'utf8')) as {
+    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
+  };
   for (const img of corpus.images) {
     const e = layoutIndex.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === layoutName(img));
-    if (e?.digest !== img.digest) throw new Error(`${ctx.skopeoLayout} has no entry ${layoutName(img)} with ${img.digest}: run the pull section first`);
+    if (e?.digest !== img.digest)
+      throw new Error(`${ctx.skopeoLayout} has no entry ${layoutName(img)} with ${img.digest}: run the pull section first`);
   }
   const bundleBytes = (await stat(ctx.bundleFile)).size;
 
@@ -122,7 +136,9 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
     }
   })();
   const corpusBlobsDir = path.join(ctx.corpusDir, 'blobs', 'sha256');
-  const corpusBlobs = await Promise.all((await readdir(corpusBlobsDir)).map(async (f) => ({ f, size: (await stat(path.join(corpusBlobsDir, f))).size })));
+  const corpusBlobs = await Promise.all(
+    (await readdir(corpusBlobsDir)).map(async (f) => ({ f, size: (await stat(path.join(corpusBlobsDir, f))).size })),
+  );
   corpusBlobs.sort((a, b) => b.size - a.size);
   const floorAll: number[] = [];
   const floorLargest: number[] = [];
@@ -131,11 +147,28 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
     let largest = 0;
     for (const [i, { f }] of corpusBlobs.entries()) {
       const t = process.hrtime.bigint();
-      const head = (await capture('curl', ['-sS', '-D', '-', '-o', '/dev/null', '-X', 'POST', `${reg.url}/v2/floor/blobs/uploads/`])).toString();
+      const head = (
+        await capture('curl', ['-sS', '-D', '-', '-o', '/dev/null', '-X', 'POST', `${reg.url}/v2/floor/blobs/uploads/`])
+      ).toString();
       const loc = /^location:\s*(\S+)/im.exec(head)?.[1];
       if (!loc) throw new Error(`registry gave no upload Location: ${head}`);
       const url = `${loc.startsWith('http') ? loc : reg.url + loc}${loc.includes('?') ? '&' : '?'}digest=sha256:${f}`;
-      const code = (await capture('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '-H', 'Content-Type: application/octet-stream', '-T', path.join(corpusBlobsDir, f), url])).toString();
+      const code = (
+        await capture('curl', [
+          '-sS',
+          '-o',
+          '/dev/null',
+          '-w',
+          '%{http_code}',
+          '-X',
+          'PUT',
+          '-H',
+          'Content-Type: application/octet-stream',
+          '-T',
+          path.join(corpusBlobsDir, f),
+          url,
+        ])
+      ).toString();
       check(code === '201', `curl PUT of sha256:${f}: HTTP ${code}`);
       if (i === 0) largest = Number(process.hrtime.bigint() - t) / 1e6;
     }
@@ -172,7 +205,16 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
         } else {
           const started = process.hrtime.bigint();
           for (const img of corpus.images) {
-            await run('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', '--dest-tls-verify=false', '-q', `oci:${ctx.skopeoLayout}:${layoutName(img)}`, `docker://${reg.host}/${img.repo}:${img.tag}`]);
+            await run('skopeo', [
+              '--insecure-policy',
+              'copy',
+              '--all',
+              '--preserve-digests',
+              '--dest-tls-verify=false',
+              '-q',
+              `oci:${ctx.skopeoLayout}:${layoutName(img)}`,
+              `docker://${reg.host}/${img.repo}:${img.tag}`,
+            ]);
           }
           skopeoLoad.push(Number(process.hrtime.bigint() - started) / 1e6);
           await verifyRegistry(reg.host, `skopeo oci→registry run ${i + 1}`);
@@ -204,24 +246,39 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
         } else {
           const started = process.hrtime.bigint();
           for (const img of corpus.images) {
-            await run('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', '--src-tls-verify=false', '--dest-tls-verify=false', '-q', `docker://${ctx.srcHost}/${img.repo}:${img.tag}`, `docker://${reg.host}/${img.repo}:${img.tag}`]);
+            await run('skopeo', [
+              '--insecure-policy',
+              'copy',
+              '--all',
+              '--preserve-digests',
+              '--src-tls-verify=false',
+              '--dest-tls-verify=false',
+              '-q',
+              `docker://${ctx.srcHost}/${img.repo}:${img.tag}`,
+              `docker://${reg.host}/${img.repo}:${img.tag}`,
+            ]);
           }
           skopeoMirror.push(Number(process.hrtime.bigint() - started) / 1e6);
           await verifyRegistry(reg.host, `skopeo registry→registry run ${i + 1}`);
         }
       });
     }
-    console.log(`run ${i + 1}: skopeo loop registry→registry ${s(skopeoMirror.at(-1)!)}, ferry mirror ${s(mirrorFirst.at(-1)!.ms)} (peak RSS ${mb(mirrorFirst.at(-1)!.peakRssBytes ?? 0)}), second mirror ${s(mirrorSecond.at(-1)!.ms)}`);
+    console.log(
+      `run ${i + 1}: skopeo loop registry→registry ${s(skopeoMirror.at(-1)!)}, ferry mirror ${s(mirrorFirst.at(-1)!.ms)} (peak RSS ${mb(mirrorFirst.at(-1)!.peakRssBytes ?? 0)}), second mirror ${s(mirrorSecond.at(-1)!.ms)}`,
+    );
   }
 
   // 4: Docker Engine. Expected image IDs: the config digest of each image's manifest (amd64 child of an index).
-  const blob = async (d: string): Promise<Record<string, unknown>> => JSON.parse(await readFile(path.join(ctx.corpusDir, 'blobs', 'sha256', d.slice('sha256:'.length)), 'utf8')) as Record<string, unknown>;
+  const blob = async (d: string): Promise<Record<string, unknown>> =>
+    JSON.parse(await readFile(path.join(ctx.corpusDir, 'blobs', 'sha256', d.slice('sha256:'.length)), 'utf8')) as Record<string, unknown>;
   const expectedId = new Map<string, string>();
   const zstdImages: string[] = [];
   for (const img of corpus.images) {
     let m = await blob(img.digest);
     if (Array.isArray(m.manifests)) {
-      const child = (m.manifests as Array<{ digest: string; platform?: { os: string; architecture: string } }>).find((c) => c.platform?.os === 'linux' && c.platform.architecture === 'amd64');
+      const child = (m.manifests as Array<{ digest: string; platform?: { os: string; architecture: string } }>).find(
+        (c) => c.platform?.os === 'linux' && c.platform.architecture === 'amd64',
+      );
       if (!child) throw new Error(`${img.repo}:${img.tag}: no linux/amd64 child`);
       m = await blob(child.digest);
     }
@@ -229,12 +286,14 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
     if ((m.layers as Array<{ mediaType: string }>).some((l) => /zstd/.test(l.mediaType))) zstdImages.push(`${img.repo}:${img.tag}`);
   }
   // dockerd 20.10 cannot load zstd layers; the bench corpus has none (gzip -1 throughout), so nothing is excluded.
-  if (zstdImages.length > 0) throw new Error(`the bench corpus has zstd layers (${zstdImages.join(', ')}): exclude them from the docker-daemon rows`);
+  if (zstdImages.length > 0)
+    throw new Error(`the bench corpus has zstd layers (${zstdImages.join(', ')}): exclude them from the docker-daemon rows`);
   const engine = await startDockerd();
   const dockerConfig = path.join(ctx.work, 'docker-client');
   await mkdir(dockerConfig, { recursive: true });
   await writeFile(path.join(dockerConfig, 'config.json'), '{}\n');
-  const docker = (args: string[]): Promise<Timed> => run('docker', ['-H', `unix://${engine.socket}`, ...args], { env: { DOCKER_CONFIG: dockerConfig } });
+  const docker = (args: string[]): Promise<Timed> =>
+    run('docker', ['-H', `unix://${engine.socket}`, ...args], { env: { DOCKER_CONFIG: dockerConfig } });
   const dockerOut = async (args: string[]): Promise<string> => (await engine.run(args)).stdout;
   const tarFile = path.join(ctx.work, 'docker-save.tar');
   const daemonFirst: Timed[] = [];
@@ -253,7 +312,9 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
     const verifyDaemon = async (label: string): Promise<void> => {
       for (const img of corpus.images) {
         const name = names.find((n) => n.endsWith(`/${img.repo}:${img.tag}`));
-        const id = name ? (await engine.run(['image', 'inspect', '--format', '{{.Id}}', name], { allowFailure: true })).stdout.trim() : 'no name';
+        const id = name
+          ? (await engine.run(['image', 'inspect', '--format', '{{.Id}}', name], { allowFailure: true })).stdout.trim()
+          : 'no name';
         const want = expectedId.get(`${img.repo}:${img.tag}`);
         check(id === want, `${label}: ${name ?? img.repo}: image ID ${id}, corpus config ${want}`);
       }
@@ -286,7 +347,9 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
           await verifyDaemon(`docker load run ${i + 1}`);
         }
       }
-      console.log(`run ${i + 1}: docker load -i ${s(dockerLoad.at(-1)!)}, ferry load --to docker-daemon ${s(daemonFirst.at(-1)!.ms)} (peak RSS ${mb(daemonFirst.at(-1)!.peakRssBytes ?? 0)}), second load ${s(daemonSecond.at(-1)!.ms)}`);
+      console.log(
+        `run ${i + 1}: docker load -i ${s(dockerLoad.at(-1)!)}, ferry load --to docker-daemon ${s(daemonFirst.at(-1)!.ms)} (peak RSS ${mb(daemonFirst.at(-1)!.peakRssBytes ?? 0)}), second load ${s(daemonSecond.at(-1)!.ms)}`,
+      );
     }
     await clear();
   } finally {
@@ -306,8 +369,21 @@ export async function benchLoad(ctx: LoadBenchContext): Promise<{ table: string;
       ferryLoadWorkMs: best(loadFirst.map((t) => t.reportMs ?? NaN)),
       secondLoadWorkMs: best(loadSecond.map((t) => t.reportMs ?? NaN)),
       peakRssBytes: Math.max(...[...loadFirst, ...loadStore].map((t) => t.peakRssBytes ?? 0)),
-      ...(hasCurl ? { curlPutAllMs: best(floorAll), curlPutLargestMs: best(floorLargest), largestBlobBytes: corpusBlobs[0]!.size, corpusLayoutBlobs: corpusBlobs.length, corpusLayoutBytes: corpusBlobs.reduce((n, b) => n + b.size, 0) } : {}),
-      runsMs: { skopeo: skopeoLoad, ferry: loadFirst.map((t) => t.ms), second: loadSecond.map((t) => t.ms), store: loadStore.map((t) => t.ms) },
+      ...(hasCurl
+        ? {
+            curlPutAllMs: best(floorAll),
+            curlPutLargestMs: best(floorLargest),
+            largestBlobBytes: corpusBlobs[0]!.size,
+            corpusLayoutBlobs: corpusBlobs.length,
+            corpusLayoutBytes: corpusBlobs.reduce((n, b) => n + b.size, 0),
+          }
+        : {}),
+      runsMs: {
+        skopeo: skopeoLoad,
+        ferry: loadFirst.map((t) => t.ms),
+        second: loadSecond.map((t) => t.ms),
+        store: loadStore.map((t) => t.ms),
+      },
     },
     mirror: {
       skopeoLoopMs: best(skopeoMirror),

@@ -68,7 +68,12 @@ export function run(cmd: string, args: string[], opts: { trackRss?: boolean; env
         } catch {
           // not a ferry --json run
         }
-        resolve({ ms, ...(opts.trackRss ? { peakRssBytes: peak, childPeakRssBytes: childPeak } : {}), ...(reportMs !== undefined ? { reportMs } : {}), ...(report ? { report } : {}) });
+        resolve({
+          ms,
+          ...(opts.trackRss ? { peakRssBytes: peak, childPeakRssBytes: childPeak } : {}),
+          ...(reportMs !== undefined ? { reportMs } : {}),
+          ...(report ? { report } : {}),
+        });
       }
     });
   });
@@ -83,7 +88,6 @@ export function capture(cmd: string, args: string[]): Promise<Buffer> {
     });
   });
 }
-
 
 export const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 export const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;

@@ -137,9 +137,15 @@ async function manyBlobsStore(dir: string, images = 400, layers = 8): Promise<nu
     const layerDescs = [];
     for (let j = 0; j < layers; j++) {
       const bytes = Buffer.from(`image ${i} layer ${j}\n`.repeat(8));
-      layerDescs.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: await store.putBytes(bytes), size: bytes.length });
+      layerDescs.push({
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: await store.putBytes(bytes),
+        size: bytes.length,
+      });
     }
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: layerDescs.map((d) => d.digest) } }));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: layerDescs.map((d) => d.digest) } }),
+    );
     const manifest = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
@@ -151,12 +157,16 @@ async function manyBlobsStore(dir: string, images = 400, layers = 8): Promise<nu
     await store.putBytes(config);
     const digest = await store.putBytes(manifest);
     const name = `bench.local/many/img${i}:1`;
-    entries.push({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': name, 'io.containerd.image.name': name } });
+    entries.push({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest,
+      size: manifest.length,
+      annotations: { 'org.opencontainers.image.ref.name': name, 'io.containerd.image.name': name },
+    });
   }
   await store.putIndexEntries(entries);
   return images * (layers + 2);
 }
-
 
 /** Replaces the text between `<!-- BENCH:NAME -->` and `<!-- /BENCH:NAME -->` in docs/benchmarks.md for each section given. */
 async function writeDocs(sections: Record<string, string>): Promise<void> {
@@ -180,7 +190,9 @@ async function main(): Promise<void> {
   const corpusDir = path.join(WORK, 'corpus');
   const t0 = Date.now();
   const corpus = await generateCorpus(corpusDir, 'bench');
-  console.log(`corpus: ${corpus.images.length} images, ${corpus.blobCount} blobs, ${mb(corpus.uniqueBlobBytes)} unique, largest layer ${mb(corpus.largestLayer.size)} (${s(Date.now() - t0)})`);
+  console.log(
+    `corpus: ${corpus.images.length} images, ${corpus.blobCount} blobs, ${mb(corpus.uniqueBlobBytes)} unique, largest layer ${mb(corpus.largestLayer.size)} (${s(Date.now() - t0)})`,
+  );
 
   const reg = await startRegistry({ storageDir: path.join(WORK, 'registry') });
   try {
@@ -202,16 +214,32 @@ async function main(): Promise<void> {
       // (one skopeo loop into the layout, one ferry pull, one ferry bundle), untimed.
       await rm(loadContext.skopeoLayout, { recursive: true, force: true });
       for (const img of corpus.images) {
-        await run('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', '--src-tls-verify=false', '-q', `docker://${reg.host}/${img.repo}:${img.tag}`, `oci:${loadContext.skopeoLayout}:${img.repo.replace(/\//g, '_')}_${img.tag}`]);
+        await run('skopeo', [
+          '--insecure-policy',
+          'copy',
+          '--all',
+          '--preserve-digests',
+          '--src-tls-verify=false',
+          '-q',
+          `docker://${reg.host}/${img.repo}:${img.tag}`,
+          `oci:${loadContext.skopeoLayout}:${img.repo.replace(/\//g, '_')}_${img.tag}`,
+        ]);
       }
       await rm(loadContext.storeDir, { recursive: true, force: true });
       await run(process.execPath, [CLI, 'pull', '--json', '--store', loadContext.storeDir, ...refs]);
       await rm(loadContext.bundleFile, { force: true });
       await run(process.execPath, [CLI, 'bundle', '--from-store', '--store', loadContext.storeDir, '-o', loadContext.bundleFile, '--json']);
-      const load = await benchLoad({ ...loadContext, bundleOrigin: 'written in this run by `ferry bundle --from-store` of a fresh `ferry pull` (FERRY_BENCH_ONLY=load: the other sections did not run)' });
-      console.log('\n' + load.table + '\n');
+      const load = await benchLoad({
+        ...loadContext,
+        bundleOrigin:
+          'written in this run by `ferry bundle --from-store` of a fresh `ferry pull` (FERRY_BENCH_ONLY=load: the other sections did not run)',
+      });
+      console.log(`\n${load.table}\n`);
       const prev = JSON.parse(await readFile(path.join(WORK, 'results.json'), 'utf8').catch(() => '{}')) as Record<string, unknown>;
-      await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...prev, load: { date: new Date().toISOString(), ...load.results } }, null, 2));
+      await writeFile(
+        path.join(WORK, 'results.json'),
+        JSON.stringify({ ...prev, load: { date: new Date().toISOString(), ...load.results } }, null, 2),
+      );
       if (process.argv.includes('--write-docs')) await writeDocs({ load: load.table });
       return;
     }
@@ -226,7 +254,16 @@ async function main(): Promise<void> {
       await rm(sDir, { recursive: true, force: true });
       const started = Date.now();
       for (const img of corpus.images) {
-        await run('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', '--src-tls-verify=false', '-q', `docker://${reg.host}/${img.repo}:${img.tag}`, `oci:${sDir}:${img.repo.replace(/\//g, '_')}_${img.tag}`]);
+        await run('skopeo', [
+          '--insecure-policy',
+          'copy',
+          '--all',
+          '--preserve-digests',
+          '--src-tls-verify=false',
+          '-q',
+          `docker://${reg.host}/${img.repo}:${img.tag}`,
+          `oci:${sDir}:${img.repo.replace(/\//g, '_')}_${img.tag}`,
+        ]);
       }
       skopeoTimes.push(Date.now() - started);
 
@@ -238,7 +275,9 @@ async function main(): Promise<void> {
       // The floor: the least a Node client does for the same pull (scripts/bench-floor.mjs).
       const floorDir = path.join(WORK, 'floor-out');
       await rm(floorDir, { recursive: true, force: true });
-      floorTimes.push((await run(process.execPath, [FLOOR, reg.host, floorDir, ...corpus.images.map((img) => `${img.repo}:${img.tag}`)])).ms);
+      floorTimes.push(
+        (await run(process.execPath, [FLOOR, reg.host, floorDir, ...corpus.images.map((img) => `${img.repo}:${img.tag}`)])).ms,
+      );
       // Start-up alone: Node, and ferry printing its version.
       nodeStartTimes.push((await run(process.execPath, ['-e', '0'])).ms);
       ferryStartTimes.push((await run(process.execPath, [CLI, '--version'])).ms);
@@ -256,7 +295,12 @@ async function main(): Promise<void> {
     const results = {
       date: new Date().toISOString(),
       machine: `${process.platform} ${process.arch}, node ${process.version}`,
-      corpus: { images: corpus.images.length, blobs: corpus.blobCount, uniqueBytes: corpus.uniqueBlobBytes, largestLayer: corpus.largestLayer.size },
+      corpus: {
+        images: corpus.images.length,
+        blobs: corpus.blobCount,
+        uniqueBytes: corpus.uniqueBlobBytes,
+        largestLayer: corpus.largestLayer.size,
+      },
       pull: {
         skopeoLoopMs: bestSkopeo,
         ferryMs: bestFerry.ms,
@@ -289,10 +333,14 @@ async function main(): Promise<void> {
       // ferry fsyncs what it writes before renaming it into place; tar does not.
       tarSyncTimes.push(tarMs + (await run('sync', [tarFile])).ms);
       await rm(bundleFile, { force: true });
-      bundleRuns.push(await run(process.execPath, [CLI, 'bundle', '--from-store', '--store', store, '-o', bundleFile, '--json'], { trackRss: true }));
+      bundleRuns.push(
+        await run(process.execPath, [CLI, 'bundle', '--from-store', '--store', store, '-o', bundleFile, '--json'], { trackRss: true }),
+      );
       shaTimes.push((await run('sha256sum', [bundleFile])).ms);
       verifyRuns.push(await run(process.execPath, [CLI, 'verify', bundleFile, '--json'], { trackRss: true }));
-      console.log(`run ${i + 1}: tar -cf ${s(tarTimes.at(-1)!)}, ferry bundle ${s(bundleRuns.at(-1)!.ms)}, sha256sum ${s(shaTimes.at(-1)!)}, ferry verify ${s(verifyRuns.at(-1)!.ms)}`);
+      console.log(
+        `run ${i + 1}: tar -cf ${s(tarTimes.at(-1)!)}, ferry bundle ${s(bundleRuns.at(-1)!.ms)}, sha256sum ${s(shaTimes.at(-1)!)}, ferry verify ${s(verifyRuns.at(-1)!.ms)}`,
+      );
     }
     const bundleSize = (await stat(bundleFile)).size;
     const bestTar = Math.min(...tarTimes);
@@ -340,7 +388,7 @@ async function main(): Promise<void> {
       `| for scale: a bare Node client (\`scripts/bench-floor.mjs\`: resolve, then every blob once, largest first, 4 at a time: GET → sha256 → writev → fsync → rename; no store, lock, resume or checks beyond the digest) | | ${s(bestFloor)} | skopeo loop = **${results.pull.ceilingSpeedup.toFixed(2)}x** this: the most a Node client reaches here | |`,
       `| for scale: start-up, \`node -e 0\` / \`ferry --version\` | | ${s(nodeStart)} / ${s(ferryStart)} | ferry's start-up = ${((ferryStart / bestFerry.ms) * 100).toFixed(1)}% of the first pull | |`,
     ].join('\n');
-    console.log('\n' + table + '\n\n' + bundleTable + '\n');
+    console.log(`\n${table}\n\n${bundleTable}\n`);
 
     // ferry serve of the bench bundle vs the docker-registry holding the same images: skopeo copies
     // every image out of each, one after another (same loop as above), alternating, best of RUNS.
@@ -349,7 +397,16 @@ async function main(): Promise<void> {
       await rm(dir, { recursive: true, force: true });
       const started = process.hrtime.bigint();
       for (const img of corpus.images) {
-        await run('skopeo', ['--insecure-policy', 'copy', '--all', '--preserve-digests', '--src-tls-verify=false', '-q', `docker://${host}/${img.repo}:${img.tag}`, `oci:${dir}:${img.repo.replace(/\//g, '_')}_${img.tag}`]);
+        await run('skopeo', [
+          '--insecure-policy',
+          'copy',
+          '--all',
+          '--preserve-digests',
+          '--src-tls-verify=false',
+          '-q',
+          `docker://${host}/${img.repo}:${img.tag}`,
+          `oci:${dir}:${img.repo.replace(/\//g, '_')}_${img.tag}`,
+        ]);
       }
       return Number(process.hrtime.bigint() - started) / 1e6;
     };
@@ -365,7 +422,9 @@ async function main(): Promise<void> {
           if (which === 'registry') regCopyTimes.push(await copyLoop(reg.host, path.join(WORK, 'serve-copy-registry')));
           else serveCopyTimes.push(await copyLoop(serving.host, path.join(WORK, 'serve-copy-ferry')));
         }
-        console.log(`run ${i + 1}: skopeo copy loop from docker-registry ${s(regCopyTimes.at(-1)!)}, from ferry serve ${s(serveCopyTimes.at(-1)!)} (serve peak RSS so far ${mb(serving.peakRssBytes())})`);
+        console.log(
+          `run ${i + 1}: skopeo copy loop from docker-registry ${s(regCopyTimes.at(-1)!)}, from ferry serve ${s(serveCopyTimes.at(-1)!)} (serve peak RSS so far ${mb(serving.peakRssBytes())})`,
+        );
       }
       // Verify: the manifest (or index) ferry serves for each image has the corpus digest, and
       // the layout skopeo wrote from ferry serve records that digest for each image.
@@ -379,7 +438,8 @@ async function main(): Promise<void> {
         if (got !== img.digest) mismatches.push(`${img.repo}:${img.tag}: ferry serve gives ${got}, corpus has ${img.digest}`);
         const name = `${img.repo.replace(/\//g, '_')}_${img.tag}`;
         const entry = copiedIndex.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === name);
-        if (entry?.digest !== img.digest) mismatches.push(`${img.repo}:${img.tag}: copied layout has ${entry?.digest ?? 'no entry'}, corpus has ${img.digest}`);
+        if (entry?.digest !== img.digest)
+          mismatches.push(`${img.repo}:${img.tag}: copied layout has ${entry?.digest ?? 'no entry'}, corpus has ${img.digest}`);
       }
       served = { images: corpus.images.length, digestsMatch: corpus.images.length * 2 - mismatches.length, mismatches };
       if (mismatches.length > 0) throw new Error(`ferry serve copies do not match the corpus:\n${mismatches.join('\n')}`);
@@ -424,19 +484,25 @@ async function main(): Promise<void> {
     }
     const bestStart = Math.min(...startups);
     const startupRow = `| \`ferry serve\` start-up on a bundle of ${manyBlobs} blobs (400 images), spawn to listening, best of ${startups.length} | | ${s(bestStart)} (runs: ${startups.map(s).join(', ')}) | | well under 1 s: ${serveMet(bestStart < 1000)} |`;
-    serveTable += '\n' + startupRow;
+    serveTable += `\n${startupRow}`;
     Object.assign(serveResults, { manyBlobs, startupMs: bestStart, startupRunsMs: startups });
-    console.log(serveTable + '\n');
+    console.log(`${serveTable}\n`);
     await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults }, null, 2));
 
     // ferry load / ferry mirror against skopeo copy loops and docker load (scripts/bench-load.ts).
     const load = await benchLoad(loadContext);
-    console.log(load.table + '\n');
-    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults, load: load.results }, null, 2));
+    console.log(`${load.table}\n`);
+    await writeFile(
+      path.join(WORK, 'results.json'),
+      JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults, load: load.results }, null, 2),
+    );
 
     // docker save input with uncompressed layers → bundle (compression auto: zstd in the bundle).
     const ds = await generateDockerSave(path.join(WORK, 'docker-save'));
-    if (ds.size < ds.layerBytes) throw new Error(`docker-save input ${ds.size} B is smaller than its layer tars (${ds.layerBytes} B): layers are not stored uncompressed`);
+    if (ds.size < ds.layerBytes)
+      throw new Error(
+        `docker-save input ${ds.size} B is smaller than its layer tars (${ds.layerBytes} B): layers are not stored uncompressed`,
+      );
     const dsStore = path.join(WORK, 'docker-save-store');
     const dsBundle = path.join(WORK, 'docker-save.ferry');
     const dsSources = ds.refs.map((r) => `docker-archive:${ds.file}:${r}`);
@@ -445,7 +511,11 @@ async function main(): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       await rm(dsStore, { recursive: true, force: true });
       await rm(dsBundle, { force: true });
-      dsBundleRuns.push(await run(process.execPath, [CLI, 'bundle', ...dsSources, '--store', dsStore, '-o', dsBundle, '--compression', 'auto', '--json'], { trackRss: true }));
+      dsBundleRuns.push(
+        await run(process.execPath, [CLI, 'bundle', ...dsSources, '--store', dsStore, '-o', dsBundle, '--compression', 'auto', '--json'], {
+          trackRss: true,
+        }),
+      );
       dsVerifyRuns.push(await run(process.execPath, [CLI, 'verify', dsBundle, '--json'], { trackRss: true }));
       console.log(`run ${i + 1}: docker-save bundle ${s(dsBundleRuns.at(-1)!.ms)}, verify ${s(dsVerifyRuns.at(-1)!.ms)}`);
     }
@@ -478,23 +548,31 @@ async function main(): Promise<void> {
       `| peak RSS: bundle (ferry process / zstd children) | | ${mb(dockerSave.bundlePeakRssBytes)} / ${mb(dockerSave.zstdPeakRssBytes)} | | < 200 MB (ferry): ${met(dockerSave.bundlePeakRssBytes < 200e6)} |`,
       `| \`ferry verify\` of that bundle (restores every zstd layer and checks its digest) | | ${s(dockerSave.verifyMs)}, peak RSS ${mb(dockerSave.verifyPeakRssBytes)} / ${mb(dockerSave.verifyChildPeakRssBytes)} | | passes |`,
     ].join('\n');
-    console.log(dsTable + '\n');
+    console.log(`${dsTable}\n`);
 
     // One ≥ 2 GB layer: pull into a store, bundle (auto and none), verify; one run each.
     const big = await generateBigLayerLayout(path.join(WORK, 'big-2g'));
     const bigStore = path.join(WORK, 'big-2g-store');
     await rm(bigStore, { recursive: true, force: true });
-    const bigPull = await run(process.execPath, [CLI, 'pull', '--json', '--store', bigStore, `oci:${big.dir}:${big.ref}`], { trackRss: true });
+    const bigPull = await run(process.execPath, [CLI, 'pull', '--json', '--store', bigStore, `oci:${big.dir}:${big.ref}`], {
+      trackRss: true,
+    });
     console.log(`2 GB layer: pull ${s(bigPull.ms)} (peak RSS ${mb(bigPull.peakRssBytes ?? 0)})`);
     const bigRows: Array<{ compression: string; bundle: Timed; size: number; verify: Timed }> = [];
     for (const compression of ['auto', 'none']) {
       const f = path.join(WORK, `big-2g-${compression}.ferry`);
       await rm(f, { force: true });
-      const bundle = await run(process.execPath, [CLI, 'bundle', '--from-store', '--store', bigStore, '-o', f, '--compression', compression, '--json'], { trackRss: true });
+      const bundle = await run(
+        process.execPath,
+        [CLI, 'bundle', '--from-store', '--store', bigStore, '-o', f, '--compression', compression, '--json'],
+        { trackRss: true },
+      );
       const size = (await stat(f)).size;
       const verify = await run(process.execPath, [CLI, 'verify', f, '--json'], { trackRss: true });
       bigRows.push({ compression, bundle, size, verify });
-      console.log(`2 GB layer, --compression ${compression}: bundle ${s(bundle.ms)} (peak RSS ${mb(bundle.peakRssBytes ?? 0)}, zstd ${mb(bundle.childPeakRssBytes ?? 0)}) → ${mb(size)}; verify ${s(verify.ms)} (peak RSS ${mb(verify.peakRssBytes ?? 0)})`);
+      console.log(
+        `2 GB layer, --compression ${compression}: bundle ${s(bundle.ms)} (peak RSS ${mb(bundle.peakRssBytes ?? 0)}, zstd ${mb(bundle.childPeakRssBytes ?? 0)}) → ${mb(size)}; verify ${s(verify.ms)} (peak RSS ${mb(verify.peakRssBytes ?? 0)})`,
+      );
       await rm(f, { force: true });
     }
     await rm(bigStore, { recursive: true, force: true });
@@ -524,10 +602,24 @@ async function main(): Promise<void> {
         `| \`ferry verify\` of that bundle | ${s(r.verify.ms)} | ${mb(r.verify.peakRssBytes ?? 0)} | ${r.compression === 'none' ? '–' : mb(r.verify.childPeakRssBytes ?? 0)} | passes | < 200 MB: ${met((r.verify.peakRssBytes ?? 0) < 200e6)} |`,
       ]),
     ].join('\n');
-    console.log(bigTable + '\n');
-    await writeFile(path.join(WORK, 'results.json'), JSON.stringify({ ...results, bundle: bundleResults, serve: serveResults, load: load.results, dockerSave, bigLayer: bigResults }, null, 2));
+    console.log(`${bigTable}\n`);
+    await writeFile(
+      path.join(WORK, 'results.json'),
+      JSON.stringify(
+        { ...results, bundle: bundleResults, serve: serveResults, load: load.results, dockerSave, bigLayer: bigResults },
+        null,
+        2,
+      ),
+    );
     if (process.argv.includes('--write-docs')) {
-      await writeDocs({ pull: table, bundle: bundleTable, serve: serveTable, load: load.table, 'docker-save': dsTable, 'big-layer': bigTable });
+      await writeDocs({
+        pull: table,
+        bundle: bundleTable,
+        serve: serveTable,
+        load: load.table,
+        'docker-save': dsTable,
+        'big-layer': bigTable,
+      });
     }
   } finally {
     await reg.stop();

@@ -70,9 +70,10 @@ async function main(): Promise<void> {
 
   step('1. Generate demo images (deterministic, offline)');
   const corpus = await generateCorpus(source, 'demo');
-  for (const i of corpus.images) console.log(`  ${i.ref.padEnd(22)} ${i.kind.padEnd(10)} ${(i.platforms ?? []).join(', ').padEnd(24)} ${i.digest}`);
+  for (const i of corpus.images)
+    console.log(`  ${i.ref.padEnd(22)} ${i.kind.padEnd(10)} ${(i.platforms ?? []).join(', ').padEnd(24)} ${i.digest}`);
 
-  step('2. Serve them with ferry\'s read-only registry');
+  step("2. Serve them with ferry's read-only registry");
   const { host, child: server } = await startServe(source);
   try {
     const refs = corpus.images.map((i) => `${host}/${i.repo}:${i.tag}`);
@@ -85,12 +86,22 @@ async function main(): Promise<void> {
     step('4. Pull one platform only: the index is rewritten, the published digest is kept');
     const multi = corpus.images.find((i) => i.kind === 'oci-index')!;
     const armStore = path.join(WORK, 'store-arm64');
-    const arm = await ferry(['pull', `${host}/${multi.repo}:${multi.tag}`, '--platform', 'linux/arm64', '--store', path.relative(process.cwd(), armStore)]);
+    const arm = await ferry([
+      'pull',
+      `${host}/${multi.repo}:${multi.tag}`,
+      '--platform',
+      'linux/arm64',
+      '--store',
+      path.relative(process.cwd(), armStore),
+    ]);
     if (arm.code !== 0) throw new Error(`ferry pull --platform exited ${arm.code}`);
 
     step('5. Pull again: everything is already there, nothing is fetched');
     const again = await ferry(['pull', ...refs, '--store', path.relative(process.cwd(), store), '--json'], { echo: false });
-    const report = JSON.parse(again.stdout.trim().split('\n').at(-1)!) as { blobs: { fetched: number; skipped: number }; durationMs: number };
+    const report = JSON.parse(again.stdout.trim().split('\n').at(-1)!) as {
+      blobs: { fetched: number; skipped: number };
+      durationMs: number;
+    };
     console.log(`  --json report: ${report.blobs.fetched} blobs fetched, ${report.blobs.skipped} already present, ${report.durationMs} ms`);
     if (again.code !== 0 || report.blobs.fetched !== 0) throw new Error('the second pull fetched blobs');
 
@@ -108,7 +119,9 @@ async function main(): Promise<void> {
       if (entry) await layout.readBlobBytes(entry, name);
     }
     const armEntry = (await (await OciLayout.open(armStore)).readIndex()).manifests[0]!;
-    console.log(`  arm64-only index ${armEntry.digest}, published index recorded as ${armEntry.annotations?.['dev.ferry.original-index.digest']}`);
+    console.log(
+      `  arm64-only index ${armEntry.digest}, published index recorded as ${armEntry.annotations?.['dev.ferry.original-index.digest']}`,
+    );
     ok &&= armEntry.annotations?.['dev.ferry.original-index.digest'] === multi.digest;
     if (!ok) throw new Error('digest check failed');
 
@@ -137,7 +150,9 @@ async function main(): Promise<void> {
     if (!ok) throw new Error('the far side does not hold the published digests');
 
     step('Done');
-    console.log(`  The store at ${path.relative(process.cwd(), store)} is a standard OCI image layout (oci-layout, index.json, blobs/sha256).`);
+    console.log(
+      `  The store at ${path.relative(process.cwd(), store)} is a standard OCI image layout (oci-layout, index.json, blobs/sha256).`,
+    );
     console.log('  skopeo, podman, crane and oras read it; `ferry serve oci:DIR` serves it as a registry.');
   } finally {
     server.kill('SIGTERM');

@@ -67,7 +67,9 @@ async function main(): Promise<number> {
     if (username) opts.creds = { username, password: process.env.FERRY_FIXTURES_PASSWORD ?? '' };
     const t = performance.now();
     await pushCorpus(outDir, corpus, values.push, opts);
-    console.log(`pushed ${corpus.images.length} refs to ${values.push} in ${((performance.now() - t) / 1000).toFixed(2)} s, digests verified`);
+    console.log(
+      `pushed ${corpus.images.length} refs to ${values.push} in ${((performance.now() - t) / 1000).toFixed(2)} s, digests verified`,
+    );
   }
   return 0;
 }

@@ -197,9 +197,13 @@ export async function generateDockerSave(dir: string): Promise<DockerSaveInput> 
         const random = r() < 0.2;
         const name = `${l.name}/${random ? 'assets' : 'src'}-${String(n).padStart(5, '0')}.${random ? 'bin' : 'txt'}`;
         const chunks = random ? randomChunks(`${l.name}/${n}`, size) : textChunks(li * 100000 + n + 1, size);
-        await tar.addFile(name, size, (async function* () {
-          yield* chunks;
-        })());
+        await tar.addFile(
+          name,
+          size,
+          (async function* () {
+            yield* chunks;
+          })(),
+        );
         if (random) randomBytes += size;
         else textBytes += size;
         left -= size;
@@ -274,9 +278,13 @@ export async function generateBigLayerLayout(dir: string): Promise<BigLayerLayou
   const layer = await writeTar(tmpLayer, async (tar) => {
     for (let f = 0; f < BIG_FILES; f++) {
       const block = keystream(`big/${f}`)(CHUNK);
-      await tar.addFile(`data/part-${f}.bin`, BIG_FILE_SIZE, (async function* () {
-        for (let i = 0; i < BIG_FILE_SIZE / CHUNK; i++) yield block;
-      })());
+      await tar.addFile(
+        `data/part-${f}.bin`,
+        BIG_FILE_SIZE,
+        (async function* () {
+          for (let i = 0; i < BIG_FILE_SIZE / CHUNK; i++) yield block;
+        })(),
+      );
     }
   });
   const hexOf = (d: string): string => d.slice('sha256:'.length);
@@ -306,7 +314,9 @@ export async function generateBigLayerLayout(dir: string): Promise<BigLayerLayou
     JSON.stringify({
       schemaVersion: 2,
       mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': ref } }],
+      manifests: [
+        { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'org.opencontainers.image.ref.name': ref } },
+      ],
     }),
   );
   const info: BigLayerLayout = { dir, ref, layerSize: (await stat(path.join(blobs, hexOf(layer.digest)))).size };

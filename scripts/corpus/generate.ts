@@ -165,7 +165,12 @@ function baseLayer(id: string, busyboxSize: number): LayerSpec {
 function smallSpec(zstd: boolean): CorpusSpec {
   const multiChildren: ImageBuild[] = [AMD64, ARM64, ARMV7].map((platform) => {
     const arch = platform.variant ? `${platform.architecture}-${platform.variant}` : platform.architecture;
-    return { platform, layers: ['base-os', `multi-${arch}`], cmd: ['/usr/bin/hello'], labels: { 'org.opencontainers.image.title': 'multi' } };
+    return {
+      platform,
+      layers: ['base-os', `multi-${arch}`],
+      cmd: ['/usr/bin/hello'],
+      labels: { 'org.opencontainers.image.title': 'multi' },
+    };
   });
   const layers: LayerSpec[] = [
     baseLayer('base-os', 96 * KiB),
@@ -270,7 +275,14 @@ function smallSpec(zstd: boolean): CorpusSpec {
         { type: 'text', path: 'data/words.txt', text: 'zstd compresses this line well\n'.repeat(2048) },
       ],
     });
-    images.push({ kind: 'oci-image', repo: 'ferry-test/zstd', tags: ['1'], platform: AMD64, layers: ['base-os', 'zstd-data'], cmd: ['/bin/sh'] });
+    images.push({
+      kind: 'oci-image',
+      repo: 'ferry-test/zstd',
+      tags: ['1'],
+      platform: AMD64,
+      layers: ['base-os', 'zstd-data'],
+      cmd: ['/bin/sh'],
+    });
   }
   return { name: 'small', gzipLevel: 6, zstdLevel: 3, layers, images };
 }
@@ -283,9 +295,18 @@ function benchSpec(): CorpusSpec {
     entries: files.map(([path, size]) => ({ type: 'random', path, size })),
   });
   const layers: LayerSpec[] = [
-    { ...baseLayer('bench-base', 8 * MiB), entries: [...baseLayer('bench-base', 8 * MiB).entries, { type: 'random', path: 'usr/lib/libbig.so', size: 24 * MiB }] },
-    blob('bench-runtime', [['opt/runtime/lib/core.jar', 40 * MiB], ['opt/runtime/bin/java', 8 * MiB]]),
-    blob('bench-huge', [['data/model.bin', 256 * MiB], ['data/vocab.bin', 4 * MiB]]),
+    {
+      ...baseLayer('bench-base', 8 * MiB),
+      entries: [...baseLayer('bench-base', 8 * MiB).entries, { type: 'random', path: 'usr/lib/libbig.so', size: 24 * MiB }],
+    },
+    blob('bench-runtime', [
+      ['opt/runtime/lib/core.jar', 40 * MiB],
+      ['opt/runtime/bin/java', 8 * MiB],
+    ]),
+    blob('bench-huge', [
+      ['data/model.bin', 256 * MiB],
+      ['data/vocab.bin', 4 * MiB],
+    ]),
     blob('bench-app-a', [['app/a.bin', 12 * MiB]]),
     blob('bench-app-b', [['app/b.bin', 12 * MiB]]),
     blob('bench-app-c', [['app/c.bin', 12 * MiB]]),
@@ -352,7 +373,14 @@ function demoSpec(): CorpusSpec {
     ],
     images: [
       { kind: 'oci-image', repo: 'ferry-demo/base', tags: ['1'], platform: AMD64, layers: ['demo-base'], cmd: ['/bin/sh'] },
-      { kind: 'oci-image', repo: 'ferry-demo/app', tags: ['1.0'], platform: AMD64, layers: ['demo-base', 'demo-app'], cmd: ['/srv/app/app.bin'] },
+      {
+        kind: 'oci-image',
+        repo: 'ferry-demo/app',
+        tags: ['1.0'],
+        platform: AMD64,
+        layers: ['demo-base', 'demo-app'],
+        cmd: ['/srv/app/app.bin'],
+      },
       {
         kind: 'oci-index',
         repo: 'ferry-demo/hello',
@@ -483,7 +511,10 @@ class Generator {
     // Start every layer now (bounded by the semaphore); manifests are assembled as they finish.
     // Everything settles before a failure is reported, so no write outlives this call.
     const layers = [...this.layerSpecs.keys()].map((id) => this.layer(id));
-    const built = await allSettledOrThrow(this.spec.images.map((img) => this.image(img)), layers);
+    const built = await allSettledOrThrow(
+      this.spec.images.map((img) => this.image(img)),
+      layers,
+    );
     const images: CorpusImage[] = [];
     const entries: unknown[] = [];
     built.forEach(({ desc, platforms, artifactType }, i) => {
@@ -556,7 +587,10 @@ class Generator {
         const children = await Promise.all(img.children.map((c) => this.imageManifest(c, docker)));
         const manifests = children.map((d, i) => {
           const p = img.children[i]!.platform;
-          return { ...descriptorJson(d, docker), platform: { architecture: p.architecture, os: p.os, ...(p.variant ? { variant: p.variant } : {}) } };
+          return {
+            ...descriptorJson(d, docker),
+            platform: { architecture: p.architecture, os: p.os, ...(p.variant ? { variant: p.variant } : {}) },
+          };
         });
         const mediaType = docker ? MediaType.DockerManifestList : MediaType.OciIndex;
         const desc = await this.layout.writeJson(mediaType, { schemaVersion: 2, mediaType, manifests });
@@ -642,9 +676,7 @@ function layerMediaType(c: Compression, docker: boolean, id: string): string {
 
 /** Docker writes descriptors as mediaType, size, digest; OCI examples as mediaType, digest, size. */
 function descriptorJson(d: Descriptor, docker: boolean): Record<string, unknown> {
-  return docker
-    ? { mediaType: d.mediaType, size: d.size, digest: d.digest }
-    : { mediaType: d.mediaType, digest: d.digest, size: d.size };
+  return docker ? { mediaType: d.mediaType, size: d.size, digest: d.digest } : { mediaType: d.mediaType, digest: d.digest, size: d.size };
 }
 
 function platformString(p: PlatformSpec): string {
@@ -760,10 +792,14 @@ const ZSTD_HINT = "install the zstd CLI (Debian/Ubuntu package 'zstd': apt-get i
 function checkZstd(): void {
   const probe = spawnSync('zstd', ['--version'], { stdio: 'ignore' });
   if (probe.error || probe.status !== 0) {
-    throw new FerryError('ZSTD_MISSING', `the zstd CLI is needed for the zstd test image but ${probe.error ? 'was not found' : 'does not work'}`, {
-      hint: ZSTD_HINT,
-      cause: probe.error,
-    });
+    throw new FerryError(
+      'ZSTD_MISSING',
+      `the zstd CLI is needed for the zstd test image but ${probe.error ? 'was not found' : 'does not work'}`,
+      {
+        hint: ZSTD_HINT,
+        cause: probe.error,
+      },
+    );
   }
 }
 

@@ -86,7 +86,11 @@ export async function pushCorpus(layoutDir: string, corpus: CorpusManifest, regi
  * A skopeo source reference for one corpus image: oci:DIR:REF for OCI media types, else a dir:
  * transport view staged under `scratchDir` (created if needed; the caller removes it).
  */
-export async function skopeoSource(layoutDir: string, image: Pick<CorpusImage, 'ref' | 'digest' | 'mediaType'>, scratchDir: string): Promise<string> {
+export async function skopeoSource(
+  layoutDir: string,
+  image: Pick<CorpusImage, 'ref' | 'digest' | 'mediaType'>,
+  scratchDir: string,
+): Promise<string> {
   const dir = resolve(layoutDir);
   if (image.mediaType === MediaType.OciManifest || image.mediaType === MediaType.OciIndex) {
     // containers/image splits "oci:DIR:REF" at the first colon.

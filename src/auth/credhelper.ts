@@ -168,10 +168,7 @@ export class CredentialHelper {
         child.stderr.destroy();
         settle(err);
       };
-      const timer = setTimeout(
-        () => abort(this.error(`${what} timed out after ${timeoutMs} ms`, { retryable: true })),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => abort(this.error(`${what} timed out after ${timeoutMs} ms`, { retryable: true })), timeoutMs);
 
       child.stdout.on('data', (chunk: Buffer) => {
         stdoutBytes += chunk.length;

@@ -56,12 +56,7 @@ export interface CredentialSource {
 export const DOCKER_HUB = 'docker.io';
 /** The key Docker uses for Hub in config.json and the server URL it passes to helpers. */
 export const DOCKER_HUB_SERVER_URL = 'https://index.docker.io/v1/';
-const HUB_ALIASES: ReadonlySet<string> = new Set([
-  'docker.io',
-  'index.docker.io',
-  'registry-1.docker.io',
-  'registry.hub.docker.com',
-]);
+const HUB_ALIASES: ReadonlySet<string> = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 
 export interface LoadDockerConfigOptions {
   /** The config file; default `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`. */
@@ -143,11 +138,7 @@ export function parseDockerConfig(text: string, file: string): ParsedDockerConfi
 function isLegacyShape(doc: unknown): boolean {
   if (!isPlainObject(doc) || 'auths' in doc) return false;
   const values = Object.values(doc);
-  return (
-    values.length > 0 &&
-    values.every(isPlainObject) &&
-    values.some((v) => ENTRY_FIELDS.some((field) => field in (v as object)))
-  );
+  return values.length > 0 && values.every(isPlainObject) && values.some((v) => ENTRY_FIELDS.some((field) => field in (v as object)));
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -207,7 +198,7 @@ function parseServerKey(key: string): ServerKey | undefined {
   const lower = rawHost.toLowerCase();
   return {
     host: HUB_ALIASES.has(lower) ? DOCKER_HUB : lower,
-    scheme: schemeMatch?.[1]!.toLowerCase(),
+    scheme: schemeMatch ? schemeMatch[1]!.toLowerCase() : undefined,
     path: slash === -1 ? '' : rest.slice(slash),
   };
 }
@@ -245,13 +236,7 @@ function matchingKeys(keys: Iterable<string>, host: string): string[] {
     const schemeRank = parsed.scheme === undefined ? 0 : parsed.scheme === 'https' ? 1 : 2;
     candidates.push({
       key,
-      rank: [
-        key === host ? 0 : 1,
-        host === DOCKER_HUB && key === DOCKER_HUB_SERVER_URL ? 0 : 1,
-        schemeRank,
-        parsed.path.length,
-        index,
-      ],
+      rank: [key === host ? 0 : 1, host === DOCKER_HUB && key === DOCKER_HUB_SERVER_URL ? 0 : 1, schemeRank, parsed.path.length, index],
     });
   }
   candidates.sort((a, b) => compareRanks(a.rank, b.rank));

@@ -14,9 +14,7 @@ import { LIMITS, MEMBER, ZSTD_BLOB_RE, parseBundleManifest } from './format.js';
 import { ZstdError, spawnZstd } from './reader.js';
 
 /** Where a blob's bytes are in the tar. */
-export type BlobMember =
-  | { storage: 'raw'; entry: TarEntry }
-  | { storage: 'zstd'; entry: TarEntry; uncompressedSize: number };
+export type BlobMember = { storage: 'raw'; entry: TarEntry } | { storage: 'zstd'; entry: TarEntry; uncompressedSize: number };
 
 /**
  * Where every blob of the archive is: raw members by digest, and zstd members that the bundle
@@ -51,7 +49,10 @@ export function blobMembers(
 }
 
 /** The zstd members the bundle manifest lists, by member path; empty for a plain OCI archive. */
-export async function readZstdMembers(archive: OciArchive, label: string): Promise<Map<string, { digest: Digest; uncompressedSize: number }>> {
+export async function readZstdMembers(
+  archive: OciArchive,
+  label: string,
+): Promise<Map<string, { digest: Digest; uncompressedSize: number }>> {
   const out = new Map<string, { digest: Digest; uncompressedSize: number }>();
   if (!archive.archive.has(MEMBER.manifest)) return out;
   const bytes = await archive.archive.readBytes(archive.archive.resolve(MEMBER.manifest), LIMITS.maxJsonBytes, MEMBER.manifest);

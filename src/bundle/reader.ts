@@ -51,7 +51,12 @@ export function spawnZstd(args: string[]): ZstdProcess {
   return { child, stderr: () => stderr, exited };
 }
 
-export async function runZstd(args: string[], input: Readable, output: Writable, opts: { outputCap?: number; transforms?: Transform[] } = {}): Promise<void> {
+export async function runZstd(
+  args: string[],
+  input: Readable,
+  output: Writable,
+  opts: { outputCap?: number; transforms?: Transform[] } = {},
+): Promise<void> {
   const { child, stderr: zstdStderr, exited } = spawnZstd(args);
   let seen = 0;
   const cap = opts.outputCap;
@@ -67,7 +72,9 @@ export async function runZstd(args: string[], input: Readable, output: Writable,
   // EPIPE on stdin when zstd stops early (bad frame, killed) is reported through its exit status.
   child.stdin.on('error', () => {});
   const feed = pipeline(input, child.stdin).catch((err: unknown) => err as Error);
-  const drain = (pipeline as (...s: unknown[]) => Promise<void>)(child.stdout, counted, ...(opts.transforms ?? []), output).catch((err: unknown) => err as Error);
+  const drain = (pipeline as (...s: unknown[]) => Promise<void>)(child.stdout, counted, ...(opts.transforms ?? []), output).catch(
+    (err: unknown) => err as Error,
+  );
   const drainErr = await drain;
   if (drainErr) child.kill('SIGKILL');
   const feedErr = await feed;
@@ -92,7 +99,9 @@ async function readCapped(body: AsyncIterable<Buffer>, cap: number, what: string
 }
 
 /** The bundle manifest (schema-checked, not content-verified) and signature bytes, reading only the head of the tar. */
-export async function readBundleHead(file: string): Promise<{ manifest: BundleManifest; manifestBytes: Buffer; signature: Buffer | undefined }> {
+export async function readBundleHead(
+  file: string,
+): Promise<{ manifest: BundleManifest; manifestBytes: Buffer; signature: Buffer | undefined }> {
   let manifestBytes: Buffer | undefined;
   let signature: Buffer | undefined;
   let n = 0;

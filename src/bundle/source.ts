@@ -38,10 +38,17 @@ export class BundleInvalidError extends IntegrityError {
     readonly file: string,
     readonly problems: Problem[],
   ) {
-    const shown = problems.slice(0, 5).map((p) => `  ${p.code}: ${p.message}`).join('\n');
-    super('BUNDLE_INVALID', `${file} failed verification (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${shown}${problems.length > 5 ? '\n  …' : ''}`, {
-      hint: `nothing was loaded; \`ferry verify ${file === '(stdin)' ? '-' : file}\` lists every problem`,
-    });
+    const shown = problems
+      .slice(0, 5)
+      .map((p) => `  ${p.code}: ${p.message}`)
+      .join('\n');
+    super(
+      'BUNDLE_INVALID',
+      `${file} failed verification (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${shown}${problems.length > 5 ? '\n  …' : ''}`,
+      {
+        hint: `nothing was loaded; \`ferry verify ${file === '(stdin)' ? '-' : file}\` lists every problem`,
+      },
+    );
   }
 }
 
@@ -87,9 +94,13 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}, lab
   const zstdMembers = manifest.members.filter((m) => m.storage === 'zstd').length;
   if (zstdMembers > 0 && !zstdAvailable()) {
     // Found now, not halfway through a load: every blob of a bundle is part of some image.
-    throw new FerryError('ZSTD_UNAVAILABLE', `${label} stores ${zstdMembers} layer${zstdMembers === 1 ? '' : 's'} zstd-compressed and no zstd command is on PATH to restore ${zstdMembers === 1 ? 'it' : 'them'}; nothing was loaded`, {
-      hint: 'install zstd (Debian: apt-get install zstd)',
-    });
+    throw new FerryError(
+      'ZSTD_UNAVAILABLE',
+      `${label} stores ${zstdMembers} layer${zstdMembers === 1 ? '' : 's'} zstd-compressed and no zstd command is on PATH to restore ${zstdMembers === 1 ? 'it' : 'them'}; nothing was loaded`,
+      {
+        hint: 'install zstd (Debian: apt-get install zstd)',
+      },
+    );
   }
   const archive = await OciArchive.open(abs);
   try {
@@ -152,7 +163,11 @@ class BundleImageSource implements ImageSource {
   }
 
   async getManifest(digest: Digest, mediaType: string | undefined): Promise<ManifestBytes> {
-    const bytes = await this.archive.readBlobBytes({ digest }, `reading manifest ${digest} from ${this.description}`, LIMITS.maxManifestBytes);
+    const bytes = await this.archive.readBlobBytes(
+      { digest },
+      `reading manifest ${digest} from ${this.description}`,
+      LIMITS.maxManifestBytes,
+    );
     return { bytes, mediaType, digest };
   }
 
@@ -165,9 +180,13 @@ class BundleImageSource implements ImageSource {
         return this.archive.archive.open(m.entry, start > 0 ? { start: Math.min(start, m.entry.size), end: m.entry.size } : undefined);
       }
       if (!zstdAvailable()) {
-        throw new FerryError('ZSTD_UNAVAILABLE', `${opts.what}: the blob is stored zstd-compressed in the bundle and no zstd command is on PATH`, {
-          hint: 'install zstd (Debian: apt-get install zstd)',
-        });
+        throw new FerryError(
+          'ZSTD_UNAVAILABLE',
+          `${opts.what}: the blob is stored zstd-compressed in the bundle and no zstd command is on PATH`,
+          {
+            hint: 'install zstd (Debian: apt-get install zstd)',
+          },
+        );
       }
       return openRestored(this.archive, m.entry, m.uncompressedSize, start > 0 ? { start, end: m.uncompressedSize } : undefined);
     } catch (err) {

@@ -18,15 +18,7 @@ import { isManifestType } from '../oci/mediatypes.js';
 import { REF_NAME } from '../transports/oci/layout.js';
 import { FerryError, errorMessage } from '../util/errors.js';
 import { indexTarFile, iterateTar, openTarEntry, type TarEntry } from '../util/tar-reader.js';
-import {
-  parseBundleManifest,
-  LIMITS,
-  MEMBER,
-  RAW_BLOB_RE,
-  ZSTD_BLOB_RE,
-  type BundleManifest,
-  type BundleMember,
-} from './format.js';
+import { parseBundleManifest, LIMITS, MEMBER, RAW_BLOB_RE, ZSTD_BLOB_RE, type BundleManifest, type BundleMember } from './format.js';
 import { HashPool } from './hash-worker.js';
 import { loadPublicKey, verifyManifestSignature, type LoadedKey } from './sign.js';
 import { checksumsFile, OCI_LAYOUT_BYTES } from './writer.js';
@@ -69,11 +61,7 @@ const MAX_PROBLEMS = 10_000;
 /** Manifests kept in memory for the image-graph check (stream reads), all together. */
 export const MAX_KEPT_MANIFEST_BYTES = 64 * 1024 * 1024;
 
-type Action =
-  | { kind: 'skip' }
-  | { kind: 'stop' }
-  | { kind: 'buffer'; cap: number }
-  | { kind: 'hash'; member: BundleMember; keep: boolean };
+type Action = { kind: 'skip' } | { kind: 'stop' } | { kind: 'buffer'; cap: number } | { kind: 'hash'; member: BundleMember; keep: boolean };
 
 interface Hashed {
   sha256: string;
@@ -133,8 +121,15 @@ class Checker {
     this.entries++;
     const member = e.rawName;
     if (e.type !== 'file') {
-      const what = e.type === 'symlink' || e.type === 'hardlink' ? `a ${e.type} to ${JSON.stringify(e.linkname ?? '')}` : `a ${e.type === 'other' ? 'special file' : e.type}`;
-      this.problem({ code: 'TAR_NOT_REGULAR', member, message: `member ${JSON.stringify(member)} is ${what}; a bundle holds regular files only` });
+      const what =
+        e.type === 'symlink' || e.type === 'hardlink'
+          ? `a ${e.type} to ${JSON.stringify(e.linkname ?? '')}`
+          : `a ${e.type === 'other' ? 'special file' : e.type}`;
+      this.problem({
+        code: 'TAR_NOT_REGULAR',
+        member,
+        message: `member ${JSON.stringify(member)} is ${what}; a bundle holds regular files only`,
+      });
       return { kind: 'skip' };
     }
     const unsafe = unsafeName(e.rawName);
@@ -155,14 +150,22 @@ class Checker {
     if (member === MEMBER.manifest) {
       if (e.size > LIMITS.maxJsonBytes) {
         this.manifestFailed = true;
-        this.problem({ code: 'JSON_TOO_LARGE', member, message: `ferry-bundle.json is ${e.size} bytes, over the ${LIMITS.maxJsonBytes}-byte limit; not parsed` });
+        this.problem({
+          code: 'JSON_TOO_LARGE',
+          member,
+          message: `ferry-bundle.json is ${e.size} bytes, over the ${LIMITS.maxJsonBytes}-byte limit; not parsed`,
+        });
         return { kind: 'skip' };
       }
       return { kind: 'buffer', cap: LIMITS.maxJsonBytes };
     }
     if (member === MEMBER.signature) {
       if (e.size > LIMITS.maxSignatureBytes) {
-        this.problem({ code: 'SIGNATURE_INVALID', member, message: `signature is ${e.size} bytes, over the ${LIMITS.maxSignatureBytes}-byte limit` });
+        this.problem({
+          code: 'SIGNATURE_INVALID',
+          member,
+          message: `signature is ${e.size} bytes, over the ${LIMITS.maxSignatureBytes}-byte limit`,
+        });
         return { kind: 'skip' };
       }
       return { kind: 'buffer', cap: LIMITS.maxSignatureBytes };
@@ -179,7 +182,11 @@ class Checker {
     if (!this.manifest) {
       if (!this.manifestFailed) {
         this.manifestFailed = true;
-        this.problem({ code: 'MANIFEST_MISSING', member: MEMBER.manifest, message: `ferry-bundle.json does not come before ${JSON.stringify(member)} (not a ferry bundle, or damaged)` });
+        this.problem({
+          code: 'MANIFEST_MISSING',
+          member: MEMBER.manifest,
+          message: `ferry-bundle.json does not come before ${JSON.stringify(member)} (not a ferry bundle, or damaged)`,
+        });
       }
       return { kind: 'skip' };
     }
@@ -195,17 +202,29 @@ class Checker {
     this.signature = this.signatureBytes ? 'present' : 'none';
     if (key) {
       if (!this.signatureBytes) {
-        this.problem({ code: 'SIGNATURE_MISSING', member: MEMBER.signature, message: 'a key was given but the bundle is not signed; nothing else was checked' });
+        this.problem({
+          code: 'SIGNATURE_MISSING',
+          member: MEMBER.signature,
+          message: 'a key was given but the bundle is not signed; nothing else was checked',
+        });
         return false;
       }
       if (!this.manifestBytes) {
         this.signature = 'invalid';
-        this.problem({ code: 'SIGNATURE_INVALID', member: MEMBER.signature, message: 'ferry-bundle.json could not be read, so the signature cannot be checked; nothing else was checked' });
+        this.problem({
+          code: 'SIGNATURE_INVALID',
+          member: MEMBER.signature,
+          message: 'ferry-bundle.json could not be read, so the signature cannot be checked; nothing else was checked',
+        });
         return false;
       }
       if (!verifyManifestSignature(this.manifestBytes, this.signatureBytes, key)) {
         this.signature = 'invalid';
-        this.problem({ code: 'SIGNATURE_INVALID', member: MEMBER.signature, message: `the signature does not verify with the given ${key.algorithm} key; nothing else was checked` });
+        this.problem({
+          code: 'SIGNATURE_INVALID',
+          member: MEMBER.signature,
+          message: `the signature does not verify with the given ${key.algorithm} key; nothing else was checked`,
+        });
         return false;
       }
       this.signature = 'valid';
@@ -213,10 +232,18 @@ class Checker {
     }
     if (requireSignature) {
       if (!this.signatureBytes) {
-        this.problem({ code: 'SIGNATURE_MISSING', member: MEMBER.signature, message: 'a signature is required but the bundle is not signed; nothing else was checked' });
+        this.problem({
+          code: 'SIGNATURE_MISSING',
+          member: MEMBER.signature,
+          message: 'a signature is required but the bundle is not signed; nothing else was checked',
+        });
         return false;
       }
-      this.problem({ code: 'SIGNATURE_UNVERIFIED', member: MEMBER.signature, message: 'a signature is required but no key was given to check it' });
+      this.problem({
+        code: 'SIGNATURE_UNVERIFIED',
+        member: MEMBER.signature,
+        message: 'a signature is required but no key was given to check it',
+      });
     }
     return true;
   }
@@ -229,17 +256,30 @@ class Checker {
     }
     const m = hit.m;
     if (hit.pos < this.lastPos) {
-      this.problem({ code: 'MEMBER_ORDER', member, message: `member ${JSON.stringify(member)} is out of the order ferry-bundle.json lists` });
+      this.problem({
+        code: 'MEMBER_ORDER',
+        member,
+        message: `member ${JSON.stringify(member)} is out of the order ferry-bundle.json lists`,
+      });
     }
     this.lastPos = Math.max(this.lastPos, hit.pos);
     if (e.size !== m.size) {
-      this.problem({ code: 'SIZE_MISMATCH', member, ...(m.digest ? { digest: m.digest } : {}), message: `member ${JSON.stringify(member)} is ${e.size} bytes, ferry-bundle.json says ${m.size}` });
+      this.problem({
+        code: 'SIZE_MISMATCH',
+        member,
+        ...(m.digest ? { digest: m.digest } : {}),
+        message: `member ${JSON.stringify(member)} is ${e.size} bytes, ferry-bundle.json says ${m.size}`,
+      });
       this.verified.add(member); // seen (not missing), but not good
       return { kind: 'skip' };
     }
     if (member === MEMBER.index || member === MEMBER.checksums) {
       if (e.size > LIMITS.maxJsonBytes) {
-        this.problem({ code: 'JSON_TOO_LARGE', member, message: `${member} is ${e.size} bytes, over the ${LIMITS.maxJsonBytes}-byte limit; not parsed` });
+        this.problem({
+          code: 'JSON_TOO_LARGE',
+          member,
+          message: `${member} is ${e.size} bytes, over the ${LIMITS.maxJsonBytes}-byte limit; not parsed`,
+        });
         this.verified.add(member);
         return { kind: 'skip' };
       }
@@ -285,8 +325,14 @@ class Checker {
     if (this.pendingLayout) {
       // oci-layout came first: check it against its listing now.
       const m = this.byPath.get(MEMBER.layoutHeader);
-      if (!m) this.problem({ code: 'UNEXPECTED_MEMBER', member: MEMBER.layoutHeader, message: 'oci-layout is not listed in ferry-bundle.json' });
-      else this.hashed(m.m, { sha256: createHash('sha256').update(this.pendingLayout).digest('hex'), bytes: this.pendingLayout.length, kept: this.pendingLayout });
+      if (!m)
+        this.problem({ code: 'UNEXPECTED_MEMBER', member: MEMBER.layoutHeader, message: 'oci-layout is not listed in ferry-bundle.json' });
+      else
+        this.hashed(m.m, {
+          sha256: createHash('sha256').update(this.pendingLayout).digest('hex'),
+          bytes: this.pendingLayout.length,
+          kept: this.pendingLayout,
+        });
     }
   }
   private pendingLayout: Buffer | undefined;
@@ -299,37 +345,65 @@ class Checker {
         return;
       }
       if (m.path === MEMBER.manifest || m.path === MEMBER.signature || unsafeName(m.path)) {
-        this.problem({ code: 'MANIFEST_INVALID', ...where, message: `ferry-bundle.json lists a member it may not: ${JSON.stringify(m.path)}` });
+        this.problem({
+          code: 'MANIFEST_INVALID',
+          ...where,
+          message: `ferry-bundle.json lists a member it may not: ${JSON.stringify(m.path)}`,
+        });
         return;
       }
       const raw = RAW_BLOB_RE.exec(m.path);
       const z = ZSTD_BLOB_RE.exec(m.path);
       if (raw) {
         if (m.storage !== 'raw' || m.digest !== `sha256:${raw[1]}` || m.sha256 !== raw[1] || m.uncompressedSize !== undefined) {
-          this.problem({ code: 'MANIFEST_INVALID', ...where, message: `raw blob member ${m.path} must have storage raw and the digest and sha256 its name says` });
+          this.problem({
+            code: 'MANIFEST_INVALID',
+            ...where,
+            message: `raw blob member ${m.path} must have storage raw and the digest and sha256 its name says`,
+          });
         } else if (this.blobByDigest.get(m.digest)?.storage !== 'raw') {
           this.blobByDigest.set(m.digest, m);
         }
       } else if (z) {
         if (m.storage !== 'zstd' || m.digest !== `sha256:${z[1]}` || m.uncompressedSize === undefined) {
-          this.problem({ code: 'MANIFEST_INVALID', ...where, message: `zstd member ${m.path} must have storage zstd, digest sha256:${z[1]} and an uncompressedSize` });
+          this.problem({
+            code: 'MANIFEST_INVALID',
+            ...where,
+            message: `zstd member ${m.path} must have storage zstd, digest sha256:${z[1]} and an uncompressedSize`,
+          });
         } else if (m.uncompressedSize > LIMITS.maxRestoredBytes) {
-          this.problem({ code: 'MANIFEST_INVALID', ...where, message: `zstd member ${m.path} declares ${m.uncompressedSize} bytes, over the restore limit` });
+          this.problem({
+            code: 'MANIFEST_INVALID',
+            ...where,
+            message: `zstd member ${m.path} declares ${m.uncompressedSize} bytes, over the restore limit`,
+          });
         } else if (!this.blobByDigest.has(m.digest)) {
           this.blobByDigest.set(m.digest, m);
         }
       } else if (![MEMBER.layoutHeader, MEMBER.index, MEMBER.checksums].includes(m.path as never)) {
-        this.problem({ code: 'MANIFEST_INVALID', ...where, message: `ferry-bundle.json lists an unknown member kind ${JSON.stringify(m.path)}` });
+        this.problem({
+          code: 'MANIFEST_INVALID',
+          ...where,
+          message: `ferry-bundle.json lists an unknown member kind ${JSON.stringify(m.path)}`,
+        });
       } else if (m.storage !== 'raw' || m.digest !== undefined || m.uncompressedSize !== undefined || m.mediaType !== undefined) {
         // Only blob members carry a digest: one on index.json would count as a blob that is not there.
-        this.problem({ code: 'MANIFEST_INVALID', ...where, message: `member ${m.path} is not a blob: it must have storage raw and no digest, uncompressedSize or mediaType` });
+        this.problem({
+          code: 'MANIFEST_INVALID',
+          ...where,
+          message: `member ${m.path} is not a blob: it must have storage raw and no digest, uncompressedSize or mediaType`,
+        });
       }
       this.byPath.set(m.path, { m, pos });
     });
     for (const i of man.images) this.wantManifest.add(i.digest);
     const stored = man.members.reduce((n, m) => n + m.size, 0);
     if (man.totals.storedBytes !== stored || man.totals.images !== man.images.length) {
-      this.problem({ code: 'MANIFEST_INVALID', member: MEMBER.manifest, message: 'ferry-bundle.json totals disagree with its images and members' });
+      this.problem({
+        code: 'MANIFEST_INVALID',
+        member: MEMBER.manifest,
+        message: 'ferry-bundle.json totals disagree with its images and members',
+      });
     }
   }
 
@@ -355,13 +429,21 @@ class Checker {
       return;
     }
     if (h.sha256 !== m.sha256) {
-      this.problem({ code: 'CHECKSUM_MISMATCH', ...where, message: `member ${member}: sha256 ${h.sha256} differs from ${m.sha256} in ferry-bundle.json` });
+      this.problem({
+        code: 'CHECKSUM_MISMATCH',
+        ...where,
+        message: `member ${member}: sha256 ${h.sha256} differs from ${m.sha256} in ferry-bundle.json`,
+      });
       return;
     }
     if (m.storage === 'zstd' && m.digest) {
       const r = h.restored;
       if (!r) {
-        this.problem({ code: 'ZSTD_UNAVAILABLE', ...where, message: `member ${member}: the zstd command is not available to restore it; content not checked` });
+        this.problem({
+          code: 'ZSTD_UNAVAILABLE',
+          ...where,
+          message: `member ${member}: the zstd command is not available to restore it; content not checked`,
+        });
         return;
       }
       if ('error' in r) {
@@ -369,7 +451,11 @@ class Checker {
         return;
       }
       if (r.bytes !== m.uncompressedSize) {
-        this.problem({ code: 'SIZE_MISMATCH', ...where, message: `member ${member} restores to ${r.bytes} bytes, not the declared ${m.uncompressedSize}` });
+        this.problem({
+          code: 'SIZE_MISMATCH',
+          ...where,
+          message: `member ${member} restores to ${r.bytes} bytes, not the declared ${m.uncompressedSize}`,
+        });
         return;
       }
       if (`sha256:${r.sha256}` !== m.digest) {
@@ -398,7 +484,12 @@ class Checker {
     if (this.keptBytes + bytes.length > MAX_KEPT_MANIFEST_BYTES) {
       if (!this.keptOverflow) {
         this.keptOverflow = true;
-        this.problem({ code: 'MANIFESTS_TOO_LARGE', member: m.path, digest, message: `the bundle's manifests take more than ${MAX_KEPT_MANIFEST_BYTES} bytes; images whose manifests are beyond that are not checked` });
+        this.problem({
+          code: 'MANIFESTS_TOO_LARGE',
+          member: m.path,
+          digest,
+          message: `the bundle's manifests take more than ${MAX_KEPT_MANIFEST_BYTES} bytes; images whose manifests are beyond that are not checked`,
+        });
       }
       return;
     }
@@ -420,11 +511,17 @@ class Checker {
     if (this.stopped) return this.signature;
     const man = this.manifest;
     if (!man) {
-      if (!this.manifestFailed) this.problem({ code: 'MANIFEST_MISSING', member: MEMBER.manifest, message: 'the bundle has no ferry-bundle.json' });
+      if (!this.manifestFailed)
+        this.problem({ code: 'MANIFEST_MISSING', member: MEMBER.manifest, message: 'the bundle has no ferry-bundle.json' });
     } else {
       for (const m of man.members) {
         if (!this.verified.has(m.path)) {
-          this.problem({ code: 'MEMBER_MISSING', member: m.path, ...(m.digest ? { digest: m.digest } : {}), message: `member ${m.path} listed in ferry-bundle.json is not in the bundle` });
+          this.problem({
+            code: 'MEMBER_MISSING',
+            member: m.path,
+            ...(m.digest ? { digest: m.digest } : {}),
+            message: `member ${m.path} listed in ferry-bundle.json is not in the bundle`,
+          });
         }
       }
       this.checkIndex(man);
@@ -447,7 +544,13 @@ class Checker {
     }
     for (const img of man.images) {
       if (!entries.some((e) => e.digest === img.digest && e.annotations?.[REF_NAME] === img.ref)) {
-        this.problem({ code: 'INDEX_MISMATCH', member: MEMBER.index, image: img.ref, digest: img.digest, message: `index.json has no entry naming ${img.ref} at ${img.digest}` });
+        this.problem({
+          code: 'INDEX_MISMATCH',
+          member: MEMBER.index,
+          image: img.ref,
+          digest: img.digest,
+          message: `index.json has no entry naming ${img.ref} at ${img.digest}`,
+        });
       }
     }
   }
@@ -456,7 +559,11 @@ class Checker {
     if (!this.sumsBytes) return;
     const want = checksumsFile(man.members.filter((m) => m.path !== MEMBER.checksums));
     if (!this.sumsBytes.equals(want)) {
-      this.problem({ code: 'CHECKSUMS_MISMATCH', member: MEMBER.checksums, message: 'SHA256SUMS does not list exactly the members and hashes ferry-bundle.json does' });
+      this.problem({
+        code: 'CHECKSUMS_MISMATCH',
+        member: MEMBER.checksums,
+        message: 'SHA256SUMS does not list exactly the members and hashes ferry-bundle.json does',
+      });
     }
   }
 
@@ -483,17 +590,34 @@ class Checker {
         const what = depth === 0 ? 'root manifest' : 'manifest';
         if (missing(digest, what)) return;
         if (depth > 8) {
-          this.problem({ code: 'INDEX_TOO_DEEP', image: img.ref, digest, message: `image ${img.ref}: ${what} ${digest} is nested more than 8 indexes deep; not checked` });
+          this.problem({
+            code: 'INDEX_TOO_DEEP',
+            image: img.ref,
+            digest,
+            message: `image ${img.ref}: ${what} ${digest} is nested more than 8 indexes deep; not checked`,
+          });
           return;
         }
         const m = this.blobByDigest.get(digest)!;
         if (m.storage !== 'raw') {
-          this.problem({ code: 'MANIFEST_COMPRESSED', image: img.ref, digest, member: m.path, message: `image ${img.ref}: ${what} ${digest} is stored zstd-compressed (${m.path}); manifests must be stored raw` });
+          this.problem({
+            code: 'MANIFEST_COMPRESSED',
+            image: img.ref,
+            digest,
+            member: m.path,
+            message: `image ${img.ref}: ${what} ${digest} is stored zstd-compressed (${m.path}); manifests must be stored raw`,
+          });
           return;
         }
         if (!this.goodMembers.has(m.path)) return; // absent or damaged: reported against its member
         if (m.size > LIMITS.maxManifestBytes) {
-          this.problem({ code: 'JSON_TOO_LARGE', image: img.ref, digest, member: m.path, message: `image ${img.ref}: ${what} ${digest} is ${m.size} bytes, over the ${LIMITS.maxManifestBytes}-byte limit` });
+          this.problem({
+            code: 'JSON_TOO_LARGE',
+            image: img.ref,
+            digest,
+            member: m.path,
+            message: `image ${img.ref}: ${what} ${digest} is ${m.size} bytes, over the ${LIMITS.maxManifestBytes}-byte limit`,
+          });
           return;
         }
         const key = `${digest} ${mediaType ?? ''}`;
@@ -503,7 +627,13 @@ class Checker {
           const bytes = await read(m);
           if (!bytes) {
             if (!this.goodMembers.has(m.path)) return; // the reader found it damaged and said so
-            this.problem({ code: 'MANIFEST_UNCHECKED', image: img.ref, digest, member: m.path, message: `image ${img.ref}: ${what} ${digest} is in the bundle but was not kept to be parsed, so its content references are not checked` });
+            this.problem({
+              code: 'MANIFEST_UNCHECKED',
+              image: img.ref,
+              digest,
+              member: m.path,
+              message: `image ${img.ref}: ${what} ${digest} is in the bundle but was not kept to be parsed, so its content references are not checked`,
+            });
             unreadable.add(m.path);
             return;
           }
@@ -530,7 +660,12 @@ class Checker {
         } else {
           for (const b of requiredBlobs(doc)) {
             if (!isDigest(b.digest)) {
-              this.problem({ code: 'IMAGE_INVALID', image: img.ref, digest, message: `image ${img.ref}: manifest ${digest} names unsupported digest ${b.digest}` });
+              this.problem({
+                code: 'IMAGE_INVALID',
+                image: img.ref,
+                digest,
+                message: `image ${img.ref}: manifest ${digest} names unsupported digest ${b.digest}`,
+              });
               continue;
             }
             missing(b.digest, b === doc.config ? 'config' : 'layer');
@@ -558,7 +693,12 @@ class Checker {
       const sha = createHash('sha256').update(bytes).digest('hex');
       if (bytes.length !== m.size || sha !== m.sha256) {
         this.goodMembers.delete(m.path);
-        this.problem({ code: 'CHECKSUM_MISMATCH', member: m.path, ...(m.digest ? { digest: m.digest } : {}), message: `member ${m.path}: sha256 ${sha} differs from ${m.sha256} in ferry-bundle.json` });
+        this.problem({
+          code: 'CHECKSUM_MISMATCH',
+          member: m.path,
+          ...(m.digest ? { digest: m.digest } : {}),
+          message: `member ${m.path}: sha256 ${sha} differs from ${m.sha256} in ferry-bundle.json`,
+        });
         return undefined;
       }
       return bytes;
@@ -680,7 +820,10 @@ async function hashStream(body: Readable, m: BundleMember, keep: boolean): Promi
   if (oversize) return done({ code: 'ZSTD_OVERSIZE', error: `restores to more than the declared ${cap} bytes` });
   if (code !== 0) {
     const why = stderr().trim();
-    return done({ code: 'ZSTD_INVALID', error: `zstd -d failed (${signal ?? `exit ${code}`})${why ? `: ${why}` : ''}: not a valid zstd frame` });
+    return done({
+      code: 'ZSTD_INVALID',
+      error: `zstd -d failed (${signal ?? `exit ${code}`})${why ? `: ${why}` : ''}: not a valid zstd frame`,
+    });
   }
   return done({ sha256: rh.digest('hex'), bytes: rbytes });
 }
@@ -698,7 +841,10 @@ const TAR_OPTIONS = { maxEntries: LIMITS.maxMembers + 2, strict: true } as const
 
 function tarProblem(err: unknown): Problem {
   if ((err as { code?: string }).code === 'TRAILING_DATA') {
-    return { code: 'TRAILING_DATA', message: `the bundle has data after its end-of-archive marker (tar -x would extract it too): ${errorMessage(err)}` };
+    return {
+      code: 'TRAILING_DATA',
+      message: `the bundle has data after its end-of-archive marker (tar -x would extract it too): ${errorMessage(err)}`,
+    };
   }
   return { code: 'TAR_INVALID', message: `the bundle is not a complete tar archive: ${errorMessage(err)}` };
 }

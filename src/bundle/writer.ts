@@ -182,7 +182,11 @@ export async function planBundle(
         try {
           const cfg = JSON.parse((await store.readBlobBytes(doc.config, what)).toString('utf8')) as Record<string, unknown>;
           if (typeof cfg.os === 'string' && typeof cfg.architecture === 'string') {
-            p = formatPlatform({ os: cfg.os, architecture: cfg.architecture, variant: typeof cfg.variant === 'string' ? cfg.variant : undefined });
+            p = formatPlatform({
+              os: cfg.os,
+              architecture: cfg.architecture,
+              variant: typeof cfg.variant === 'string' ? cfg.variant : undefined,
+            });
           }
         } catch (err) {
           if ((err as { code?: string }).code === 'BLOB_MISSING') throw err;
@@ -271,15 +275,30 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     }
 
     const indexBytes = Buffer.from(
-      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: plan.index }, null, 2) + '\n',
+      `${JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: plan.index }, null, 2)}\n`,
       'utf8',
     );
     const blobMembers: BundleMember[] = plan.blobs.map((b) => {
       const spool = spools.get(b.digest);
       if (spool) {
-        return { path: zstdBlobPath(hex(b.digest)), size: spool.size, sha256: spool.sha256, storage: 'zstd', digest: b.digest, uncompressedSize: b.size, mediaType: b.mediaType };
+        return {
+          path: zstdBlobPath(hex(b.digest)),
+          size: spool.size,
+          sha256: spool.sha256,
+          storage: 'zstd',
+          digest: b.digest,
+          uncompressedSize: b.size,
+          mediaType: b.mediaType,
+        };
       }
-      return { path: rawBlobPath(hex(b.digest)), size: b.size, sha256: hex(b.digest), storage: 'raw', digest: b.digest, mediaType: b.mediaType };
+      return {
+        path: rawBlobPath(hex(b.digest)),
+        size: b.size,
+        sha256: hex(b.digest),
+        storage: 'raw',
+        digest: b.digest,
+        mediaType: b.mediaType,
+      };
     });
     const head: BundleMember[] = [
       { path: MEMBER.layoutHeader, size: OCI_LAYOUT_BYTES.length, sha256: hex(sha256(OCI_LAYOUT_BYTES)), storage: 'raw' },
@@ -308,7 +327,7 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
       members,
       totals,
     };
-    const manifestBytes = Buffer.from(JSON.stringify(manifest, null, 2) + '\n', 'utf8');
+    const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
     const signature = key ? signManifest(manifestBytes, key) : undefined;
 
     const tar = new TarWriter({ mtime: BUNDLE_MTIME });
@@ -329,8 +348,14 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
         // file. (Measured on a 400 MB store: ~13-17% slower than hashing a second read on the
         // worker pool; hashing the written file back on the pool after the write cost ~23%.)
         const src = spool
-          ? chain(createReadStream(spool.file, { highWaterMark: 1024 * 1024 }), new DigestVerifier({ digest: `sha256:${spool.sha256}`, size: spool.size, what: `zstd spool for ${b.digest}` }))
-          : chain(await opts.store.openBlob(b.digest, `blob ${b.digest}`), new DigestVerifier({ digest: b.digest, size: b.size, what: `store blob ${b.digest}` }));
+          ? chain(
+              createReadStream(spool.file, { highWaterMark: 1024 * 1024 }),
+              new DigestVerifier({ digest: `sha256:${spool.sha256}`, size: spool.size, what: `zstd spool for ${b.digest}` }),
+            )
+          : chain(
+              await opts.store.openBlob(b.digest, `blob ${b.digest}`),
+              new DigestVerifier({ digest: b.digest, size: b.size, what: `store blob ${b.digest}` }),
+            );
         await tar.addFile(m.path, m.size, src);
         emit({ kind: 'member', path: m.path, size: m.size });
       }
@@ -346,7 +371,7 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     // bundle without FILE.sig, whose signature member still verifies).
     const sigFile = `${output}.sig`;
     const dir = path.dirname(output);
-    if (await fileSize(sigFile) !== undefined) {
+    if ((await fileSize(sigFile)) !== undefined) {
       await rm(sigFile, { force: true });
       await fsyncDir(dir);
     }

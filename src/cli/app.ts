@@ -19,7 +19,9 @@ export const VERSION = '0.1.0';
  * 150 ms start. Switched off where yargs' internals have the expected shape, else left alone.
  */
 function skipHelpCache(cli: unknown): void {
-  const internals = (cli as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: unknown } } }).getInternalMethods?.();
+  const internals = (
+    cli as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: unknown } } }
+  ).getInternalMethods?.();
   const usage = internals?.getUsageInstance?.();
   if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
 }
@@ -59,4 +61,3 @@ export async function main(argv: string[]): Promise<number> {
     return interruptedExitCode() ?? code;
   }
 }
-

@@ -35,9 +35,17 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
           .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'bundle file to write' })
           .option('store', { type: 'string', describe: `OCI layout store (default $FERRY_STORE or ${DEFAULT_STORE})` })
           .option('from-store', { type: 'boolean', describe: 'bundle every image in the store' })
-          .option('platform', { type: 'string', array: true, describe: 'only this platform for images pulled now, OS/ARCH[/VARIANT]; repeatable' })
+          .option('platform', {
+            type: 'string',
+            array: true,
+            describe: 'only this platform for images pulled now, OS/ARCH[/VARIANT]; repeatable',
+          })
           .option('sign-key', { type: 'string', describe: 'sign with this private key (PEM, ECDSA P-256 or Ed25519)' })
-          .option('compression', { choices: ['auto', 'zstd', 'none'] as const, default: 'auto' as const, describe: 'zstd-compress uncompressed layers inside the bundle (none: a plain oci-archive)' })
+          .option('compression', {
+            choices: ['auto', 'zstd', 'none'] as const,
+            default: 'auto' as const,
+            describe: 'zstd-compress uncompressed layers inside the bundle (none: a plain oci-archive)',
+          })
           .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' })
           .example('$0 bundle nginx:1.27 redis:7 -o images.ferry --sign-key key.pem', 'two images, signed')
           .example('$0 bundle --from-store --store /srv/store -o all.ferry', 'everything already in a store'),
@@ -59,10 +67,11 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     throw new UsageError('nothing to bundle: give image references, -f LIST, or --from-store');
   }
   const platforms = platformsOf(args.platform) ?? [];
-  if (platforms.length > 0 && refs.length === 0) throw new UsageError('--platform applies to images pulled now; it cannot filter --from-store');
+  if (platforms.length > 0 && refs.length === 0)
+    throw new UsageError('--platform applies to images pulled now; it cannot filter --from-store');
   const storeDir = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   const out = (line: string): void => {
-    if (!args.quiet && !args.json) process.stderr.write(line + '\n');
+    if (!args.quiet && !args.json) process.stderr.write(`${line}\n`);
   };
   let names: string[] | undefined;
   if (refs.length > 0) {
@@ -73,7 +82,8 @@ export async function runBundle(args: BundleArgs): Promise<number> {
       const integrity = onlyIntegrityFailures(r.failures);
       const message = `${r.failures.length} image${r.failures.length === 1 ? '' : 's'} could not be pulled; no bundle written`;
       // Content that did not match its digests is an integrity failure (exit 3), as for pull.
-      if (integrity) throw new IntegrityError('PULL_FAILED', message, { hint: 'the source served content that does not match its digests' });
+      if (integrity)
+        throw new IntegrityError('PULL_FAILED', message, { hint: 'the source served content that does not match its digests' });
       throw new FerryError('PULL_FAILED', message);
     }
     names = r.images.filter((i) => i.status === 'done').map((i) => i.name);
@@ -98,7 +108,8 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     if (args.json) jsonLine({ type: 'report', ...report });
     else {
       const t = report.totals;
-      for (const i of report.images) out(`  ${i.ref}  ${i.digest}  ${formatBytes(i.totalSize)}${i.platforms.length ? `  ${i.platforms.join(', ')}` : ''}`);
+      for (const i of report.images)
+        out(`  ${i.ref}  ${i.digest}  ${formatBytes(i.totalSize)}${i.platforms.length ? `  ${i.platforms.join(', ')}` : ''}`);
       out(
         `Wrote ${report.output}: ${t.images} images, ${t.blobs} unique blobs; ${formatBytes(t.referencedBytes)} referenced, ` +
           `${formatBytes(t.uniqueBytes)} unique, ${formatBytes(t.storedBytes)} stored${report.signature ? `; signature ${report.signature}` : ''}`,

@@ -37,7 +37,9 @@ export async function runInspect(args: InspectArgs): Promise<number> {
     return code;
   }
   const lines: string[] = [];
-  lines.push(`${r.source}: ${r.kind === 'bundle' ? `ferry bundle format ${r.format}, written by ${r.tool.name} ${r.tool.version} at ${r.created}` : 'OCI image layout'}`);
+  lines.push(
+    `${r.source}: ${r.kind === 'bundle' ? `ferry bundle format ${r.format}, written by ${r.tool.name} ${r.tool.version} at ${r.created}` : 'OCI image layout'}`,
+  );
   const w = Math.max(...r.images.map((i) => i.ref.length), 5);
   lines.push(`${'IMAGE'.padEnd(w)}  ${'DIGEST'.padEnd(19)}  ${'SIZE'.padStart(10)}  PLATFORMS`);
   for (const i of r.images) {
@@ -47,7 +49,7 @@ export async function runInspect(args: InspectArgs): Promise<number> {
     `${r.images.length} images, ${r.blobs} unique blobs: ${formatBytes(r.referencedBytes)} referenced, ${formatBytes(r.uniqueBytes)} unique, ` +
       `${formatBytes(r.storedBytes)} stored; signature: ${r.signature}`,
   );
-  process.stdout.write(lines.join('\n') + '\n');
+  process.stdout.write(`${lines.join('\n')}\n`);
   if (code !== 0) process.stderr.write(`${r.source}: signature ${r.signature === 'none' ? 'missing' : 'invalid'} for key ${args.key}\n`);
   return code;
 }

@@ -13,7 +13,10 @@ export function interruptedExitCode(): number | undefined {
   return interruptedBy === undefined ? undefined : 128 + (constants.signals[interruptedBy] ?? 0);
 }
 
-export async function interruptible<T>(run: (signal: AbortSignal) => Promise<T>, cleanup: () => Promise<void> = async () => {}): Promise<T> {
+export async function interruptible<T>(
+  run: (signal: AbortSignal) => Promise<T>,
+  cleanup: () => Promise<void> = async () => {},
+): Promise<T> {
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals): void => {
     if (ac.signal.aborted) process.exit(128 + (constants.signals[sig] ?? 0));

@@ -9,7 +9,16 @@ import { parseLoadDestination } from '../load/destination.js';
 import { isStdin, writeFileAtomic } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { interruptible } from './interrupt.js';
-import { IMAGE_LIST_OPTION, PLATFORM_OPTION, checkConcurrency, platformsOf, collectRefs, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import {
+  IMAGE_LIST_OPTION,
+  PLATFORM_OPTION,
+  checkConcurrency,
+  platformsOf,
+  collectRefs,
+  registryAccess,
+  registryFlags,
+  type RegistryFlags,
+} from './options.js';
 import { createView, jsonLine, outputMode, type OutputMode, type ProgressView } from './progress.js';
 
 interface CommonArgs extends RegistryFlags {
@@ -37,13 +46,18 @@ interface MirrorArgs extends CommonArgs {
   platform?: string[];
 }
 
-
 function commonFlags<T>(cmd: Argv<T>): Argv<T> {
   return cmd
     .option('scoped', { type: 'boolean', describe: 'keep the source registry host as the first path component (registry destinations)' })
     .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
-    .option('chunk-size', { type: 'number', describe: 'registry uploads: blobs larger than this many MiB go up in PATCH requests of this size (default 64)' })
-    .option('mapping', { type: 'string', describe: 'write the JSON mapping source reference → destination reference and digest to this file' })
+    .option('chunk-size', {
+      type: 'number',
+      describe: 'registry uploads: blobs larger than this many MiB go up in PATCH requests of this size (default 64)',
+    })
+    .option('mapping', {
+      type: 'string',
+      describe: 'write the JSON mapping source reference → destination reference and digest to this file',
+    })
     .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' });
 }
 
@@ -56,7 +70,11 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
         registryFlags(
           commonFlags(
             cmd
-              .positional('source', { type: 'string', demandOption: true, describe: 'bundle file, - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]' })
+              .positional('source', {
+                type: 'string',
+                demandOption: true,
+                describe: 'bundle file, - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]',
+              })
               .option('to', {
                 type: 'string',
                 demandOption: true,
@@ -66,10 +84,11 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
               .option('key', { type: 'string', describe: 'public key (PEM) the bundle signature must verify with' })
               .option('require-signature', { type: 'boolean', describe: 'refuse a bundle that is not signed' })
               .option('ctr', { type: 'string', describe: 'containerd client command (default ctr; e.g. "k3s ctr")' })
-              .option('snapshotter', { type: 'string', describe: 'containerd snapshotter to unpack into (default: containerd\'s)' })
+              .option('snapshotter', { type: 'string', describe: "containerd snapshotter to unpack into (default: containerd's)" })
               .option('unpack', {
                 type: 'boolean',
-                describe: 'containerd: unpack into the snapshotter after import (default); --no-unpack imports content and names only (Kubernetes unpacks on container create)',
+                describe:
+                  'containerd: unpack into the snapshotter after import (default); --no-unpack imports content and names only (Kubernetes unpacks on container create)',
               })
               .example('$0 load images.ferry --to docker://registry.local:5000/mirror', 'push every image under mirror/')
               .example('$0 load images.ferry --key pub.pem --to containerd', 'import into containerd (namespace k8s.io)')
@@ -87,7 +106,11 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
         registryFlags(
           commonFlags(
             cmd
-              .positional('refs', { type: 'string', array: true, describe: 'image references (nginx:1.27, ghcr.io/org/app:1.2, docker://…)' })
+              .positional('refs', {
+                type: 'string',
+                array: true,
+                describe: 'image references (nginx:1.27, ghcr.io/org/app:1.2, docker://…)',
+              })
               .option('file', IMAGE_LIST_OPTION)
               .option('to', { type: 'string', demandOption: true, describe: 'docker://HOST[:PORT][/PREFIX]' })
               .option('platform', PLATFORM_OPTION)
@@ -102,7 +125,9 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
 
 async function view(args: CommonArgs): Promise<{ mode: OutputMode; view: ProgressView }> {
   if (args.mapping !== undefined && isStdin(args.mapping)) {
-    throw new UsageError('--mapping takes a file to write, not -', { hint: 'with --json the final report on stdout carries the mapping too' });
+    throw new UsageError('--mapping takes a file to write, not -', {
+      hint: 'with --json the final report on stdout carries the mapping too',
+    });
   }
   const mode = outputMode(!!args.json);
   return { mode, view: await createView(mode) };
@@ -132,7 +157,8 @@ async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, ve
 /** --chunk-size in MiB → bytes; 1 MiB to 4 GiB. */
 function chunkSizeOf(mib: number | undefined): number | undefined {
   if (mib === undefined) return undefined;
-  if (!Number.isInteger(mib) || mib < 1 || mib > 4096) throw new UsageError(`--chunk-size must be a whole number of MiB from 1 to 4096, got ${String(mib)}`);
+  if (!Number.isInteger(mib) || mib < 1 || mib > 4096)
+    throw new UsageError(`--chunk-size must be a whole number of MiB from 1 to 4096, got ${String(mib)}`);
   return mib * 1024 * 1024;
 }
 

@@ -23,14 +23,32 @@ export function registryFlags<T>(y: Argv<T>): Argv<T & RegistryFlags> {
     .option('password-stdin', { type: 'boolean', describe: 'read the password or token for --username from stdin' })
     .option('auth-registry', {
       type: 'string',
-      describe: 'the registry --username is for (default: the one registry the command talks to; mirror: the destination); others use config.json',
+      describe:
+        'the registry --username is for (default: the one registry the command talks to; mirror: the destination); others use config.json',
     })
-    .option('authfile', { type: 'string', describe: 'docker config.json with credentials (default $DOCKER_CONFIG/config.json, ~/.docker/config.json, else ~/.dockercfg)' })
-    .option('insecure', { type: 'boolean', describe: 'allow plain HTTP and unverified registries (loopback registries may always use HTTP)' })
-    .option('insecure-registry', { type: 'string', array: true, describe: 'for this registry host[:port] only: skip TLS verification, and fall back to plain HTTP when it has no TLS' })
+    .option('authfile', {
+      type: 'string',
+      describe: 'docker config.json with credentials (default $DOCKER_CONFIG/config.json, ~/.docker/config.json, else ~/.dockercfg)',
+    })
+    .option('insecure', {
+      type: 'boolean',
+      describe: 'allow plain HTTP and unverified registries (loopback registries may always use HTTP)',
+    })
+    .option('insecure-registry', {
+      type: 'string',
+      array: true,
+      describe: 'for this registry host[:port] only: skip TLS verification, and fall back to plain HTTP when it has no TLS',
+    })
     .option('ca-file', { type: 'string', array: true, describe: 'extra CA certificate (PEM) to trust' })
-    .option('certs-dir', { type: 'string', array: true, describe: 'per-host certificate directories (default /etc/docker/certs.d and /etc/containers/certs.d)' })
-    .group(['username', 'password-stdin', 'auth-registry', 'authfile', 'insecure', 'insecure-registry', 'ca-file', 'certs-dir'], 'Registry access:') as Argv<T & RegistryFlags>;
+    .option('certs-dir', {
+      type: 'string',
+      array: true,
+      describe: 'per-host certificate directories (default /etc/docker/certs.d and /etc/containers/certs.d)',
+    })
+    .group(
+      ['username', 'password-stdin', 'auth-registry', 'authfile', 'insecure', 'insecure-registry', 'ca-file', 'certs-dir'],
+      'Registry access:',
+    ) as Argv<T & RegistryFlags>;
 }
 
 async function readAllStdin(): Promise<string> {
@@ -51,7 +69,8 @@ export interface RegistryAccess {
 export async function registryAccess(flags: RegistryFlags, stdinTaken = false): Promise<RegistryAccess> {
   const out: RegistryAccess = {};
   if (flags['password-stdin'] && !flags.username) throw new UsageError('--password-stdin needs --username');
-  if (flags['auth-registry'] !== undefined && !flags.username) throw new UsageError('--auth-registry names the registry --username is for; give --username too');
+  if (flags['auth-registry'] !== undefined && !flags.username)
+    throw new UsageError('--auth-registry names the registry --username is for; give --username too');
   if (flags.username) {
     if (!flags['password-stdin']) throw new UsageError('--username needs --password-stdin (passwords are never taken on the command line)');
     if (stdinTaken) throw new UsageError('--password-stdin cannot be used when the image list is read from stdin');

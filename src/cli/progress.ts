@@ -32,7 +32,7 @@ export function outputMode(
 }
 
 export function jsonLine(obj: unknown): void {
-  process.stdout.write(JSON.stringify(obj) + '\n');
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
 class ImageTracker {
@@ -92,11 +92,13 @@ export abstract class TrackingView implements ProgressView {
 /** One line per meaningful step; for logs and pipes. */
 export class PlainView extends TrackingView {
   protected draw(e: CopyEvent): void {
-    const out = (s: string): boolean => process.stderr.write(s + '\n');
+    const out = (s: string): boolean => process.stderr.write(`${s}\n`);
     switch (e.kind) {
       case 'image':
         if (e.state === 'resolved') {
-          out(`resolved ${e.image} ${e.digest}${e.platforms?.length ? ` [${e.platforms.join(', ')}]` : ''} (${e.blobs?.length ?? 0} blobs, ${formatBytes(e.total ?? 0)})`);
+          out(
+            `resolved ${e.image} ${e.digest}${e.platforms?.length ? ` [${e.platforms.join(', ')}]` : ''} (${e.blobs?.length ?? 0} blobs, ${formatBytes(e.total ?? 0)})`,
+          );
           if (e.originalDigest) out(`  index rewritten for --platform; the source index is ${e.originalDigest}`);
         } else if (e.state === 'done') out(`done ${e.image} ${e.digest}`);
         else if (e.state === 'failed') out(`FAILED ${e.image}: ${e.error}`);

@@ -4,7 +4,16 @@ import { DEFAULT_CONCURRENCY, DEFAULT_STORE, onlyIntegrityFailures, pull } from 
 import { UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
-import { IMAGE_LIST_OPTION, PLATFORM_OPTION, checkConcurrency, collectRefs, platformsOf, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import {
+  IMAGE_LIST_OPTION,
+  PLATFORM_OPTION,
+  checkConcurrency,
+  collectRefs,
+  platformsOf,
+  registryAccess,
+  registryFlags,
+  type RegistryFlags,
+} from './options.js';
 import { interruptible } from './interrupt.js';
 import { createView, jsonLine, outputMode } from './progress.js';
 
@@ -24,7 +33,11 @@ export function pullCommand<T>(y: Argv<T>): Argv<T> {
     (cmd) =>
       registryFlags(
         cmd
-          .positional('refs', { type: 'string', array: true, describe: 'image references (nginx, ghcr.io/org/app:1.2, docker://…, oci:DIR:REF)' })
+          .positional('refs', {
+            type: 'string',
+            array: true,
+            describe: 'image references (nginx, ghcr.io/org/app:1.2, docker://…, oci:DIR:REF)',
+          })
           .option('file', IMAGE_LIST_OPTION)
           .option('store', { type: 'string', describe: `OCI layout to pull into (default $FERRY_STORE or ${DEFAULT_STORE})` })
           .option('platform', PLATFORM_OPTION)
@@ -59,7 +72,9 @@ async function runPull(args: PullArgs): Promise<number> {
     const b = report.blobs;
     for (const i of done) {
       if (i.originalDigest) {
-        process.stderr.write(`note: ${i.name} stored as ${i.digest} (index rewritten for ${i.platforms.join(', ')}); the published index is ${i.originalDigest}\n`);
+        process.stderr.write(
+          `note: ${i.name} stored as ${i.digest} (index rewritten for ${i.platforms.join(', ')}); the published index is ${i.originalDigest}\n`,
+        );
       }
     }
     for (const f of report.failures) {

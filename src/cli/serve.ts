@@ -43,7 +43,9 @@ export function parseServeSource(s: string): ServeSource {
   const repository = colon === -1 ? undefined : rest.slice(colon + 1);
   if (dir === '') {
     throw new UsageError(
-      prefix === 'oci:' ? `${JSON.stringify(s)}: oci: needs a directory, e.g. oci:./ferry-store` : `${JSON.stringify(s)}: bundle: needs a file, e.g. bundle:./images.ferry`,
+      prefix === 'oci:'
+        ? `${JSON.stringify(s)}: oci: needs a directory, e.g. oci:./ferry-store`
+        : `${JSON.stringify(s)}: bundle: needs a file, e.g. bundle:./images.ferry`,
     );
   }
   if (repository !== undefined && !isRepositoryName(repository)) {
@@ -72,17 +74,30 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
         .positional('sources', {
           type: 'string',
           array: true,
-          describe: 'oci:DIR[:REPO], a bundle FILE (or bundle:FILE[:REPO]) or an OCI archive; REPO serves images named by a bare tag (v1) as REPO:v1',
+          describe:
+            'oci:DIR[:REPO], a bundle FILE (or bundle:FILE[:REPO]) or an OCI archive; REPO serves images named by a bare tag (v1) as REPO:v1',
         })
         .option('listen', { type: 'string', default: DEFAULT_LISTEN, describe: 'address to listen on, HOST:PORT ([::1]:PORT for IPv6)' })
         .option('tls-cert', { type: 'string', describe: 'serve HTTPS with this PEM certificate (chain); needs --tls-key' })
         .option('tls-key', { type: 'string', describe: 'PEM private key for --tls-cert' })
-        .option('htpasswd', { type: 'string', describe: 'require HTTP Basic auth against this htpasswd file (bcrypt entries, htpasswd -B)' })
-        .option('scoped', { type: 'boolean', describe: 'keep the registry host in repository names (docker.io/library/nginx instead of library/nginx)' })
+        .option('htpasswd', {
+          type: 'string',
+          describe: 'require HTTP Basic auth against this htpasswd file (bcrypt entries, htpasswd -B)',
+        })
+        .option('scoped', {
+          type: 'boolean',
+          describe: 'keep the registry host in repository names (docker.io/library/nginx instead of library/nginx)',
+        })
         .option('json', { type: 'boolean', describe: 'JSON lines on stdout: start-up, served images, one line per request' })
         .example('$0 serve oci:./ferry-store', 'serve a store on 127.0.0.1:5000')
-        .example('$0 serve oci:/media/usb/store --listen 0.0.0.0:443 --tls-cert reg.crt --tls-key reg.key --htpasswd users', 'serve to the network')
-        .example('$0 serve oci:./layout:team/app', "serve a layout whose images are named v1, v2 as team/app:v1, …") as unknown as Argv<ServeArgs>,
+        .example(
+          '$0 serve oci:/media/usb/store --listen 0.0.0.0:443 --tls-cert reg.crt --tls-key reg.key --htpasswd users',
+          'serve to the network',
+        )
+        .example(
+          '$0 serve oci:./layout:team/app',
+          'serve a layout whose images are named v1, v2 as team/app:v1, …',
+        ) as unknown as Argv<ServeArgs>,
     async (args) => {
       const ac = new AbortController();
       let signals = 0;
@@ -189,7 +204,15 @@ function report(
   const names = [...repos.keys()];
   const tagCount = [...repos.values()].reduce((n, l) => n + l.length, 0);
   if (json) {
-    emit({ type: 'listening', url: server.url, host: server.host, port: server.port, tls: server.url.startsWith('https:'), auth, sources: sources.map((s) => s.description) });
+    emit({
+      type: 'listening',
+      url: server.url,
+      host: server.host,
+      port: server.port,
+      tls: server.url.startsWith('https:'),
+      auth,
+      sources: sources.map((s) => s.description),
+    });
     for (const name of names) {
       const tags = repos.get(name)!;
       emit({ type: 'repository', name, tags });
@@ -197,7 +220,9 @@ function report(
     return;
   }
   const extras = [server.url.startsWith('https:') ? 'TLS' : undefined, auth ? 'basic auth' : undefined].filter(Boolean);
-  out(`Serving ${server.url} (read-only${extras.length ? `, ${extras.join(', ')}` : ''}): ${plural(names.length, 'repository', 'repositories')}, ${plural(tagCount, 'tag', 'tags')}\n`);
+  out(
+    `Serving ${server.url} (read-only${extras.length ? `, ${extras.join(', ')}` : ''}): ${plural(names.length, 'repository', 'repositories')}, ${plural(tagCount, 'tag', 'tags')}\n`,
+  );
   for (const name of names) {
     const tags = repos.get(name)!;
     if (tags.length === 0) out(`  ${name} (no tags; by digest only)\n`);

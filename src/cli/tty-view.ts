@@ -94,4 +94,3 @@ export class TtyView extends TrackingView {
     await this.run;
   }
 }
-

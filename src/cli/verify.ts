@@ -40,7 +40,8 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
   if (args.requireSignature && args.key === undefined) {
     throw new UsageError('--require-signature needs --key to check the signature with');
   }
-  if (!isStdin(args.file)) await requireBundleFile(args.file, `ferry verify checks bundle files; ferry inspect oci:${args.file} lists an OCI layout`);
+  if (!isStdin(args.file))
+    await requireBundleFile(args.file, `ferry verify checks bundle files; ferry inspect oci:${args.file} lists an OCI layout`);
   const file = isStdin(args.file) ? STDIN_PATH : args.file;
   const label = isStdin(args.file) ? '-' : args.file;
   const r = await verifyBundle(file, {
@@ -49,7 +50,15 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
   });
   if (!args.quiet) {
     if (args.json) {
-      jsonLine({ type: 'verify', file: label, ok: r.ok, signature: r.signature, problems: r.problems, totals: r.manifest?.totals, images: r.manifest?.images.map((i) => ({ ref: i.ref, digest: i.digest })) });
+      jsonLine({
+        type: 'verify',
+        file: label,
+        ok: r.ok,
+        signature: r.signature,
+        problems: r.problems,
+        totals: r.manifest?.totals,
+        images: r.manifest?.images.map((i) => ({ ref: i.ref, digest: i.digest })),
+      });
     } else {
       for (const p of r.problems) process.stderr.write(`problem: ${p.code}: ${p.message}\n`);
       if (r.ok) {
@@ -60,7 +69,8 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
         );
       } else {
         process.stderr.write(`${label}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
-        if (r.problems.some((p) => p.code === 'ZSTD_UNAVAILABLE')) process.stderr.write('hint: install zstd (Debian: apt-get install zstd) to check zstd-compressed members\n');
+        if (r.problems.some((p) => p.code === 'ZSTD_UNAVAILABLE'))
+          process.stderr.write('hint: install zstd (Debian: apt-get install zstd) to check zstd-compressed members\n');
       }
     }
   }

@@ -106,9 +106,12 @@ export async function executeCopy(
     const stream = source.openBlob(desc, {
       what,
       ...(opts.signal ? { signal: opts.signal } : {}),
-      onResume: (offset, reason) => emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
+      onResume: (offset, reason) =>
+        emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
     });
-    const written = await store.putBlob(desc, stream, what, (n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }));
+    const written = await store.putBlob(desc, stream, what, (n) =>
+      emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }),
+    );
     for (const name of images) fetched.add(name);
     stats.fetched++;
     stats.bytesFetched += written;
@@ -116,12 +119,17 @@ export async function executeCopy(
   }
 
   const conflicts = new Set(plan.blobs.filter((b) => b.sizeConflict).map((b) => b.desc.digest));
-  const schedule = scheduleBlobs(plan.blobs, (b) => b.desc, (b) => fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true, b.images), {
-    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    onEvent: emit,
-    stats,
-  });
+  const schedule = scheduleBlobs(
+    plan.blobs,
+    (b) => b.desc,
+    (b) => fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true, b.images),
+    {
+      ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onEvent: emit,
+      stats,
+    },
+  );
 
   async function finishImage(img: PlannedImage): Promise<ImageResult> {
     const base = resultBase(img);
@@ -140,7 +148,9 @@ export async function executeCopy(
       for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
       const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
       if (img.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = img.originalDigest;
-      const renamed = await store.putIndexEntries([{ mediaType: img.root.mediaType, digest: img.root.digest, size: img.root.size, annotations }]);
+      const renamed = await store.putIndexEntries([
+        { mediaType: img.root.mediaType, digest: img.root.digest, size: img.root.size, annotations },
+      ]);
       emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
       return { ...base, status: 'done', ...(renamed || fetched.has(img.name) ? {} : { skipped: true }) };
     } catch (err) {

@@ -136,10 +136,9 @@ async function planOne(item: CopyItem, sourceIndex: number, signal: AbortSignal 
     const missing = item.platforms.filter((p) => !index.manifests.some((d) => platformMatches(p, d.platform)));
     if (missing.length > 0) {
       const has = [...new Set(index.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : 'unknown')))];
-      throw new NotFoundError(
-        `${item.source.description} has no image for platform ${missing.map(formatPlatform).join(', ')}`,
-        { hint: `it has: ${has.join(', ')}` },
-      );
+      throw new NotFoundError(`${item.source.description} has no image for platform ${missing.map(formatPlatform).join(', ')}`, {
+        hint: `it has: ${has.join(', ')}`,
+      });
     }
     if (keep.length !== index.manifests.length) {
       originalDigest = root.digest;

@@ -68,7 +68,9 @@ export function bindStaticCredential(
     const named = normalizeRegistry(opts.staticCredentialRegistry);
     if (!named) throw new UsageError(`--auth-registry ${JSON.stringify(opts.staticCredentialRegistry)} is not a registry host[:port]`);
     if (!talked.includes(named)) {
-      throw new UsageError(`--auth-registry ${named}: this run does not talk to that registry${talked.length ? ` (it talks to ${talked.join(', ')})` : ''}`);
+      throw new UsageError(
+        `--auth-registry ${named}: this run does not talk to that registry${talked.length ? ` (it talks to ${talked.join(', ')})` : ''}`,
+      );
     }
     return { registry: named, credential };
   }
@@ -93,7 +95,8 @@ export function registryClientOptions(
     ...(opts.certsDirs ? { certsDirs: opts.certsDirs } : {}),
     ...(opts.retry ? { retry: opts.retry } : {}),
     connections: Math.max(4, (opts.concurrency ?? DEFAULT_CONCURRENCY) * 2),
-    onRetry: (info) => opts.onEvent?.({ kind: 'retry', reason: `${info.method} ${info.url}: ${info.reason}`, attempt: info.attempt, delayMs: info.delayMs }),
+    onRetry: (info) =>
+      opts.onEvent?.({ kind: 'retry', reason: `${info.method} ${info.url}: ${info.reason}`, attempt: info.attempt, delayMs: info.delayMs }),
   };
 }
 
@@ -159,7 +162,12 @@ export function collectFailures(planFailures: CopyPlan['failures'], images: read
     }),
     ...images
       .filter((i) => i.status === 'failed')
-      .map((i) => ({ name: i.name, error: i.error ?? 'failed', ...(i.errorCode ? { errorCode: i.errorCode } : {}), ...(i.hint ? { hint: i.hint } : {}) })),
+      .map((i) => ({
+        name: i.name,
+        error: i.error ?? 'failed',
+        ...(i.errorCode ? { errorCode: i.errorCode } : {}),
+        ...(i.hint ? { hint: i.hint } : {}),
+      })),
   ];
 }
 
@@ -214,8 +222,12 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       if (earlier !== undefined) {
         // Registry references name their image; other sources are compared by root digest
         // (read only now, so a broken source still fails as its own image, in planning).
-        const rootOf = async (src: ImageSource): Promise<string | undefined> => (await src.getRootManifest().catch(() => undefined))?.digest;
-        const same = loc.transport === 'docker' || entry === earlier.entry || ((await rootOf(source)) ?? 'a') === ((await rootOf(earlier.source)) ?? 'b');
+        const rootOf = async (src: ImageSource): Promise<string | undefined> =>
+          (await src.getRootManifest().catch(() => undefined))?.digest;
+        const same =
+          loc.transport === 'docker' ||
+          entry === earlier.entry ||
+          ((await rootOf(source)) ?? 'a') === ((await rootOf(earlier.source)) ?? 'b');
         await source.close();
         if (same) continue;
         throw new UsageError(`${earlier.entry} and ${entry} are different images that would both be stored as ${JSON.stringify(name)}`, {

@@ -44,7 +44,10 @@ export async function addVerifiedBlob(
     await tar.addFile(name, desc.size, verifier);
     await piped;
   } catch (err) {
-    const cause = await piped.then(() => err, (e: unknown) => e);
+    const cause = await piped.then(
+      () => err,
+      (e: unknown) => e,
+    );
     blob.destroy();
     emit({ kind: 'blob', state: 'failed', digest: desc.digest, bytes: verifier.bytesSeen, total: desc.size, error: errorMessage(cause) });
     throw cause;

@@ -100,7 +100,16 @@ export function listArgv(t: CtrTarget, names: readonly string[] = []): string[] 
  * content is complete (for the host platform) and whether it is unpacked into the snapshotter.
  */
 export function checkArgv(t: CtrTarget, names: readonly string[], snapshotter?: string): string[] {
-  return [...t.ctr, ...addressArgs(t), '-n', t.namespace, 'images', 'check', ...(snapshotter ? ['--snapshotter', snapshotter] : []), ...names.map(nameFilter)];
+  return [
+    ...t.ctr,
+    ...addressArgs(t),
+    '-n',
+    t.namespace,
+    'images',
+    'check',
+    ...(snapshotter ? ['--snapshotter', snapshotter] : []),
+    ...names.map(nameFilter),
+  ];
 }
 
 export interface ImportFlags {
@@ -281,7 +290,18 @@ export function blobEntryName(digest: string): string {
 
 /** containerd's platform for this host (Go's GOARCH spelling of Node's process.arch). */
 export function hostPlatform(arch: string = process.arch): string {
-  const goArch: Record<string, string> = { x64: 'amd64', ia32: '386', arm: 'arm', arm64: 'arm64', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64', mips: 'mips', mipsel: 'mipsle' };
+  const goArch: Record<string, string> = {
+    x64: 'amd64',
+    ia32: '386',
+    arm: 'arm',
+    arm64: 'arm64',
+    ppc64: 'ppc64le',
+    s390x: 's390x',
+    riscv64: 'riscv64',
+    loong64: 'loong64',
+    mips: 'mips',
+    mipsel: 'mipsle',
+  };
   return `linux/${goArch[arch] ?? arch}`;
 }
 

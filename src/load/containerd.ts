@@ -33,7 +33,15 @@ import { MediaType } from '../oci/mediatypes.js';
 import { failedResult, resultBase } from '../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../copy/plan.js';
 import type { ImageSource } from '../transports/types.js';
-import { AbortedError, DaemonUnavailableError, FerryError, IntegrityError, NotLoadedError, errorMessage, type FerryErrorOptions } from '../util/errors.js';
+import {
+  AbortedError,
+  DaemonUnavailableError,
+  FerryError,
+  IntegrityError,
+  NotLoadedError,
+  errorMessage,
+  type FerryErrorOptions,
+} from '../util/errors.js';
 import { TarWriter } from '../util/tar.js';
 import {
   OCI_LAYOUT_FILE,
@@ -87,7 +95,6 @@ export class CtrNotFoundError extends FerryError {
   }
 }
 
-
 /** ctr ran and failed (exit status non-zero), or containerd's result is not what was asked. */
 export class CtrFailedError extends FerryError {
   constructor(code: string, message: string, options?: FerryErrorOptions) {
@@ -113,7 +120,14 @@ const SHORT_COMMAND_TIMEOUT_MS = 60_000;
 interface CtrRun {
   child: ChildProcess;
   /** Resolves once the process has exited and its output is drained; never rejects. */
-  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; spawnError?: Error; stdoutOverflow?: boolean }>;
+  done: Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+    spawnError?: Error;
+    stdoutOverflow?: boolean;
+  }>;
   /** SIGKILL, unless it has already exited. */
   kill(): void;
   /** Resolves once the process has exited (not waiting for output). */
@@ -165,7 +179,9 @@ function startCtr(argv: readonly string[], stdin: 'pipe' | 'ignore', wholeStdout
       exitedResolve();
       resolve({ code: null, signal: null, stdout: stdout(), stderr: stderr(), spawnError: err });
     });
-    child.once('close', (code, signal) => resolve({ code, signal, stdout: stdout(), stderr: stderr(), ...(head?.overflow() ? { stdoutOverflow: true } : {}) }));
+    child.once('close', (code, signal) =>
+      resolve({ code, signal, stdout: stdout(), stderr: stderr(), ...(head?.overflow() ? { stdoutOverflow: true } : {}) }),
+    );
   });
   const kill = (): void => {
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) child.kill('SIGKILL');
@@ -255,7 +271,10 @@ async function listImages(t: CtrTarget, names: readonly string[], signal: AbortS
       throw new CtrFailedError('CTR_FAILED', `ctr -n ${t.namespace} images ls failed: ${summariseCtrStderr(r.stderr) || `exit ${r.code}`}`);
     }
     if (r.stdoutOverflow) {
-      throw new CtrFailedError('CTR_FAILED', `ctr -n ${t.namespace} images ls printed more than ${MAX_LISTING_BYTES} bytes for ${batch.length} names`);
+      throw new CtrFailedError(
+        'CTR_FAILED',
+        `ctr -n ${t.namespace} images ls printed more than ${MAX_LISTING_BYTES} bytes for ${batch.length} names`,
+      );
     }
     for (const [name, row] of parseImageList(r.stdout)) if (batch.includes(name)) rows.set(name, row);
   }
@@ -267,7 +286,12 @@ async function listImages(t: CtrTarget, names: readonly string[], signal: AbortS
  * it cannot check some image (say, an index without a host platform) yet prints the others'
  * rows, so rows are read whatever the status; a missing row reads as "not complete".
  */
-async function checkImages(t: CtrTarget, names: readonly string[], snapshotter: string | undefined, signal: AbortSignal | undefined): Promise<Map<string, CtrCheckRow>> {
+async function checkImages(
+  t: CtrTarget,
+  names: readonly string[],
+  snapshotter: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Map<string, CtrCheckRow>> {
   const rows = new Map<string, CtrCheckRow>();
   for (const batch of batches([...new Set(names)], NAMES_PER_RUN)) {
     const r = await runCtr(checkArgv(t, batch, snapshotter), signal, true);
@@ -403,7 +427,11 @@ function ctrFailed(
 ): CtrFailedError {
   const status = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
   const detail = summariseCtrStderr(r.stderr);
-  return new CtrFailedError('CTR_IMPORT_FAILED', `ctr -n ${t.namespace} images import ${what} (${status})${detail ? `: ${detail}` : ''}`, hint ? { hint } : {});
+  return new CtrFailedError(
+    'CTR_IMPORT_FAILED',
+    `ctr -n ${t.namespace} images import ${what} (${status})${detail ? `: ${detail}` : ''}`,
+    hint ? { hint } : {},
+  );
 }
 
 /** One blob into the archive, through a DigestVerifier; the tar entry fails with its error. */
@@ -475,7 +503,11 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
   });
   const failed = (img: PlannedImage, err: unknown): LoadedImage => {
     // One error may fail every image of an import run: compose the message, never mutate it.
-    const r = failedResult({ ...resultBase(img), destination: destinationName(img.name) }, err, `loading ${img.name} into containerd (namespace ${target.namespace})`);
+    const r = failedResult(
+      { ...resultBase(img), destination: destinationName(img.name) },
+      err,
+      `loading ${img.name} into containerd (namespace ${target.namespace})`,
+    );
     emit({ kind: 'image', state: 'failed', image: img.name, error: r.error! });
     return r;
   };
@@ -492,7 +524,11 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
     }
   }
   const candidates = plan.images.filter((img) => !results.has(img));
-  const before = await listImages(target, candidates.map((img) => img.name), opts.signal);
+  const before = await listImages(
+    target,
+    candidates.map((img) => img.name),
+    opts.signal,
+  );
 
   // 2. Skip what is already named at the planned digest and complete. A name alone is not
   // enough: ctr names every image of an import before it unpacks, so an unpack that failed
@@ -502,7 +538,15 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
   // is in the content store, so its name is trusted.
   const atDigest = candidates.filter((img) => before.get(img.name)?.digest === img.root.digest);
   const checkable = atDigest.filter((img) => !(isIndex(img) && blockers.get(img) !== undefined));
-  const checked = checkable.length > 0 ? await checkImages(target, checkable.map((img) => img.name), unpack ? opts.snapshotter : undefined, opts.signal) : new Map<string, CtrCheckRow>();
+  const checked =
+    checkable.length > 0
+      ? await checkImages(
+          target,
+          checkable.map((img) => img.name),
+          unpack ? opts.snapshotter : undefined,
+          opts.signal,
+        )
+      : new Map<string, CtrCheckRow>();
   const toImport: PlannedImage[] = [];
   for (const img of candidates) {
     let present = before.get(img.name)?.digest === img.root.digest;
@@ -574,7 +618,8 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
     for (const g of runs.slice(1)) {
       for (const img of g.images) {
         for (const d of img.blobs) {
-          if (!firstRun.has(d.digest) && !later.has(d.digest)) later.set(d.digest, ctx.blobsByDigest.get(d.digest) ?? { desc: d, sourceIndex: img.sourceIndex, images: [img.name] });
+          if (!firstRun.has(d.digest) && !later.has(d.digest))
+            later.set(d.digest, ctx.blobsByDigest.get(d.digest) ?? { desc: d, sourceIndex: img.sourceIndex, images: [img.name] });
         }
       }
     }
@@ -613,7 +658,11 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
 
   // 4. Confirm: every imported name at its planned digest.
   if (imported.length > 0) {
-    const after = await listImages(target, imported.map((img) => img.name), opts.signal);
+    const after = await listImages(
+      target,
+      imported.map((img) => img.name),
+      opts.signal,
+    );
     for (const img of imported) {
       const row = after.get(img.name);
       if (row?.digest === img.root.digest) {
@@ -628,7 +677,13 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
         const got = row ? `it points at ${row.digest}` : 'it is not listed';
         results.set(
           img,
-          failed(img, new CtrFailedError('CONTAINERD_IMAGE_MISSING', `ctr images import succeeded but ${img.name} is not at ${img.root.digest}: ${got}`)),
+          failed(
+            img,
+            new CtrFailedError(
+              'CONTAINERD_IMAGE_MISSING',
+              `ctr images import succeeded but ${img.name} is not at ${img.root.digest}: ${got}`,
+            ),
+          ),
         );
       }
     }

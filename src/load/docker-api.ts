@@ -95,9 +95,13 @@ export function resolveDockerEndpoint(socket: string | undefined, env: NodeJS.Pr
   if (host === undefined || host === '') return { kind: 'unix', socketPath: DEFAULT_DOCKER_SOCKET };
   const endpoint = parseDockerHost(host);
   if (endpoint.kind === 'tcp' && env.DOCKER_TLS_VERIFY !== undefined && env.DOCKER_TLS_VERIFY !== '') {
-    throw new FerryError('DOCKER_HOST_INVALID', `DOCKER_HOST ${host} with DOCKER_TLS_VERIFY: TLS connections to dockerd are not supported`, {
-      hint: 'give the daemon\'s unix socket instead: docker-daemon:/path/to/docker.sock',
-    });
+    throw new FerryError(
+      'DOCKER_HOST_INVALID',
+      `DOCKER_HOST ${host} with DOCKER_TLS_VERIFY: TLS connections to dockerd are not supported`,
+      {
+        hint: "give the daemon's unix socket instead: docker-daemon:/path/to/docker.sock",
+      },
+    );
   }
   return endpoint;
 }
@@ -190,7 +194,11 @@ export class JsonMessageParser {
           this.depth = 1;
           this.start = this.pos;
         } else if (!/\s/.test(c)) {
-          throw new DockerDaemonError('DAEMON_BAD_RESPONSE', `the Docker daemon sent a malformed message stream (unexpected ${JSON.stringify(c)})`, undefined);
+          throw new DockerDaemonError(
+            'DAEMON_BAD_RESPONSE',
+            `the Docker daemon sent a malformed message stream (unexpected ${JSON.stringify(c)})`,
+            undefined,
+          );
         }
         continue;
       }
@@ -223,7 +231,7 @@ export class JsonMessageParser {
   /** Call at end of stream: a message cut off part-way is an error. */
   end(): void {
     if (this.depth !== 0) {
-      throw new DockerDaemonError('DAEMON_BAD_RESPONSE', 'the Docker daemon\'s message stream ended in the middle of a message', undefined);
+      throw new DockerDaemonError('DAEMON_BAD_RESPONSE', "the Docker daemon's message stream ended in the middle of a message", undefined);
     }
   }
 }
@@ -233,7 +241,11 @@ function parseMessage(text: string): JsonMessage {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new DockerDaemonError('DAEMON_BAD_RESPONSE', `the Docker daemon sent invalid JSON in its message stream (${(err as Error).message})`, undefined);
+    throw new DockerDaemonError(
+      'DAEMON_BAD_RESPONSE',
+      `the Docker daemon sent invalid JSON in its message stream (${(err as Error).message})`,
+      undefined,
+    );
   }
   const r = JsonMessageSchema.safeParse(value);
   if (!r.success) {
@@ -317,7 +329,11 @@ export class DockerClient {
     const res = await probe.send('GET', '/_ping', { signal });
     const text = await readCapped(res.body, 64 * 1024);
     if (res.status !== 200) {
-      throw new DockerDaemonError('DAEMON_ERROR', `${formatEndpoint(endpoint)}: GET /_ping answered ${res.status}: ${errorText(text)}`, res.status);
+      throw new DockerDaemonError(
+        'DAEMON_ERROR',
+        `${formatEndpoint(endpoint)}: GET /_ping answered ${res.status}: ${errorText(text)}`,
+        res.status,
+      );
     }
     const raw = res.headers['api-version'];
     const header = Array.isArray(raw) ? raw[0] : raw;
@@ -376,7 +392,11 @@ export class DockerClient {
     const res = await this.send('POST', `${this.prefix}/images/${imagePathSegment(id)}/tag?${q}`, { signal });
     const text = await readCapped(res.body, MAX_RESPONSE_BYTES);
     if (res.status !== 201 && res.status !== 200) {
-      throw new DockerDaemonError('DAEMON_ERROR', `tagging ${id} as ${repo}:${tag}: the Docker daemon answered ${res.status}: ${errorText(text)}`, res.status);
+      throw new DockerDaemonError(
+        'DAEMON_ERROR',
+        `tagging ${id} as ${repo}:${tag}: the Docker daemon answered ${res.status}: ${errorText(text)}`,
+        res.status,
+      );
     }
   }
 
@@ -396,7 +416,11 @@ export class DockerClient {
     if (res.status !== 200) {
       if (!body.readableEnded) body.destroy(new AbortedError('the Docker daemon refused the upload'));
       const text = await readCapped(res.body, MAX_RESPONSE_BYTES);
-      throw new DockerDaemonError('DAEMON_LOAD_FAILED', `the Docker daemon refused the load (${res.status}): ${errorText(text)}`, res.status);
+      throw new DockerDaemonError(
+        'DAEMON_LOAD_FAILED',
+        `the Docker daemon refused the load (${res.status}): ${errorText(text)}`,
+        res.status,
+      );
     }
     const parser = new JsonMessageParser();
     const messages: JsonMessage[] = [];
@@ -453,7 +477,8 @@ export class DockerClient {
     const { signal } = opts;
     if (signal?.aborted) return Promise.reject(abortReason(signal));
     return new Promise<Answer>((resolve, reject) => {
-      const target = this.endpoint.kind === 'unix' ? { socketPath: this.endpoint.socketPath } : { host: this.endpoint.host, port: this.endpoint.port };
+      const target =
+        this.endpoint.kind === 'unix' ? { socketPath: this.endpoint.socketPath } : { host: this.endpoint.host, port: this.endpoint.port };
       const req = http.request({
         ...target,
         method,
@@ -505,7 +530,8 @@ export class DockerClient {
       // A request that ends early (daemon error, dropped connection) must stop the producer,
       // which would otherwise wait forever for the consumer to read more.
       req.on('close', () => {
-        if (!body.readableEnded && !body.destroyed) body.destroy(new AbortedError('the Docker daemon closed the connection before the upload finished'));
+        if (!body.readableEnded && !body.destroyed)
+          body.destroy(new AbortedError('the Docker daemon closed the connection before the upload finished'));
       });
       body.on('error', (err) => {
         // Destroying the socket without the final chunk: the daemon reads an unexpected EOF.
@@ -520,7 +546,10 @@ export class DockerClient {
   private connectionError(err: NodeJS.ErrnoException): Error {
     const where = formatEndpoint(this.endpoint);
     const code = err.code ?? '';
-    if (['ENOENT', 'ECONNREFUSED', 'EACCES', 'EPERM', 'ENOTSOCK', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'EPIPE'].includes(code) && !this.apiVersion) {
+    if (
+      ['ENOENT', 'ECONNREFUSED', 'EACCES', 'EPERM', 'ENOTSOCK', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNRESET', 'EPIPE'].includes(code) &&
+      !this.apiVersion
+    ) {
       const hint =
         code === 'EACCES' || code === 'EPERM'
           ? `no permission to use ${where}: run as root or as a member of the docker group`

@@ -155,7 +155,8 @@ export function checkContainerImage(m: ImageManifest, name: string): void {
       `${name} is not a container image (config media type ${m.config.mediaType}${m.artifactType ? `, artifact type ${m.artifactType}` : ''})`,
     );
   }
-  if (!isDigest(m.config.digest)) throw new FerryError('MANIFEST_INVALID', `${name}: config digest ${JSON.stringify(m.config.digest)} is not sha256`);
+  if (!isDigest(m.config.digest))
+    throw new FerryError('MANIFEST_INVALID', `${name}: config digest ${JSON.stringify(m.config.digest)} is not sha256`);
   for (const l of m.layers) {
     if (declaredCompression(l.mediaType) === 'unknown') {
       throw new NotAContainerImageError(`${name} is not a container image (layer media type ${l.mediaType})`);
@@ -194,7 +195,6 @@ interface Job {
   chosen?: ChosenImage;
   result?: LoadedImage;
 }
-
 
 export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[], opts: DockerDaemonOptions): Promise<DestinationReport> {
   const started = Date.now();
@@ -242,7 +242,11 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
         if (!planned) throw new FerryError('PLAN_INCOMPLETE', `${job.img.name}: the plan lacks blob ${d.digest}`);
         if (planned.desc.size !== d.size) {
           // Two manifests disagree about this blob's size and only one copy is sent.
-          throw new SizeMismatchError(d.size, planned.desc.size, `blob ${d.digest} of ${job.img.name} (another image declares a different size)`);
+          throw new SizeMismatchError(
+            d.size,
+            planned.desc.size,
+            `blob ${d.digest} of ${job.img.name} (another image declares a different size)`,
+          );
         }
       }
     } catch (err) {

@@ -15,7 +15,15 @@ import { openBundle } from '../bundle/source.js';
 import type { EventSink } from '../copy/events.js';
 import { executeCopy } from '../copy/execute.js';
 import { planCopy, type CopyItem, type CopyPlan } from '../copy/plan.js';
-import { DEFAULT_CONCURRENCY, bindStaticCredential, collectFailures, layoutImageName, registryClientOptions, type Failure, type RegistryAccessOptions } from '../copy/pull.js';
+import {
+  DEFAULT_CONCURRENCY,
+  bindStaticCredential,
+  collectFailures,
+  layoutImageName,
+  registryClientOptions,
+  type Failure,
+  type RegistryAccessOptions,
+} from '../copy/pull.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { parseReference } from '../ref/reference.js';
@@ -170,7 +178,8 @@ async function openSource(source: string, opts: LoadOptions): Promise<OpenedSour
   const file = source.startsWith('bundle:') ? source.slice('bundle:'.length) : source;
   if (!isStdin(file)) {
     const st = await stat(file).catch(() => undefined);
-    if (!st) throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, - for stdin, or oci:DIR' });
+    if (!st)
+      throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, - for stdin, or oci:DIR' });
     if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: `for an OCI layout use oci:${file}` });
   }
   const bundle = await openBundle(file, {
@@ -187,7 +196,13 @@ async function openSource(source: string, opts: LoadOptions): Promise<OpenedSour
   };
 }
 
-async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource[], src: OpenedSource, opts: LoadOptions): Promise<DestinationReport> {
+async function write(
+  dest: LoadDestination,
+  plan: CopyPlan,
+  sources: ImageSource[],
+  src: OpenedSource,
+  opts: LoadOptions,
+): Promise<DestinationReport> {
   const common: DestinationOptions = {
     concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
     ...(opts.signal ? { signal: opts.signal } : {}),
@@ -200,7 +215,10 @@ async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource
       const r = await executeCopy(plan, sources, store, { ...common, allOrNothing: src.fromBundle, action: 'loading' });
       return {
         ...r,
-        images: r.images.map((i) => ({ ...i, ...(i.status === 'done' ? { destination: `oci:${store.dir}:${i.name}`, destinationDigest: i.digest } : {}) })),
+        images: r.images.map((i) => ({
+          ...i,
+          ...(i.status === 'done' ? { destination: `oci:${store.dir}:${i.name}`, destinationDigest: i.digest } : {}),
+        })),
       };
     }
     case 'registry': {
@@ -221,7 +239,11 @@ async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource
       }
     }
     case 'docker-daemon':
-      return loadIntoDockerDaemon(plan, sources, { ...common, allOrNothing: src.fromBundle, ...(dest.socket ? { socket: dest.socket } : {}) });
+      return loadIntoDockerDaemon(plan, sources, {
+        ...common,
+        allOrNothing: src.fromBundle,
+        ...(dest.socket ? { socket: dest.socket } : {}),
+      });
     case 'containerd':
       return loadIntoContainerd(plan, sources, {
         ...common,
@@ -236,7 +258,11 @@ async function write(dest: LoadDestination, plan: CopyPlan, sources: ImageSource
 }
 
 /** What load and mirror report about a destination's work: per image, failures, blobs, mapping. */
-export function destinationResult(plan: CopyPlan, report: DestinationReport, started: number): Pick<LoadReport, 'images' | 'failures' | 'blobs' | 'mapping' | 'durationMs'> {
+export function destinationResult(
+  plan: CopyPlan,
+  report: DestinationReport,
+  started: number,
+): Pick<LoadReport, 'images' | 'failures' | 'blobs' | 'mapping' | 'durationMs'> {
   return {
     images: report.images,
     failures: collectFailures(plan.failures, report.images),
@@ -250,7 +276,8 @@ export function destinationResult(plan: CopyPlan, report: DestinationReport, sta
 export function mappingOf(images: readonly LoadedImage[]): Record<string, MappingEntry> {
   const out: Record<string, MappingEntry> = {};
   for (const i of images) {
-    if (i.status === 'done' && i.destination && i.destinationDigest) out[i.name] = { destination: i.destination, digest: i.destinationDigest };
+    if (i.status === 'done' && i.destination && i.destinationDigest)
+      out[i.name] = { destination: i.destination, digest: i.destinationDigest };
   }
   return out;
 }
@@ -272,7 +299,10 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
     // From a bundle, an image that cannot even be planned means the bundle is inconsistent.
-    const report = plan.images.length > 0 ? await write(dest, plan, sources, src, opts) : { images: [], blobs: { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 }, durationMs: 0 };
+    const report =
+      plan.images.length > 0
+        ? await write(dest, plan, sources, src, opts)
+        : { images: [], blobs: { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 }, durationMs: 0 };
     return {
       source: src.description,
       destination: formatLoadDestination(dest),

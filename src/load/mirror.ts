@@ -34,7 +34,10 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
   const started = Date.now();
   if (opts.refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
   const dest = parseLoadDestination(opts.to);
-  if (dest.kind !== 'registry') throw new UsageError(`ferry mirror writes to a registry (--to docker://HOST[/PREFIX]), not ${opts.to}`, { hint: 'to fill a local store use ferry pull; to load a bundle use ferry load' });
+  if (dest.kind !== 'registry')
+    throw new UsageError(`ferry mirror writes to a registry (--to docker://HOST[/PREFIX]), not ${opts.to}`, {
+      hint: 'to fill a local store use ferry pull; to load a bundle use ferry load',
+    });
   // The list is parsed once, before anything is contacted.
   const refs = opts.refs.map((r) => {
     let loc;
@@ -44,7 +47,9 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
       throw wrap(err, `image list entry ${JSON.stringify(r)}`);
     }
     if (loc.transport !== 'docker') {
-      throw new UsageError(`ferry mirror reads from registries; ${JSON.stringify(r)} is a ${loc.transport}: location`, { hint: 'bundle it and use ferry load, or pull it' });
+      throw new UsageError(`ferry mirror reads from registries; ${JSON.stringify(r)} is a ${loc.transport}: location`, {
+        hint: 'bundle it and use ferry load, or pull it',
+      });
     }
     return loc.ref;
   });
@@ -66,7 +71,11 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
       const name = ref.toString();
       if (seen.has(name)) continue;
       seen.add(name);
-      items.push({ source: new RegistrySource(clientFor(ref.domain), ref), name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
+      items.push({
+        source: new RegistrySource(clientFor(ref.domain), ref),
+        name,
+        ...(opts.platforms?.length ? { platforms: opts.platforms } : {}),
+      });
     }
     // Names are checked before anything is read: a collision stops the run up front.
     const targetsByName = new Map(

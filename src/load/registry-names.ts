@@ -37,7 +37,9 @@ export function parseRegistryDestination(rest: string): RegistryDestination {
     throw new UsageError(`invalid registry destination docker://${rest}: expected docker://HOST[:PORT][/PREFIX]`);
   }
   if (/[:@]/.test(prefix)) {
-    throw new UsageError(`invalid registry destination docker://${rest}: the destination is a repository prefix; tags and digests come from the source images`);
+    throw new UsageError(
+      `invalid registry destination docker://${rest}: the destination is a repository prefix; tags and digests come from the source images`,
+    );
   }
   if (prefix !== '' && !isRepositoryName(prefix)) {
     throw new UsageError(
@@ -70,16 +72,21 @@ export function registryTargets(
     const destination = `${dest.host}/${repo}${r.name.tag !== undefined ? `:${r.name.tag}` : `@${img.digest}`}`;
     const other = taken.get(destination);
     if (other !== undefined) {
-      problems.push(`${other} and ${img.name} would both be pushed as ${destination}${opts.scoped ? '' : ' (use --scoped to keep the source registry in the name)'}`);
+      problems.push(
+        `${other} and ${img.name} would both be pushed as ${destination}${opts.scoped ? '' : ' (use --scoped to keep the source registry in the name)'}`,
+      );
       continue;
     }
     taken.set(destination, img.name);
     out.push({ repo, tag: r.name.tag, destination });
   }
   if (problems.length > 0) {
-    throw new UsageError(`cannot name ${problems.length === 1 ? 'an image' : `${problems.length} images`} in docker://${dest.host}${dest.prefix ? `/${dest.prefix}` : ''}:\n  ${problems.join('\n  ')}`, {
-      hint: 'nothing was pushed',
-    });
+    throw new UsageError(
+      `cannot name ${problems.length === 1 ? 'an image' : `${problems.length} images`} in docker://${dest.host}${dest.prefix ? `/${dest.prefix}` : ''}:\n  ${problems.join('\n  ')}`,
+      {
+        hint: 'nothing was pushed',
+      },
+    );
   }
   return out;
 }

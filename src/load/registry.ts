@@ -39,16 +39,21 @@ export interface RegistryPushOptions extends DestinationOptions {
 
 type ImageState = 'complete' | 'retag' | 'push';
 
-
 /** Context and a hint for what a registry answers to a push. */
 function pushError(err: unknown, img: PlannedImage, target: RegistryTarget, client: RegistryClient): FerryError {
   const wrapped = wrap(err, `pushing ${img.name} to ${target.destination}`);
-  const e = wrapped instanceof FerryError ? wrapped : new FerryError('PUSH_FAILED', `pushing ${img.name} to ${target.destination}: ${errorMessage(wrapped)}`, { cause: wrapped });
+  const e =
+    wrapped instanceof FerryError
+      ? wrapped
+      : new FerryError('PUSH_FAILED', `pushing ${img.name} to ${target.destination}: ${errorMessage(wrapped)}`, { cause: wrapped });
   const status = (err as { status?: unknown }).status;
   let hint: string | undefined;
-  if (status === 413) hint = `the registry ${client.registry} (or a proxy in front of it) refused a request as too large; raise its body size limit (e.g. nginx client_max_body_size), or send smaller requests with --chunk-size (in MiB)`;
-  else if (e.code === 'MANIFEST_INVALID' || e.code === 'MANIFEST_UNVERIFIED') hint = `${client.registry} rejected the manifest as invalid; it may not support this media type (OCI indexes and artifacts need a recent registry)`;
-  else if (e.code === 'MANIFEST_BLOB_UNKNOWN' || e.code === 'BLOB_UNKNOWN') hint = 'the registry lost a blob during the push; rerun the command';
+  if (status === 413)
+    hint = `the registry ${client.registry} (or a proxy in front of it) refused a request as too large; raise its body size limit (e.g. nginx client_max_body_size), or send smaller requests with --chunk-size (in MiB)`;
+  else if (e.code === 'MANIFEST_INVALID' || e.code === 'MANIFEST_UNVERIFIED')
+    hint = `${client.registry} rejected the manifest as invalid; it may not support this media type (OCI indexes and artifacts need a recent registry)`;
+  else if (e.code === 'MANIFEST_BLOB_UNKNOWN' || e.code === 'BLOB_UNKNOWN')
+    hint = 'the registry lost a blob during the push; rerun the command';
   else if (e.code === 'DENIED' || status === 403) hint = `the account may not push to ${target.repo} on ${client.registry}`;
   else if (e.code === 'NAME_INVALID') hint = 'the registry refuses this repository name; choose another prefix';
   // A push-specific hint replaces the generic one the client gave (which speaks of reading).
@@ -191,4 +196,3 @@ export async function pushToRegistry(
   await schedule.finished;
   return { images, blobs: stats, durationMs: Date.now() - started };
 }
-

@@ -4,14 +4,7 @@
  */
 import { z } from '../util/zod.js';
 import { isDigest } from './digest.js';
-import {
-  INDEX_TYPES,
-  IMAGE_MANIFEST_TYPES,
-  MediaType,
-  SCHEMA1_TYPES,
-  isIndexType,
-  isImageManifestType,
-} from './mediatypes.js';
+import { INDEX_TYPES, IMAGE_MANIFEST_TYPES, MediaType, SCHEMA1_TYPES, isIndexType, isImageManifestType } from './mediatypes.js';
 import { InvalidManifestError, Schema1UnsupportedError, UnsupportedMediaTypeError } from '../util/errors.js';
 import { PlatformSchema, type Platform } from './platform.js';
 
@@ -142,7 +135,10 @@ export function parseManifest(bytes: Uint8Array, declaredMediaType: string | und
   const hasManifests = 'manifests' in doc;
   const hasImageParts = 'config' in doc || 'layers' in doc;
   if (hasManifests && hasImageParts) {
-    throw new InvalidManifestError(what, `ambiguous document: it has both "manifests" (an index) and ${'config' in doc ? '"config"' : '"layers"'} (an image manifest)`);
+    throw new InvalidManifestError(
+      what,
+      `ambiguous document: it has both "manifests" (an index) and ${'config' in doc ? '"config"' : '"layers"'} (an image manifest)`,
+    );
   }
   if (isIndexType(mediaType)) {
     const r = IndexSchema.safeParse(doc);

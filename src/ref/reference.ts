@@ -259,11 +259,7 @@ function splitDockerDomain(name: string): [domain: string, remainder: string] {
  */
 export function parseNormalizedNamed(input: string): Reference {
   if (ANCHORED_IDENTIFIER_RE.test(input)) {
-    throw invalid(
-      'REFERENCE_INVALID_FORMAT',
-      input,
-      'a 64-character hexadecimal string is an image ID, not a repository name',
-    );
+    throw invalid('REFERENCE_INVALID_FORMAT', input, 'a 64-character hexadecimal string is an image ID, not a repository name');
   }
   const [domain, remainder] = splitDockerDomain(input);
   const colon = remainder.indexOf(':');
@@ -318,11 +314,7 @@ export function parseNamed(input: string): Reference {
   const ref = parseNormalizedNamed(input);
   const canonical = ref.toString();
   if (canonical !== input) {
-    throw invalid(
-      'REFERENCE_NAME_NOT_CANONICAL',
-      input,
-      `repository name must be canonical (the canonical form is ${quote(canonical)})`,
-    );
+    throw invalid('REFERENCE_NAME_NOT_CANONICAL', input, `repository name must be canonical (the canonical form is ${quote(canonical)})`);
   }
   return ref;
 }

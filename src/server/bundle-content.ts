@@ -20,7 +20,7 @@
  */
 import type { Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
 import { LIMITS, MEMBER } from '../bundle/format.js';
 import { blobMembers, openRestored, readZstdMembers } from '../bundle/blobs.js';
@@ -89,7 +89,9 @@ async function build(archive: OciArchive, handle: FileHandle, file: string, opts
   const blobs = blobMembers(archive.archive.entries, zstdMembers);
   const canRestore = zstdMembers.size === 0 || zstdAvailable();
   if (!canRestore) {
-    warnings.push(`${description}: ${zstdMembers.size} blob(s) are stored zstd-compressed and no zstd tool is on PATH: they are not served`);
+    warnings.push(
+      `${description}: ${zstdMembers.size} blob(s) are stored zstd-compressed and no zstd tool is on PATH: they are not served`,
+    );
   }
   return buildServedContent(
     {
@@ -105,7 +107,12 @@ async function build(archive: OciArchive, handle: FileHandle, file: string, opts
         if (m.storage === 'raw') {
           // A member that is not the size its descriptors declare is not served.
           if (m.entry.size !== size) return undefined;
-          return { digest, size, open: async (range) => openRaw(file, handle, m.entry, digest, range), file: { handle, offset: m.entry.dataOffset } };
+          return {
+            digest,
+            size,
+            open: async (range) => openRaw(file, handle, m.entry, digest, range),
+            file: { handle, offset: m.entry.dataOffset },
+          };
         }
         if (!canRestore || m.uncompressedSize !== size) return undefined;
         return {
@@ -136,4 +143,3 @@ function openRaw(file: string, handle: FileHandle, entry: TarEntry, digest: Dige
     throw new BlobGoneError(digest, { cause: err });
   }
 }
-

@@ -86,7 +86,10 @@ export interface ServedContent {
 
 /** A blob known at start-up could not be opened when it was asked for. */
 export class BlobGoneError extends FerryError {
-  constructor(readonly digest: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly digest: string,
+    options?: { cause?: unknown },
+  ) {
     super('BLOB_MISSING', `blob ${digest} is no longer readable`, options);
   }
 }

@@ -75,9 +75,10 @@ function digestRoute(d: string, build: (digest: Digest) => Route): Route | Route
 }
 
 function invalidDigest(d: string): RouteResult {
-  const message = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(d) && !d.startsWith('sha256:')
-    ? `unsupported digest algorithm in ${JSON.stringify(clip(d))}: this registry serves sha256 content only`
-    : `invalid digest ${JSON.stringify(clip(d))}: want sha256: followed by 64 lower-case hex digits`;
+  const message =
+    /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(d) && !d.startsWith('sha256:')
+      ? `unsupported digest algorithm in ${JSON.stringify(clip(d))}: this registry serves sha256 content only`
+      : `invalid digest ${JSON.stringify(clip(d))}: want sha256: followed by 64 lower-case hex digits`;
   return fail(400, 'DIGEST_INVALID', message, { digest: clip(d) });
 }
 

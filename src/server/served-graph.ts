@@ -158,9 +158,7 @@ class ManifestGraph {
     this.visited.add(digest);
     const node = await this.load({ ...desc, digest }, what, isRoot);
     if (node?.doc.kind === 'index') {
-      await Promise.all(
-        node.doc.manifests.map((child) => this.loadTree(child, `${what} > ${child.digest}`, false)),
-      );
+      await Promise.all(node.doc.manifests.map((child) => this.loadTree(child, `${what} > ${child.digest}`, false)));
     }
   }
 
@@ -284,7 +282,8 @@ export async function buildServedContent(store: ServedStore, opts: ServedNamingO
           `${e.name.repository}:${tag} is ambiguous in ${description}: ${prev.label} is ${prev.target.digest} but ${e.label} is ${node.digest}`,
         );
       }
-      if (!prev) repo.tags.set(tag, { target: { mediaType: node.mediaType, digest: node.digest, size: node.bytes.length }, label: e.label });
+      if (!prev)
+        repo.tags.set(tag, { target: { mediaType: node.mediaType, digest: node.digest, size: node.bytes.length }, label: e.label });
     }
     const reached = reachedBy.get(repo) ?? [];
     addClosure(repo, node.digest, reached);

@@ -222,7 +222,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           ? [408, 'Request Timeout']
           : [400, 'Bad Request'];
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    log?.(format({ remote: remoteAddress(socket), user: undefined, time: new Date(), method: '', target: '', protocol: '', status, bytes: 0, durationMs: 0 }));
+    log?.(
+      format({
+        remote: remoteAddress(socket),
+        user: undefined,
+        time: new Date(),
+        method: '',
+        target: '',
+        protocol: '',
+        status,
+        bytes: 0,
+        durationMs: 0,
+      }),
+    );
   });
   // Failed TLS handshakes (plain HTTP to the HTTPS port, distrusted certificate) end the
   // connection; there is no request to answer or log.
@@ -346,7 +358,12 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
   // Every remaining route names a repository.
   const tags = ctx.content.tags(route.name);
   if (tags === undefined) {
-    sendError(ex, { status: 404, code: 'NAME_UNKNOWN', message: `repository ${route.name} is not known to this registry`, detail: { name: route.name } });
+    sendError(ex, {
+      status: 404,
+      code: 'NAME_UNKNOWN',
+      message: `repository ${route.name} is not known to this registry`,
+      detail: { name: route.name },
+    });
     return;
   }
   switch (route.kind) {
@@ -412,7 +429,12 @@ async function serveManifest(ctx: Ctx, ex: Exchange, route: ManifestRoute): Prom
   if (route.tag !== undefined) {
     const target = ctx.content.resolveTag(route.name, route.tag);
     if (!target) {
-      sendError(ex, { status: 404, code: 'MANIFEST_UNKNOWN', message: `manifest unknown: ${route.name}:${route.tag}`, detail: { name: route.name, tag: route.tag } });
+      sendError(ex, {
+        status: 404,
+        code: 'MANIFEST_UNKNOWN',
+        message: `manifest unknown: ${route.name}:${route.tag}`,
+        detail: { name: route.name, tag: route.tag },
+      });
       return;
     }
     digest = target.digest;
@@ -441,7 +463,12 @@ async function serveManifest(ctx: Ctx, ex: Exchange, route: ManifestRoute): Prom
 
 async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): Promise<void> {
   const unknown = (): void =>
-    sendError(ex, { status: 404, code: 'BLOB_UNKNOWN', message: `blob unknown to repository ${name}: ${digest}`, detail: { name, digest } });
+    sendError(ex, {
+      status: 404,
+      code: 'BLOB_UNKNOWN',
+      message: `blob unknown to repository ${name}: ${digest}`,
+      detail: { name, digest },
+    });
   let blob: ServedBlob | undefined;
   try {
     blob = await ctx.content.blob(name, digest);
@@ -466,7 +493,12 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
   const range = parseRange(rangeHeader, blob.size);
   if (range.kind === 'unsatisfiable') {
     res.setHeader('Content-Range', `bytes */${blob.size}`);
-    sendError(ex, { status: 416, code: 'RANGE_INVALID', message: `range ${JSON.stringify(rangeHeader)} is not satisfiable for a blob of ${blob.size} bytes`, detail: { size: blob.size } });
+    sendError(ex, {
+      status: 416,
+      code: 'RANGE_INVALID',
+      message: `range ${JSON.stringify(rangeHeader)} is not satisfiable for a blob of ${blob.size} bytes`,
+      detail: { size: blob.size },
+    });
     return;
   }
   const partial = range.kind === 'partial' ? { start: range.start, end: range.end } : undefined;
@@ -500,7 +532,9 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
       const st = await fh.stat();
       if (!st.isFile()) throw notAFile(blob.file.path ?? 'the served file', st.isDirectory());
       if (st.size < position + length) {
-        throw new Error(`${blob.file.path ?? ctx.content.description} is ${st.size} bytes, too short for bytes ${position}-${position + length - 1} of blob ${digest}: was it truncated or rewritten while served?`);
+        throw new Error(
+          `${blob.file.path ?? ctx.content.description} is ${st.size} bytes, too short for bytes ${position}-${position + length - 1} of blob ${digest}: was it truncated or rewritten while served?`,
+        );
       }
     } catch (err) {
       if (owned) await fh.close().catch(() => {});
@@ -548,7 +582,9 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
     // A client that went away is not a problem of the server; anything else is (a failed restore,
     // a read error): the connection is cut, the only signal left once the headers are out.
     if (err && (err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-      ctx.problem(`${req.method ?? ''} ${req.url ?? ''}: sending blob ${digest} failed after ${ex.bytes} of ${length} bytes: ${errorMessage(err)}`);
+      ctx.problem(
+        `${req.method ?? ''} ${req.url ?? ''}: sending blob ${digest} failed after ${ex.bytes} of ${length} bytes: ${errorMessage(err)}`,
+      );
     }
   });
 }
@@ -563,17 +599,34 @@ const RESTORE_RETRY_AFTER_S = 2;
  */
 function blobFailure(ctx: Ctx, ex: Exchange, err: unknown, name: string, digest: Digest): void {
   if (err instanceof BlobGoneError || isMissing(err)) {
-    sendError(ex, { status: 404, code: 'BLOB_UNKNOWN', message: `blob unknown to repository ${name}: ${digest}`, detail: { name, digest } });
+    sendError(ex, {
+      status: 404,
+      code: 'BLOB_UNKNOWN',
+      message: `blob unknown to repository ${name}: ${digest}`,
+      detail: { name, digest },
+    });
     return;
   }
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  ctx.problem(`${ex.req.method ?? ''} ${ex.req.url ?? ''}: cannot read blob ${digest}: ${errorMessage(err)}${code && !errorMessage(err).includes(code) ? ` (${code})` : ''}`);
+  ctx.problem(
+    `${ex.req.method ?? ''} ${ex.req.url ?? ''}: cannot read blob ${digest}: ${errorMessage(err)}${code && !errorMessage(err).includes(code) ? ` (${code})` : ''}`,
+  );
   if (code === 'EMFILE' || code === 'ENFILE') {
     ex.res.setHeader('Retry-After', '1');
-    sendError(ex, { status: 503, code: 'UNAVAILABLE', message: `blob ${digest} cannot be read right now (the server is out of file descriptors); retry later`, detail: { digest } });
+    sendError(ex, {
+      status: 503,
+      code: 'UNAVAILABLE',
+      message: `blob ${digest} cannot be read right now (the server is out of file descriptors); retry later`,
+      detail: { digest },
+    });
     return;
   }
-  sendError(ex, { status: 500, code: 'UNKNOWN', message: `blob ${digest} cannot be read: internal server error (see the server's log)`, detail: { digest } });
+  sendError(ex, {
+    status: 500,
+    code: 'UNKNOWN',
+    message: `blob ${digest} cannot be read: internal server error (see the server's log)`,
+    detail: { digest },
+  });
 }
 
 const SEND_CHUNK = 1024 * 1024;
@@ -588,7 +641,15 @@ const SMALL_CHUNK = 64 * 1024;
  * memory); a body that finds it empty uses 64 KiB buffers of its own. Closes `fh` if `owned`; a
  * client that goes away stops the loop; a read that fails cuts the connection and is logged.
  */
-async function sendFileRange(ctx: Ctx, ex: Exchange, fh: FileHandle, owned: boolean, position: number, length: number, digest: string): Promise<void> {
+async function sendFileRange(
+  ctx: Ctx,
+  ex: Exchange,
+  fh: FileHandle,
+  owned: boolean,
+  position: number,
+  length: number,
+  digest: string,
+): Promise<void> {
   const res = ex.res;
   const pooled = length > SMALL_CHUNK ? ctx.buffers.take() : undefined;
   const own = Math.min(SMALL_CHUNK, length);
@@ -628,7 +689,9 @@ async function sendFileRange(ctx: Ctx, ex: Exchange, fh: FileHandle, owned: bool
     if (!gone) res.end();
   } catch (err) {
     if (!gone) {
-      ctx.problem(`${ex.req.method ?? ''} ${ex.req.url ?? ''}: sending blob ${digest} failed after ${ex.bytes} of ${length} bytes: ${errorMessage(err)}`);
+      ctx.problem(
+        `${ex.req.method ?? ''} ${ex.req.url ?? ''}: sending blob ${digest} failed after ${ex.bytes} of ${length} bytes: ${errorMessage(err)}`,
+      );
     }
     // The headers are out: the only honest signal left is a cut connection.
     res.destroy();

@@ -23,7 +23,9 @@ export function parseLocation(input: string): ImageLocation {
   const m = /^(oci|oci-archive|docker-archive|bundle|docker-daemon|containerd):(.*)$/.exec(s);
   if (!m) {
     if (/^[a-z][a-z0-9-]*:\/\//.test(s) || /^(dir|containers-storage|sif|tarball):/.test(s)) {
-      throw new UsageError(`unsupported transport in ${JSON.stringify(input)}; ferry knows ${TRANSPORTS.map((t) => (t === 'docker' ? 'docker://' : `${t}:`)).join(', ')}`);
+      throw new UsageError(
+        `unsupported transport in ${JSON.stringify(input)}; ferry knows ${TRANSPORTS.map((t) => (t === 'docker' ? 'docker://' : `${t}:`)).join(', ')}`,
+      );
     }
     return { transport: 'docker', ref: parseReference(s) };
   }

@@ -62,12 +62,20 @@ export class IntegrityError extends FerryError {
   override readonly exitCode = 3 as const;
 }
 export class DigestMismatchError extends IntegrityError {
-  constructor(readonly expected: string, readonly actual: string, what: string) {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    what: string,
+  ) {
     super('DIGEST_MISMATCH', `${what}: digest mismatch: expected ${expected}, got ${actual}`);
   }
 }
 export class SizeMismatchError extends IntegrityError {
-  constructor(readonly expected: number, readonly actual: number, what: string) {
+  constructor(
+    readonly expected: number,
+    readonly actual: number,
+    what: string,
+  ) {
     super('SIZE_MISMATCH', `${what}: size mismatch: expected ${expected} bytes, got ${actual}`);
   }
 }
@@ -95,17 +103,18 @@ export class DaemonUnavailableError extends FerryError {
 /** A document we cannot or will not handle (schema1, unknown media type, bad JSON). */
 export class ManifestError extends FerryError {}
 export class UnsupportedMediaTypeError extends ManifestError {
-  constructor(readonly mediaType: string, what: string) {
+  constructor(
+    readonly mediaType: string,
+    what: string,
+  ) {
     super('UNSUPPORTED_MEDIA_TYPE', `${what}: unsupported media type ${JSON.stringify(mediaType)}`);
   }
 }
 export class Schema1UnsupportedError extends ManifestError {
   constructor(what: string) {
-    super(
-      'SCHEMA1_UNSUPPORTED',
-      `${what}: Docker schema1 manifests are not supported (deprecated; Docker Engine 28+ refuses them too)`,
-      { hint: 'rebuild or re-push the image with a current client so it has a schema2 or OCI manifest' },
-    );
+    super('SCHEMA1_UNSUPPORTED', `${what}: Docker schema1 manifests are not supported (deprecated; Docker Engine 28+ refuses them too)`, {
+      hint: 'rebuild or re-push the image with a current client so it has a schema2 or OCI manifest',
+    });
   }
 }
 export class InvalidManifestError extends ManifestError {

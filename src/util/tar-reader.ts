@@ -248,7 +248,8 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
     const block = await io.read(BLOCK);
     if (block.length === 0 && count === 0 && pending === undefined && offset === 0) return; // empty input
     if (block.length < BLOCK) {
-      if (pending) throw new TarFormatError(`tar archive truncated: extended header at offset ${pending.headerOffset} has no member after it`);
+      if (pending)
+        throw new TarFormatError(`tar archive truncated: extended header at offset ${pending.headerOffset} has no member after it`);
       throw new TarFormatError(
         block.length === 0
           ? `tar archive truncated: it ends after ${quoteName(last)} without the end-of-archive marker`
@@ -256,7 +257,8 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
       );
     }
     if (block.equals(ZERO_BLOCK)) {
-      if (pending) throw new TarFormatError(`tar archive: extended header at offset ${pending.headerOffset} is followed by the end-of-archive marker`);
+      if (pending)
+        throw new TarFormatError(`tar archive: extended header at offset ${pending.headerOffset} is followed by the end-of-archive marker`);
       const next = await io.read(BLOCK);
       if (next.length === 0) return;
       if (next.equals(ZERO_BLOCK)) {
@@ -269,7 +271,9 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
             if (rest.length === 0) return;
             const nz = rest.findIndex((b) => b !== 0);
             if (nz !== -1) {
-              throw new TarTrailingDataError(`tar archive: non-zero data at offset ${at + nz}, after the end-of-archive marker at offset ${offset}`);
+              throw new TarTrailingDataError(
+                `tar archive: non-zero data at offset ${at + nz}, after the end-of-archive marker at offset ${offset}`,
+              );
             }
           }
         }
@@ -338,7 +342,9 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
     const end = entry.dataOffset + padded(size);
     if (io.pos > end) throw new Error(`tar reader: read past member ${JSON.stringify(rawName)}`);
     if (!(await io.skipTo(end))) {
-      throw new TarFormatError(`tar archive truncated in member ${JSON.stringify(rawName)} (its ${size} bytes of data end past the end of input)`);
+      throw new TarFormatError(
+        `tar archive truncated in member ${JSON.stringify(rawName)} (its ${size} bytes of data end past the end of input)`,
+      );
     }
   }
 }
@@ -412,10 +418,7 @@ class StreamSource implements ByteSource {
  * (what is left is skipped; a body not read to its end is destroyed then). Memory stays flat.
  * Ending the iteration early (break, throw) closes `source`.
  */
-export async function* iterateTar(
-  source: Readable,
-  opts: TarReadOptions = {},
-): AsyncGenerator<{ entry: TarEntry; body: Readable }> {
+export async function* iterateTar(source: Readable, opts: TarReadOptions = {}): AsyncGenerator<{ entry: TarEntry; body: Readable }> {
   const io = new StreamSource(source);
   try {
     for await (const entry of parseEntries(io, opts)) {
@@ -435,7 +438,11 @@ export async function* iterateTar(
               const c = await io.readSome(Math.min(remaining, 256 * 1024));
               if (detached) return;
               if (!c) {
-                body.destroy(new TarFormatError(`tar archive truncated in member ${JSON.stringify(entry.rawName)} (${entry.size - remaining} of ${entry.size} data bytes present)`));
+                body.destroy(
+                  new TarFormatError(
+                    `tar archive truncated in member ${JSON.stringify(entry.rawName)} (${entry.size - remaining} of ${entry.size} data bytes present)`,
+                  ),
+                );
                 return;
               }
               remaining -= c.length;
@@ -539,7 +546,9 @@ export function openTarEntry(file: string, entry: TarEntry, range?: { start: num
         const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, stop - pos));
         const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
         if (bytesRead === 0) {
-          throw new TarFormatError(`${file}: tar archive truncated in member ${JSON.stringify(entry.rawName)} (file ends at offset ${pos})`);
+          throw new TarFormatError(
+            `${file}: tar archive truncated in member ${JSON.stringify(entry.rawName)} (file ends at offset ${pos})`,
+          );
         }
         pos += bytesRead;
         yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);

@@ -102,7 +102,10 @@ export function headerFor(entry: TarHeaderInput): Buffer {
   } else if (linkname !== '') {
     throw new TarError(`tar entry ${JSON.stringify(entry.name)}: only links have a target`);
   }
-  for (const [what, s] of [['name', entry.name], ['link target', linkname]] as const) {
+  for (const [what, s] of [
+    ['name', entry.name],
+    ['link target', linkname],
+  ] as const) {
     if (s.includes('\0')) throw new TarError(`tar entry ${JSON.stringify(entry.name)}: NUL byte in ${what}`);
   }
   if (entry.name === '') throw new TarError('tar entry with an empty name');
@@ -451,12 +454,7 @@ export class TarWriter {
     return { name: h.name, type: h.type, headerOffset, dataOffset: this.position, size: 0 };
   }
 
-  private async writeFile(
-    name: string,
-    size: number,
-    source: Uint8Array | TarSource,
-    options: TarEntryOptions,
-  ): Promise<TarEntryInfo> {
+  private async writeFile(name: string, size: number, source: Uint8Array | TarSource, options: TarEntryOptions): Promise<TarEntryInfo> {
     const clean = checkName(name, 'file');
     const h: TarHeaderInput = { name: clean, type: 'file', size, ...this.meta(options) };
     const header = headerFor(h);

@@ -75,11 +75,16 @@ export async function startDockerd(opts: { insecureRegistries?: string[] } = {})
   mkdirSync(clientConfig);
   writeFileSync(join(clientConfig, 'config.json'), '{}\n');
   const args = [
-    '--host', `unix://${socket}`,
-    '--config-file', config,
-    '--data-root', join(dir, 'data'),
-    '--exec-root', join(dir, 'exec'),
-    '--pidfile', join(dir, 'docker.pid'),
+    '--host',
+    `unix://${socket}`,
+    '--config-file',
+    config,
+    '--data-root',
+    join(dir, 'data'),
+    '--exec-root',
+    join(dir, 'exec'),
+    '--pidfile',
+    join(dir, 'docker.pid'),
     '--storage-driver=vfs',
     '--iptables=false',
     '--ip6tables=false',
@@ -173,11 +178,16 @@ export function createPodman(): Podman {
   };
   mkdirSync(env.XDG_RUNTIME_DIR as string, { mode: 0o700 });
   const globalArgs = [
-    '--root', root,
-    '--runroot', runroot,
-    '--storage-driver', 'vfs',
-    '--cgroup-manager', 'cgroupfs',
-    '--events-backend', 'file',
+    '--root',
+    root,
+    '--runroot',
+    runroot,
+    '--storage-driver',
+    'vfs',
+    '--cgroup-manager',
+    'cgroupfs',
+    '--events-backend',
+    'file',
   ];
   return {
     root,

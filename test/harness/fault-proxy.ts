@@ -110,11 +110,24 @@ export interface RunningFaultProxy {
 }
 
 const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
-  'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
 ]);
 const REWRITTEN_HEADERS = ['location', 'content-location', 'link', 'www-authenticate'];
-const ERROR_CODES: Record<number, string> = { 429: 'TOOMANYREQUESTS', 503: 'UNAVAILABLE', 401: 'UNAUTHORIZED', 403: 'DENIED', 404: 'NOT_FOUND' };
+const ERROR_CODES: Record<number, string> = {
+  429: 'TOOMANYREQUESTS',
+  503: 'UNAVAILABLE',
+  401: 'UNAUTHORIZED',
+  403: 'DENIED',
+  404: 'NOT_FOUND',
+};
 
 function isLoopbackHost(hostname: string): boolean {
   const bare = hostname.replace(/^\[|\]$/g, '');
@@ -138,9 +151,8 @@ interface CompiledRule {
 function compileRule(rule: FaultRule): CompiledRule {
   const faults = Array.isArray(rule.fault) ? rule.fault : [rule.fault];
   const path = typeof rule.path === 'string' ? new RegExp(rule.path) : rule.path;
-  const methods = rule.method === undefined
-    ? undefined
-    : new Set((Array.isArray(rule.method) ? rule.method : [rule.method]).map((m) => m.toUpperCase()));
+  const methods =
+    rule.method === undefined ? undefined : new Set((Array.isArray(rule.method) ? rule.method : [rule.method]).map((m) => m.toUpperCase()));
   const compiled: CompiledRule = {
     name: rule.name ?? `${faults.map((f) => f.kind).join('+')} ${path.source}`,
     path: new RegExp(path.source, path.flags.replace('g', '')), // a /g regex would carry lastIndex between requests
@@ -186,8 +198,7 @@ export async function startFaultProxy(targetUrl: string, options: FaultProxyOpti
   let seq = 0;
   let rewrites: Array<{ from: string; to: string }> = [];
 
-  const rewrite = (value: string): string =>
-    rewrites.reduce((text, { from, to }) => text.split(from).join(to), value);
+  const rewrite = (value: string): string => rewrites.reduce((text, { from, to }) => text.split(from).join(to), value);
 
   const selectFaults = (method: string, url: string): { names: string[]; faults: Fault[] } => {
     const names: string[] = [];
@@ -327,9 +338,7 @@ export async function startFaultProxy(targetUrl: string, options: FaultProxyOpti
     for (const [name, value] of Object.entries(upstreamRes.headers)) {
       if (value === undefined || HOP_BY_HOP.has(name)) continue;
       if (noRange && name === 'accept-ranges') continue;
-      responseHeaders[name] = REWRITTEN_HEADERS.includes(name)
-        ? Array.isArray(value) ? value.map(rewrite) : rewrite(value)
-        : value;
+      responseHeaders[name] = REWRITTEN_HEADERS.includes(name) ? (Array.isArray(value) ? value.map(rewrite) : rewrite(value)) : value;
     }
 
     const hasBody = method !== 'HEAD' && status !== 204 && status !== 304;

@@ -76,9 +76,23 @@ async function issueLeaf(
   await runTool('openssl', ['req', '-new', '-key', keyFile, '-subj', subject, '-out', csrFile]);
   await writeFile(extFile, `${extensions.join('\n')}\n`);
   await runTool('openssl', [
-    'x509', '-req', '-in', csrFile,
-    '-CA', issuer.certFile, '-CAkey', issuer.keyFile, '-set_serial', randomSerial(),
-    '-days', String(days), '-sha256', '-extfile', extFile, '-out', certFile,
+    'x509',
+    '-req',
+    '-in',
+    csrFile,
+    '-CA',
+    issuer.certFile,
+    '-CAkey',
+    issuer.keyFile,
+    '-set_serial',
+    randomSerial(),
+    '-days',
+    String(days),
+    '-sha256',
+    '-extfile',
+    extFile,
+    '-out',
+    certFile,
   ]);
   return { certFile, keyFile };
 }
@@ -99,30 +113,58 @@ export async function createPki(options: PkiOptions = {}): Promise<TestPki> {
   const caFiles = { certFile: join(dir, 'ca.crt'), keyFile: join(dir, 'ca.key') };
   await generateKey(caFiles.keyFile);
   await runTool('openssl', [
-    'req', '-x509', '-new', '-key', caFiles.keyFile, '-sha256', '-days', String(days),
-    '-subj', `/O=ferry tests/CN=ferry test CA ${runId}`, '-set_serial', randomSerial(),
-    '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-    '-addext', 'subjectKeyIdentifier=hash',
-    '-out', caFiles.certFile,
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    caFiles.keyFile,
+    '-sha256',
+    '-days',
+    String(days),
+    '-subj',
+    `/O=ferry tests/CN=ferry test CA ${runId}`,
+    '-set_serial',
+    randomSerial(),
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-addext',
+    'subjectKeyIdentifier=hash',
+    '-out',
+    caFiles.certFile,
   ]);
 
   const sans = [...ipAddresses.map((ip) => `IP:${ip}`), ...dnsNames.map((dns) => `DNS:${dns}`)];
   const [serverFiles, signerFiles] = await Promise.all([
-    issueLeaf(dir, 'server', `/O=ferry tests/CN=${ipAddresses[0] ?? dnsNames[0] ?? 'server'}`, [
-      'basicConstraints=critical,CA:FALSE',
-      'keyUsage=critical,digitalSignature',
-      'extendedKeyUsage=serverAuth',
-      `subjectAltName=${sans.join(',')}`,
-      'subjectKeyIdentifier=hash',
-      'authorityKeyIdentifier=keyid',
-    ], caFiles, days),
-    issueLeaf(dir, 'token-signer', `/O=ferry tests/CN=ferry test token signer ${runId}`, [
-      'basicConstraints=critical,CA:FALSE',
-      'keyUsage=critical,digitalSignature',
-      'subjectKeyIdentifier=hash',
-      'authorityKeyIdentifier=keyid',
-    ], caFiles, days),
+    issueLeaf(
+      dir,
+      'server',
+      `/O=ferry tests/CN=${ipAddresses[0] ?? dnsNames[0] ?? 'server'}`,
+      [
+        'basicConstraints=critical,CA:FALSE',
+        'keyUsage=critical,digitalSignature',
+        'extendedKeyUsage=serverAuth',
+        `subjectAltName=${sans.join(',')}`,
+        'subjectKeyIdentifier=hash',
+        'authorityKeyIdentifier=keyid',
+      ],
+      caFiles,
+      days,
+    ),
+    issueLeaf(
+      dir,
+      'token-signer',
+      `/O=ferry tests/CN=ferry test token signer ${runId}`,
+      [
+        'basicConstraints=critical,CA:FALSE',
+        'keyUsage=critical,digitalSignature',
+        'subjectKeyIdentifier=hash',
+        'authorityKeyIdentifier=keyid',
+      ],
+      caFiles,
+      days,
+    ),
   ]);
 
   const [ca, server, signer] = await Promise.all([load(caFiles), load(serverFiles), load(signerFiles)]);

@@ -69,7 +69,10 @@ export interface RunningRegistry {
 /** Thrown when the registry exits or does not answer in time; the message carries its log. */
 export class RegistryStartError extends Error {
   readonly code = 'HARNESS_REGISTRY_START';
-  constructor(message: string, readonly log: string) {
+  constructor(
+    message: string,
+    readonly log: string,
+  ) {
     super(`${message}\n--- registry log ---\n${log.length > 12_000 ? `[…]${log.slice(-12_000)}` : log}`);
     this.name = 'RegistryStartError';
   }
@@ -120,22 +123,13 @@ function probeStatus(url: string, caPem: string | undefined): Promise<number | u
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitUntilServing(
-  daemon: Daemon,
-  host: string,
-  url: string,
-  caPem: string | undefined,
-  timeoutMs: number,
-): Promise<void> {
+async function waitUntilServing(daemon: Daemon, host: string, url: string, caPem: string | undefined, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let delay = 20;
   while (Date.now() < deadline) {
     const exit = daemon.exitStatus();
     if (exit) {
-      throw new RegistryStartError(
-        `docker-registry exited during start-up (code ${exit.code}, signal ${exit.signal})`,
-        daemon.logs(),
-      );
+      throw new RegistryStartError(`docker-registry exited during start-up (code ${exit.code}, signal ${exit.signal})`, daemon.logs());
     }
     // The port was only free a moment ago: until our process logs that *it* is listening, an
     // answer on that port could come from whoever won the race for it.
@@ -259,7 +253,11 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
         description: `registry ${scheme}://${host}`,
         orphanCleanupDirs: [workDir],
         // The registry reads these over its config file; make sure the machine's env can't leak in.
-        env: Object.fromEntries(Object.keys(process.env).filter((k) => k.startsWith('REGISTRY_')).map((k) => [k, undefined])),
+        env: Object.fromEntries(
+          Object.keys(process.env)
+            .filter((k) => k.startsWith('REGISTRY_'))
+            .map((k) => [k, undefined]),
+        ),
       });
       try {
         await waitUntilServing(daemon, host, `${scheme}://${host}`, caPem, options.startTimeoutMs ?? 20_000);

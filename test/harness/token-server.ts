@@ -297,7 +297,10 @@ export async function startTokenServer(options: TokenServerOptions = {}): Promis
     let refreshToken: string | undefined;
     if (req.method === 'GET') {
       params = url.searchParams;
-      record.scopes = params.getAll('scope').flatMap((s) => s.split(' ')).filter(Boolean);
+      record.scopes = params
+        .getAll('scope')
+        .flatMap((s) => s.split(' '))
+        .filter(Boolean);
       record.account = params.get('account') ?? undefined;
       record.offline = params.get('offline_token') === 'true';
       const basic = parseBasicAuth(req.headers.authorization);

@@ -4,8 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { FIXTURES } from '../helpers/fixtures.js';
 import { accessSync, constants as fsConstants, existsSync, writeFileSync } from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { delimiter, join } from 'node:path';
 import { createTempDir, trackResource } from './temp.js';
 
 /** Binaries the harness knows, with the Debian (bookworm) package that ships each. */
@@ -152,12 +151,10 @@ export async function runTool(name: ToolName, args: readonly string[], options: 
     timedOut = true;
     child.kill('SIGKILL');
   }, timeoutMs);
-  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
-    (resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (c, s) => resolve({ code: c, signal: s }));
-    },
-  ).finally(() => clearTimeout(timer));
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (c, s) => resolve({ code: c, signal: s }));
+  }).finally(() => clearTimeout(timer));
 
   const result: RunResult = {
     code,

@@ -11,7 +11,9 @@ export const FIXTURES = process.env.FERRY_FIXTURES ?? path.resolve(PROJECT_ROOT,
 export const HAVE_FIXTURES = existsSync(path.join(FIXTURES, 'SOURCES.md'));
 
 if (!HAVE_FIXTURES) {
-  console.warn(`[ferry tests] third-party fixtures not found at ${FIXTURES}: fixture-based suites are skipped (set FERRY_FIXTURES or place shared/ beside the project)`);
+  console.warn(
+    `[ferry tests] third-party fixtures not found at ${FIXTURES}: fixture-based suites are skipped (set FERRY_FIXTURES or place shared/ beside the project)`,
+  );
 }
 
 export function fixture(...parts: string[]): string {

@@ -22,7 +22,10 @@ interface Run {
 
 function run(cli: string, args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, CI: '1', FERRY_DEBUG_STARTUP: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, ...args], {
+      env: { ...process.env, CI: '1', FERRY_DEBUG_STARTUP: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -35,7 +38,10 @@ function run(cli: string, args: string[]): Promise<Run> {
 /** What the cache line says, and the run's outcome without that line. */
 function split(r: Run): { cache: string; outcome: Run } {
   const m = /^ferry: code cache (.*)\n/m.exec(r.stderr);
-  return { cache: m?.[1] ?? '(no cache line)', outcome: { code: r.code, stdout: r.stdout, stderr: r.stderr.replace(/^ferry: code cache .*\n/m, '') } };
+  return {
+    cache: m?.[1] ?? '(no cache line)',
+    outcome: { code: r.code, stdout: r.stdout, stderr: r.stderr.replace(/^ferry: code cache .*\n/m, '') },
+  };
 }
 
 describe('the bundled CLI starts from its code cache', () => {
@@ -73,7 +79,11 @@ describe('the bundled CLI starts from its code cache', () => {
       // Another build's cache: the sha256 in front does not match this bundle.
       ['stale', () => writeFile(cacheFile(), Buffer.concat([Buffer.alloc(32, 7), good.subarray(32)])), 'made for another build, ignored'],
       // Right bundle, damaged cache data: V8 refuses it.
-      ['corrupt', () => writeFile(cacheFile(), Buffer.concat([good.subarray(0, 32), Buffer.alloc(good.length - 32, 0x5a)])), 'rejected by V8, ignored'],
+      [
+        'corrupt',
+        () => writeFile(cacheFile(), Buffer.concat([good.subarray(0, 32), Buffer.alloc(good.length - 32, 0x5a)])),
+        'rejected by V8, ignored',
+      ],
       ['truncated', () => writeFile(cacheFile(), good.subarray(0, 10)), 'made for another build, ignored'],
     ];
     for (const [name, damage, said] of cases) {
@@ -91,11 +101,22 @@ describe('the string-width shim', () => {
   it('gives the widths string-width gives', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'ferry-sw-'));
     try {
-      const { lazyStringWidth } = (await import(pathToFileURL(path.join(PROJECT_ROOT, 'scripts', 'shims', 'esbuild-plugins.mjs')).href)) as { lazyStringWidth: Plugin };
+      const { lazyStringWidth } = (await import(
+        pathToFileURL(path.join(PROJECT_ROOT, 'scripts', 'shims', 'esbuild-plugins.mjs')).href
+      )) as { lazyStringWidth: Plugin };
       const entry = path.join(dir, 'entry.mjs');
       await writeFile(entry, "import stringWidth from 'string-width';\nexport default stringWidth;\n");
       const out = path.join(dir, 'out.mjs');
-      await build({ entryPoints: [entry], outfile: out, bundle: true, format: 'esm', platform: 'node', plugins: [lazyStringWidth], nodePaths: [path.join(PROJECT_ROOT, 'node_modules')], logLevel: 'silent' });
+      await build({
+        entryPoints: [entry],
+        outfile: out,
+        bundle: true,
+        format: 'esm',
+        platform: 'node',
+        plugins: [lazyStringWidth],
+        nodePaths: [path.join(PROJECT_ROOT, 'node_modules')],
+        logLevel: 'silent',
+      });
       const shimmed = ((await import(pathToFileURL(out).href)) as { default: (s: string, o?: object) => number }).default;
       const real = ((await import('string-width')) as { default: (s: string, o?: object) => number }).default;
       const samples = [

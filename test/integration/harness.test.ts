@@ -10,22 +10,11 @@ import { createPki, pemToDerBase64, type TestPki } from '../harness/pki.js';
 import { startRegistry, type RunningRegistry } from '../harness/registry.js';
 import { cleanupHarness, createTempDir, trackedResources } from '../harness/temp.js';
 import { parseScope } from '../harness/token-server.js';
-import {
-  describeCommand,
-  MissingToolError,
-  requireTool,
-  runSkopeo,
-  runTool,
-  sampleImage,
-  type RunResult,
-} from '../harness/tools.js';
+import { describeCommand, MissingToolError, requireTool, runSkopeo, runTool, sampleImage, type RunResult } from '../harness/tools.js';
 
 afterAll(cleanupHarness);
 
-const MANIFEST_ACCEPT = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-].join(', ');
+const MANIFEST_ACCEPT = ['application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'].join(', ');
 
 function basic(user: string, password: string): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
@@ -161,9 +150,9 @@ describe('registry without auth', () => {
     expect(trackedResources()).not.toContain(`registry ${other.url}`);
     await other.stop(); // idempotent
 
-    await expect(
-      startRegistry({ extraConfig: { storage: { filesystem: null, nosuchdriver: {} } } }),
-    ).rejects.toThrow(/exited during start-up[\s\S]*--- registry log ---[\s\S]*nosuchdriver/);
+    await expect(startRegistry({ extraConfig: { storage: { filesystem: null, nosuchdriver: {} } } })).rejects.toThrow(
+      /exited during start-up[\s\S]*--- registry log ---[\s\S]*nosuchdriver/,
+    );
   });
 });
 
@@ -236,9 +225,7 @@ describe('registry with token auth', () => {
     const server = registry.tokenServer!;
     const challenge = await fetch(`${registry.url}/v2/`);
     expect(challenge.status).toBe(401);
-    expect(challenge.headers.get('www-authenticate')).toBe(
-      `Bearer realm="${server.realm}",service="${server.service}"`,
-    );
+    expect(challenge.headers.get('www-authenticate')).toBe(`Bearer realm="${server.realm}",service="${server.service}"`);
 
     server.clearRequests();
     await push(`${registry.host}/harness/token:v1`, ['--dest-tls-verify=false', '--dest-creds', 'ferry:ferry-secret']);
@@ -273,7 +260,11 @@ describe('registry with token auth', () => {
     const server = registry.tokenServer!;
     server.configure({ permissions: { ferry: ['pull'] } });
     try {
-      const result = await push(`${registry.host}/harness/token:pullonly`, ['--dest-tls-verify=false', '--dest-creds', 'ferry:ferry-secret'], true);
+      const result = await push(
+        `${registry.host}/harness/token:pullonly`,
+        ['--dest-tls-verify=false', '--dest-creds', 'ferry:ferry-secret'],
+        true,
+      );
       expect(result.code).not.toBe(0);
       expect(result.stderr).toMatch(/denied|unauthorized|authentication required/i);
     } finally {
@@ -378,8 +369,10 @@ describe('registry with token auth', () => {
     const secure = await startRegistry({ auth: 'token', tls: true });
     expect(secure.tokenServer?.realm).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/token$/);
     await push(`${secure.host}/harness/secure:v1`, [
-      '--dest-cert-dir', secure.certDir as string,
-      '--dest-creds', `${secure.username}:${secure.password}`,
+      '--dest-cert-dir',
+      secure.certDir as string,
+      '--dest-creds',
+      `${secure.username}:${secure.password}`,
     ]);
     expect(secure.tokenServer?.requests.some((r) => r.status === 200 && r.granted.length > 0)).toBe(true);
     await secure.stop();
@@ -447,7 +440,10 @@ describe('fault proxy', () => {
     expect(limited.headers.get('retry-after')).toBe('2');
     expect(await limited.json()).toMatchObject({ errors: [{ code: 'TOOMANYREQUESTS' }] });
     expect((await get(manifestPath, { Accept: MANIFEST_ACCEPT })).status).toBe(200);
-    expect(proxy.ruleStats().map((s) => [s.matched, s.injected])).toEqual([[3, 2], [3, 1]]);
+    expect(proxy.ruleStats().map((s) => [s.matched, s.injected])).toEqual([
+      [3, 2],
+      [3, 1],
+    ]);
   });
 
   it('resets the connection before or during the response', async () => {
@@ -523,8 +519,14 @@ describe('fault proxy', () => {
     proxy.clearRequests();
     const dest = `oci:${createTempDir('proxy-pull')}/layout:v1`;
     await runSkopeo([
-      'copy', '--retry-times', '3', '--src-tls-verify=false', '--src-creds', 'ferry:ferry-secret',
-      `docker://${proxy.host}/${repo}:v1`, dest,
+      'copy',
+      '--retry-times',
+      '3',
+      '--src-tls-verify=false',
+      '--src-creds',
+      'ferry:ferry-secret',
+      `docker://${proxy.host}/${repo}:v1`,
+      dest,
     ]);
     const outcomes = proxy.requests
       .filter((r) => r.method === 'GET' && /\/(manifests|blobs)\//.test(r.url))

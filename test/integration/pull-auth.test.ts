@@ -43,7 +43,11 @@ describe('htpasswd basic auth', () => {
 
   it('pulls with --username/--password-stdin credentials', async () => {
     const img = corpus.images.find((i) => i.kind === 'oci-index')!;
-    const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), staticCredential: { kind: 'basic', username: USER, password: PASS } });
+    const r = await pull({
+      refs: [`${reg.host}/${img.repo}:${img.tag}`],
+      store: storeDir(),
+      staticCredential: { kind: 'basic', username: USER, password: PASS },
+    });
     expect(r.failures).toEqual([]);
     expect(r.images[0]!.digest).toBe(img.digest);
   });
@@ -71,14 +75,22 @@ describe('htpasswd basic auth', () => {
 
   it('without credentials: UNAUTHORIZED, nothing stored', async () => {
     const img = corpus.images[0]!;
-    const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), credentials: await loadDockerConfig({ path: await writeConfig({}) }) });
+    const r = await pull({
+      refs: [`${reg.host}/${img.repo}:${img.tag}`],
+      store: storeDir(),
+      credentials: await loadDockerConfig({ path: await writeConfig({}) }),
+    });
     expect(r.failures).toEqual([expect.objectContaining({ errorCode: 'UNAUTHORIZED' })]);
     expect(r.images).toEqual([]);
   });
 
   it('wrong password: UNAUTHORIZED, and the password is in no message', async () => {
     const img = corpus.images[0]!;
-    const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), staticCredential: { kind: 'basic', username: USER, password: 'hunter2-wrong' } });
+    const r = await pull({
+      refs: [`${reg.host}/${img.repo}:${img.tag}`],
+      store: storeDir(),
+      staticCredential: { kind: 'basic', username: USER, password: 'hunter2-wrong' },
+    });
     expect(r.failures).toEqual([expect.objectContaining({ errorCode: 'UNAUTHORIZED' })]);
     expect(JSON.stringify(r)).not.toContain('hunter2-wrong');
     expect(JSON.stringify(r)).not.toContain(b64(`${USER}:hunter2-wrong`));
@@ -96,7 +108,11 @@ describe('token auth (Docker-Hub-like token service, JWT with x5c)', () => {
   it('basic credentials → scoped bearer tokens', async () => {
     reg.tokenServer!.clearRequests();
     const imgs = corpus.images.slice(0, 3);
-    const r = await pull({ refs: imgs.map((i) => `${reg.host}/${i.repo}:${i.tag}`), store: storeDir(), staticCredential: { kind: 'basic', username: USER, password: PASS } });
+    const r = await pull({
+      refs: imgs.map((i) => `${reg.host}/${i.repo}:${i.tag}`),
+      store: storeDir(),
+      staticCredential: { kind: 'basic', username: USER, password: PASS },
+    });
     expect(r.failures).toEqual([]);
     const scopes = new Set(reg.tokenServer!.requests.flatMap((q) => q.scopes));
     for (const i of imgs) expect(scopes).toContain(`repository:${i.repo}:pull`);
@@ -108,7 +124,11 @@ describe('token auth (Docker-Hub-like token service, JWT with x5c)', () => {
 
   it('anonymous when the service grants nothing: UNAUTHORIZED with a hint', async () => {
     const img = corpus.images[0]!;
-    const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), credentials: await loadDockerConfig({ path: await writeConfig({}) }) });
+    const r = await pull({
+      refs: [`${reg.host}/${img.repo}:${img.tag}`],
+      store: storeDir(),
+      credentials: await loadDockerConfig({ path: await writeConfig({}) }),
+    });
     expect(r.failures).toEqual([expect.objectContaining({ errorCode: 'UNAUTHORIZED' })]);
   });
 
@@ -116,7 +136,11 @@ describe('token auth (Docker-Hub-like token service, JWT with x5c)', () => {
     reg.tokenServer!.configure({ anonymousPull: true });
     try {
       const img = corpus.images[0]!;
-      const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), credentials: await loadDockerConfig({ path: await writeConfig({}) }) });
+      const r = await pull({
+        refs: [`${reg.host}/${img.repo}:${img.tag}`],
+        store: storeDir(),
+        credentials: await loadDockerConfig({ path: await writeConfig({}) }),
+      });
       expect(r.failures).toEqual([]);
       expect(reg.tokenServer!.requests.at(-1)!.credential).toBe('none');
     } finally {
@@ -127,7 +151,9 @@ describe('token auth (Docker-Hub-like token service, JWT with x5c)', () => {
   it('an identity token from config.json is used as an OAuth2 refresh token', async () => {
     reg.tokenServer!.clearRequests();
     const refresh = reg.tokenServer!.issueRefreshToken(USER);
-    const credentials = await loadDockerConfig({ path: await writeConfig({ auths: { [reg.host]: { auth: b64('00000000-0000-0000-0000-000000000000:'), identitytoken: refresh } } }) });
+    const credentials = await loadDockerConfig({
+      path: await writeConfig({ auths: { [reg.host]: { auth: b64('00000000-0000-0000-0000-000000000000:'), identitytoken: refresh } } }),
+    });
     const img = corpus.images[0]!;
     const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), credentials });
     expect(r.failures).toEqual([]);
@@ -148,7 +174,11 @@ describe('token auth (Docker-Hub-like token service, JWT with x5c)', () => {
     reg.tokenServer!.configure({ replyField: 'access_token' });
     try {
       const img = corpus.images[0]!;
-      const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), staticCredential: { kind: 'basic', username: USER, password: PASS } });
+      const r = await pull({
+        refs: [`${reg.host}/${img.repo}:${img.tag}`],
+        store: storeDir(),
+        staticCredential: { kind: 'basic', username: USER, password: PASS },
+      });
       expect(r.failures).toEqual([]);
     } finally {
       reg.tokenServer!.configure({ replyField: 'both' });
@@ -159,13 +189,21 @@ describe('token auth (Docker-Hub-like token service, JWT with x5c)', () => {
     // Tokens the registry rejects at once, but which the reply claims last 5 minutes.
     reg.tokenServer!.configure({ tokenTtlSeconds: -120, reportedExpiresIn: 300 });
     const img = corpus.images[0]!;
-    const r1 = pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), staticCredential: { kind: 'basic', username: USER, password: PASS } });
+    const r1 = pull({
+      refs: [`${reg.host}/${img.repo}:${img.tag}`],
+      store: storeDir(),
+      staticCredential: { kind: 'basic', username: USER, password: PASS },
+    });
     // With only bad tokens on offer the pull must fail, after one renewal attempt, as UNAUTHORIZED.
     const res1 = await r1;
     expect(res1.failures).toEqual([expect.objectContaining({ errorCode: 'UNAUTHORIZED' })]);
     reg.tokenServer!.clearRequests();
     reg.tokenServer!.configure({ tokenTtlSeconds: 300, reportedExpiresIn: 300 });
-    const res2 = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), staticCredential: { kind: 'basic', username: USER, password: PASS } });
+    const res2 = await pull({
+      refs: [`${reg.host}/${img.repo}:${img.tag}`],
+      store: storeDir(),
+      staticCredential: { kind: 'basic', username: USER, password: PASS },
+    });
     expect(res2.failures).toEqual([]);
   });
 });
@@ -197,7 +235,7 @@ describe('TLS with a private CA', () => {
 
   it('an unknown CA is refused, never silently downgraded to plain HTTP', async () => {
     const img = corpus.images[0]!;
-    const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), certsDirs: [] , retry: { maxAttempts: 1 } });
+    const r = await pull({ refs: [`${reg.host}/${img.repo}:${img.tag}`], store: storeDir(), certsDirs: [], retry: { maxAttempts: 1 } });
     expect(r.failures).toHaveLength(1);
     expect(r.failures[0]!.errorCode).toBe('TLS_VERIFY_FAILED');
     expect(r.failures[0]!.error).toMatch(/certificate|self.signed|unable to verify/i);

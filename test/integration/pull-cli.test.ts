@@ -34,10 +34,16 @@ describe('ferry pull (CLI)', () => {
     const list = path.join(dir, 'images.txt');
     const imgs = corpus.images.slice(0, 4);
     await writeFile(list, `# test list\n\n${imgs.map((i) => `${reg.host}/${i.repo}:${i.tag}`).join('\n')}\n`);
-    const r = await ferry(['pull', '-f', list, '--store', path.join(dir, 'store'), '--json', '--username', reg.username!, '--password-stdin'], { input: `${reg.password!}\n` });
+    const r = await ferry(
+      ['pull', '-f', list, '--store', path.join(dir, 'store'), '--json', '--username', reg.username!, '--password-stdin'],
+      { input: `${reg.password!}\n` },
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; images?: Array<{ name: string; digest: string }> });
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; images?: Array<{ name: string; digest: string }> });
     const report = lines.at(-1)!;
     expect(report.type).toBe('report');
     expect(report.images!.map((i) => i.digest)).toEqual(imgs.map((i) => i.digest));
@@ -48,7 +54,10 @@ describe('ferry pull (CLI)', () => {
   it('plain output names images and a summary; FERRY_STORE sets the store', async () => {
     const dir = createTempDir('cli2');
     const img = corpus.images[0]!;
-    const r = await ferry(['pull', `${reg.host}/${img.repo}:${img.tag}`, '--username', reg.username!, '--password-stdin'], { input: reg.password!, env: { FERRY_STORE: path.join(dir, 'envstore') } });
+    const r = await ferry(['pull', `${reg.host}/${img.repo}:${img.tag}`, '--username', reg.username!, '--password-stdin'], {
+      input: reg.password!,
+      env: { FERRY_STORE: path.join(dir, 'envstore') },
+    });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/Pulled 1 of 1 images into .*envstore/);
     expect(existsSync(path.join(dir, 'envstore', 'index.json'))).toBe(true);
@@ -56,7 +65,10 @@ describe('ferry pull (CLI)', () => {
 
   it('exit 1 when an image fails, with the registry error; exit 2 on usage errors', async () => {
     const dir = createTempDir('cli3');
-    const r = await ferry(['pull', `${reg.host}/ferry-test/base:nope`, '--store', path.join(dir, 's'), '--username', reg.username!, '--password-stdin'], { input: reg.password! });
+    const r = await ferry(
+      ['pull', `${reg.host}/ferry-test/base:nope`, '--store', path.join(dir, 's'), '--username', reg.username!, '--password-stdin'],
+      { input: reg.password! },
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('MANIFEST_UNKNOWN');
     const usage = await ferry(['pull', '--store', path.join(dir, 's')]);
@@ -67,7 +79,14 @@ describe('ferry pull (CLI)', () => {
     expect(badRef.stderr).toMatch(/must be lowercase/);
     const badPlatform = await ferry(['pull', 'x', '--platform', 'linux', '--store', path.join(dir, 's')]);
     expect(badPlatform.code).toBe(2);
-    const noCreds = await ferry(['pull', `${reg.host}/ferry-test/base:1`, '--store', path.join(dir, 's'), '--authfile', path.join(dir, 'none.json')]);
+    const noCreds = await ferry([
+      'pull',
+      `${reg.host}/ferry-test/base:1`,
+      '--store',
+      path.join(dir, 's'),
+      '--authfile',
+      path.join(dir, 'none.json'),
+    ]);
     expect(noCreds.code).toBe(1);
     expect(noCreds.stderr).toMatch(/UNAUTHORIZED|HTTP 401/);
   });
@@ -83,10 +102,14 @@ describe('a pull killed mid-blob', () => {
     const img = corpus.images.find((i) => i.repo === 'ferry-test/medium')!;
     const layer = corpus.largestLayer;
     // Slow the big layer down so the kill lands in the middle of it.
-    proxy.setRules([{ method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: { kind: 'throttle', bytesPerSecond: 256 * 1024 } }]);
+    proxy.setRules([
+      { method: 'GET', path: new RegExp(`/blobs/${layer.digest}$`), fault: { kind: 'throttle', bytesPerSecond: 256 * 1024 } },
+    ]);
     const store = path.join(createTempDir('kill'), 'store');
     const ref = `${proxy.host}/${img.repo}:${img.tag}`;
-    const child = spawn(process.execPath, [CLI, 'pull', ref, '--store', store, '--username', reg.username!, '--password-stdin'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const child = spawn(process.execPath, [CLI, 'pull', ref, '--store', store, '--username', reg.username!, '--password-stdin'], {
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
     child.stdin.end(reg.password!);
     const blobs = path.join(store, 'blobs', 'sha256');
     // Wait until the layer's temp file exists and has some bytes, then kill.

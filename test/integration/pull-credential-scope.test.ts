@@ -56,7 +56,13 @@ function authSeenByB(): string[] {
 describe('--username is for one registry', () => {
   it('two registries and no --auth-registry: refused before anything is sent', async () => {
     const img = corpus.images[0]!;
-    await expect(pull({ refs: [`${regA.host}/${img.repo}:${img.tag}`, `${proxyB.host}/${img.repo}:${img.tag}`], store: store(), staticCredential: aPassword })).rejects.toMatchObject({
+    await expect(
+      pull({
+        refs: [`${regA.host}/${img.repo}:${img.tag}`, `${proxyB.host}/${img.repo}:${img.tag}`],
+        store: store(),
+        staticCredential: aPassword,
+      }),
+    ).rejects.toMatchObject({
       code: 'USAGE',
       message: expect.stringContaining('talks to 2'),
     });
@@ -83,11 +89,16 @@ describe('--username is for one registry', () => {
   it('--auth-registry naming a registry the run does not use: refused', async () => {
     const img = corpus.images[0]!;
     await expect(
-      pull({ refs: [`${regA.host}/${img.repo}:${img.tag}`], store: store(), staticCredential: aPassword, staticCredentialRegistry: 'registry.example.com' }),
+      pull({
+        refs: [`${regA.host}/${img.repo}:${img.tag}`],
+        store: store(),
+        staticCredential: aPassword,
+        staticCredentialRegistry: 'registry.example.com',
+      }),
     ).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('does not talk to that registry') });
   });
 
-  it('mirror: the credential is the destination\'s; the source gets none of it', async () => {
+  it("mirror: the credential is the destination's; the source gets none of it", async () => {
     const img = corpus.images.find((i) => i.kind !== 'oci-index') ?? corpus.images[0]!;
     // Source: the second registry (through the recording proxy), with its config.json entry;
     // destination: the first, with --username.

@@ -153,7 +153,13 @@ describe('refused faults: nothing stored', () => {
 
   it('a blob shorter than its descriptor, served complete: SIZE_MISMATCH at once, not a resume', async () => {
     // A whole, well-framed answer with fewer bytes than the manifest declares.
-    proxy.setRules([{ method: 'GET', path: blobPath(medium.layer), fault: { kind: 'status', status: 200, body: 'short blob', headers: { 'content-type': 'application/octet-stream' } } }]);
+    proxy.setRules([
+      {
+        method: 'GET',
+        path: blobPath(medium.layer),
+        fault: { kind: 'status', status: 200, body: 'short blob', headers: { 'content-type': 'application/octet-stream' } },
+      },
+    ]);
     const { report, store } = await pullVia([medium.ref]);
     expect(report.failures).toEqual([expect.objectContaining({ errorCode: 'SIZE_MISMATCH' })]);
     expect(proxy.requests.filter((r) => r.url.endsWith(medium.layer))).toHaveLength(1);
@@ -162,7 +168,9 @@ describe('refused faults: nothing stored', () => {
   });
 
   it('plain HTTP answering /v2/ with a redirect is not taken for the registry', async () => {
-    proxy.setRules([{ method: 'GET', path: /^\/v2\/$/, fault: { kind: 'status', status: 301, headers: { location: `https://${proxy.host}/v2/` } } }]);
+    proxy.setRules([
+      { method: 'GET', path: /^\/v2\/$/, fault: { kind: 'status', status: 301, headers: { location: `https://${proxy.host}/v2/` } } },
+    ]);
     const { report } = await pullVia([medium.ref]);
     expect(report.failures).toEqual([expect.objectContaining({ errorCode: 'REGISTRY_UNREACHABLE' })]);
     expect(report.failures[0]!.error).toContain('http: plain HTTP answered 301');
@@ -171,21 +179,32 @@ describe('refused faults: nothing stored', () => {
     expect(proxy.requests.filter((r) => r.url !== '/v2/')).toEqual([]);
   });
 
-  it.skipIf(!HAVE_FIXTURES)('a signed schema1 manifest: SCHEMA1_UNSUPPORTED, not a digest mismatch (needs ../shared/fixtures)', async () => {
-    // containers/image's signed fixture, served for the tag with the digest a registry announces
-    // for it (the payload's, without the JWS signatures), so the raw bytes do not hash to it.
-    const body = await readFile(fixture('containers-image', 'manifest', 'fixtures', 'v2s1.manifest.json'), 'utf8');
-    proxy.setRules([
-      {
-        method: 'GET',
-        path: /\/manifests\//,
-        fault: { kind: 'status', status: 200, body, headers: { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws', 'docker-content-digest': `sha256:${'5'.repeat(64)}` } },
-      },
-    ]);
-    const { report, store } = await pullVia([medium.ref]);
-    expect(report.failures).toEqual([expect.objectContaining({ errorCode: 'SCHEMA1_UNSUPPORTED' })]);
-    expect((await (await OciLayout.open(store)).readIndex()).manifests).toEqual([]);
-  });
+  it.skipIf(!HAVE_FIXTURES)(
+    'a signed schema1 manifest: SCHEMA1_UNSUPPORTED, not a digest mismatch (needs ../shared/fixtures)',
+    async () => {
+      // containers/image's signed fixture, served for the tag with the digest a registry announces
+      // for it (the payload's, without the JWS signatures), so the raw bytes do not hash to it.
+      const body = await readFile(fixture('containers-image', 'manifest', 'fixtures', 'v2s1.manifest.json'), 'utf8');
+      proxy.setRules([
+        {
+          method: 'GET',
+          path: /\/manifests\//,
+          fault: {
+            kind: 'status',
+            status: 200,
+            body,
+            headers: {
+              'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws',
+              'docker-content-digest': `sha256:${'5'.repeat(64)}`,
+            },
+          },
+        },
+      ]);
+      const { report, store } = await pullVia([medium.ref]);
+      expect(report.failures).toEqual([expect.objectContaining({ errorCode: 'SCHEMA1_UNSUPPORTED' })]);
+      expect((await (await OciLayout.open(store)).readIndex()).manifests).toEqual([]);
+    },
+  );
 
   it('503 forever: gives up within the bounds, naming the registry', async () => {
     proxy.setRules([{ method: 'GET', path: /\/manifests\//, fault: { kind: 'status', status: 503 } }]);

@@ -35,7 +35,11 @@ describe('blob redirects', () => {
       {
         method: 'GET',
         path: new RegExp(`/blobs/${layer}$`),
-        fault: { kind: 'status', status: 307, headers: { location: `${storage.url}/v2/${img.repo}/blobs/${layer}?X-Amz-Signature=secret` } },
+        fault: {
+          kind: 'status',
+          status: 307,
+          headers: { location: `${storage.url}/v2/${img.repo}/blobs/${layer}?X-Amz-Signature=secret` },
+        },
       },
     ]);
     const r = await pull({
@@ -49,6 +53,8 @@ describe('blob redirects', () => {
     expect(redirected).toHaveLength(1);
     expect(redirected[0]!.headers.authorization).toBeUndefined();
     // The registry itself did get credentials.
-    expect(front.requests.filter((q) => q.url.includes('/manifests/')).every((q) => q.headers.authorization?.startsWith('Basic '))).toBe(true);
+    expect(front.requests.filter((q) => q.url.includes('/manifests/')).every((q) => q.headers.authorization?.startsWith('Basic '))).toBe(
+      true,
+    );
   });
 });

@@ -67,7 +67,7 @@ describe('ferry pull from docker-registry', () => {
     expect(r.blobs.skipped).toBe(r.blobs.total);
   });
 
-  it('skopeo copies every pulled ref from ferry\'s store to a registry with unchanged digests', async () => {
+  it("skopeo copies every pulled ref from ferry's store to a registry with unchanged digests", async () => {
     for (const img of corpus.images) {
       const scratch = createTempDir('skopeo-dir');
       // skopeo 1.9's oci: transport only lists OCI-typed entries; Docker-typed images are
@@ -84,7 +84,14 @@ describe('ferry pull from docker-registry', () => {
     const skopeoLayout = path.join(createTempDir('skopeo-layout'), 'layout');
     const oci = corpus.images.filter((i) => i.kind === 'oci-index' || i.kind === 'oci-image');
     for (const img of oci) {
-      await runSkopeo(['copy', '--all', '--preserve-digests', '--src-tls-verify=false', `docker://${refOf(img.repo, img.tag)}`, `oci:${skopeoLayout}:${img.repo}-${img.tag}`]);
+      await runSkopeo([
+        'copy',
+        '--all',
+        '--preserve-digests',
+        '--src-tls-verify=false',
+        `docker://${refOf(img.repo, img.tag)}`,
+        `oci:${skopeoLayout}:${img.repo}-${img.tag}`,
+      ]);
     }
     const target = path.join(createTempDir('from-skopeo'), 'store');
     const r = await pull({ refs: oci.map((i) => `oci:${skopeoLayout}:${i.repo}-${i.tag}`), store: target });
@@ -115,7 +122,9 @@ describe('ferry pull from docker-registry', () => {
         annotations: Record<string, string>;
       };
       expect(rewritten.mediaType).toBe(img.mediaType);
-      expect(rewritten.manifests.map((m) => m.digest)).toEqual(published.manifests.filter((m) => m.platform.architecture === 'arm64').map((m) => m.digest));
+      expect(rewritten.manifests.map((m) => m.digest)).toEqual(
+        published.manifests.filter((m) => m.platform.architecture === 'arm64').map((m) => m.digest),
+      );
       expect(rewritten.annotations['dev.ferry.original-index.digest']).toBe(img.digest);
     }
     // The amd64 and arm/v7 layers that only those platforms use were not fetched.
@@ -124,7 +133,11 @@ describe('ferry pull from docker-registry', () => {
 
   it('a platform the image lacks is an error listing what it has', async () => {
     const multi = corpus.images.find((i) => i.kind === 'oci-index')!;
-    const r = await pull({ refs: [refOf(multi.repo, multi.tag)], store: path.join(createTempDir('p2'), 's'), platforms: [parsePlatform('linux/s390x')] });
+    const r = await pull({
+      refs: [refOf(multi.repo, multi.tag)],
+      store: path.join(createTempDir('p2'), 's'),
+      platforms: [parsePlatform('linux/s390x')],
+    });
     expect(r.failures).toHaveLength(1);
     expect(r.failures[0]!.errorCode).toBe('NOT_FOUND');
     expect(r.failures[0]!.error).toContain('linux/s390x');
@@ -132,7 +145,10 @@ describe('ferry pull from docker-registry', () => {
 
   it('a missing tag fails that image only, naming the registry error', async () => {
     const base = corpus.images[0]!;
-    const r = await pull({ refs: [refOf(base.repo, base.tag), refOf(base.repo, 'no-such-tag')], store: path.join(createTempDir('p3'), 's') });
+    const r = await pull({
+      refs: [refOf(base.repo, base.tag), refOf(base.repo, 'no-such-tag')],
+      store: path.join(createTempDir('p3'), 's'),
+    });
     expect(r.images.map((i) => i.status)).toEqual(['done']);
     expect(r.failures).toEqual([expect.objectContaining({ name: refOf(base.repo, 'no-such-tag'), errorCode: 'MANIFEST_UNKNOWN' })]);
   });
@@ -140,9 +156,15 @@ describe('ferry pull from docker-registry', () => {
   it('pulls by digest and by tag+digest', async () => {
     const img = corpus.images.find((i) => i.kind === 'oci-image')!;
     const target = path.join(createTempDir('p4'), 's');
-    const r = await pull({ refs: [`${reg.host}/${img.repo}@${img.digest}`, `${reg.host}/${img.repo}:${img.tag}@${img.digest}`], store: target });
+    const r = await pull({
+      refs: [`${reg.host}/${img.repo}@${img.digest}`, `${reg.host}/${img.repo}:${img.tag}@${img.digest}`],
+      store: target,
+    });
     expect(r.failures).toEqual([]);
-    expect(r.images.map((i) => i.name)).toEqual([`${reg.host}/${img.repo}@${img.digest}`, `${reg.host}/${img.repo}:${img.tag}@${img.digest}`]);
+    expect(r.images.map((i) => i.name)).toEqual([
+      `${reg.host}/${img.repo}@${img.digest}`,
+      `${reg.host}/${img.repo}:${img.tag}@${img.digest}`,
+    ]);
     expect(r.images.every((i) => i.digest === img.digest)).toBe(true);
   });
 

@@ -32,7 +32,7 @@ import { isDigest, sha256, type Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { parseReference } from '../../ref/reference.js';
-import { errorMessage, FerryError, IntegrityError, NotFoundError, UsageError } from '../../util/errors.js';
+import { errorMessage, type FerryError, IntegrityError, NotFoundError, UsageError } from '../../util/errors.js';
 import type { TarEntry } from '../../util/tar-reader.js';
 import { ArchiveError, sniffCompression, TarArchive, type ArchiveOpenOptions } from '../oci-archive/archive.js';
 import { dropPrefix, type BlobOpenOptions, type ImageSource, type ManifestBytes } from '../types.js';
@@ -78,13 +78,21 @@ export class DockerArchive {
     try {
       if (!archive.has('manifest.json')) {
         if (archive.has('repositories')) {
-          throw new ArchiveError('LEGACY_ARCHIVE_UNSUPPORTED', `${label}: the archive has no manifest.json, only a legacy "repositories" file (a pre-Docker-1.10 save)`, {
-            hint: 'load it with an old Docker (< 29) and save it again, or rebuild the image',
-          });
+          throw new ArchiveError(
+            'LEGACY_ARCHIVE_UNSUPPORTED',
+            `${label}: the archive has no manifest.json, only a legacy "repositories" file (a pre-Docker-1.10 save)`,
+            {
+              hint: 'load it with an old Docker (< 29) and save it again, or rebuild the image',
+            },
+          );
         }
-        throw new ArchiveError('ARCHIVE_INVALID', `${label}: the archive does not contain manifest.json, so it is not a docker save archive`, {
-          ...(archive.has('index.json') ? { hint: `it holds an OCI layout: use oci-archive:${file}` } : {}),
-        });
+        throw new ArchiveError(
+          'ARCHIVE_INVALID',
+          `${label}: the archive does not contain manifest.json, so it is not a docker save archive`,
+          {
+            ...(archive.has('index.json') ? { hint: `it holds an OCI layout: use oci-archive:${file}` } : {}),
+          },
+        );
       }
       const bytes = await archive.readBytes(archive.resolve('manifest.json'), MAX_MANIFEST_JSON_BYTES, 'manifest.json');
       let doc: unknown;
@@ -93,11 +101,15 @@ export class DockerArchive {
       } catch {
         throw new ArchiveError('ARCHIVE_INVALID', `${label}: manifest.json is not valid JSON`);
       }
-      if (doc === null) throw new ArchiveError('ARCHIVE_INVALID', `${label}: invalid manifest.json: it is null (an empty list [] would mean no images)`);
+      if (doc === null)
+        throw new ArchiveError('ARCHIVE_INVALID', `${label}: invalid manifest.json: it is null (an empty list [] would mean no images)`);
       const r = ManifestJson.safeParse(doc);
       if (!r.success) {
         const i = r.error.issues[0];
-        throw new ArchiveError('ARCHIVE_INVALID', `${label}: invalid manifest.json: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
+        throw new ArchiveError(
+          'ARCHIVE_INVALID',
+          `${label}: invalid manifest.json: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`,
+        );
       }
       const images = r.data.map((m, index): DockerArchiveImage => {
         const raw = m.RepoTags ?? [];
@@ -105,7 +117,10 @@ export class DockerArchive {
           try {
             return parseReference(t).toString();
           } catch (err) {
-            throw new ArchiveError('ARCHIVE_INVALID', `${label}: image ${index} has an invalid RepoTag ${JSON.stringify(t)}: ${errorMessage(err)}`);
+            throw new ArchiveError(
+              'ARCHIVE_INVALID',
+              `${label}: image ${index} has an invalid RepoTag ${JSON.stringify(t)}: ${errorMessage(err)}`,
+            );
           }
         });
         return { index, repoTags, rawRepoTags: raw, config: m.Config, layers: m.Layers ?? [] };
@@ -127,9 +142,13 @@ export class DockerArchive {
     if (ref === undefined || ref === '') {
       if (this.images.length === 1) return this.images[0]!;
       if (this.images.length === 0) throw new NotFoundError(`${this.label} holds no images`);
-      throw new ArchiveError('ARCHIVE_AMBIGUOUS', `${this.label}: archive holds ${this.images.length} images; choose one with :TAG or :@N`, {
-        hint: `it has: ${this.images.map((i) => `@${i.index}${i.repoTags.length ? ` (${i.repoTags.join(', ')})` : ''}`).join('; ')}`,
-      });
+      throw new ArchiveError(
+        'ARCHIVE_AMBIGUOUS',
+        `${this.label}: archive holds ${this.images.length} images; choose one with :TAG or :@N`,
+        {
+          hint: `it has: ${this.images.map((i) => `@${i.index}${i.repoTags.length ? ` (${i.repoTags.join(', ')})` : ''}`).join('; ')}`,
+        },
+      );
     }
     if (ref.startsWith('@')) {
       const n = ref.slice(1);
@@ -150,7 +169,9 @@ export class DockerArchive {
     const hit = this.images.find((i) => i.repoTags.includes(want));
     if (hit) return hit;
     const tags = this.images.flatMap((i) => i.repoTags);
-    throw new NotFoundError(`no image tagged ${want} in ${this.label}`, { hint: tags.length ? `it has: ${tags.join(', ')}` : 'its images are untagged; use :@N' });
+    throw new NotFoundError(`no image tagged ${want} in ${this.label}`, {
+      hint: tags.length ? `it has: ${tags.join(', ')}` : 'its images are untagged; use :@N',
+    });
   }
 
   /** The synthesized manifest and blob map for one image (computed once). */
@@ -196,7 +217,10 @@ async function prepareImage(archive: TarArchive, image: DockerArchiveImage, labe
   if (!cr.success) throw new ArchiveError('ARCHIVE_INVALID', `${what}: config ${image.config} has no rootfs`);
   const diffIds = cr.data.rootfs.diff_ids ?? [];
   if (diffIds.length !== image.layers.length) {
-    throw new ArchiveError('ARCHIVE_INVALID', `${what}: manifest.json lists ${image.layers.length} layers but the config has ${diffIds.length} diff_ids`);
+    throw new ArchiveError(
+      'ARCHIVE_INVALID',
+      `${what}: manifest.json lists ${image.layers.length} layers but the config has ${diffIds.length} diff_ids`,
+    );
   }
   const layers: PreparedLayer[] = [];
   /** Layer digest → the diff_id it was listed with: one blob cannot stand for two. */
@@ -207,14 +231,20 @@ async function prepareImage(archive: TarArchive, image: DockerArchiveImage, labe
     const entry = archive.resolve(layerName);
     const comp = sniffCompression(await archive.readHead(entry, 8));
     if (comp !== 'none' && comp !== 'gzip') {
-      throw new ArchiveError('UNSUPPORTED_COMPRESSION', `${what}: layer ${layerName} is ${comp}-compressed; docker-archive layers may be plain tar or gzip`);
+      throw new ArchiveError(
+        'UNSUPPORTED_COMPRESSION',
+        `${what}: layer ${layerName} is ${comp}-compressed; docker-archive layers may be plain tar or gzip`,
+      );
     }
     const gzip = comp === 'gzip';
     const digest = gzip ? await hashEntry(archive, entry) : (diffId as Digest);
     const listedAs = diffIdOf.get(digest);
     if (listedAs !== undefined && listedAs !== diffId) {
       // Only one of the two could be checked (the blob is fetched once): refuse, as skopeo does.
-      throw new ArchiveError('ARCHIVE_INVALID', `${what}: layer ${layerName} (${digest}) is listed for two different diff_ids, ${listedAs} and ${diffId}`);
+      throw new ArchiveError(
+        'ARCHIVE_INVALID',
+        `${what}: layer ${layerName} (${digest}) is listed for two different diff_ids, ${listedAs} and ${diffId}`,
+      );
     }
     diffIdOf.set(digest, diffId);
     layers.push({
@@ -314,7 +344,12 @@ export class DiffIdVerifier extends Transform {
       }
       const actual = `sha256:${this.hash.digest('hex')}`;
       if (actual !== this.diffId) {
-        cb(new IntegrityError('DIFF_ID_MISMATCH', `${this.what}: uncompressed content has digest ${actual}, but the config's diff_id is ${this.diffId}`));
+        cb(
+          new IntegrityError(
+            'DIFF_ID_MISMATCH',
+            `${this.what}: uncompressed content has digest ${actual}, but the config's diff_id is ${this.diffId}`,
+          ),
+        );
         return;
       }
       cb();
@@ -325,7 +360,10 @@ export class DiffIdVerifier extends Transform {
   }
 
   private failGzip(): FerryError {
-    return new IntegrityError('DIFF_ID_MISMATCH', `${this.what}: layer is not valid gzip, so it cannot match diff_id ${this.diffId}: ${errorMessage(this.gunzipError)}`);
+    return new IntegrityError(
+      'DIFF_ID_MISMATCH',
+      `${this.what}: layer is not valid gzip, so it cannot match diff_id ${this.diffId}: ${errorMessage(this.gunzipError)}`,
+    );
   }
 }
 
@@ -362,7 +400,8 @@ export class DockerArchiveSource implements ImageSource {
 
   async getManifest(digest: Digest): Promise<ManifestBytes> {
     const m = (await this.archive.prepare(this.image)).manifest;
-    if (m.digest !== digest) throw new NotFoundError(`${this.description}: no manifest ${digest} (a docker archive image has exactly one, ${m.digest})`);
+    if (m.digest !== digest)
+      throw new NotFoundError(`${this.description}: no manifest ${digest} (a docker archive image has exactly one, ${m.digest})`);
     return m;
   }
 

@@ -71,7 +71,10 @@ export class TarArchive {
     for (const e of entries) {
       if (e.name === '.' && e.type === 'directory') continue;
       if (path.posix.isAbsolute(e.name) || e.name === '..' || e.name.startsWith('../')) {
-        throw new ArchiveError('ARCHIVE_UNSAFE_PATH', `${label}: member ${JSON.stringify(e.rawName)} names a path outside the archive; refusing the archive`);
+        throw new ArchiveError(
+          'ARCHIVE_UNSAFE_PATH',
+          `${label}: member ${JSON.stringify(e.rawName)} names a path outside the archive; refusing the archive`,
+        );
       }
       // Later members replace earlier ones of the same name, as extraction would.
       this.members.set(e.name, e);
@@ -91,9 +94,13 @@ export class TarArchive {
     let cleanup: (() => Promise<void>) | undefined;
     if (comp !== 'none') {
       if (!opts.decompress) {
-        throw new ArchiveError('UNSUPPORTED_COMPRESSION', `${label}: ${file} is ${comp}-compressed; ferry reads uncompressed tar archives`, {
-          hint: comp === 'gzip' ? `decompress it first (gunzip -k ${file})` : `decompress it first (${CLI[comp]} -dk ${file})`,
-        });
+        throw new ArchiveError(
+          'UNSUPPORTED_COMPRESSION',
+          `${label}: ${file} is ${comp}-compressed; ferry reads uncompressed tar archives`,
+          {
+            hint: comp === 'gzip' ? `decompress it first (gunzip -k ${file})` : `decompress it first (${CLI[comp]} -dk ${file})`,
+          },
+        );
       }
       const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-archive-'));
       cleanup = () => rm(dir, { recursive: true, force: true });
@@ -125,7 +132,10 @@ export class TarArchive {
     for (let hops = 0; hops <= 40; hops++) {
       const e = this.members.get(current);
       if (!e) {
-        throw new ArchiveError('ARCHIVE_MEMBER_MISSING', `${this.label}: ${current === want ? '' : `${JSON.stringify(want)} leads to `}${JSON.stringify(current)}, which the archive does not contain`);
+        throw new ArchiveError(
+          'ARCHIVE_MEMBER_MISSING',
+          `${this.label}: ${current === want ? '' : `${JSON.stringify(want)} leads to `}${JSON.stringify(current)}, which the archive does not contain`,
+        );
       }
       if (e.type === 'file') return e;
       if (e.type !== 'symlink' && e.type !== 'hardlink') {
@@ -136,7 +146,10 @@ export class TarArchive {
       const joined = e.type === 'symlink' ? path.posix.join(path.posix.dirname(e.name), target) : target;
       const next = normalizeTarName(joined);
       if (target === '' || path.posix.isAbsolute(target) || next === '..' || next.startsWith('../')) {
-        throw new ArchiveError('ARCHIVE_LINK_ESCAPE', `${this.label}: ${e.type} ${JSON.stringify(e.name)} points outside the archive (${JSON.stringify(target)}); refusing to follow it`);
+        throw new ArchiveError(
+          'ARCHIVE_LINK_ESCAPE',
+          `${this.label}: ${e.type} ${JSON.stringify(e.name)} points outside the archive (${JSON.stringify(target)}); refusing to follow it`,
+        );
       }
       current = next;
     }
@@ -155,7 +168,8 @@ export class TarArchive {
 
   /** A whole small member (JSON documents), refusing ones over `cap` bytes. */
   async readBytes(entry: TarEntry, cap: number, what: string): Promise<Buffer> {
-    if (entry.size > cap) throw new ArchiveError('BLOB_TOO_LARGE', `${this.label}: ${what} is ${entry.size} bytes, over the ${cap}-byte limit`);
+    if (entry.size > cap)
+      throw new ArchiveError('BLOB_TOO_LARGE', `${this.label}: ${what} is ${entry.size} bytes, over the ${cap}-byte limit`);
     const chunks: Buffer[] = [];
     for await (const c of this.open(entry)) chunks.push(c as Buffer);
     return Buffer.concat(chunks);
@@ -191,10 +205,15 @@ async function decompressTo(src: string, dst: string, comp: Compression, label: 
     const inp = pipeline(createReadStream(src), child.stdin);
     child.on('close', (code) => {
       Promise.all([out, inp]).then(
-        () => (code === 0 ? resolve() : reject(new ArchiveError('ARCHIVE_INVALID', `${label}: ${tool} failed on ${src} (exit ${code}): ${stderr.trim()}`))),
-        (err: unknown) => reject(code !== 0 ? new ArchiveError('ARCHIVE_INVALID', `${label}: ${tool} failed on ${src} (exit ${code}): ${stderr.trim()}`) : err),
+        () =>
+          code === 0
+            ? resolve()
+            : reject(new ArchiveError('ARCHIVE_INVALID', `${label}: ${tool} failed on ${src} (exit ${code}): ${stderr.trim()}`)),
+        (err: unknown) =>
+          reject(
+            code !== 0 ? new ArchiveError('ARCHIVE_INVALID', `${label}: ${tool} failed on ${src} (exit ${code}): ${stderr.trim()}`) : err,
+          ),
       );
     });
   });
 }
-

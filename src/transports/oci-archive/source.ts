@@ -6,7 +6,7 @@
  * digest, or the only image. A blob the archive lacks (sparse exports) is a MissingBlobError
  * (BLOB_MISSING), like a missing file in a layout directory.
  */
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { hex, isDigest, verifyBytes, type Digest } from '../../oci/digest.js';
 import { MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
 import { isManifestType } from '../../oci/mediatypes.js';
@@ -17,7 +17,6 @@ import type { TarEntry } from '../../util/tar-reader.js';
 import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
 import { TarArchive, type ArchiveOpenOptions } from './archive.js';
-
 
 /** An OCI layout inside a tar file. */
 export class OciArchive {
@@ -33,7 +32,11 @@ export class OciArchive {
     try {
       if (!archive.has('index.json')) {
         const hint = archive.has('manifest.json') ? `it looks like a docker save archive: use docker-archive:${file}` : undefined;
-        throw new LayoutError('LAYOUT_INVALID', `${label}: the archive has no index.json, so it is not an OCI layout`, hint ? { hint } : {});
+        throw new LayoutError(
+          'LAYOUT_INVALID',
+          `${label}: the archive has no index.json, so it is not an OCI layout`,
+          hint ? { hint } : {},
+        );
       }
       if (archive.has('oci-layout')) {
         const h = parseJson(await archive.readBytes(archive.resolve('oci-layout'), 64 * 1024, 'oci-layout'), `${label}: oci-layout`);
@@ -43,7 +46,10 @@ export class OciArchive {
           throw new LayoutError('LAYOUT_INVALID', `${label}: unsupported imageLayoutVersion ${r.data.imageLayoutVersion}`);
         }
       }
-      const doc = parseJson(await archive.readBytes(archive.resolve('index.json'), MAX_INDEX_JSON_BYTES, 'index.json'), `${label}: index.json`);
+      const doc = parseJson(
+        await archive.readBytes(archive.resolve('index.json'), MAX_INDEX_JSON_BYTES, 'index.json'),
+        `${label}: index.json`,
+      );
       const r = IndexJson.safeParse(doc);
       if (!r.success) {
         const i = r.error.issues[0];
@@ -128,7 +134,12 @@ export class OciArchiveSource implements ImageSource {
     this.description = `${archive.label}${ref ? `:${ref}` : ''}`;
   }
 
-  static async open(file: string, ref: string | undefined, platforms: PlatformSpec[] = [], opts: ArchiveOpenOptions = {}): Promise<OciArchiveSource> {
+  static async open(
+    file: string,
+    ref: string | undefined,
+    platforms: PlatformSpec[] = [],
+    opts: ArchiveOpenOptions = {},
+  ): Promise<OciArchiveSource> {
     return new OciArchiveSource(await OciArchive.open(file, opts), ref, platforms);
   }
 

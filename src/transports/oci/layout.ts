@@ -31,7 +31,10 @@ export const IndexJson = z.looseObject({
 });
 
 export class MissingBlobError extends LayoutError {
-  constructor(readonly digest: string, what: string) {
+  constructor(
+    readonly digest: string,
+    what: string,
+  ) {
     super('BLOB_MISSING', `${what}: blob ${digest} is missing from the layout`);
   }
 }
@@ -121,9 +124,13 @@ export class OciLayout {
         throw new LayoutError('LAYOUT_NOT_FOUND', `${abs} is not empty and not an OCI image layout; choose another --store`);
       }
       await mkdir(path.join(abs, 'blobs', 'sha256'), { recursive: true });
-      await writeFileAtomic(path.join(abs, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] }), {
-        exclusive: true,
-      });
+      await writeFileAtomic(
+        path.join(abs, 'index.json'),
+        JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: [] }),
+        {
+          exclusive: true,
+        },
+      );
       await writeFileAtomic(layoutFile, JSON.stringify({ imageLayoutVersion: '1.0.0' }), { exclusive: true });
       const header = await readOptional(layoutFile);
       if (header === undefined) throw new LayoutError('LAYOUT_INVALID', `${layoutFile} vanished while the layout was being created`);
@@ -215,7 +222,12 @@ export class OciLayout {
   }
 
   /** Store a blob from a stream, verified against desc while streaming; atomic. */
-  async putBlob(desc: { digest: string; size: number }, source: Readable, what: string, onProgress?: (bytes: number) => void): Promise<number> {
+  async putBlob(
+    desc: { digest: string; size: number },
+    source: Readable,
+    what: string,
+    onProgress?: (bytes: number) => void,
+  ): Promise<number> {
     const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what, ...(onProgress ? { onProgress } : {}) });
     const written = await streamToFileAtomic(this.blobPath(desc.digest), source, [verifier]);
     this.blobsDirty = true;
@@ -245,7 +257,8 @@ export class OciLayout {
       let next = current;
       for (const e of entries) {
         const name = e.annotations?.[REF_NAME];
-        const same = (d: Descriptor): boolean => (name ? d.annotations?.[REF_NAME] === name : d.digest === e.digest && d.annotations?.[REF_NAME] === undefined);
+        const same = (d: Descriptor): boolean =>
+          name ? d.annotations?.[REF_NAME] === name : d.digest === e.digest && d.annotations?.[REF_NAME] === undefined;
         // The first match is where the entry goes (nothing before it is removed).
         const at = next.findIndex(same);
         next = next.filter((d) => !same(d));
@@ -259,7 +272,7 @@ export class OciLayout {
       if (changed || this.blobsDirty) await this.syncBlobsDir();
       if (!changed) return false;
       const doc = { ...raw, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: next };
-      await writeFileAtomic(this.indexPath, JSON.stringify(doc, null, 2) + '\n');
+      await writeFileAtomic(this.indexPath, `${JSON.stringify(doc, null, 2)}\n`);
       return true;
     });
   }

@@ -64,7 +64,10 @@ export function openBlob(client: RegistryClient, repo: string, desc: Descriptor,
         const m = cr ? /^bytes (\d+)-/.exec(cr) : null;
         if (!m || Number(m[1]) !== offset) {
           res.body.destroy();
-          throw new FerryError('REGISTRY_PROTOCOL', `${opts.what}: resumed download returned range ${cr ?? '(none)'}, wanted from byte ${offset}`);
+          throw new FerryError(
+            'REGISTRY_PROTOCOL',
+            `${opts.what}: resumed download returned range ${cr ?? '(none)'}, wanted from byte ${offset}`,
+          );
         }
       }
       let failure: unknown;

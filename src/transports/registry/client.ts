@@ -225,7 +225,9 @@ export class RegistryClient {
       // Plain HTTP answered with a redirect (to https, typically) or with 400 (a TLS port):
       // that is not a registry speaking plain HTTP.
       if (base.startsWith('http:') && ((res.statusCode >= 300 && res.statusCode < 400) || res.statusCode === 400)) {
-        failures.push(new Error(`plain HTTP answered ${res.statusCode}${res.statusCode === 400 ? ' (a TLS port?)' : ' (a redirect, to HTTPS?)'}`));
+        failures.push(
+          new Error(`plain HTTP answered ${res.statusCode}${res.statusCode === 400 ? ' (a TLS port?)' : ' (a redirect, to HTTPS?)'}`),
+        );
         continue;
       }
       if (res.statusCode === 401) this.noteChallenge(res.headers);
@@ -369,7 +371,10 @@ export class RegistryClient {
           await wait(backoffDelay(this.policy, attempt++), signal);
           continue;
         }
-        throw new AuthError(`reading the token from ${redactUrl(realmUrl)} for ${this.registry}: ${errorMessage(err)}`, { cause: err, retryable: isRetryableNetworkError(err) });
+        throw new AuthError(`reading the token from ${redactUrl(realmUrl)} for ${this.registry}: ${errorMessage(err)}`, {
+          cause: err,
+          retryable: isRetryableNetworkError(err),
+        });
       }
       break;
     }
@@ -377,7 +382,11 @@ export class RegistryClient {
       const who = cred ? 'with the configured credentials' : 'anonymously';
       throw new AuthError(
         `token service ${redactUrl(realmUrl)} refused access to ${scope || this.registry} ${who} (HTTP ${res.statusCode})`,
-        { hint: cred ? 'check the username and password or token for this registry' : `log in: docker login ${this.registry}, or pass --username and --password-stdin` },
+        {
+          hint: cred
+            ? 'check the username and password or token for this registry'
+            : `log in: docker login ${this.registry}, or pass --username and --password-stdin`,
+        },
       );
     }
     let parsed: z.infer<typeof TokenResponse>;
@@ -440,10 +449,18 @@ export class RegistryClient {
           await wait(delayMs, req.signal);
           continue;
         }
-        throw new RegistryError('REGISTRY_UNREACHABLE', `${req.what}: ${req.method} ${redactUrl(url)}: ${errorMessage(err)}`, req.method, redactUrl(url), undefined, [], {
-          cause: err,
-          retryable: isRetryableNetworkError(err),
-        });
+        throw new RegistryError(
+          'REGISTRY_UNREACHABLE',
+          `${req.what}: ${req.method} ${redactUrl(url)}: ${errorMessage(err)}`,
+          req.method,
+          redactUrl(url),
+          undefined,
+          [],
+          {
+            cause: err,
+            retryable: isRetryableNetworkError(err),
+          },
+        );
       }
       const status = res.statusCode;
       if (process.env.FERRY_DEBUG_HTTP) process.stderr.write(`< ${status} ${req.method} ${redactUrl(url)}\n`);
@@ -470,8 +487,17 @@ export class RegistryClient {
       if (req.followRedirects && status >= 300 && status < 400 && status !== 304) {
         const loc = header(res.headers, 'location');
         await drain(res.body);
-        if (!loc) throw new RegistryError('REGISTRY_PROTOCOL', `${req.what}: redirect without Location from ${redactUrl(url)}`, req.method, redactUrl(url), status, []);
-        if (++redirects > 5) throw new RegistryError('REGISTRY_PROTOCOL', `${req.what}: too many redirects`, req.method, redactUrl(url), status, []);
+        if (!loc)
+          throw new RegistryError(
+            'REGISTRY_PROTOCOL',
+            `${req.what}: redirect without Location from ${redactUrl(url)}`,
+            req.method,
+            redactUrl(url),
+            status,
+            [],
+          );
+        if (++redirects > 5)
+          throw new RegistryError('REGISTRY_PROTOCOL', `${req.what}: too many redirects`, req.method, redactUrl(url), status, []);
         url = new URL(loc, url).toString();
         continue;
       }
@@ -496,7 +522,8 @@ export class RegistryClient {
     let errors: RegistryErrorDetail[] = [];
     try {
       const parsed = ErrorsBody.safeParse(JSON.parse(text));
-      if (parsed.success) errors = parsed.data.errors.map((e) => ({ code: e.code, ...(e.message ? { message: e.message } : {}), detail: e.detail }));
+      if (parsed.success)
+        errors = parsed.data.errors.map((e) => ({ code: e.code, ...(e.message ? { message: e.message } : {}), detail: e.detail }));
     } catch {
       // Plain-text error bodies happen (distribution 2.8 answers some 404s in text/plain).
     }
@@ -515,17 +542,27 @@ export class RegistryClient {
           : `log in first (docker login ${this.registry}) or pass --username and --password-stdin`,
       });
     }
-    const code = first?.code ?? (status === 404 ? 'NOT_FOUND' : status === 403 ? 'DENIED' : status === 429 ? 'TOOMANYREQUESTS' : status >= 500 ? 'REGISTRY_UNAVAILABLE' : `HTTP_${status}`);
+    const code =
+      first?.code ??
+      (status === 404
+        ? 'NOT_FOUND'
+        : status === 403
+          ? 'DENIED'
+          : status === 429
+            ? 'TOOMANYREQUESTS'
+            : status >= 500
+              ? 'REGISTRY_UNAVAILABLE'
+              : `HTTP_${status}`);
     const hint =
       status === 404
         ? `check the repository name and tag on ${this.registry}`
         : status === 403
-        ? `your account may not have access to this repository on ${this.registry}`
-        : status === 429
-          ? 'the registry is rate-limiting; wait and rerun, or log in for a higher limit'
-          : status >= 500
-            ? `${this.registry} is failing; rerun later`
-            : undefined;
+          ? `your account may not have access to this repository on ${this.registry}`
+          : status === 429
+            ? 'the registry is rate-limiting; wait and rerun, or log in for a higher limit'
+            : status >= 500
+              ? `${this.registry} is failing; rerun later`
+              : undefined;
     const err = new RegistryError(code, msg, req.method, safeUrl, status, errors, { retryable, ...(hint ? { hint } : {}) });
     const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
     if (retryAfterMs !== undefined) err.retryAfterMs = retryAfterMs;
@@ -579,7 +616,19 @@ function isTransientPingError(err: unknown): boolean {
 }
 
 function httpStatusText(status: number): string {
-  const names: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large', 416: 'Range Not Satisfiable', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+  const names: Record<number, string> = {
+    400: 'Bad Request',
+    403: 'Forbidden',
+    404: 'Not Found',
+    405: 'Method Not Allowed',
+    413: 'Payload Too Large',
+    416: 'Range Not Satisfiable',
+    429: 'Too Many Requests',
+    500: 'Internal Server Error',
+    502: 'Bad Gateway',
+    503: 'Service Unavailable',
+    504: 'Gateway Timeout',
+  };
   return names[status] ?? 'unexpected status';
 }
 

@@ -41,7 +41,10 @@ export async function getManifest(
     const declaredLength = Number(header(res.headers, 'content-length') ?? NaN);
     if (declaredLength > MAX_MANIFEST_BYTES) {
       res.body.destroy();
-      throw new InvalidManifestError(what, `registry announced ${declaredLength} bytes, over the ${MAX_MANIFEST_BYTES}-byte manifest limit`);
+      throw new InvalidManifestError(
+        what,
+        `registry announced ${declaredLength} bytes, over the ${MAX_MANIFEST_BYTES}-byte manifest limit`,
+      );
     }
     let bytes: Buffer;
     try {
@@ -63,7 +66,7 @@ export async function getManifest(
       if (actual !== reference) throw new DigestMismatchError(reference, actual, `${what} (manifest body)`);
     } else {
       const announced = header(res.headers, 'docker-content-digest');
-      if (announced && announced.startsWith('sha256:') && announced !== actual) {
+      if (announced?.startsWith('sha256:') && announced !== actual) {
         throw new DigestMismatchError(announced, actual, `${what} (Docker-Content-Digest vs body)`);
       }
     }

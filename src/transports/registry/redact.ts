@@ -14,7 +14,9 @@ export function redactUrl(url: string | URL): string {
   if (keys.length === 0) return u.toString();
   // Registry-relevant parameters are harmless and help debugging; everything else is hidden.
   const keep = new Set(['n', 'last', 'digest', 'mount', 'from', 'service', 'scope']);
-  const parts = [...u.searchParams.entries()].map(([k, v]) => `${encodeURIComponent(k)}=${keep.has(k) ? encodeURIComponent(v) : 'REDACTED'}`);
+  const parts = [...u.searchParams.entries()].map(
+    ([k, v]) => `${encodeURIComponent(k)}=${keep.has(k) ? encodeURIComponent(v) : 'REDACTED'}`,
+  );
   u.search = '';
   return `${u.toString()}?${parts.join('&')}`;
 }

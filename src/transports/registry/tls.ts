@@ -73,7 +73,7 @@ export async function loadTlsMaterial(host: string, opts: { caFiles?: string[]; 
           sources.push(full);
         }
       } else if (name.endsWith('.cert') && cert === undefined) {
-        const keyFile = full.slice(0, -'.cert'.length) + '.key';
+        const keyFile = `${full.slice(0, -'.cert'.length)}.key`;
         const [c, k] = [await readIfExists(full), await readIfExists(keyFile)];
         if (c && !k) throw new FerryError('TLS_CONFIG', `client certificate ${full} has no matching key ${keyFile}`);
         if (c && k) {

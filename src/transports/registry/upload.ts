@@ -30,7 +30,14 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestVerifier, type Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
-import { DigestMismatchError, FerryError, RegistryError, SizeMismatchError, errorMessage, type RegistryErrorDetail } from '../../util/errors.js';
+import {
+  DigestMismatchError,
+  FerryError,
+  RegistryError,
+  SizeMismatchError,
+  errorMessage,
+  type RegistryErrorDetail,
+} from '../../util/errors.js';
 import { drain } from './http.js';
 import { header, readCapped, type RegistryClient, type RegistryResponse } from './client.js';
 import { redactUrl } from './redact.js';
@@ -61,7 +68,13 @@ export interface UploadOptions {
 export type UploadOutcome = 'uploaded' | 'mounted';
 
 /** HEAD a blob: its size when the repository has it, undefined when not. */
-export async function blobSize(client: RegistryClient, repo: string, digest: string, what: string, signal?: AbortSignal): Promise<number | undefined> {
+export async function blobSize(
+  client: RegistryClient,
+  repo: string,
+  digest: string,
+  what: string,
+  signal?: AbortSignal,
+): Promise<number | undefined> {
   const res = await client.send({
     method: 'HEAD',
     path: `/v2/${repo}/blobs/${digest}`,
@@ -82,7 +95,14 @@ export async function blobSize(client: RegistryClient, repo: string, digest: str
 function sessionUrl(res: RegistryResponse, what: string): string {
   const loc = header(res.headers, 'location');
   if (!loc) {
-    throw new RegistryError('REGISTRY_PROTOCOL', `${what}: the registry opened an upload without a Location`, 'POST', res.url, res.status, []);
+    throw new RegistryError(
+      'REGISTRY_PROTOCOL',
+      `${what}: the registry opened an upload without a Location`,
+      'POST',
+      res.url,
+      res.status,
+      [],
+    );
   }
   return new URL(loc, res.url).toString();
 }
@@ -128,8 +148,21 @@ async function openSession(
  * URL to continue it at: the Location of that answer when it has one (resolved against the
  * request, `_state` kept as given), the URL asked otherwise.
  */
-async function sessionStatus(client: RegistryClient, repo: string, url: string, what: string, signal?: AbortSignal): Promise<{ offset: number; url: string }> {
-  const res = await client.send({ method: 'GET', path: url, scope: pushScope(repo), expect: [204, 200], what, ...(signal ? { signal } : {}) });
+async function sessionStatus(
+  client: RegistryClient,
+  repo: string,
+  url: string,
+  what: string,
+  signal?: AbortSignal,
+): Promise<{ offset: number; url: string }> {
+  const res = await client.send({
+    method: 'GET',
+    path: url,
+    scope: pushScope(repo),
+    expect: [204, 200],
+    what,
+    ...(signal ? { signal } : {}),
+  });
   await drain(res.body);
   const loc = header(res.headers, 'location');
   return { offset: rangeEnd(header(res.headers, 'range')), url: loc ? new URL(loc, res.url).toString() : url };
@@ -178,7 +211,9 @@ async function retryLaterError(res: RegistryResponse, method: string, what: stri
     // Plain-text error bodies happen.
   }
   const first = errors[0];
-  const detail = first ? `${first.code}${first.message ? `: ${first.message}` : ''}` : text.trim().slice(0, 200) || (res.status === 429 ? 'Too Many Requests' : 'Service Unavailable');
+  const detail = first
+    ? `${first.code}${first.message ? `: ${first.message}` : ''}`
+    : text.trim().slice(0, 200) || (res.status === 429 ? 'Too Many Requests' : 'Service Unavailable');
   const safeUrl = redactUrl(res.url);
   const err = new RegistryError(
     first?.code ?? (res.status === 429 ? 'TOOMANYREQUESTS' : 'REGISTRY_UNAVAILABLE'),
@@ -187,7 +222,13 @@ async function retryLaterError(res: RegistryResponse, method: string, what: stri
     safeUrl,
     res.status,
     errors,
-    { retryable: true, hint: res.status === 429 ? 'the registry is rate-limiting; wait and rerun, or log in for a higher limit' : 'the registry is failing; rerun later' },
+    {
+      retryable: true,
+      hint:
+        res.status === 429
+          ? 'the registry is rate-limiting; wait and rerun, or log in for a higher limit'
+          : 'the registry is failing; rerun later',
+    },
   );
   const ms = parseRetryAfter(res.headers['retry-after']);
   if (ms !== undefined) retryAfterOf.set(err, ms);
@@ -287,7 +328,13 @@ function finalDigest(hash: Hash): Digest {
  * descriptor as they go, resumes chunked uploads after broken connections, and only commits
  * (final PUT with the digest) content whose hash matched.
  */
-export async function uploadBlob(client: RegistryClient, repo: string, desc: Descriptor, open: BlobOpener, opts: UploadOptions): Promise<UploadOutcome> {
+export async function uploadBlob(
+  client: RegistryClient,
+  repo: string,
+  desc: Descriptor,
+  open: BlobOpener,
+  opts: UploadOptions,
+): Promise<UploadOutcome> {
   const chunkSize = Math.max(1024 * 1024, opts.chunkSize ?? DEFAULT_CHUNK_SIZE);
   const policy = client.policy;
   // The retry budget covers failures without progress: attempts since the last progress, and
@@ -347,7 +394,10 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
           holdLast: true,
           ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
         });
-        pipeline(cursor.take(desc.size, () => {}), checked).catch(() => {}); // fails the request body
+        pipeline(
+          cursor.take(desc.size, () => {}),
+          checked,
+        ).catch(() => {}); // fails the request body
         committing = true;
         const res = await client.send({
           method: 'PUT',
@@ -387,7 +437,15 @@ export async function uploadBlob(client: RegistryClient, repo: string, desc: Des
         session = sessionUrl(res, opts.what);
         const acknowledged = rangeEnd(header(res.headers, 'range'));
         if (acknowledged !== 0 && acknowledged !== end) {
-          throw new RegistryError('REGISTRY_PROTOCOL', `${opts.what}: the registry acknowledged bytes 0-${acknowledged - 1} after a chunk ending at ${end - 1}`, 'PATCH', session, res.status, [], { retryable: true });
+          throw new RegistryError(
+            'REGISTRY_PROTOCOL',
+            `${opts.what}: the registry acknowledged bytes 0-${acknowledged - 1} after a chunk ending at ${end - 1}`,
+            'PATCH',
+            session,
+            res.status,
+            [],
+            { retryable: true },
+          );
         }
         offset = end;
         checkpoint = { offset, hash: hash.copy() };
@@ -498,7 +556,13 @@ function sizeChecked(body: Readable, want: number, desc: Descriptor, what: strin
 }
 
 /** HEAD a manifest: the digest the registry holds under `reference`, undefined when none. */
-export async function manifestDigest(client: RegistryClient, repo: string, reference: string, what: string, signal?: AbortSignal): Promise<string | undefined> {
+export async function manifestDigest(
+  client: RegistryClient,
+  repo: string,
+  reference: string,
+  what: string,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
   const res = await client.send({
     method: 'HEAD',
     path: `/v2/${repo}/manifests/${reference}`,
@@ -537,7 +601,7 @@ export async function putManifest(
   });
   await drain(res.body);
   const got = header(res.headers, 'docker-content-digest');
-  if (got && got.startsWith('sha256:') && got !== m.digest) {
+  if (got?.startsWith('sha256:') && got !== m.digest) {
     throw new RegistryError(
       'DIGEST_CHANGED',
       `${what}: the registry stored the manifest as ${got}, not ${m.digest}`,

@@ -92,7 +92,9 @@ describe('writeBundle → verify round trip', () => {
   it('extracts with tar; sha256sum -c passes; openssl verifies; every blob is byte-identical', async () => {
     const dir = extract(signedBundle);
     execFileSync('sha256sum', ['--quiet', '-c', 'SHA256SUMS'], { cwd: dir });
-    execFileSync('openssl', ['dgst', '-sha256', '-verify', ecPub, '-signature', 'ferry-bundle.json.sig', 'ferry-bundle.json'], { cwd: dir });
+    execFileSync('openssl', ['dgst', '-sha256', '-verify', ecPub, '-signature', 'ferry-bundle.json.sig', 'ferry-bundle.json'], {
+      cwd: dir,
+    });
     expect(await readFile(`${signedBundle}.sig`)).toEqual(await readFile(path.join(dir, 'ferry-bundle.json.sig')));
     const man = await manifestOf(signedBundle);
     for (const m of man.members.filter((x) => x.digest)) {
@@ -114,7 +116,9 @@ describe('writeBundle → verify round trip', () => {
       expect(m.size).toBeLessThan(m.uncompressedSize!);
     }
     const raw = man.images.find((i) => i.ref === 'ferry-test/raw:1')!;
-    const rawManifest = JSON.parse((await readFile(store.blobPath(raw.digest))).toString()) as { layers: Array<{ digest: string; mediaType: string }> };
+    const rawManifest = JSON.parse((await readFile(store.blobPath(raw.digest))).toString()) as {
+      layers: Array<{ digest: string; mediaType: string }>;
+    };
     const tarLayer = rawManifest.layers.find((l) => l.mediaType.endsWith('.tar'))!;
     expect(z.map((m) => m.digest)).toContain(tarLayer.digest);
     // With --compression none, nothing is compressed.
@@ -126,7 +130,11 @@ describe('writeBundle → verify round trip', () => {
     const r = await writeBundle({ store, refs: ['ferry-test/app:1.0'], output: out, compression: 'auto', signKey: edKey });
     expect(r.images.map((i) => i.ref)).toEqual(['ferry-test/app:1.0']);
     const dir = extract(out);
-    execFileSync('openssl', ['pkeyutl', '-verify', '-pubin', '-inkey', edPub, '-rawin', '-in', 'ferry-bundle.json', '-sigfile', 'ferry-bundle.json.sig'], { cwd: dir });
+    execFileSync(
+      'openssl',
+      ['pkeyutl', '-verify', '-pubin', '-inkey', edPub, '-rawin', '-in', 'ferry-bundle.json', '-sigfile', 'ferry-bundle.json.sig'],
+      { cwd: dir },
+    );
     expect((await verifyBundle(out, { key: edPub })).signature).toBe('valid');
     // The wrong key: a problem, named.
     const wrong = await verifyBundle(out, { key: ecPub });
@@ -142,7 +150,9 @@ describe('writeBundle → verify round trip', () => {
     const picked = oci.filter((i) => ['ferry-test/app:1.0', 'ferry-test/multi:oci', 'ferry-test/raw:1'].includes(i.ref));
     expect(picked).toHaveLength(3);
     for (const img of picked) {
-      const raw = execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${plainBundle}:${img.ref}`], { env: { ...process.env, TMPDIR: work } });
+      const raw = execFileSync('skopeo', ['inspect', '--raw', `oci-archive:${plainBundle}:${img.ref}`], {
+        env: { ...process.env, TMPDIR: work },
+      });
       expect(sha256(raw)).toBe(img.digest);
     }
   });
@@ -214,12 +224,13 @@ interface Member {
   linkname?: string;
 }
 
-
 async function writeMembers(file: string, members: Member[], opts: { truncateAt?: number } = {}): Promise<void> {
   const parts: Buffer[] = [];
   for (const m of members) {
     const type = m.type ?? 'file';
-    parts.push(headerFor({ name: m.name, type, size: type === 'file' ? m.data.length : 0, ...(m.linkname ? { linkname: m.linkname } : {}) }));
+    parts.push(
+      headerFor({ name: m.name, type, size: type === 'file' ? m.data.length : 0, ...(m.linkname ? { linkname: m.linkname } : {}) }),
+    );
     if (type === 'file') parts.push(m.data, Buffer.alloc(tarPadding(m.data.length)));
   }
   parts.push(Buffer.alloc(TAR_TRAILER_SIZE));
@@ -243,7 +254,11 @@ async function tampered(edit: (ms: Member[]) => Member[] | void, opts: { truncat
   return file;
 }
 
-async function expectCaught(file: string, want: { code: string; member?: string | RegExp; digest?: string; image?: string }, opts: { key?: string } = { key: ecPub }): Promise<VerifyResult> {
+async function expectCaught(
+  file: string,
+  want: { code: string; member?: string | RegExp; digest?: string; image?: string },
+  opts: { key?: string } = { key: ecPub },
+): Promise<VerifyResult> {
   const v = await verifyBundle(file, opts);
   expect(v.ok).toBe(false);
   const hit = v.problems.find((p) => p.code === want.code);
@@ -323,7 +338,13 @@ describe('verify catches tampering and names the culprit', () => {
       doc.totals.storedBytes -= victim.size;
       m.data = Buffer.from(JSON.stringify(doc));
       const sums = ms.find((x) => x.name === MEMBER.checksums)!;
-      sums.data = Buffer.from(sums.data.toString().split('\n').filter((l) => !l.endsWith(victim.path)).join('\n'));
+      sums.data = Buffer.from(
+        sums.data
+          .toString()
+          .split('\n')
+          .filter((l) => !l.endsWith(victim.path))
+          .join('\n'),
+      );
       const sumsEntry = doc.members.find((x) => x.path === MEMBER.checksums)!;
       sumsEntry.size = sums.data.length;
       sumsEntry.sha256 = sha256(sums.data).slice(7);
@@ -401,7 +422,12 @@ describe('verify catches tampering and names the culprit', () => {
       z.sha256 = sha256(bombZ).slice(7);
       doc.totals.storedBytes = doc.members.reduce((n, m) => n + m.size, 0);
       const sums = ms.find((x) => x.name === MEMBER.checksums)!;
-      sums.data = Buffer.from(doc.members.filter((m) => m.path !== MEMBER.checksums).map((m) => `${m.sha256}  ${m.path}\n`).join(''));
+      sums.data = Buffer.from(
+        doc.members
+          .filter((m) => m.path !== MEMBER.checksums)
+          .map((m) => `${m.sha256}  ${m.path}\n`)
+          .join(''),
+      );
       const se = doc.members.find((x) => x.path === MEMBER.checksums)!;
       se.size = sums.data.length;
       se.sha256 = sha256(sums.data).slice(7);
@@ -425,7 +451,12 @@ describe('verify catches tampering and names the culprit', () => {
       ms.push({ name: 'x/../../y', data: Buffer.from('') });
     });
     const v = await verifyBundle(f, { key: ecPub });
-    expect(v.problems.filter((p) => p.code === 'CHECKSUM_MISMATCH').map((p) => p.member).sort()).toEqual(layers.map((l) => l.path).sort());
+    expect(
+      v.problems
+        .filter((p) => p.code === 'CHECKSUM_MISMATCH')
+        .map((p) => p.member)
+        .sort(),
+    ).toEqual(layers.map((l) => l.path).sort());
     expect(v.problems.some((p) => p.code === 'TAR_UNSAFE_NAME')).toBe(true);
   });
 

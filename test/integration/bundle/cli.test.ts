@@ -77,10 +77,25 @@ describe('ferry bundle / verify / inspect', () => {
     const pub = path.join(work, 'k.pub');
     execFileSync('openssl', ['genpkey', '-algorithm', 'ed25519', '-out', key]);
     execFileSync('openssl', ['pkey', '-in', key, '-pubout', '-out', pub]);
-    const r = await ferry(['bundle', `oci:${corpusDir}:ferry-test/app:1.0`, `oci:${corpusDir}:ferry-test/raw:1`, '-o', out, '--store', store, '--sign-key', key, '--json']);
+    const r = await ferry([
+      'bundle',
+      `oci:${corpusDir}:ferry-test/app:1.0`,
+      `oci:${corpusDir}:ferry-test/raw:1`,
+      '-o',
+      out,
+      '--store',
+      store,
+      '--sign-key',
+      key,
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { type: string; images: Array<{ ref: string }>; totals: { images: number } };
+    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+      type: string;
+      images: Array<{ ref: string }>;
+      totals: { images: number };
+    };
     expect(report.type).toBe('report');
     expect(report.images.map((i) => i.ref).sort()).toEqual(['ferry-test/app:1.0', 'ferry-test/raw:1']);
 
@@ -132,9 +147,13 @@ describe('ferry bundle / verify / inspect', () => {
   it('a source whose content does not match its digests: exit 3 (integrity), as pull says, and no bundle', async () => {
     const copy = path.join(work, 'damaged-layout');
     await cp(corpusDir, copy, { recursive: true });
-    const index = JSON.parse(await readFile(path.join(copy, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+    const index = JSON.parse(await readFile(path.join(copy, 'index.json'), 'utf8')) as {
+      manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
+    };
     const entry = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === 'ferry-test/app:1.0')!;
-    const manifest = JSON.parse(await readFile(path.join(copy, 'blobs', 'sha256', entry.digest.slice(7)), 'utf8')) as { layers: Array<{ digest: string }> };
+    const manifest = JSON.parse(await readFile(path.join(copy, 'blobs', 'sha256', entry.digest.slice(7)), 'utf8')) as {
+      layers: Array<{ digest: string }>;
+    };
     const layer = path.join(copy, 'blobs', 'sha256', manifest.layers[0]!.digest.slice(7));
     const bytes = await readFile(layer);
     bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0xff;

@@ -74,7 +74,16 @@ export function makeStore(dir: string, rawLayerBytes = 4 * 1024 * 1024): Store {
   };
   const dock = put(js(dockDoc), dockDoc.mediaType);
   const ann = (n: string) => ({ annotations: { 'org.opencontainers.image.ref.name': n } });
-  writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ ...idx, ...ann('example.com/app:v1') }, { ...dock, ...ann('example.com/app:docker') }] }));
+  writeFileSync(
+    path.join(dir, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        { ...idx, ...ann('example.com/app:v1') },
+        { ...dock, ...ann('example.com/app:docker') },
+      ],
+    }),
+  );
   writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
   return { dir, rawLayer, gzLayer, amd, arm, idx, dock };
 }
@@ -103,7 +112,11 @@ export function tarOf(members: Member[], trailer?: Buffer): Buffer {
       parts.push(m.raw);
       continue;
     }
-    parts.push(headerFor({ name: m.name, type: 'file', size: m.data.length, mtime: 946684800 }), m.data, Buffer.alloc(tarPadding(m.data.length)));
+    parts.push(
+      headerFor({ name: m.name, type: 'file', size: m.data.length, mtime: 946684800 }),
+      m.data,
+      Buffer.alloc(tarPadding(m.data.length)),
+    );
   }
   parts.push(Buffer.alloc(TAR_TRAILER_SIZE));
   if (trailer) parts.push(trailer);
@@ -120,13 +133,18 @@ export function manOf(ms: Member[]): BundleManifest {
  */
 export function setMan(ms: Member[], man: BundleManifest, keyFile?: string): Member[] {
   const sums = ms.find((m) => m.name === MEMBER.checksums)!;
-  sums.data = Buffer.from(man.members.filter((m) => m.path !== MEMBER.checksums).map((m) => `${m.sha256}  ${m.path}\n`).join(''));
+  sums.data = Buffer.from(
+    man.members
+      .filter((m) => m.path !== MEMBER.checksums)
+      .map((m) => `${m.sha256}  ${m.path}\n`)
+      .join(''),
+  );
   const se = man.members.find((m) => m.path === MEMBER.checksums)!;
   se.size = sums.data.length;
   se.sha256 = sha(sums.data);
   man.totals.storedBytes = man.members.reduce((n, m) => n + m.size, 0);
   const manifest = ms.find((m) => m.name === MEMBER.manifest)!;
-  manifest.data = Buffer.from(JSON.stringify(man, null, 2) + '\n');
+  manifest.data = Buffer.from(`${JSON.stringify(man, null, 2)}\n`);
   const sig = ms.find((m) => m.name === MEMBER.signature);
   if (keyFile === undefined) return ms.filter((m) => m.name !== MEMBER.signature);
   const s = sign(null, manifest.data, createPrivateKey(readFileSync(keyFile)));
@@ -155,7 +173,7 @@ export function headerWithFlag(name: string, flag: string, size: number): Buffer
   h.fill(0x20, 148, 156);
   let s = 0;
   for (const b of h) s += b;
-  h.write(s.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
+  h.write(`${s.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
   return h;
 }
 

@@ -14,7 +14,10 @@ import { HAVE_FIXTURES, fixture } from '../../helpers/fixtures.js';
 
 afterAll(cleanupHarness);
 
-async function bundleOf(sources: string[], platforms: string[] = []): Promise<{ pulled: PullReport; verified?: Awaited<ReturnType<typeof verifyBundle>> }> {
+async function bundleOf(
+  sources: string[],
+  platforms: string[] = [],
+): Promise<{ pulled: PullReport; verified?: Awaited<ReturnType<typeof verifyBundle>> }> {
   const dir = createTempDir('fixture-bundle');
   const store = path.join(dir, 'store');
   const pulled = await pull({ refs: sources, store, platforms: platforms.map(parsePlatform) });
@@ -33,11 +36,19 @@ const CI = (...p: string[]): string => fixture('containers-image', ...p);
 
 describe.skipIf(!HAVE_FIXTURES)('bundling the docker-archive fixtures', () => {
   it.each([
-    ['almostempty.tar', `docker-archive:${CI('docker', 'archive', 'fixtures', 'almostempty.tar')}`, ['docker.io/library/emptyimage:latest']],
+    [
+      'almostempty.tar',
+      `docker-archive:${CI('docker', 'archive', 'fixtures', 'almostempty.tar')}`,
+      ['docker.io/library/emptyimage:latest'],
+    ],
     ['test_image_1.tar', `docker-archive:${GGCR('test_image_1.tar')}`, ['docker.io/bazel/v1/tarball:test_image_1']],
     ['test_bundle.tar (two images)', `docker-archive:${GGCR('test_bundle.tar')}:test_image_2`, ['docker.io/library/test_image_2:latest']],
     ['test_link.tar (symlinked layer)', `docker-archive:${GGCR('test_link.tar')}:@1`, undefined],
-    ['zarf scratch.tar (Docker 25+)', `docker-archive:${fixture('zarf', 'src', 'pkg', 'packager', 'testdata', 'find-images', 'image-archives', 'scratch.tar')}`, ['docker.io/library/scratch:latest']],
+    [
+      'zarf scratch.tar (Docker 25+)',
+      `docker-archive:${fixture('zarf', 'src', 'pkg', 'packager', 'testdata', 'find-images', 'image-archives', 'scratch.tar')}`,
+      ['docker.io/library/scratch:latest'],
+    ],
   ])('%s bundles and verifies', async (_label, source, names) => {
     const { pulled, verified } = await bundleOf([source]);
     expect(pulled.failures).toEqual([]);
@@ -46,8 +57,16 @@ describe.skipIf(!HAVE_FIXTURES)('bundling the docker-archive fixtures', () => {
   });
 
   it.each([
-    ['skopeo docker-two-images.tar.xz', `docker-archive:${fixture('skopeo', 'systemtest', 'testdata', 'docker-two-images.tar.xz')}`, 'UNSUPPORTED_COMPRESSION'],
-    ['moby emptyLayer.tar (v1, no manifest.json)', `docker-archive:${fixture('moby', 'integration-cli', 'testdata', 'emptyLayer.tar')}`, 'LEGACY_ARCHIVE_UNSUPPORTED'],
+    [
+      'skopeo docker-two-images.tar.xz',
+      `docker-archive:${fixture('skopeo', 'systemtest', 'testdata', 'docker-two-images.tar.xz')}`,
+      'UNSUPPORTED_COMPRESSION',
+    ],
+    [
+      'moby emptyLayer.tar (v1, no manifest.json)',
+      `docker-archive:${fixture('moby', 'integration-cli', 'testdata', 'emptyLayer.tar')}`,
+      'LEGACY_ARCHIVE_UNSUPPORTED',
+    ],
     ['test_bundle.tar without a choice', `docker-archive:${GGCR('test_bundle.tar')}`, 'ARCHIVE_AMBIGUOUS'],
   ])('%s fails with %s', async (_label, source, code) => {
     await expect(bundleOf([source])).rejects.toMatchObject({ code });
@@ -66,7 +85,9 @@ describe.skipIf(!HAVE_FIXTURES)('bundling the OCI layout fixtures', () => {
 
   it('containers/image delete_image_multiple_images: the six valid refs bundle; 1.0.0 fails SIZE_MISMATCH', async () => {
     const dir = CI('oci', 'layout', 'fixtures', 'delete_image_multiple_images');
-    const { pulled, verified } = await bundleOf(['latest', '3.18.3', '3', '3.18', '3.17.5', '3.16.7', '1.0.0'].map((r) => `oci:${dir}:${r}`));
+    const { pulled, verified } = await bundleOf(
+      ['latest', '3.18.3', '3', '3.18', '3.17.5', '3.16.7', '1.0.0'].map((r) => `oci:${dir}:${r}`),
+    );
     expect(pulled.failures.map((f) => [f.name, f.errorCode])).toEqual([['1.0.0', 'SIZE_MISMATCH']]);
     expect(verified!.manifest!.images).toHaveLength(6);
   });

@@ -16,7 +16,19 @@ import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { ferry } from '../../helpers/cli.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeStore, manOf, paxHeader, readMembers, replaceData, setMan, sha, tarOf, zstdCompress, type Member, type Store } from './craft.js';
+import {
+  makeStore,
+  manOf,
+  paxHeader,
+  readMembers,
+  replaceData,
+  setMan,
+  sha,
+  tarOf,
+  zstdCompress,
+  type Member,
+  type Store,
+} from './craft.js';
 
 let work: string;
 let st: Store;
@@ -132,7 +144,11 @@ describe('an image missing a layer never verifies (bug 3)', () => {
       const swap = <T>(arr: T[], a: number, b: number): void => {
         [arr[a], arr[b]] = [arr[b]!, arr[a]!];
       };
-      swap(ms, ms.findIndex((m) => m.name === child), ms.findIndex((m) => m.name === index));
+      swap(
+        ms,
+        ms.findIndex((m) => m.name === child),
+        ms.findIndex((m) => m.name === index),
+      );
       const a = man.members.findIndex((m) => m.path === child);
       const b = man.members.findIndex((m) => m.path === index);
       swap(man.members, a, b);
@@ -169,14 +185,24 @@ describe('an image missing a layer never verifies (bug 3)', () => {
       const content = ms.find((m) => m.name === rawPath)!.data;
       const comp = zstdCompress(content);
       const zp = zstdBlobPath(st.dock.digest.slice(7));
-      man.members[i] = { path: zp, size: comp.length, sha256: sha(comp), storage: 'zstd', digest: st.dock.digest, uncompressedSize: content.length };
+      man.members[i] = {
+        path: zp,
+        size: comp.length,
+        sha256: sha(comp),
+        storage: 'zstd',
+        digest: st.dock.digest,
+        uncompressedSize: content.length,
+      };
       const mi = ms.findIndex((m) => m.name === rawPath);
       ms[mi] = { name: zp, data: comp };
       return setMan(ms, man);
     });
     const r = await verifyAll(f);
     for (const v of [r.file, r.stream]) {
-      expect(v.problems.find((p) => p.code === 'MANIFEST_COMPRESSED')).toMatchObject({ image: 'example.com/app:docker', digest: st.dock.digest });
+      expect(v.problems.find((p) => p.code === 'MANIFEST_COMPRESSED')).toMatchObject({
+        image: 'example.com/app:docker',
+        digest: st.dock.digest,
+      });
     }
     expect(r.exit).toBe(3);
   });
@@ -291,11 +317,17 @@ describe('without zstd on PATH (bugs 2 and 8)', () => {
     const r = await ferry(['load', bundle, '--to', `oci:${dest}`, '--json'], { env: { PATH: emptyPath } });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
-    const lines = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; code?: string });
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { type: string; code?: string });
     expect(lines.at(-1)).toMatchObject({ type: 'error', code: 'ZSTD_UNAVAILABLE' });
     const blobs = path.join(dest, 'blobs', 'sha256');
     expect(existsSync(blobs) ? readdirSync(blobs) : []).toEqual([]);
-    expect(existsSync(path.join(dest, 'index.json')) ? JSON.parse(await readFile(path.join(dest, 'index.json'), 'utf8')).manifests : []).toEqual([]);
+    expect(
+      existsSync(path.join(dest, 'index.json')) ? JSON.parse(await readFile(path.join(dest, 'index.json'), 'utf8')).manifests : [],
+    ).toEqual([]);
   });
 
   it('openBundle refuses up front; a bundle without zstd members still opens', async () => {

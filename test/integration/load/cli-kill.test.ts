@@ -17,7 +17,20 @@ import { startContainerd, startDockerd, type Engine } from '../../harness/engine
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { runSkopeo } from '../../harness/tools.js';
-import { CLI, blobStates, bundleManifest, ferry, killWhen, makeBigStore, registryManifestDigest, registryTags, reportOf, type BlobEvent, type JsonLine, type BigImage } from './helpers-cli.js';
+import {
+  CLI,
+  blobStates,
+  bundleManifest,
+  ferry,
+  killWhen,
+  makeBigStore,
+  registryManifestDigest,
+  registryTags,
+  reportOf,
+  type BlobEvent,
+  type JsonLine,
+  type BigImage,
+} from './helpers-cli.js';
 
 let work: string;
 let bundle: string;
@@ -72,7 +85,8 @@ describe('SIGKILL + rerun: oci:DIR', () => {
     const bigHex = img.big.digest.slice('sha256:'.length);
     const killed = await killWhen(args, {
       armed: bigStartedSmallDone,
-      witness: async () => (await filesUnder(path.join(dest, 'blobs', 'sha256'))).some((f) => path.basename(f.file).startsWith(`.${bigHex}.`) && f.size > 0),
+      witness: async () =>
+        (await filesUnder(path.join(dest, 'blobs', 'sha256'))).some((f) => path.basename(f.file).startsWith(`.${bigHex}.`) && f.size > 0),
     });
     expectKilledMidBlob(killed);
 
@@ -101,7 +115,10 @@ describe('SIGKILL + rerun: oci:DIR', () => {
 });
 
 function jsonLinesOf(stdout: string): JsonLine[] {
-  return stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as JsonLine);
+  return stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as JsonLine);
 }
 
 describe('SIGKILL + rerun: docker://HOST/PREFIX', () => {
@@ -156,7 +173,10 @@ describe('SIGKILL + rerun: docker-daemon:SOCKET', () => {
 
   async function imageIds(): Promise<string[]> {
     const r = await docker.run(['images', '-a', '-q', '--no-trunc']);
-    return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    return r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
   }
 
   it('loads no image; the rerun loads it with ID = the config digest', async () => {

@@ -157,7 +157,11 @@ describe('ferry load into a registry: reports, mapping, refusals', () => {
     // Again: everything is there; plain output says so.
     const again = await ferry(['load', bundle, '--to', `docker://${reg.host}/m`]);
     expect(again.code).toBe(0);
-    expect(again.stderr).toMatch(new RegExp(`Loaded ${bundleImages.size} of ${bundleImages.size} images into docker://${reg.host.replace(/\./g, '\\.')}/m \\(${bundleImages.size} already there\\): 0 blobs sent`));
+    expect(again.stderr).toMatch(
+      new RegExp(
+        `Loaded ${bundleImages.size} of ${bundleImages.size} images into docker://${reg.host.replace(/\./g, '\\.')}/m \\(${bundleImages.size} already there\\): 0 blobs sent`,
+      ),
+    );
   });
 
   it('a bundle with a flipped byte inside a layer blob: exit 3, names the blob, no tag anywhere', async () => {
@@ -231,7 +235,12 @@ describe('ferry load into a registry: reports, mapping, refusals', () => {
 
     // An unsigned bundle with --require-signature.
     const unsigned = path.join(createTempDir('unsigned'), 'unsigned.ferry');
-    await writeBundle({ store: await OciLayout.open(path.join(work, 'store')), refs: ['ferry-test/base:1'], output: unsigned, compression: 'none' });
+    await writeBundle({
+      store: await OciLayout.open(path.join(work, 'store')),
+      refs: ['ferry-test/base:1'],
+      output: unsigned,
+      compression: 'none',
+    });
     // Without --key, --require-signature is a usage error (as for ferry verify).
     const noKey = await ferry(['load', unsigned, '--require-signature', '--to', `docker://${reg.host}/k4`, '--json']);
     expect(noKey.code, noKey.stderr).toBe(2);
@@ -260,7 +269,10 @@ describe('ferry load from stdin', () => {
     const fromStdin = path.join(dir, 'from-stdin');
     const a = await ferry(['load', bundle, '--to', `oci:${fromFile}`, '--json']);
     expect(a.code, a.stderr).toBe(0);
-    const b = await ferry(['load', stdinSource, '--key', pubKey, '--to', `oci:${fromStdin}`, '--json'], { input: await readFile(bundle), env: { FERRY_TMPDIR: spool } });
+    const b = await ferry(['load', stdinSource, '--key', pubKey, '--to', `oci:${fromStdin}`, '--json'], {
+      input: await readFile(bundle),
+      env: { FERRY_TMPDIR: spool },
+    });
     expect(b.code, b.stderr).toBe(0);
     const ra = reportOf(a);
     const rb = reportOf(b);
@@ -273,9 +285,13 @@ describe('ferry load from stdin', () => {
     expect(rb.blobs).toEqual(ra.blobs);
     // The same index.json entries (names and digests) and the same blobs.
     const entries = async (d: string): Promise<string[]> =>
-      (await (await OciLayout.open(d)).readIndex()).manifests.map((m) => `${m.annotations?.['org.opencontainers.image.ref.name']} ${m.digest}`).sort();
+      (await (await OciLayout.open(d)).readIndex()).manifests
+        .map((m) => `${m.annotations?.['org.opencontainers.image.ref.name']} ${m.digest}`)
+        .sort();
     expect(await entries(fromStdin)).toEqual(await entries(fromFile));
-    expect((await readdir(path.join(fromStdin, 'blobs', 'sha256'))).sort()).toEqual((await readdir(path.join(fromFile, 'blobs', 'sha256'))).sort());
+    expect((await readdir(path.join(fromStdin, 'blobs', 'sha256'))).sort()).toEqual(
+      (await readdir(path.join(fromFile, 'blobs', 'sha256'))).sort(),
+    );
     // The spooled copy of stdin is gone.
     expect(await readdir(spool)).toEqual([]);
   }
@@ -291,21 +307,27 @@ describe('ferry load from stdin', () => {
 
   it('`ferry load -` with --password-stdin is refused as ambiguous (exit 2)', async () => {
     const dir = createTempDir('stdin-pw');
-    const r = await ferry(['load', '-', '--username', 'u', '--password-stdin', '--to', `oci:${path.join(dir, 'out')}`], { input: 'secret\n' });
+    const r = await ferry(['load', '-', '--username', 'u', '--password-stdin', '--to', `oci:${path.join(dir, 'out')}`], {
+      input: 'secret\n',
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--password-stdin cannot be used when the bundle is read from stdin/);
   });
 
   it('`ferry load bundle:-` with --password-stdin is refused as ambiguous (exit 2)', async () => {
     const dir = createTempDir('stdin-pw2');
-    const r = await ferry(['load', 'bundle:-', '--username', 'u', '--password-stdin', '--to', `oci:${path.join(dir, 'out')}`], { input: 'secret\n' });
+    const r = await ferry(['load', 'bundle:-', '--username', 'u', '--password-stdin', '--to', `oci:${path.join(dir, 'out')}`], {
+      input: 'secret\n',
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--password-stdin cannot be used when the bundle is read from stdin/);
   });
 
   it('a bundle on stdin signed by another key is refused like the file (exit 3); an empty stdin fails', async () => {
     const dir = createTempDir('stdin-bad');
-    const r = await ferry(['load', 'bundle:-', '--key', otherPub, '--to', `oci:${path.join(dir, 'out')}`], { input: await readFile(bundle) });
+    const r = await ferry(['load', 'bundle:-', '--key', otherPub, '--to', `oci:${path.join(dir, 'out')}`], {
+      input: await readFile(bundle),
+    });
     expect(r.code, r.stderr).toBe(3);
     expect(r.stderr).toMatch(/failed verification/);
     // Messages name stdin, not the spool file (which is gone by then).
@@ -351,7 +373,10 @@ describe('ferry mirror (CLI)', () => {
     const r2 = reportOf(second);
     expect(r2.blobs.fetched).toBe(0);
     expect(r2.blobs.bytesFetched).toBe(0);
-    expect(r2.images.map((i) => [i.status, i.skipped])).toEqual([['done', true], ['done', true]]);
+    expect(r2.images.map((i) => [i.status, i.skipped])).toEqual([
+      ['done', true],
+      ['done', true],
+    ]);
   });
 
   it('an option for another kind of destination is refused, not ignored', async () => {
@@ -400,7 +425,14 @@ describe('ferry mirror (CLI)', () => {
   });
 
   it('a missing source image: exit 1 with the registry error, the other image still mirrored', async () => {
-    const r = await ferry(['mirror', `${src.host}/ferry-test/base:nope`, `${src.host}/ferry-test/app:1.0`, '--to', `docker://${dst.host}/m2`, '--json']);
+    const r = await ferry([
+      'mirror',
+      `${src.host}/ferry-test/base:nope`,
+      `${src.host}/ferry-test/app:1.0`,
+      '--to',
+      `docker://${dst.host}/m2`,
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(1);
     const report = reportOf(r);
     expect(report.failures.map((f) => f.name)).toEqual([`${src.host}/ferry-test/base:nope`]);

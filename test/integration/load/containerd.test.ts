@@ -54,7 +54,6 @@ async function flipByteOfMember(file: string, name: string): Promise<void> {
   }
 }
 
-
 /** Plan every image (or the layout refs in `only`) of the store at `dir`, named by full reference. */
 
 async function listImages(namespace: string): Promise<Map<string, string>> {
@@ -64,7 +63,12 @@ async function listImages(namespace: string): Promise<Map<string, string>> {
 
 async function contentDigests(namespace: string): Promise<Set<string>> {
   const r = await containerd.run(['-n', namespace, 'content', 'ls', '-q']);
-  return new Set(r.stdout.split('\n').map((l) => l.trim()).filter(Boolean));
+  return new Set(
+    r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean),
+  );
 }
 
 function opts(namespace: string | undefined, extra: Partial<ContainerdOptions> = {}): ContainerdOptions {
@@ -190,7 +194,10 @@ describe('loadIntoContainerd', () => {
     await expect(loadIntoContainerd(plan, sources, opts('ferry-abort', { signal: ac.signal }))).rejects.toMatchObject({ code: 'ABORTED' });
 
     const report = await loadIntoContainerd(plan, sources, opts('ferry-abort'));
-    expect(report.images.map((i) => [i.status, i.skipped])).toEqual([['done', undefined], ['done', undefined]]);
+    expect(report.images.map((i) => [i.status, i.skipped])).toEqual([
+      ['done', undefined],
+      ['done', undefined],
+    ]);
     const listed = await listImages('ferry-abort');
     for (const img of plan.images) expect(listed.get(img.name)).toBe(img.root.digest);
   });
@@ -203,11 +210,19 @@ describe('loadIntoContainerd', () => {
     const src = await OciLayout.open(storeDir);
     const items = [
       { source: new LayoutSource(src, 'ferry-test/base:1'), name: 'docker.io/ferry-test/base:1' },
-      { source: new LayoutSource(src, 'ferry-test/multi:oci'), name: 'docker.io/ferry-test/multi:arm64', platforms: [parsePlatform('linux/arm64')] },
+      {
+        source: new LayoutSource(src, 'ferry-test/multi:oci'),
+        name: 'docker.io/ferry-test/multi:arm64',
+        platforms: [parsePlatform('linux/arm64')],
+      },
     ];
     const plan = await planCopy(items);
     const store = await OciLayout.open(path.join(work, 'store'), { create: true });
-    const copied = await executeCopy(plan, items.map((i) => i.source), store);
+    const copied = await executeCopy(
+      plan,
+      items.map((i) => i.source),
+      store,
+    );
     expect(copied.images.map((i) => i.status)).toEqual(['done', 'done']);
     const bundle = path.join(work, 'aon.ferry');
     await writeBundle({ store, output: bundle, compression: 'none' });
@@ -275,7 +290,9 @@ describe('loadIntoContainerd', () => {
 
   it('no ctr client: CTR_NOT_FOUND with a hint naming the option', async () => {
     const { plan, sources } = await planStore(storeDir, ['docker.io/ferry-test/base:1']);
-    const err = await loadIntoContainerd(plan, sources, { address: containerd.socket, ctr: ['/nonexistent/bin/ctr'] }).catch((e: unknown) => e);
+    const err = await loadIntoContainerd(plan, sources, { address: containerd.socket, ctr: ['/nonexistent/bin/ctr'] }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ code: 'CTR_NOT_FOUND' });
     expect((err as FerryError).hint).toContain('--ctr "k3s ctr"');
   });

@@ -28,7 +28,6 @@ let storeDir: string;
 let expected: Map<string, { id: string; layers: string[]; zstd: boolean } | 'artifact'>;
 let zstdSupported: boolean;
 
-
 /** Plan every image of the store at `dir`, named by full reference. */
 
 /** What each stored image should become in the engine, computed from the stored manifests. */
@@ -147,7 +146,9 @@ describe('loadIntoDockerDaemon', () => {
     const report = await loadIntoDockerDaemon(plan, [new LayoutSource(store, 'ferry-test/raw:1')], { socket: docker.socket });
     const want = expected.get('docker.io/ferry-test/raw:1');
     if (!want || want === 'artifact') throw new Error('corpus has no ferry-test/raw:1');
-    expect(report.images.map((i) => [i.status, i.destination, i.destinationDigest])).toEqual([['done', `docker-daemon:${want.id}`, want.id]]);
+    expect(report.images.map((i) => [i.status, i.destination, i.destinationDigest])).toEqual([
+      ['done', `docker-daemon:${want.id}`, want.id],
+    ]);
     expect(await inspectId(want.id)).toBe(want.id);
     const tags = await docker.run(['image', 'inspect', '--format', '{{len .RepoTags}}', want.id]);
     expect(tags.stdout.trim()).toBe('0');
@@ -240,5 +241,4 @@ describe('loadIntoDockerDaemon', () => {
     expect(await inspectId(base)).toBe(want.id);
     expect(await inspectId('docker.io/ferry-test/medium:1')).toBe(medium.id);
   });
-
 });

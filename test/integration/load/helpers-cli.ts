@@ -23,7 +23,16 @@ export interface ReportLine extends JsonLine {
   type: 'report';
   source: string;
   destination: string;
-  images: Array<{ name: string; status: string; digest: string; destination?: string; destinationDigest?: string; skipped?: boolean; error?: string; errorCode?: string }>;
+  images: Array<{
+    name: string;
+    status: string;
+    digest: string;
+    destination?: string;
+    destinationDigest?: string;
+    skipped?: boolean;
+    error?: string;
+    errorCode?: string;
+  }>;
   failures: Array<{ name: string; error: string; code?: string }>;
   blobs: { total: number; fetched: number; skipped: number; failed: number; bytesFetched: number; bytesSkipped: number; mounted?: number };
   mapping: Record<string, { destination: string; digest: string }>;
@@ -39,7 +48,8 @@ export function jsonLines(stdout: string): JsonLine[] {
 /** The final `report` line of a --json run. */
 export function reportOf(run: Run): ReportLine {
   const last = jsonLines(run.stdout).at(-1);
-  if (!last || last.type !== 'report') throw new Error(`no report line; exit ${run.code}\nstdout:\n${run.stdout.slice(-4000)}\nstderr:\n${run.stderr.slice(-4000)}`);
+  if (last?.type !== 'report')
+    throw new Error(`no report line; exit ${run.code}\nstdout:\n${run.stdout.slice(-4000)}\nstderr:\n${run.stderr.slice(-4000)}`);
   return last as ReportLine;
 }
 
@@ -84,7 +94,10 @@ export interface KillPlan {
  * confirms a partial transfer, and wait for it to die.
  */
 export async function killWhen(args: string[], plan: KillPlan): Promise<KilledRun> {
-  const child: ChildProcess = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, CI: '1', ...plan.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, CI: '1', ...plan.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const lines: JsonLine[] = [];
   let trigger: BlobEvent | undefined;
   let witnessed = false;
@@ -199,7 +212,12 @@ export async function makeBigStore(dir: string, bigMiB: number, smallMiB: number
   const big = randomGzipLayer('big.bin', bigMiB * 1024 * 1024);
   const arch = process.arch === 'x64' ? 'amd64' : process.arch === 'arm64' ? 'arm64' : process.arch;
   const config = Buffer.from(
-    JSON.stringify({ architecture: arch, os: 'linux', config: { Cmd: ['/big.bin'] }, rootfs: { type: 'layers', diff_ids: [small.diffId, big.diffId] } }),
+    JSON.stringify({
+      architecture: arch,
+      os: 'linux',
+      config: { Cmd: ['/big.bin'] },
+      rootfs: { type: 'layers', diff_ids: [small.diffId, big.diffId] },
+    }),
   );
   const configDigest = await store.putBytes(config);
   const smallDigest = await store.putBytes(small.gz);
@@ -218,7 +236,12 @@ export async function makeBigStore(dir: string, bigMiB: number, smallMiB: number
   const manifestDigest = await store.putBytes(manifest);
   const refName = 'ferry-test/big:1';
   await store.putIndexEntries([
-    { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifest.length, annotations: { [REF_NAME]: refName } },
+    {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: manifestDigest,
+      size: manifest.length,
+      annotations: { [REF_NAME]: refName },
+    },
   ]);
   return {
     name: `docker.io/${refName}`,

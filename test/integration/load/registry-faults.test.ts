@@ -45,7 +45,13 @@ function nextPrefix(): string {
 }
 
 function loadVia(prefix: string, extra: Partial<LoadOptions> = {}) {
-  return load({ source: `oci:${store}:ferry-test/medium:1`, to: `docker://${proxy.host}/${prefix}`, retry: fast, chunkSize: CHUNK, ...extra });
+  return load({
+    source: `oci:${store}:ferry-test/medium:1`,
+    to: `docker://${proxy.host}/${prefix}`,
+    retry: fast,
+    chunkSize: CHUNK,
+    ...extra,
+  });
 }
 
 /** Tags the registry holds for the medium image under `prefix` (straight, not through the proxy). */
@@ -59,7 +65,12 @@ async function tags(prefix: string): Promise<string[]> {
 async function assertComplete(prefix: string): Promise<void> {
   expect(await tags(prefix)).toEqual([medium.tag]);
   // skopeo copies it, checking every blob's digest: the content behind the tag is complete.
-  await runSkopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/${prefix}/${medium.repo}:${medium.tag}`, `oci:${createTempDir('copy')}:x`]);
+  await runSkopeo([
+    'copy',
+    '--src-tls-verify=false',
+    `docker://${reg.host}/${prefix}/${medium.repo}:${medium.tag}`,
+    `oci:${createTempDir('copy')}:x`,
+  ]);
 }
 
 describe('recovers from', () => {
@@ -87,7 +98,13 @@ describe('recovers from', () => {
   it('a 401 on a PATCH chunk (a token that expired mid-upload): the chunk is sent again, not the blob failed', async () => {
     const p = nextPrefix();
     proxy.setRules([
-      { method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, times: 1, fault: { kind: 'status', status: 401, headers: { 'www-authenticate': 'Basic realm="registry"' } } },
+      {
+        method: 'PATCH',
+        path: /\/blobs\/uploads\//,
+        skip: 1,
+        times: 1,
+        fault: { kind: 'status', status: 401, headers: { 'www-authenticate': 'Basic realm="registry"' } },
+      },
     ]);
     const r = await loadVia(p);
     expect(r.failures).toEqual([]);
@@ -99,7 +116,12 @@ describe('recovers from', () => {
     const p = nextPrefix();
     proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, times: 2, fault: { kind: 'reset' } }]);
     const retries: Array<{ attempt: number; delayMs?: number }> = [];
-    const r = await loadVia(p, { onEvent: (e) => (e.kind === 'retry' && e.digest !== undefined ? retries.push({ attempt: e.attempt, ...(e.delayMs !== undefined ? { delayMs: e.delayMs } : {}) }) : undefined) });
+    const r = await loadVia(p, {
+      onEvent: (e) =>
+        e.kind === 'retry' && e.digest !== undefined
+          ? retries.push({ attempt: e.attempt, ...(e.delayMs !== undefined ? { delayMs: e.delayMs } : {}) })
+          : undefined,
+    });
     expect(r.failures).toEqual([]);
     expect(proxy.ruleStats()[0]!.injected).toBe(2);
     // Two failures in a row without progress between them: retries 1 and 2, each with its delay.
@@ -162,7 +184,8 @@ describe('recovers from', () => {
     expect(proxy.ruleStats().map((s) => s.injected)).toEqual([1, 1]);
     // Resumed, never started over: one upload session for the layer.
     expect(proxy.requests.filter((q) => q.method === 'POST' && q.url.includes('/blobs/uploads/')).length).toBe(
-      new Set(proxy.requests.filter((q) => q.method === 'PUT' && q.url.includes('digest=')).map((q) => /digest=([^&]+)/.exec(q.url)![1])).size,
+      new Set(proxy.requests.filter((q) => q.method === 'PUT' && q.url.includes('digest=')).map((q) => /digest=([^&]+)/.exec(q.url)![1]))
+        .size,
     );
     await assertComplete(p);
   });
@@ -176,7 +199,12 @@ describe('recovers from', () => {
     expect(proxy.ruleStats()[0]!.injected).toBeGreaterThan(0);
     await assertComplete(p);
     const base = corpus.images.find((i) => i.repo === 'ferry-test/base')!;
-    await runSkopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/${p}/${base.repo}:${base.tag}`, `oci:${createTempDir('copy')}:x`]);
+    await runSkopeo([
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${reg.host}/${p}/${base.repo}:${base.tag}`,
+      `oci:${createTempDir('copy')}:x`,
+    ]);
   });
 
   it('slow answers', async () => {
@@ -190,15 +218,34 @@ describe('recovers from', () => {
 
 describe('stops with a message naming what failed and what to do', () => {
   it.each([
-    ['401 on the manifest', { method: 'PUT', path: /\/manifests\//, fault: { kind: 'status' as const, status: 401 } }, /HTTP 401/, /log in|credentials/],
-    ['403 when opening an upload', { method: 'POST', path: /\/blobs\/uploads\//, fault: { kind: 'status' as const, status: 403 } }, /DENIED/, /may not push/],
-    ['413 on a chunk', { method: 'PATCH', path: /\/blobs\/uploads\//, fault: { kind: 'status' as const, status: 413 } }, /HTTP 413/, /body size limit/],
+    [
+      '401 on the manifest',
+      { method: 'PUT', path: /\/manifests\//, fault: { kind: 'status' as const, status: 401 } },
+      /HTTP 401/,
+      /log in|credentials/,
+    ],
+    [
+      '403 when opening an upload',
+      { method: 'POST', path: /\/blobs\/uploads\//, fault: { kind: 'status' as const, status: 403 } },
+      /DENIED/,
+      /may not push/,
+    ],
+    [
+      '413 on a chunk',
+      { method: 'PATCH', path: /\/blobs\/uploads\//, fault: { kind: 'status' as const, status: 413 } },
+      /HTTP 413/,
+      /body size limit/,
+    ],
     [
       'MANIFEST_INVALID',
       {
         method: 'PUT',
         path: /\/manifests\//,
-        fault: { kind: 'status' as const, status: 400, body: JSON.stringify({ errors: [{ code: 'MANIFEST_INVALID', message: 'manifest invalid', detail: {} }] }) },
+        fault: {
+          kind: 'status' as const,
+          status: 400,
+          body: JSON.stringify({ errors: [{ code: 'MANIFEST_INVALID', message: 'manifest invalid', detail: {} }] }),
+        },
       },
       /MANIFEST_INVALID/,
       /rejected the manifest/,

@@ -46,7 +46,9 @@ it('an upload Location on another origin gets no Authorization; the push fails w
   expect(posts.length).toBeGreaterThan(0);
   expect(posts.every((q) => q.headers.host?.startsWith('localhost:') && typeof q.headers.authorization === 'string')).toBe(true);
   // No tag at the destination.
-  const tags = await fetch(`${reg.url}/v2/o/ferry-test/base/tags/list`, { headers: { authorization: `Basic ${Buffer.from(`${USER}:${PASS}`).toString('base64')}` } });
+  const tags = await fetch(`${reg.url}/v2/o/ferry-test/base/tags/list`, {
+    headers: { authorization: `Basic ${Buffer.from(`${USER}:${PASS}`).toString('base64')}` },
+  });
   expect([404, 200]).toContain(tags.status);
   if (tags.status === 200) expect(((await tags.json()) as { tags?: string[] | null }).tags ?? []).toEqual([]);
 });

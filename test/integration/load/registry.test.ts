@@ -164,7 +164,9 @@ describe('load a bundle that fails verification: no tag moves', () => {
     }
     // Point A's tag at the other index: A's content stays in the repository, by digest.
     const repo = `retag/${a.repo}`;
-    const got = await fetch(`${reg.url}/v2/${repo}/manifests/${other.digest}`, { headers: { accept: 'application/vnd.docker.distribution.manifest.list.v2+json' } });
+    const got = await fetch(`${reg.url}/v2/${repo}/manifests/${other.digest}`, {
+      headers: { accept: 'application/vnd.docker.distribution.manifest.list.v2+json' },
+    });
     expect(got.status).toBe(200);
     const put = await fetch(`${reg.url}/v2/${repo}/manifests/${a.tag}`, {
       method: 'PUT',
@@ -202,7 +204,7 @@ describe('load a bundle that fails verification: no tag moves', () => {
     for (const i of corpus.images) {
       if (i.repo === a.repo) continue;
       const tags = await fetch(`${reg.url}/v2/retag/${i.repo}/tags/list`);
-      expect([i.repo, tags.status === 404 ? [] : ((await tags.json()) as { tags: string[] | null }).tags ?? []]).toEqual([i.repo, []]);
+      expect([i.repo, tags.status === 404 ? [] : (((await tags.json()) as { tags: string[] | null }).tags ?? [])]).toEqual([i.repo, []]);
     }
 
     // The good bundle then moves the tag (the retag path itself works).
@@ -247,7 +249,12 @@ describe('load from an oci: layout and into an oci: layout', () => {
     expect(await readFile(path.join(dir, 'index.json'))).toEqual(indexBefore);
     // skopeo copies an OCI-typed image out of the loaded layout into the registry by digest.
     const app = corpus.images.find((i) => i.repo === 'ferry-test/app')!;
-    await runSkopeo(['copy', '--dest-tls-verify=false', `oci:${dir}:${parseReference(app.ref).toString()}`, `docker://${reg.host}/from-oci/app:1`]);
+    await runSkopeo([
+      'copy',
+      '--dest-tls-verify=false',
+      `oci:${dir}:${parseReference(app.ref).toString()}`,
+      `docker://${reg.host}/from-oci/app:1`,
+    ]);
     expect((await rawDigest(reg, `${reg.host}/from-oci/app:1`)).digest).toBe(app.digest);
   });
 });
@@ -281,7 +288,12 @@ describe.skipIf(!HAVE_FIXTURES)('load from docker-archive: and oci-archive: (ski
     expect(all.failures).toHaveLength(1);
     expect(all.failures[0]).toMatchObject({ name: 'docker.io/library/hello-world:latest', errorCode: 'BLOB_MISSING' });
     expect(all.mapping).toEqual({});
-    const one = await load({ source: `oci-archive:${tar}`, to: `docker://${reg.host}/oa`, platforms: [parsePlatform('linux/amd64')], ...access(reg) });
+    const one = await load({
+      source: `oci-archive:${tar}`,
+      to: `docker://${reg.host}/oa`,
+      platforms: [parsePlatform('linux/amd64')],
+      ...access(reg),
+    });
     expect(one.failures).toEqual([]);
     const m = one.mapping['docker.io/library/hello-world:latest']!;
     // The index was rewritten to the one platform: a new digest, the published one recorded.
@@ -310,7 +322,12 @@ describe('mirror registry to registry', () => {
 
     // --platform: the index is rewritten to the one platform (new digest, the published one kept).
     const multi = corpus.images.find((i) => i.repo === 'ferry-test/multi' && i.tag === 'oci')!;
-    const arm = await mirror({ refs: [`${src.host}/${multi.repo}:${multi.tag}`], to: `docker://${dst.host}/arm`, platforms: [parsePlatform('linux/arm64')], retry: fast });
+    const arm = await mirror({
+      refs: [`${src.host}/${multi.repo}:${multi.tag}`],
+      to: `docker://${dst.host}/arm`,
+      platforms: [parsePlatform('linux/arm64')],
+      retry: fast,
+    });
     expect(arm.failures).toEqual([]);
     expect(arm.images[0]!.originalDigest).toBe(multi.digest);
     const served = await rawDigest(dst, `${dst.host}/arm/${multi.repo}:${multi.tag}`);

@@ -15,7 +15,7 @@ import { bundleContent } from '../../../src/server/bundle-content.js';
 import type { ServedContent } from '../../../src/server/content.js';
 import { layoutContent } from '../../../src/server/layout-content.js';
 import { startServer, type RunningServer } from '../../../src/server/server.js';
-import { OciLayout } from '../../../src/transports/oci/layout.js';
+import type { OciLayout } from '../../../src/transports/oci/layout.js';
 import { createPodman, startContainerd, startDockerd, type Engine, type Podman } from '../../harness/engines.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { requireTool } from '../../harness/tools.js';
@@ -143,14 +143,18 @@ describe.each(SOURCES)('containerd (ctr) pulls from ferry serve (%s)', (source) 
 
   async function contentDigests(namespace: string): Promise<Set<string>> {
     const r = await containerd.run(['-n', namespace, 'content', 'ls', '-q']);
-    return new Set(r.stdout.split('\n').map((l) => l.trim()).filter(Boolean));
+    return new Set(
+      r.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    );
   }
 
   const ctrPull = (namespace: string, ref: string, extra: string[] = []) =>
-    containerd.run(
-      ['-n', namespace, 'images', 'pull', '--plain-http', '--snapshotter', 'native', ...extra, `${host}/${ref}`],
-      { timeoutMs: 60_000 },
-    );
+    containerd.run(['-n', namespace, 'images', 'pull', '--plain-http', '--snapshotter', 'native', ...extra, `${host}/${ref}`], {
+      timeoutMs: 60_000,
+    });
 
   it('ctr images pull of every ref keeps the published digests', async () => {
     for (const ref of REFS) await ctrPull('ferry-test', ref);

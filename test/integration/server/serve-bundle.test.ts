@@ -15,7 +15,7 @@ import { sha256, type Digest } from '../../../src/oci/digest.js';
 import { bundleContent } from '../../../src/server/bundle-content.js';
 import type { ServedContent } from '../../../src/server/content.js';
 import { startServer, type RunningServer } from '../../../src/server/server.js';
-import { OciLayout } from '../../../src/transports/oci/layout.js';
+import type { OciLayout } from '../../../src/transports/oci/layout.js';
 import { indexTarFile, openTarEntry } from '../../../src/util/tar-reader.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { runSkopeo } from '../../harness/tools.js';
@@ -95,7 +95,16 @@ describe('serving a ferry bundle in place', () => {
       const { repo, tag } = repoOf(i.ref);
       const dest = path.join(createTempDir('serve-bundle-skopeo'), 'out');
       // --preserve-digests: skopeo would otherwise gzip the uncompressed layer of ferry-test/raw:1.
-      await runSkopeo(['copy', '--all', '--preserve-digests', '--retry-times', '0', '--src-tls-verify=false', `docker://${host}/${repo}:${tag}`, `oci:${dest}:x`]);
+      await runSkopeo([
+        'copy',
+        '--all',
+        '--preserve-digests',
+        '--retry-times',
+        '0',
+        '--src-tls-verify=false',
+        `docker://${host}/${repo}:${tag}`,
+        `oci:${dest}:x`,
+      ]);
       const idx = JSON.parse(readFileSync(path.join(dest, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
       expect(idx.manifests[0]?.digest, i.ref).toBe(i.digest);
       const blobs = path.join(dest, 'blobs', 'sha256');
@@ -110,7 +119,9 @@ describe('serving a ferry bundle in place', () => {
     const refs = [...new Set(corpus.images.map((i) => i.ref))].map((r) => `${host}/${r}`);
     const report = await pull({ refs, store: dest, retry: { maxAttempts: 1 } });
     expect(report.failures).toEqual([]);
-    const idx = JSON.parse(readFileSync(path.join(dest, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations?: Record<string, string> }> };
+    const idx = JSON.parse(readFileSync(path.join(dest, 'index.json'), 'utf8')) as {
+      manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
+    };
     const byName = new Map(idx.manifests.map((m) => [m.annotations?.[REF_NAME], m.digest]));
     for (const i of corpus.images) expect(byName.get(`${host}/${i.ref}`), i.ref).toBe(i.digest);
     const { zstd } = rawImageLayers();

@@ -69,7 +69,14 @@ function writeLayout(dir: string, tarLayerSize = 3 * 1024 * 1024): TestImage {
   const rawLayer = put(randomBytes(1_500_000));
   const tarLayer = put(compressible(tarLayerSize, randomBytes(32)));
   const config = put(
-    Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(randomBytes(8)), tarLayer.digest] }, config: {} })),
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [sha256(randomBytes(8)), tarLayer.digest] },
+        config: {},
+      }),
+    ),
   );
   const manifest = put(
     Buffer.from(
@@ -89,7 +96,9 @@ function writeLayout(dir: string, tarLayerSize = 3 * 1024 * 1024): TestImage {
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_INDEX,
-      manifests: [{ mediaType: OCI_MANIFEST, digest: manifest.digest, size: manifest.size, annotations: { [REF_NAME]: 'docker.io/test/app:1' } }],
+      manifests: [
+        { mediaType: OCI_MANIFEST, digest: manifest.digest, size: manifest.size, annotations: { [REF_NAME]: 'docker.io/test/app:1' } },
+      ],
     }),
   );
   return { dir, manifest, config, rawLayer, tarLayer, all: [manifest, config, rawLayer, tarLayer] };
@@ -252,20 +261,23 @@ describe('file errors are not "blob unknown"', () => {
     }
   });
 
-  it.skipIf(process.getuid?.() === 0)('an unreadable layout blob file (EACCES) is 500 and logged (skipped when run as root, who can read any file; the EISDIR case above covers the same path)', async () => {
-    const image = writeLayout(path.join(createTempDir('serve-eacces'), 'layout'), 100_000);
-    const { server, log } = await serve([await layoutContent(image.dir)]);
-    const file = path.join(image.dir, 'blobs', 'sha256', image.rawLayer.digest.slice(7));
-    try {
-      chmodSync(file, 0o000);
-      const r = await get(`${server.url}/v2/test/app/blobs/${image.rawLayer.digest}`);
-      expect(r.status).toBe(500);
-      expect(problems(log).join('\n')).toMatch(/EACCES/);
-    } finally {
-      chmodSync(file, 0o644);
-      await server.close();
-    }
-  });
+  it.skipIf(process.getuid?.() === 0)(
+    'an unreadable layout blob file (EACCES) is 500 and logged (skipped when run as root, who can read any file; the EISDIR case above covers the same path)',
+    async () => {
+      const image = writeLayout(path.join(createTempDir('serve-eacces'), 'layout'), 100_000);
+      const { server, log } = await serve([await layoutContent(image.dir)]);
+      const file = path.join(image.dir, 'blobs', 'sha256', image.rawLayer.digest.slice(7));
+      try {
+        chmodSync(file, 0o000);
+        const r = await get(`${server.url}/v2/test/app/blobs/${image.rawLayer.digest}`);
+        expect(r.status).toBe(500);
+        expect(problems(log).join('\n')).toMatch(/EACCES/);
+      } finally {
+        chmodSync(file, 0o644);
+        await server.close();
+      }
+    },
+  );
 
   /** A one-repository ServedContent whose only blob is whatever `blob` says. */
   function stubContent(digest: Digest, blob: () => ServedBlob): ServedContent {
@@ -291,7 +303,17 @@ describe('file errors are not "blob unknown"', () => {
       ['ENFILE', () => ({ digest, size: bytes.length, open: async () => Promise.reject(errno('ENFILE')) }), 503, 'UNAVAILABLE'],
       ['EIO', () => ({ digest, size: bytes.length, open: async () => Promise.reject(errno('EIO')) }), 500, 'UNKNOWN'],
       // A real open() failure that is not "missing": a file name over NAME_MAX.
-      ['ENAMETOOLONG', () => ({ digest, size: bytes.length, open: async () => Promise.reject(errno('EIO')), file: { path: `/tmp/${'x'.repeat(300)}`, offset: 0 } }), 500, 'UNKNOWN'],
+      [
+        'ENAMETOOLONG',
+        () => ({
+          digest,
+          size: bytes.length,
+          open: async () => Promise.reject(errno('EIO')),
+          file: { path: `/tmp/${'x'.repeat(300)}`, offset: 0 },
+        }),
+        500,
+        'UNKNOWN',
+      ],
     ];
     for (const [what, blob, status, code] of cases) {
       const { server, log } = await serve([stubContent(digest, blob)]);
@@ -327,7 +349,14 @@ describe('file errors are not "blob unknown"', () => {
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
-    const { server, log } = await serve([stubContent(digest, () => ({ digest, size: bytes.length, open: async () => Promise.reject(errno('EIO')), file: { handle: failing, offset: 0 } }))]);
+    const { server, log } = await serve([
+      stubContent(digest, () => ({
+        digest,
+        size: bytes.length,
+        open: async () => Promise.reject(errno('EIO')),
+        file: { handle: failing, offset: 0 },
+      })),
+    ]);
     try {
       const r = await request(`${server.url}/v2/x/y/blobs/${digest}`);
       expect(r.statusCode).toBe(200);
@@ -433,11 +462,13 @@ describe('raw blob bodies share a bounded set of send buffers', () => {
 
 describe('the login throttle is per user', () => {
   let htpasswd: string;
-  const basic = (u: string, p: string): Record<string, string> => ({ authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}` });
+  const basic = (u: string, p: string): Record<string, string> => ({
+    authorization: `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`,
+  });
 
   beforeAll(() => {
     htpasswd = path.join(createTempDir('serve-auth'), 'htpasswd');
-    writeFileSync(htpasswd, ['alice', 'bob', 'carol'].map((u) => `${u}:${bcrypt.hashSync(`${u}-pw`, 4)}`).join('\n') + '\n');
+    writeFileSync(htpasswd, `${['alice', 'bob', 'carol'].map((u) => `${u}:${bcrypt.hashSync(`${u}-pw`, 4)}`).join('\n')}\n`);
   });
 
   it("one user's failed logins do not lock out another user at the same address", async () => {

@@ -74,18 +74,12 @@ class LayoutWriter {
       { architecture: arch, os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds }, config: {} },
       mediaType === DOCKER_MANIFEST ? 'application/vnd.docker.container.image.v1+json' : 'application/vnd.oci.image.config.v1+json',
     );
-    const m = this.json(
-      { schemaVersion: 2, mediaType, config: strip(config), layers },
-      mediaType,
-    );
+    const m = this.json({ schemaVersion: 2, mediaType, config: strip(config), layers }, mediaType);
     return { ...m, config: strip(config) };
   }
 
   index(entries: Desc[]): void {
-    writeFileSync(
-      path.join(this.dir, 'index.json'),
-      JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: entries }),
-    );
+    writeFileSync(path.join(this.dir, 'index.json'), JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: entries }));
   }
 }
 
@@ -174,7 +168,13 @@ function buildStore(dir: string): Store {
   const sigBlob = w.blob('signature bytes', 'application/octet-stream');
   const sig = w.json(
     // No artifactType: the config media type stands in for it.
-    { schemaVersion: 2, mediaType: OCI_MANIFEST, config: { ...empty, mediaType: 'application/vnd.example.sig.config.v1+json' }, layers: [sigBlob], subject: strip(sbom) },
+    {
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { ...empty, mediaType: 'application/vnd.example.sig.config.v1+json' },
+      layers: [sigBlob],
+      subject: strip(sbom),
+    },
     OCI_MANIFEST,
   );
   const orphanBlob = w.blob('orphan', 'application/octet-stream');
@@ -193,7 +193,14 @@ function buildStore(dir: string): Store {
   // Sparse content: an index with a child that was never copied; an image missing a layer.
   const missingChild = w.json({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: amd.config, layers: [] }, OCI_MANIFEST, false);
   const sparseIndex = w.json(
-    { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ ...strip(amd), platform: { architecture: 'amd64', os: 'linux' } }, { ...strip(missingChild), platform: { architecture: 's390x', os: 'linux' } }] },
+    {
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [
+        { ...strip(amd), platform: { architecture: 'amd64', os: 'linux' } },
+        { ...strip(missingChild), platform: { architecture: 's390x', os: 'linux' } },
+      ],
+    },
     OCI_INDEX,
   );
   const missingL = gzLayer(w, Buffer.from('never written\n'), false);
@@ -246,7 +253,10 @@ interface Response {
   body: Buffer;
 }
 
-async function http(url: string, opts: { method?: Dispatcher.HttpMethod; headers?: Record<string, string>; body?: string; dispatcher?: Dispatcher } = {}): Promise<Response> {
+async function http(
+  url: string,
+  opts: { method?: Dispatcher.HttpMethod; headers?: Record<string, string>; body?: string; dispatcher?: Dispatcher } = {},
+): Promise<Response> {
   const res = await request(url, {
     method: opts.method ?? 'GET',
     ...(opts.headers ? { headers: opts.headers } : {}),
@@ -295,7 +305,11 @@ describe('layoutContent', () => {
     expect(content.repositories()).toEqual(['library/app', 'library/sparse', 'org/other', 'team/tool']);
     expect(content.tags('library/app')).toEqual(['1', '1.0', '1.1', '2-rc', 'latest']);
     expect(content.tags('org/other')).toEqual([]);
-    expect(content.resolveTag('library/app', 'latest')).toEqual({ mediaType: OCI_INDEX, digest: store.index.digest, size: store.index.size });
+    expect(content.resolveTag('library/app', 'latest')).toEqual({
+      mediaType: OCI_INDEX,
+      digest: store.index.digest,
+      size: store.index.size,
+    });
   });
 
   it('keeps the registry host with scoped, and refuses hosts with ports there', async () => {
@@ -610,7 +624,12 @@ describe('registry API', () => {
     });
     const sigs = JSON.parse((await http(u(`/v2/library/app/referrers/${store.sbom.digest}`))).body.toString());
     expect(sigs.manifests).toEqual([
-      { mediaType: OCI_MANIFEST, digest: store.sig.digest, size: store.sig.size, artifactType: 'application/vnd.example.sig.config.v1+json' },
+      {
+        mediaType: OCI_MANIFEST,
+        digest: store.sig.digest,
+        size: store.sig.size,
+        artifactType: 'application/vnd.example.sig.config.v1+json',
+      },
     ]);
 
     const hit = await http(u(`/v2/library/app/referrers/${store.index.digest}?artifactType=application%2Fvnd.example.sbom.v1`));
@@ -692,7 +711,9 @@ describe('registry API', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(logLines).toHaveLength(2);
     expect(logLines[0]).toMatch(
-      new RegExp(`^127\\.0\\.0\\.1 - - \\[\\d\\d/\\w{3}/\\d{4}:\\d\\d:\\d\\d:\\d\\d \\+0000\\] "GET /v2/library/app/manifests/1 HTTP/1\\.1" 200 ${store.index.size} \\d+\\.\\dms$`),
+      new RegExp(
+        `^127\\.0\\.0\\.1 - - \\[\\d\\d/\\w{3}/\\d{4}:\\d\\d:\\d\\d:\\d\\d \\+0000\\] "GET /v2/library/app/manifests/1 HTTP/1\\.1" 200 ${store.index.size} \\d+\\.\\dms$`,
+      ),
     );
     expect(logLines[1]).toMatch(/"GET \/v2\/library\/app\/manifests\/nope HTTP\/1\.1" 404 \d+ /);
   });
@@ -729,7 +750,11 @@ describe('connections', () => {
     const busy = await startServer({ sources: [content], listen: `127.0.0.1:${server.port}` }).catch((e: unknown) => e);
     expect((busy as FerryError).code).toBe('LISTEN_FAILED');
     expect((busy as Error).message).toBe(`cannot listen on 127.0.0.1:${server.port}: the address is already in use`);
-    const tls = await startServer({ sources: [content], listen: '127.0.0.1:0', tls: { cert: 'not a certificate', key: 'nor a key' } }).catch((e: unknown) => e);
+    const tls = await startServer({
+      sources: [content],
+      listen: '127.0.0.1:0',
+      tls: { cert: 'not a certificate', key: 'nor a key' },
+    }).catch((e: unknown) => e);
     expect((tls as FerryError).code).toBe('TLS_INVALID');
   });
 
@@ -757,7 +782,7 @@ describe('connections', () => {
       const third = await rawExchange(limited.port, ['GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n'], 2000);
       expect(third.closedByServer).toBe(true);
       expect(third.data).toBe('');
-      hold.forEach((s) => s.destroy());
+      for (const s of hold) s.destroy();
     } finally {
       await limited.close();
     }
@@ -810,7 +835,15 @@ describe('interoperability', () => {
 
   it('skopeo copy --all copies the multi-arch image with digests unchanged', async () => {
     const dest = path.join(createTempDir('skopeo-copy'), 'out');
-    await runSkopeo(['copy', '--all', '--retry-times', '0', '--src-tls-verify=false', `docker://127.0.0.1:${server.port}/library/app:1`, `oci:${dest}:app`]);
+    await runSkopeo([
+      'copy',
+      '--all',
+      '--retry-times',
+      '0',
+      '--src-tls-verify=false',
+      `docker://127.0.0.1:${server.port}/library/app:1`,
+      `oci:${dest}:app`,
+    ]);
     const idx = JSON.parse(readFileSync(path.join(dest, 'index.json'), 'utf8')) as { manifests: Desc[] };
     expect(idx.manifests).toHaveLength(1);
     expect(idx.manifests[0]!.digest).toBe(store.index.digest);
@@ -823,7 +856,11 @@ describe('interoperability', () => {
   it("ferry's own pull copies from the server with digests unchanged", async () => {
     const dest = path.join(createTempDir('ferry-pull'), 'store');
     const report = await pull({
-      refs: [`127.0.0.1:${server.port}/library/app:1`, `127.0.0.1:${server.port}/team/tool:2`, `127.0.0.1:${server.port}/org/other@${store.other.digest}`],
+      refs: [
+        `127.0.0.1:${server.port}/library/app:1`,
+        `127.0.0.1:${server.port}/team/tool:2`,
+        `127.0.0.1:${server.port}/org/other@${store.other.digest}`,
+      ],
       store: dest,
       retry: { maxAttempts: 1 },
     });
@@ -880,7 +917,12 @@ describe('TLS and basic auth', () => {
   });
 
   it('challenges with 401 and Basic realm="ferry" without valid credentials', async () => {
-    for (const headers of [{} as Record<string, string>, { Authorization: basic('alice', 'wrong') }, { Authorization: basic('mallory', 'wonderland') }, { Authorization: 'Bearer x' }]) {
+    for (const headers of [
+      {} as Record<string, string>,
+      { Authorization: basic('alice', 'wrong') },
+      { Authorization: basic('mallory', 'wonderland') },
+      { Authorization: 'Bearer x' },
+    ]) {
       const r = await http(`${secure.url}/v2/library/app/manifests/1`, { dispatcher: agent, headers });
       expect(r.status).toBe(401);
       expect(r.headers['www-authenticate']).toBe('Basic realm="ferry"');
@@ -892,7 +934,10 @@ describe('TLS and basic auth', () => {
   });
 
   it('accepts $2y$ and $2b$ bcrypt entries', async () => {
-    for (const [user, pw] of [['alice', 'wonderland'], ['bob', 'builder']] as const) {
+    for (const [user, pw] of [
+      ['alice', 'wonderland'],
+      ['bob', 'builder'],
+    ] as const) {
       const r = await http(`${secure.url}/v2/library/app/manifests/1`, { dispatcher: agent, headers: { Authorization: basic(user, pw) } });
       expect(r.status).toBe(200);
       expect(r.body.equals(store.index.bytes)).toBe(true);
@@ -901,9 +946,20 @@ describe('TLS and basic auth', () => {
 
   it('works with skopeo over TLS with credentials', async () => {
     const host = `127.0.0.1:${secure.port}`;
-    const r = await runSkopeo(['inspect', '--raw', '--cert-dir', pki.certDir, '--creds', 'alice:wonderland', `docker://${host}/library/app:1`]);
+    const r = await runSkopeo([
+      'inspect',
+      '--raw',
+      '--cert-dir',
+      pki.certDir,
+      '--creds',
+      'alice:wonderland',
+      `docker://${host}/library/app:1`,
+    ]);
     expect(Buffer.from(r.stdout).equals(store.index.bytes)).toBe(true);
-    const denied = await runSkopeo(['inspect', '--raw', '--cert-dir', pki.certDir, '--creds', 'alice:nope', `docker://${host}/library/app:1`], { allowFailure: true });
+    const denied = await runSkopeo(
+      ['inspect', '--raw', '--cert-dir', pki.certDir, '--creds', 'alice:nope', `docker://${host}/library/app:1`],
+      { allowFailure: true },
+    );
     expect(denied.code).not.toBe(0);
     expect(denied.stderr).toMatch(/unauthorized|authentication/i);
   });
@@ -958,7 +1014,11 @@ describe('ferry serve (CLI)', () => {
     expect((await http(`${s.url}/v2/library/app/tags/list`)).status).toBe(200);
     ac.abort();
     expect(await done).toBe(0);
-    const events = out.join('').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = out
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events[0]).toMatchObject({ type: 'warning' });
     expect(events.find((e) => e.type === 'listening')).toMatchObject({ url: s.url, tls: false, auth: false });
     expect(events.find((e) => e.type === 'repository' && e.name === 'library/app')).toMatchObject({
@@ -984,12 +1044,18 @@ describe('ferry serve (CLI)', () => {
 
     const other = path.join(createTempDir('cli-other'), 'layout');
     const w2 = new LayoutWriter(other);
-    const img2 = w2.image('s390x', [w2.blob(gzipSync('z'), 'application/vnd.oci.image.layer.v1.tar+gzip')], [sha256(gunzipSync(gzipSync('z')))]);
+    const img2 = w2.image(
+      's390x',
+      [w2.blob(gzipSync('z'), 'application/vnd.oci.image.layer.v1.tar+gzip')],
+      [sha256(gunzipSync(gzipSync('z')))],
+    );
     w2.index([named(img2, 'docker.io/library/app:1')]);
     const clash = await runServe({ sources: [`oci:${store.dir}`, `oci:${other}`], listen: '127.0.0.1:0' }, quiet).catch((e: unknown) => e);
     expect((clash as FerryError).code).toBe('SERVE_CONFLICT');
 
-    await expect(runServe({ sources: [`oci:${store.dir}`], listen: '127.0.0.1:0', 'tls-cert': 'x.crt' }, quiet)).rejects.toThrow(UsageError);
+    await expect(runServe({ sources: [`oci:${store.dir}`], listen: '127.0.0.1:0', 'tls-cert': 'x.crt' }, quiet)).rejects.toThrow(
+      UsageError,
+    );
     await expect(runServe({ sources: [`docker://nginx`], listen: '127.0.0.1:0' }, quiet)).rejects.toThrow(UsageError);
     await expect(runServe({ sources: [`oci:${store.dir}`], listen: 'nowhere' }, quiet)).rejects.toThrow(UsageError);
   });
@@ -1005,10 +1071,14 @@ describe('ferry serve (CLI)', () => {
       `const { serveCommand } = await import(${JSON.stringify(pathToFileURL(path.join(REPO_ROOT, 'src/cli/serve.ts')).href)});`,
       'await serveCommand(yargs(process.argv.slice(1))).strict().parseAsync();',
     ].join('\n');
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, 'serve', `oci:${dir}:team/app`, '--listen', '127.0.0.1:0'], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', code, 'serve', `oci:${dir}:team/app`, '--listen', '127.0.0.1:0'],
+      {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -1071,7 +1141,15 @@ describe('regclient testrepo fixture', () => {
   it('skopeo copy --all of v1 keeps the digest', async () => {
     const v1 = await http(`${fx.url}/v2/testrepo/manifests/v1`);
     const dest = path.join(createTempDir('fixture-copy'), 'out');
-    await runSkopeo(['copy', '--all', '--retry-times', '0', '--src-tls-verify=false', `docker://127.0.0.1:${fx.port}/testrepo:v1`, `oci:${dest}:v1`]);
+    await runSkopeo([
+      'copy',
+      '--all',
+      '--retry-times',
+      '0',
+      '--src-tls-verify=false',
+      `docker://127.0.0.1:${fx.port}/testrepo:v1`,
+      `oci:${dest}:v1`,
+    ]);
     const idx = JSON.parse(readFileSync(path.join(dest, 'index.json'), 'utf8')) as { manifests: Desc[] };
     expect(idx.manifests[0]!.digest).toBe(sha256(v1.body));
   });

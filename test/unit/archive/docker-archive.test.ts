@@ -64,12 +64,17 @@ async function craftedArchive(name: string, layerFile: Buffer, opts: { diffId?: 
   const layerTar = await tarBytes(async (t) => {
     await t.addFile('hello.txt', Buffer.from('hello\n'));
   });
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [opts.diffId ?? sha256(layerTar)] } }));
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [opts.diffId ?? sha256(layerTar)] } }),
+  );
   const layerName = opts.layerName ?? 'abc/layer.tar';
   return writeTar(name, async (t) => {
     await t.addFile(`${sha256(config).slice(7)}.json`, config);
     await t.addFile(layerName, layerFile.length ? layerFile : layerTar);
-    await t.addFile('manifest.json', Buffer.from(JSON.stringify([{ Config: `${sha256(config).slice(7)}.json`, RepoTags: ['crafted:1'], Layers: [layerName] }])));
+    await t.addFile(
+      'manifest.json',
+      Buffer.from(JSON.stringify([{ Config: `${sha256(config).slice(7)}.json`, RepoTags: ['crafted:1'], Layers: [layerName] }])),
+    );
   });
 }
 
@@ -136,11 +141,20 @@ describe('docker-archive over crafted archives', () => {
       await t.addFile('hello.txt', Buffer.from('hello\n'));
     });
     const gz = gzipSync(layerTar);
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layerTar), sha256('another layer')] } }));
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [sha256(layerTar), sha256('another layer')] },
+      }),
+    );
     const file = await writeTar('dup-layer.tar', async (t) => {
       await t.addFile(`${sha256(config).slice(7)}.json`, config);
       await t.addFile('l.tar.gz', gz);
-      await t.addFile('manifest.json', Buffer.from(JSON.stringify([{ Config: `${sha256(config).slice(7)}.json`, RepoTags: ['dup:1'], Layers: ['l.tar.gz', 'l.tar.gz'] }])));
+      await t.addFile(
+        'manifest.json',
+        Buffer.from(JSON.stringify([{ Config: `${sha256(config).slice(7)}.json`, RepoTags: ['dup:1'], Layers: ['l.tar.gz', 'l.tar.gz'] }])),
+      );
     });
     const src = await DockerArchiveSource.open(file, undefined);
     const e = await rejection(src.getRootManifest());
@@ -163,7 +177,14 @@ describe('docker-archive over crafted archives', () => {
 
     const bytes = await readFile(file);
     const dotdot = path.join(work, 'dotdot.tar');
-    await writeFile(dotdot, Buffer.concat([bytes.subarray(0, bytes.length - 1024), headerFor({ name: 'abc/../../x', type: 'file', size: 0 }), Buffer.alloc(1024)]));
+    await writeFile(
+      dotdot,
+      Buffer.concat([
+        bytes.subarray(0, bytes.length - 1024),
+        headerFor({ name: 'abc/../../x', type: 'file', size: 0 }),
+        Buffer.alloc(1024),
+      ]),
+    );
     const e2 = await rejection(DockerArchive.open(dotdot));
     expect(e2.code).toBe('ARCHIVE_UNSAFE_PATH');
   });
@@ -199,8 +220,18 @@ describe.skipIf(!HAVE_FIXTURES)('docker-archive over third-party fixtures', () =
       const src = await DockerArchiveSource.open(file, ref);
       const m = await readAllBlobs(src);
       // Same config descriptor skopeo 1.9.3 reports (`skopeo inspect --raw docker-archive:…`).
-      expect(m.config).toEqual({ mediaType: 'application/vnd.docker.container.image.v1+json', size: 1294, digest: 'sha256:9d7f147c0d0c4d4538a04c7ef385809e56eb1aac7bf800fbe976612188025b68' });
-      expect(m.layers).toEqual([{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar', size: 1536, digest: 'sha256:0b916d257bd406111a3fced53f81b47de9a30f7c7d514a89769b3483aaddca7e' }]);
+      expect(m.config).toEqual({
+        mediaType: 'application/vnd.docker.container.image.v1+json',
+        size: 1294,
+        digest: 'sha256:9d7f147c0d0c4d4538a04c7ef385809e56eb1aac7bf800fbe976612188025b68',
+      });
+      expect(m.layers).toEqual([
+        {
+          mediaType: 'application/vnd.docker.image.rootfs.diff.tar',
+          size: 1536,
+          digest: 'sha256:0b916d257bd406111a3fced53f81b47de9a30f7c7d514a89769b3483aaddca7e',
+        },
+      ]);
       await src.close();
     }
     expect((await rejection(DockerArchiveSource.open(file, 'other:tag'))).code).toBe('NOT_FOUND');
@@ -242,7 +273,7 @@ describe.skipIf(!HAVE_FIXTURES)('docker-archive over third-party fixtures', () =
     ['test_load_manifest.tar', 'docker.io/bazel/v1/tarball:test_image_1'],
   ] as const) {
     it(`${f}: loads as ${tag}`, async () => {
-      const src = await DockerArchiveSource.open(gcr(`tarball/testdata/${f}`), 'bazel/v1/tarball:' + tag.split(':').pop());
+      const src = await DockerArchiveSource.open(gcr(`tarball/testdata/${f}`), `bazel/v1/tarball:${tag.split(':').pop()}`);
       expect(src.name).toBe(tag);
       await readAllBlobs(src);
     });
@@ -269,7 +300,13 @@ describe.skipIf(!HAVE_FIXTURES)('docker-archive over third-party fixtures', () =
     expect(src.name).toBeUndefined();
     const m = await readAllBlobs(src);
     expect(m.config.digest).toBe('sha256:ee301c921b8aadc002973b2e0c3da17d701dcd994b606769a7e6eaa100b81d44');
-    expect(m.layers).toEqual([{ mediaType: 'application/vnd.docker.image.rootfs.diff.tar', size: 10752, digest: 'sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43' }]);
+    expect(m.layers).toEqual([
+      {
+        mediaType: 'application/vnd.docker.image.rootfs.diff.tar',
+        size: 10752,
+        digest: 'sha256:12660636fe55438cc3ae7424da7ac56e845cdb52493ff9cf949c47a7f57f8b43',
+      },
+    ]);
   });
 
   it('zarf scratch.tar (Docker 25+): docker.io/library/scratch:latest', async () => {
@@ -283,7 +320,11 @@ describe.skipIf(!HAVE_FIXTURES)('docker-archive over third-party fixtures', () =
     const src = await DockerArchiveSource.open(fixture('oras-go/content/oci/testdata/hello-world.tar'), undefined);
     expect(src.name).toBe('docker.io/library/hello-world:latest');
     const m = await readAllBlobs(src);
-    expect(m.layers[0]).toEqual({ mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip', size: 2479, digest: 'sha256:2db29710123e3e53a794f2694094b9b4338aa9ee5c40b930cb8063a1be392c54' });
+    expect(m.layers[0]).toEqual({
+      mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+      size: 2479,
+      digest: 'sha256:2db29710123e3e53a794f2694094b9b4338aa9ee5c40b930cb8063a1be392c54',
+    });
   });
 
   it('whiteout_dir.tar (go-containerregistry variant): sha256:-named config, gzipped layers checked against diff_ids', async () => {

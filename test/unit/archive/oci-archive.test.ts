@@ -49,7 +49,14 @@ async function tinyLayout(t: TarWriter, extra?: (t: TarWriter) => Promise<void>)
     Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
-        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'v1' } }],
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            digest: sha256(manifest),
+            size: manifest.length,
+            annotations: { 'org.opencontainers.image.ref.name': 'v1' },
+          },
+        ],
       }),
     ),
   );
@@ -86,7 +93,9 @@ describe('oci-archive over crafted archives', () => {
       await tinyLayout(t, async () => {});
     });
     const src = await OciArchiveSource.open(file, undefined);
-    const m = JSON.parse((await src.getRootManifest()).bytes.toString()) as { layers: Array<{ digest: string; size: number; mediaType: string }> };
+    const m = JSON.parse((await src.getRootManifest()).bytes.toString()) as {
+      layers: Array<{ digest: string; size: number; mediaType: string }>;
+    };
     const err = await rejection(collect(src.openBlob(m.layers[0]!, { what: 'layer' })));
     expect(err.code).toBe('BLOB_MISSING');
     expect((await rejection(src.getManifest(m.layers[0]!.digest as `sha256:${string}`, undefined))).code).toBe('BLOB_MISSING');
@@ -99,7 +108,10 @@ describe('oci-archive over crafted archives', () => {
     // TarWriter refuses such names; headerFor builds them. Insert one before the trailer.
     const bytes = await readFile(base);
     const file = path.join(work, 'dotdot.tar');
-    await writeFile(file, Buffer.concat([bytes.subarray(0, bytes.length - 1024), headerFor({ name: '../../evil', type: 'file', size: 0 }), Buffer.alloc(1024)]));
+    await writeFile(
+      file,
+      Buffer.concat([bytes.subarray(0, bytes.length - 1024), headerFor({ name: '../../evil', type: 'file', size: 0 }), Buffer.alloc(1024)]),
+    );
     const err = await rejection(OciArchive.open(file));
     expect(err.code).toBe('ARCHIVE_UNSAFE_PATH');
     expect(err.message).toContain('../../evil');
@@ -115,7 +127,9 @@ describe('oci-archive over crafted archives', () => {
       await t.addSymlink(`blobs/sha256/${layerHex}`, '../../store/layer');
     });
     const src = await OciArchiveSource.open(inside, undefined);
-    const m = JSON.parse((await src.getRootManifest()).bytes.toString()) as { layers: Array<{ digest: string; size: number; mediaType: string }> };
+    const m = JSON.parse((await src.getRootManifest()).bytes.toString()) as {
+      layers: Array<{ digest: string; size: number; mediaType: string }>;
+    };
     expect((await collect(src.openBlob(m.layers[0]!, { what: 'layer' }))).toString()).toContain('bytes are bytes');
 
     for (const [name, target] of [
@@ -169,7 +183,9 @@ describe.skipIf(!HAVE_FIXTURES)('oci-archive over third-party fixtures', () => {
       const root = await src.getRootManifest();
       expect(root.digest).toBe('sha256:faa03e786c97f07ef34423fccceeec2398ec8a5759259f94d99078f264e9d7af');
       expect(root.mediaType).toBe('application/vnd.docker.distribution.manifest.list.v2+json');
-      const list = JSON.parse(root.bytes.toString()) as { manifests: Array<{ digest: `sha256:${string}`; mediaType: string; platform: { os: string; architecture: string } }> };
+      const list = JSON.parse(root.bytes.toString()) as {
+        manifests: Array<{ digest: `sha256:${string}`; mediaType: string; platform: { os: string; architecture: string } }>;
+      };
       expect(list.manifests.length).toBe(11);
       const amd64 = list.manifests.find((d) => d.platform.os === 'linux' && d.platform.architecture === 'amd64')!;
       const child = await src.getManifest(amd64.digest, amd64.mediaType);
@@ -219,7 +235,10 @@ describe.skipIf(!HAVE_FIXTURES)('oci-archive over third-party fixtures', () => {
     const b = await fromTar.getRootManifest();
     expect(b.digest).toBe(a.digest);
     expect(b.bytes.equals(a.bytes)).toBe(true);
-    const m = JSON.parse(b.bytes.toString()) as { config: { digest: string; size: number; mediaType: string }; layers: Array<{ digest: string; size: number; mediaType: string }> };
+    const m = JSON.parse(b.bytes.toString()) as {
+      config: { digest: string; size: number; mediaType: string };
+      layers: Array<{ digest: string; size: number; mediaType: string }>;
+    };
     for (const d of [m.config, ...m.layers]) {
       const x = await collect(fromTar.openBlob(d, { what: 'blob' }));
       expect(sha256(x)).toBe(d.digest);

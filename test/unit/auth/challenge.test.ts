@@ -73,7 +73,9 @@ describe('parseWWWAuthenticate', () => {
   });
 
   it('parses token68, alone and followed by another challenge', () => {
-    expect(parseWWWAuthenticate('Negotiate YIIBhgYGKwYBBQUCoIIBejCCAXagMDAuBgkqhkiC9xIBAgIGCSqGSIb3EgECAgYKKwYBBAGCNwICHgYKKwYBBAGCNwICCg==')).toEqual([
+    expect(
+      parseWWWAuthenticate('Negotiate YIIBhgYGKwYBBQUCoIIBejCCAXagMDAuBgkqhkiC9xIBAgIGCSqGSIb3EgECAgYKKwYBBAGCNwICHgYKKwYBBAGCNwICCg=='),
+    ).toEqual([
       {
         scheme: 'negotiate',
         params: {},
@@ -105,9 +107,7 @@ describe('parseWWWAuthenticate', () => {
   });
 
   it('keeps value case and empty quoted values; lower-cases names', () => {
-    expect(parseWWWAuthenticate('BEARER Realm="MiXeD", Error=""')).toEqual([
-      { scheme: 'bearer', params: { realm: 'MiXeD', error: '' } },
-    ]);
+    expect(parseWWWAuthenticate('BEARER Realm="MiXeD", Error=""')).toEqual([{ scheme: 'bearer', params: { realm: 'MiXeD', error: '' } }]);
   });
 
   it('keeps commas inside quoted values (scope lists)', () => {
@@ -119,7 +119,7 @@ describe('parseWWWAuthenticate', () => {
   it('gives null-prototype params, so a "__proto__" parameter is just data', () => {
     const [c] = parseWWWAuthenticate('Bearer __proto__="x", realm="r"');
     expect(Object.getPrototypeOf(c!.params)).toBeNull();
-    expect(c!.params['__proto__']).toBe('x');
+    expect(c!.params.__proto__).toBe('x');
   });
 
   it.each([

@@ -109,9 +109,7 @@ describe.skipIf(!posix || !haveRegclient)('regclient config/testdata/config.json
   interface Derived {
     helpers: Record<string, { get: Record<string, HelperReply>; list: Record<string, string> }>;
   }
-  const derived: Derived | undefined = haveRegclient
-    ? (JSON.parse(readFileSync(REGCLIENT_HELPERS, 'utf8')) as Derived)
-    : undefined;
+  const derived: Derived | undefined = haveRegclient ? (JSON.parse(readFileSync(REGCLIENT_HELPERS, 'utf8')) as Derived) : undefined;
 
   async function setup(): Promise<{ helpers: HelperDir; src: DockerConfigCredentials }> {
     const helpers = new HelperDir();
@@ -244,10 +242,7 @@ describe.skipIf(!posix || !haveOras)('oras-go credHelpers_config.json / credsSto
     expect(await src.get('registry1.example.com')).toMatchObject({ kind: 'basic', username: 'h1', password: 'p1' });
     expect(await src.get('registry2.example.com')).toMatchObject({ kind: 'basic', username: 'h2', password: 'p2' });
     expect(await src.get('registry3.example.com')).toMatchObject({ kind: 'basic', username: 'foo', password: 'bar' });
-    expect(await helpers.calls()).toEqual([
-      'registry1-helper get registry1.example.com',
-      'registry2-helper get registry2.example.com',
-    ]);
+    expect(await helpers.calls()).toEqual(['registry1-helper get registry1.example.com', 'registry2-helper get registry2.example.com']);
   });
 
   it('a helper with nothing for the host falls back to the auths entry', async () => {
@@ -428,7 +423,12 @@ describe.skipIf(!posix)('credential helpers: protocol and failures', () => {
     await helpers.add('good', { list: { 'https://a.example.com/': 'alice', 'b.example.com': '<token>' } });
     await helpers.add('bad', { body: `printf '["${SECRET}"]'` });
     const good = new CredentialHelper('good', { searchPath: helpers.dir });
-    expect(await good.list()).toEqual(new Map([['https://a.example.com/', 'alice'], ['b.example.com', '<token>']]));
+    expect(await good.list()).toEqual(
+      new Map([
+        ['https://a.example.com/', 'alice'],
+        ['b.example.com', '<token>'],
+      ]),
+    );
     const err = await rejection(new CredentialHelper('bad', { searchPath: helpers.dir }).list());
     expect(err.message).toContain('malformed output');
     expect(err.message).not.toContain(SECRET);

@@ -2,12 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  loadDockerConfig,
-  normalizeRegistry,
-  type Credential,
-  type DockerConfigCredentials,
-} from '../../../src/auth/dockerconfig.js';
+import { loadDockerConfig, normalizeRegistry, type Credential, type DockerConfigCredentials } from '../../../src/auth/dockerconfig.js';
 import { CredentialsError } from '../../../src/util/errors.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 
@@ -353,9 +348,7 @@ describe('DockerConfigCredentials.get: entries', () => {
   });
 
   it('skips an empty entry in favour of a later matching key', async () => {
-    const src = await load(
-      await writeConfig({ auths: { 'r.example.com': {}, 'https://r.example.com/': { auth: b64('a:b') } } }),
-    );
+    const src = await load(await writeConfig({ auths: { 'r.example.com': {}, 'https://r.example.com/': { auth: b64('a:b') } } }));
     expect(await src.get('r.example.com')).toMatchObject(basic('a', 'b'));
   });
 

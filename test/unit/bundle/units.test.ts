@@ -52,7 +52,10 @@ describe('signatures', () => {
     it(`${type}: sign, verify, reject tampering and the wrong key`, async () => {
       const mk = (): { priv: string; pub: string } => {
         const kp = type === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
-        return { priv: kp.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, pub: kp.publicKey.export({ type: 'spki', format: 'pem' }) as string };
+        return {
+          priv: kp.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+          pub: kp.publicKey.export({ type: 'spki', format: 'pem' }) as string,
+        };
       };
       const a = mk();
       const b = mk();
@@ -98,7 +101,12 @@ describe('HashPool', () => {
       ] as const;
       const got = await Promise.all(ranges.map(([o, n]) => pool.hashRange(f, o, n)));
       ranges.forEach(([o, n], i) => {
-        expect(got[i]).toEqual({ sha256: createHash('sha256').update(data.subarray(o, o + n)).digest('hex'), bytes: n });
+        expect(got[i]).toEqual({
+          sha256: createHash('sha256')
+            .update(data.subarray(o, o + n))
+            .digest('hex'),
+          bytes: n,
+        });
       });
       expect((await pool.hashRange(f, data.length - 5, 100)).bytes).toBe(5);
       await expect(pool.hashRange(path.join(dir, 'missing'), 0, 1)).rejects.toThrow(/ENOENT/);
@@ -124,8 +132,12 @@ describe('runZstd', () => {
     await runZstd(['-d', '-q', '-c'], Readable.from([frame]), ok.sink, { outputCap: content.length });
     expect(ok.got().equals(content)).toBe(true);
     const over = collect();
-    await expect(runZstd(['-d', '-q', '-c'], Readable.from([frame]), over.sink, { outputCap: 1000 })).rejects.toMatchObject({ code: 'ZSTD_OVERSIZE' });
+    await expect(runZstd(['-d', '-q', '-c'], Readable.from([frame]), over.sink, { outputCap: 1000 })).rejects.toMatchObject({
+      code: 'ZSTD_OVERSIZE',
+    });
     const bad = collect();
-    await expect(runZstd(['-d', '-q', '-c'], Readable.from([Buffer.from('not zstd at all')]), bad.sink)).rejects.toMatchObject({ code: 'ZSTD_FAILED' });
+    await expect(runZstd(['-d', '-q', '-c'], Readable.from([Buffer.from('not zstd at all')]), bad.sink)).rejects.toMatchObject({
+      code: 'ZSTD_FAILED',
+    });
   });
 });

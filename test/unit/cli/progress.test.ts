@@ -25,7 +25,7 @@ describe('TtyView (listr2)', () => {
     view.onEvent({ kind: 'images', names: ['a', 'b'] });
     const refresh = (): void => (view as unknown as { refresh(): void }).refresh();
     // Outcomes may arrive before listr2 has started the tasks.
-    view.onEvent({ kind: 'image', state: 'resolved', image: 'a', digest: 'sha256:' + 'a'.repeat(64), blobs: ['sha256:1'], total: 10 });
+    view.onEvent({ kind: 'image', state: 'resolved', image: 'a', digest: `sha256:${'a'.repeat(64)}`, blobs: ['sha256:1'], total: 10 });
     view.onEvent({ kind: 'blob', state: 'progress', digest: 'sha256:1', bytes: 5, total: 10 });
     await new Promise((r) => setTimeout(r, 20));
     refresh();

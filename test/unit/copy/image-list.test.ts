@@ -13,7 +13,10 @@ describe('image lists', () => {
     expect(parseImageList('a/b:1#x')).toEqual(['a/b:1#x']);
   });
   it('a missing list file is a usage error naming the file', async () => {
-    await expect(readImageList('/nonexistent/list.txt')).rejects.toMatchObject({ code: 'USAGE', message: expect.stringContaining('/nonexistent/list.txt') });
+    await expect(readImageList('/nonexistent/list.txt')).rejects.toMatchObject({
+      code: 'USAGE',
+      message: expect.stringContaining('/nonexistent/list.txt'),
+    });
   });
   it('reads a file', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'ferry-list-'));

@@ -37,7 +37,14 @@ async function layoutWith(dir: string, name: string, content: string): Promise<s
     }),
   );
   const digest = await store.putBytes(manifest);
-  await store.putIndexEntries([{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': name } }]);
+  await store.putIndexEntries([
+    {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest,
+      size: manifest.length,
+      annotations: { 'org.opencontainers.image.ref.name': name },
+    },
+  ]);
   return dir;
 }
 
@@ -92,7 +99,14 @@ describe('an index child of a media type ferry does not know', () => {
       }),
     );
     const indexDigest = await store.putBytes(index);
-    await store.putIndexEntries([{ mediaType: 'application/vnd.oci.image.index.v1+json', digest: indexDigest, size: index.length, annotations: { 'org.opencontainers.image.ref.name': 'multi' } }]);
+    await store.putIndexEntries([
+      {
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        digest: indexDigest,
+        size: index.length,
+        annotations: { 'org.opencontainers.image.ref.name': 'multi' },
+      },
+    ]);
 
     const out = path.join(work, 'unknown-child-store');
     const r = await pull({ refs: [`oci:${dir}:multi`], store: out });

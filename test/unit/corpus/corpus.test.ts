@@ -51,7 +51,9 @@ let corpusB: CorpusManifest;
 function requireTool(bin: string, pkg: string): void {
   const probe = spawnSync(bin, ['--version'], { stdio: 'ignore' });
   if (probe.error || probe.status !== 0) {
-    throw new Error(`${bin} is required by the corpus tests and was not found: install the Debian package "${pkg}" (apt-get install ${pkg})`);
+    throw new Error(
+      `${bin} is required by the corpus tests and was not found: install the Debian package "${pkg}" (apt-get install ${pkg})`,
+    );
   }
 }
 

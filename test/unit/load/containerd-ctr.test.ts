@@ -25,7 +25,9 @@ const D2 = `sha256:${'b'.repeat(64)}` as const;
 describe('resolveTarget', () => {
   it('defaults: ctr, CONTAINERD_ADDRESS else none (the client default), namespace k8s.io', () => {
     expect(resolveTarget({}, {})).toEqual({ ctr: ['ctr'], address: undefined, namespace: 'k8s.io' });
-    expect(resolveTarget({}, { CONTAINERD_ADDRESS: '/run/k3s/containerd/containerd.sock' }).address).toBe('/run/k3s/containerd/containerd.sock');
+    expect(resolveTarget({}, { CONTAINERD_ADDRESS: '/run/k3s/containerd/containerd.sock' }).address).toBe(
+      '/run/k3s/containerd/containerd.sock',
+    );
     expect(resolveTarget({}, { CONTAINERD_ADDRESS: '' }).address).toBeUndefined();
   });
 
@@ -34,7 +36,9 @@ describe('resolveTarget', () => {
     expect(clientDefaultAddress(['/usr/bin/ctr'])).toBe(DEFAULT_CONTAINERD_ADDRESS);
     expect(clientDefaultAddress(['k3s', 'ctr'])).toBe('/run/k3s/containerd/containerd.sock');
     expect(clientDefaultAddress(['nerdctl'])).toBeUndefined();
-    expect(describeAddress({ ctr: ['k3s', 'ctr'], address: undefined, namespace: 'x' })).toBe('/run/k3s/containerd/containerd.sock (the default of k3s ctr)');
+    expect(describeAddress({ ctr: ['k3s', 'ctr'], address: undefined, namespace: 'x' })).toBe(
+      '/run/k3s/containerd/containerd.sock (the default of k3s ctr)',
+    );
     expect(describeAddress({ ctr: ['my-ctr'], address: undefined, namespace: 'x' })).toBe('the default address of my-ctr');
     expect(describeAddress({ ctr: ['ctr'], address: '/x.sock', namespace: 'x' })).toBe('/x.sock');
   });
@@ -58,15 +62,46 @@ describe('ctr argv', () => {
     const k3s = { ctr: ['k3s', 'ctr'], address: undefined, namespace: 'k8s.io' };
     expect(versionArgv(k3s)).toEqual(['k3s', 'ctr', '--connect-timeout', '5s', 'version']);
     expect(listArgv(k3s)).toEqual(['k3s', 'ctr', '-n', 'k8s.io', 'images', 'ls']);
-    expect(importArgv(k3s, { unpack: false })).toEqual(['k3s', 'ctr', '-n', 'k8s.io', 'images', 'import', '--all-platforms', '--no-unpack', '-']);
+    expect(importArgv(k3s, { unpack: false })).toEqual([
+      'k3s',
+      'ctr',
+      '-n',
+      'k8s.io',
+      'images',
+      'import',
+      '--all-platforms',
+      '--no-unpack',
+      '-',
+    ]);
     expect(checkArgv(k3s, ['a'])).toEqual(['k3s', 'ctr', '-n', 'k8s.io', 'images', 'check', 'name=="a"']);
   });
 
   it('ls and check ask for the given names only (filters are OR-ed)', () => {
     expect(listArgv(t, ['docker.io/library/a:1', `docker.io/library/b@${D1}`])).toEqual([
-      'k3s', 'ctr', '--address', t.address, '-n', 'k8s.io', 'images', 'ls', 'name=="docker.io/library/a:1"', `name=="docker.io/library/b@${D1}"`,
+      'k3s',
+      'ctr',
+      '--address',
+      t.address,
+      '-n',
+      'k8s.io',
+      'images',
+      'ls',
+      'name=="docker.io/library/a:1"',
+      `name=="docker.io/library/b@${D1}"`,
     ]);
-    expect(checkArgv(t, ['x:1'], 'native')).toEqual(['k3s', 'ctr', '--address', t.address, '-n', 'k8s.io', 'images', 'check', '--snapshotter', 'native', 'name=="x:1"']);
+    expect(checkArgv(t, ['x:1'], 'native')).toEqual([
+      'k3s',
+      'ctr',
+      '--address',
+      t.address,
+      '-n',
+      'k8s.io',
+      'images',
+      'check',
+      '--snapshotter',
+      'native',
+      'name=="x:1"',
+    ]);
   });
 
   it.each([
@@ -88,7 +123,11 @@ describe('parseImageList', () => {
     ].join('\n');
     const rows = parseImageList(out);
     expect([...rows.keys()]).toEqual(['docker.io/ferry-test/app:1.0', `docker.io/ferry-test/multi@${D2}`]);
-    expect(rows.get('docker.io/ferry-test/app:1.0')).toEqual({ name: 'docker.io/ferry-test/app:1.0', mediaType: MediaType.OciManifest, digest: D1 });
+    expect(rows.get('docker.io/ferry-test/app:1.0')).toEqual({
+      name: 'docker.io/ferry-test/app:1.0',
+      mediaType: MediaType.OciManifest,
+      digest: D1,
+    });
   });
 
   it('an empty store prints only the header', () => {
@@ -167,7 +206,10 @@ describe('buildImportIndex', () => {
           mediaType: MediaType.OciManifest,
           digest: D1,
           size: 403,
-          annotations: { 'io.containerd.image.name': 'docker.io/ferry-test/base:1', 'org.opencontainers.image.ref.name': 'docker.io/ferry-test/base:1' },
+          annotations: {
+            'io.containerd.image.name': 'docker.io/ferry-test/base:1',
+            'org.opencontainers.image.ref.name': 'docker.io/ferry-test/base:1',
+          },
         },
         {
           mediaType: MediaType.OciIndex,
@@ -199,10 +241,30 @@ describe('unpackBlocker', () => {
     ['an index with the host platform', index(['linux/amd64', 'linux/arm64']), 'linux/amd64', false],
     ['an index with a variant of the host arch', index(['linux/arm/v7']), 'linux/arm', false],
     ['an index without the host platform', index(['linux/arm64']), 'linux/amd64', true],
-    ['a Docker list without the host platform', { root: { mediaType: MediaType.DockerManifestList }, platforms: ['linux/s390x'] }, 'linux/amd64', true],
-    ['an image of any platform', { root: { mediaType: MediaType.OciManifest }, platforms: [], configMediaType: MediaType.OciConfig }, 'linux/amd64', false],
-    ['a Docker image', { root: { mediaType: MediaType.DockerManifest }, platforms: [], configMediaType: MediaType.DockerConfig }, 'linux/amd64', false],
-    ['an artifact', { root: { mediaType: MediaType.OciManifest }, platforms: [], configMediaType: 'application/vnd.example.config.v1+json' }, 'linux/amd64', true],
+    [
+      'a Docker list without the host platform',
+      { root: { mediaType: MediaType.DockerManifestList }, platforms: ['linux/s390x'] },
+      'linux/amd64',
+      true,
+    ],
+    [
+      'an image of any platform',
+      { root: { mediaType: MediaType.OciManifest }, platforms: [], configMediaType: MediaType.OciConfig },
+      'linux/amd64',
+      false,
+    ],
+    [
+      'a Docker image',
+      { root: { mediaType: MediaType.DockerManifest }, platforms: [], configMediaType: MediaType.DockerConfig },
+      'linux/amd64',
+      false,
+    ],
+    [
+      'an artifact',
+      { root: { mediaType: MediaType.OciManifest }, platforms: [], configMediaType: 'application/vnd.example.config.v1+json' },
+      'linux/amd64',
+      true,
+    ],
   ])('%s', (_what, img, host, blocked) => {
     expect(unpackBlocker(img, host) !== undefined).toBe(blocked);
   });

@@ -25,12 +25,19 @@ class MemorySource implements ImageSource {
 
   constructor(name: string, layerBytes: Buffer, configMediaType: string = MediaType.OciConfig) {
     this.description = `memory:${name}`;
-    const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layerBytes)] } }));
+    const config = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layerBytes)] } }),
+    );
     const desc = (mediaType: string, b: Buffer): Descriptor => ({ mediaType, digest: sha256(b), size: b.length });
     this.blobs.set(sha256(config), config);
     this.blobs.set(sha256(layerBytes), layerBytes);
     this.manifest = Buffer.from(
-      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: desc(configMediaType, config), layers: [desc(MediaType.OciLayer, layerBytes)] }),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaType.OciManifest,
+        config: desc(configMediaType, config),
+        layers: [desc(MediaType.OciLayer, layerBytes)],
+      }),
     );
     this.digest = sha256(this.manifest);
   }
@@ -135,15 +142,21 @@ describe('loadIntoContainerd with a fake ctr', () => {
     expect(readFileSync(path.join(dir, 'argv'), 'utf8').trim()).toBe(
       `--address ${path.join(dir, 'sock')} -n ns1 images import --all-platforms --snapshotter native -`,
     );
-    const entries = execFileSync('tar', ['-tf', path.join(dir, 'stdin.tar')], { encoding: 'utf8' }).trim().split('\n');
+    const entries = execFileSync('tar', ['-tf', path.join(dir, 'stdin.tar')], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
     expect(entries[0]).toBe('oci-layout');
     expect(entries[entries.length - 1]).toBe('index.json');
-    const blobNames = new Set([...plan.blobs.map((b) => b.desc.digest), ...plan.images.map((i) => i.root.digest)].map((d) => `blobs/sha256/${d.slice(7)}`));
+    const blobNames = new Set(
+      [...plan.blobs.map((b) => b.desc.digest), ...plan.images.map((i) => i.root.digest)].map((d) => `blobs/sha256/${d.slice(7)}`),
+    );
     expect(new Set(entries.filter((e) => e.startsWith('blobs/sha256/') && e.length > 'blobs/sha256/'.length))).toEqual(blobNames);
     const index = JSON.parse(execFileSync('tar', ['-xOf', path.join(dir, 'stdin.tar'), 'index.json'], { encoding: 'utf8' })) as {
       manifests: Array<{ digest: string; annotations: Record<string, string> }>;
     };
-    expect(index.manifests.map((m) => [m.digest, m.annotations['io.containerd.image.name']])).toEqual(plan.images.map((i) => [i.root.digest, i.name]));
+    expect(index.manifests.map((m) => [m.digest, m.annotations['io.containerd.image.name']])).toEqual(
+      plan.images.map((i) => [i.root.digest, i.name]),
+    );
   });
 
   it('a blob failing its digest check kills ctr before its input ends', async () => {
@@ -203,7 +216,10 @@ describe('loadIntoContainerd with a fake ctr', () => {
   it('skips images already named at the planned digest without running an import', async () => {
     const { plan, sources } = await twoImages();
     writeFileSync(path.join(dir, 'ls.txt'), [HEADER, ...plan.images.map((i) => row(i.name, i.root.digest))].join('\n'));
-    writeFileSync(path.join(dir, 'check.txt'), [CHECK_HEADER, ...plan.images.map((i) => checkRow(i.name, i.root.digest, 'complete (2/2)', true))].join('\n'));
+    writeFileSync(
+      path.join(dir, 'check.txt'),
+      [CHECK_HEADER, ...plan.images.map((i) => checkRow(i.name, i.root.digest, 'complete (2/2)', true))].join('\n'),
+    );
     const report = await loadIntoContainerd(plan, sources, opts());
     expect(report.images.map((i) => [i.status, i.skipped])).toEqual([
       ['done', true],
@@ -226,7 +242,9 @@ describe('loadIntoContainerd with a fake ctr', () => {
     ]);
     // ctr import re-points the name silently; ferry says so, naming the old digest.
     const warnings = events.filter((e) => e.kind === 'warning');
-    expect(warnings).toEqual([{ kind: 'warning', image: a!.name, message: `${a!.name} was re-pointed from ${b!.root.digest} to ${a!.root.digest}` }]);
+    expect(warnings).toEqual([
+      { kind: 'warning', image: a!.name, message: `${a!.name} was re-pointed from ${b!.root.digest} to ${a!.root.digest}` },
+    ]);
   });
 });
 
@@ -275,9 +293,14 @@ describe('containerd address: the client default unless one is named', () => {
 describe('listing and checking what is there', () => {
   it('reads the whole `images ls` output: planned rows before megabytes of others are not lost', async () => {
     const { plan, sources } = await twoImages();
-    const filler = Array.from({ length: 40_000 }, (_, i) => row(`docker.io/other/image-${i}:latest`, `sha256:${i.toString(16).padStart(64, '0')}`));
+    const filler = Array.from({ length: 40_000 }, (_, i) =>
+      row(`docker.io/other/image-${i}:latest`, `sha256:${i.toString(16).padStart(64, '0')}`),
+    );
     writeFileSync(path.join(dir, 'ls.txt'), [HEADER, ...plan.images.map((i) => row(i.name, i.root.digest)), ...filler].join('\n'));
-    writeFileSync(path.join(dir, 'check.txt'), [CHECK_HEADER, ...plan.images.map((i) => checkRow(i.name, i.root.digest, 'complete (2/2)', true))].join('\n'));
+    writeFileSync(
+      path.join(dir, 'check.txt'),
+      [CHECK_HEADER, ...plan.images.map((i) => checkRow(i.name, i.root.digest, 'complete (2/2)', true))].join('\n'),
+    );
     const report = await loadIntoContainerd(plan, sources, opts());
     expect(report.images.map((i) => [i.status, i.skipped])).toEqual([
       ['done', true],
@@ -285,7 +308,9 @@ describe('listing and checking what is there', () => {
     ]);
     expect(existsSync(path.join(dir, 'imports.log'))).toBe(false);
     // Only the planned names are asked for.
-    const ls = readFileSync(path.join(dir, 'calls.log'), 'utf8').split('\n').find((c) => c.includes(' images ls'))!;
+    const ls = readFileSync(path.join(dir, 'calls.log'), 'utf8')
+      .split('\n')
+      .find((c) => c.includes(' images ls'))!;
     expect(ls.endsWith(`images ls name=="docker.io/test/a:1" name=="docker.io/test/b:1"`)).toBe(true);
   });
 
@@ -295,7 +320,11 @@ describe('listing and checking what is there', () => {
     writeFileSync(path.join(dir, 'ls.txt'), [HEADER, ...plan.images.map((i) => row(i.name, i.root.digest))].join('\n'));
     writeFileSync(
       path.join(dir, 'check.txt'),
-      [CHECK_HEADER, checkRow(a!.name, a!.root.digest, 'complete (2/2)', false), checkRow(b!.name, b!.root.digest, 'complete (2/2)', true)].join('\n'),
+      [
+        CHECK_HEADER,
+        checkRow(a!.name, a!.root.digest, 'complete (2/2)', false),
+        checkRow(b!.name, b!.root.digest, 'complete (2/2)', true),
+      ].join('\n'),
     );
     writeFileSync(path.join(dir, 'after-ls.txt'), [HEADER, ...plan.images.map((i) => row(i.name, i.root.digest))].join('\n'));
     const events: CopyEvent[] = [];
@@ -305,10 +334,16 @@ describe('listing and checking what is there', () => {
       ['done', true],
     ]);
     expect(readFileSync(path.join(dir, 'imports.log'), 'utf8').trim().split('\n')).toHaveLength(1);
-    const index = JSON.parse(execFileSync('tar', ['-xOf', path.join(dir, 'stdin.tar'), 'index.json'], { encoding: 'utf8' })) as { manifests: unknown[] };
+    const index = JSON.parse(execFileSync('tar', ['-xOf', path.join(dir, 'stdin.tar'), 'index.json'], { encoding: 'utf8' })) as {
+      manifests: unknown[];
+    };
     expect(index.manifests).toHaveLength(1);
-    expect(events).toContainEqual(expect.objectContaining({ kind: 'warning', image: a!.name, message: expect.stringContaining('not unpacked') }));
-    const check = readFileSync(path.join(dir, 'calls.log'), 'utf8').split('\n').find((c) => c.includes(' images check'))!;
+    expect(events).toContainEqual(
+      expect.objectContaining({ kind: 'warning', image: a!.name, message: expect.stringContaining('not unpacked') }),
+    );
+    const check = readFileSync(path.join(dir, 'calls.log'), 'utf8')
+      .split('\n')
+      .find((c) => c.includes(' images check'))!;
     expect(check).toContain('images check --snapshotter native name=="docker.io/test/a:1" name=="docker.io/test/b:1"');
   });
 
@@ -318,7 +353,11 @@ describe('listing and checking what is there', () => {
     writeFileSync(path.join(dir, 'ls.txt'), [HEADER, ...plan.images.map((i) => row(i.name, i.root.digest))].join('\n'));
     writeFileSync(
       path.join(dir, 'check.txt'),
-      [CHECK_HEADER, checkRow(a!.name, a!.root.digest, 'incomplete (1/2)', false), checkRow(b!.name, b!.root.digest, 'complete (2/2)', false)].join('\n'),
+      [
+        CHECK_HEADER,
+        checkRow(a!.name, a!.root.digest, 'incomplete (1/2)', false),
+        checkRow(b!.name, b!.root.digest, 'complete (2/2)', false),
+      ].join('\n'),
     );
     writeFileSync(path.join(dir, 'after-ls.txt'), [HEADER, ...plan.images.map((i) => row(i.name, i.root.digest))].join('\n'));
     const report = await loadIntoContainerd(plan, sources, { ...opts(), unpack: false });
@@ -343,7 +382,10 @@ describe('listing and checking what is there', () => {
 describe('two import runs (an image that cannot be unpacked here) from one bundle', () => {
   /** An image and an artifact: the artifact goes in a second, --no-unpack run. */
   async function imageAndArtifact(): Promise<{ plan: CopyPlan; sources: MemorySource[] }> {
-    const sources = [new MemorySource('a', Buffer.alloc(300_000, 1)), new MemorySource('art', Buffer.alloc(200_000, 3), 'application/vnd.example.config.v1+json')];
+    const sources = [
+      new MemorySource('a', Buffer.alloc(300_000, 1)),
+      new MemorySource('art', Buffer.alloc(200_000, 3), 'application/vnd.example.config.v1+json'),
+    ];
     const plan = await planCopy([
       { source: sources[0]!, name: 'docker.io/test/a:1' },
       { source: sources[1]!, name: 'docker.io/test/art:1' },

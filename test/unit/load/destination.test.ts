@@ -18,7 +18,10 @@ describe('parseLoadDestination', () => {
     ['docker-daemon:unix:///run/docker.sock', { kind: 'docker-daemon', socket: '/run/docker.sock' }],
     ['containerd', { kind: 'containerd', address: undefined, namespace: 'k8s.io' }],
     ['containerd?namespace=default', { kind: 'containerd', address: undefined, namespace: 'default' }],
-    ['containerd:/run/k3s/containerd/containerd.sock?namespace=k8s.io', { kind: 'containerd', address: '/run/k3s/containerd/containerd.sock', namespace: 'k8s.io' }],
+    [
+      'containerd:/run/k3s/containerd/containerd.sock?namespace=k8s.io',
+      { kind: 'containerd', address: '/run/k3s/containerd/containerd.sock', namespace: 'k8s.io' },
+    ],
   ])('%s', (input, want) => {
     const d = parseLoadDestination(input);
     expect(d).toEqual(want);
@@ -53,8 +56,8 @@ describe('registryTargets', () => {
       registryTargets(
         [
           { name: 'docker.io/library/nginx:1.25', digest: D },
-          { name: 'ghcr.io/org/app@' + E, digest: E },
-          { name: 'quay.io/a/b:1@' + D, digest: D },
+          { name: `ghcr.io/org/app@${E}`, digest: E },
+          { name: `quay.io/a/b:1@${D}`, digest: D },
         ],
         dest,
       ),
@@ -82,7 +85,16 @@ describe('registryTargets', () => {
       ),
     ).toThrow(/docker\.io\/x\/a:1 and quay\.io\/x\/a:1 would both be pushed as reg:5000\/mirror\/x\/a:1 \(use --scoped/);
     // With --scoped they are distinct.
-    expect(registryTargets([{ name: 'docker.io/x/a:1', digest: D }, { name: 'quay.io/x/a:1', digest: E }], dest, { scoped: true })).toHaveLength(2);
+    expect(
+      registryTargets(
+        [
+          { name: 'docker.io/x/a:1', digest: D },
+          { name: 'quay.io/x/a:1', digest: E },
+        ],
+        dest,
+        { scoped: true },
+      ),
+    ).toHaveLength(2);
   });
 
   it('refuses --scoped for a source registry with a port (not a valid path component)', () => {

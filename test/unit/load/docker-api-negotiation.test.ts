@@ -37,7 +37,13 @@ class ScriptedDaemon extends UnixHttpServer {
       res.writeHead(status, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    const version = { Os: 'linux', Arch: 'amd64', Version: 'scripted', ApiVersion: max, ...(min !== undefined ? { MinAPIVersion: min } : {}) };
+    const version = {
+      Os: 'linux',
+      Arch: 'amd64',
+      Version: 'scripted',
+      ApiVersion: max,
+      ...(min !== undefined ? { MinAPIVersion: min } : {}),
+    };
     if (url.pathname === '/_ping') {
       res.writeHead(200, ping !== undefined ? { 'API-Version': ping } : {});
       res.end('OK');
@@ -50,7 +56,9 @@ class ScriptedDaemon extends UnixHttpServer {
     }
     const [, v, p] = m as unknown as [string, string, string];
     if (min !== undefined && compareApiVersions(v, min) < 0) {
-      return json(400, { message: `client version ${v} is too old. Minimum supported API version is ${min}, please upgrade your client to a newer version` });
+      return json(400, {
+        message: `client version ${v} is too old. Minimum supported API version is ${min}, please upgrade your client to a newer version`,
+      });
     }
     if (compareApiVersions(v, max) > 0) {
       return json(400, { message: `client version ${v} is too new. Maximum supported API version is ${max}` });
@@ -85,26 +93,26 @@ describe('Engine API version negotiation against a daemon', () => {
     expect(requests).toEqual(['GET /_ping', `GET /v${client.apiVersion}/version`]);
   });
 
-  it('Docker Engine 29.0 (API 1.52, minimum 1.44): min(daemon, ferry) is ferry\'s maximum, which it accepts', async () => {
+  it("Docker Engine 29.0 (API 1.52, minimum 1.44): min(daemon, ferry) is ferry's maximum, which it accepts", async () => {
     const { client } = await negotiate({ ping: '1.52', min: '1.44' });
     expect(client.apiVersion).toBe(MAX_API_VERSION);
     expect(compareApiVersions(client.apiVersion, '1.44')).toBeGreaterThanOrEqual(0);
   });
 
-  it('a daemon whose minimum is above ferry\'s maximum: its minimum, learnt from the unversioned GET /version', async () => {
+  it("a daemon whose minimum is above ferry's maximum: its minimum, learnt from the unversioned GET /version", async () => {
     const { client, requests } = await negotiate({ ping: '1.70', min: '1.60' });
     expect(client.apiVersion).toBe('1.60');
     expect(requests).toEqual(['GET /_ping', 'GET /version', 'GET /v1.60/version']);
   });
 
-  it('Debian\'s dockerd 20.10 (API 1.41, minimum 1.12): 1.41, without asking for the range; zstd refused', async () => {
+  it("Debian's dockerd 20.10 (API 1.41, minimum 1.12): 1.41, without asking for the range; zstd refused", async () => {
     const { client, requests } = await negotiate({ ping: '1.41', min: '1.12' });
     expect(client.apiVersion).toBe('1.41');
     expect(client.supportsZstd).toBe(false);
     expect(requests).toEqual(['GET /_ping', 'GET /v1.41/version']);
   });
 
-  it('a daemon without MinAPIVersion: as before, the daemon\'s version capped at ferry\'s', async () => {
+  it("a daemon without MinAPIVersion: as before, the daemon's version capped at ferry's", async () => {
     expect((await negotiate({ ping: '1.43', min: undefined })).client.apiVersion).toBe('1.43');
     expect((await negotiate({ ping: '1.99', min: undefined })).client.apiVersion).toBe(MAX_API_VERSION);
   });
@@ -116,7 +124,7 @@ describe('Engine API version negotiation against a daemon', () => {
     expect((await DockerClient.connect({ kind: 'unix', socketPath: daemon.socket })).apiVersion).toBe('1.24');
   });
 
-  it('a daemon above ferry\'s maximum that refuses unversioned requests: ferry\'s maximum, as the Docker CLI would', async () => {
+  it("a daemon above ferry's maximum that refuses unversioned requests: ferry's maximum, as the Docker CLI would", async () => {
     daemon.script = { ping: '1.60', min: '1.44', noUnversioned: true };
     const client = await DockerClient.connect({ kind: 'unix', socketPath: daemon.socket });
     expect(client.apiVersion).toBe(MAX_API_VERSION);

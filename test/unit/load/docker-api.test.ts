@@ -88,12 +88,12 @@ describe('API versions', () => {
     expect(() => negotiateApiVersion('1.12')).toThrow(/at least 1\.24/);
   });
 
-  it('ferry\'s maximum is one Docker Engine 29 accepts (it refuses below 1.44)', () => {
+  it("ferry's maximum is one Docker Engine 29 accepts (it refuses below 1.44)", () => {
     expect(compareApiVersions(MAX_API_VERSION, '1.44')).toBeGreaterThanOrEqual(0);
     expect(negotiateApiVersion('1.52')).toBe(MAX_API_VERSION);
   });
 
-  it('uses the daemon\'s minimum when it is above the version otherwise chosen', () => {
+  it("uses the daemon's minimum when it is above the version otherwise chosen", () => {
     expect(negotiateApiVersion('1.51', '1.44')).toBe('1.51');
     expect(negotiateApiVersion('1.41', '1.12')).toBe('1.41');
     expect(negotiateApiVersion('1.70', '1.60')).toBe('1.60');

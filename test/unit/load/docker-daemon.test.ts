@@ -3,7 +3,7 @@
 // the uploaded docker-archive, so the archive's shape and the error paths (error inside a 200
 // stream, non-200, integrity failure mid-upload, confirmation mismatch) are checked exactly.
 import { createHash } from 'node:crypto';
-import http from 'node:http';
+import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -112,7 +112,10 @@ async function planOf(items: Array<[string, Descriptor]>): Promise<{ plan: CopyP
 }
 
 function configOf(manifest: Descriptor, arch?: string): string {
-  let doc = JSON.parse(store.get(manifest.digest)!.bytes.toString()) as { config?: Descriptor; manifests?: Array<Descriptor & { platform: { architecture: string } }> };
+  let doc = JSON.parse(store.get(manifest.digest)!.bytes.toString()) as {
+    config?: Descriptor;
+    manifests?: Array<Descriptor & { platform: { architecture: string } }>;
+  };
   if (doc.manifests) doc = JSON.parse(store.get(doc.manifests.find((m) => m.platform.architecture === arch)!.digest)!.bytes.toString());
   return doc.config!.digest;
 }
@@ -271,32 +274,54 @@ describe('chooseImage', () => {
     expect(err?.code).toBe('NOT_FOUND');
     expect(err?.message).toContain('docker.io/t/multi:1 has no image for platform linux/s390x');
     expect(err?.hint).toBe('it has: linux/amd64, linux/arm64, linux/arm/v6');
-    expect(() => chooseImage(plan.images[1]!, parsePlatform('linux/amd64'))).toThrow(/is not a container image \(config media type application\/vnd.example.config/);
+    expect(() => chooseImage(plan.images[1]!, parsePlatform('linux/amd64'))).toThrow(
+      /is not a container image \(config media type application\/vnd.example.config/,
+    );
   });
 });
 
 describe('buildManifestJson', () => {
   it('writes docker-archive paths, tags and layers in order', () => {
     const [c, l1, l2] = [sha256('c'), sha256('l1'), sha256('l2')];
-    expect(JSON.parse(buildManifestJson([{ config: c, repoTags: ['docker.io/a/b:1'], layers: [l1, l2] }, { config: c, repoTags: [], layers: [] }]).toString())).toEqual([
-      { Config: `blobs/sha256/${c.slice(7)}`, RepoTags: ['docker.io/a/b:1'], Layers: [`blobs/sha256/${l1.slice(7)}`, `blobs/sha256/${l2.slice(7)}`] },
+    expect(
+      JSON.parse(
+        buildManifestJson([
+          { config: c, repoTags: ['docker.io/a/b:1'], layers: [l1, l2] },
+          { config: c, repoTags: [], layers: [] },
+        ]).toString(),
+      ),
+    ).toEqual([
+      {
+        Config: `blobs/sha256/${c.slice(7)}`,
+        RepoTags: ['docker.io/a/b:1'],
+        Layers: [`blobs/sha256/${l1.slice(7)}`, `blobs/sha256/${l2.slice(7)}`],
+      },
       { Config: `blobs/sha256/${c.slice(7)}`, RepoTags: [], Layers: [] },
     ]);
   });
 });
 
 it('a DigestVerifier holding its last chunk passes everything on, the last chunk only at a clean, matching end', async () => {
-  const holding = (content: string): DigestVerifier => new DigestVerifier({ digest: sha256(content), size: content.length, what: 'test', holdLast: true });
+  const holding = (content: string): DigestVerifier =>
+    new DigestVerifier({ digest: sha256(content), size: content.length, what: 'test', holdLast: true });
   const out: Buffer[] = [];
-  await pipeline(Readable.from([Buffer.from('a'), Buffer.from('b'), Buffer.from('c')]), holding('abc'), async (src: AsyncIterable<unknown>) => {
-    for await (const c of src) out.push(c as Buffer);
-  });
+  await pipeline(
+    Readable.from([Buffer.from('a'), Buffer.from('b'), Buffer.from('c')]),
+    holding('abc'),
+    async (src: AsyncIterable<unknown>) => {
+      for await (const c of src) out.push(c as Buffer);
+    },
+  );
   expect(Buffer.concat(out).toString()).toBe('abc');
   // Content that does not match: the digest error, and the last chunk is never passed on.
   const partial: string[] = [];
-  const wrong = await pipeline(Readable.from([Buffer.from('a'), Buffer.from('b'), Buffer.from('X')]), holding('abc'), async (src: AsyncIterable<unknown>) => {
-    for await (const c of src) partial.push((c as Buffer).toString());
-  }).catch((e: { code?: string }) => e.code);
+  const wrong = await pipeline(
+    Readable.from([Buffer.from('a'), Buffer.from('b'), Buffer.from('X')]),
+    holding('abc'),
+    async (src: AsyncIterable<unknown>) => {
+      for await (const c of src) partial.push((c as Buffer).toString());
+    },
+  ).catch((e: { code?: string }) => e.code);
   expect(wrong).toBe('DIGEST_MISMATCH');
   expect(partial).not.toContain('X');
   const seen: string[] = [];
@@ -381,7 +406,11 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
     expect(report.images[2]!.hint).toMatch(/23\.0/);
 
     const s390 = await loadIntoDockerDaemon(plan, sources, opts({ platform: parsePlatform('linux/s390x') }));
-    expect(s390.images[0]).toMatchObject({ status: 'failed', errorCode: 'NOT_FOUND', hint: 'it has: linux/amd64, linux/arm64, linux/arm/v6' });
+    expect(s390.images[0]).toMatchObject({
+      status: 'failed',
+      errorCode: 'NOT_FOUND',
+      hint: 'it has: linux/amd64, linux/arm64, linux/arm/v6',
+    });
   });
 
   it('zstd layers go through on an engine that decompresses them (API 1.42+)', async () => {

@@ -23,7 +23,9 @@ export async function raceChildren(mode: 'lock' | 'create', dir: string, args: s
     args.map(
       (arg) =>
         new Promise<ChildResult>((resolve, reject) => {
-          const child = spawn(process.execPath, ['--import', 'tsx', CHILD, mode, dir, String(start), arg], { stdio: ['ignore', 'ignore', 'pipe'] });
+          const child = spawn(process.execPath, ['--import', 'tsx', CHILD, mode, dir, String(start), arg], {
+            stdio: ['ignore', 'ignore', 'pipe'],
+          });
           let stderr = '';
           child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
           child.on('error', reject);

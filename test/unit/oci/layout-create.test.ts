@@ -30,7 +30,9 @@ const entry = (name: string) => ({
   annotations: { 'org.opencontainers.image.ref.name': name },
 });
 const names = async (dir: string): Promise<string[]> =>
-  (JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ annotations: Record<string, string> }> }).manifests
+  (
+    JSON.parse(await readFile(path.join(dir, 'index.json'), 'utf8')) as { manifests: Array<{ annotations: Record<string, string> }> }
+  ).manifests
     .map((m) => m.annotations['org.opencontainers.image.ref.name']!)
     .sort();
 
@@ -43,7 +45,10 @@ describe('creating a store', () => {
 
     const other = await tempDir();
     await writeFile(path.join(other, 'notes.txt'), 'mine');
-    await expect(OciLayout.open(other, { create: true })).rejects.toMatchObject({ code: 'LAYOUT_NOT_FOUND', message: expect.stringContaining('not empty') });
+    await expect(OciLayout.open(other, { create: true })).rejects.toMatchObject({
+      code: 'LAYOUT_NOT_FOUND',
+      message: expect.stringContaining('not empty'),
+    });
     expect(await readdir(other)).toEqual(['notes.txt']);
   });
 

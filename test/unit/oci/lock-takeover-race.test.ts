@@ -31,7 +31,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 const { LOCK_FILE, withLayoutLock } = await import('../../../src/transports/oci/lock.js');
 
 describe('store lock takeover race', () => {
-  it('of two contenders for a dead holder\'s lock, the late one waits for the one that took it', async () => {
+  it("of two contenders for a dead holder's lock, the late one waits for the one that took it", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'ferry-lock-'));
     const alias = path.join(await mkdtemp(path.join(tmpdir(), 'ferry-lock-alias-')), 'store');
     await symlink(dir, alias);
@@ -55,10 +55,14 @@ describe('store lock takeover race', () => {
     // B reads the dead holder's lock; before B acts, A takes the lock over and enters.
     hook.file = path.join(alias, LOCK_FILE);
     hook.run = async () => {
-      a = withLayoutLock(dir, async () => {
-        aInside();
-        await section('A', holdA)();
-      }, 5000);
+      a = withLayoutLock(
+        dir,
+        async () => {
+          aInside();
+          await section('A', holdA)();
+        },
+        5000,
+      );
       await aIsInside;
     };
     const b = withLayoutLock(alias, section('B', Promise.resolve()), 5000);

@@ -24,7 +24,9 @@ describe('store lock', () => {
     const dir = await tempDir();
     const seen: string[] = [];
     for (let i = 0; i < 2; i++) await withLayoutLock(dir, async () => void seen.push(await readFile(lockFile(dir), 'utf8')));
-    expect(seen[0]).toMatch(new RegExp(`^${process.pid}@${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} ${localHostId()} [a-f0-9]{16}$`));
+    expect(seen[0]).toMatch(
+      new RegExp(`^${process.pid}@${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} ${localHostId()} [a-f0-9]{16}$`),
+    );
     expect(seen[1]).not.toBe(seen[0]);
     expect(await readdir(dir)).toEqual([]);
   });
@@ -103,7 +105,7 @@ describe('store lock', () => {
     expect((await readdir(dir)).sort()).toEqual([LOCK_FILE]);
   });
 
-  it('takes a dead holder\'s lock over only through the takeover mutex, which is itself recovered when abandoned', async () => {
+  it("takes a dead holder's lock over only through the takeover mutex, which is itself recovered when abandoned", async () => {
     const dir = await tempDir();
     const dead = `${deadPid()}@${hostname()} ${localHostId()} 0123456789abcdef`;
     await writeFile(lockFile(dir), dead);
@@ -126,13 +128,17 @@ describe('store lock', () => {
     }
   });
 
-  it('processes racing for a dead holder\'s lock take turns: one at a time, no update lost', async () => {
+  it("processes racing for a dead holder's lock take turns: one at a time, no update lost", async () => {
     const rounds = 2;
     const children = 6;
     for (let r = 0; r < rounds; r++) {
       const dir = await tempDir();
       await writeFile(lockFile(dir), `${deadPid()}@${hostname()}`);
-      const results = await raceChildren('lock', dir, Array.from({ length: children }, () => '40'));
+      const results = await raceChildren(
+        'lock',
+        dir,
+        Array.from({ length: children }, () => '40'),
+      );
       for (const res of results) expect(res, res.stderr).toMatchObject({ code: 0 });
       expect(await readFile(path.join(dir, 'overlaps'), 'utf8').catch(() => '')).toBe('');
       expect(await readFile(path.join(dir, 'counter'), 'utf8')).toBe(String(children));

@@ -34,20 +34,27 @@ describe.skipIf(!HAVE_FIXTURES)('manifest documents from containers/image', () =
   });
 
   it('a document whose own type contradicts its descriptor kind is refused', () => {
-    expect(() => parseManifest(M('v2s2.manifest.json'), MediaType.OciIndex, 'x')).toThrow(expect.objectContaining({ code: 'MANIFEST_INVALID' }));
+    expect(() => parseManifest(M('v2s2.manifest.json'), MediaType.OciIndex, 'x')).toThrow(
+      expect.objectContaining({ code: 'MANIFEST_INVALID' }),
+    );
   });
 
-  it.each(['v2s1.manifest.json', 'v2s1-unsigned.manifest.json', 'v2s1-invalid-signatures.manifest.json'])('%s: schema1 is refused by name', (file) => {
-    expect(() => parseManifest(M(file), undefined, file)).toThrow(expect.objectContaining({ code: 'SCHEMA1_UNSUPPORTED' }));
-    expect(() => parseManifest(M(file), MediaType.DockerSchema1Signed, file)).toThrow(/schema1/);
-  });
+  it.each(['v2s1.manifest.json', 'v2s1-unsigned.manifest.json', 'v2s1-invalid-signatures.manifest.json'])(
+    '%s: schema1 is refused by name',
+    (file) => {
+      expect(() => parseManifest(M(file), undefined, file)).toThrow(expect.objectContaining({ code: 'SCHEMA1_UNSUPPORTED' }));
+      expect(() => parseManifest(M(file), MediaType.DockerSchema1Signed, file)).toThrow(/schema1/);
+    },
+  );
 
   it('unknown schemaVersion is unsupported', () => {
     expect(() => parseManifest(M('unknown-version.manifest.json'), undefined, 'x')).toThrow(/unsupported schemaVersion 99999/);
   });
 
   it('gzip garbage is a parse error, not a crash', () => {
-    expect(() => parseManifest(M('non-json.manifest.json'), undefined, 'x')).toThrow(expect.objectContaining({ code: 'MANIFEST_INVALID', message: expect.stringContaining('not valid JSON') }));
+    expect(() => parseManifest(M('non-json.manifest.json'), undefined, 'x')).toThrow(
+      expect.objectContaining({ code: 'MANIFEST_INVALID', message: expect.stringContaining('not valid JSON') }),
+    );
   });
 
   it('artifacts: layers null and an empty placeholder config need no blobs', () => {
@@ -83,8 +90,20 @@ describe('ambiguous documents (CVE-2021-41190)', () => {
       expect(() => parseManifest(Buffer.from(JSON.stringify(doc)), declared, 'doc'), JSON.stringify(doc)).toThrow(/ambiguous document/);
     }
     // Each shape alone still parses.
-    expect(parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [desc] })), undefined, 'i').kind).toBe('index');
-    expect(parseManifest(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [] })), undefined, 'm').kind).toBe('manifest');
+    expect(
+      parseManifest(
+        Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [desc] })),
+        undefined,
+        'i',
+      ).kind,
+    ).toBe('index');
+    expect(
+      parseManifest(
+        Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: [] })),
+        undefined,
+        'm',
+      ).kind,
+    ).toBe('manifest');
   });
 });
 
@@ -105,8 +124,15 @@ describe('manifest parsing limits', () => {
     expect(() => parseManifest(Buffer.from('[1,2]'), undefined, 'x')).toThrow(/not a JSON object/);
   });
   it('refuses a descriptor with a negative size', () => {
-    const doc = { schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: 'a/b', digest: 'sha256:' + 'a'.repeat(64), size: -1 }, layers: [] };
-    expect(() => parseManifest(Buffer.from(JSON.stringify(doc)), undefined, 'x')).toThrow(expect.objectContaining({ code: 'MANIFEST_INVALID', message: expect.stringContaining('config.size') }));
+    const doc = {
+      schemaVersion: 2,
+      mediaType: MediaType.OciManifest,
+      config: { mediaType: 'a/b', digest: `sha256:${'a'.repeat(64)}`, size: -1 },
+      layers: [],
+    };
+    expect(() => parseManifest(Buffer.from(JSON.stringify(doc)), undefined, 'x')).toThrow(
+      expect.objectContaining({ code: 'MANIFEST_INVALID', message: expect.stringContaining('config.size') }),
+    );
   });
 });
 

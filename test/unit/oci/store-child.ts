@@ -39,7 +39,12 @@ if (mode === 'lock') {
   const store = await OciLayout.open(dir!, { create: true });
   const bytes = Buffer.from(arg!);
   await store.putIndexEntries([
-    { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(bytes), size: bytes.length, annotations: { 'org.opencontainers.image.ref.name': arg! } },
+    {
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      digest: sha256(bytes),
+      size: bytes.length,
+      annotations: { 'org.opencontainers.image.ref.name': arg! },
+    },
   ]);
 } else {
   throw new Error(`unknown mode ${mode}`);

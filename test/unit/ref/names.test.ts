@@ -50,43 +50,227 @@ interface Good {
 
 // parseReference: what `ferry pull <ref>` sees.
 const GOOD: Good[] = [
-  { input: 'nginx', full: 'docker.io/library/nginx:latest', familiar: 'nginx:latest', domain: 'docker.io', path: 'library/nginx', tag: 'latest' },
-  { input: 'nginx:1.27-alpine', full: 'docker.io/library/nginx:1.27-alpine', familiar: 'nginx:1.27-alpine', domain: 'docker.io', path: 'library/nginx', tag: '1.27-alpine' },
-  { input: 'library/nginx', full: 'docker.io/library/nginx:latest', familiar: 'nginx:latest', domain: 'docker.io', path: 'library/nginx', tag: 'latest' },
-  { input: 'docker.io/nginx', full: 'docker.io/library/nginx:latest', familiar: 'nginx:latest', domain: 'docker.io', path: 'library/nginx', tag: 'latest' },
-  { input: 'index.docker.io/library/nginx:1', full: 'docker.io/library/nginx:1', familiar: 'nginx:1', domain: 'docker.io', path: 'library/nginx', tag: '1' },
-  { input: 'index.docker.io/nginx', full: 'docker.io/library/nginx:latest', familiar: 'nginx:latest', domain: 'docker.io', path: 'library/nginx', tag: 'latest' },
+  {
+    input: 'nginx',
+    full: 'docker.io/library/nginx:latest',
+    familiar: 'nginx:latest',
+    domain: 'docker.io',
+    path: 'library/nginx',
+    tag: 'latest',
+  },
+  {
+    input: 'nginx:1.27-alpine',
+    full: 'docker.io/library/nginx:1.27-alpine',
+    familiar: 'nginx:1.27-alpine',
+    domain: 'docker.io',
+    path: 'library/nginx',
+    tag: '1.27-alpine',
+  },
+  {
+    input: 'library/nginx',
+    full: 'docker.io/library/nginx:latest',
+    familiar: 'nginx:latest',
+    domain: 'docker.io',
+    path: 'library/nginx',
+    tag: 'latest',
+  },
+  {
+    input: 'docker.io/nginx',
+    full: 'docker.io/library/nginx:latest',
+    familiar: 'nginx:latest',
+    domain: 'docker.io',
+    path: 'library/nginx',
+    tag: 'latest',
+  },
+  {
+    input: 'index.docker.io/library/nginx:1',
+    full: 'docker.io/library/nginx:1',
+    familiar: 'nginx:1',
+    domain: 'docker.io',
+    path: 'library/nginx',
+    tag: '1',
+  },
+  {
+    input: 'index.docker.io/nginx',
+    full: 'docker.io/library/nginx:latest',
+    familiar: 'nginx:latest',
+    domain: 'docker.io',
+    path: 'library/nginx',
+    tag: 'latest',
+  },
   { input: 'user/x:1', full: 'docker.io/user/x:1', familiar: 'user/x:1', domain: 'docker.io', path: 'user/x', tag: '1' },
-  { input: 'docker.io/library/foo/bar', full: 'docker.io/library/foo/bar:latest', familiar: 'library/foo/bar:latest', domain: 'docker.io', path: 'library/foo/bar', tag: 'latest' },
-  { input: 'localhost:5000/x:1', full: 'localhost:5000/x:1', familiar: 'localhost:5000/x:1', domain: 'localhost:5000', path: 'x', tag: '1' },
+  {
+    input: 'docker.io/library/foo/bar',
+    full: 'docker.io/library/foo/bar:latest',
+    familiar: 'library/foo/bar:latest',
+    domain: 'docker.io',
+    path: 'library/foo/bar',
+    tag: 'latest',
+  },
+  {
+    input: 'localhost:5000/x:1',
+    full: 'localhost:5000/x:1',
+    familiar: 'localhost:5000/x:1',
+    domain: 'localhost:5000',
+    path: 'x',
+    tag: '1',
+  },
   { input: 'localhost/x', full: 'localhost/x:latest', familiar: 'localhost/x:latest', domain: 'localhost', path: 'x', tag: 'latest' },
-  { input: '127.0.0.1:5000/a/b/c:v2', full: '127.0.0.1:5000/a/b/c:v2', familiar: '127.0.0.1:5000/a/b/c:v2', domain: '127.0.0.1:5000', path: 'a/b/c', tag: 'v2' },
-  { input: '[::1]:5000/ferry/test:dev', full: '[::1]:5000/ferry/test:dev', familiar: '[::1]:5000/ferry/test:dev', domain: '[::1]:5000', path: 'ferry/test', tag: 'dev' },
-  { input: '[fd00:1:2::3]/app', full: '[fd00:1:2::3]/app:latest', familiar: '[fd00:1:2::3]/app:latest', domain: '[fd00:1:2::3]', path: 'app', tag: 'latest' },
-  { input: 'ghcr.io/org/app', full: 'ghcr.io/org/app:latest', familiar: 'ghcr.io/org/app:latest', domain: 'ghcr.io', path: 'org/app', tag: 'latest' },
+  {
+    input: '127.0.0.1:5000/a/b/c:v2',
+    full: '127.0.0.1:5000/a/b/c:v2',
+    familiar: '127.0.0.1:5000/a/b/c:v2',
+    domain: '127.0.0.1:5000',
+    path: 'a/b/c',
+    tag: 'v2',
+  },
+  {
+    input: '[::1]:5000/ferry/test:dev',
+    full: '[::1]:5000/ferry/test:dev',
+    familiar: '[::1]:5000/ferry/test:dev',
+    domain: '[::1]:5000',
+    path: 'ferry/test',
+    tag: 'dev',
+  },
+  {
+    input: '[fd00:1:2::3]/app',
+    full: '[fd00:1:2::3]/app:latest',
+    familiar: '[fd00:1:2::3]/app:latest',
+    domain: '[fd00:1:2::3]',
+    path: 'app',
+    tag: 'latest',
+  },
+  {
+    input: 'ghcr.io/org/app',
+    full: 'ghcr.io/org/app:latest',
+    familiar: 'ghcr.io/org/app:latest',
+    domain: 'ghcr.io',
+    path: 'org/app',
+    tag: 'latest',
+  },
   // A registry's own "library" namespace is not Docker Hub's: nothing is stripped.
-  { input: 'quay.io/library/foo', full: 'quay.io/library/foo:latest', familiar: 'quay.io/library/foo:latest', domain: 'quay.io', path: 'library/foo', tag: 'latest' },
-  { input: 'registry.example.com:443/team/sub/app:1.0.0_rc.1', full: 'registry.example.com:443/team/sub/app:1.0.0_rc.1', familiar: 'registry.example.com:443/team/sub/app:1.0.0_rc.1', domain: 'registry.example.com:443', path: 'team/sub/app', tag: '1.0.0_rc.1' },
+  {
+    input: 'quay.io/library/foo',
+    full: 'quay.io/library/foo:latest',
+    familiar: 'quay.io/library/foo:latest',
+    domain: 'quay.io',
+    path: 'library/foo',
+    tag: 'latest',
+  },
+  {
+    input: 'registry.example.com:443/team/sub/app:1.0.0_rc.1',
+    full: 'registry.example.com:443/team/sub/app:1.0.0_rc.1',
+    familiar: 'registry.example.com:443/team/sub/app:1.0.0_rc.1',
+    domain: 'registry.example.com:443',
+    path: 'team/sub/app',
+    tag: '1.0.0_rc.1',
+  },
   // Upper case is fine in a host (and makes the first component a host) and in a tag.
-  { input: 'Registry.Example.com/app:V1', full: 'Registry.Example.com/app:V1', familiar: 'Registry.Example.com/app:V1', domain: 'Registry.Example.com', path: 'app', tag: 'V1' },
-  { input: 'Docker/docker', full: 'Docker/docker:latest', familiar: 'Docker/docker:latest', domain: 'Docker', path: 'docker', tag: 'latest' },
+  {
+    input: 'Registry.Example.com/app:V1',
+    full: 'Registry.Example.com/app:V1',
+    familiar: 'Registry.Example.com/app:V1',
+    domain: 'Registry.Example.com',
+    path: 'app',
+    tag: 'V1',
+  },
+  {
+    input: 'Docker/docker',
+    full: 'Docker/docker:latest',
+    familiar: 'Docker/docker:latest',
+    domain: 'Docker',
+    path: 'docker',
+    tag: 'latest',
+  },
   // A digest suppresses the default tag; a tag and a digest are both kept.
-  { input: `ghcr.io/org/app@${D}`, full: `ghcr.io/org/app@${D}`, familiar: `ghcr.io/org/app@${D}`, domain: 'ghcr.io', path: 'org/app', digest: D },
-  { input: `ghcr.io/org/app:v1@${D}`, full: `ghcr.io/org/app:v1@${D}`, familiar: `ghcr.io/org/app:v1@${D}`, domain: 'ghcr.io', path: 'org/app', tag: 'v1', digest: D },
-  { input: `busybox@${D}`, full: `docker.io/library/busybox@${D}`, familiar: `busybox@${D}`, domain: 'docker.io', path: 'library/busybox', digest: D },
-  { input: `busybox:1.36@${D}`, full: `docker.io/library/busybox:1.36@${D}`, familiar: `busybox:1.36@${D}`, domain: 'docker.io', path: 'library/busybox', tag: '1.36', digest: D },
+  {
+    input: `ghcr.io/org/app@${D}`,
+    full: `ghcr.io/org/app@${D}`,
+    familiar: `ghcr.io/org/app@${D}`,
+    domain: 'ghcr.io',
+    path: 'org/app',
+    digest: D,
+  },
+  {
+    input: `ghcr.io/org/app:v1@${D}`,
+    full: `ghcr.io/org/app:v1@${D}`,
+    familiar: `ghcr.io/org/app:v1@${D}`,
+    domain: 'ghcr.io',
+    path: 'org/app',
+    tag: 'v1',
+    digest: D,
+  },
+  {
+    input: `busybox@${D}`,
+    full: `docker.io/library/busybox@${D}`,
+    familiar: `busybox@${D}`,
+    domain: 'docker.io',
+    path: 'library/busybox',
+    digest: D,
+  },
+  {
+    input: `busybox:1.36@${D}`,
+    full: `docker.io/library/busybox:1.36@${D}`,
+    familiar: `busybox:1.36@${D}`,
+    domain: 'docker.io',
+    path: 'library/busybox',
+    tag: '1.36',
+    digest: D,
+  },
   // Single components are always Docker Hub names, even when they look like hosts, and a
   // ":digits" suffix there is a tag, not a port.
-  { input: 'localhost', full: 'docker.io/library/localhost:latest', familiar: 'localhost:latest', domain: 'docker.io', path: 'library/localhost', tag: 'latest' },
-  { input: 'example.com', full: 'docker.io/library/example.com:latest', familiar: 'example.com:latest', domain: 'docker.io', path: 'library/example.com', tag: 'latest' },
+  {
+    input: 'localhost',
+    full: 'docker.io/library/localhost:latest',
+    familiar: 'localhost:latest',
+    domain: 'docker.io',
+    path: 'library/localhost',
+    tag: 'latest',
+  },
+  {
+    input: 'example.com',
+    full: 'docker.io/library/example.com:latest',
+    familiar: 'example.com:latest',
+    domain: 'docker.io',
+    path: 'library/example.com',
+    tag: 'latest',
+  },
   { input: 'foo:5000', full: 'docker.io/library/foo:5000', familiar: 'foo:5000', domain: 'docker.io', path: 'library/foo', tag: '5000' },
   // Separators: one ".", one "_", two "__", any number of "-".
-  { input: 'a_b__c---d/f', full: 'docker.io/a_b__c---d/f:latest', familiar: 'a_b__c---d/f:latest', domain: 'docker.io', path: 'a_b__c---d/f', tag: 'latest' },
+  {
+    input: 'a_b__c---d/f',
+    full: 'docker.io/a_b__c---d/f:latest',
+    familiar: 'a_b__c---d/f:latest',
+    domain: 'docker.io',
+    path: 'a_b__c---d/f',
+    tag: 'latest',
+  },
   // The 128-character tag limit, inclusive.
-  { input: `x:${'t'.repeat(128)}`, full: `docker.io/library/x:${'t'.repeat(128)}`, familiar: `x:${'t'.repeat(128)}`, domain: 'docker.io', path: 'library/x', tag: 't'.repeat(128) },
+  {
+    input: `x:${'t'.repeat(128)}`,
+    full: `docker.io/library/x:${'t'.repeat(128)}`,
+    familiar: `x:${'t'.repeat(128)}`,
+    domain: 'docker.io',
+    path: 'library/x',
+    tag: 't'.repeat(128),
+  },
   // The 255 limit is on the path: "library/" counts, the domain does not.
-  { input: 'a'.repeat(247), full: `docker.io/library/${'a'.repeat(247)}:latest`, familiar: `${'a'.repeat(247)}:latest`, domain: 'docker.io', path: `library/${'a'.repeat(247)}`, tag: 'latest' },
-  { input: `${'h'.repeat(60)}.example.com/${'p'.repeat(255)}`, full: `${'h'.repeat(60)}.example.com/${'p'.repeat(255)}:latest`, familiar: `${'h'.repeat(60)}.example.com/${'p'.repeat(255)}:latest`, domain: `${'h'.repeat(60)}.example.com`, path: 'p'.repeat(255), tag: 'latest' },
+  {
+    input: 'a'.repeat(247),
+    full: `docker.io/library/${'a'.repeat(247)}:latest`,
+    familiar: `${'a'.repeat(247)}:latest`,
+    domain: 'docker.io',
+    path: `library/${'a'.repeat(247)}`,
+    tag: 'latest',
+  },
+  {
+    input: `${'h'.repeat(60)}.example.com/${'p'.repeat(255)}`,
+    full: `${'h'.repeat(60)}.example.com/${'p'.repeat(255)}:latest`,
+    familiar: `${'h'.repeat(60)}.example.com/${'p'.repeat(255)}:latest`,
+    domain: `${'h'.repeat(60)}.example.com`,
+    path: 'p'.repeat(255),
+    tag: 'latest',
+  },
 ];
 
 describe('parseReference: names ferry users type', () => {
@@ -189,9 +373,7 @@ describe('parseReference: rejected names and their codes', () => {
     expect(thrown(() => parseReference('docker/Docker')).message).toBe(
       'invalid reference "docker/Docker": repository name must be lowercase',
     );
-    expect(thrown(() => parseStrict('Uppercase:tag')).message).toBe(
-      'invalid reference "Uppercase:tag": repository name must be lowercase',
-    );
+    expect(thrown(() => parseStrict('Uppercase:tag')).message).toBe('invalid reference "Uppercase:tag": repository name must be lowercase');
     expect(thrown(() => parseNamed('nginx')).message).toBe(
       'invalid reference "nginx": repository name must be canonical (the canonical form is "docker.io/library/nginx")',
     );
@@ -360,7 +542,7 @@ describe('immutability', () => {
     }).toThrow(TypeError);
     expect(ref.tag).toBe('1');
     expect(() => {
-      (ref as unknown as Record<string, unknown>)['extra'] = 1;
+      (ref as unknown as Record<string, unknown>).extra = 1;
     }).toThrow(TypeError);
   });
 
@@ -384,7 +566,7 @@ describe('hostile input', () => {
     'dashed host components': `a${'a-'.repeat(N / 2)}.b!`,
     'host then bad path': `${'ab-cd.'.repeat(N / 6)}/x!`,
     'many path components': `${'a/'.repeat(N / 2)}A`,
-    'underscores': `${'a__'.repeat(N / 3)}.!`,
+    underscores: `${'a__'.repeat(N / 3)}.!`,
     'unterminated IPv6': `[${':'.repeat(N)}/`,
     'huge tag': `a:${'b'.repeat(N)}`,
     'many colons': 'a:'.repeat(N / 2),

@@ -85,19 +85,11 @@ const Suites = z
     ),
     WithName_failures: cases(z.object({ input: str, err: str }).strict()),
     WithName_domain_path: cases(z.object({ input: str, domain: str, path: str }).strict()),
-    ParseNamed: cases(
-      z.object({ input: str, domain: str.optional(), path: str.optional(), err: str.optional() }).strict(),
-    ),
+    ParseNamed: cases(z.object({ input: str, domain: str.optional(), path: str.optional(), err: str.optional() }).strict()),
     ParseNormalizedNamed_valid: cases(str),
     ParseNormalizedNamed_invalid: cases(str),
-    RepositoryInfo: cases(
-      z
-        .object({ RemoteName: str, FamiliarName: str, FullName: str, AmbiguousName: str, Domain: str })
-        .strict(),
-    ),
-    ParseAnyReference: cases(
-      z.object({ Reference: str, Equivalent: str, Expected: str.optional() }).strict(),
-    ),
+    RepositoryInfo: cases(z.object({ RemoteName: str, FamiliarName: str, FullName: str, AmbiguousName: str, Domain: str }).strict()),
+    ParseAnyReference: cases(z.object({ Reference: str, Equivalent: str, Expected: str.optional() }).strict()),
     NormalizedSplitHostname: cases(z.object({ input: str, domain: str, path: str }).strict()),
     ParseDockerRef: cases(z.object({ name: str, input: str, expected: str }).strict()),
     TagAndDigest: cases(z.object({ input: str, expected: str, familiar: str }).strict()),
@@ -107,9 +99,7 @@ const Suites = z
 
 const File = z.object({ origin: str, commit: str, note: str, suites: Suites });
 
-const vectors: z.infer<typeof Suites> | undefined = exists
-  ? File.parse(JSON.parse(readFileSync(VECTORS, 'utf8'))).suites
-  : undefined;
+const vectors: z.infer<typeof Suites> | undefined = exists ? File.parse(JSON.parse(readFileSync(VECTORS, 'utf8'))).suites : undefined;
 
 function expectFields(ref: Reference, want: { domain: string; path: string; tag?: string; digest?: string }): void {
   expect(ref.domain).toBe(want.domain);

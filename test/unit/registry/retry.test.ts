@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RETRY, backoffDelay, isRetryableNetworkError, isRetryableStatus, parseRetryAfter } from '../../../src/transports/registry/retry.js';
+import {
+  DEFAULT_RETRY,
+  backoffDelay,
+  isRetryableNetworkError,
+  isRetryableStatus,
+  parseRetryAfter,
+} from '../../../src/transports/registry/retry.js';
 import { redactUrl } from '../../../src/transports/registry/redact.js';
 import { apiHost, isLoopbackHost } from '../../../src/transports/registry/client.js';
 

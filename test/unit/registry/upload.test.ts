@@ -51,10 +51,16 @@ describe('uploadBlob against scripted registry answers', () => {
     const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
     const client = new RegistryClient(host);
     try {
-      const outcome = await uploadBlob(client, 'r', { mediaType: 'application/octet-stream', digest, size: content.length }, () => Readable.from([content]), {
-        what: 'test blob',
-        mountFrom: 'other',
-      });
+      const outcome = await uploadBlob(
+        client,
+        'r',
+        { mediaType: 'application/octet-stream', digest, size: content.length },
+        () => Readable.from([content]),
+        {
+          what: 'test blob',
+          mountFrom: 'other',
+        },
+      );
       expect(outcome).toBe('uploaded');
     } finally {
       await client.close();
@@ -71,9 +77,15 @@ describe('uploadBlob against scripted registry answers', () => {
     const client = new RegistryClient(host);
     try {
       await expect(
-        uploadBlob(client, 'r', { mediaType: 'application/octet-stream', digest: `sha256:${'0'.repeat(64)}`, size: content.length }, () => Readable.from([content]), {
-          what: 'test blob',
-        }),
+        uploadBlob(
+          client,
+          'r',
+          { mediaType: 'application/octet-stream', digest: `sha256:${'0'.repeat(64)}`, size: content.length },
+          () => Readable.from([content]),
+          {
+            what: 'test blob',
+          },
+        ),
       ).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
     } finally {
       await client.close();
@@ -141,15 +153,25 @@ async function scripted(opts: ScriptOptions = {}): Promise<Scripted> {
     const state = /(?:^|&)_state=([^&]*)/.exec(query)?.[1];
     const session = /^\/v2\/r\/blobs\/uploads\/([^/]+)$/.exec(path)?.[1];
     const kind: Kind =
-      path === '/v2/' ? 'ping'
-      : path === '/token' ? 'token'
-      : method === 'POST' ? (query.includes('mount=') ? 'mount' : 'post')
-      : method === 'PATCH' ? 'patch'
-      : method === 'GET' && session ? 'status'
-      : method === 'PUT' ? 'put'
-      : method === 'HEAD' ? 'head'
-      : method === 'DELETE' ? 'delete'
-      : 'other';
+      path === '/v2/'
+        ? 'ping'
+        : path === '/token'
+          ? 'token'
+          : method === 'POST'
+            ? query.includes('mount=')
+              ? 'mount'
+              : 'post'
+            : method === 'PATCH'
+              ? 'patch'
+              : method === 'GET' && session
+                ? 'status'
+                : method === 'PUT'
+                  ? 'put'
+                  : method === 'HEAD'
+                    ? 'head'
+                    : method === 'DELETE'
+                      ? 'delete'
+                      : 'other';
     const n = (counts.get(kind) ?? 0) + 1;
     counts.set(kind, n);
     const q: Req = { kind, method, url, n, bytes: data.length, at: Date.now() };
@@ -161,11 +183,14 @@ async function scripted(opts: ScriptOptions = {}): Promise<Scripted> {
       if (scopes.some((x) => x.startsWith('repository:other:'))) return void res.writeHead(403, { 'content-length': '0' }).end();
       return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: 't', expires_in: 300 }));
     }
-    if (opts.bearer && req.headers.authorization !== 'Bearer t') return void res.writeHead(401, { ...challenge, 'content-length': '0' }).end();
+    if (opts.bearer && req.headers.authorization !== 'Bearer t')
+      return void res.writeHead(401, { ...challenge, 'content-length': '0' }).end();
     if (kind === 'ping') return void res.writeHead(200).end('{}');
     const fault = opts.fault?.(q);
     if (fault && 'status' in fault) {
-      return void res.writeHead(fault.status, { 'content-type': 'application/json', ...fault.headers }).end(JSON.stringify({ errors: [{ code: 'SCRIPTED', message: `scripted ${fault.status}` }] }));
+      return void res
+        .writeHead(fault.status, { 'content-type': 'application/json', ...fault.headers })
+        .end(JSON.stringify({ errors: [{ code: 'SCRIPTED', message: `scripted ${fault.status}` }] }));
     }
     const handOut = (id: string, relative = false): string => {
       const s = sessions.get(id)!;
@@ -175,7 +200,10 @@ async function scripted(opts: ScriptOptions = {}): Promise<Scripted> {
       return relative ? loc : `${origin}${loc}`;
     };
     const range = (id: string): string => `0-${Math.max(0, sessions.get(id)!.size - 1)}`;
-    const invalid = (): void => void res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'BLOB_UPLOAD_INVALID', message: 'blob upload invalid' }] }));
+    const invalid = (): void =>
+      void res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ errors: [{ code: 'BLOB_UPLOAD_INVALID', message: 'blob upload invalid' }] }));
     if (kind === 'post' || kind === 'mount') {
       const id = `u${++uploads}`;
       sessions.set(id, { parts: [], size: 0, state: '' });
@@ -187,8 +215,12 @@ async function scripted(opts: ScriptOptions = {}): Promise<Scripted> {
       return void res.writeHead(blob ? 200 : 404, { 'content-length': String(blob ? blob.length : 0) }).end();
     }
     const s = session ? sessions.get(session) : undefined;
-    if (!session || !s) return void res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'BLOB_UPLOAD_UNKNOWN', message: 'blob upload unknown' }] }));
-    if (kind === 'status') return void res.writeHead(204, { location: handOut(session, opts.relativeStatusLocation), range: range(session) }).end();
+    if (!session || !s)
+      return void res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ errors: [{ code: 'BLOB_UPLOAD_UNKNOWN', message: 'blob upload unknown' }] }));
+    if (kind === 'status')
+      return void res.writeHead(204, { location: handOut(session, opts.relativeStatusLocation), range: range(session) }).end();
     if (opts.strictState && state !== s.state) return invalid();
     if (kind === 'delete') {
       sessions.delete(session);
@@ -210,7 +242,10 @@ async function scripted(opts: ScriptOptions = {}): Promise<Scripted> {
     if (kind === 'put') {
       const all = Buffer.concat([...s.parts, data]);
       const digest = decodeURIComponent(/(?:^|&)digest=([^&]*)/.exec(query)?.[1] ?? '');
-      if (sha(all) !== digest) return void res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ errors: [{ code: 'DIGEST_INVALID' }] }));
+      if (sha(all) !== digest)
+        return void res
+          .writeHead(400, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ errors: [{ code: 'DIGEST_INVALID' }] }));
       if (fault && 'reset' in fault && !fault.commit) return void req.socket.resetAndDestroy();
       blobs.set(digest, all);
       sessions.delete(session);
@@ -226,10 +261,11 @@ async function scripted(opts: ScriptOptions = {}): Promise<Scripted> {
     blobs,
     locations,
     count: (kind) => reqs.filter((q) => q.kind === kind).length,
-    close: () => new Promise<void>((r) => {
-      srv.close(() => r());
-      srv.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        srv.close(() => r());
+        srv.closeAllConnections();
+      }),
   };
 }
 
@@ -245,10 +281,18 @@ async function push(srv: Scripted, content: Buffer, opts: { chunkSize?: number; 
       client,
       'r',
       { mediaType: 'application/octet-stream', digest: sha(content) as `sha256:${string}`, size: content.length },
-      (start) => Readable.from((function* () {
-        for (let i = start; i < content.length; i += 256 * 1024) yield content.subarray(i, Math.min(i + 256 * 1024, content.length));
-      })()),
-      { what: 'test blob', ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}), ...(opts.mountFrom ? { mountFrom: opts.mountFrom } : {}), onRetry: (r) => retries.push(r) },
+      (start) =>
+        Readable.from(
+          (function* () {
+            for (let i = start; i < content.length; i += 256 * 1024) yield content.subarray(i, Math.min(i + 256 * 1024, content.length));
+          })(),
+        ),
+      {
+        what: 'test blob',
+        ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+        ...(opts.mountFrom ? { mountFrom: opts.mountFrom } : {}),
+        onRetry: (r) => retries.push(r),
+      },
     );
     return { outcome, retries };
   } finally {
@@ -271,9 +315,14 @@ describe('retry budget: failures without progress, not the whole blob', () => {
   it('a long chunked upload with a reset every other chunk completes under a budget of 2 attempts and 1 ms', async () => {
     const content = randomBytes(6 * MiB + 123);
     // Every even PATCH breaks; half of them after the registry stored half of the chunk.
-    const srv = await scripted({ fault: (q) => (q.kind === 'patch' && q.n % 2 === 0 ? { reset: true, keep: q.n % 4 === 0 ? MiB / 2 : 0 } : undefined) });
+    const srv = await scripted({
+      fault: (q) => (q.kind === 'patch' && q.n % 2 === 0 ? { reset: true, keep: q.n % 4 === 0 ? MiB / 2 : 0 } : undefined),
+    });
     try {
-      const { outcome, retries } = await push(srv, content, { chunkSize: MiB, client: { retry: { ...fastRetry, maxAttempts: 2, maxElapsedMs: 1 } } });
+      const { outcome, retries } = await push(srv, content, {
+        chunkSize: MiB,
+        client: { retry: { ...fastRetry, maxAttempts: 2, maxElapsedMs: 1 } },
+      });
       expect(outcome).toBe('uploaded');
       expect(retries.length).toBeGreaterThanOrEqual(4);
       expectStored(srv, content);
@@ -289,9 +338,14 @@ describe('retry budget: failures without progress, not the whole blob', () => {
     const content = randomBytes(4 * MiB);
     // After the first chunk, even PATCHes break before the registry keeps anything, odd ones
     // (the second try of the same chunk) after it kept the chunk.
-    const srv = await scripted({ fault: (q) => (q.kind === 'patch' && q.n >= 2 ? { reset: true, keep: q.n % 2 === 0 ? 0 : MiB } : undefined) });
+    const srv = await scripted({
+      fault: (q) => (q.kind === 'patch' && q.n >= 2 ? { reset: true, keep: q.n % 2 === 0 ? 0 : MiB } : undefined),
+    });
     try {
-      const { outcome, retries } = await push(srv, content, { chunkSize: MiB, client: { retry: { ...fastRetry, maxAttempts: 2, maxElapsedMs: 1 } } });
+      const { outcome, retries } = await push(srv, content, {
+        chunkSize: MiB,
+        client: { retry: { ...fastRetry, maxAttempts: 2, maxElapsedMs: 1 } },
+      });
       expect(outcome).toBe('uploaded');
       expect(retries).toHaveLength(6);
       expectStored(srv, content);
@@ -306,7 +360,9 @@ describe('retry budget: failures without progress, not the whole blob', () => {
     const content = randomBytes(3 * MiB);
     const srv = await scripted({ fault: (q) => (q.kind === 'patch' && q.n >= 2 ? { reset: true } : undefined) });
     try {
-      await expect(push(srv, content, { chunkSize: MiB, client: { retry: { ...fastRetry, maxAttempts: 3 } } })).rejects.toMatchObject({ retryable: true });
+      await expect(push(srv, content, { chunkSize: MiB, client: { retry: { ...fastRetry, maxAttempts: 3 } } })).rejects.toMatchObject({
+        retryable: true,
+      });
       expect(srv.count('patch')).toBe(4);
       expect(srv.blobs.size).toBe(0);
     } finally {
@@ -322,7 +378,9 @@ describe('retry budget: failures without progress, not the whole blob', () => {
       fault: (q) => (q.kind === 'patch' && q.n % 2 === 0 ? { reset: true } : q.kind === 'status' ? { status: 404 } : undefined),
     });
     try {
-      await expect(push(srv, content, { chunkSize: MiB, client: { retry: { ...fastRetry, maxAttempts: 3 } } })).rejects.toMatchObject({ retryable: true });
+      await expect(push(srv, content, { chunkSize: MiB, client: { retry: { ...fastRetry, maxAttempts: 3 } } })).rejects.toMatchObject({
+        retryable: true,
+      });
       expect(srv.count('post')).toBe(3);
     } finally {
       await srv.close();
@@ -331,7 +389,7 @@ describe('retry budget: failures without progress, not the whole blob', () => {
 });
 
 describe('the status GET after a broken chunk', () => {
-  it("resumes at the Location the status GET returned (relative, its _state byte for byte), not the one from before", async () => {
+  it('resumes at the Location the status GET returned (relative, its _state byte for byte), not the one from before', async () => {
     const content = randomBytes(3 * MiB);
     const srv = await scripted({
       strictState: true,

@@ -8,7 +8,12 @@ const REF = 'org.opencontainers.image.ref.name';
 const CTRD = 'io.containerd.image.name';
 const M = 'application/vnd.oci.image.manifest.v1+json';
 const d = (c: string): Digest => `sha256:${c.repeat(64)}` as Digest;
-const desc = (c: string, annotations?: Record<string, string>) => ({ mediaType: M, digest: d(c), size: 10, ...(annotations ? { annotations } : {}) });
+const desc = (c: string, annotations?: Record<string, string>) => ({
+  mediaType: M,
+  digest: d(c),
+  size: 10,
+  ...(annotations ? { annotations } : {}),
+});
 
 function entry(name: string, size: number, type: TarEntry['type'] = 'file'): TarEntry {
   return { name, rawName: name, type, size, mode: 0o644, headerOffset: 0, dataOffset: 512 };
@@ -17,7 +22,11 @@ function entry(name: string, size: number, type: TarEntry['type'] = 'file'): Tar
 describe('nameIndexEntries', () => {
   it('serves a full reference by repository and tag, dropping the registry host', () => {
     const r = nameIndexEntries(
-      [desc('a', { [REF]: '127.0.0.1:5000/ferry-test/app:1.0' }), desc('b', { [REF]: 'docker.io/library/nginx:1.27' }), desc('c', { [REF]: 'ferry-test/raw:1' })],
+      [
+        desc('a', { [REF]: '127.0.0.1:5000/ferry-test/app:1.0' }),
+        desc('b', { [REF]: 'docker.io/library/nginx:1.27' }),
+        desc('c', { [REF]: 'ferry-test/raw:1' }),
+      ],
       {},
       'bundle:/x',
     );
@@ -31,7 +40,11 @@ describe('nameIndexEntries', () => {
   });
 
   it('keeps the host with scoped, and refuses hosts with a port there', () => {
-    const r = nameIndexEntries([desc('a', { [REF]: 'docker.io/library/nginx:1.27' }), desc('b', { [REF]: '127.0.0.1:5000/x/y:1' })], { scoped: true }, 'bundle:/x');
+    const r = nameIndexEntries(
+      [desc('a', { [REF]: 'docker.io/library/nginx:1.27' }), desc('b', { [REF]: '127.0.0.1:5000/x/y:1' })],
+      { scoped: true },
+      'bundle:/x',
+    );
     expect(r.named.map((e) => e.name)).toEqual([{ repository: 'docker.io/library/nginx', tag: '1.27' }]);
     expect(r.warnings.join('\n')).toMatch(/skipping 127\.0\.0\.1:5000\/x\/y:1/);
   });

@@ -5,7 +5,11 @@ import { mergeContent, ServeConflictError, type ReferrerDescriptor, type ServedC
 const d = (c: string): Digest => `sha256:${c.repeat(64)}`;
 
 /** An in-memory ServedContent: repo → tag → digest, plus referrers. */
-function fake(description: string, repos: Record<string, Record<string, Digest>>, referrers: Record<string, ReferrerDescriptor[]> = {}): ServedContent {
+function fake(
+  description: string,
+  repos: Record<string, Record<string, Digest>>,
+  referrers: Record<string, ReferrerDescriptor[]> = {},
+): ServedContent {
   return {
     description,
     warnings: [`${description}: a warning`],

@@ -74,7 +74,15 @@ describe('parseBasicAuth', () => {
     expect(parseBasicAuth(`basic ${b64('a:')}`)).toEqual({ user: 'a', password: '' });
   });
   it('ignores anything else', () => {
-    for (const h of [undefined, '', 'Bearer abc', `Basic ${b64('nocolon')}`, `Basic ${b64(':pw')}`, 'Basic !!!', `Basic ${b64('a:b')} extra`]) {
+    for (const h of [
+      undefined,
+      '',
+      'Bearer abc',
+      `Basic ${b64('nocolon')}`,
+      `Basic ${b64(':pw')}`,
+      'Basic !!!',
+      `Basic ${b64('a:b')} extra`,
+    ]) {
       expect(parseBasicAuth(h), String(h)).toBeUndefined();
     }
   });

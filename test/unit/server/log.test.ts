@@ -25,7 +25,9 @@ describe('access log', () => {
   });
 
   it('logs connections that never made a request as "-"', () => {
-    expect(formatCommonLog({ ...record, method: '', target: '', protocol: '', user: undefined, status: 400, bytes: 0 })).toMatch(/"-" 400 -/);
+    expect(formatCommonLog({ ...record, method: '', target: '', protocol: '', user: undefined, status: 400, bytes: 0 })).toMatch(
+      /"-" 400 -/,
+    );
   });
 
   it('escapes attacker-controlled fields: no forged lines, quotes or terminal escapes', () => {

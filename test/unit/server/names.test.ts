@@ -53,8 +53,10 @@ describe('servedName', () => {
 
 describe('isRepositoryName / isTag', () => {
   it('follows the distribution grammar', () => {
-    for (const ok of ['a', 'library/nginx', 'a.b_c__d---e/f', 'docker.io/library/nginx', '0/1/2']) expect(isRepositoryName(ok), ok).toBe(true);
-    for (const bad of ['', 'A', 'a/', '/a', 'a//b', 'a:1', '..', 'a/./b', 'a_', 'a%2fb', 'x'.repeat(256)]) expect(isRepositoryName(bad), bad).toBe(false);
+    for (const ok of ['a', 'library/nginx', 'a.b_c__d---e/f', 'docker.io/library/nginx', '0/1/2'])
+      expect(isRepositoryName(ok), ok).toBe(true);
+    for (const bad of ['', 'A', 'a/', '/a', 'a//b', 'a:1', '..', 'a/./b', 'a_', 'a%2fb', 'x'.repeat(256)])
+      expect(isRepositoryName(bad), bad).toBe(false);
     expect(isTag('v1.0_rc-1')).toBe(true);
     expect(isTag('.v1')).toBe(false);
     expect(isTag('a'.repeat(129))).toBe(false);

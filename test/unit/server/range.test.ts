@@ -32,7 +32,18 @@ describe('parseRange', () => {
   });
 
   it('ignores what it may ignore: multiple ranges, other units, bad syntax', () => {
-    for (const h of ['bytes=0-1,5-6', 'bytes=0-1, 900-', 'items=0-1', 'bytes=', 'bytes=-', 'bytes=a-b', 'bytes=5-1', 'bytes 0-1', '0-1', 'bytes=1-2-3']) {
+    for (const h of [
+      'bytes=0-1,5-6',
+      'bytes=0-1, 900-',
+      'items=0-1',
+      'bytes=',
+      'bytes=-',
+      'bytes=a-b',
+      'bytes=5-1',
+      'bytes 0-1',
+      '0-1',
+      'bytes=1-2-3',
+    ]) {
       expect(parseRange(h, size), h).toEqual({ kind: 'full' });
     }
   });

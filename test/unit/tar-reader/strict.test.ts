@@ -44,7 +44,14 @@ const END = Buffer.alloc(1024);
 
 describe('strict (bundle) tar reads', () => {
   it('reject a pax record other than path, linkpath, size, naming the key; lenient reads accept it', async () => {
-    const tar = Buffer.concat([paxHeader([['GNU.sparse.major', '1'], ['path', 'a']]), file('a', Buffer.from('x')), END]);
+    const tar = Buffer.concat([
+      paxHeader([
+        ['GNU.sparse.major', '1'],
+        ['path', 'a'],
+      ]),
+      file('a', Buffer.from('x')),
+      END,
+    ]);
     const strict = await readBoth(tar, { strict: true });
     expect([strict.file, strict.stream]).toEqual(['TAR_INVALID', 'TAR_INVALID']);
     for (const m of strict.messages) expect(m).toMatch(/"GNU\.sparse\.major"/);
@@ -72,11 +79,20 @@ describe('strict (bundle) tar reads', () => {
     pad[20000] = 1;
     expect(await readBoth(Buffer.concat([base, pad]), { strict: true })).toMatchObject({ file: 'TRAILING_DATA', stream: 'TRAILING_DATA' });
     // Record padding (GNU tar pads to 10 KiB) is fine.
-    expect(await readBoth(Buffer.concat([base, Buffer.alloc(10240 - base.length)]), { strict: true })).toMatchObject({ file: 'ok', stream: 'ok' });
+    expect(await readBoth(Buffer.concat([base, Buffer.alloc(10240 - base.length)]), { strict: true })).toMatchObject({
+      file: 'ok',
+      stream: 'ok',
+    });
     expect(await readBoth(base, { strict: true })).toMatchObject({ file: 'ok', stream: 'ok' });
     // The unrelated 'L' long name path still works in strict mode.
     const nm = Buffer.from('long/name\0');
-    const gnu = Buffer.concat([headerWithFlag('././@LongLink', 'L', nm.length), nm, Buffer.alloc(tarPadding(nm.length)), file('placeholder', Buffer.from('z')), END]);
+    const gnu = Buffer.concat([
+      headerWithFlag('././@LongLink', 'L', nm.length),
+      nm,
+      Buffer.alloc(tarPadding(nm.length)),
+      file('placeholder', Buffer.from('z')),
+      END,
+    ]);
     expect(await readBoth(gnu, { strict: true })).toMatchObject({ file: 'ok', stream: 'ok' });
   });
 });

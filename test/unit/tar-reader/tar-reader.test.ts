@@ -27,7 +27,10 @@ async function build(fn: (t: TarWriter) => Promise<unknown>): Promise<{ bytes: B
   return { bytes: await out, infos };
 }
 
-async function streamAll(bytes: Buffer | Readable, opts?: Parameters<typeof iterateTar>[1]): Promise<Array<{ entry: TarEntry; data: Buffer }>> {
+async function streamAll(
+  bytes: Buffer | Readable,
+  opts?: Parameters<typeof iterateTar>[1],
+): Promise<Array<{ entry: TarEntry; data: Buffer }>> {
   const src = Buffer.isBuffer(bytes) ? Readable.from(chunked(bytes, 777)) : bytes;
   const out: Array<{ entry: TarEntry; data: Buffer }> = [];
   for await (const { entry, body } of iterateTar(src, opts)) out.push({ entry, data: await collect(body) });
@@ -265,7 +268,11 @@ describe('hostile and damaged archives', () => {
 
     const { bytes } = await build(async (t) => [await t.addFile('n'.repeat(200), Buffer.from('x'))]);
     await expectTarError(streamAll(bytes, { maxPaxBytes: 100 }), /over the 100-byte limit/);
-    const { bytes: three } = await build(async (t) => [await t.addFile('a', Buffer.alloc(0)), await t.addFile('b', Buffer.alloc(0)), await t.addFile('c', Buffer.alloc(0))]);
+    const { bytes: three } = await build(async (t) => [
+      await t.addFile('a', Buffer.alloc(0)),
+      await t.addFile('b', Buffer.alloc(0)),
+      await t.addFile('c', Buffer.alloc(0)),
+    ]);
     await expectTarError(streamAll(three, { maxEntries: 2 }), /more than 2 members/);
   });
 
@@ -341,7 +348,11 @@ describe.skipIf(!hasTar)('GNU tar output', () => {
       const streamed = (await streamAll(createReadStream(out))).map((g) => g.entry);
       expect(streamed).toEqual(idx);
       // Cross-check the listing against GNU tar's own.
-      const listed = execFileSync('tar', ['-tf', out]).toString().trim().split('\n').map((n) => n.replace(/\/$/, '').replace(/^\.\//, '') || '.');
+      const listed = execFileSync('tar', ['-tf', out])
+        .toString()
+        .trim()
+        .split('\n')
+        .map((n) => n.replace(/\/$/, '').replace(/^\.\//, '') || '.');
       expect(idx.map((e) => e.name)).toEqual(listed);
     });
   }
@@ -354,7 +365,9 @@ describe.skipIf(!HAVE_FIXTURES)('oras-go tarfs fixtures', () => {
     expect(prefixed[0]).toMatchObject({ name: '.', rawName: './', type: 'directory' });
     // Link targets are reported verbatim ("./foobar" in the prefixed archive); normalised they agree.
     const strip = (es: TarEntry[]) =>
-      es.filter((e) => e.name !== '.').map((e) => ({ name: e.name, type: e.type, size: e.size, linkname: e.linkname && path.posix.normalize(e.linkname) }));
+      es
+        .filter((e) => e.name !== '.')
+        .map((e) => ({ name: e.name, type: e.type, size: e.size, linkname: e.linkname && path.posix.normalize(e.linkname) }));
     expect(strip(prefixed)).toEqual(strip(cleaned));
     expect(prefixed.filter((e) => e.rawName !== './').every((e) => e.rawName.startsWith('./'))).toBe(true);
   });

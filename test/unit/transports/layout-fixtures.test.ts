@@ -43,7 +43,12 @@ describe.skipIf(!HAVE_FIXTURES)('OCI layout fixtures (containers/image)', () => 
   it('delete_image_multiple_images: six refs copy, 1.0.0 fails on the config size flaw, blobs stored once', async () => {
     const refs = ['latest', '3.18.3', '3', '3.18', '3.17.5', '3.16.7', '1.0.0'];
     const r = await pullLayout(CI('delete_image_multiple_images'), refs);
-    expect(r.images.filter((i) => i.status === 'done').map((i) => i.name).sort()).toEqual(refs.filter((x) => x !== '1.0.0').sort());
+    expect(
+      r.images
+        .filter((i) => i.status === 'done')
+        .map((i) => i.name)
+        .sort(),
+    ).toEqual(refs.filter((x) => x !== '1.0.0').sort());
     expect(codes(r)).toEqual({ '1.0.0': 'SIZE_MISMATCH' });
     expect(r.failures[0]!.error).toMatch(/expected 585 bytes, got 584/);
     // Every stored blob is byte-identical to the source's file of the same name.
@@ -87,12 +92,18 @@ describe.skipIf(!HAVE_FIXTURES)('OCI layout fixtures (containers/image)', () => 
       expect((await layout.resolve(ref)).mediaType).toBe(mt);
     }
     const src = await LayoutSource.open(CI('name_lookups'), 'invalid-mime');
-    await expect(src.getRootManifest()).rejects.toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE', message: expect.stringContaining('x-completely-unknown') });
+    await expect(src.getRootManifest()).rejects.toMatchObject({
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      message: expect.stringContaining('x-completely-unknown'),
+    });
   });
 
   it('two_images_manifest: no ref is ambiguous; a platform picks one', async () => {
     const layout = await OciLayout.open(CI('two_images_manifest'));
-    await expect(layout.resolve(undefined)).rejects.toMatchObject({ code: 'LAYOUT_AMBIGUOUS', message: expect.stringContaining('more than one image') });
+    await expect(layout.resolve(undefined)).rejects.toMatchObject({
+      code: 'LAYOUT_AMBIGUOUS',
+      message: expect.stringContaining('more than one image'),
+    });
     const d = await layout.resolve(undefined, [parsePlatform('linux/ppc64le')]);
     expect(d.platform?.architecture).toBe('ppc64le');
   });
@@ -106,7 +117,12 @@ describe.skipIf(!HAVE_FIXTURES)('OCI layout fixtures (containers/image)', () => 
 describe.skipIf(!HAVE_FIXTURES)('OCI layout fixtures (go-containerregistry)', () => {
   it('test_index: refs 1, 3 (nested index) and 4 (Docker list) copy; ref 2 is not an image', async () => {
     const r = await pullLayout(GGCR('test_index'), ['1', '2', '3', '4']);
-    expect(r.images.filter((i) => i.status === 'done').map((i) => i.name).sort()).toEqual(['1', '3', '4']);
+    expect(
+      r.images
+        .filter((i) => i.status === 'done')
+        .map((i) => i.name)
+        .sort(),
+    ).toEqual(['1', '3', '4']);
     expect(codes(r)).toEqual({ '2': 'UNSUPPORTED_MEDIA_TYPE' });
   });
 
@@ -160,7 +176,9 @@ describe.skipIf(!HAVE_FIXTURES)('OCI layout fixtures (regclient, zarf)', () => {
     const store = await OciLayout.open(r.store);
     const entry = (await store.readIndex()).manifests[0]!;
     expect(entry.annotations?.['dev.ferry.original-index.digest']).toBe(orig.digest);
-    const rewritten = JSON.parse((await store.readBlobBytes(entry, 'test')).toString()) as { manifests: Array<{ platform?: { architecture: string } }> };
+    const rewritten = JSON.parse((await store.readBlobBytes(entry, 'test')).toString()) as {
+      manifests: Array<{ platform?: { architecture: string } }>;
+    };
     expect(rewritten.manifests.map((m) => m.platform?.architecture)).toEqual(['arm64']);
   });
 

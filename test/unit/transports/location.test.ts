@@ -6,7 +6,7 @@ describe('image locations (skopeo syntax)', () => {
     ['docker://nginx', 'docker://docker.io/library/nginx:latest'],
     ['nginx:1.27', 'docker://docker.io/library/nginx:1.27'],
     ['docker://ghcr.io/org/app:2', 'docker://ghcr.io/org/app:2'],
-    ['localhost:5000/x@sha256:' + 'a'.repeat(64), 'docker://localhost:5000/x@sha256:' + 'a'.repeat(64)],
+    [`localhost:5000/x@sha256:${'a'.repeat(64)}`, `docker://localhost:5000/x@sha256:${'a'.repeat(64)}`],
     ['oci:./store', 'oci:./store'],
     ['oci:/srv/store:v1', 'oci:/srv/store:v1'],
     ['oci:/srv/store:docker.io/library/nginx:1.27', 'oci:/srv/store:docker.io/library/nginx:1.27'],

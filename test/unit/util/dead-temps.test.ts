@@ -54,7 +54,12 @@ describe('temp files left by killed runs', () => {
       if (f.old) await utimes(path.join(dir, f.name), hourAgo, hourAgo);
     }
     expect(await removeDeadTemps(dir, (base) => base === 'out.ferry')).toBe(files.filter((f) => f.removed).length);
-    expect((await readdir(dir)).sort()).toEqual(files.filter((f) => !f.removed).map((f) => f.name).sort());
+    expect((await readdir(dir)).sort()).toEqual(
+      files
+        .filter((f) => !f.removed)
+        .map((f) => f.name)
+        .sort(),
+    );
   });
 
   it('removeDeadTemps removes only matching temps whose writer is gone', async () => {
@@ -71,16 +76,28 @@ describe('temp files left by killed runs', () => {
     expect((await readdir(dir)).sort()).toEqual(names.slice(1).sort());
   });
 
-  it('ferry bundle clears its own killed predecessor\'s temp files before writing', async () => {
+  it("ferry bundle clears its own killed predecessor's temp files before writing", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'ferry-temps-'));
     const store = await OciLayout.open(path.join(dir, 'store'), { create: true });
     const config = Buffer.from('{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}');
     const manifest = Buffer.from(
-      JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length }, layers: [] }),
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+        layers: [],
+      }),
     );
     await store.putBytes(config);
     const digest = await store.putBytes(manifest);
-    await store.putIndexEntries([{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'example.com/a:1' } }]);
+    await store.putIndexEntries([
+      {
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        digest,
+        size: manifest.length,
+        annotations: { 'org.opencontainers.image.ref.name': 'example.com/a:1' },
+      },
+    ]);
     const dead = deadPid();
     const leftovers = [
       `.out.ferry.${dead}.0badf00d.tmp`,
