@@ -23,7 +23,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { FerryError } from './errors.js';
+import { FerryError, wrap } from './errors.js';
 
 export interface TarEntry {
   /** path.posix.normalize'd, no leading './', no trailing '/'. May be absolute or start with '..' (hostile input). */
@@ -514,8 +514,7 @@ export async function indexTarFile(file: string, opts: TarReadOptions = {}): Pro
     for await (const e of parseEntries(new FileSource(fh, st.size), opts)) out.push(e);
     return out;
   } catch (err) {
-    if (err instanceof TarFormatError && !err.message.startsWith(file)) err.message = `${file}: ${err.message}`;
-    throw err;
+    throw err instanceof TarFormatError ? wrap(err, file) : err;
   } finally {
     await fh.close();
   }
