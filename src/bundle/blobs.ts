@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../oci/digest.js';
 import type { OciArchive } from '../transports/oci-archive/source.js';
-import { openTarEntry, type TarEntry } from '../util/tar-reader.js';
+import { openTarEntry, type TarEntry } from '../tar/reader.js';
 import { LIMITS, MEMBER, ZSTD_BLOB_RE, parseBundleManifest } from './format.js';
 import { ZstdError, spawnZstd } from './reader.js';
 

@@ -17,7 +17,7 @@ import { parseManifest, requiredBlobs, type ManifestDocument } from '../oci/mani
 import { isManifestType } from '../oci/mediatypes.js';
 import { REF_NAME } from '../transports/oci/layout.js';
 import { FerryError, errorMessage } from '../util/errors.js';
-import { indexTarFile, iterateTar, openTarEntry, type TarEntry } from '../util/tar-reader.js';
+import { indexTarFile, iterateTar, openTarEntry, type TarEntry } from '../tar/reader.js';
 import { parseBundleManifest, LIMITS, MEMBER, RAW_BLOB_RE, ZSTD_BLOB_RE, type BundleManifest, type BundleMember } from './format.js';
 import { HashPool } from './hash-worker.js';
 import { loadPublicKey, verifyManifestSignature, type LoadedKey } from './sign.js';

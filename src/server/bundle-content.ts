@@ -28,7 +28,7 @@ import { zstdAvailable } from '../bundle/reader.js';
 import type { Digest } from '../oci/digest.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
 import { FerryError, NotFoundError } from '../util/errors.js';
-import { openTarEntry, type TarEntry } from '../util/tar-reader.js';
+import { openTarEntry, type TarEntry } from '../tar/reader.js';
 import { BlobGoneError, type ByteRange, type ServedContent } from './content.js';
 import { buildServedContent, checkRepositoryOption, type ServedNamingOptions } from './served-graph.js';
 

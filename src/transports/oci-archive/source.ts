@@ -13,7 +13,7 @@ import { isManifestType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { FerryError, LayoutError, NotFoundError, UnsupportedMediaTypeError } from '../../util/errors.js';
 import { failingStream } from '../../util/streams.js';
-import type { TarEntry } from '../../util/tar-reader.js';
+import type { TarEntry } from '../../tar/reader.js';
 import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
 import { TarArchive, type ArchiveOpenOptions } from './archive.js';
