@@ -1,8 +1,8 @@
 /**
  * Where a bundle's (or any OCI archive's) blobs are, and how to read them: raw members
  * (`blobs/sha256/<hex>`) straight from their offsets, zstd members
- * (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored on the fly through `zstd -d`. Shared by
- * `ferry serve` (bundle-content.ts) and `ferry load` (source.ts).
+ * (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored on the fly through `zstd -d`. Used by
+ * BundleStore (store.ts), which `ferry serve` and `ferry load` both read bundles through.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';

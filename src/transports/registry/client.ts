@@ -138,7 +138,7 @@ export class RegistryClient {
    * The base URL, found by pinging /v2/ over HTTPS first and falling back to plain HTTP only
    * where allowed (--insecure hosts) and only when HTTPS could not be spoken at all, as Docker
    * does: so credentials never travel in clear text to a registry that has TLS. (Loopback
-   * registries are pinged over plain HTTP first; see pingOnce.) A ping broken by the network
+   * registries are pinged over plain HTTP first; see ping.ts.) A ping broken by the network
    * (reset, timeout) is retried under the retry policy.
    */
   baseUrl(signal?: AbortSignal): Promise<string> {
