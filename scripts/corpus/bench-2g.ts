@@ -23,7 +23,7 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { TarWriter } from '../../src/util/tar.js';
+import { TarWriter } from '../../src/tar/writer.js';
 
 const STAMP = 'ferry-bench-input.json';
 const CHUNK = 1024 * 1024;

@@ -1,15 +1,15 @@
 /**
  * Where a bundle's (or any OCI archive's) blobs are, and how to read them: raw members
  * (`blobs/sha256/<hex>`) straight from their offsets, zstd members
- * (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored on the fly through `zstd -d`. Shared by
- * `ferry serve` (bundle-content.ts) and `ferry load` (source.ts).
+ * (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored on the fly through `zstd -d`. Used by
+ * BundleStore (store.ts), which `ferry serve` and `ferry load` both read bundles through.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../oci/digest.js';
 import type { OciArchive } from '../transports/oci-archive/source.js';
-import { openTarEntry, type TarEntry } from '../util/tar-reader.js';
+import { openTarEntry, type TarEntry } from '../tar/reader.js';
 import { LIMITS, MEMBER, ZSTD_BLOB_RE, parseBundleManifest } from './format.js';
 import { ZstdError, spawnZstd } from './reader.js';
 

@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { FerryError, IntegrityError } from '../util/errors.js';
-import { iterateTar } from '../util/tar-reader.js';
+import { iterateTar } from '../tar/reader.js';
 import { LIMITS, MEMBER, parseBundleManifest, type BundleManifest } from './format.js';
 
 let available: boolean | undefined;

@@ -1,6 +1,7 @@
 /**
- * A ferry bundle as the source of `ferry load`: one ImageSource per image the bundle carries,
- * reading blobs in place from their tar offsets (zstd members restored on the fly).
+ * A ferry bundle as the source of `ferry load`: one ImageSource per image the bundle carries
+ * (the store reader over one BundleStore), reading blobs in place from their tar offsets (zstd
+ * members restored on the fly).
  *
  * Opening checks the whole bundle except blob content (verify.ts with deferBlobContent: tar
  * safety, ferry-bundle.json, the signature when a key is given, index.json, SHA256SUMS, every
@@ -17,20 +18,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Digest } from '../oci/digest.js';
-import type { Descriptor } from '../oci/manifest.js';
 import { parseReference } from '../ref/reference.js';
-import { MissingBlobError } from '../transports/oci/layout.js';
+import { StoreSource } from '../store/source.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
-import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../transports/types.js';
-import { FerryError, IntegrityError } from '../util/errors.js';
+import type { ImageSource } from '../transports/types.js';
 import { onExitCleanup } from '../util/cleanup.js';
-import { failingStream } from '../util/streams.js';
+import { FerryError, IntegrityError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
-import { blobMembers, openRestored, readZstdMembers, type BlobMember } from './blobs.js';
+import { blobMembers, readZstdMembers } from './blobs.js';
 import type { BundleManifest } from './format.js';
-import { LIMITS } from './format.js';
 import { zstdAvailable } from './reader.js';
+import { BundleStore } from './store.js';
 import { verifyBundle, type Problem, type VerifyResult } from './verify.js';
 
 export class BundleInvalidError extends IntegrityError {
@@ -105,15 +103,17 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}, lab
   const archive = await OciArchive.open(abs);
   try {
     const blobs = blobMembers(archive.archive.entries, await readZstdMembers(archive, `bundle:${abs}`));
+    const store = new BundleStore(archive, blobs, { label: `bundle:${abs}` });
+    // One store for every image: the bundle is opened (and indexed) once.
     const images = manifest.images.map((img) => ({
       name: imageName(img.ref),
-      source: new BundleImageSource(archive, blobs, `bundle:${abs}:${img.ref}`, {
-        digest: img.digest as Digest,
-        mediaType: img.mediaType,
-        size: img.size,
-      }),
+      source: new StoreSource(
+        store,
+        { descriptor: { digest: img.digest, mediaType: img.mediaType, size: img.size } },
+        `bundle:${abs}:${img.ref}`,
+      ),
     }));
-    return { file: abs, manifest, signature: checked.signature, images, close: () => archive.close() };
+    return { file: abs, manifest, signature: checked.signature, images, close: () => store.close() };
   } catch (err) {
     await archive.close();
     throw err;
@@ -147,53 +147,4 @@ async function spool(input: Readable, opts: OpenBundleOptions, label: string): P
     forget();
     throw err;
   }
-}
-
-class BundleImageSource implements ImageSource {
-  constructor(
-    private readonly archive: OciArchive,
-    private readonly blobs: Map<Digest, BlobMember>,
-    readonly description: string,
-    private readonly root: Descriptor & { digest: Digest },
-  ) {}
-
-  async getRootManifest(): Promise<ManifestBytes> {
-    const bytes = await this.archive.readBlobBytes(this.root, `reading ${this.description}`, LIMITS.maxManifestBytes);
-    return { bytes, mediaType: this.root.mediaType, digest: this.root.digest };
-  }
-
-  async getManifest(digest: Digest, mediaType: string | undefined): Promise<ManifestBytes> {
-    const bytes = await this.archive.readBlobBytes(
-      { digest },
-      `reading manifest ${digest} from ${this.description}`,
-      LIMITS.maxManifestBytes,
-    );
-    return { bytes, mediaType, digest };
-  }
-
-  openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
-    const start = opts.start ?? 0;
-    try {
-      const m = this.blobs.get(desc.digest as Digest);
-      if (!m) throw new MissingBlobError(desc.digest, opts.what);
-      if (m.storage === 'raw') {
-        return this.archive.archive.open(m.entry, start > 0 ? { start: Math.min(start, m.entry.size), end: m.entry.size } : undefined);
-      }
-      if (!zstdAvailable()) {
-        throw new FerryError(
-          'ZSTD_UNAVAILABLE',
-          `${opts.what}: the blob is stored zstd-compressed in the bundle and no zstd command is on PATH`,
-          {
-            hint: 'install zstd (Debian: apt-get install zstd)',
-          },
-        );
-      }
-      return openRestored(this.archive, m.entry, m.uncompressedSize, start > 0 ? { start, end: m.uncompressedSize } : undefined);
-    } catch (err) {
-      // Failures surface on the stream when it is read, like any read failure.
-      return failingStream(err as Error);
-    }
-  }
-
-  async close(): Promise<void> {}
 }

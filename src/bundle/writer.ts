@@ -18,7 +18,7 @@ import { formatPlatform } from '../oci/platform.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
 import { FerryError, NotFoundError, SizeMismatchError, UsageError, wrap } from '../util/errors.js';
 import { FileSink, fileSize, fsyncDir, removeDeadTemps, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
-import { TarWriter } from '../util/tar.js';
+import { TarWriter } from '../tar/writer.js';
 import {
   BUNDLE_FORMAT_VERSION,
   BUNDLE_MANIFEST_MEDIA_TYPE,

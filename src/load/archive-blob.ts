@@ -10,7 +10,7 @@ import { DigestVerifier } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { ImageSource } from '../transports/types.js';
 import { errorMessage } from '../util/errors.js';
-import type { TarWriter } from '../util/tar.js';
+import type { TarWriter } from '../tar/writer.js';
 
 /**
  * Add `desc` from `source` as the tar member `name`, emitting blob events. Rejects with the

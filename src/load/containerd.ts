@@ -42,7 +42,7 @@ import {
   errorMessage,
   type FerryErrorOptions,
 } from '../util/errors.js';
-import { TarWriter } from '../util/tar.js';
+import { TarWriter } from '../tar/writer.js';
 import {
   OCI_LAYOUT_FILE,
   blobEntryName,

@@ -29,7 +29,7 @@ import { formatPlatform, normalizePlatform, platformMatches, type PlatformSpec }
 import { parseReference } from '../ref/reference.js';
 import type { ImageSource } from '../transports/types.js';
 import { AbortedError, FerryError, IntegrityError, NotFoundError, NotLoadedError, SizeMismatchError } from '../util/errors.js';
-import { TarWriter } from '../util/tar.js';
+import { TarWriter } from '../tar/writer.js';
 import { addVerifiedBlob } from './archive-blob.js';
 import { DockerClient, ZSTD_MIN_API_VERSION, resolveDockerEndpoint, type DockerEndpoint } from './docker-api.js';
 import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';

@@ -7,7 +7,7 @@
  * only the manifests and blobs reachable from its own images plus the untagged artifacts that
  * refer to them.
  *
- * Blobs are served from their byte offsets in the tar: raw members (`blobs/sha256/<hex>`)
+ * Blobs are served from their byte offsets in the tar (BundleStore): raw members (`blobs/sha256/<hex>`)
  * directly, with ranges; zstd members (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored
  * on the fly through `zstd -d`, a range by skipping and limiting the restored stream (zstd is
  * stopped once the range is complete), never holding more than a chunk in memory.
@@ -20,17 +20,16 @@
  */
 import type { Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import path from 'node:path';
-import { LIMITS, MEMBER } from '../bundle/format.js';
-import { blobMembers, openRestored, readZstdMembers } from '../bundle/blobs.js';
+import { blobMembers, readZstdMembers } from '../bundle/blobs.js';
+import { MEMBER } from '../bundle/format.js';
 import { zstdAvailable } from '../bundle/reader.js';
-import type { Digest } from '../oci/digest.js';
+import { BundleStore } from '../bundle/store.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
 import { FerryError, NotFoundError } from '../util/errors.js';
-import { openTarEntry, type TarEntry } from '../util/tar-reader.js';
-import { BlobGoneError, type ByteRange, type ServedContent } from './content.js';
-import { buildServedContent, checkRepositoryOption, type ServedNamingOptions } from './served-graph.js';
+import type { ServedContent } from './content.js';
+import { checkRepositoryOption, type ServedNamingOptions } from './served-graph.js';
+import { storeContent } from './store-content.js';
 
 export type BundleContentOptions = ServedNamingOptions;
 
@@ -83,63 +82,18 @@ function sameFile(a: Stats, b: Stats): boolean {
 
 async function build(archive: OciArchive, handle: FileHandle, file: string, opts: BundleContentOptions): Promise<ServedContent> {
   const isBundle = archive.archive.has(MEMBER.manifest);
-  const description = `${isBundle ? 'bundle' : 'oci-archive'}:${file}`;
+  const label = `${isBundle ? 'bundle' : 'oci-archive'}:${file}`;
   const warnings: string[] = [];
-  const zstdMembers = await readZstdMembers(archive, description);
-  const blobs = blobMembers(archive.archive.entries, zstdMembers);
+  const zstdMembers = await readZstdMembers(archive, label);
   const canRestore = zstdMembers.size === 0 || zstdAvailable();
   if (!canRestore) {
-    warnings.push(
-      `${description}: ${zstdMembers.size} blob(s) are stored zstd-compressed and no zstd tool is on PATH: they are not served`,
-    );
+    warnings.push(`${label}: ${zstdMembers.size} blob(s) are stored zstd-compressed and no zstd tool is on PATH: they are not served`);
   }
-  return buildServedContent(
-    {
-      description,
-      // How the user names it again with a repository: serve takes bundle:FILE:REPO for both.
-      where: `bundle:${file}`,
-      manifests: archive.listImages(),
-      // Manifests are raw members: ferry never compresses them.
-      readManifest: (desc, what) => archive.readBlobBytes(desc, what, LIMITS.maxManifestBytes),
-      openBlob: async (digest, size) => {
-        const m = blobs.get(digest);
-        if (!m) return undefined;
-        if (m.storage === 'raw') {
-          // A member that is not the size its descriptors declare is not served.
-          if (m.entry.size !== size) return undefined;
-          return {
-            digest,
-            size,
-            open: async (range) => openRaw(file, handle, m.entry, digest, range),
-            file: { handle, offset: m.entry.dataOffset },
-          };
-        }
-        if (!canRestore || m.uncompressedSize !== size) return undefined;
-        return {
-          digest,
-          size,
-          restore: true,
-          open: async (range) => {
-            if (!zstdAvailable()) throw new BlobGoneError(digest, { cause: new Error('zstd is not on PATH') });
-            return openRestored(archive, m.entry, size, range ? { start: range.start, end: range.end + 1 } : undefined, handle);
-          },
-        };
-      },
-      close: async () => {
-        await archive.close();
-        await handle.close();
-      },
-    },
-    opts,
+  const store = new BundleStore(archive, blobMembers(archive.archive.entries, zstdMembers), { handle, label, canRestore });
+  return storeContent(store, opts, {
+    // How the user names it again with a repository: serve takes bundle:FILE:REPO for both.
+    where: `bundle:${file}`,
     warnings,
-  );
-}
-
-function openRaw(file: string, handle: FileHandle, entry: TarEntry, digest: Digest, range: ByteRange | undefined): Readable {
-  try {
-    // ByteRange is inclusive; openTarEntry's end is exclusive.
-    return openTarEntry(file, entry, range ? { start: range.start, end: range.end + 1 } : undefined, handle);
-  } catch (err) {
-    throw new BlobGoneError(digest, { cause: err });
-  }
+    onClose: () => handle.close(),
+  });
 }

@@ -1,21 +1,18 @@
 /**
  * What `ferry serve` serves, independent of where it is stored: repositories, their tags, and
  * the manifests and blobs reachable from each repository's images. The HTTP side only ever
- * talks to this interface; OCI layouts implement it (layout-content.ts), bundles will too.
+ * talks to this interface; layouts, OCI archives and bundles implement it through their
+ * BlobStores (store-content.ts).
  *
  * Everything a repository can hand out is decided when the content is opened: a repository
  * serves only manifests and blobs reachable from its own images, never arbitrary store content.
  */
-import type { FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
+import type { StoredBlob } from '../store/blob-store.js';
 import { FerryError } from '../util/errors.js';
 
-/** Inclusive byte range, as in `Range: bytes=start-end`. */
-export interface ByteRange {
-  start: number;
-  end: number;
-}
+// The store layer defines blobs as stored; the server serves them as they are.
+export { BlobGoneError, type ByteRange, isMissing, notAFile } from '../store/blob-store.js';
 
 /** The descriptor a tag points at. */
 export interface TagTarget {
@@ -32,29 +29,8 @@ export interface ServedManifest {
   bytes: Buffer;
 }
 
-export interface ServedBlob {
-  digest: Digest;
-  size: number;
-  /**
-   * Open the blob, or a byte range of it, for streaming. Resolves once the content is open, so
-   * a blob that vanished since start-up is reported before any response is committed
-   * (rejects with BlobGoneError).
-   */
-  open(range?: ByteRange): Promise<Readable>;
-  /**
-   * Set when the blob's bytes are `[offset, offset + size)` of a regular file as they are: the
-   * server then sends them itself, through reused buffers instead of a fresh one per chunk.
-   * Either a path the server opens per request (a layout's blob file; opened with O_NOFOLLOW,
-   * a symlink is not served), or a descriptor the content keeps open for its whole life (a
-   * bundle, opened once at start-up: a file replaced on disk since is not read).
-   */
-  file?: { path: string; offset: number; handle?: undefined } | { handle: FileHandle; offset: number; path?: undefined };
-  /**
-   * Set when `open` restores the blob through `zstd -d` (a zstd bundle member): costly (a
-   * process, and a range costs everything before it too), so the server caps how many run at once.
-   */
-  restore?: boolean;
-}
+/** A blob as served: where it is in its store, its size, and how to open it. */
+export type ServedBlob = StoredBlob;
 
 /** A descriptor in a referrers response (image-spec descriptor plus artifactType and annotations). */
 export interface ReferrerDescriptor {
@@ -82,30 +58,6 @@ export interface ServedContent {
   /** Manifests in the repository whose `subject` is `subject`. */
   referrers(repository: string, subject: Digest): ReferrerDescriptor[];
   close(): Promise<void>;
-}
-
-/** A blob known at start-up could not be opened when it was asked for. */
-export class BlobGoneError extends FerryError {
-  constructor(
-    readonly digest: string,
-    options?: { cause?: unknown },
-  ) {
-    super('BLOB_MISSING', `blob ${digest} is no longer readable`, options);
-  }
-}
-
-/** ENOENT, ENOTDIR (a path component is gone), ELOOP (a symlink where O_NOFOLLOW refuses one). */
-export function isMissing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP';
-}
-
-/** A blob path that holds something other than a regular file: an EISDIR-like error. */
-export function notAFile(file: string, isDirectory: boolean): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${file} is ${isDirectory ? 'a directory' : 'not a regular file'}, not a blob file`), {
-    code: isDirectory ? 'EISDIR' : 'EINVAL',
-    path: file,
-  });
 }
 
 /** Two sources serve one repository:tag with different content. */

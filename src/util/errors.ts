@@ -183,12 +183,30 @@ export class AbortedError extends FerryError {
   }
 }
 
-/** Prefix an error's message with context, keeping its class and code. */
+/**
+ * The error with context before its message, as a NEW error (Go's `%w`): `err` itself is never
+ * changed, because one error object is often shared (one failed blob is the failure of every image
+ * that needs it, and each image wraps it with its own name). The new error has err's prototype and
+ * own fields, so `instanceof`, `code`, `exitCode`, `hint`, `retryable` and class-specific fields
+ * (a RegistryError's status, a system error's errno) read as before; its `cause` is err. A message
+ * that already starts with the context is returned as it is, so wrapping twice does not repeat it.
+ * A thrown non-Error value has no message to prefix and is returned unchanged.
+ */
 export function wrap<E>(err: E, context: string): E {
-  if (err instanceof Error) {
-    if (!err.message.startsWith(context)) err.message = `${context}: ${err.message}`;
+  if (!(err instanceof Error) || err.message.startsWith(context)) return err;
+  const copy = Object.create(Object.getPrototypeOf(err) as object) as Error;
+  Object.defineProperties(copy, Object.getOwnPropertyDescriptors(err));
+  const message = `${context}: ${err.message}`;
+  const field = { writable: true, configurable: true, enumerable: false };
+  Object.defineProperty(copy, 'message', { ...field, value: message });
+  Object.defineProperty(copy, 'cause', { ...field, value: err });
+  // The stack's first line repeats the message; keep the original frames (where it was thrown).
+  if (typeof err.stack === 'string') {
+    const head = `${err.name}: ${err.message}`;
+    const stack = err.stack.startsWith(head) ? `${err.name}: ${message}${err.stack.slice(head.length)}` : err.stack;
+    Object.defineProperty(copy, 'stack', { ...field, value: stack });
   }
-  return err;
+  return copy as E;
 }
 
 export function errorMessage(err: unknown): string {

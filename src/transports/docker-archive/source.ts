@@ -33,7 +33,7 @@ import type { Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { parseReference } from '../../ref/reference.js';
 import { errorMessage, type FerryError, IntegrityError, NotFoundError, UsageError } from '../../util/errors.js';
-import type { TarEntry } from '../../util/tar-reader.js';
+import type { TarEntry } from '../../tar/reader.js';
 import { ArchiveError, sniffCompression, TarArchive, type ArchiveOpenOptions } from '../oci-archive/archive.js';
 import { dropPrefix, type BlobOpenOptions, type ImageSource, type ManifestBytes } from '../types.js';
 

@@ -18,7 +18,8 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { FerryError, NotFoundError } from '../../util/errors.js';
-import { indexTarFile, normalizeTarName, openTarEntry, type TarEntry } from '../../util/tar-reader.js';
+import { indexTarFile, openTarEntry, type TarEntry } from '../../tar/reader.js';
+import { normalizeTarName } from '../../tar/format.js';
 
 export class ArchiveError extends FerryError {}
 

@@ -2,21 +2,20 @@
  * `oci-archive:FILE[:REF]`: a tar of an OCI image layout (what `skopeo copy … oci-archive:`,
  * `ctr images export`, Docker 25+ `docker save` and ferry's own raw bundles write), read in
  * place: the tar is indexed once (headers only) and blobs are streamed from their offsets.
- * References resolve exactly as for `oci:` directories (OciLayout.resolve): a ref.name, a
+ * References resolve exactly as for `oci:` directories (resolveIndexEntry): a ref.name, a
  * digest, or the only image. A blob the archive lacks (sparse exports) is a MissingBlobError
  * (BLOB_MISSING), like a missing file in a layout directory.
  */
-import type { Readable } from 'node:stream';
-import { hex, isDigest, verifyBytes, type Digest } from '../../oci/digest.js';
+import { hex, isDigest, verifyBytes } from '../../oci/digest.js';
 import { MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
-import { isManifestType } from '../../oci/mediatypes.js';
-import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
-import { FerryError, LayoutError, NotFoundError, UnsupportedMediaTypeError } from '../../util/errors.js';
-import { failingStream } from '../../util/streams.js';
-import type { TarEntry } from '../../util/tar-reader.js';
-import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
-import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
-import { TarArchive, type ArchiveOpenOptions } from './archive.js';
+import type { PlatformSpec } from '../../oci/platform.js';
+import { resolveIndexEntry } from '../../store/blob-store.js';
+import { StoreSource } from '../../store/source.js';
+import type { TarEntry } from '../../tar/reader.js';
+import { FerryError, LayoutError } from '../../util/errors.js';
+import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError } from '../oci/layout.js';
+import { type ArchiveOpenOptions, TarArchive } from './archive.js';
+import { ArchiveStore } from './store.js';
 
 /** An OCI layout inside a tar file. */
 export class OciArchive {
@@ -67,30 +66,12 @@ export class OciArchive {
     return [...this.manifests];
   }
 
-  /** Same rules as OciLayout.resolve. */
-  resolve(ref: string | undefined, platforms: PlatformSpec[] = []): Descriptor {
-    const all = this.manifests;
-    if (ref === undefined || ref === '') {
-      if (all.length === 1) return all[0]!;
-      if (all.length === 0) {
-        throw new NotFoundError(`${this.label} holds no images`, {
-          ...(this.archive.has('manifest.json') ? { hint: `its manifest.json lists images: try docker-archive:${this.archive.file}` } : {}),
-        });
-      }
-      const byPlatform = all.filter((d) => platforms.some((p) => platformMatches(p, d.platform)));
-      if (platforms.length > 0 && byPlatform.length === 1) return byPlatform[0]!;
-      throw new LayoutError('LAYOUT_AMBIGUOUS', `${this.label} holds more than one image (${all.length}); name one: ${this.label}:REF`);
-    }
-    if (isDigest(ref)) {
-      const hit = all.find((d) => d.digest === ref);
-      if (hit) return hit;
-      throw new NotFoundError(`no image with digest ${ref} in ${this.label}`);
-    }
-    const hit = all.find((d) => d.annotations?.[REF_NAME] === ref);
-    if (hit) return hit;
-    const names = all.map((d) => d.annotations?.[REF_NAME]).filter((n): n is string => !!n);
-    throw new NotFoundError(`no image named ${JSON.stringify(ref)} in ${this.label}`, {
-      hint: names.length ? `it has: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}` : 'it has no named images',
+  /** Same rules as an OCI layout (resolveIndexEntry). */
+  resolve(ref: string | undefined, platforms: readonly PlatformSpec[] = []): Descriptor {
+    return resolveIndexEntry(this.manifests, ref, platforms, {
+      store: this.label,
+      location: this.label,
+      emptyHint: this.archive.has('manifest.json') ? `its manifest.json lists images: try docker-archive:${this.archive.file}` : undefined,
     });
   }
 
@@ -123,15 +104,14 @@ function parseJson(bytes: Buffer, what: string): unknown {
   }
 }
 
-export class OciArchiveSource implements ImageSource {
-  readonly description: string;
-
+/** `oci-archive:FILE[:REF]`: the store reader over an ArchiveStore. Closing it closes the archive. */
+export class OciArchiveSource extends StoreSource {
   constructor(
     readonly archive: OciArchive,
-    private readonly ref: string | undefined,
-    private readonly platforms: PlatformSpec[] = [],
+    ref: string | undefined,
+    platforms: PlatformSpec[] = [],
   ) {
-    this.description = `${archive.label}${ref ? `:${ref}` : ''}`;
+    super(new ArchiveStore(archive), { ref, platforms }, `${archive.label}${ref ? `:${ref}` : ''}`);
   }
 
   static async open(
@@ -143,37 +123,7 @@ export class OciArchiveSource implements ImageSource {
     return new OciArchiveSource(await OciArchive.open(file, opts), ref, platforms);
   }
 
-  /** The index.json entry the reference resolves to (its annotations carry names). */
-  async rootDescriptor(): Promise<Descriptor> {
-    return this.archive.resolve(this.ref, this.platforms);
-  }
-
-  async getRootManifest(): Promise<ManifestBytes> {
-    const desc = await this.rootDescriptor();
-    if (!isManifestType(desc.mediaType)) {
-      throw new UnsupportedMediaTypeError(desc.mediaType, `${this.description}: the entry is not an image manifest or index`);
-    }
-    const bytes = await this.archive.readBlobBytes(desc, `reading ${this.description}`);
-    return { bytes, mediaType: desc.mediaType, digest: desc.digest as Digest };
-  }
-
-  async getManifest(digest: Digest, mediaType: string | undefined): Promise<ManifestBytes> {
-    const bytes = await this.archive.readBlobBytes({ digest }, `reading manifest ${digest} from ${this.description}`);
-    return { bytes, mediaType, digest };
-  }
-
-  openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable {
-    // A missing blob surfaces as a stream error, like any other read failure.
-    try {
-      const entry = this.archive.blobEntry(desc.digest, opts.what);
-      const start = Math.min(opts.start ?? 0, entry.size);
-      return this.archive.archive.open(entry, start > 0 ? { start, end: entry.size } : undefined);
-    } catch (err) {
-      return failingStream(err as Error);
-    }
-  }
-
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     await this.archive.close();
   }
 }

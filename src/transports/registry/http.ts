@@ -141,3 +141,23 @@ export class HttpPool {
     this.httpsAgent.destroy();
   }
 }
+
+/** Read a body as text, refusing more than `cap` bytes (error bodies, token replies). */
+export async function readCapped(body: NodeJS.ReadableStream & { destroy(): void }, cap: number): Promise<string> {
+  return (await readCappedBytes(body, cap, 'reading response')).toString('utf8');
+}
+
+export async function readCappedBytes(body: NodeJS.ReadableStream & { destroy(): void }, cap: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    const b = chunk as Buffer;
+    total += b.length;
+    if (total > cap) {
+      body.destroy();
+      throw new FerryError('RESPONSE_TOO_LARGE', `${what}: response body over ${cap} bytes`);
+    }
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks);
+}

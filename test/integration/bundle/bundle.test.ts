@@ -19,8 +19,8 @@ import { writeBundle } from '../../../src/bundle/writer.js';
 import { verifyBundle, verifyBundleStream, type VerifyResult } from '../../../src/bundle/verify.js';
 import { inspect } from '../../../src/bundle/inspect.js';
 import { runVerify } from '../../../src/cli/verify.js';
-import { headerFor, tarPadding, TAR_TRAILER_SIZE } from '../../../src/util/tar.js';
-import { indexTarFile, openTarEntry } from '../../../src/util/tar-reader.js';
+import { headerFor, tarPadding, TAR_TRAILER_SIZE } from '../../../src/tar/format.js';
+import { indexTarFile, openTarEntry } from '../../../src/tar/reader.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { readMembers } from './craft.js';
 

@@ -15,7 +15,7 @@ import { reportError } from '../../../src/cli/errors.js';
 import { inspectCommand } from '../../../src/cli/inspect.js';
 import { verifyCommand } from '../../../src/cli/verify.js';
 import { UsageError } from '../../../src/util/errors.js';
-import { indexTarFile } from '../../../src/util/tar-reader.js';
+import { indexTarFile } from '../../../src/tar/reader.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 
 let corpus: CorpusManifest;

@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash, createPrivateKey, randomBytes, sign } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { headerFor, tarPadding, TAR_TRAILER_SIZE } from '../../../src/util/tar.js';
-import { indexTarFile, openTarEntry } from '../../../src/util/tar-reader.js';
+import { headerFor, tarPadding, TAR_TRAILER_SIZE } from '../../../src/tar/format.js';
+import { indexTarFile, openTarEntry } from '../../../src/tar/reader.js';
 import { MEMBER, type BundleManifest, type BundleMember } from '../../../src/bundle/format.js';
 
 export const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

@@ -16,7 +16,7 @@ import { bundleContent } from '../../../src/server/bundle-content.js';
 import type { ServedContent } from '../../../src/server/content.js';
 import { startServer, type RunningServer } from '../../../src/server/server.js';
 import type { OciLayout } from '../../../src/transports/oci/layout.js';
-import { indexTarFile, openTarEntry } from '../../../src/util/tar-reader.js';
+import { indexTarFile, openTarEntry } from '../../../src/tar/reader.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { runSkopeo } from '../../harness/tools.js';
 

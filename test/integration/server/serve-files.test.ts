@@ -18,7 +18,7 @@ import type { ServedBlob, ServedContent } from '../../../src/server/content.js';
 import { layoutContent } from '../../../src/server/layout-content.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../../src/server/server.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
-import { indexTarFile } from '../../../src/util/tar-reader.js';
+import { indexTarFile } from '../../../src/tar/reader.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { requireTool } from '../../harness/tools.js';
 

@@ -8,7 +8,8 @@ import { pull } from '../../../src/copy/pull.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import type { Descriptor } from '../../../src/oci/manifest.js';
 import { DockerArchive, DockerArchiveSource } from '../../../src/transports/docker-archive/source.js';
-import { headerFor, TarWriter } from '../../../src/util/tar.js';
+import { headerFor } from '../../../src/tar/format.js';
+import { TarWriter } from '../../../src/tar/writer.js';
 import { fixture, HAVE_FIXTURES } from '../../helpers/fixtures.js';
 import { collect, rejection } from '../../helpers/streams.js';
 

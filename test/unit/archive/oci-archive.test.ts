@@ -9,7 +9,8 @@ import { parsePlatform } from '../../../src/oci/platform.js';
 import { LayoutSource } from '../../../src/transports/oci/source.js';
 import { OciArchive, OciArchiveSource } from '../../../src/transports/oci-archive/source.js';
 import { sniffCompression } from '../../../src/transports/oci-archive/archive.js';
-import { headerFor, TarWriter } from '../../../src/util/tar.js';
+import { headerFor } from '../../../src/tar/format.js';
+import { TarWriter } from '../../../src/tar/writer.js';
 import { fixture, HAVE_FIXTURES } from '../../helpers/fixtures.js';
 import { collect, rejection } from '../../helpers/streams.js';
 

@@ -25,7 +25,7 @@ import type { Descriptor } from '../../../src/oci/manifest.js';
 import { MediaType } from '../../../src/oci/mediatypes.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
 import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../../../src/transports/types.js';
-import { iterateTar } from '../../../src/util/tar-reader.js';
+import { iterateTar } from '../../../src/tar/reader.js';
 import { collect } from '../../helpers/streams.js';
 
 // ---------------------------------------------------------------------------------------------

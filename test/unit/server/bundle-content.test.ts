@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Digest } from '../../../src/oci/digest.js';
 import { blobMembers } from '../../../src/bundle/blobs.js';
 import { nameIndexEntries } from '../../../src/server/served-graph.js';
-import type { TarEntry } from '../../../src/util/tar-reader.js';
+import type { TarEntry } from '../../../src/tar/reader.js';
 
 const REF = 'org.opencontainers.image.ref.name';
 const CTRD = 'io.containerd.image.name';

@@ -19,11 +19,30 @@
  * Typeflags: '0', '\0' and '7' are regular files; '1' hard link; '2' symlink; '5' directory;
  * everything else ('3','4','6', GNU 'S', 'V', 'M', ...) is 'other'. As in Go's archive/tar,
  * link, directory, device and fifo headers carry no data whatever their size field says.
+ * The header layout, pax records and end-of-archive rules are format.ts's.
+ *
+ * Hand-written rather than tar-stream: bundles and archives are read in place (an index of
+ * headers, then positional reads of one member's bytes, or a range of them), which a
+ * stream-only parser cannot do, and bundles need rules it does not enforce (nothing after the
+ * end-of-archive marker, no unknown pax keys, no global headers). docs/architecture.md.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
 import { Readable } from 'node:stream';
-import { FerryError } from './errors.js';
+import { wrap } from '../util/errors.js';
+import {
+  type ByteSource,
+  entryType,
+  HEADER_ONLY_TYPEFLAGS,
+  isExtendedHeader,
+  isZeroBlock,
+  normalizeTarName,
+  padded,
+  parseHeader,
+  parsePax,
+  readEndOfArchive,
+  TAR_BLOCK_SIZE as BLOCK,
+  TarFormatError,
+} from './format.js';
 
 export interface TarEntry {
   /** path.posix.normalize'd, no leading './', no trailing '/'. May be absolute or start with '..' (hostile input). */
@@ -56,181 +75,8 @@ export interface TarReadOptions {
   strict?: boolean;
 }
 
-/** Bytes after the end-of-archive marker (strict reads only): a second archive, or garbage. */
-export class TarTrailingDataError extends FerryError {
-  constructor(message: string) {
-    super('TRAILING_DATA', message);
-  }
-}
-
-export class TarFormatError extends FerryError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('TAR_INVALID', message, options);
-  }
-}
-
-const BLOCK = 512;
 const DEFAULT_MAX_ENTRIES = 1_000_000;
 const DEFAULT_MAX_PAX = 1024 * 1024;
-const ZERO_BLOCK = Buffer.alloc(BLOCK);
-
-function padded(size: number): number {
-  return size + ((BLOCK - (size % BLOCK)) % BLOCK);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Header parsing
-
-interface RawHeader {
-  name: string;
-  linkname: string;
-  mode: number;
-  size: number;
-  typeflag: string;
-}
-
-function cString(b: Buffer, off: number, len: number): string {
-  const field = b.subarray(off, off + len);
-  const nul = field.indexOf(0);
-  return field.subarray(0, nul === -1 ? len : nul).toString('utf8');
-}
-
-function parseNumeric(b: Buffer, off: number, len: number, field: string, where: () => string): number {
-  const first = b[off]!;
-  if (first & 0x80) {
-    // GNU base-256: big-endian two's complement in the remaining bits. Negative values are invalid here.
-    if (first === 0xff) throw new TarFormatError(`${where()}: negative base-256 ${field} field`);
-    let n = first & 0x7f;
-    for (let i = 1; i < len; i++) {
-      n = n * 256 + b[off + i]!;
-      if (!Number.isSafeInteger(n)) throw new TarFormatError(`${where()}: ${field} field overflows`);
-    }
-    return n;
-  }
-  let s = b.toString('latin1', off, off + len);
-  const nul = s.indexOf('\0');
-  if (nul !== -1) s = s.slice(0, nul);
-  s = s.trim();
-  if (s === '') return 0;
-  if (!/^[0-7]+$/.test(s)) throw new TarFormatError(`${where()}: invalid octal ${field} field ${JSON.stringify(s)}`);
-  const n = parseInt(s, 8);
-  if (!Number.isSafeInteger(n)) throw new TarFormatError(`${where()}: ${field} field overflows`);
-  return n;
-}
-
-function checksumOk(b: Buffer, where: () => string): boolean {
-  let stored: number;
-  try {
-    stored = parseNumeric(b, 148, 8, 'checksum', where);
-  } catch {
-    return false; // an unreadable checksum field is a bad checksum (most often: not a tar at all)
-  }
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const v = i >= 148 && i < 156 ? 0x20 : b[i]!;
-    unsigned += v;
-    signed += v > 127 ? v - 256 : v;
-  }
-  // Some historical writers summed signed chars; every reader accepts either.
-  return stored === unsigned || stored === signed;
-}
-
-function parseHeader(b: Buffer, offset: number, after: string | undefined): RawHeader {
-  const where = () => `tar header at offset ${offset}${after ? ` (after member ${JSON.stringify(after)})` : ''}`;
-  if (!checksumOk(b, where)) throw new TarFormatError(`${where()}: bad header checksum (not a tar archive, or corrupt)`);
-  let name = cString(b, 0, 100);
-  const magic = b.toString('latin1', 257, 263);
-  // POSIX ustar ("ustar\0") has a prefix field; GNU ("ustar  \0") uses those bytes for times.
-  if (magic === 'ustar\0') {
-    const prefix = cString(b, 345, 155);
-    if (prefix !== '') name = `${prefix}/${name}`;
-  }
-  return {
-    name,
-    linkname: cString(b, 157, 100),
-    mode: parseNumeric(b, 100, 8, 'mode', where) & 0o7777,
-    size: parseNumeric(b, 124, 12, 'size', where),
-    typeflag: b.toString('latin1', 156, 157),
-  };
-}
-
-/** The pax keys a strict (bundle) read accepts: all ferry's writer emits. */
-const STRICT_PAX_KEYS = new Set(['path', 'linkpath', 'size']);
-
-function parsePax(data: Buffer, what: string, strict = false): Map<string, string> {
-  const out = new Map<string, string>();
-  let i = 0;
-  while (i < data.length) {
-    if (data[i] === 0) break; // trailing NUL padding some writers leave inside the size
-    const sp = data.indexOf(0x20, i);
-    const lenText = sp === -1 ? '' : data.toString('latin1', i, sp);
-    if (!/^[1-9][0-9]{0,9}$/.test(lenText)) throw new TarFormatError(`${what}: malformed pax record length at byte ${i}`);
-    const len = Number(lenText);
-    const end = i + len;
-    if (end > data.length || sp >= end - 1 || data[end - 1] !== 0x0a) {
-      throw new TarFormatError(`${what}: malformed pax record at byte ${i} (length ${len} overruns or lacks newline)`);
-    }
-    const record = data.toString('utf8', sp + 1, end - 1);
-    const eq = record.indexOf('=');
-    if (eq <= 0) throw new TarFormatError(`${what}: malformed pax record at byte ${i} (no key)`);
-    const key = record.slice(0, eq);
-    const value = record.slice(eq + 1);
-    if (strict && !STRICT_PAX_KEYS.has(key)) {
-      throw new TarFormatError(`${what}: pax record ${JSON.stringify(key)} is not allowed here (only path, linkpath and size)`);
-    }
-    if ((key === 'path' || key === 'linkpath') && value.includes('\0')) {
-      throw new TarFormatError(`${what}: NUL byte in pax ${key}`);
-    }
-    if (key === 'size' && value !== '' && !/^[0-9]{1,16}$/.test(value)) {
-      throw new TarFormatError(`${what}: invalid pax size ${JSON.stringify(value)}`);
-    }
-    out.set(key, value);
-    i = end;
-  }
-  return out;
-}
-
-/** path.posix.normalize, without a leading "./" or a trailing "/". */
-export function normalizeTarName(raw: string): string {
-  let n = path.posix.normalize(raw === '' ? '.' : raw);
-  while (n.startsWith('./')) n = n.slice(2);
-  if (n.length > 1 && n.endsWith('/')) n = n.slice(0, -1);
-  return n === '' ? '.' : n;
-}
-
-function entryType(typeflag: string): TarEntry['type'] {
-  switch (typeflag) {
-    case '0':
-    case '\0':
-    case '':
-    case '7':
-      return 'file';
-    case '1':
-      return 'hardlink';
-    case '2':
-      return 'symlink';
-    case '5':
-      return 'directory';
-    default:
-      return 'other';
-  }
-}
-
-/** Types whose headers carry no data, whatever the size field says (Go's isHeaderOnlyType). */
-const HEADER_ONLY = new Set(['1', '2', '3', '4', '5', '6']);
-
-// ---------------------------------------------------------------------------------------------
-// The shared parser, over a positioned byte source
-
-interface ByteSource {
-  /** Absolute offset of the next byte read. */
-  readonly pos: number;
-  /** Up to n bytes (fewer only at end of input). */
-  read(n: number): Promise<Buffer>;
-  /** Advance to `target` (>= pos); false if input ends first. */
-  skipTo(target: number): Promise<boolean>;
-}
 
 function quoteName(n: string | undefined): string {
   return n === undefined ? 'the first member' : `member ${JSON.stringify(n)}`;
@@ -256,36 +102,16 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
           : `tar archive truncated: partial header block at offset ${offset} (after ${quoteName(last)})`,
       );
     }
-    if (block.equals(ZERO_BLOCK)) {
+    if (isZeroBlock(block)) {
       if (pending)
         throw new TarFormatError(`tar archive: extended header at offset ${pending.headerOffset} is followed by the end-of-archive marker`);
-      const next = await io.read(BLOCK);
-      if (next.length === 0) return;
-      if (next.equals(ZERO_BLOCK)) {
-        if (opts.strict) {
-          // Only record padding may follow: a second archive after the marker is what `tar -x`
-          // would extract over the first one's members.
-          for (;;) {
-            const at = io.pos;
-            const rest = await io.read(64 * 1024);
-            if (rest.length === 0) return;
-            const nz = rest.findIndex((b) => b !== 0);
-            if (nz !== -1) {
-              throw new TarTrailingDataError(
-                `tar archive: non-zero data at offset ${at + nz}, after the end-of-archive marker at offset ${offset}`,
-              );
-            }
-          }
-        }
-        return;
-      }
-      if (next.length < BLOCK) throw new TarFormatError(`tar archive truncated inside the end-of-archive marker at offset ${offset}`);
-      throw new TarFormatError(`tar archive: a zero block at offset ${offset} is followed by a non-zero block (corrupt archive)`);
+      await readEndOfArchive(io, offset, opts.strict === true);
+      return;
     }
     const h = parseHeader(block, offset, last);
     const headerOffset = pending?.headerOffset ?? offset;
 
-    if (h.typeflag === 'x' || h.typeflag === 'g' || h.typeflag === 'L' || h.typeflag === 'K') {
+    if (isExtendedHeader(h.typeflag)) {
       const what = `tar ${h.typeflag === 'x' || h.typeflag === 'g' ? 'pax' : 'GNU long-name'} header at offset ${offset}`;
       if (h.size > maxPax) throw new TarFormatError(`${what}: ${h.size} bytes, over the ${maxPax}-byte limit`);
       const data = await io.read(h.size);
@@ -324,7 +150,7 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
     const rawName = pending?.path ?? h.name;
     const linkname = pending?.linkpath ?? h.linkname;
     const type = entryType(h.typeflag);
-    const size = HEADER_ONLY.has(h.typeflag) ? 0 : (pending?.size ?? h.size);
+    const size = HEADER_ONLY_TYPEFLAGS.has(h.typeflag) ? 0 : (pending?.size ?? h.size);
     pending = undefined;
     if (rawName === '') throw new TarFormatError(`tar header at offset ${offset} (after ${quoteName(last)}): empty member name`);
     const entry: TarEntry = {
@@ -514,8 +340,7 @@ export async function indexTarFile(file: string, opts: TarReadOptions = {}): Pro
     for await (const e of parseEntries(new FileSource(fh, st.size), opts)) out.push(e);
     return out;
   } catch (err) {
-    if (err instanceof TarFormatError && !err.message.startsWith(file)) err.message = `${file}: ${err.message}`;
-    throw err;
+    throw err instanceof TarFormatError ? wrap(err, file) : err;
   } finally {
     await fh.close();
   }

@@ -7,13 +7,7 @@
  * 0777 symlinks) unless the caller overrides a mode. Same calls in the same order give the same
  * bytes, on every machine. A hard link's header carries its target's mode, as GNU tar writes it.
  *
- * Format choices (POSIX.1-2001 "pax interchange format", IEEE Std 1003.1 `pax` utility):
- *  - A name or link target that does not fit the 100-byte ustar field as-is, or that is not
- *    plain ASCII, is carried in a pax `path` / `linkpath` record. The ustar `prefix` field is
- *    never used, so there is exactly one rule for long names.
- *  - A size that does not fit 11 octal digits (8 GiB - 1) is carried in a pax `size` record.
- *  - The archive ends with two zero blocks; it is not padded to a 10240-byte record (readers
- *    do not require it, and GNU tar, bsdtar and Go's archive/tar all accept this).
+ * The format (header layout, pax records, how the archive ends) is format.ts's.
  *
  * Streaming: `output` is a byte Readable. Every add* call resolves only once its bytes are
  * queued below the stream's high-water mark, so a producer that awaits each call never holds
@@ -25,206 +19,18 @@
  * misaligned archive. Any failure is final: later calls reject with the first error.
  */
 import { Readable } from 'node:stream';
-import { AbortedError, FerryError, SizeMismatchError, wrap } from './errors.js';
-
-export const TAR_BLOCK_SIZE = 512;
-/** Two zero blocks end an archive. */
-export const TAR_TRAILER_SIZE = 2 * TAR_BLOCK_SIZE;
-/** Largest size a ustar header can hold (11 octal digits); larger sizes use a pax record. */
-export const USTAR_MAX_SIZE = 0o77777777777;
-/** Largest mtime, in seconds, an 11-digit octal field can hold. mtime is never put in pax records. */
-const USTAR_MAX_MTIME = 0o77777777777;
-
-export type TarEntryType = 'file' | 'directory' | 'symlink' | 'hardlink';
-
-const TYPEFLAG: Record<TarEntryType | 'pax', string> = {
-  file: '0',
-  hardlink: '1',
-  symlink: '2',
-  directory: '5',
-  pax: 'x',
-};
-
-const DEFAULT_MODE: Record<TarEntryType, number> = {
-  file: 0o644,
-  hardlink: 0o644,
-  symlink: 0o777,
-  directory: 0o755,
-};
-
-/** One header's worth of metadata. Names are used exactly as given: see TarWriter for checks. */
-export interface TarHeaderInput {
-  name: string;
-  type: TarEntryType;
-  /** Data size; only regular files have data (0 for every other type). */
-  size?: number;
-  /** Symlink target, or for hard links the name of an earlier entry in the archive. */
-  linkname?: string;
-  /** Permission bits (0..0o7777). Defaults: 0644 file/hardlink, 0755 directory, 0777 symlink. */
-  mode?: number;
-  /** Seconds since the epoch; default 0. */
-  mtime?: number;
-}
-
-export class TarError extends FerryError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('TAR_INVALID', message, options);
-  }
-}
-
-/** Bytes of zero padding after `size` bytes of data, up to the next block boundary. */
-export function tarPadding(size: number): number {
-  const rem = size % TAR_BLOCK_SIZE;
-  return rem === 0 ? 0 : TAR_BLOCK_SIZE - rem;
-}
-
-/**
- * The header block(s) for one entry: a pax extended header (its own header block plus its
- * padded records) when needed, then the ustar header. Data and its padding are not included.
- * This does no path hygiene checks, so it can also build hostile archives for reader tests.
- */
-export function headerFor(entry: TarHeaderInput): Buffer {
-  const size = entry.type === 'file' ? (entry.size ?? 0) : 0;
-  if (entry.type !== 'file' && entry.size !== undefined && entry.size !== 0) {
-    throw new TarError(`tar entry ${JSON.stringify(entry.name)}: a ${entry.type} has no data, size must be 0`);
-  }
-  if (!Number.isSafeInteger(size) || size < 0) {
-    throw new TarError(`tar entry ${JSON.stringify(entry.name)}: invalid size ${size}`);
-  }
-  const mode = entry.mode ?? DEFAULT_MODE[entry.type];
-  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-    throw new TarError(`tar entry ${JSON.stringify(entry.name)}: invalid mode ${mode}`);
-  }
-  const mtime = checkMtime(entry.mtime ?? 0);
-  const linkname = entry.linkname ?? '';
-  if (entry.type === 'symlink' || entry.type === 'hardlink') {
-    if (linkname === '') throw new TarError(`tar entry ${JSON.stringify(entry.name)}: a ${entry.type} needs a target`);
-  } else if (linkname !== '') {
-    throw new TarError(`tar entry ${JSON.stringify(entry.name)}: only links have a target`);
-  }
-  for (const [what, s] of [
-    ['name', entry.name],
-    ['link target', linkname],
-  ] as const) {
-    if (s.includes('\0')) throw new TarError(`tar entry ${JSON.stringify(entry.name)}: NUL byte in ${what}`);
-  }
-  if (entry.name === '') throw new TarError('tar entry with an empty name');
-
-  // Deterministic record order: path, linkpath, size.
-  const records: Array<[string, string]> = [];
-  const nameFits = fitsUstar(entry.name);
-  const linkFits = fitsUstar(linkname);
-  if (!nameFits) records.push(['path', entry.name]);
-  if (!linkFits) records.push(['linkpath', linkname]);
-  if (size > USTAR_MAX_SIZE) records.push(['size', String(size)]);
-
-  const ustar = ustarHeader({
-    name: nameFits ? entry.name : asciiFallback(entry.name),
-    mode,
-    size: size > USTAR_MAX_SIZE ? 0 : size,
-    mtime,
-    typeflag: TYPEFLAG[entry.type],
-    linkname: linkFits ? linkname : asciiFallback(linkname),
-  });
-  if (records.length === 0) return ustar;
-
-  const body = Buffer.from(records.map(([k, v]) => paxRecord(k, v)).join(''), 'utf8');
-  const paxHeader = ustarHeader({
-    name: paxHeaderName(entry.name),
-    mode: 0o644,
-    size: body.length,
-    mtime,
-    typeflag: TYPEFLAG.pax,
-    linkname: '',
-  });
-  return Buffer.concat([paxHeader, body, Buffer.alloc(tarPadding(body.length)), ustar]);
-}
-
-/** Total archive bytes one entry takes: headers, data and padding. */
-export function tarEntrySize(entry: TarHeaderInput): number {
-  const size = entry.type === 'file' ? (entry.size ?? 0) : 0;
-  return headerFor(entry).length + size + tarPadding(size);
-}
-
-function checkMtime(mtime: number): number {
-  if (!Number.isInteger(mtime) || mtime < 0 || mtime > USTAR_MAX_MTIME) {
-    throw new TarError(`invalid tar mtime ${mtime} (want whole seconds in 0..${USTAR_MAX_MTIME})`);
-  }
-  return mtime;
-}
-
-/** A string goes in a ustar field as-is only if it is printable ASCII and at most 100 bytes. */
-function fitsUstar(s: string): boolean {
-  return s.length <= 100 && /^[\x20-\x7e]*$/.test(s);
-}
-
-/** What a pax-unaware reader sees in the ustar name field: ASCII, at most 100 bytes. */
-function asciiFallback(s: string): string {
-  return s.replace(/[^\x20-\x7e]/g, '_').slice(0, 100);
-}
-
-/** `PaxHeaders/<base name>`, like GNU tar's default minus the pid, which would break determinism. */
-function paxHeaderName(name: string): string {
-  const parts = name.split('/').filter((p) => p !== '');
-  const base = (parts[parts.length - 1] ?? 'entry').replace(/[^A-Za-z0-9._-]/g, '_');
-  return `PaxHeaders/${base}`.slice(0, 100);
-}
-
-/** One pax record: "<len> <key>=<value>\n", where <len> counts the whole record including itself. */
-function paxRecord(key: string, value: string): string {
-  const rest = 1 + Buffer.byteLength(key) + 1 + Buffer.byteLength(value) + 1;
-  let len = rest + 1;
-  while (len !== rest + String(len).length) len = rest + String(len).length;
-  return `${len} ${key}=${value}\n`;
-}
-
-interface RawHeader {
-  name: string;
-  mode: number;
-  size: number;
-  mtime: number;
-  typeflag: string;
-  linkname: string;
-}
-
-function ustarHeader(h: RawHeader): Buffer {
-  const b = Buffer.alloc(TAR_BLOCK_SIZE);
-  writeString(b, 0, 100, h.name);
-  writeOctal(b, 100, 8, h.mode);
-  writeOctal(b, 108, 8, 0); // uid
-  writeOctal(b, 116, 8, 0); // gid
-  writeOctal(b, 124, 12, h.size);
-  writeOctal(b, 136, 12, h.mtime);
-  b.fill(0x20, 148, 156); // checksum is computed over the header with this field as spaces
-  writeString(b, 156, 1, h.typeflag);
-  writeString(b, 157, 100, h.linkname);
-  b.write('ustar\0', 257, 'latin1'); // magic
-  b.write('00', 263, 'latin1'); // version
-  // uname (265), gname (297): empty. devmajor (329), devminor (337): written as zeros like
-  // Go and GNU tar do for non-device entries. prefix (345): never used.
-  writeOctal(b, 329, 8, 0);
-  writeOctal(b, 337, 8, 0);
-  let sum = 0;
-  for (const byte of b) sum += byte;
-  // Six octal digits, NUL, space: the historical layout every reader accepts.
-  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-  return b;
-}
-
-function writeString(b: Buffer, offset: number, length: number, s: string): void {
-  const bytes = Buffer.from(s, 'utf8');
-  if (bytes.length > length) throw new TarError(`tar header field overflow: ${JSON.stringify(s)}`);
-  bytes.copy(b, offset);
-}
-
-/** Zero-padded octal, NUL-terminated, filling the field. */
-function writeOctal(b: Buffer, offset: number, length: number, n: number): void {
-  const digits = n.toString(8);
-  if (digits.length > length - 1) throw new TarError(`tar header numeric field overflow: ${n}`);
-  b.write(`${digits.padStart(length - 1, '0')}\0`, offset, 'latin1');
-}
-
-// ---------------------------------------------------------------------------------------------
+import { AbortedError, FerryError, SizeMismatchError, wrap } from '../util/errors.js';
+import {
+  checkMtime,
+  DEFAULT_MODE,
+  endOfArchive,
+  headerFor,
+  TAR_TRAILER_SIZE,
+  TarError,
+  type TarEntryType,
+  type TarHeaderInput,
+  tarPadding,
+} from './format.js';
 
 export interface TarWriterOptions {
   /** mtime for every entry, seconds since the epoch or a Date (whole seconds). Default 0. */
@@ -394,7 +200,7 @@ export class TarWriter {
   /** Write the end-of-archive blocks and end `output`. Resolves once they are queued. */
   finish(): Promise<void> {
     return this.enqueue(async () => {
-      await this.out.write(Buffer.alloc(TAR_TRAILER_SIZE));
+      await this.out.write(endOfArchive());
       this.position += TAR_TRAILER_SIZE;
       this.finished = true;
       this.out.push(null);

@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { headerFor, tarPadding } from '../../../src/util/tar.js';
-import { indexTarFile, iterateTar, type TarReadOptions } from '../../../src/util/tar-reader.js';
+import { headerFor, tarPadding } from '../../../src/tar/format.js';
+import { indexTarFile, iterateTar, type TarReadOptions } from '../../../src/tar/reader.js';
 import { headerWithFlag, paxHeader } from '../../integration/bundle/craft.js';
 
 let work: string;

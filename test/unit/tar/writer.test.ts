@@ -8,7 +8,8 @@ import { PassThrough, Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SizeMismatchError } from '../../../src/util/errors.js';
-import { TAR_BLOCK_SIZE, TarError, TarWriter, headerFor, tarEntrySize, tarPadding, type TarWriterOptions } from '../../../src/util/tar.js';
+import { TAR_BLOCK_SIZE, TarError, headerFor, tarEntrySize, tarPadding } from '../../../src/tar/format.js';
+import { TarWriter, type TarWriterOptions } from '../../../src/tar/writer.js';
 
 const MTIME = 1_704_067_200; // 2024-01-01T00:00:00Z
 

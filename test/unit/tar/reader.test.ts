@@ -6,8 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { headerFor, TarWriter, type TarEntryInfo } from '../../../src/util/tar.js';
-import { indexTarFile, iterateTar, openTarEntry, TarFormatError, type TarEntry } from '../../../src/util/tar-reader.js';
+import { headerFor } from '../../../src/tar/format.js';
+import { TarWriter, type TarEntryInfo } from '../../../src/tar/writer.js';
+import { indexTarFile, iterateTar, openTarEntry, type TarEntry } from '../../../src/tar/reader.js';
+import { TarFormatError } from '../../../src/tar/format.js';
 import { fixture, HAVE_FIXTURES } from '../../helpers/fixtures.js';
 import { collect } from '../../helpers/streams.js';
 
