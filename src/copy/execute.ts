@@ -148,9 +148,12 @@ export async function executeCopy(
       for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
       const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
       if (img.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = img.originalDigest;
-      const renamed = await store.putIndexEntries([
-        { mediaType: img.root.mediaType, digest: img.root.digest, size: img.root.size, annotations },
-      ]);
+      const renamed = await store.queueIndexEntry({
+        mediaType: img.root.mediaType,
+        digest: img.root.digest,
+        size: img.root.size,
+        annotations,
+      });
       emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
       return { ...base, status: 'done', ...(renamed || fetched.has(img.name) ? {} : { skipped: true }) };
     } catch (err) {

@@ -252,28 +252,58 @@ export class OciLayout {
    * index.json untouched. Returns true when index.json changed.
    */
   async putIndexEntries(entries: Descriptor[]): Promise<boolean> {
+    return (await this.commitEntries(entries)).some((c) => c);
+  }
+
+  /**
+   * Name one entry (as putIndexEntries does) in a group commit: entries queued while a write
+   * is in flight (or in the same turn of the event loop) are merged and written together, with
+   * one lock, one read, one merge, one blobs-dir fsync and one atomic write per batch, instead
+   * of a rewrite of the whole index.json per image. Resolves once the batch holding the entry
+   * is durable: true when this entry changed index.json (it was new or different).
+   */
+  queueIndexEntry(entry: Descriptor): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.queued.push({ entry, resolve, reject });
+      if (!this.committing) this.committing = this.drainQueue();
+    });
+  }
+
+  private queued: Array<{ entry: Descriptor; resolve: (changed: boolean) => void; reject: (err: unknown) => void }> = [];
+  private committing: Promise<void> | undefined;
+
+  private async drainQueue(): Promise<void> {
+    // One turn of the event loop, so the images that finish together go into the first batch.
+    await new Promise<void>((r) => setImmediate(r));
+    while (this.queued.length > 0) {
+      const batch = this.queued;
+      this.queued = [];
+      try {
+        const changed = await this.commitEntries(batch.map((b) => b.entry));
+        for (const [i, b] of batch.entries()) b.resolve(changed[i]!);
+      } catch (err) {
+        // The whole batch failed (lock, read or write); its callers report it, later batches retry.
+        for (const b of batch) b.reject(err);
+      }
+    }
+    this.committing = undefined;
+  }
+
+  /** One read-merge-write of index.json under the lock; per entry, whether it changed the index. */
+  private async commitEntries(entries: Descriptor[]): Promise<boolean[]> {
     return withLayoutLock(this.dir, async () => {
       const { raw, manifests: current } = await this.readIndex();
-      let next = current;
-      for (const e of entries) {
-        const name = e.annotations?.[REF_NAME];
-        const same = (d: Descriptor): boolean =>
-          name ? d.annotations?.[REF_NAME] === name : d.digest === e.digest && d.annotations?.[REF_NAME] === undefined;
-        // The first match is where the entry goes (nothing before it is removed).
-        const at = next.findIndex(same);
-        next = next.filter((d) => !same(d));
-        next.splice(at === -1 ? next.length : at, 0, e);
-      }
-      const changed = JSON.stringify(next) !== JSON.stringify(current);
+      const { next, changed } = mergeIndexEntries(current, entries);
+      const any = changed.some((c) => c);
       // Blob files are fsynced but their directory entries are not (one fsync per blob is
       // slow): make them durable, once, before index.json names them, so a power cut cannot
       // leave a name whose blobs vanished. Also when index.json changes without blobs from
       // this process: another process (or a killed earlier run) may have written them.
-      if (changed || this.blobsDirty) await this.syncBlobsDir();
-      if (!changed) return false;
+      if (any || this.blobsDirty) await this.syncBlobsDir();
+      if (!any) return changed;
       const doc = { ...raw, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: next };
       await writeFileAtomic(this.indexPath, `${JSON.stringify(doc, null, 2)}\n`);
-      return true;
+      return changed;
     });
   }
 
@@ -291,4 +321,51 @@ export class OciLayout {
   async removeStaleTemps(): Promise<number> {
     return removeDeadTemps(path.join(this.dir, 'blobs', 'sha256'), (base) => /^[a-f0-9]{64}$/.test(base));
   }
+}
+
+/** What an index entry replaces: entries of the same ref.name, or unnamed entries of the same digest. */
+function entryKey(d: Descriptor): string {
+  const name = d.annotations?.[REF_NAME];
+  return name !== undefined ? `n\0${name}` : `d\0${d.digest}`;
+}
+
+const sameEntry = (a: Descriptor, b: Descriptor): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Merge `entries` into `current` in one pass (O(current + entries)), with the meaning of
+ * applying them one after another: an entry takes the place of the first existing entry with
+ * its key and removes the others with that key; an entry with a new key is appended; of two
+ * entries with one key, the later wins (at the earlier one's place). `changed[i]` says whether
+ * entries[i] changed the index (new, different, or it removed duplicates of its key).
+ */
+export function mergeIndexEntries(current: Descriptor[], entries: Descriptor[]): { next: Descriptor[]; changed: boolean[] } {
+  const incoming = new Map<string, { entry: Descriptor; indexes: number[]; placed: boolean; changed: boolean }>();
+  entries.forEach((e, i) => {
+    const key = entryKey(e);
+    const slot = incoming.get(key);
+    if (slot) {
+      slot.entry = e;
+      slot.indexes.push(i);
+    } else incoming.set(key, { entry: e, indexes: [i], placed: false, changed: false });
+  });
+  const next: Descriptor[] = [];
+  for (const d of current) {
+    const slot = incoming.get(entryKey(d));
+    if (!slot) next.push(d);
+    else if (!slot.placed) {
+      slot.placed = true;
+      if (!sameEntry(d, slot.entry)) slot.changed = true;
+      next.push(slot.entry);
+    } else slot.changed = true; // a duplicate of the key: removed
+  }
+  const changed = entries.map(() => false);
+  for (const slot of incoming.values()) {
+    if (!slot.placed) {
+      slot.changed = true;
+      next.push(slot.entry);
+    }
+    // Earlier entries of a key that a later one overrode changed nothing that is left.
+    if (slot.changed) changed[slot.indexes.at(-1)!] = true;
+  }
+  return { next, changed };
 }
