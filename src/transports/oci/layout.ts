@@ -19,6 +19,9 @@ import { withLayoutLock } from './lock.js';
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 export const CONTAINERD_NAME = 'io.containerd.image.name';
 export const MAX_INDEX_JSON_BYTES = 64 * 1024 * 1024;
+/** Group commit of index.json entries: the most a batch waits for more, and a batch that does not wait. */
+const MAX_COMMIT_PAUSE_MS = 500;
+const FULL_BATCH = 1024;
 
 /** The `oci-layout` file and `index.json` of an image layout, wherever it is stored. */
 export const LayoutHeader = z.looseObject({ imageLayoutVersion: z.string() });
@@ -45,6 +48,18 @@ export interface LayoutIndex {
   /** The whole document, so a rewrite keeps fields ferry does not know. */
   raw: Record<string, unknown>;
 }
+
+interface CachedIndex {
+  ino: number;
+  dev: number;
+  size: number;
+  mtimeMs: number;
+  index: LayoutIndex;
+  byName?: Map<string, Descriptor>;
+}
+
+/** The last parse of each index.json this process read (by absolute path). */
+const indexCache = new Map<string, CachedIndex>();
 
 /** What a layout directory may hold before ferry makes it one (another process may be making it). */
 const LAYOUT_ENTRIES = new Set(['oci-layout', 'index.json', 'blobs']);
@@ -147,9 +162,27 @@ export class OciLayout {
     return path.join(this.dir, 'index.json');
   }
 
+  /**
+   * index.json, parsed and checked. The last parse per file is kept (see indexCache) and used
+   * again while the file's inode, size and mtime are unchanged: pulling N images named in one
+   * layout (`oci:DIR:REF` each) must not read and parse that index N times.
+   */
   async readIndex(): Promise<LayoutIndex> {
-    const size = await fileSize(this.indexPath);
-    if (size === undefined) throw new LayoutError('LAYOUT_INVALID', `${this.indexPath} is missing`);
+    const cached = await this.cachedIndex();
+    return { manifests: [...cached.index.manifests], annotations: { ...cached.index.annotations }, raw: cached.index.raw };
+  }
+
+  private async cachedIndex(): Promise<CachedIndex> {
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      st = await stat(this.indexPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LayoutError('LAYOUT_INVALID', `${this.indexPath} is missing`);
+      throw err;
+    }
+    const hit = indexCache.get(this.indexPath);
+    if (hit && hit.ino === st.ino && hit.dev === st.dev && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit;
+    const size = st.size;
     if (size > MAX_INDEX_JSON_BYTES) throw new LayoutError('LAYOUT_INVALID', `${this.indexPath} is ${size} bytes, over the limit`);
     let doc: unknown;
     try {
@@ -162,7 +195,31 @@ export class OciLayout {
       const i = r.error.issues[0];
       throw new LayoutError('LAYOUT_INVALID', `${this.indexPath}: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
     }
-    return { manifests: r.data.manifests ?? [], annotations: r.data.annotations ?? {}, raw: r.data };
+    const entry: CachedIndex = {
+      ino: st.ino,
+      dev: st.dev,
+      size: st.size,
+      mtimeMs: st.mtimeMs,
+      index: { manifests: r.data.manifests ?? [], annotations: r.data.annotations ?? {}, raw: r.data },
+    };
+    // One entry per file; a file written within the mtime granularity of its last read could
+    // look unchanged, so a file younger than a second is never kept.
+    if (Date.now() - st.mtimeMs > 1000) indexCache.set(this.indexPath, entry);
+    else indexCache.delete(this.indexPath);
+    return entry;
+  }
+
+  /** The first entry with each ref.name (what resolve answers), built once per parse. */
+  private async namedEntries(): Promise<{ index: LayoutIndex; byName: Map<string, Descriptor> }> {
+    const cached = await this.cachedIndex();
+    if (!cached.byName) {
+      cached.byName = new Map();
+      for (const d of cached.index.manifests) {
+        const name = d.annotations?.[REF_NAME];
+        if (name !== undefined && !cached.byName.has(name)) cached.byName.set(name, d);
+      }
+    }
+    return { index: cached.index, byName: cached.byName };
   }
 
   /**
@@ -171,7 +228,7 @@ export class OciLayout {
    * digest: the entry with that digest. Without either: the only entry.
    */
   async resolve(ref: string | undefined, platforms: PlatformSpec[] = []): Promise<Descriptor> {
-    const index = await this.readIndex();
+    const index = (await this.cachedIndex()).index; // read only here: no copy
     if (ref === undefined || ref === '') {
       if (index.manifests.length === 1) return index.manifests[0]!;
       if (index.manifests.length === 0) throw new NotFoundError(`OCI layout ${this.dir} holds no images`);
@@ -188,14 +245,14 @@ export class OciLayout {
       if (hit) return hit;
       throw new NotFoundError(`no image with digest ${ref} in OCI layout ${this.dir}`);
     }
-    const hits = index.manifests.filter((d) => d.annotations?.[REF_NAME] === ref);
-    if (hits.length === 0) {
+    const hit = (await this.namedEntries()).byName.get(ref);
+    if (hit === undefined) {
       const names = index.manifests.map((d) => d.annotations?.[REF_NAME]).filter((n): n is string => !!n);
       throw new NotFoundError(`no image named ${JSON.stringify(ref)} in OCI layout ${this.dir}`, {
         hint: names.length ? `it has: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}` : 'it has no named images',
       });
     }
-    return hits[0]!;
+    return hit;
   }
 
   async hasBlob(digest: string, size?: number): Promise<boolean> {
@@ -278,6 +335,7 @@ export class OciLayout {
     while (this.queued.length > 0) {
       const batch = this.queued;
       this.queued = [];
+      const started = performance.now();
       try {
         const changed = await this.commitEntries(batch.map((b) => b.entry));
         for (const [i, b] of batch.entries()) b.resolve(changed[i]!);
@@ -285,6 +343,11 @@ export class OciLayout {
         // The whole batch failed (lock, read or write); its callers report it, later batches retry.
         for (const b of batch) b.reject(err);
       }
+      // A commit costs O(index size): when images finish one by one, wait twice as long as the
+      // last commit took before the next, so rewriting index.json takes at most about a third
+      // of a run however large the index grows (a backlog of a full batch goes at once).
+      const pause = Math.min(MAX_COMMIT_PAUSE_MS, 2 * (performance.now() - started));
+      if (this.queued.length > 0 && this.queued.length < FULL_BATCH) await new Promise<void>((r) => setTimeout(r, pause));
     }
     this.committing = undefined;
   }

@@ -146,3 +146,34 @@ describe('queueIndexEntry (group commit)', () => {
     expect(await store.queueIndexEntry(named('a:1', d(1)))).toBe(true);
   });
 });
+
+describe('readIndex cache', () => {
+  it('answers resolve for every name of a large index, and sees another writer replacing or rewriting index.json', async () => {
+    const { utimes, rename, writeFile } = await import('node:fs/promises');
+    const dir = path.join(await mkdtemp(path.join(tmpdir(), 'ferry-index-cache-')), 'store');
+    const store = await OciLayout.open(dir, { create: true });
+    const doc = (tag: string) => ({
+      schemaVersion: 2,
+      manifests: Array.from({ length: 500 }, (_, i) => named(`example.com/img${i}:${tag}`, d(i))),
+    });
+    const old = new Date(Date.now() - 60_000);
+    const index = path.join(dir, 'index.json');
+    await writeFile(index, JSON.stringify(doc('1')));
+    await utimes(index, old, old); // old enough to be kept
+    for (let i = 0; i < 500; i++) expect((await store.resolve(`example.com/img${i}:1`)).digest).toBe(d(i));
+    // A caller changing what it got back does not change what the next caller gets.
+    (await store.readIndex()).manifests.length = 0;
+    expect((await store.readIndex()).manifests).toHaveLength(500);
+
+    // Replaced by rename (a new inode), even with the old mtime.
+    await writeFile(`${index}.new`, JSON.stringify(doc('2')));
+    await utimes(`${index}.new`, old, old);
+    await rename(`${index}.new`, index);
+    expect((await store.resolve('example.com/img7:2')).digest).toBe(d(7));
+    await expect(store.resolve('example.com/img7:1')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+
+    // Rewritten in place, same size: a new mtime tells.
+    await writeFile(index, JSON.stringify(doc('3')));
+    expect((await store.resolve('example.com/img9:3')).digest).toBe(d(9));
+  });
+});
