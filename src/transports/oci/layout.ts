@@ -21,6 +21,7 @@ export const CONTAINERD_NAME = 'io.containerd.image.name';
 export const MAX_INDEX_JSON_BYTES = 64 * 1024 * 1024;
 /** Group commit of index.json entries: the most a batch waits for more, and a batch that does not wait. */
 const MAX_COMMIT_PAUSE_MS = 500;
+const MIN_COMMIT_PAUSE_MS = 100;
 const FULL_BATCH = 1024;
 
 /** The `oci-layout` file and `index.json` of an image layout, wherever it is stored. */
@@ -343,10 +344,11 @@ export class OciLayout {
         // The whole batch failed (lock, read or write); its callers report it, later batches retry.
         for (const b of batch) b.reject(err);
       }
-      // A commit costs O(index size): when images finish one by one, wait twice as long as the
-      // last commit took before the next, so rewriting index.json takes at most about a third
-      // of a run however large the index grows (a backlog of a full batch goes at once).
-      const pause = Math.min(MAX_COMMIT_PAUSE_MS, 2 * (performance.now() - started));
+      // A commit costs O(index size) and three fsyncs: when images finish one by one, wait at
+      // least 100 ms, and twice as long as the last commit took, before the next, so rewriting
+      // index.json takes at most about a third of a run however large the index grows, and its
+      // fsyncs do not crowd out the blob writes' (a backlog of a full batch goes at once).
+      const pause = Math.min(MAX_COMMIT_PAUSE_MS, Math.max(MIN_COMMIT_PAUSE_MS, 2 * (performance.now() - started)));
       if (this.queued.length > 0 && this.queued.length < FULL_BATCH) await new Promise<void>((r) => setTimeout(r, pause));
     }
     this.committing = undefined;
