@@ -245,6 +245,11 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
     const store = await OciLayout.open(opts.store, { create: true });
     await store.removeStaleTemps();
     const plan = await planCopy(items, {
+      // Child manifests of an index the store already holds (read verified against their digest).
+      localManifests: async (digest) =>
+        (await store.hasBlob(digest))
+          ? await store.readBlobBytes({ digest }, `manifest ${digest} in ${store.dir}`).catch(() => undefined)
+          : undefined,
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
