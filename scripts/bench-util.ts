@@ -31,7 +31,8 @@ export function run(cmd: string, args: string[], opts: { trackRss?: boolean; env
     let stderr = '';
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
-      out = (out + d.toString()).slice(-256 * 1024);
+      // The last line is the report: with thousands of images it is megabytes long.
+      out = (out + d.toString()).slice(-32 * 1024 * 1024);
     });
     child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     let peak = 0;

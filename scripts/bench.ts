@@ -28,6 +28,7 @@ import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchLoad } from './bench-load.js';
+import { benchScale } from './bench-scale.js';
 import { capture, mb, run, s, type Timed } from './bench-util.js';
 import { generateBigLayerLayout, generateDockerSave } from './corpus/bench-2g.js';
 import { generateCorpus } from './corpus/generate.js';
@@ -181,12 +182,30 @@ async function writeDocs(sections: Record<string, string>): Promise<void> {
   console.log(`docs/benchmarks.md updated (${Object.keys(sections).join(', ')})`);
 }
 
+/** The scale section (scripts/bench-scale.ts): its own registries and corpus; results merged into results.json. */
+async function runScale(): Promise<void> {
+  const scale = await benchScale({ cli: CLI, work: WORK });
+  console.log(`\n${scale.table}\n`);
+  const prev = JSON.parse(await readFile(path.join(WORK, 'results.json'), 'utf8').catch(() => '{}')) as Record<string, unknown>;
+  await writeFile(
+    path.join(WORK, 'results.json'),
+    JSON.stringify({ ...prev, scale: { date: new Date().toISOString(), ...scale.results } }, null, 2),
+  );
+  if (process.argv.includes('--write-docs')) await writeDocs({ scale: scale.table });
+}
+
 async function main(): Promise<void> {
   if (!existsSync(path.join(DIST, 'bin', 'ferry.mjs'))) throw new Error('dist/bin/ferry.mjs is missing: npm run build');
-  if (ONLY !== undefined && ONLY !== 'load') throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the only section that runs alone is 'load'`);
+  if (ONLY !== undefined && ONLY !== 'load' && ONLY !== 'scale') {
+    throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the sections that run alone are 'load' and 'scale'`);
+  }
   await mkdir(WORK, { recursive: true });
   await rm(path.join(WORK, 'dist'), { recursive: true, force: true });
   await cp(DIST, path.join(WORK, 'dist'), { recursive: true });
+  if (ONLY === 'scale') {
+    await runScale();
+    return;
+  }
   const corpusDir = path.join(WORK, 'corpus');
   const t0 = Date.now();
   const corpus = await generateCorpus(corpusDir, 'bench');
@@ -621,6 +640,7 @@ async function main(): Promise<void> {
         'big-layer': bigTable,
       });
     }
+    await runScale();
   } finally {
     await reg.stop();
     await cleanupHarness();

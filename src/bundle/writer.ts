@@ -116,8 +116,11 @@ export async function planBundle(
     if (roots.length === 0) throw new NotFoundError(`store ${store.dir} holds no named images to bundle`);
   } else {
     if (refs.length === 0) throw new UsageError('nothing to bundle: no image references given');
+    // First entry of a name wins, as OciLayout.resolve does; a map, not a scan per name.
+    const byName = new Map<string, Descriptor>();
+    for (const d of named) if (!byName.has(d.annotations![REF_NAME]!)) byName.set(d.annotations![REF_NAME]!, d);
     roots = [...new Set(refs)].map((ref) => {
-      const desc = named.find((d) => d.annotations![REF_NAME] === ref);
+      const desc = byName.get(ref);
       if (!desc) throw new NotFoundError(`no image named ${JSON.stringify(ref)} in store ${store.dir}`);
       return { ref, desc };
     });

@@ -1,5 +1,6 @@
 /** `ferry bundle`: pull what is named into the store, then write one bundle file of it. */
 import type { Argv } from 'yargs';
+import { formatFailures } from './failures.js';
 import { DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
 import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
 import { OciLayout } from '../transports/oci/layout.js';
@@ -78,7 +79,7 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     const access = await registryAccess(args, (args.file ?? []).some(isStdin));
     const r = await pull({ refs, store: storeDir, platforms, ...access });
     if (r.failures.length > 0) {
-      for (const f of r.failures) process.stderr.write(`failed: ${f.name}: ${f.error}\n${f.hint ? `  hint: ${f.hint}\n` : ''}`);
+      for (const line of formatFailures(r.failures)) process.stderr.write(line);
       const integrity = onlyIntegrityFailures(r.failures);
       const message = `${r.failures.length} image${r.failures.length === 1 ? '' : 's'} could not be pulled; no bundle written`;
       // Content that did not match its digests is an integrity failure (exit 3), as for pull.

@@ -1,5 +1,6 @@
 /** `ferry load` and `ferry mirror`: flags → options → load()/mirror(); drawing, mapping file, exit status. */
 import type { Argv } from 'yargs';
+import { formatFailures } from './failures.js';
 import { DEFAULT_CONCURRENCY, onlyIntegrityFailures } from '../copy/pull.js';
 import { splitCommandLine } from '../load/containerd-ctr.js';
 import { load, type LoadReport } from '../load/load.js';
@@ -19,7 +20,7 @@ import {
   registryFlags,
   type RegistryFlags,
 } from './options.js';
-import { createView, jsonLine, outputMode, type OutputMode, type ProgressView } from './progress.js';
+import { SCREENFUL, createView, jsonLine, outputMode, type OutputMode, type ProgressView } from './progress.js';
 
 interface CommonArgs extends RegistryFlags {
   to: string;
@@ -139,7 +140,7 @@ async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, ve
   if (mode === 'json') {
     jsonLine({ type: 'report', ...report });
   } else {
-    for (const f of report.failures) if (f.hint) process.stderr.write(`hint for ${f.name}: ${f.hint}\n`);
+    for (const line of formatFailures(report.failures)) process.stderr.write(line);
     const b = report.blobs;
     const present = done.filter((i) => i.skipped).length;
     process.stderr.write(
@@ -148,7 +149,9 @@ async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, ve
         `${b.skipped} already present${b.mounted ? `, ${b.mounted} mounted` : ''}${b.failed ? `, ${b.failed} failed` : ''} ` +
         `in ${formatDuration(report.durationMs)} (${formatRate(b.bytesFetched, report.durationMs)})\n`,
     );
-    for (const i of done) process.stderr.write(`  ${i.name} → ${i.destination} (${i.destinationDigest})\n`);
+    // The mapping line by line up to a screenful; beyond that it belongs in a file.
+    if (done.length <= SCREENFUL) for (const i of done) process.stderr.write(`  ${i.name} → ${i.destination} (${i.destinationDigest})\n`);
+    else if (!args.mapping) process.stderr.write(`  (the mapping of ${done.length} images: --mapping FILE, or --json)\n`);
   }
   if (report.failures.length === 0) return 0;
   return onlyIntegrityFailures(report.failures) ? 3 : 1;

@@ -1,9 +1,11 @@
 /**
  * Drawing copy progress: listr2 tasks (one per image, bytes and rate) on a TTY, plain
- * lines otherwise, newline-delimited JSON with --json. Only the CLI imports listr2.
+ * lines otherwise, newline-delimited JSON with --json; beyond a screenful of images, a
+ * summary (images done/total, blobs, bytes, rate, failures) instead of a line per image.
+ * Only the CLI imports listr2.
  */
 import type { CopyEvent } from '../copy/events.js';
-import { formatBytes, shortDigest } from './format.js';
+import { formatBytes, formatRate, shortDigest } from './format.js';
 
 export type OutputMode = 'tty' | 'plain' | 'json';
 
@@ -35,52 +37,125 @@ export function jsonLine(obj: unknown): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
 }
 
+/** What is known of one blob: bytes so far and its size (0 until a transfer or skip says). */
+interface BlobState {
+  bytes: number;
+  total: number;
+}
+
+/** One image's view of the shared blob table: its own blob digests, summed when drawn. */
 class ImageTracker {
-  blobs = new Map<string, number>();
-  totals = new Map<string, number>();
+  readonly digests: string[] = [];
   started = 0;
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    private readonly table: Map<string, BlobState>,
+  ) {}
   bytes(): number {
     let n = 0;
-    for (const v of this.blobs.values()) n += v;
+    for (const d of this.digests) n += this.table.get(d)?.bytes ?? 0;
     return n;
   }
   total(): number {
     let n = 0;
-    for (const v of this.totals.values()) n += v;
+    for (const d of this.digests) n += this.table.get(d)?.total ?? 0;
     return n;
   }
 }
 
+/** Up to this many images, one line (or task) per image; beyond it, a summary that updates. */
+export const SCREENFUL = 25;
+
+/** The counters a summary line is drawn from (whole run, each blob counted once). */
+export interface RunTotals {
+  images: number;
+  imagesDone: number;
+  imagesFailed: number;
+  blobsFetched: number;
+  blobsSkipped: number;
+  blobsFailed: number;
+  /** Bytes transferred so far (skipped blobs not included). */
+  bytes: number;
+  started: number;
+}
+
+/** `images 120/2000 done, 3 failed · blobs 240 fetched, 1 already present · 12.3 MB, 4.10 MB/s`. */
+export function summaryLine(t: RunTotals, now: number): string {
+  const failed = t.imagesFailed ? `, ${t.imagesFailed} failed` : '';
+  const blobFailed = t.blobsFailed ? `, ${t.blobsFailed} failed` : '';
+  return (
+    `images ${t.imagesDone}/${t.images} done${failed} · blobs ${t.blobsFetched} fetched, ${t.blobsSkipped} already present${blobFailed} · ` +
+    `${formatBytes(t.bytes)}, ${formatRate(t.bytes, now - t.started)}`
+  );
+}
+
+/**
+ * The state every view draws from. Each event costs O(1) (plus the image's blob list once,
+ * when it resolves): a base layer shared by thousands of images is one entry of the blob
+ * table, not a list of trackers walked on every progress event.
+ */
 export abstract class TrackingView implements ProgressView {
   protected readonly images = new Map<string, ImageTracker>();
-  protected readonly byBlob = new Map<string, ImageTracker[]>();
+  protected readonly blobs = new Map<string, BlobState>();
+  protected readonly totals: RunTotals = {
+    images: 0,
+    imagesDone: 0,
+    imagesFailed: 0,
+    blobsFetched: 0,
+    blobsSkipped: 0,
+    blobsFailed: 0,
+    bytes: 0,
+    started: Date.now(),
+  };
+
+  /** More images than fit on a screen: draw the summary, not a line per image. */
+  protected get summarized(): boolean {
+    return this.totals.images > SCREENFUL;
+  }
 
   protected tracker(name: string): ImageTracker {
     let t = this.images.get(name);
     if (!t) {
-      t = new ImageTracker(name);
+      t = new ImageTracker(name, this.blobs);
       this.images.set(name, t);
     }
     return t;
   }
 
-  onEvent(e: CopyEvent): void {
-    if (e.kind === 'image' && e.state === 'resolved') {
-      const t = this.tracker(e.image);
-      for (const d of e.blobs ?? []) {
-        const list = this.byBlob.get(d) ?? [];
-        list.push(t);
-        this.byBlob.set(d, list);
-        t.blobs.set(d, 0);
-      }
+  private blob(digest: string): BlobState {
+    let b = this.blobs.get(digest);
+    if (!b) {
+      b = { bytes: 0, total: 0 };
+      this.blobs.set(digest, b);
     }
-    if (e.kind === 'blob') {
-      for (const t of this.byBlob.get(e.digest) ?? []) {
-        if (t.started === 0) t.started = Date.now();
-        t.totals.set(e.digest, e.total);
-        if (e.state === 'progress' || e.state === 'done' || e.state === 'skipped') t.blobs.set(e.digest, e.bytes);
+    return b;
+  }
+
+  onEvent(e: CopyEvent): void {
+    if (e.kind === 'images') {
+      this.totals.images = e.names.length;
+      this.totals.started = Date.now();
+    } else if (e.kind === 'image') {
+      if (e.state === 'resolved') {
+        const t = this.tracker(e.image);
+        t.started = Date.now();
+        for (const d of e.blobs ?? []) {
+          t.digests.push(d);
+          this.blob(d);
+        }
+      } else if (e.state === 'done') this.totals.imagesDone++;
+      else if (e.state === 'failed') this.totals.imagesFailed++;
+    } else if (e.kind === 'blob') {
+      const b = this.blob(e.digest);
+      b.total = e.total;
+      if (e.state === 'progress' || e.state === 'done') {
+        this.totals.bytes += Math.max(0, e.bytes - b.bytes);
+        b.bytes = e.bytes;
       }
+      if (e.state === 'skipped') b.bytes = e.bytes;
+      if (e.state === 'done') this.totals.blobsFetched++;
+      else if (e.state === 'skipped') this.totals.blobsSkipped++;
+      else if (e.state === 'failed') this.totals.blobsFailed++;
     }
     this.draw(e);
   }
@@ -89,22 +164,53 @@ export abstract class TrackingView implements ProgressView {
   abstract finish(): Promise<void>;
 }
 
-/** One line per meaningful step; for logs and pipes. */
+export interface PlainViewOptions {
+  /** Where lines go (default stderr). */
+  write?: (line: string) => void;
+  /** With more than a screenful of images: a summary line this often (default 5 s). */
+  summaryEveryMs?: number;
+}
+
+/**
+ * One line per meaningful step, for logs and pipes. With more images than fit on a screen, no
+ * line per image or blob: a summary line at intervals, plus failures, retries and warnings as
+ * they happen (the final report names the images a failure affects).
+ */
 export class PlainView extends TrackingView {
+  private readonly write: (line: string) => void;
+  private readonly every: number;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(opts: PlainViewOptions = {}) {
+    super();
+    this.write = opts.write ?? ((line) => void process.stderr.write(line));
+    this.every = opts.summaryEveryMs ?? 5000;
+  }
+
   protected draw(e: CopyEvent): void {
-    const out = (s: string): boolean => process.stderr.write(`${s}\n`);
+    const out = (s: string): void => this.write(`${s}\n`);
+    const summarized = this.summarized;
     switch (e.kind) {
+      case 'images':
+        if (summarized && !this.timer) {
+          out(`${e.names.length} images: a summary every ${Math.round(this.every / 1000)} s (--json for every event)`);
+          this.timer = setInterval(() => out(summaryLine(this.totals, Date.now())), this.every);
+          this.timer.unref();
+        }
+        break;
       case 'image':
+        if (summarized) break;
         if (e.state === 'resolved') {
           out(
             `resolved ${e.image} ${e.digest}${e.platforms?.length ? ` [${e.platforms.join(', ')}]` : ''} (${e.blobs?.length ?? 0} blobs, ${formatBytes(e.total ?? 0)})`,
           );
           if (e.originalDigest) out(`  index rewritten for --platform; the source index is ${e.originalDigest}`);
         } else if (e.state === 'done') out(`done ${e.image} ${e.digest}`);
-        else if (e.state === 'failed') out(`FAILED ${e.image}: ${e.error}`);
+        // Why is in the final report, once per cause (one bad blob can fail many images).
+        else if (e.state === 'failed') out(`FAILED ${e.image}`);
         break;
       case 'blob':
-        if (e.state === 'done') out(`  fetched ${shortDigest(e.digest)} ${formatBytes(e.total)}`);
+        if (e.state === 'done' && !summarized) out(`  fetched ${shortDigest(e.digest)} ${formatBytes(e.total)}`);
         else if (e.state === 'failed') out(`  blob ${shortDigest(e.digest)} failed: ${e.error}`);
         break;
       case 'retry':
@@ -115,7 +221,14 @@ export class PlainView extends TrackingView {
         break;
     }
   }
-  async finish(): Promise<void> {}
+
+  async finish(): Promise<void> {
+    if (this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      this.write(`${summaryLine(this.totals, Date.now())}\n`);
+    }
+  }
 }
 
 export class JsonView implements ProgressView {

@@ -1,5 +1,6 @@
 /** `ferry pull`: flags → PullOptions → pull(); drawing and exit status. */
 import type { Argv } from 'yargs';
+import { formatFailures } from './failures.js';
 import { DEFAULT_CONCURRENCY, DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
 import { UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
@@ -77,10 +78,8 @@ async function runPull(args: PullArgs): Promise<number> {
         );
       }
     }
-    for (const f of report.failures) {
-      // The failure itself was drawn as it happened (listr2 task or plain line); add what to do.
-      if (f.hint) process.stderr.write(`hint for ${f.name}: ${f.hint}\n`);
-    }
+    // Each cause once, naming every image it affects, with what to do about it.
+    for (const line of formatFailures(report.failures)) process.stderr.write(line);
     process.stderr.write(
       `Pulled ${done.length} of ${done.length + report.failures.length} images into ${report.store}: ` +
         `${b.fetched} blobs fetched (${formatBytes(b.bytesFetched)}), ${b.skipped} already present (${formatBytes(b.bytesSkipped)})` +

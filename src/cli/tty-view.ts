@@ -2,12 +2,36 @@
 import { Listr, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
 import type { CopyEvent } from '../copy/events.js';
 import { formatBytes, formatRate, shortDigest } from './format.js';
-import { TrackingView } from './progress.js';
+import { TrackingView, summaryLine } from './progress.js';
 
 type Task = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>;
 
-/** listr2 tasks, one per image, whose outcome is driven by copy events. */
+/**
+ * listr2 tasks, one per image, whose outcome is driven by copy events; with more images than
+ * fit on a screen, one summary line redrawn in place instead (failures printed above it).
+ */
 export class TtyView extends TrackingView {
+  private summaryTimer: NodeJS.Timeout | undefined;
+  private readonly stream: NodeJS.WriteStream;
+
+  constructor(stream: NodeJS.WriteStream = process.stderr) {
+    super();
+    this.stream = stream;
+  }
+
+  /** The summary line, cut to the terminal's width so redrawing in place works. */
+  private drawSummary(final = false): void {
+    const width = Math.max(20, (this.stream.columns ?? 80) - 1);
+    const line = summaryLine(this.totals, Date.now());
+    this.stream.write(`\r\x1b[2K${line.length > width ? `${line.slice(0, width - 1)}…` : line}${final ? '\n' : ''}`);
+  }
+
+  /** A line above the summary (a failure, a retry, a warning). */
+  private above(text: string): void {
+    this.stream.write(`\r\x1b[2K${text}\n`);
+    this.drawSummary();
+  }
+
   private readonly waiters = new Map<string, { resolve: () => void; reject: (e: Error) => void; task?: Task }>();
   /** Tasks listr2 has finished: their output must not be touched again. */
   private readonly finished = new Set<string>();
@@ -58,7 +82,18 @@ export class TtyView extends TrackingView {
 
   protected draw(e: CopyEvent): void {
     if (e.kind === 'images') {
-      if (!this.run) this.start(e.names);
+      if (this.summarized) {
+        if (!this.summaryTimer) {
+          this.summaryTimer = setInterval(() => this.drawSummary(), 200);
+          this.summaryTimer.unref();
+        }
+      } else if (!this.run) this.start(e.names);
+      return;
+    }
+    if (this.summaryTimer) {
+      if (e.kind === 'blob' && e.state === 'failed') this.above(`blob ${shortDigest(e.digest)} failed: ${e.error}`);
+      else if (e.kind === 'retry') this.above(`retry ${e.attempt}: ${e.reason}`);
+      else if (e.kind === 'warning') this.above(`warning: ${e.message}`);
       return;
     }
     if (e.kind !== 'image') return;
@@ -88,6 +123,11 @@ export class TtyView extends TrackingView {
   }
 
   async finish(): Promise<void> {
+    if (this.summaryTimer) {
+      clearInterval(this.summaryTimer);
+      this.summaryTimer = undefined;
+      this.drawSummary(true);
+    }
     if (this.timer) clearInterval(this.timer);
     for (const name of this.waiters.keys()) this.finished.add(name);
     for (const w of this.waiters.values()) w.resolve();

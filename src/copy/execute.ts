@@ -37,6 +37,8 @@ export interface ImageResult {
   errorCode?: string;
   /** What the user can do about the failure, when known. */
   hint?: string;
+  /** A stable key of the failure's cause (see causeOf): images that failed of one cause share it. */
+  cause?: string;
   /** The destination already had the image: nothing was transferred or renamed. */
   skipped?: boolean;
 }
@@ -47,7 +49,19 @@ export interface CopyReport {
   durationMs: number;
 }
 
-export type ImageResultBase = Omit<ImageResult, 'status' | 'error' | 'errorCode' | 'hint'>;
+export type ImageResultBase = Omit<ImageResult, 'status' | 'error' | 'errorCode' | 'hint' | 'cause'>;
+
+/**
+ * A stable key for what went wrong, so one failure shared by many images (a blob they all
+ * need) is reported once: the error code and the first digest its message names (the blob's,
+ * for blob failures: "blob sha256:… from …"). Undefined when the message names no digest (the
+ * failure is the image's own: its messages differ anyway).
+ */
+export function causeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  const digest = /sha256:[a-f0-9]{64}/.exec(errorMessage(err))?.[0];
+  return digest === undefined ? undefined : `${typeof code === 'string' ? code : 'ERROR'} ${digest}`;
+}
 
 /** What every destination reports about an image before it knows the outcome. */
 export function resultBase(img: PlannedImage): ImageResultBase {
@@ -70,12 +84,14 @@ export function failedResult<B extends ImageResultBase>(base: B, err: unknown, c
   const code = (err as { code?: unknown } | null)?.code;
   const hint = (err as { hint?: unknown } | null)?.hint;
   const message = errorMessage(err);
+  const cause = causeOf(err);
   return {
     ...base,
     status: 'failed',
     error: message.includes(base.name) || message.startsWith(context) ? message : `${context}: ${message}`,
     ...(typeof code === 'string' ? { errorCode: code } : {}),
     ...(typeof hint === 'string' ? { hint } : {}),
+    ...(cause !== undefined ? { cause } : {}),
   };
 }
 
@@ -148,9 +164,12 @@ export async function executeCopy(
       for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
       const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
       if (img.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = img.originalDigest;
-      const renamed = await store.putIndexEntries([
-        { mediaType: img.root.mediaType, digest: img.root.digest, size: img.root.size, annotations },
-      ]);
+      const renamed = await store.queueIndexEntry({
+        mediaType: img.root.mediaType,
+        digest: img.root.digest,
+        size: img.root.size,
+        annotations,
+      });
       emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
       return { ...base, status: 'done', ...(renamed || fetched.has(img.name) ? {} : { skipped: true }) };
     } catch (err) {

@@ -3,7 +3,7 @@
  * apply platform filters, and list every blob once. Network reads happen here (manifests
  * only); the resulting plan is plain data that can be printed (--dry-run) or executed.
  */
-import { sha256, type Digest } from '../oci/digest.js';
+import { isDigest, sha256, type Digest } from '../oci/digest.js';
 import {
   assertFetchable,
   isPlaceholderDescriptor,
@@ -74,6 +74,12 @@ interface Walk {
   seen: Set<string>;
 }
 
+/**
+ * Manifest bytes the destination already holds, by digest (verified by the caller), so a rerun
+ * reads an index's children locally: an image already present costs one request, its root's.
+ */
+export type LocalManifests = (digest: Digest) => Promise<Buffer | undefined>;
+
 async function walk(
   source: ImageSource,
   doc: ManifestDocument,
@@ -82,6 +88,7 @@ async function walk(
   w: Walk,
   signal: AbortSignal | undefined,
   platform?: string,
+  local?: LocalManifests,
 ): Promise<void> {
   if (w.seen.has(digest)) return;
   w.seen.add(digest);
@@ -96,7 +103,10 @@ async function walk(
       if (isPlaceholderDescriptor(child)) continue;
       assertFetchable(child, `index ${digest}`);
       if (w.seen.has(child.digest)) continue;
-      const got = await source.getManifest(child.digest as Digest, child.mediaType, signal);
+      const have = isDigest(child.digest) ? await local?.(child.digest) : undefined;
+      const got = have
+        ? { bytes: have, digest: child.digest as Digest }
+        : await source.getManifest(child.digest as Digest, child.mediaType, signal);
       if (got.bytes.length !== child.size) {
         throw new SizeMismatchError(child.size, got.bytes.length, `index ${digest}: child ${child.digest}`);
       }
@@ -109,7 +119,7 @@ async function walk(
         continue;
       }
       const childDoc = parseManifest(got.bytes, child.mediaType, `manifest ${child.digest}`);
-      await walk(source, childDoc, got.digest, got.bytes, w, signal, child.platform ? formatPlatform(child.platform) : undefined);
+      await walk(source, childDoc, got.digest, got.bytes, w, signal, child.platform ? formatPlatform(child.platform) : undefined, local);
     }
   }
   w.manifests.push({ digest, mediaType: doc.mediaType, bytes });
@@ -124,7 +134,12 @@ function filterIndex(bytes: Buffer, keep: Descriptor[], originalDigest: Digest):
   return Buffer.from(JSON.stringify({ ...doc, manifests, annotations }));
 }
 
-async function planOne(item: CopyItem, sourceIndex: number, signal: AbortSignal | undefined): Promise<PlannedImage> {
+async function planOne(
+  item: CopyItem,
+  sourceIndex: number,
+  signal: AbortSignal | undefined,
+  local: LocalManifests | undefined,
+): Promise<PlannedImage> {
   const root = await item.source.getRootManifest(signal);
   let doc = parseManifest(root.bytes, root.mediaType, `${item.source.description}`);
   let rootBytes = root.bytes;
@@ -148,7 +163,7 @@ async function planOne(item: CopyItem, sourceIndex: number, signal: AbortSignal 
     }
   }
   const w: Walk = { manifests: [], blobs: new Map(), platforms: new Set(), seen: new Set() };
-  await walk(item.source, doc, rootDigest, rootBytes, w, signal);
+  await walk(item.source, doc, rootDigest, rootBytes, w, signal, undefined, local);
   const blobs = [...w.blobs.values()];
   const totalBytes = blobs.reduce((n, b) => n + b.size, 0) + w.manifests.reduce((n, m) => n + m.bytes.length, 0);
   return {
@@ -167,14 +182,14 @@ async function planOne(item: CopyItem, sourceIndex: number, signal: AbortSignal 
 /** Resolve every item (concurrently) and merge their blobs into one deduplicated list. */
 export async function planCopy(
   items: CopyItem[],
-  opts: { concurrency?: number; signal?: AbortSignal; onEvent?: EventSink } = {},
+  opts: { concurrency?: number; signal?: AbortSignal; onEvent?: EventSink; localManifests?: LocalManifests } = {},
 ): Promise<CopyPlan> {
   opts.onEvent?.({ kind: 'images', names: items.map((i) => i.name) });
   const results: Array<PlannedImage | { error: unknown }> = new Array(items.length);
   await eachLimit(items, opts.concurrency ?? 8, async (item, i) => {
     opts.onEvent?.({ kind: 'image', state: 'resolving', image: item.name });
     try {
-      const planned = await planOne(item, i, opts.signal);
+      const planned = await planOne(item, i, opts.signal, opts.localManifests);
       results[i] = planned;
       opts.onEvent?.({
         kind: 'image',

@@ -19,7 +19,7 @@ import type { ImageSource } from '../transports/types.js';
 import { UsageError, errorMessage, wrap } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import type { EventSink } from './events.js';
-import { executeCopy, type CopyReport, type ImageResult } from './execute.js';
+import { causeOf, executeCopy, type CopyReport, type ImageResult } from './execute.js';
 import { planCopy, type CopyItem, type CopyPlan } from './plan.js';
 
 export const DEFAULT_STORE = './ferry-store';
@@ -102,7 +102,8 @@ export function registryClientOptions(
 
 export interface PullReport extends CopyReport {
   store: string;
-  failures: Array<{ name: string; error: string; errorCode?: string; hint?: string }>;
+  /** One record per image; `cause` is shared by failures of one cause (copy/execute.ts causeOf). */
+  failures: Array<{ name: string; error: string; errorCode?: string; hint?: string; cause?: string }>;
 }
 
 const INTEGRITY_CODES = new Set(['DIGEST_MISMATCH', 'SIZE_MISMATCH', 'DIFF_ID_MISMATCH', 'NOT_LOADED']);
@@ -153,11 +154,13 @@ export function collectFailures(planFailures: CopyPlan['failures'], images: read
     ...planFailures.map((f) => {
       const code = (f.error as { code?: unknown }).code;
       const hint = (f.error as { hint?: unknown }).hint;
+      const cause = causeOf(f.error);
       return {
         name: f.name,
         error: errorMessage(f.error),
         ...(typeof code === 'string' ? { errorCode: code } : {}),
         ...(typeof hint === 'string' ? { hint } : {}),
+        ...(cause !== undefined ? { cause } : {}),
       };
     }),
     ...images
@@ -167,6 +170,7 @@ export function collectFailures(planFailures: CopyPlan['failures'], images: read
         error: i.error ?? 'failed',
         ...(i.errorCode ? { errorCode: i.errorCode } : {}),
         ...(i.hint ? { hint: i.hint } : {}),
+        ...(i.cause ? { cause: i.cause } : {}),
       })),
   ];
 }
@@ -241,6 +245,11 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
     const store = await OciLayout.open(opts.store, { create: true });
     await store.removeStaleTemps();
     const plan = await planCopy(items, {
+      // Child manifests of an index the store already holds (read verified against their digest).
+      localManifests: async (digest) =>
+        (await store.hasBlob(digest))
+          ? await store.readBlobBytes({ digest }, `manifest ${digest} in ${store.dir}`).catch(() => undefined)
+          : undefined,
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),

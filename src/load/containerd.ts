@@ -548,9 +548,10 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
         )
       : new Map<string, CtrCheckRow>();
   const toImport: PlannedImage[] = [];
+  const checkableSet = new Set(checkable); // not a scan per image
   for (const img of candidates) {
     let present = before.get(img.name)?.digest === img.root.digest;
-    if (present && checkable.includes(img)) {
+    if (present && checkableSet.has(img)) {
       const row = checked.get(img.name);
       const wantUnpacked = unpack && blockers.get(img) === undefined;
       present = row !== undefined && row.digest === img.root.digest && row.complete && (!wantUnpacked || row.unpacked);

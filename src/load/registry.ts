@@ -97,13 +97,25 @@ export async function pushToRegistry(
   // 2. The blobs to push, each with the repositories that need it.
   const needs = new Map<string, { blob: CopyPlan['blobs'][number]; repos: string[] }>();
   const byDigest = new Map(plan.blobs.map((b) => [b.desc.digest, b]));
+  // A set per blob: a base layer shared by thousands of images must not be a list scanned per image.
+  const repoSets = new Map<string, Set<string>>();
   plan.images.forEach((img, i) => {
     if (states[i] !== 'push' || probeErrors.has(i)) return;
     for (const b of img.blobs) {
       const planned = byDigest.get(b.digest)!;
-      const n = needs.get(b.digest) ?? { blob: planned, repos: [] };
-      if (!n.repos.includes(targets[i]!.repo)) n.repos.push(targets[i]!.repo);
-      needs.set(b.digest, n);
+      let n = needs.get(b.digest);
+      let repos = repoSets.get(b.digest);
+      if (!n || !repos) {
+        n = { blob: planned, repos: [] };
+        repos = new Set();
+        needs.set(b.digest, n);
+        repoSets.set(b.digest, repos);
+      }
+      const repo = targets[i]!.repo;
+      if (!repos.has(repo)) {
+        repos.add(repo);
+        n.repos.push(repo);
+      }
     }
   });
   stats.total = needs.size;

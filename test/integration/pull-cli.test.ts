@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -89,6 +89,36 @@ describe('ferry pull (CLI)', () => {
     ]);
     expect(noCreds.code).toBe(1);
     expect(noCreds.stderr).toMatch(/UNAUTHORIZED|HTTP 401/);
+  });
+});
+
+describe('a pull with nothing new', () => {
+  it('costs one manifest request per image (the children of an index are read from the store) and writes nothing', async () => {
+    const proxy = await startFaultProxy(reg.url);
+    try {
+      const imgs = corpus.images.filter((i) => i.kind === 'oci-index' || i.kind === 'docker-list' || i.repo === 'ferry-test/base');
+      expect(imgs.some((i) => i.kind === 'oci-index')).toBe(true);
+      const refs = imgs.map((i) => `${proxy.host}/${i.repo}:${i.tag}`);
+      const store = path.join(createTempDir('again'), 'store');
+      const args = ['pull', ...refs, '--store', store, '--username', reg.username!, '--password-stdin', '--json'];
+      expect((await ferry(args, { input: reg.password! })).code).toBe(0);
+      const index = await readFile(path.join(store, 'index.json'));
+      const before = await stat(path.join(store, 'index.json'));
+      proxy.clearRequests();
+      const again = await ferry(args, { input: reg.password! });
+      expect(again.code, again.stderr).toBe(0);
+      const content = proxy.requests.filter((r) => /\/(manifests|blobs)\//.test(r.url) && r.status !== 401);
+      expect(content.filter((r) => r.url.includes('/blobs/'))).toEqual([]);
+      expect(content.map((r) => r.url.replace(/^\/v2\//, '')).sort()).toEqual(imgs.map((i) => `${i.repo}/manifests/${i.tag}`).sort());
+      // No write: index.json is the same file with the same bytes.
+      const after = await stat(path.join(store, 'index.json'));
+      expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
+      expect(await readFile(path.join(store, 'index.json'))).toEqual(index);
+      const report = JSON.parse(again.stdout.trim().split('\n').at(-1)!) as { images: Array<{ skipped?: boolean }> };
+      expect(report.images.map((i) => i.skipped)).toEqual(imgs.map(() => true));
+    } finally {
+      await proxy.stop();
+    }
   });
 });
 

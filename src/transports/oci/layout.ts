@@ -19,6 +19,10 @@ import { withLayoutLock } from './lock.js';
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 export const CONTAINERD_NAME = 'io.containerd.image.name';
 export const MAX_INDEX_JSON_BYTES = 64 * 1024 * 1024;
+/** Group commit of index.json entries: the most a batch waits for more, and a batch that does not wait. */
+const MAX_COMMIT_PAUSE_MS = 500;
+const MIN_COMMIT_PAUSE_MS = 100;
+const FULL_BATCH = 1024;
 
 /** The `oci-layout` file and `index.json` of an image layout, wherever it is stored. */
 export const LayoutHeader = z.looseObject({ imageLayoutVersion: z.string() });
@@ -45,6 +49,18 @@ export interface LayoutIndex {
   /** The whole document, so a rewrite keeps fields ferry does not know. */
   raw: Record<string, unknown>;
 }
+
+interface CachedIndex {
+  ino: number;
+  dev: number;
+  size: number;
+  mtimeMs: number;
+  index: LayoutIndex;
+  byName?: Map<string, Descriptor>;
+}
+
+/** The last parse of each index.json this process read (by absolute path). */
+const indexCache = new Map<string, CachedIndex>();
 
 /** What a layout directory may hold before ferry makes it one (another process may be making it). */
 const LAYOUT_ENTRIES = new Set(['oci-layout', 'index.json', 'blobs']);
@@ -147,9 +163,27 @@ export class OciLayout {
     return path.join(this.dir, 'index.json');
   }
 
+  /**
+   * index.json, parsed and checked. The last parse per file is kept (see indexCache) and used
+   * again while the file's inode, size and mtime are unchanged: pulling N images named in one
+   * layout (`oci:DIR:REF` each) must not read and parse that index N times.
+   */
   async readIndex(): Promise<LayoutIndex> {
-    const size = await fileSize(this.indexPath);
-    if (size === undefined) throw new LayoutError('LAYOUT_INVALID', `${this.indexPath} is missing`);
+    const cached = await this.cachedIndex();
+    return { manifests: [...cached.index.manifests], annotations: { ...cached.index.annotations }, raw: cached.index.raw };
+  }
+
+  private async cachedIndex(): Promise<CachedIndex> {
+    let st: Awaited<ReturnType<typeof stat>>;
+    try {
+      st = await stat(this.indexPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LayoutError('LAYOUT_INVALID', `${this.indexPath} is missing`);
+      throw err;
+    }
+    const hit = indexCache.get(this.indexPath);
+    if (hit && hit.ino === st.ino && hit.dev === st.dev && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit;
+    const size = st.size;
     if (size > MAX_INDEX_JSON_BYTES) throw new LayoutError('LAYOUT_INVALID', `${this.indexPath} is ${size} bytes, over the limit`);
     let doc: unknown;
     try {
@@ -162,7 +196,31 @@ export class OciLayout {
       const i = r.error.issues[0];
       throw new LayoutError('LAYOUT_INVALID', `${this.indexPath}: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
     }
-    return { manifests: r.data.manifests ?? [], annotations: r.data.annotations ?? {}, raw: r.data };
+    const entry: CachedIndex = {
+      ino: st.ino,
+      dev: st.dev,
+      size: st.size,
+      mtimeMs: st.mtimeMs,
+      index: { manifests: r.data.manifests ?? [], annotations: r.data.annotations ?? {}, raw: r.data },
+    };
+    // One entry per file; a file written within the mtime granularity of its last read could
+    // look unchanged, so a file younger than a second is never kept.
+    if (Date.now() - st.mtimeMs > 1000) indexCache.set(this.indexPath, entry);
+    else indexCache.delete(this.indexPath);
+    return entry;
+  }
+
+  /** The first entry with each ref.name (what resolve answers), built once per parse. */
+  private async namedEntries(): Promise<{ index: LayoutIndex; byName: Map<string, Descriptor> }> {
+    const cached = await this.cachedIndex();
+    if (!cached.byName) {
+      cached.byName = new Map();
+      for (const d of cached.index.manifests) {
+        const name = d.annotations?.[REF_NAME];
+        if (name !== undefined && !cached.byName.has(name)) cached.byName.set(name, d);
+      }
+    }
+    return { index: cached.index, byName: cached.byName };
   }
 
   /**
@@ -171,7 +229,7 @@ export class OciLayout {
    * digest: the entry with that digest. Without either: the only entry.
    */
   async resolve(ref: string | undefined, platforms: PlatformSpec[] = []): Promise<Descriptor> {
-    const index = await this.readIndex();
+    const index = (await this.cachedIndex()).index; // read only here: no copy
     if (ref === undefined || ref === '') {
       if (index.manifests.length === 1) return index.manifests[0]!;
       if (index.manifests.length === 0) throw new NotFoundError(`OCI layout ${this.dir} holds no images`);
@@ -188,14 +246,14 @@ export class OciLayout {
       if (hit) return hit;
       throw new NotFoundError(`no image with digest ${ref} in OCI layout ${this.dir}`);
     }
-    const hits = index.manifests.filter((d) => d.annotations?.[REF_NAME] === ref);
-    if (hits.length === 0) {
+    const hit = (await this.namedEntries()).byName.get(ref);
+    if (hit === undefined) {
       const names = index.manifests.map((d) => d.annotations?.[REF_NAME]).filter((n): n is string => !!n);
       throw new NotFoundError(`no image named ${JSON.stringify(ref)} in OCI layout ${this.dir}`, {
         hint: names.length ? `it has: ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', …' : ''}` : 'it has no named images',
       });
     }
-    return hits[0]!;
+    return hit;
   }
 
   async hasBlob(digest: string, size?: number): Promise<boolean> {
@@ -252,28 +310,65 @@ export class OciLayout {
    * index.json untouched. Returns true when index.json changed.
    */
   async putIndexEntries(entries: Descriptor[]): Promise<boolean> {
+    return (await this.commitEntries(entries)).some((c) => c);
+  }
+
+  /**
+   * Name one entry (as putIndexEntries does) in a group commit: entries queued while a write
+   * is in flight (or in the same turn of the event loop) are merged and written together, with
+   * one lock, one read, one merge, one blobs-dir fsync and one atomic write per batch, instead
+   * of a rewrite of the whole index.json per image. Resolves once the batch holding the entry
+   * is durable: true when this entry changed index.json (it was new or different).
+   */
+  queueIndexEntry(entry: Descriptor): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      this.queued.push({ entry, resolve, reject });
+      if (!this.committing) this.committing = this.drainQueue();
+    });
+  }
+
+  private queued: Array<{ entry: Descriptor; resolve: (changed: boolean) => void; reject: (err: unknown) => void }> = [];
+  private committing: Promise<void> | undefined;
+
+  private async drainQueue(): Promise<void> {
+    // One turn of the event loop, so the images that finish together go into the first batch.
+    await new Promise<void>((r) => setImmediate(r));
+    while (this.queued.length > 0) {
+      const batch = this.queued;
+      this.queued = [];
+      const started = performance.now();
+      try {
+        const changed = await this.commitEntries(batch.map((b) => b.entry));
+        for (const [i, b] of batch.entries()) b.resolve(changed[i]!);
+      } catch (err) {
+        // The whole batch failed (lock, read or write); its callers report it, later batches retry.
+        for (const b of batch) b.reject(err);
+      }
+      // A commit costs O(index size) and three fsyncs: when images finish one by one, wait at
+      // least 100 ms, and twice as long as the last commit took, before the next, so rewriting
+      // index.json takes at most about a third of a run however large the index grows, and its
+      // fsyncs do not crowd out the blob writes' (a backlog of a full batch goes at once).
+      const pause = Math.min(MAX_COMMIT_PAUSE_MS, Math.max(MIN_COMMIT_PAUSE_MS, 2 * (performance.now() - started)));
+      if (this.queued.length > 0 && this.queued.length < FULL_BATCH) await new Promise<void>((r) => setTimeout(r, pause));
+    }
+    this.committing = undefined;
+  }
+
+  /** One read-merge-write of index.json under the lock; per entry, whether it changed the index. */
+  private async commitEntries(entries: Descriptor[]): Promise<boolean[]> {
     return withLayoutLock(this.dir, async () => {
       const { raw, manifests: current } = await this.readIndex();
-      let next = current;
-      for (const e of entries) {
-        const name = e.annotations?.[REF_NAME];
-        const same = (d: Descriptor): boolean =>
-          name ? d.annotations?.[REF_NAME] === name : d.digest === e.digest && d.annotations?.[REF_NAME] === undefined;
-        // The first match is where the entry goes (nothing before it is removed).
-        const at = next.findIndex(same);
-        next = next.filter((d) => !same(d));
-        next.splice(at === -1 ? next.length : at, 0, e);
-      }
-      const changed = JSON.stringify(next) !== JSON.stringify(current);
+      const { next, changed } = mergeIndexEntries(current, entries);
+      const any = changed.some((c) => c);
       // Blob files are fsynced but their directory entries are not (one fsync per blob is
       // slow): make them durable, once, before index.json names them, so a power cut cannot
       // leave a name whose blobs vanished. Also when index.json changes without blobs from
       // this process: another process (or a killed earlier run) may have written them.
-      if (changed || this.blobsDirty) await this.syncBlobsDir();
-      if (!changed) return false;
+      if (any || this.blobsDirty) await this.syncBlobsDir();
+      if (!any) return changed;
       const doc = { ...raw, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: next };
       await writeFileAtomic(this.indexPath, `${JSON.stringify(doc, null, 2)}\n`);
-      return true;
+      return changed;
     });
   }
 
@@ -291,4 +386,51 @@ export class OciLayout {
   async removeStaleTemps(): Promise<number> {
     return removeDeadTemps(path.join(this.dir, 'blobs', 'sha256'), (base) => /^[a-f0-9]{64}$/.test(base));
   }
+}
+
+/** What an index entry replaces: entries of the same ref.name, or unnamed entries of the same digest. */
+function entryKey(d: Descriptor): string {
+  const name = d.annotations?.[REF_NAME];
+  return name !== undefined ? `n\0${name}` : `d\0${d.digest}`;
+}
+
+const sameEntry = (a: Descriptor, b: Descriptor): boolean => a === b || JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Merge `entries` into `current` in one pass (O(current + entries)), with the meaning of
+ * applying them one after another: an entry takes the place of the first existing entry with
+ * its key and removes the others with that key; an entry with a new key is appended; of two
+ * entries with one key, the later wins (at the earlier one's place). `changed[i]` says whether
+ * entries[i] changed the index (new, different, or it removed duplicates of its key).
+ */
+export function mergeIndexEntries(current: Descriptor[], entries: Descriptor[]): { next: Descriptor[]; changed: boolean[] } {
+  const incoming = new Map<string, { entry: Descriptor; indexes: number[]; placed: boolean; changed: boolean }>();
+  entries.forEach((e, i) => {
+    const key = entryKey(e);
+    const slot = incoming.get(key);
+    if (slot) {
+      slot.entry = e;
+      slot.indexes.push(i);
+    } else incoming.set(key, { entry: e, indexes: [i], placed: false, changed: false });
+  });
+  const next: Descriptor[] = [];
+  for (const d of current) {
+    const slot = incoming.get(entryKey(d));
+    if (!slot) next.push(d);
+    else if (!slot.placed) {
+      slot.placed = true;
+      if (!sameEntry(d, slot.entry)) slot.changed = true;
+      next.push(slot.entry);
+    } else slot.changed = true; // a duplicate of the key: removed
+  }
+  const changed = entries.map(() => false);
+  for (const slot of incoming.values()) {
+    if (!slot.placed) {
+      slot.changed = true;
+      next.push(slot.entry);
+    }
+    // Earlier entries of a key that a later one overrode changed nothing that is left.
+    if (slot.changed) changed[slot.indexes.at(-1)!] = true;
+  }
+  return { next, changed };
 }

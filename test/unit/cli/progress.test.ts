@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { outputMode } from '../../../src/cli/progress.js';
+import { PlainView, SCREENFUL, outputMode, summaryLine } from '../../../src/cli/progress.js';
 import { TtyView } from '../../../src/cli/tty-view.js';
 
 describe('outputMode', () => {
@@ -38,5 +38,79 @@ describe('TtyView (listr2)', () => {
     expect(() => refresh()).not.toThrow();
     if (tty) Object.defineProperty(process.stdout, 'isTTY', tty);
     else delete (process.stdout as { isTTY?: boolean }).isTTY;
+  });
+});
+
+describe('progress for long lists', () => {
+  const digest = (i: number): string => `sha256:${i.toString(16).padStart(12, '0')}${'f'.repeat(52)}`;
+  const base = digest(0);
+  /** A run of `n` images sharing one base blob, each with one own blob; image 3 fails. */
+  function play(view: PlainView | TtyView, n: number): void {
+    const names = Array.from({ length: n }, (_, i) => `r.example/app${i}:1`);
+    view.onEvent({ kind: 'images', names });
+    names.forEach((image, i) => {
+      view.onEvent({ kind: 'image', state: 'resolved', image, digest: digest(1000 + i), blobs: [base, digest(i + 1)], total: 300 });
+    });
+    view.onEvent({ kind: 'blob', state: 'start', digest: base, bytes: 0, total: 200 });
+    view.onEvent({ kind: 'blob', state: 'progress', digest: base, bytes: 150, total: 200 });
+    view.onEvent({ kind: 'blob', state: 'done', digest: base, bytes: 200, total: 200 });
+    names.forEach((image, i) => {
+      if (i === 3) {
+        view.onEvent({ kind: 'blob', state: 'failed', digest: digest(i + 1), bytes: 0, total: 100, error: 'connection reset' });
+        view.onEvent({ kind: 'image', state: 'failed', image, error: 'pulling: connection reset' });
+        return;
+      }
+      if (i === 4) view.onEvent({ kind: 'blob', state: 'skipped', digest: digest(i + 1), bytes: 100, total: 100 });
+      else view.onEvent({ kind: 'blob', state: 'done', digest: digest(i + 1), bytes: 100, total: 100 });
+      view.onEvent({ kind: 'image', state: 'done', image, digest: digest(1000 + i) });
+    });
+  }
+
+  it('plain: one line per image up to a screenful', async () => {
+    const lines: string[] = [];
+    const view = new PlainView({ write: (l) => lines.push(l), summaryEveryMs: 10 });
+    play(view, SCREENFUL);
+    await view.finish();
+    expect(lines.filter((l) => l.startsWith('resolved '))).toHaveLength(SCREENFUL);
+    expect(lines.filter((l) => l.startsWith('done '))).toHaveLength(SCREENFUL - 1);
+    expect(lines).toContain('FAILED r.example/app3:1\n');
+    expect(lines.some((l) => l.startsWith('images '))).toBe(false);
+  });
+
+  it('plain: beyond a screenful, summary lines at intervals instead of per-image lines; failures still shown', async () => {
+    const lines: string[] = [];
+    const view = new PlainView({ write: (l) => lines.push(l), summaryEveryMs: 20 });
+    play(view, 1000);
+    await new Promise((r) => setTimeout(r, 70));
+    await view.finish();
+    expect(lines.filter((l) => /^(resolved|done|FAILED) |^ {2}fetched/.test(l))).toEqual([]);
+    expect(lines.filter((l) => l.includes('failed: connection reset'))).toHaveLength(1);
+    const summaries = lines.filter((l) => l.startsWith('images '));
+    expect(summaries.length).toBeGreaterThanOrEqual(2); // at intervals, and once at the end
+    // Each blob counted once, shared or not: 200 bytes of the base + 998 own blobs of 100 bytes fetched.
+    expect(summaries.at(-1)).toMatch(/^images 999\/1000 done, 1 failed · blobs 999 fetched, 1 already present, 1 failed · 100\.0 KB, /);
+    expect(lines.length).toBeLessThan(summaries.length + 5);
+  });
+
+  it('summaryLine shows done/total, failures, blobs, bytes and rate', () => {
+    const line = summaryLine(
+      { images: 40, imagesDone: 10, imagesFailed: 2, blobsFetched: 7, blobsSkipped: 3, blobsFailed: 0, bytes: 2_000_000, started: 0 },
+      1000,
+    );
+    expect(line).toBe('images 10/40 done, 2 failed · blobs 7 fetched, 3 already present · 2.00 MB, 2.00 MB/s');
+  });
+
+  it('TTY: beyond a screenful, one summary line redrawn in place, failures above it, no task per image', async () => {
+    let written = '';
+    const stream = { columns: 200, write: (s: string) => ((written += s), true) } as unknown as NodeJS.WriteStream;
+    const view = new TtyView(stream);
+    play(view, 100);
+    await new Promise((r) => setTimeout(r, 450));
+    await view.finish();
+    expect(written).toContain('\r\x1b[2Kblob 000000000004 failed: connection reset\n');
+    expect(written).not.toContain('r.example/app');
+    const frames = written.split('\r\x1b[2K').filter((f) => f.startsWith('images '));
+    expect(frames.length).toBeGreaterThanOrEqual(2);
+    expect(frames.at(-1)).toMatch(/^images 99\/100 done, 1 failed · blobs 99 fetched, 1 already present, 1 failed · .*\n$/);
   });
 });
