@@ -10,7 +10,8 @@ import type { PlatformSpec } from '../oci/platform.js';
 import { LayoutSource } from '../transports/oci/source.js';
 import { OciArchiveSource } from '../transports/oci-archive/source.js';
 import { DockerArchiveSource } from '../transports/docker-archive/source.js';
-import { CONTAINERD_NAME, OciLayout, REF_NAME } from '../transports/oci/layout.js';
+import { CONTAINERD_NAME, REF_NAME } from '../transports/oci/layout.js';
+import { OciLayoutDestination } from '../transports/oci/destination.js';
 import type { Descriptor } from '../oci/manifest.js';
 import { RegistryClient, type RegistryClientOptions } from '../transports/registry/client.js';
 import { RegistrySource } from '../transports/registry/source.js';
@@ -238,20 +239,19 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       sources.push(source);
       items.push({ source, name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
     }
-    const store = await OciLayout.open(opts.store, { create: true });
-    await store.removeStaleTemps();
+    const dest = await OciLayoutDestination.open(opts.store);
     const plan = await planCopy(items, {
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
-    const report = await executeCopy(plan, sources, store, {
+    const report = await executeCopy(plan, sources, dest, {
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
     const failures = collectFailures(plan.failures, report.images);
-    return { ...report, durationMs: Date.now() - started, store: store.dir, failures };
+    return { ...report, durationMs: Date.now() - started, store: dest.store.dir, failures };
   } finally {
     await Promise.all([...clients.values()].map((c) => c.close()));
     await Promise.all(sources.map((s) => s.close()));

@@ -30,6 +30,7 @@ import { parseReference } from '../ref/reference.js';
 import { DockerArchive, DockerArchiveSource } from '../transports/docker-archive/source.js';
 import { OciArchive, OciArchiveSource } from '../transports/oci-archive/source.js';
 import { OciLayout, REF_NAME } from '../transports/oci/layout.js';
+import { OciLayoutDestination } from '../transports/oci/destination.js';
 import { LayoutSource } from '../transports/oci/source.js';
 import { RegistryClient } from '../transports/registry/client.js';
 import type { ImageSource } from '../transports/types.js';
@@ -210,14 +211,13 @@ async function write(
   };
   switch (dest.kind) {
     case 'oci': {
-      const store = await OciLayout.open(dest.dir, { create: true });
-      await store.removeStaleTemps();
-      const r = await executeCopy(plan, sources, store, { ...common, allOrNothing: src.fromBundle, action: 'loading' });
+      const target = await OciLayoutDestination.open(dest.dir);
+      const r = await executeCopy(plan, sources, target, { ...common, allOrNothing: src.fromBundle, action: 'loading' });
       return {
         ...r,
         images: r.images.map((i) => ({
           ...i,
-          ...(i.status === 'done' ? { destination: `oci:${store.dir}:${i.name}`, destinationDigest: i.digest } : {}),
+          ...(i.status === 'done' ? { destination: target.nameOf(i), destinationDigest: i.digest } : {}),
         })),
       };
     }

@@ -54,3 +54,77 @@ export interface ImageSource {
   openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable;
   close(): Promise<void>;
 }
+
+/** What a destination can do; the executor drives it accordingly. */
+export interface DestinationCapabilities {
+  /** putBlob may run for several blobs at once; otherwise calls come one after another. */
+  parallelBlobs: boolean;
+  /**
+   * The destination can take a blob it holds elsewhere without its bytes (a registry mounting
+   * from another repository). The destination decides when; the executor only counts it.
+   */
+  mount: boolean;
+  /**
+   * Everything goes into one ordered stream (Docker Engine's and containerd's archive
+   * importers): blobs are put sequentially, and names take effect only at commit().
+   */
+  orderedStream: boolean;
+  /**
+   * hasBlob() answers from what is stored, so a blob it reports is never fetched again; a
+   * destination that cannot tell (a stream) answers false for every blob.
+   */
+  knowsBlobs: boolean;
+}
+
+export interface PutBlobOptions {
+  /** For messages: `blob sha256:… from docker://…`. */
+  what: string;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number) => void;
+}
+
+/** The name an image gets at the destination, and the root manifest it names. */
+export interface DestinationName {
+  /** The image's name in the plan (a full reference, or `@sha256:…` for a nameless one). */
+  name: string;
+  root: { digest: Digest; mediaType: string; size: number };
+  /** Set when --platform rewrote the index: the digest the source published. */
+  originalDigest?: Digest;
+}
+
+/**
+ * The write side, as containers/image's ImageDestination: a per-run object opened by the
+ * transport table (`openDestination`) with everything it needs. What the executor MUST do, in
+ * this order, and what the destination MUST guarantee:
+ *
+ * 1. `hasBlob(desc)` for each blob; a blob it reports present is not put again.
+ * 2. `putBlob(desc, stream)` for each missing blob, concurrently only when
+ *    `capabilities.parallelBlobs`. The destination verifies size (when `desc.size >= 0`) and
+ *    digest while the bytes stream, and on any failure keeps nothing of that blob (no file,
+ *    no half-written member that could later be taken for it). It returns the bytes stored.
+ * 3. `putManifest(m)` for each manifest of an image once all of that image's blobs are in,
+ *    children before the indexes that list them. The destination checks the bytes against
+ *    `m.digest`.
+ * 4. `setName(image)` once its manifests are in: the only call that makes content visible
+ *    under a name (tag, index.json entry, engine image). Returns true when a name was created
+ *    or moved, false when it already named this root. With `orderedStream` the name takes
+ *    effect only at commit().
+ * 5. `commit()` once, after every image was named (or failed): flushes what was deferred.
+ *    A destination that is closed without commit() names nothing it deferred.
+ * 6. `close()` always, success or not.
+ */
+export interface ImageDestination {
+  /** Human-readable location, e.g. oci:/store (no secrets). */
+  readonly description: string;
+  readonly capabilities: DestinationCapabilities;
+  hasBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean>;
+  /** The size of a stored blob, undefined when absent (checking declared sizes after a copy). */
+  storedBlobSize(digest: string): Promise<number | undefined>;
+  putBlob(desc: Descriptor, stream: Readable, opts: PutBlobOptions): Promise<number>;
+  putManifest(manifest: ManifestBytes, signal?: AbortSignal): Promise<void>;
+  setName(image: DestinationName, signal?: AbortSignal): Promise<boolean>;
+  /** Where a named image can now be found (`oci:/store:nginx:1.25`), for reports. */
+  nameOf(image: Pick<DestinationName, 'name'>): string;
+  commit(signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}

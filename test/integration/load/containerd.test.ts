@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { executeCopy } from '../../../src/copy/execute.js';
+import { OciLayoutDestination } from '../../../src/transports/oci/destination.js';
 import { planCopy } from '../../../src/copy/plan.js';
 import { load } from '../../../src/load/load.js';
 import type { CopyEvent } from '../../../src/copy/events.js';
@@ -221,7 +222,7 @@ describe('loadIntoContainerd', () => {
     const copied = await executeCopy(
       plan,
       items.map((i) => i.source),
-      store,
+      new OciLayoutDestination(store),
     );
     expect(copied.images.map((i) => i.status)).toEqual(['done', 'done']);
     const bundle = path.join(work, 'aon.ferry');

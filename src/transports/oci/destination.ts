@@ -1,0 +1,58 @@
+/**
+ * The OCI image-layout destination: blobs and manifests written verified and atomically by
+ * the store (layout.ts), names as index.json entries. Every name goes through putIndexEntries
+ * in setName, the one place index.json is changed from a copy.
+ */
+import { ORIGINAL_INDEX_ANNOTATION } from '../../copy/plan.js';
+import type { Descriptor } from '../../oci/manifest.js';
+import { fileSize } from '../../util/fsutil.js';
+import type { Readable } from 'node:stream';
+import type { DestinationCapabilities, DestinationName, ImageDestination, ManifestBytes, PutBlobOptions } from '../types.js';
+import { CONTAINERD_NAME, OciLayout, REF_NAME } from './layout.js';
+
+export class OciLayoutDestination implements ImageDestination {
+  readonly capabilities: DestinationCapabilities = { parallelBlobs: true, mount: false, orderedStream: false, knowsBlobs: true };
+
+  constructor(readonly store: OciLayout) {}
+
+  /** Open (creating if needed) the layout at `dir`, clearing temp files of dead writers. */
+  static async open(dir: string): Promise<OciLayoutDestination> {
+    const store = await OciLayout.open(dir, { create: true });
+    await store.removeStaleTemps();
+    return new OciLayoutDestination(store);
+  }
+
+  get description(): string {
+    return `oci:${this.store.dir}`;
+  }
+
+  hasBlob(desc: Descriptor): Promise<boolean> {
+    return this.store.hasBlob(desc.digest, desc.size);
+  }
+
+  storedBlobSize(digest: string): Promise<number | undefined> {
+    return fileSize(this.store.blobPath(digest));
+  }
+
+  putBlob(desc: Descriptor, stream: Readable, opts: PutBlobOptions): Promise<number> {
+    return this.store.putBlob(desc, stream, opts.what, opts.onProgress);
+  }
+
+  async putManifest(m: ManifestBytes): Promise<void> {
+    await this.store.putBytes(m.bytes, m.digest);
+  }
+
+  async setName(image: DestinationName): Promise<boolean> {
+    const annotations: Record<string, string> = { [REF_NAME]: image.name, [CONTAINERD_NAME]: image.name };
+    if (image.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = image.originalDigest;
+    return this.store.putIndexEntries([{ mediaType: image.root.mediaType, digest: image.root.digest, size: image.root.size, annotations }]);
+  }
+
+  nameOf(image: Pick<DestinationName, 'name'>): string {
+    return `oci:${this.store.dir}:${image.name}`;
+  }
+
+  async commit(): Promise<void> {}
+
+  async close(): Promise<void> {}
+}
