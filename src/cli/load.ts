@@ -1,9 +1,10 @@
 /** `ferry load` and `ferry mirror`: flags → options → load()/mirror(); drawing, mapping file, exit status. */
 import type { Argv } from 'yargs';
-import { DEFAULT_CONCURRENCY, onlyIntegrityFailures } from '../copy/pull.js';
-import { splitCommandLine } from '../load/containerd-ctr.js';
-import { load, type LoadReport } from '../load/load.js';
-import { mirror } from '../load/mirror.js';
+import { DEFAULT_CONCURRENCY } from '../commands/registry-access.js';
+import { onlyIntegrityFailures } from '../commands/report.js';
+import { splitCommandLine } from '../transports/containerd/ctr.js';
+import { load, type LoadReport } from '../commands/load.js';
+import { mirror } from '../commands/mirror.js';
 import { UsageError } from '../util/errors.js';
 import { parseLoadDestination } from '../load/destination.js';
 import { isStdin, writeFileAtomic } from '../util/fsutil.js';

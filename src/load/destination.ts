@@ -4,7 +4,7 @@
  * not an image: image names come from the source.
  */
 import { UsageError } from '../util/errors.js';
-import { parseRegistryDestination, type RegistryDestination } from './registry-names.js';
+import { parseRegistryDestination, type RegistryDestination } from '../transports/registry/names.js';
 
 export const DEFAULT_CONTAINERD_NAMESPACE = 'k8s.io';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatLoadDestination, parseLoadDestination } from '../../../src/load/destination.js';
-import { registryTargets } from '../../../src/load/registry-names.js';
+import { registryTargets } from '../../../src/transports/registry/names.js';
 import { rangeEnd } from '../../../src/transports/registry/upload.js';
 import type { Digest } from '../../../src/oci/digest.js';
 

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type { EventSink } from '../copy/events.js';
 import { DigestVerifier } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import type { ImageSource } from '../transports/types.js';
+import type { ImageSource } from './types.js';
 import { errorMessage } from '../util/errors.js';
 import type { TarWriter } from '../util/tar.js';
 

@@ -27,12 +27,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { Writable, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { DigestVerifier, verifyBytes } from '../oci/digest.js';
-import { parseManifest, type Descriptor } from '../oci/manifest.js';
-import { MediaType } from '../oci/mediatypes.js';
-import { failedResult, resultBase } from '../copy/execute.js';
-import type { CopyPlan, PlannedBlob, PlannedImage } from '../copy/plan.js';
-import type { ImageSource } from '../transports/types.js';
+import { DigestVerifier, verifyBytes } from '../../oci/digest.js';
+import { parseManifest, type Descriptor } from '../../oci/manifest.js';
+import { MediaType } from '../../oci/mediatypes.js';
+import { failedResult, resultBase } from '../../copy/execute.js';
+import type { CopyPlan, PlannedBlob, PlannedImage } from '../../copy/plan.js';
+import type { ImageSource } from '../types.js';
 import {
   AbortedError,
   DaemonUnavailableError,
@@ -41,8 +41,8 @@ import {
   NotLoadedError,
   errorMessage,
   type FerryErrorOptions,
-} from '../util/errors.js';
-import { TarWriter } from '../util/tar.js';
+} from '../../util/errors.js';
+import { TarWriter } from '../../util/tar.js';
 import {
   OCI_LAYOUT_FILE,
   blobEntryName,
@@ -63,9 +63,9 @@ import {
   type CtrImageRow,
   type CtrTarget,
   type ImportFlags,
-} from './containerd-ctr.js';
-import { addVerifiedBlob } from './archive-blob.js';
-import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
+} from './ctr.js';
+import { addVerifiedBlob } from '../archive-blob.js';
+import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from '../../copy/report.js';
 
 export interface ContainerdOptions extends DestinationOptions {
   /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bindStaticCredential } from '../../../src/copy/pull.js';
+import { bindStaticCredential } from '../../../src/commands/registry-access.js';
 
 const credential = { kind: 'basic' as const, username: 'u', password: 'p' };
 

@@ -8,15 +8,15 @@ import type { EventSink } from '../copy/events.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { planCopy, type CopyItem } from '../copy/plan.js';
-import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from '../copy/pull.js';
+import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 import { parseLocation } from '../transports/location.js';
 import { RegistryClient } from '../transports/registry/client.js';
 import { RegistrySource } from '../transports/registry/source.js';
 import { UsageError, wrap } from '../util/errors.js';
-import { formatLoadDestination, parseLoadDestination } from './destination.js';
+import { formatLoadDestination, parseLoadDestination } from '../load/destination.js';
 import { destinationResult, type LoadReport } from './load.js';
-import { registryTargets } from './registry-names.js';
-import { pushToRegistry } from './registry.js';
+import { registryTargets } from '../transports/registry/names.js';
+import { pushToRegistry } from '../transports/registry/destination.js';
 
 export interface MirrorOptions extends RegistryAccessOptions {
   refs: string[];

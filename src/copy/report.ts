@@ -14,9 +14,9 @@
  *   that stop everything: the daemon is not running, the destination is unusable).
  */
 import type { Digest } from '../oci/digest.js';
-import type { CopyPlan } from '../copy/plan.js';
-import type { EventSink } from '../copy/events.js';
-import type { ImageResult } from '../copy/execute.js';
+import type { CopyPlan } from './plan.js';
+import type { EventSink } from './events.js';
+import type { ImageResult } from './execute.js';
 import type { ImageSource } from '../transports/types.js';
 
 export interface LoadedImage extends ImageResult {

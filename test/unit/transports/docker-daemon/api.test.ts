@@ -14,7 +14,7 @@ import {
   parseDockerHost,
   parseJsonMessages,
   resolveDockerEndpoint,
-} from '../../../src/load/docker-api.js';
+} from '../../../../src/transports/docker-daemon/api.js';
 
 describe('parseDockerHost', () => {
   it.each([

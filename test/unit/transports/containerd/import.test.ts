@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { planCopy, type CopyPlan } from '../../../src/copy/plan.js';
-import type { CopyEvent } from '../../../src/copy/events.js';
-import { loadIntoContainerd } from '../../../src/load/containerd.js';
-import { sha256, type Digest } from '../../../src/oci/digest.js';
-import type { Descriptor } from '../../../src/oci/manifest.js';
-import { MediaType } from '../../../src/oci/mediatypes.js';
-import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../../../src/transports/types.js';
+import { planCopy, type CopyPlan } from '../../../../src/copy/plan.js';
+import type { CopyEvent } from '../../../../src/copy/events.js';
+import { loadIntoContainerd } from '../../../../src/transports/containerd/destination.js';
+import { sha256, type Digest } from '../../../../src/oci/digest.js';
+import type { Descriptor } from '../../../../src/oci/manifest.js';
+import { MediaType } from '../../../../src/oci/mediatypes.js';
+import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../../../../src/transports/types.js';
 
 /** An image held in memory; `lie` swaps a blob's bytes for others of the same size. */
 class MemorySource implements ImageSource {

@@ -16,8 +16,8 @@ import {
   summariseCtrStderr,
   unpackBlocker,
   versionArgv,
-} from '../../../src/load/containerd-ctr.js';
-import { MediaType } from '../../../src/oci/mediatypes.js';
+} from '../../../../src/transports/containerd/ctr.js';
+import { MediaType } from '../../../../src/oci/mediatypes.js';
 
 const D1 = `sha256:${'a'.repeat(64)}` as const;
 const D2 = `sha256:${'b'.repeat(64)}` as const;

@@ -17,10 +17,10 @@
  * So index.json goes LAST: an archive cut short at any point has no index and names nothing,
  * even if it happens to be cut on an entry boundary.
  */
-import type { Digest } from '../oci/digest.js';
-import type { Descriptor } from '../oci/manifest.js';
-import { MediaType } from '../oci/mediatypes.js';
-import { CONTAINERD_NAME, REF_NAME } from '../transports/oci/layout.js';
+import type { Digest } from '../../oci/digest.js';
+import type { Descriptor } from '../../oci/manifest.js';
+import { MediaType } from '../../oci/mediatypes.js';
+import { CONTAINERD_NAME, REF_NAME } from '../oci/layout.js';
 
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
 /** Where `k3s ctr` connects when given no --address (k3s sets this default for its embedded ctr). */

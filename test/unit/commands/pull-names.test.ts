@@ -7,7 +7,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pull } from '../../../src/copy/pull.js';
+import { pull } from '../../../src/commands/pull.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { writeBundle } from '../../../src/bundle/writer.js';

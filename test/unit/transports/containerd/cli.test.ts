@@ -1,8 +1,8 @@
 // `ferry load --ctr`: the client command is split with simple shell rules, so a path with a
 // space works, and a bad quote is a usage error (exit 2) rather than a strange argv.
 import { describe, expect, it } from 'vitest';
-import { ctrCommand } from '../../../src/cli/load.js';
-import { UsageError } from '../../../src/util/errors.js';
+import { ctrCommand } from '../../../../src/cli/load.js';
+import { UsageError } from '../../../../src/util/errors.js';
 
 describe('--ctr', () => {
   it('splits like a shell', () => {

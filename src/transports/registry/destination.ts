@@ -12,15 +12,15 @@
  * 3. Per image, once all of its blobs are in: its manifests children first, by digest; the
  *    root last, under its tag. So no tag ever points at incomplete content.
  */
-import { failedResult, resultBase } from '../copy/execute.js';
-import { eachLimit, scheduleBlobs } from '../copy/scheduler.js';
-import type { CopyPlan, PlannedImage } from '../copy/plan.js';
-import type { ImageSource } from '../transports/types.js';
-import type { RegistryClient } from '../transports/registry/client.js';
-import { blobSize, manifestDigest, putManifest, uploadBlob } from '../transports/registry/upload.js';
-import { FerryError, IntegrityError, NotLoadedError, SizeMismatchError, errorMessage, wrap } from '../util/errors.js';
-import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
-import type { RegistryTarget } from './registry-names.js';
+import { failedResult, resultBase } from '../../copy/execute.js';
+import { eachLimit, scheduleBlobs } from '../../copy/scheduler.js';
+import type { CopyPlan, PlannedImage } from '../../copy/plan.js';
+import type { ImageSource } from '../types.js';
+import type { RegistryClient } from './client.js';
+import { blobSize, manifestDigest, putManifest, uploadBlob } from './upload.js';
+import { FerryError, IntegrityError, NotLoadedError, SizeMismatchError, errorMessage, wrap } from '../../util/errors.js';
+import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from '../../copy/report.js';
+import type { RegistryTarget } from './names.js';
 
 export interface RegistryPushOptions extends DestinationOptions {
   /** PATCH chunk size (and the largest blob sent in one PUT). */

@@ -20,19 +20,19 @@
  * Docker Engine identifies an image by its config digest (the image ID), so that is what
  * `destinationDigest` reports; the manifest and index are not stored by the classic engine.
  */
-import { failedResult, resultBase } from '../copy/execute.js';
-import type { CopyPlan, PlannedBlob, PlannedImage } from '../copy/plan.js';
-import { hex, isDigest, type Digest } from '../oci/digest.js';
-import { parseManifest, type Descriptor, type ImageManifest, type ManifestDocument } from '../oci/manifest.js';
-import { MediaType, declaredCompression } from '../oci/mediatypes.js';
-import { formatPlatform, normalizePlatform, platformMatches, type PlatformSpec } from '../oci/platform.js';
-import { parseReference } from '../ref/reference.js';
-import type { ImageSource } from '../transports/types.js';
-import { AbortedError, FerryError, IntegrityError, NotFoundError, NotLoadedError, SizeMismatchError } from '../util/errors.js';
-import { TarWriter } from '../util/tar.js';
-import { addVerifiedBlob } from './archive-blob.js';
-import { DockerClient, ZSTD_MIN_API_VERSION, resolveDockerEndpoint, type DockerEndpoint } from './docker-api.js';
-import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
+import { failedResult, resultBase } from '../../copy/execute.js';
+import type { CopyPlan, PlannedBlob, PlannedImage } from '../../copy/plan.js';
+import { hex, isDigest, type Digest } from '../../oci/digest.js';
+import { parseManifest, type Descriptor, type ImageManifest, type ManifestDocument } from '../../oci/manifest.js';
+import { MediaType, declaredCompression } from '../../oci/mediatypes.js';
+import { formatPlatform, normalizePlatform, platformMatches, type PlatformSpec } from '../../oci/platform.js';
+import { parseReference } from '../../ref/reference.js';
+import type { ImageSource } from '../types.js';
+import { AbortedError, FerryError, IntegrityError, NotFoundError, NotLoadedError, SizeMismatchError } from '../../util/errors.js';
+import { TarWriter } from '../../util/tar.js';
+import { addVerifiedBlob } from '../archive-blob.js';
+import { DockerClient, ZSTD_MIN_API_VERSION, resolveDockerEndpoint, type DockerEndpoint } from './api.js';
+import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from '../../copy/report.js';
 
 export interface DockerDaemonOptions extends DestinationOptions {
   /** unix socket path, or undefined = from DOCKER_HOST (unix:///path or tcp://host:port) else /var/run/docker.sock */

@@ -9,9 +9,9 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { UnixHttpServer } from '../../helpers/unix-http.js';
-import type { CopyEvent } from '../../../src/copy/events.js';
-import { planCopy, type CopyPlan } from '../../../src/copy/plan.js';
+import { UnixHttpServer } from '../../../helpers/unix-http.js';
+import type { CopyEvent } from '../../../../src/copy/events.js';
+import { planCopy, type CopyPlan } from '../../../../src/copy/plan.js';
 import {
   buildManifestJson,
   chooseImage,
@@ -19,14 +19,14 @@ import {
   engineName,
   loadIntoDockerDaemon,
   type DockerDaemonOptions,
-} from '../../../src/load/docker-daemon.js';
-import { DigestVerifier, sha256, type Digest } from '../../../src/oci/digest.js';
-import type { Descriptor } from '../../../src/oci/manifest.js';
-import { MediaType } from '../../../src/oci/mediatypes.js';
-import { parsePlatform } from '../../../src/oci/platform.js';
-import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../../../src/transports/types.js';
-import { iterateTar } from '../../../src/util/tar-reader.js';
-import { collect } from '../../helpers/streams.js';
+} from '../../../../src/transports/docker-daemon/destination.js';
+import { DigestVerifier, sha256, type Digest } from '../../../../src/oci/digest.js';
+import type { Descriptor } from '../../../../src/oci/manifest.js';
+import { MediaType } from '../../../../src/oci/mediatypes.js';
+import { parsePlatform } from '../../../../src/oci/platform.js';
+import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../../../../src/transports/types.js';
+import { iterateTar } from '../../../../src/util/tar-reader.js';
+import { collect } from '../../../helpers/streams.js';
 
 // ---------------------------------------------------------------------------------------------
 // In-memory images

@@ -8,9 +8,9 @@
  * serve` uses (server/names.ts). Two images that would land on one name are an error before
  * anything is pushed.
  */
-import type { Digest } from '../oci/digest.js';
-import { isRepositoryName, servedName } from '../server/names.js';
-import { UsageError } from '../util/errors.js';
+import type { Digest } from '../../oci/digest.js';
+import { isRepositoryName, servedName } from '../../server/names.js';
+import { UsageError } from '../../util/errors.js';
 
 export interface RegistryDestination {
   /** Registry host[:port] as written (`localhost:5000`). */

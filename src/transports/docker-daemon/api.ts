@@ -6,8 +6,8 @@
  */
 import http from 'node:http';
 import type { Readable } from 'node:stream';
-import { z } from '../util/zod.js';
-import { AbortedError, DaemonUnavailableError, FerryError, type FerryErrorOptions } from '../util/errors.js';
+import { z } from '../../util/zod.js';
+import { AbortedError, DaemonUnavailableError, FerryError, type FerryErrorOptions } from '../../util/errors.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 /**

@@ -15,18 +15,11 @@ import { openBundle } from '../bundle/source.js';
 import type { EventSink } from '../copy/events.js';
 import { executeCopy } from '../copy/execute.js';
 import { planCopy, type CopyItem, type CopyPlan } from '../copy/plan.js';
-import {
-  DEFAULT_CONCURRENCY,
-  bindStaticCredential,
-  collectFailures,
-  layoutImageName,
-  registryClientOptions,
-  type Failure,
-  type RegistryAccessOptions,
-} from '../copy/pull.js';
+import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
+import { collectFailures, type Failure } from './report.js';
+import { fullName, layoutImageName } from '../transports/names.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
-import { parseReference } from '../ref/reference.js';
 import { DockerArchive, DockerArchiveSource } from '../transports/docker-archive/source.js';
 import { OciArchive, OciArchiveSource } from '../transports/oci-archive/source.js';
 import { OciLayout, REF_NAME } from '../transports/oci/layout.js';
@@ -36,12 +29,12 @@ import { RegistryClient } from '../transports/registry/client.js';
 import type { ImageSource } from '../transports/types.js';
 import { UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
-import { loadIntoContainerd } from './containerd.js';
-import { formatLoadDestination, parseLoadDestination, type LoadDestination } from './destination.js';
-import { loadIntoDockerDaemon } from './docker-daemon.js';
-import { registryTargets } from './registry-names.js';
-import { pushToRegistry } from './registry.js';
-import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from './types.js';
+import { loadIntoContainerd } from '../transports/containerd/destination.js';
+import { formatLoadDestination, parseLoadDestination, type LoadDestination } from '../load/destination.js';
+import { loadIntoDockerDaemon } from '../transports/docker-daemon/destination.js';
+import { registryTargets } from '../transports/registry/names.js';
+import { pushToRegistry } from '../transports/registry/destination.js';
+import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from '../copy/report.js';
 
 export interface LoadOptions extends RegistryAccessOptions {
   /** A bundle file, `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
@@ -91,15 +84,6 @@ interface OpenedSource {
   fromBundle: boolean;
   signature?: LoadReport['signature'];
   close(): Promise<void>;
-}
-
-/** A stored name as a full reference where it parses as one (`ferry-test/a:1` → `docker.io/ferry-test/a:1`). */
-function fullName(name: string): string {
-  try {
-    return parseReference(name).toString();
-  } catch {
-    return name;
-  }
 }
 
 /**

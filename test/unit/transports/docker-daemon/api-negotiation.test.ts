@@ -6,8 +6,8 @@
 // is accepted.
 import type http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DockerClient, MAX_API_VERSION, compareApiVersions } from '../../../src/load/docker-api.js';
-import { UnixHttpServer } from '../../helpers/unix-http.js';
+import { DockerClient, MAX_API_VERSION, compareApiVersions } from '../../../../src/transports/docker-daemon/api.js';
+import { UnixHttpServer } from '../../../helpers/unix-http.js';
 
 interface Script {
   /** `_ping`'s API-Version header; undefined: no header. */

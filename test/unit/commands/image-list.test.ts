@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseImageList, readImageList } from '../../../src/copy/pull.js';
+import { parseImageList, readImageList } from '../../../src/commands/image-list.js';
 
 describe('image lists', () => {
   it('one reference per line; blanks and # comments ignored; CRLF tolerated', () => {
