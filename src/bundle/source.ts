@@ -22,8 +22,8 @@ import type { Descriptor } from '../oci/manifest.js';
 import { parseReference } from '../ref/reference.js';
 import { MissingBlobError } from '../transports/oci/layout.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
-import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../transports/types.js';
-import { FerryError, IntegrityError } from '../util/errors.js';
+import type { BlobOpenOptions, ImageSource, ManifestBytes, OpenedImages } from '../transports/types.js';
+import { FerryError, IntegrityError, UsageError } from '../util/errors.js';
 import { onExitCleanup } from '../util/cleanup.js';
 import { failingStream } from '../util/streams.js';
 import { isStdin } from '../util/fsutil.js';
@@ -196,4 +196,32 @@ class BundleImageSource implements ImageSource {
   }
 
   async close(): Promise<void> {}
+}
+
+/**
+ * `bundle:FILE` (or `-`, stdin) as a copy source: checked first, all but blob content
+ * (openBundle); its images load all or nothing.
+ */
+export async function openBundleImages(
+  file: string,
+  opts: Pick<OpenBundleOptions, 'key' | 'requireSignature' | 'signal'> = {},
+): Promise<OpenedImages> {
+  if (!isStdin(file)) {
+    const st = await stat(file).catch(() => undefined);
+    if (!st)
+      throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, - for stdin, or oci:DIR' });
+    if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: `for an OCI layout use oci:${file}` });
+  }
+  const bundle = await openBundle(file, {
+    ...(opts.key !== undefined ? { key: opts.key } : {}),
+    ...(opts.requireSignature ? { requireSignature: true } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  return {
+    description: isStdin(file) ? 'bundle:(stdin)' : `bundle:${bundle.file}`,
+    images: bundle.images.map((i) => ({ source: i.source, name: i.name })),
+    allOrNothing: true,
+    signature: bundle.signature,
+    close: () => bundle.close(),
+  };
 }

@@ -6,7 +6,7 @@ import { splitCommandLine } from '../transports/containerd/ctr.js';
 import { load, type LoadReport } from '../commands/load.js';
 import { mirror } from '../commands/mirror.js';
 import { UsageError } from '../util/errors.js';
-import { parseLoadDestination } from '../load/destination.js';
+import { parseLoadDestination } from '../transports/table.js';
 import { isStdin, writeFileAtomic } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { interruptible } from './interrupt.js';

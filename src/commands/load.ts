@@ -30,7 +30,7 @@ import type { ImageSource } from '../transports/types.js';
 import { UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { loadIntoContainerd } from '../transports/containerd/destination.js';
-import { formatLoadDestination, parseLoadDestination, type LoadDestination } from '../load/destination.js';
+import { formatLoadDestination, parseLoadDestination, type Destination as LoadDestination } from '../transports/table.js';
 import { loadIntoDockerDaemon } from '../transports/docker-daemon/destination.js';
 import { registryTargets } from '../transports/registry/names.js';
 import { pushToRegistry } from '../transports/registry/destination.js';

@@ -11,7 +11,7 @@ import { layoutImageName } from '../transports/names.js';
 import { OciLayoutDestination } from '../transports/oci/destination.js';
 import { RegistryClient } from '../transports/registry/client.js';
 import { RegistrySource } from '../transports/registry/source.js';
-import { formatLocation, parseLocation } from '../transports/location.js';
+import { formatLocation, parseLocation } from '../transports/table.js';
 import type { ImageSource } from '../transports/types.js';
 import { UsageError, wrap } from '../util/errors.js';
 import type { EventSink } from '../copy/events.js';

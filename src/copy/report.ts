@@ -1,23 +1,13 @@
 /**
- * The contract every `ferry load` / `ferry mirror` destination implements. The caller has
- * already resolved the sources into a CopyPlan (plan.ts): every image's manifests (exact
- * bytes, children before parents) and one deduplicated blob list, each blob readable from
- * `sources[blob.sourceIndex].openBlob(desc)`. A destination:
- *
- * - verifies every blob's size and digest while it streams (DigestVerifier), and never names
- *   content that failed;
- * - makes an image visible under a name (tag, index.json entry, engine image) only after all
- *   of its content is in place;
- * - skips what is already there, so a rerun after an interruption finishes the job without
- *   redoing it;
- * - reports one LoadedImage per planned image, failures included (it throws only for problems
- *   that stop everything: the daemon is not running, the destination is unusable).
+ * What a destination reports per image and for its blobs (PlanDestination.write in
+ * transports/types.ts), and the options every destination's executor takes. Every destination
+ * verifies each blob while it streams, names an image only once its content is in place,
+ * skips what is already there, and reports one LoadedImage per planned image, failures
+ * included.
  */
 import type { Digest } from '../oci/digest.js';
-import type { CopyPlan } from './plan.js';
 import type { EventSink } from './events.js';
 import type { ImageResult } from './execute.js';
-import type { ImageSource } from '../transports/types.js';
 
 export interface LoadedImage extends ImageResult {
   /** Where the image now is, e.g. `localhost:5000/mirror/library/nginx:1.25`, `docker-daemon:nginx:1.25`. */
@@ -53,5 +43,3 @@ export interface DestinationReport {
   blobs: LoadBlobStats;
   durationMs: number;
 }
-
-export type DestinationWriter = (plan: CopyPlan, sources: ImageSource[], opts: DestinationOptions) => Promise<DestinationReport>;

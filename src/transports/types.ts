@@ -1,12 +1,15 @@
 /**
- * The contracts every transport implements. Sources hand out exact manifest bytes and raw
- * blob streams (callers verify); destinations verify what they receive and discard it on
- * failure. The order a copy MUST follow: blobs, then the manifests that reference them
+ * The contracts every transport implements (the transport table, table.ts, opens them).
+ * Sources hand out exact manifest bytes and raw blob streams (callers verify); destinations
+ * verify what they receive and discard it on failure. The order a copy MUST follow: blobs, then the manifests that reference them
  * (children before indexes), then names (tags, index.json entries) last.
  */
 import { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
+import type { EventSink } from '../copy/events.js';
+import type { CopyPlan } from '../copy/plan.js';
+import type { DestinationReport } from '../copy/report.js';
 
 export interface ManifestBytes {
   bytes: Buffer;
@@ -126,5 +129,45 @@ export interface ImageDestination {
   /** Where a named image can now be found (`oci:/store:nginx:1.25`), for reports. */
   nameOf(image: Pick<DestinationName, 'name'>): string;
   commit(signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The images a location holds, each readable as an ImageSource under the name a copy gives it. */
+export interface OpenedImages {
+  /** e.g. `oci:/store`, `bundle:/media/usb/images.ferry` (no secrets). */
+  description: string;
+  images: Array<{ source: ImageSource; name: string }>;
+  /**
+   * The location is one signed, checked unit (a bundle): if any blob fails its digest or size
+   * check, no image of it may be named at the destination.
+   */
+  allOrNothing: boolean;
+  /** Bundles: what was found of a signature. */
+  signature?: 'none' | 'present' | 'valid' | 'invalid';
+  close(): Promise<void>;
+}
+
+export interface PlanWriteOptions {
+  concurrency?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** Name nothing if any blob fails its digest or size check (OpenedImages.allOrNothing). */
+  allOrNothing?: boolean;
+  /** The verb for error context ("loading", "copying"). */
+  action?: string;
+}
+
+/**
+ * A destination as the transport table opens it: given a plan and its sources, put every
+ * image in place and report per image (failures included; it throws only for what stops
+ * everything: the daemon is not running, the destination is unusable). The OCI layout does
+ * this through executeCopy and its ImageDestination; the registry, Docker Engine and
+ * containerd run their own executors (transports/<name>/destination.ts), which keep the same
+ * order and guarantees.
+ */
+export interface PlanDestination {
+  /** e.g. `oci:/store`, `docker://localhost:5000/mirror`, `containerd?namespace=k8s.io`. */
+  readonly description: string;
+  write(plan: CopyPlan, sources: ImageSource[], opts: PlanWriteOptions): Promise<DestinationReport>;
   close(): Promise<void>;
 }

@@ -32,7 +32,7 @@ import { parseManifest, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { failedResult, resultBase } from '../../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../../copy/plan.js';
-import type { ImageSource } from '../types.js';
+import type { ImageSource, PlanDestination } from '../types.js';
 import {
   AbortedError,
   DaemonUnavailableError,
@@ -690,4 +690,27 @@ export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[],
   }
 
   return { images: plan.images.map((img) => results.get(img)!), blobs: stats, durationMs: Date.now() - started };
+}
+
+/** `containerd[:SOCKET][?namespace=NS]` as a destination (the images keep their names). */
+export function openContainerdDestination(
+  dest: { address: string | undefined; namespace: string },
+  opts: Pick<ContainerdOptions, 'ctr' | 'snapshotter' | 'unpack'> = {},
+): PlanDestination {
+  return {
+    description: `containerd${dest.address ? `:${dest.address}` : ''}?namespace=${dest.namespace}`,
+    write: (plan, sources, w) =>
+      loadIntoContainerd(plan, sources, {
+        ...(w.concurrency !== undefined ? { concurrency: w.concurrency } : {}),
+        ...(w.signal ? { signal: w.signal } : {}),
+        ...(w.onEvent ? { onEvent: w.onEvent } : {}),
+        namespace: dest.namespace,
+        ...(dest.address ? { address: dest.address } : {}),
+        ...(opts.ctr ? { ctr: opts.ctr } : {}),
+        ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
+        ...(opts.unpack === false ? { unpack: false } : {}),
+        allOrNothing: !!w.allOrNothing,
+      }),
+    close: async () => {},
+  };
 }

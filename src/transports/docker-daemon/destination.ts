@@ -27,7 +27,7 @@ import { parseManifest, type Descriptor, type ImageManifest, type ManifestDocume
 import { MediaType, declaredCompression } from '../../oci/mediatypes.js';
 import { formatPlatform, normalizePlatform, platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { parseReference } from '../../ref/reference.js';
-import type { ImageSource } from '../types.js';
+import type { ImageSource, PlanDestination } from '../types.js';
 import { AbortedError, FerryError, IntegrityError, NotFoundError, NotLoadedError, SizeMismatchError } from '../../util/errors.js';
 import { TarWriter } from '../../util/tar.js';
 import { addVerifiedBlob } from '../archive-blob.js';
@@ -395,4 +395,20 @@ export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[
   }
 
   return { images: jobs.map((j) => j.result!), blobs: stats, durationMs: Date.now() - started };
+}
+
+/** `docker-daemon[:SOCKET]` as a destination (the images keep their names). */
+export function openDockerDaemonDestination(socket: string | undefined): PlanDestination {
+  return {
+    description: socket ? `docker-daemon:${socket}` : 'docker-daemon',
+    write: (plan, sources, w) =>
+      loadIntoDockerDaemon(plan, sources, {
+        ...(w.concurrency !== undefined ? { concurrency: w.concurrency } : {}),
+        ...(w.signal ? { signal: w.signal } : {}),
+        ...(w.onEvent ? { onEvent: w.onEvent } : {}),
+        allOrNothing: !!w.allOrNothing,
+        ...(socket ? { socket } : {}),
+      }),
+    close: async () => {},
+  };
 }

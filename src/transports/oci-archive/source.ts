@@ -11,11 +11,12 @@ import { hex, isDigest, verifyBytes, type Digest } from '../../oci/digest.js';
 import { MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
 import { isManifestType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
-import { FerryError, LayoutError, NotFoundError, UnsupportedMediaTypeError } from '../../util/errors.js';
+import { FerryError, LayoutError, NotFoundError, UnsupportedMediaTypeError, UsageError } from '../../util/errors.js';
 import { failingStream } from '../../util/streams.js';
 import type { TarEntry } from '../../util/tar-reader.js';
 import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
-import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
+import { fullName, layoutImageName } from '../names.js';
+import type { BlobOpenOptions, ImageSource, ManifestBytes, OpenedImages } from '../types.js';
 import { TarArchive, type ArchiveOpenOptions } from './archive.js';
 
 /** An OCI layout inside a tar file. */
@@ -176,4 +177,25 @@ export class OciArchiveSource implements ImageSource {
   async close(): Promise<void> {
     await this.archive.close();
   }
+}
+
+/** `oci-archive:FILE[:REF]` as a copy source: every image the archive holds, or the one REF picks. */
+export async function openOciArchiveImages(file: string, ref: string | undefined): Promise<OpenedImages> {
+  const archive = await OciArchive.open(file);
+  const images: OpenedImages['images'] = [];
+  const seen = new Set<string>();
+  try {
+    const entries = ref !== undefined ? [archive.resolve(ref)] : archive.listImages();
+    if (entries.length === 0) throw new UsageError(`oci-archive:${file} holds no images`);
+    for (const desc of entries) {
+      const name = fullName(layoutImageName(desc, ref));
+      if (seen.has(name)) continue;
+      seen.add(name);
+      images.push({ name, source: new OciArchiveSource(archive, desc.annotations?.[REF_NAME] ?? ref ?? desc.digest) });
+    }
+  } catch (err) {
+    await archive.close();
+    throw err;
+  }
+  return { description: archive.label, images, allOrNothing: false, close: () => archive.close() };
 }

@@ -1,13 +1,14 @@
-/** An OCI layout as an ImageSource: `oci:DIR[:REF]`. */
+/** An OCI layout as an ImageSource: `oci:DIR[:REF]`, and the images of a layout for a copy. */
 import type { Readable } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
 import type { Descriptor } from '../../oci/manifest.js';
-import type { BlobOpenOptions, ImageSource, ManifestBytes } from '../types.js';
+import type { BlobOpenOptions, ImageSource, ManifestBytes, OpenedImages } from '../types.js';
 import { OciLayout } from './layout.js';
 import { lazyStream } from '../../util/streams.js';
 import { isManifestType } from '../../oci/mediatypes.js';
 import type { PlatformSpec } from '../../oci/platform.js';
-import { UnsupportedMediaTypeError } from '../../util/errors.js';
+import { UnsupportedMediaTypeError, UsageError } from '../../util/errors.js';
+import { fullName, layoutImageName } from '../names.js';
 
 export class LayoutSource implements ImageSource {
   readonly description: string;
@@ -49,4 +50,22 @@ export class LayoutSource implements ImageSource {
   }
 
   async close(): Promise<void> {}
+}
+
+/** `oci:DIR[:REF]` as a copy source: the one image REF names, else every index.json entry. */
+export async function openLayoutImages(dir: string, ref: string | undefined): Promise<OpenedImages> {
+  const layout = await OciLayout.open(dir);
+  const entries = ref !== undefined ? [await layout.resolve(ref)] : (await layout.readIndex()).manifests;
+  if (entries.length === 0) throw new UsageError(`oci:${dir}${ref !== undefined ? `:${ref}` : ''} holds no images`);
+  const images: OpenedImages['images'] = [];
+  const seen = new Set<string>();
+  for (const desc of entries) {
+    const name = fullName(layoutImageName(desc, ref));
+    if (seen.has(name)) continue;
+    seen.add(name);
+    // Address each entry by digest when it has no name of its own.
+    const layoutRef = desc.annotations?.['org.opencontainers.image.ref.name'] ?? ref ?? desc.digest;
+    images.push({ source: new LayoutSource(layout, layoutRef), name });
+  }
+  return { description: `oci:${layout.dir}`, images, allOrNothing: false, close: async () => {} };
 }

@@ -15,12 +15,13 @@
 import { failedResult, resultBase } from '../../copy/execute.js';
 import { eachLimit, scheduleBlobs } from '../../copy/scheduler.js';
 import type { CopyPlan, PlannedImage } from '../../copy/plan.js';
-import type { ImageSource } from '../types.js';
-import type { RegistryClient } from './client.js';
+import type { ImageSource, PlanDestination } from '../types.js';
+import { RegistryClient, type RegistryClientOptions } from './client.js';
 import { blobSize, manifestDigest, putManifest, uploadBlob } from './upload.js';
-import { FerryError, IntegrityError, NotLoadedError, SizeMismatchError, errorMessage, wrap } from '../../util/errors.js';
+import { FerryError, IntegrityError, NotLoadedError, SizeMismatchError, UsageError, errorMessage, wrap } from '../../util/errors.js';
 import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from '../../copy/report.js';
-import type { RegistryTarget } from './names.js';
+import { registryTargets, type RegistryDestination, type RegistryTarget } from './names.js';
+import type { Reference } from '../../ref/reference.js';
 
 export interface RegistryPushOptions extends DestinationOptions {
   /** PATCH chunk size (and the largest blob sent in one PUT). */
@@ -195,4 +196,65 @@ export async function pushToRegistry(
   const images = await Promise.all(plan.images.map(finishImage));
   await schedule.finished;
   return { images, blobs: stats, durationMs: Date.now() - started };
+}
+
+export interface RegistryDestinationOptions {
+  clientOptions: RegistryClientOptions;
+  /** Keep the source registry host as the first path component (a prefix destination). */
+  scoped?: boolean;
+  chunkSize?: number;
+}
+
+/** The target of the one image a `docker://HOST/REPO[:TAG|@DIGEST]` destination names. */
+function imageTarget(plan: CopyPlan, image: Reference): RegistryTarget[] {
+  if (plan.images.length !== 1) {
+    throw new UsageError(`docker://${image.toString()} names one image, and there are ${plan.images.length}`, {
+      hint: 'with --all, give a registry prefix (docker://HOST[/PREFIX])',
+    });
+  }
+  const root = plan.images[0]!.root.digest;
+  if (image.tag === undefined && image.digest !== undefined && image.digest !== root) {
+    throw new UsageError(`docker://${image.toString()}: the image's digest is ${root}`, {
+      hint: 'a destination named by digest must carry the digest of what is copied; give a tag instead',
+    });
+  }
+  const host = image.domain;
+  return [
+    {
+      repo: image.path,
+      tag: image.tag,
+      destination: image.tag !== undefined ? `${host}/${image.path}:${image.tag}` : `${host}/${image.path}@${root}`,
+    },
+  ];
+}
+
+/**
+ * `docker://HOST[/PREFIX]` (each image under its own name, registry-names.ts) or, for a
+ * single image, `docker://HOST/REPO[:TAG]` as a destination.
+ */
+export function openRegistryDestination(
+  dest: RegistryDestination & { image?: Reference },
+  opts: RegistryDestinationOptions,
+): PlanDestination {
+  const client = new RegistryClient(dest.host, opts.clientOptions);
+  return {
+    description: dest.image ? `docker://${dest.image.toString()}` : `docker://${dest.host}${dest.prefix ? `/${dest.prefix}` : ''}`,
+    write(plan, sources, w) {
+      const targets = dest.image
+        ? imageTarget(plan, dest.image)
+        : registryTargets(
+            plan.images.map((i) => ({ name: i.name, digest: i.root.digest })),
+            dest,
+            { scoped: !!opts.scoped },
+          );
+      return pushToRegistry(plan, sources, client, targets, {
+        ...(w.concurrency !== undefined ? { concurrency: w.concurrency } : {}),
+        ...(w.signal ? { signal: w.signal } : {}),
+        ...(w.onEvent ? { onEvent: w.onEvent } : {}),
+        ...(w.allOrNothing ? { allOrNothing: true } : {}),
+        ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+      });
+    },
+    close: () => client.close(),
+  };
 }

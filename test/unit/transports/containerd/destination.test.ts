@@ -2,7 +2,7 @@
 // (pkg/identifiers: alphanumeric runs joined by single '.', '_' or '-', at most 76 chars), so a
 // name containerd would refuse is a usage error before anything runs.
 import { describe, expect, it } from 'vitest';
-import { parseLoadDestination } from '../../../../src/load/destination.js';
+import { parseLoadDestination } from '../../../../src/transports/table.js';
 
 describe('containerd namespace', () => {
   it.each(['k8s.io', 'a', 'A1', 'a-b_c.d', 'x'.repeat(76), 'moby', 'a1.b2-c3'])('%s is accepted', (ns) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatLoadDestination, parseLoadDestination } from '../../../src/load/destination.js';
+import { formatLoadDestination, parseLoadDestination } from '../../../src/transports/table.js';
 import { registryTargets } from '../../../src/transports/registry/names.js';
 import { rangeEnd } from '../../../src/transports/registry/upload.js';
 import type { Digest } from '../../../src/oci/digest.js';
