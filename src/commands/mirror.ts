@@ -1,7 +1,7 @@
 /**
  * `ferry mirror [REF...] --to docker://HOST/PREFIX`: registry to registry, streaming (no
  * staging on disk), with the naming, skipping and ordering rules of a registry load
- * (registry.ts) and one blob scheduler for the whole list. An image the destination already
+ * (transports/registry/destination.ts) and one blob scheduler for the whole list. An image the destination already
  * holds costs a manifest read at the source and a HEAD at the destination, nothing more.
  */
 import type { EventSink } from '../copy/events.js';

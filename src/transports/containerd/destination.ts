@@ -3,7 +3,7 @@
  * image stores through its own client, `ctr images import` (also `k3s ctr`), fed an OCI
  * image-layout tar that is built while the blobs stream — no temp files, flat memory.
  *
- * Order of work (see containerd-ctr.ts for how containerd reads the archive):
+ * Order of work (see ctr.ts for how containerd reads the archive):
  *  1. `ctr --version` (is the client there?) and `ctr version` (does containerd answer?);
  *  2. `ctr images ls name=="…"` (only the planned names): images whose name already points at the
  *     planned root, and that `ctr images check` finds complete (and unpacked, where that is

@@ -1,6 +1,6 @@
 /**
  * The registry destination of `ferry load` and `ferry mirror`: push a CopyPlan into one
- * registry under the names registry-names.ts gives.
+ * registry under the names names.ts gives.
  *
  * Order and skipping, as a careful pusher does it:
  * 1. An image whose root manifest the repository already holds is complete (a registry only
@@ -229,7 +229,7 @@ function imageTarget(plan: CopyPlan, image: Reference): RegistryTarget[] {
 }
 
 /**
- * `docker://HOST[/PREFIX]` (each image under its own name, registry-names.ts) or, for a
+ * `docker://HOST[/PREFIX]` (each image under its own name, names.ts) or, for a
  * single image, `docker://HOST/REPO[:TAG]` as a destination.
  */
 export function openRegistryDestination(
