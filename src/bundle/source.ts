@@ -21,9 +21,9 @@ import { pipeline } from 'node:stream/promises';
 import { parseReference } from '../ref/reference.js';
 import { StoreSource } from '../store/source.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
-import type { ImageSource } from '../transports/types.js';
+import type { ImageSource, OpenedImages } from '../transports/types.js';
 import { onExitCleanup } from '../util/cleanup.js';
-import { FerryError, IntegrityError } from '../util/errors.js';
+import { FerryError, IntegrityError, UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { blobMembers, readZstdMembers } from './blobs.js';
 import type { BundleManifest } from './format.js';
@@ -147,4 +147,32 @@ async function spool(input: Readable, opts: OpenBundleOptions, label: string): P
     forget();
     throw err;
   }
+}
+
+/**
+ * `bundle:FILE` (or `-`, stdin) as a copy source: checked first, all but blob content
+ * (openBundle); its images load all or nothing.
+ */
+export async function openBundleImages(
+  file: string,
+  opts: Pick<OpenBundleOptions, 'key' | 'requireSignature' | 'signal'> = {},
+): Promise<OpenedImages> {
+  if (!isStdin(file)) {
+    const st = await stat(file).catch(() => undefined);
+    if (!st)
+      throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, - for stdin, or oci:DIR' });
+    if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: `for an OCI layout use oci:${file}` });
+  }
+  const bundle = await openBundle(file, {
+    ...(opts.key !== undefined ? { key: opts.key } : {}),
+    ...(opts.requireSignature ? { requireSignature: true } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  return {
+    description: isStdin(file) ? 'bundle:(stdin)' : `bundle:${bundle.file}`,
+    images: bundle.images.map((i) => ({ source: i.source, name: i.name })),
+    allOrNothing: true,
+    signature: bundle.signature,
+    close: () => bundle.close(),
+  };
 }

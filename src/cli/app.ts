@@ -6,6 +6,7 @@ import { bundleCommand } from './bundle.js';
 import { verifyCommand } from './verify.js';
 import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
+import { copyCommand } from './copy.js';
 import { reportError } from './errors.js';
 import { interruptedExitCode } from './interrupt.js';
 import { UsageError } from '../util/errors.js';
@@ -48,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
   cli = verifyCommand(cli);
   cli = inspectCommand(cli);
   cli = loadCommand(cli);
+  cli = copyCommand(cli);
   skipHelpCache(cli);
   try {
     // No exit code until the command settles: if it never did (a stalled promise with nothing

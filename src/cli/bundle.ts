@@ -1,7 +1,8 @@
 /** `ferry bundle`: pull what is named into the store, then write one bundle file of it. */
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
-import { DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
+import { DEFAULT_STORE, pull } from '../commands/pull.js';
+import { onlyIntegrityFailures } from '../commands/report.js';
 import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
 import { OciLayout } from '../transports/oci/layout.js';
 import { FerryError, IntegrityError, UsageError } from '../util/errors.js';

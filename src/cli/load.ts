@@ -1,12 +1,13 @@
 /** `ferry load` and `ferry mirror`: flags → options → load()/mirror(); drawing, mapping file, exit status. */
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
-import { DEFAULT_CONCURRENCY, onlyIntegrityFailures } from '../copy/pull.js';
-import { splitCommandLine } from '../load/containerd-ctr.js';
-import { load, type LoadReport } from '../load/load.js';
-import { mirror } from '../load/mirror.js';
+import { DEFAULT_CONCURRENCY } from '../commands/registry-access.js';
+import { onlyIntegrityFailures } from '../commands/report.js';
+import { splitCommandLine } from '../transports/containerd/ctr.js';
+import { load, type LoadReport } from '../commands/load.js';
+import { mirror } from '../commands/mirror.js';
 import { UsageError } from '../util/errors.js';
-import { parseLoadDestination } from '../load/destination.js';
+import { parseLoadDestination } from '../transports/table.js';
 import { isStdin, writeFileAtomic } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';
 import { interruptible } from './interrupt.js';
@@ -22,7 +23,7 @@ import {
 } from './options.js';
 import { SCREENFUL, createView, jsonLine, outputMode, type OutputMode, type ProgressView } from './progress.js';
 
-interface CommonArgs extends RegistryFlags {
+export interface CommonArgs extends RegistryFlags {
   to: string;
   'chunk-size'?: number;
   scoped?: boolean;
@@ -47,7 +48,7 @@ interface MirrorArgs extends CommonArgs {
   platform?: string[];
 }
 
-function commonFlags<T>(cmd: Argv<T>): Argv<T> {
+export function commonFlags<T>(cmd: Argv<T>): Argv<T> {
   return cmd
     .option('scoped', { type: 'boolean', describe: 'keep the source registry host as the first path component (registry destinations)' })
     .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
@@ -124,7 +125,7 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
     );
 }
 
-async function view(args: CommonArgs): Promise<{ mode: OutputMode; view: ProgressView }> {
+export async function view(args: CommonArgs): Promise<{ mode: OutputMode; view: ProgressView }> {
   if (args.mapping !== undefined && isStdin(args.mapping)) {
     throw new UsageError('--mapping takes a file to write, not -', {
       hint: 'with --json the final report on stdout carries the mapping too',
@@ -134,7 +135,7 @@ async function view(args: CommonArgs): Promise<{ mode: OutputMode; view: Progres
   return { mode, view: await createView(mode) };
 }
 
-async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, verb: string): Promise<number> {
+export async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, verb: string): Promise<number> {
   if (args.mapping) await writeFileAtomic(args.mapping, `${JSON.stringify(report.mapping, null, 2)}\n`);
   const done = report.images.filter((i) => i.status === 'done');
   if (mode === 'json') {
@@ -158,7 +159,7 @@ async function finish(report: LoadReport, args: CommonArgs, mode: OutputMode, ve
 }
 
 /** --chunk-size in MiB → bytes; 1 MiB to 4 GiB. */
-function chunkSizeOf(mib: number | undefined): number | undefined {
+export function chunkSizeOf(mib: number | undefined): number | undefined {
   if (mib === undefined) return undefined;
   if (!Number.isInteger(mib) || mib < 1 || mib > 4096)
     throw new UsageError(`--chunk-size must be a whole number of MiB from 1 to 4096, got ${String(mib)}`);

@@ -2,7 +2,7 @@
 import { stat } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { loadDockerConfig, type Credential, type CredentialSource } from '../auth/index.js';
-import { readImageList } from '../copy/pull.js';
+import { readImageList } from '../commands/image-list.js';
 import { parsePlatform, type PlatformSpec } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
 

@@ -1,7 +1,9 @@
 /** `ferry pull`: flags → PullOptions → pull(); drawing and exit status. */
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
-import { DEFAULT_CONCURRENCY, DEFAULT_STORE, onlyIntegrityFailures, pull } from '../copy/pull.js';
+import { DEFAULT_STORE, pull } from '../commands/pull.js';
+import { DEFAULT_CONCURRENCY } from '../commands/registry-access.js';
+import { onlyIntegrityFailures } from '../commands/report.js';
 import { UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatBytes, formatDuration, formatRate } from './format.js';

@@ -1,18 +1,17 @@
 /**
- * Executing a copy plan into an OCI layout store: one blob scheduler for the whole run
- * (each unique blob fetched once, largest first, N at a time), then per image its
- * manifests (children first) and finally its index.json entry, so a name only ever points
- * at complete content.
+ * Executing a copy plan into any ImageDestination (transports/types.ts), in the order the
+ * contract requires: one blob scheduler for the whole run (each unique blob fetched once,
+ * largest first, N at a time, or one at a time for a destination without parallelBlobs), then
+ * per image its manifests (children first) and finally its name, so a name only ever points
+ * at complete content; commit() once every image is settled.
  */
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
-import type { ImageSource } from '../transports/types.js';
+import type { ImageDestination, ImageSource } from '../transports/types.js';
 import { NotLoadedError, SizeMismatchError, errorMessage } from '../util/errors.js';
-import { fileSize } from '../util/fsutil.js';
 import type { EventSink } from './events.js';
 import { scheduleBlobs } from './scheduler.js';
-import { ORIGINAL_INDEX_ANNOTATION, type CopyPlan, type PlannedImage } from './plan.js';
+import type { CopyPlan, PlannedImage } from './plan.js';
 
 export interface ExecuteOptions {
   concurrency?: number;
@@ -98,7 +97,7 @@ export function failedResult<B extends ImageResultBase>(base: B, err: unknown, c
 export async function executeCopy(
   plan: CopyPlan,
   sources: ImageSource[],
-  store: OciLayout,
+  dest: ImageDestination,
   opts: ExecuteOptions = {},
 ): Promise<CopyReport> {
   const started = Date.now();
@@ -111,7 +110,7 @@ export async function executeCopy(
   async function fetchBlob(planned: Descriptor, source: ImageSource, sizeConflict: boolean, images: string[]): Promise<void> {
     // With conflicting declared sizes, only the digest is trusted; images check sizes later.
     const desc = sizeConflict ? { ...planned, size: -1 } : planned;
-    if (await store.hasBlob(desc.digest, desc.size)) {
+    if (await dest.hasBlob(desc, opts.signal)) {
       stats.skipped++;
       stats.bytesSkipped += desc.size;
       emit({ kind: 'blob', state: 'skipped', digest: desc.digest, bytes: desc.size, total: desc.size });
@@ -125,9 +124,11 @@ export async function executeCopy(
       onResume: (offset, reason) =>
         emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
     });
-    const written = await store.putBlob(desc, stream, what, (n) =>
-      emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }),
-    );
+    const written = await dest.putBlob(desc, stream, {
+      what,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onProgress: (n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }),
+    });
     for (const name of images) fetched.add(name);
     stats.fetched++;
     stats.bytesFetched += written;
@@ -140,7 +141,7 @@ export async function executeCopy(
     (b) => b.desc,
     (b) => fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true, b.images),
     {
-      ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+      ...(!dest.capabilities.parallelBlobs ? { concurrency: 1 } : opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       onEvent: emit,
       stats,
@@ -153,7 +154,7 @@ export async function executeCopy(
       for (const b of img.blobs) {
         await schedule.done(b.digest);
         if (conflicts.has(b.digest)) {
-          const actual = await fileSize(store.blobPath(b.digest));
+          const actual = await dest.storedBlobSize(b.digest);
           if (actual !== b.size) throw new SizeMismatchError(b.size, actual ?? -1, `blob ${b.digest} of ${img.name}`);
         }
       }
@@ -161,15 +162,11 @@ export async function executeCopy(
         await schedule.finished;
         if (schedule.integrityFailure()) throw new NotLoadedError(schedule.integrityFailure());
       }
-      for (const m of img.manifests) await store.putBytes(m.bytes, m.digest);
-      const annotations: Record<string, string> = { [REF_NAME]: img.name, [CONTAINERD_NAME]: img.name };
-      if (img.originalDigest) annotations[ORIGINAL_INDEX_ANNOTATION] = img.originalDigest;
-      const renamed = await store.queueIndexEntry({
-        mediaType: img.root.mediaType,
-        digest: img.root.digest,
-        size: img.root.size,
-        annotations,
-      });
+      for (const m of img.manifests) await dest.putManifest(m, opts.signal);
+      const renamed = await dest.setName(
+        { name: img.name, root: img.root, ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}) },
+        opts.signal,
+      );
       emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
       return { ...base, status: 'done', ...(renamed || fetched.has(img.name) ? {} : { skipped: true }) };
     } catch (err) {
@@ -181,5 +178,6 @@ export async function executeCopy(
 
   const images = await Promise.all(plan.images.map(finishImage));
   await schedule.finished;
+  await dest.commit(opts.signal);
   return { images, blobs: stats, durationMs: Date.now() - started };
 }

@@ -1,12 +1,15 @@
 /**
- * The contracts every transport implements. Sources hand out exact manifest bytes and raw
- * blob streams (callers verify); destinations verify what they receive and discard it on
- * failure. The order a copy MUST follow: blobs, then the manifests that reference them
+ * The contracts every transport implements (the transport table, table.ts, opens them).
+ * Sources hand out exact manifest bytes and raw blob streams (callers verify); destinations
+ * verify what they receive and discard it on failure. The order a copy MUST follow: blobs, then the manifests that reference them
  * (children before indexes), then names (tags, index.json entries) last.
  */
 import { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
+import type { EventSink } from '../copy/events.js';
+import type { CopyPlan } from '../copy/plan.js';
+import type { DestinationReport } from '../copy/report.js';
 
 export interface ManifestBytes {
   bytes: Buffer;
@@ -52,5 +55,119 @@ export interface ImageSource {
   getManifest(digest: Digest, mediaType: string | undefined, signal?: AbortSignal): Promise<ManifestBytes>;
   /** The raw bytes of a blob, unverified. */
   openBlob(desc: Descriptor, opts: BlobOpenOptions): Readable;
+  close(): Promise<void>;
+}
+
+/** What a destination can do; the executor drives it accordingly. */
+export interface DestinationCapabilities {
+  /** putBlob may run for several blobs at once; otherwise calls come one after another. */
+  parallelBlobs: boolean;
+  /**
+   * The destination can take a blob it holds elsewhere without its bytes (a registry mounting
+   * from another repository). The destination decides when; the executor only counts it.
+   */
+  mount: boolean;
+  /**
+   * Everything goes into one ordered stream (Docker Engine's and containerd's archive
+   * importers): blobs are put sequentially, and names take effect only at commit().
+   */
+  orderedStream: boolean;
+  /**
+   * hasBlob() answers from what is stored, so a blob it reports is never fetched again; a
+   * destination that cannot tell (a stream) answers false for every blob.
+   */
+  knowsBlobs: boolean;
+}
+
+export interface PutBlobOptions {
+  /** For messages: `blob sha256:… from docker://…`. */
+  what: string;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number) => void;
+}
+
+/** The name an image gets at the destination, and the root manifest it names. */
+export interface DestinationName {
+  /** The image's name in the plan (a full reference, or `@sha256:…` for a nameless one). */
+  name: string;
+  root: { digest: Digest; mediaType: string; size: number };
+  /** Set when --platform rewrote the index: the digest the source published. */
+  originalDigest?: Digest;
+}
+
+/**
+ * The write side, as containers/image's ImageDestination: a per-run object opened by the
+ * transport table (`openDestination`) with everything it needs. What the executor MUST do, in
+ * this order, and what the destination MUST guarantee:
+ *
+ * 1. `hasBlob(desc)` for each blob; a blob it reports present is not put again.
+ * 2. `putBlob(desc, stream)` for each missing blob, concurrently only when
+ *    `capabilities.parallelBlobs`. The destination verifies size (when `desc.size >= 0`) and
+ *    digest while the bytes stream, and on any failure keeps nothing of that blob (no file,
+ *    no half-written member that could later be taken for it). It returns the bytes stored.
+ * 3. `putManifest(m)` for each manifest of an image once all of that image's blobs are in,
+ *    children before the indexes that list them. The destination checks the bytes against
+ *    `m.digest`.
+ * 4. `setName(image)` once its manifests are in: the only call that makes content visible
+ *    under a name (tag, index.json entry, engine image). Returns true when a name was created
+ *    or moved, false when it already named this root. With `orderedStream` the name takes
+ *    effect only at commit().
+ * 5. `commit()` once, after every image was named (or failed): flushes what was deferred.
+ *    A destination that is closed without commit() names nothing it deferred.
+ * 6. `close()` always, success or not.
+ */
+export interface ImageDestination {
+  /** Human-readable location, e.g. oci:/store (no secrets). */
+  readonly description: string;
+  readonly capabilities: DestinationCapabilities;
+  hasBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean>;
+  /** The size of a stored blob, undefined when absent (checking declared sizes after a copy). */
+  storedBlobSize(digest: string): Promise<number | undefined>;
+  putBlob(desc: Descriptor, stream: Readable, opts: PutBlobOptions): Promise<number>;
+  putManifest(manifest: ManifestBytes, signal?: AbortSignal): Promise<void>;
+  setName(image: DestinationName, signal?: AbortSignal): Promise<boolean>;
+  /** Where a named image can now be found (`oci:/store:nginx:1.25`), for reports. */
+  nameOf(image: Pick<DestinationName, 'name'>): string;
+  commit(signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The images a location holds, each readable as an ImageSource under the name a copy gives it. */
+export interface OpenedImages {
+  /** e.g. `oci:/store`, `bundle:/media/usb/images.ferry` (no secrets). */
+  description: string;
+  images: Array<{ source: ImageSource; name: string }>;
+  /**
+   * The location is one signed, checked unit (a bundle): if any blob fails its digest or size
+   * check, no image of it may be named at the destination.
+   */
+  allOrNothing: boolean;
+  /** Bundles: what was found of a signature. */
+  signature?: 'none' | 'present' | 'valid' | 'invalid';
+  close(): Promise<void>;
+}
+
+export interface PlanWriteOptions {
+  concurrency?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+  /** Name nothing if any blob fails its digest or size check (OpenedImages.allOrNothing). */
+  allOrNothing?: boolean;
+  /** The verb for error context ("loading", "copying"). */
+  action?: string;
+}
+
+/**
+ * A destination as the transport table opens it: given a plan and its sources, put every
+ * image in place and report per image (failures included; it throws only for what stops
+ * everything: the daemon is not running, the destination is unusable). The OCI layout does
+ * this through executeCopy and its ImageDestination; the registry, Docker Engine and
+ * containerd run their own executors (transports/<name>/destination.ts), which keep the same
+ * order and guarantees.
+ */
+export interface PlanDestination {
+  /** e.g. `oci:/store`, `docker://localhost:5000/mirror`, `containerd?namespace=k8s.io`. */
+  readonly description: string;
+  write(plan: CopyPlan, sources: ImageSource[], opts: PlanWriteOptions): Promise<DestinationReport>;
   close(): Promise<void>;
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateCorpus, type CorpusManifest } from '../../scripts/corpus/generate.js';
 import { pushCorpus } from '../../scripts/corpus/push.js';
-import { pull } from '../../src/copy/pull.js';
+import { pull } from '../../src/commands/pull.js';
 import { OciLayout } from '../../src/transports/oci/layout.js';
 import type { RunningRegistry } from '../harness/registry.js';
 import { requireTool } from '../harness/tools.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../scripts/corpus/generate.js';
 import { loadDockerConfig } from '../../src/auth/index.js';
-import { pull } from '../../src/copy/pull.js';
+import { pull } from '../../src/commands/pull.js';
 import { startRegistry, type RunningRegistry } from '../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../harness/temp.js';
 import { pushSmallCorpus } from './corpus-registry.js';

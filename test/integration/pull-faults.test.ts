@@ -7,7 +7,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../scripts/corpus/generate.js';
-import { pull, type PullOptions } from '../../src/copy/pull.js';
+import { pull, type PullOptions } from '../../src/commands/pull.js';
 import { OciLayout } from '../../src/transports/oci/layout.js';
 import { startFaultProxy, type RunningFaultProxy } from '../harness/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../harness/registry.js';

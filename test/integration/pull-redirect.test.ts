@@ -5,7 +5,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../scripts/corpus/generate.js';
-import { pull } from '../../src/copy/pull.js';
+import { pull } from '../../src/commands/pull.js';
 import { startFaultProxy, type RunningFaultProxy } from '../harness/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../harness/temp.js';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../scripts/corpus/generate.js';
 import { skopeoSource } from '../../scripts/corpus/push.js';
-import { pull } from '../../src/copy/pull.js';
+import { pull } from '../../src/commands/pull.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { parsePlatform } from '../../src/oci/platform.js';
 import { OciLayout } from '../../src/transports/oci/layout.js';

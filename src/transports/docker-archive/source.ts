@@ -35,7 +35,7 @@ import { parseReference } from '../../ref/reference.js';
 import { errorMessage, type FerryError, IntegrityError, NotFoundError, UsageError } from '../../util/errors.js';
 import type { TarEntry } from '../../tar/reader.js';
 import { ArchiveError, sniffCompression, TarArchive, type ArchiveOpenOptions } from '../oci-archive/archive.js';
-import { dropPrefix, type BlobOpenOptions, type ImageSource, type ManifestBytes } from '../types.js';
+import { dropPrefix, type BlobOpenOptions, type ImageSource, type ManifestBytes, type OpenedImages } from '../types.js';
 
 export const MAX_CONFIG_BYTES = 32 * 1024 * 1024;
 const MAX_MANIFEST_JSON_BYTES = 64 * 1024 * 1024;
@@ -426,4 +426,34 @@ export class DockerArchiveSource implements ImageSource {
   async close(): Promise<void> {
     await this.archive.close();
   }
+}
+
+/**
+ * `docker-archive:FILE[:REF|:@N]` as a copy source: every image the archive holds (as
+ * `docker load` takes a `docker save` file), under every tag it was saved with, or the one
+ * REF picks.
+ */
+export async function openDockerArchiveImages(file: string, ref: string | undefined): Promise<OpenedImages> {
+  const archive = await DockerArchive.open(file);
+  const images: OpenedImages['images'] = [];
+  const seen = new Set<string>();
+  const add = (name: string, source: ImageSource): void => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    images.push({ source, name });
+  };
+  try {
+    const listed = ref !== undefined ? [archive.select(ref)] : archive.listImages();
+    if (listed.length === 0) throw new UsageError(`docker-archive:${file} holds no images`);
+    for (const img of listed) {
+      const source = new DockerArchiveSource(archive, img, ref ?? `@${img.index}`);
+      // Every tag the image was saved under, as `docker load` restores them.
+      if (img.repoTags.length === 0) add(`@${(await source.getRootManifest()).digest}`, source);
+      for (const tag of img.repoTags) add(tag, source);
+    }
+  } catch (err) {
+    await archive.close();
+    throw err;
+  }
+  return { description: archive.label, images, allOrNothing: false, close: () => archive.close() };
 }

@@ -12,8 +12,10 @@ import type { PlatformSpec } from '../../oci/platform.js';
 import { resolveIndexEntry } from '../../store/blob-store.js';
 import { StoreSource } from '../../store/source.js';
 import type { TarEntry } from '../../tar/reader.js';
-import { FerryError, LayoutError } from '../../util/errors.js';
-import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError } from '../oci/layout.js';
+import { FerryError, LayoutError, UsageError } from '../../util/errors.js';
+import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
+import { fullName, layoutImageName } from '../names.js';
+import type { OpenedImages } from '../types.js';
 import { type ArchiveOpenOptions, TarArchive } from './archive.js';
 import { ArchiveStore } from './store.js';
 
@@ -126,4 +128,25 @@ export class OciArchiveSource extends StoreSource {
   override async close(): Promise<void> {
     await this.archive.close();
   }
+}
+
+/** `oci-archive:FILE[:REF]` as a copy source: every image the archive holds, or the one REF picks. */
+export async function openOciArchiveImages(file: string, ref: string | undefined): Promise<OpenedImages> {
+  const archive = await OciArchive.open(file);
+  const images: OpenedImages['images'] = [];
+  const seen = new Set<string>();
+  try {
+    const entries = ref !== undefined ? [archive.resolve(ref)] : archive.listImages();
+    if (entries.length === 0) throw new UsageError(`oci-archive:${file} holds no images`);
+    for (const desc of entries) {
+      const name = fullName(layoutImageName(desc, ref));
+      if (seen.has(name)) continue;
+      seen.add(name);
+      images.push({ name, source: new OciArchiveSource(archive, desc.annotations?.[REF_NAME] ?? ref ?? desc.digest) });
+    }
+  } catch (err) {
+    await archive.close();
+    throw err;
+  }
+  return { description: archive.label, images, allOrNothing: false, close: () => archive.close() };
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { verifyBundle } from '../../../src/bundle/verify.js';
-import { pull, type PullReport } from '../../../src/copy/pull.js';
+import { pull, type PullReport } from '../../../src/commands/pull.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
-import { load } from '../../../src/load/load.js';
+import { load } from '../../../src/commands/load.js';
 import { parseReference } from '../../../src/ref/reference.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';

@@ -10,15 +10,16 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { executeCopy } from '../../../src/copy/execute.js';
+import { OciLayoutDestination } from '../../../src/transports/oci/destination.js';
 import { planCopy } from '../../../src/copy/plan.js';
-import { load } from '../../../src/load/load.js';
+import { load } from '../../../src/commands/load.js';
 import type { CopyEvent } from '../../../src/copy/events.js';
-import { loadIntoContainerd, type ContainerdOptions } from '../../../src/load/containerd.js';
-import { parseImageList } from '../../../src/load/containerd-ctr.js';
+import { loadIntoContainerd, type ContainerdOptions } from '../../../src/transports/containerd/destination.js';
+import { parseImageList } from '../../../src/transports/containerd/ctr.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { LayoutSource } from '../../../src/transports/oci/source.js';
-import { onlyIntegrityFailures } from '../../../src/copy/pull.js';
+import { onlyIntegrityFailures } from '../../../src/commands/report.js';
 import { FerryError } from '../../../src/util/errors.js';
 import { startContainerd, type Engine } from '../../harness/engines.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
@@ -221,7 +222,7 @@ describe('loadIntoContainerd', () => {
     const copied = await executeCopy(
       plan,
       items.map((i) => i.source),
-      store,
+      new OciLayoutDestination(store),
     );
     expect(copied.images.map((i) => i.status)).toEqual(['done', 'done']);
     const bundle = path.join(work, 'aon.ferry');

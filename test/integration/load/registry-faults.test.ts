@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
-import { load, type LoadOptions } from '../../../src/load/load.js';
+import { load, type LoadOptions } from '../../../src/commands/load.js';
 import { startFaultProxy, type RunningFaultProxy } from '../../harness/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { runSkopeo } from '../../harness/tools.js';

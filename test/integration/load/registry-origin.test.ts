@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { load } from '../../../src/load/load.js';
+import { load } from '../../../src/commands/load.js';
 import { startFaultProxy, type RunningFaultProxy } from '../../harness/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';

@@ -10,7 +10,7 @@ import { storeFromSmallCorpus } from '../corpus-registry.js';
 import { BundleManifestSchema, MEMBER, type BundleManifest } from '../../../src/bundle/format.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { parseServeSource } from '../../../src/cli/serve.js';
-import { pull } from '../../../src/copy/pull.js';
+import { pull } from '../../../src/commands/pull.js';
 import { sha256, type Digest } from '../../../src/oci/digest.js';
 import { bundleContent } from '../../../src/server/bundle-content.js';
 import type { ServedContent } from '../../../src/server/content.js';

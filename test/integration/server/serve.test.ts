@@ -11,7 +11,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import bcrypt from 'bcryptjs';
 import { Agent, Client, request, type Dispatcher } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pull } from '../../../src/copy/pull.js';
+import { pull } from '../../../src/commands/pull.js';
 import type { Digest } from '../../../src/oci/digest.js';
 import { runServe } from '../../../src/cli/serve.js';
 import { ServeConflictError, type ServedContent } from '../../../src/server/content.js';

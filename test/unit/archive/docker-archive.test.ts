@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pull } from '../../../src/copy/pull.js';
+import { pull } from '../../../src/commands/pull.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import type { Descriptor } from '../../../src/oci/manifest.js';
 import { DockerArchive, DockerArchiveSource } from '../../../src/transports/docker-archive/source.js';

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pull } from '../../../src/copy/pull.js';
+import { pull } from '../../../src/commands/pull.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
 import { LayoutSource } from '../../../src/transports/oci/source.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatFailures, groupFailures } from '../../../src/cli/failures.js';
 import { causeOf, failedResult } from '../../../src/copy/execute.js';
-import { collectFailures } from '../../../src/copy/pull.js';
+import { collectFailures } from '../../../src/commands/report.js';
 import { DigestMismatchError, NotFoundError } from '../../../src/util/errors.js';
 
 const blob = `sha256:${'b'.repeat(64)}`;

@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { pull, type PullReport } from '../../../src/copy/pull.js';
+import { pull, type PullReport } from '../../../src/commands/pull.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { LayoutSource } from '../../../src/transports/oci/source.js';

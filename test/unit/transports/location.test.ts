@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatLocation, parseLocation } from '../../../src/transports/location.js';
+import { formatLocation, parseLocation } from '../../../src/transports/table.js';
 
 describe('image locations (skopeo syntax)', () => {
   it.each([

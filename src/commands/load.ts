@@ -1,0 +1,168 @@
+/**
+ * `ferry load SOURCE --to DEST`: a bundle (or `-` for stdin, or an OCI layout `oci:DIR[:REF]`)
+ * into an OCI layout, a registry, Docker Engine or containerd.
+ *
+ * 1. Open the source. A bundle is checked first, all but blob content (bundle/source.ts); a
+ *    bundle with any problem, or a bad signature when a key is given, loads nothing (exit 3).
+ * 2. Plan (plan.ts): every image's manifests and one deduplicated blob list.
+ * 3. Hand the plan to the destination the transport table opens, which verifies every blob while it streams and names an
+ *    image only once its content is in place. From a bundle, a blob that fails its check
+ *    stops every image from being named (the bundle is one signed unit).
+ * 4. Report per image, with the mapping source reference → destination reference and digest.
+ */
+import { openBundleImages } from '../bundle/source.js';
+import type { EventSink } from '../copy/events.js';
+import { planCopy, type CopyPlan } from '../copy/plan.js';
+import type { DestinationReport, LoadBlobStats, LoadedImage } from '../copy/report.js';
+import type { Digest } from '../oci/digest.js';
+import type { PlatformSpec } from '../oci/platform.js';
+import { formatLoadDestination, openDestination, openSource, parseLoadDestination, parseLocation } from '../transports/table.js';
+import type { OpenedImages } from '../transports/types.js';
+import { UsageError } from '../util/errors.js';
+import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
+import { collectFailures, type Failure } from './report.js';
+
+export interface LoadOptions extends RegistryAccessOptions {
+  /** A bundle file, `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
+  source: string;
+  to: string;
+  key?: string;
+  requireSignature?: boolean;
+  scoped?: boolean;
+  /**
+   * Only these platforms of multi-platform images: their indexes are rewritten to list just
+   * those (new digest; the source's is kept in an annotation), as `ferry pull --platform` does.
+   */
+  platforms?: PlatformSpec[];
+  concurrency?: number;
+  /** containerd: the ctr command (argv), e.g. ['k3s', 'ctr']. */
+  ctr?: string[];
+  /** containerd: snapshotter to unpack into. */
+  snapshotter?: string;
+  /** containerd: false = import with --no-unpack (Kubernetes' CRI unpacks on container create). */
+  unpack?: boolean;
+  /** Registry destinations: PATCH chunk size. */
+  chunkSize?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+}
+
+export interface MappingEntry {
+  destination: string;
+  digest: Digest;
+}
+
+export interface LoadReport {
+  source: string;
+  destination: string;
+  signature?: 'none' | 'present' | 'valid' | 'invalid';
+  images: LoadedImage[];
+  failures: Failure[];
+  blobs: LoadBlobStats;
+  /** Source reference → where it is now: only images that are in place. */
+  mapping: Record<string, MappingEntry>;
+  durationMs: number;
+}
+
+/**
+ * What `ferry load` reads: a bundle file (a path without a transport, `-` for stdin, or
+ * `bundle:FILE`), or `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker-archive:FILE[:REF]`,
+ * opened through the transport table (every image it holds, or the one REF picks).
+ */
+async function openLoadSource(source: string, opts: LoadOptions): Promise<OpenedImages> {
+  const m = /^(oci|oci-archive|docker-archive):/.exec(source);
+  if (m) {
+    if (opts.key !== undefined || opts.requireSignature) {
+      throw new UsageError(`--key and --require-signature check bundles; a ${m[1]}: source carries no signature`);
+    }
+    return openSource(parseLocation(source));
+  }
+  // A bundle's path is taken whole (it may hold a colon); load reads every image of it.
+  const file = source.startsWith('bundle:') ? source.slice('bundle:'.length) : source;
+  return openBundleImages(file, {
+    ...(opts.key !== undefined ? { key: opts.key } : {}),
+    ...(opts.requireSignature ? { requireSignature: true } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+}
+
+/** What load and mirror report about a destination's work: per image, failures, blobs, mapping. */
+export function destinationResult(
+  plan: CopyPlan,
+  report: DestinationReport,
+  started: number,
+): Pick<LoadReport, 'images' | 'failures' | 'blobs' | 'mapping' | 'durationMs'> {
+  return {
+    images: report.images,
+    failures: collectFailures(plan.failures, report.images),
+    blobs: report.blobs,
+    mapping: mappingOf(report.images),
+    durationMs: Date.now() - started,
+  };
+}
+
+/** The mapping of a report: every image that is in place. */
+export function mappingOf(images: readonly LoadedImage[]): Record<string, MappingEntry> {
+  const out: Record<string, MappingEntry> = {};
+  for (const i of images) {
+    if (i.status === 'done' && i.destination && i.destinationDigest)
+      out[i.name] = { destination: i.destination, digest: i.destinationDigest };
+  }
+  return out;
+}
+
+export async function load(opts: LoadOptions): Promise<LoadReport> {
+  const started = Date.now();
+  const dest = parseLoadDestination(opts.to);
+  if (opts.staticCredential && dest.kind !== 'registry') {
+    throw new UsageError(`--username is for a registry destination; ${formatLoadDestination(dest)} is not one`);
+  }
+  if (dest.kind === 'registry') bindStaticCredential(opts, [dest.host]);
+  const src = await openLoadSource(opts.source, opts);
+  try {
+    const sources = src.images.map((i) => i.source);
+    const items = opts.platforms?.length ? src.images.map((i) => ({ ...i, platforms: opts.platforms! })) : src.images;
+    const plan = await planCopy(items, {
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    // From a bundle, an image that cannot even be planned means the bundle is inconsistent.
+    let report: DestinationReport = {
+      images: [],
+      blobs: { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 },
+      durationMs: 0,
+    };
+    if (plan.images.length > 0) {
+      const target = await openDestination(dest, {
+        ...(dest.kind === 'registry'
+          ? { registryClientOptions: registryClientOptions(opts, bindStaticCredential(opts, [dest.host])) }
+          : {}),
+        ...(opts.scoped ? { scoped: true } : {}),
+        ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+        ...(opts.ctr ? { ctr: opts.ctr } : {}),
+        ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
+        ...(opts.unpack === false ? { unpack: false } : {}),
+      });
+      try {
+        report = await target.write(plan, sources, {
+          concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+          allOrNothing: src.allOrNothing,
+          action: 'loading',
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+        });
+      } finally {
+        await target.close();
+      }
+    }
+    return {
+      source: src.description,
+      destination: formatLoadDestination(dest),
+      ...(src.signature ? { signature: src.signature } : {}),
+      ...destinationResult(plan, report, started),
+    };
+  } finally {
+    await src.close();
+  }
+}

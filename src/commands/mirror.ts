@@ -1,0 +1,119 @@
+/**
+ * `ferry mirror [REF...] --to docker://HOST/PREFIX`: registry to registry, streaming (no
+ * staging on disk), with the naming, skipping and ordering rules of a registry load
+ * (transports/registry/destination.ts) and one blob scheduler for the whole list. An image the destination already
+ * holds costs a manifest read at the source and a HEAD at the destination, nothing more.
+ */
+import type { EventSink } from '../copy/events.js';
+import type { Digest } from '../oci/digest.js';
+import type { PlatformSpec } from '../oci/platform.js';
+import { planCopy, type CopyItem } from '../copy/plan.js';
+import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
+import { parseLocation } from '../transports/table.js';
+import { RegistryClient } from '../transports/registry/client.js';
+import { RegistrySource } from '../transports/registry/source.js';
+import { UsageError, wrap } from '../util/errors.js';
+import { formatLoadDestination, parseLoadDestination } from '../transports/table.js';
+import { destinationResult, type LoadReport } from './load.js';
+import { registryTargets } from '../transports/registry/names.js';
+import { pushToRegistry } from '../transports/registry/destination.js';
+
+export interface MirrorOptions extends RegistryAccessOptions {
+  refs: string[];
+  to: string;
+  scoped?: boolean;
+  /** Only these platforms of multi-platform images (indexes rewritten, as pull --platform does). */
+  platforms?: PlatformSpec[];
+  concurrency?: number;
+  chunkSize?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+}
+
+export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
+  const started = Date.now();
+  if (opts.refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
+  const dest = parseLoadDestination(opts.to);
+  if (dest.kind !== 'registry')
+    throw new UsageError(`ferry mirror writes to a registry (--to docker://HOST[/PREFIX]), not ${opts.to}`, {
+      hint: 'to fill a local store use ferry pull; to load a bundle use ferry load',
+    });
+  // The list is parsed once, before anything is contacted.
+  const refs = opts.refs.map((r) => {
+    let loc;
+    try {
+      loc = parseLocation(r);
+    } catch (err) {
+      throw wrap(err, `image list entry ${JSON.stringify(r)}`);
+    }
+    if (loc.transport !== 'docker') {
+      throw new UsageError(`ferry mirror reads from registries; ${JSON.stringify(r)} is a ${loc.transport}: location`, {
+        hint: 'bundle it and use ferry load, or pull it',
+      });
+    }
+    return loc.ref;
+  });
+  // A --username credential is the destination's, unless --auth-registry names a source.
+  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, [...refs.map((r) => r.domain), dest.host], dest.host));
+  const clients = new Map<string, RegistryClient>();
+  const clientFor = (host: string): RegistryClient => {
+    let c = clients.get(host);
+    if (!c) {
+      c = new RegistryClient(host, clientOpts);
+      clients.set(host, c);
+    }
+    return c;
+  };
+  try {
+    const items: CopyItem[] = [];
+    const seen = new Set<string>();
+    for (const ref of refs) {
+      const name = ref.toString();
+      if (seen.has(name)) continue;
+      seen.add(name);
+      items.push({
+        source: new RegistrySource(clientFor(ref.domain), ref),
+        name,
+        ...(opts.platforms?.length ? { platforms: opts.platforms } : {}),
+      });
+    }
+    // Names are checked before anything is read: a collision stops the run up front.
+    const targetsByName = new Map(
+      registryTargets(
+        items.map((i) => ({ name: i.name, digest: ((i.source as RegistrySource).ref.digest ?? 'sha256:') as Digest })),
+        dest,
+        { scoped: !!opts.scoped },
+      ).map((t, i) => [items[i]!.name, t]),
+    );
+    const plan = await planCopy(items, {
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    // Digest-only references: the destination reference carries the digest now known.
+    const targets = plan.images.map((img) => {
+      const t = targetsByName.get(img.name)!;
+      return t.tag === undefined ? { ...t, destination: `${dest.host}/${t.repo}@${img.root.digest}` } : t;
+    });
+    const destClient = clientFor(dest.host);
+    const sources = items.map((i) => i.source as RegistrySource);
+    const report = await pushToRegistry(plan, sources, destClient, targets, {
+      // Within one registry, blobs are mounted from the source repository, not copied.
+      mountSource: (b) => {
+        const src = sources[b.sourceIndex]!;
+        return src.ref.domain === dest.host ? src.ref.path : undefined;
+      },
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+      ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    return {
+      source: `${items.length} reference${items.length === 1 ? '' : 's'}`,
+      destination: formatLoadDestination(dest),
+      ...destinationResult(plan, report, started),
+    };
+  } finally {
+    await Promise.all([...clients.values()].map((c) => c.close()));
+  }
+}

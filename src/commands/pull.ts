@@ -1,0 +1,128 @@
+/**
+ * `ferry pull`: registry (or OCI layout) images into an OCI image-layout store.
+ * Resolve every reference, plan one deduplicated blob set, fetch it with one scheduler,
+ * and name each image in index.json only once all of its content is stored.
+ */
+import type { PlatformSpec } from '../oci/platform.js';
+import { LayoutSource } from '../transports/oci/source.js';
+import { OciArchiveSource } from '../transports/oci-archive/source.js';
+import { DockerArchiveSource } from '../transports/docker-archive/source.js';
+import { layoutImageName } from '../transports/names.js';
+import { OciLayoutDestination } from '../transports/oci/destination.js';
+import { RegistryClient } from '../transports/registry/client.js';
+import { RegistrySource } from '../transports/registry/source.js';
+import { formatLocation, parseLocation } from '../transports/table.js';
+import type { ImageSource } from '../transports/types.js';
+import { UsageError, wrap } from '../util/errors.js';
+import type { EventSink } from '../copy/events.js';
+import { executeCopy, type CopyReport } from '../copy/execute.js';
+import { planCopy, type CopyItem } from '../copy/plan.js';
+import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
+import { collectFailures, type Failure } from './report.js';
+
+export const DEFAULT_STORE = './ferry-store';
+
+export interface PullOptions extends RegistryAccessOptions {
+  refs: string[];
+  store: string;
+  platforms?: PlatformSpec[];
+  concurrency?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+}
+
+export interface PullReport extends CopyReport {
+  store: string;
+  failures: Failure[];
+}
+
+export async function pull(opts: PullOptions): Promise<PullReport> {
+  if (opts.refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
+  const started = Date.now();
+  const locations = opts.refs.map((r) => {
+    try {
+      return parseLocation(r);
+    } catch (err) {
+      throw wrap(err, `image list entry ${JSON.stringify(r)}`);
+    }
+  });
+  // Reject duplicates up front: two entries naming one store name would race for it.
+  const clients = new Map<string, RegistryClient>();
+  const registries = locations.flatMap((l) => (l.transport === 'docker' ? [l.ref.domain] : []));
+  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, registries));
+  const items: CopyItem[] = [];
+  const seen = new Map<string, { source: ImageSource; entry: string }>();
+  const sources: ImageSource[] = [];
+  try {
+    for (const loc of locations) {
+      let name: string;
+      let source: ImageSource;
+      if (loc.transport === 'docker') {
+        name = loc.ref.toString();
+        let client = clients.get(loc.ref.domain);
+        if (!client) {
+          client = new RegistryClient(loc.ref.domain, clientOpts);
+          clients.set(loc.ref.domain, client);
+        }
+        source = new RegistrySource(client, loc.ref);
+      } else if (loc.transport === 'oci') {
+        const layoutSource = await LayoutSource.open(loc.path, loc.ref, opts.platforms ?? []);
+        name = layoutImageName(await layoutSource.rootDescriptor(), loc.ref);
+        source = layoutSource;
+      } else if (loc.transport === 'oci-archive') {
+        const archiveSource = await OciArchiveSource.open(loc.path, loc.ref, opts.platforms ?? []);
+        name = layoutImageName(await archiveSource.rootDescriptor(), loc.ref);
+        source = archiveSource;
+      } else if (loc.transport === 'docker-archive') {
+        const archiveSource = await DockerArchiveSource.open(loc.path, loc.ref);
+        name = archiveSource.name ?? `@${(await archiveSource.getRootManifest()).digest}`;
+        source = archiveSource;
+      } else {
+        throw new UsageError(`pull cannot read from ${loc.transport}: sources yet (use docker://, oci:, oci-archive: or docker-archive:)`);
+      }
+      // The same name twice: the same image listed twice is skipped; two different images
+      // that would take one store name are a usage error (one would silently replace the other).
+      const entry = formatLocation(loc);
+      const earlier = seen.get(name);
+      if (earlier !== undefined) {
+        // Registry references name their image; other sources are compared by root digest
+        // (read only now, so a broken source still fails as its own image, in planning).
+        const rootOf = async (src: ImageSource): Promise<string | undefined> =>
+          (await src.getRootManifest().catch(() => undefined))?.digest;
+        const same =
+          loc.transport === 'docker' ||
+          entry === earlier.entry ||
+          ((await rootOf(source)) ?? 'a') === ((await rootOf(earlier.source)) ?? 'b');
+        await source.close();
+        if (same) continue;
+        throw new UsageError(`${earlier.entry} and ${entry} are different images that would both be stored as ${JSON.stringify(name)}`, {
+          hint: 'name one of them explicitly (oci:DIR:REF with a full reference), or pull them into different stores',
+        });
+      }
+      seen.set(name, { source, entry });
+      sources.push(source);
+      items.push({ source, name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
+    }
+    const dest = await OciLayoutDestination.open(opts.store);
+    const plan = await planCopy(items, {
+      // Child manifests of an index the store already holds (read verified against their digest).
+      localManifests: async (digest) =>
+        (await dest.store.hasBlob(digest))
+          ? await dest.store.readBlobBytes({ digest }, `manifest ${digest} in ${dest.store.dir}`).catch(() => undefined)
+          : undefined,
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    const report = await executeCopy(plan, sources, dest, {
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    const failures = collectFailures(plan.failures, report.images);
+    return { ...report, durationMs: Date.now() - started, store: dest.store.dir, failures };
+  } finally {
+    await Promise.all([...clients.values()].map((c) => c.close()));
+    await Promise.all(sources.map((s) => s.close()));
+  }
+}
