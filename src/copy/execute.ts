@@ -1,17 +1,33 @@
 /**
- * Executing a copy plan into any ImageDestination (transports/types.ts), in the order the
- * contract requires: one blob scheduler for the whole run (each unique blob fetched once,
- * largest first, N at a time, or one at a time for a destination without parallelBlobs), then
- * per image its manifests (children first) and finally its name, so a name only ever points
- * at complete content; commit() once every image is settled.
+ * The one executor: a copy plan into any ImageDestination (transports/types.ts), in the order
+ * the contract requires. First the destination says what is left per image (prepare). Then,
+ * for a destination that stores as it goes (OCI layout, registry): one blob scheduler for the
+ * whole run (each unique blob once, largest first, N at a time, or one at a time without
+ * parallelBlobs), per image its manifests (children first) and finally its name, so a name
+ * only ever points at complete content; commit() once every image is settled. For one ordered
+ * stream (Docker Engine, containerd): per run, its blobs one after another, its manifests, its
+ * names, commit(); a failed blob breaks the stream and fails every image of the run.
  */
 import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import type { ImageDestination, ImageSource } from '../transports/types.js';
-import { NotLoadedError, SizeMismatchError, errorMessage } from '../util/errors.js';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { DigestVerifier } from '../oci/digest.js';
+import type {
+  BlobOpener,
+  DestinationName,
+  ImageDestination,
+  ImageSource,
+  ManifestBytes,
+  PlanDestination,
+  PlanWriteOptions,
+  PreparedImage,
+} from '../transports/types.js';
+import type { DestinationReport, LoadBlobStats, LoadedImage } from './report.js';
+import { FerryError, IntegrityError, NotLoadedError, SizeMismatchError, errorMessage } from '../util/errors.js';
 import type { EventSink } from './events.js';
 import { scheduleBlobs } from './scheduler.js';
-import type { CopyPlan, PlannedImage } from './plan.js';
+import type { CopyPlan, PlannedBlob, PlannedImage } from './plan.js';
 
 export interface ExecuteOptions {
   concurrency?: number;
@@ -94,90 +110,326 @@ export function failedResult<B extends ImageResultBase>(base: B, err: unknown, c
   };
 }
 
+/** One blob the destination needs: the plan's entry and the images (plan indexes) that need it. */
+interface NeededBlob {
+  planned: PlannedBlob;
+  /** The descriptor to put: size -1 when images declare different sizes (only the digest is trusted). */
+  desc: Descriptor;
+  images: number[];
+}
+
 export async function executeCopy(
   plan: CopyPlan,
   sources: ImageSource[],
   dest: ImageDestination,
   opts: ExecuteOptions = {},
-): Promise<CopyReport> {
+): Promise<DestinationReport> {
   const started = Date.now();
   const emit = opts.onEvent ?? (() => {});
-  const stats = { total: plan.blobs.length, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 };
+  const signal = opts.signal;
+  const stats: LoadBlobStats = { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 };
+  if (dest.capabilities.mount) stats.mounted = 0;
+  const action = opts.action ?? 'pulling';
 
-  /** Images that needed at least one blob fetched (not skipped). */
-  const fetched = new Set<string>();
+  // 0. What is left to do, per image.
+  const prepared: PreparedImage[] = dest.prepare
+    ? await dest.prepare(plan, { ...(signal ? { signal } : {}), onEvent: emit, ...(opts.allOrNothing ? { allOrNothing: true } : {}) })
+    : plan.images.map(() => ({ state: 'copy' as const }));
+  if (prepared.length !== plan.images.length) {
+    throw new FerryError('INTERNAL', `${dest.description} prepared ${prepared.length} images of ${plan.images.length}`);
+  }
+  const blobsOf = (i: number): readonly Descriptor[] => {
+    const p = prepared[i]!;
+    return (p.state === 'copy' && p.blobs) || plan.images[i]!.blobs;
+  };
+  const manifestsOf = (i: number): readonly ManifestBytes[] => {
+    const p = prepared[i]!;
+    return (p.state === 'copy' && p.manifests) || plan.images[i]!.manifests;
+  };
 
-  async function fetchBlob(planned: Descriptor, source: ImageSource, sizeConflict: boolean, images: string[]): Promise<void> {
-    // With conflicting declared sizes, only the digest is trusted; images check sizes later.
-    const desc = sizeConflict ? { ...planned, size: -1 } : planned;
-    if (await dest.hasBlob(desc, opts.signal)) {
+  // The blobs to send, each once with the images that need it; those only images that are
+  // already complete need are counted skipped.
+  const byDigest = new Map(plan.blobs.map((b) => [b.desc.digest, b]));
+  const needed = new Map<string, NeededBlob>();
+  const present = new Map<string, Descriptor>();
+  prepared.forEach((p, i) => {
+    if (p.state === 'failed') return;
+    for (const d of blobsOf(i)) {
+      if (p.state !== 'copy') {
+        present.set(d.digest, d);
+        continue;
+      }
+      let n = needed.get(d.digest);
+      if (!n) {
+        const planned = byDigest.get(d.digest);
+        if (!planned) throw new FerryError('PLAN_INCOMPLETE', `${plan.images[i]!.name}: the plan lacks blob ${d.digest}`);
+        n = { planned, desc: planned.sizeConflict ? { ...planned.desc, size: -1 } : planned.desc, images: [] };
+        needed.set(d.digest, n);
+      }
+      if (n.images[n.images.length - 1] !== i) n.images.push(i);
+    }
+  });
+  for (const d of needed.keys()) present.delete(d);
+  stats.total = needed.size + present.size;
+  for (const d of present.values()) {
+    stats.skipped++;
+    stats.bytesSkipped += d.size;
+    emit({ kind: 'blob', state: 'skipped', digest: d.digest, bytes: d.size, total: d.size });
+  }
+
+  /** Images (plan indexes) that needed at least one blob sent. */
+  const sentFor = new Set<number>();
+
+  function opener(n: NeededBlob): { open: BlobOpener; what: string } {
+    const source = sources[n.planned.sourceIndex];
+    if (!source)
+      throw new FerryError('PLAN_INVALID', `blob ${n.desc.digest}: the plan names source #${n.planned.sourceIndex}, which was not given`);
+    const what = `blob ${n.desc.digest} from ${source.description}`;
+    return {
+      what,
+      open: (start) =>
+        source.openBlob(n.desc, {
+          what,
+          start,
+          ...(signal ? { signal } : {}),
+          onResume: (offset, reason) =>
+            emit({ kind: 'retry', digest: n.desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
+        }),
+    };
+  }
+
+  async function sendBlob(n: NeededBlob): Promise<void> {
+    const { desc } = n;
+    if (await dest.hasBlob(desc, { images: n.images, ...(signal ? { signal } : {}) })) {
       stats.skipped++;
-      stats.bytesSkipped += desc.size;
+      stats.bytesSkipped += Math.max(0, desc.size);
       emit({ kind: 'blob', state: 'skipped', digest: desc.digest, bytes: desc.size, total: desc.size });
       return;
     }
+    const { open, what } = opener(n);
     emit({ kind: 'blob', state: 'start', digest: desc.digest, bytes: 0, total: desc.size });
-    const what = `blob ${desc.digest} from ${source.description}`;
-    const stream = source.openBlob(desc, {
+    const r = await dest.putBlob(desc, open, {
       what,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      onResume: (offset, reason) =>
-        emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
+      images: n.images,
+      ...(signal ? { signal } : {}),
+      onProgress: (b) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: b, total: desc.size }),
     });
-    const written = await dest.putBlob(desc, stream, {
-      what,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      onProgress: (n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }),
-    });
-    for (const name of images) fetched.add(name);
-    stats.fetched++;
-    stats.bytesFetched += written;
-    emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: written, total: written });
-  }
-
-  const conflicts = new Set(plan.blobs.filter((b) => b.sizeConflict).map((b) => b.desc.digest));
-  const schedule = scheduleBlobs(
-    plan.blobs,
-    (b) => b.desc,
-    (b) => fetchBlob(b.desc, sources[b.sourceIndex]!, b.sizeConflict === true, b.images),
-    {
-      ...(!dest.capabilities.parallelBlobs ? { concurrency: 1 } : opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      onEvent: emit,
-      stats,
-    },
-  );
-
-  async function finishImage(img: PlannedImage): Promise<ImageResult> {
-    const base = resultBase(img);
-    try {
-      for (const b of img.blobs) {
-        await schedule.done(b.digest);
-        if (conflicts.has(b.digest)) {
-          const actual = await dest.storedBlobSize(b.digest);
-          if (actual !== b.size) throw new SizeMismatchError(b.size, actual ?? -1, `blob ${b.digest} of ${img.name}`);
-        }
-      }
-      if (opts.allOrNothing) {
-        await schedule.finished;
-        if (schedule.integrityFailure()) throw new NotLoadedError(schedule.integrityFailure());
-      }
-      for (const m of img.manifests) await dest.putManifest(m, opts.signal);
-      const renamed = await dest.setName(
-        { name: img.name, root: img.root, ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}) },
-        opts.signal,
-      );
-      emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
-      return { ...base, status: 'done', ...(renamed || fetched.has(img.name) ? {} : { skipped: true }) };
-    } catch (err) {
-      const failed = failedResult(base, err, `${opts.action ?? 'pulling'} ${img.name}`);
-      emit({ kind: 'image', state: 'failed', image: img.name, error: failed.error! });
-      return failed;
+    if (r.mounts) stats.mounted = (stats.mounted ?? 0) + r.mounts;
+    if (r.sent) {
+      for (const i of n.images) sentFor.add(i);
+      stats.fetched++;
+      stats.bytesFetched += r.bytes;
+      emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: r.bytes, total: r.bytes });
+    } else {
+      stats.skipped++;
+      stats.bytesSkipped += r.bytes;
+      emit({ kind: 'blob', state: 'skipped', digest: desc.digest, bytes: r.bytes, total: r.bytes });
     }
   }
 
-  const images = await Promise.all(plan.images.map(finishImage));
-  await schedule.finished;
-  await dest.commit(opts.signal);
-  return { images, blobs: stats, durationMs: Date.now() - started };
+  const results: LoadedImage[] = new Array(plan.images.length);
+  const nameOf = (i: number): DestinationName => {
+    const img = plan.images[i]!;
+    return { index: i, name: img.name, root: img.root, ...(img.originalDigest ? { originalDigest: img.originalDigest } : {}) };
+  };
+  const succeed = (i: number, skipped: boolean): void => {
+    const img = plan.images[i]!;
+    const p = prepared[i]!;
+    results[i] = {
+      ...resultBase(img),
+      ...(p.platforms ? { platforms: p.platforms } : {}),
+      status: 'done',
+      destination: p.destination ?? dest.nameOf(img),
+      destinationDigest: p.destinationDigest ?? img.root.digest,
+      ...(skipped ? { skipped: true } : {}),
+    };
+    emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
+  };
+  const fail = (i: number, err: unknown): void => {
+    const img = plan.images[i]!;
+    const p = prepared[i]!;
+    const r = failedResult({ ...resultBase(img), ...(p.platforms ? { platforms: p.platforms } : {}) }, err, `${action} ${img.name}`);
+    results[i] = r;
+    emit({ kind: 'image', state: 'failed', image: img.name, error: r.error! });
+  };
+  prepared.forEach((p, i) => {
+    if (p.state === 'failed') fail(i, p.error);
+    else if (p.state === 'done') succeed(i, true);
+  });
+
+  if (dest.capabilities.orderedStream) {
+    await executeOrdered();
+  } else {
+    await executeParallel();
+  }
+  return { images: results, blobs: stats, durationMs: Date.now() - started };
+
+  async function executeParallel(): Promise<void> {
+    const schedule = scheduleBlobs([...needed.values()], (n) => n.desc, sendBlob, {
+      ...(!dest.capabilities.parallelBlobs ? { concurrency: 1 } : opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+      ...(signal ? { signal } : {}),
+      onEvent: emit,
+      stats,
+    });
+
+    async function finishImage(i: number): Promise<void> {
+      const p = prepared[i]!;
+      if (p.state === 'failed' || p.state === 'done') return;
+      const img = plan.images[i]!;
+      try {
+        if (p.state === 'copy') {
+          for (const b of blobsOf(i)) {
+            await schedule.done(b.digest);
+            if (needed.get(b.digest)?.planned.sizeConflict) {
+              const actual = await dest.storedBlobSize(b.digest, i, signal);
+              if (actual !== b.size) throw new SizeMismatchError(b.size, actual ?? -1, `blob ${b.digest} of ${img.name}`);
+            }
+          }
+        }
+        if (opts.allOrNothing) {
+          // Nothing is named, not even a name moved onto content already there, until every
+          // blob of the run has passed its check.
+          await schedule.finished;
+          if (schedule.integrityFailure()) throw new NotLoadedError(schedule.integrityFailure());
+        }
+        if (p.state === 'copy') for (const m of manifestsOf(i)) await dest.putManifest(m, { image: i, ...(signal ? { signal } : {}) });
+        const renamed = await dest.setName(nameOf(i), signal);
+        succeed(i, !(renamed || sentFor.has(i)));
+      } catch (err) {
+        fail(i, err);
+      }
+    }
+
+    await Promise.all(plan.images.map((_, i) => finishImage(i)));
+    await schedule.finished;
+    applyCommit(await dest.commit(signal));
+  }
+
+  function applyCommit(r: Awaited<ReturnType<ImageDestination['commit']>>): void {
+    for (const [i, err] of r?.failed ?? []) fail(i, err);
+  }
+
+  async function executeOrdered(): Promise<void> {
+    const runs = new Map<number, number[]>();
+    prepared.forEach((p, i) => {
+      if (p.state !== 'copy') return;
+      const r = p.run ?? 0;
+      const list = runs.get(r) ?? [];
+      list.push(i);
+      runs.set(r, list);
+    });
+    const order = [...runs.keys()].sort((a, b) => a - b).map((r) => runs.get(r)!);
+    let integrityFailure: unknown;
+
+    // All or nothing across runs: a run names its images when it ends, before the next has
+    // sent a byte. So every blob only a later run sends is read and verified first.
+    if (opts.allOrNothing && order.length > 1) {
+      const first = new Set(order[0]!.flatMap((i) => blobsOf(i).map((b) => b.digest)));
+      const later = new Map<string, NeededBlob>();
+      for (const run of order.slice(1))
+        for (const i of run) for (const b of blobsOf(i)) if (!first.has(b.digest)) later.set(b.digest, needed.get(b.digest)!);
+      for (const n of later.values()) {
+        try {
+          await verifyOnly(n);
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          stats.failed++;
+          emit({ kind: 'blob', state: 'failed', digest: n.desc.digest, bytes: 0, total: n.desc.size, error: errorMessage(err) });
+          for (const run of order)
+            for (const i of run) fail(i, n.images.includes(i) || !(err instanceof IntegrityError) ? err : new NotLoadedError(err));
+          integrityFailure = err;
+          break;
+        }
+      }
+    }
+
+    const sent = new Set<string>();
+    for (const run of order) {
+      if (integrityFailure !== undefined) {
+        for (const i of run) if (!results[i]) fail(i, new NotLoadedError(integrityFailure));
+        continue;
+      }
+      // Blobs once per run (a blob two runs need is sent in each: a stream holds all it names).
+      const blobs = new Map<string, NeededBlob>();
+      for (const i of run) for (const b of blobsOf(i)) blobs.set(b.digest, needed.get(b.digest)!);
+      let broken: unknown;
+      for (const n of blobs.values()) {
+        if (signal?.aborted) throw signal.reason;
+        try {
+          const counted = sent.has(n.desc.digest);
+          const before = { fetched: stats.fetched, bytes: stats.bytesFetched };
+          await sendBlob(n);
+          if (counted) {
+            // Sent again for this run; counted once.
+            stats.fetched = before.fetched;
+            stats.bytesFetched = before.bytes;
+          }
+          sent.add(n.desc.digest);
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          stats.failed++;
+          emit({ kind: 'blob', state: 'failed', digest: n.desc.digest, bytes: 0, total: n.desc.size, error: errorMessage(err) });
+          if (err instanceof IntegrityError) integrityFailure ??= err;
+          broken = err;
+          break;
+        }
+      }
+      if (broken === undefined) {
+        try {
+          const manifests = new Map<string, { m: ManifestBytes; image: number }>();
+          for (const i of run) for (const m of manifestsOf(i)) if (!manifests.has(m.digest)) manifests.set(m.digest, { m, image: i });
+          for (const { m, image } of manifests.values()) await dest.putManifest(m, { image, ...(signal ? { signal } : {}) });
+          for (const i of run) await dest.setName(nameOf(i), signal);
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          broken = err;
+        }
+      }
+      // A broken stream was killed by the destination; commit() cleans up and names nothing.
+      const committed = await dest.commit(signal);
+      if (signal?.aborted) throw signal.reason;
+      for (const i of run) {
+        if (broken !== undefined) fail(i, broken);
+        else if (committed?.failed.has(i)) fail(i, committed.failed.get(i));
+        else succeed(i, false);
+      }
+    }
+
+    // Images whose content is there under another name: named last, and (all or nothing) not
+    // at all after a blob failed its check.
+    const renames = prepared.flatMap((p, i) => (p.state === 'name' ? [i] : []));
+    if (renames.length === 0) return;
+    const asked: number[] = [];
+    for (const i of renames) {
+      try {
+        if (opts.allOrNothing && integrityFailure !== undefined) throw new NotLoadedError(integrityFailure);
+        await dest.setName(nameOf(i), signal);
+        asked.push(i);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        fail(i, err);
+      }
+    }
+    const committed = await dest.commit(signal);
+    for (const i of asked) {
+      if (committed?.failed.has(i)) fail(i, committed.failed.get(i));
+      else succeed(i, true);
+    }
+  }
+
+  /** Read a blob from its source through a DigestVerifier into nothing. */
+  async function verifyOnly(n: NeededBlob): Promise<void> {
+    const { open, what } = opener(n);
+    const verifier = new DigestVerifier({ digest: n.desc.digest, size: n.desc.size, what });
+    await pipeline(open(0), verifier, new Writable({ write: (_c: Buffer, _e, cb) => cb() }));
+  }
+}
+
+/** The transport table's face of an ImageDestination: executeCopy over it. */
+export function planDestination(dest: ImageDestination, description = dest.description): PlanDestination {
+  return {
+    description,
+    write: (plan, sources, opts: PlanWriteOptions) => executeCopy(plan, sources, dest, { ...opts, action: opts.action ?? 'loading' }),
+    close: () => dest.close(),
+  };
 }

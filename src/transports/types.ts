@@ -79,15 +79,37 @@ export interface DestinationCapabilities {
   knowsBlobs: boolean;
 }
 
-export interface PutBlobOptions {
+/** The plan images a call is for: indexes into `plan.images` (a blob shared by many images names them all). */
+export interface ImageContext {
+  images: readonly number[];
+  signal?: AbortSignal;
+}
+
+export interface PutBlobOptions extends ImageContext {
   /** For messages: `blob sha256:… from docker://…`. */
   what: string;
-  signal?: AbortSignal;
   onProgress?: (bytes: number) => void;
+}
+
+/**
+ * Opens the blob's bytes from its source, starting at byte `start` (0 for the whole blob). A
+ * destination that resumes an interrupted upload opens it again at the offset it got to.
+ */
+export type BlobOpener = (start: number) => Readable;
+
+export interface PutBlobResult {
+  /** Bytes stored or sent. */
+  bytes: number;
+  /** False when nothing was transferred (the blob was present, or only mounted, everywhere it was needed). */
+  sent: boolean;
+  /** Cross-repository mounts made (registries). */
+  mounts?: number;
 }
 
 /** The name an image gets at the destination, and the root manifest it names. */
 export interface DestinationName {
+  /** Index of the image in `plan.images`. */
+  index: number;
   /** The image's name in the plan (a full reference, or `@sha256:…` for a nameless one). */
   name: string;
   root: { digest: Digest; mediaType: string; size: number };
@@ -96,15 +118,56 @@ export interface DestinationName {
 }
 
 /**
+ * What is left to do for one image, as the destination sees it before anything is sent
+ * (`prepare`). The executor does exactly this much.
+ */
+export type PreparedImage = {
+  /** Where the image is found once named (reports); default `nameOf`. */
+  destination?: string;
+  /** The digest that identifies it there; default the root's (Docker Engine: the image ID). */
+  destinationDigest?: Digest;
+  /** Platforms the destination takes (Docker Engine: the one it chose); default the plan's. */
+  platforms?: string[];
+} & (
+  | {
+      /**
+       * Blobs, then manifests, then the name. `blobs`/`manifests` narrow what is sent (Docker
+       * Engine takes one platform's config and layers and no manifests); default the plan's.
+       * `run`: with `orderedStream`, the stream (0, 1, …) the image goes in; default 0.
+       */
+      state: 'copy';
+      blobs?: readonly Descriptor[];
+      manifests?: readonly ManifestBytes[];
+      run?: number;
+    }
+  /** The content is there under another name: only setName (after every blob passed, all-or-nothing). */
+  | { state: 'name' }
+  /** Already named at this root and complete: nothing is done; reported as skipped. */
+  | { state: 'done' }
+  /** The destination cannot take it (its platform is missing, it is an artifact…): reported failed. */
+  | { state: 'failed'; error: unknown }
+);
+
+/** What commit() found: images it was asked to name that did not end up named, and why. */
+export interface CommitResult {
+  failed: ReadonlyMap<number, unknown>;
+}
+
+/**
  * The write side, as containers/image's ImageDestination: a per-run object opened by the
- * transport table (`openDestination`) with everything it needs. What the executor MUST do, in
- * this order, and what the destination MUST guarantee:
+ * transport table (`openDestination`) with everything it needs. One executor
+ * (copy/execute.ts) drives every destination. What it MUST do, in this order, and what the
+ * destination MUST guarantee:
  *
+ * 0. `prepare(plan)` once, if the destination has it, before anything else: the destination
+ *    says per image what is left to do (PreparedImage): already there, only a name, or
+ *    which blobs and manifests to send. Without it every image is `copy` with all of its
+ *    blobs and manifests.
  * 1. `hasBlob(desc)` for each blob; a blob it reports present is not put again.
- * 2. `putBlob(desc, stream)` for each missing blob, concurrently only when
+ * 2. `putBlob(desc, open)` for each missing blob, concurrently only when
  *    `capabilities.parallelBlobs`. The destination verifies size (when `desc.size >= 0`) and
  *    digest while the bytes stream, and on any failure keeps nothing of that blob (no file,
- *    no half-written member that could later be taken for it). It returns the bytes stored.
+ *    no half-written member that could later be taken for it).
  * 3. `putManifest(m)` for each manifest of an image once all of that image's blobs are in,
  *    children before the indexes that list them. The destination checks the bytes against
  *    `m.digest`.
@@ -112,7 +175,11 @@ export interface DestinationName {
  *    under a name (tag, index.json entry, engine image). Returns true when a name was created
  *    or moved, false when it already named this root. With `orderedStream` the name takes
  *    effect only at commit().
- * 5. `commit()` once, after every image was named (or failed): flushes what was deferred.
+ * 5. `commit()` once every image was named (or failed): flushes what was deferred and says
+ *    which deferred names did not take effect. With `orderedStream`, commit() ends the
+ *    current stream (images of `run` r are sent, named and committed before run r+1 starts;
+ *    then the images that only need a name, and a last commit()); a putBlob that failed
+ *    broke the stream: the destination has already killed it, so commit() names nothing of it.
  *    A destination that is closed without commit() names nothing it deferred.
  * 6. `close()` always, success or not.
  */
@@ -120,15 +187,16 @@ export interface ImageDestination {
   /** Human-readable location, e.g. oci:/store (no secrets). */
   readonly description: string;
   readonly capabilities: DestinationCapabilities;
-  hasBlob(desc: Descriptor, signal?: AbortSignal): Promise<boolean>;
-  /** The size of a stored blob, undefined when absent (checking declared sizes after a copy). */
-  storedBlobSize(digest: string): Promise<number | undefined>;
-  putBlob(desc: Descriptor, stream: Readable, opts: PutBlobOptions): Promise<number>;
-  putManifest(manifest: ManifestBytes, signal?: AbortSignal): Promise<void>;
+  prepare?(plan: CopyPlan, ctx: { signal?: AbortSignal; onEvent?: EventSink; allOrNothing?: boolean }): Promise<PreparedImage[]>;
+  hasBlob(desc: Descriptor, ctx: ImageContext): Promise<boolean>;
+  /** The size of a stored blob for image `image`, undefined when absent (checking declared sizes after a copy). */
+  storedBlobSize(digest: string, image: number, signal?: AbortSignal): Promise<number | undefined>;
+  putBlob(desc: Descriptor, open: BlobOpener, opts: PutBlobOptions): Promise<PutBlobResult>;
+  putManifest(manifest: ManifestBytes, ctx: { image: number; signal?: AbortSignal }): Promise<void>;
   setName(image: DestinationName, signal?: AbortSignal): Promise<boolean>;
   /** Where a named image can now be found (`oci:/store:nginx:1.25`), for reports. */
   nameOf(image: Pick<DestinationName, 'name'>): string;
-  commit(signal?: AbortSignal): Promise<void>;
+  commit(signal?: AbortSignal): Promise<CommitResult | undefined>;
   close(): Promise<void>;
 }
 
@@ -158,12 +226,8 @@ export interface PlanWriteOptions {
 }
 
 /**
- * A destination as the transport table opens it: given a plan and its sources, put every
- * image in place and report per image (failures included; it throws only for what stops
- * everything: the daemon is not running, the destination is unusable). The OCI layout does
- * this through executeCopy and its ImageDestination; the registry, Docker Engine and
- * containerd run their own executors (transports/<name>/destination.ts), which keep the same
- * order and guarantees.
+ * A destination as the transport table opens it: executeCopy over its ImageDestination
+ * (planDestination in copy/execute.ts).
  */
 export interface PlanDestination {
   /** e.g. `oci:/store`, `docker://localhost:5000/mirror`, `containerd?namespace=k8s.io`. */

@@ -4,18 +4,19 @@
  * commit (queueIndexEntry) in setName, the one place index.json is changed from a copy. openLayoutDestination is the
  * transport table's entry point: executeCopy drives the ImageDestination.
  */
-import { executeCopy } from '../../copy/execute.js';
+import { planDestination } from '../../copy/execute.js';
 import { ORIGINAL_INDEX_ANNOTATION } from '../../copy/plan.js';
 import type { Descriptor } from '../../oci/manifest.js';
 import { fileSize } from '../../util/fsutil.js';
-import type { Readable } from 'node:stream';
 import type {
+  BlobOpener,
   DestinationCapabilities,
   DestinationName,
   ImageDestination,
   ManifestBytes,
   PlanDestination,
   PutBlobOptions,
+  PutBlobResult,
 } from '../types.js';
 import { CONTAINERD_NAME, OciLayout, REF_NAME } from './layout.js';
 
@@ -47,8 +48,8 @@ export class OciLayoutDestination implements ImageDestination {
     return fileSize(this.store.blobPath(digest));
   }
 
-  putBlob(desc: Descriptor, stream: Readable, opts: PutBlobOptions): Promise<number> {
-    return this.store.putBlob(desc, stream, opts.what, opts.onProgress);
+  async putBlob(desc: Descriptor, open: BlobOpener, opts: PutBlobOptions): Promise<PutBlobResult> {
+    return { bytes: await this.store.putBlob(desc, open(0), opts.what, opts.onProgress), sent: true };
   }
 
   async putManifest(m: ManifestBytes): Promise<void> {
@@ -66,7 +67,9 @@ export class OciLayoutDestination implements ImageDestination {
     return `oci:${this.store.dir}:${this.ref ?? image.name}`;
   }
 
-  async commit(): Promise<void> {}
+  async commit(): Promise<undefined> {
+    return undefined;
+  }
 
   async close(): Promise<void> {}
 }
@@ -74,18 +77,5 @@ export class OciLayoutDestination implements ImageDestination {
 /** `oci:DIR[:REF]` as a destination: the layout is created if needed. */
 export async function openLayoutDestination(dir: string, ref: string | undefined): Promise<PlanDestination> {
   const dest = await OciLayoutDestination.open(dir, ref);
-  return {
-    description: `oci:${dir}${ref !== undefined ? `:${ref}` : ''}`,
-    async write(plan, sources, opts) {
-      const r = await executeCopy(plan, sources, dest, { ...opts, action: opts.action ?? 'loading' });
-      return {
-        ...r,
-        images: r.images.map((i) => ({
-          ...i,
-          ...(i.status === 'done' ? { destination: dest.nameOf(i), destinationDigest: i.digest } : {}),
-        })),
-      };
-    },
-    close: () => dest.close(),
-  };
+  return planDestination(dest, `oci:${dir}${ref !== undefined ? `:${ref}` : ''}`);
 }
