@@ -1,4 +1,5 @@
 /** `ferry bundle`: pull what is named into the store, then write one bundle file of it. */
+import { writeErr } from './terminal.js';
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
 import { DEFAULT_STORE, pull } from '../commands/pull.js';
@@ -73,14 +74,14 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     throw new UsageError('--platform applies to images pulled now; it cannot filter --from-store');
   const storeDir = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   const out = (line: string): void => {
-    if (!args.quiet && !args.json) process.stderr.write(`${line}\n`);
+    if (!args.quiet && !args.json) writeErr(`${line}\n`);
   };
   let names: string[] | undefined;
   if (refs.length > 0) {
     const access = await registryAccess(args, (args.file ?? []).some(isStdin));
     const r = await pull({ refs, store: storeDir, platforms, ...access });
     if (r.failures.length > 0) {
-      for (const line of formatFailures(r.failures)) process.stderr.write(line);
+      for (const line of formatFailures(r.failures)) writeErr(line);
       const integrity = onlyIntegrityFailures(r.failures);
       const message = `${r.failures.length} image${r.failures.length === 1 ? '' : 's'} could not be pulled; no bundle written`;
       // Content that did not match its digests is an integrity failure (exit 3), as for pull.
@@ -95,7 +96,7 @@ export async function runBundle(args: BundleArgs): Promise<number> {
   const onEvent = (e: BundleEvent): void => {
     if (args.quiet) return;
     if (args.json) jsonLine({ type: 'event', ...e });
-    else if (e.kind === 'warning') process.stderr.write(`warning: ${e.message}\n`);
+    else if (e.kind === 'warning') writeErr(`warning: ${e.message}\n`);
     else if (e.kind === 'compress') out(`compressed ${e.digest.slice(0, 19)}: ${formatBytes(e.size)} → ${formatBytes(e.storedSize)}`);
   };
   const report: BundleReport = await writeBundle({

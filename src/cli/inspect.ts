@@ -1,4 +1,5 @@
 /** `ferry inspect FILE|oci:DIR`: what a bundle or store holds, from its manifest. */
+import { safeField, writeErr, writeOut } from './terminal.js';
 import type { Argv } from 'yargs';
 import { inspect } from '../bundle/inspect.js';
 import { formatBytes } from './format.js';
@@ -38,18 +39,22 @@ export async function runInspect(args: InspectArgs): Promise<number> {
   }
   const lines: string[] = [];
   lines.push(
-    `${r.source}: ${r.kind === 'bundle' ? `ferry bundle format ${r.format}, written by ${r.tool.name} ${r.tool.version} at ${r.created}` : 'OCI image layout'}`,
+    `${r.source}: ${r.kind === 'bundle' ? `ferry bundle format ${r.format}, written by ${safeField(`${r.tool.name} ${r.tool.version}`)} at ${safeField(r.created ?? '')}` : 'OCI image layout'}`,
   );
-  const w = Math.max(...r.images.map((i) => i.ref.length), 5);
+  // Names and platforms come from the bundle: one line each, whatever they hold.
+  const refs = r.images.map((i) => safeField(i.ref));
+  const w = refs.reduce((m, ref) => Math.max(m, ref.length), 5);
   lines.push(`${'IMAGE'.padEnd(w)}  ${'DIGEST'.padEnd(19)}  ${'SIZE'.padStart(10)}  PLATFORMS`);
-  for (const i of r.images) {
-    lines.push(`${i.ref.padEnd(w)}  ${i.digest.slice(0, 19)}  ${formatBytes(i.totalSize).padStart(10)}  ${i.platforms.join(', ') || '-'}`);
+  for (const [n, i] of r.images.entries()) {
+    lines.push(
+      `${refs[n]!.padEnd(w)}  ${i.digest.slice(0, 19)}  ${formatBytes(i.totalSize).padStart(10)}  ${safeField(i.platforms.join(', ')) || '-'}`,
+    );
   }
   lines.push(
     `${r.images.length} images, ${r.blobs} unique blobs: ${formatBytes(r.referencedBytes)} referenced, ${formatBytes(r.uniqueBytes)} unique, ` +
       `${formatBytes(r.storedBytes)} stored; signature: ${r.signature}`,
   );
-  process.stdout.write(`${lines.join('\n')}\n`);
-  if (code !== 0) process.stderr.write(`${r.source}: signature ${r.signature === 'none' ? 'missing' : 'invalid'} for key ${args.key}\n`);
+  writeOut(`${lines.join('\n')}\n`);
+  if (code !== 0) writeErr(`${r.source}: signature ${r.signature === 'none' ? 'missing' : 'invalid'} for key ${args.key}\n`);
   return code;
 }

@@ -4,6 +4,7 @@
  * is 128 + the signal's number (130 for SIGINT, 143 for SIGTERM), as shells and CI expect of an
  * interrupted command.
  */
+import { writeErr } from './terminal.js';
 import { constants } from 'node:os';
 
 let interruptedBy: NodeJS.Signals | undefined;
@@ -21,7 +22,7 @@ export async function interruptible<T>(
   const onSignal = (sig: NodeJS.Signals): void => {
     if (ac.signal.aborted) process.exit(128 + (constants.signals[sig] ?? 0));
     interruptedBy = sig;
-    process.stderr.write(`\nferry: ${sig === 'SIGINT' ? 'interrupted' : 'terminated'}, stopping (again to force)\n`);
+    writeErr(`\nferry: ${sig === 'SIGINT' ? 'interrupted' : 'terminated'}, stopping (again to force)\n`);
     ac.abort(new Error('interrupted'));
   };
   process.on('SIGINT', onSignal);

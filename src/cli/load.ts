@@ -1,4 +1,5 @@
 /** `ferry load` and `ferry mirror`: flags → options → load()/mirror(); drawing, mapping file, exit status. */
+import { writeErr } from './terminal.js';
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
 import { DEFAULT_CONCURRENCY } from '../commands/registry-access.js';
@@ -141,18 +142,18 @@ export async function finish(report: LoadReport, args: CommonArgs, mode: OutputM
   if (mode === 'json') {
     jsonLine({ type: 'report', ...report });
   } else {
-    for (const line of formatFailures(report.failures)) process.stderr.write(line);
+    for (const line of formatFailures(report.failures)) writeErr(line);
     const b = report.blobs;
     const present = done.filter((i) => i.skipped).length;
-    process.stderr.write(
+    writeErr(
       `${verb} ${done.length} of ${done.length + report.failures.length} images into ${report.destination}` +
         `${present ? ` (${present} already there)` : ''}: ${b.fetched} blobs sent (${formatBytes(b.bytesFetched)}), ` +
         `${b.skipped} already present${b.mounted ? `, ${b.mounted} mounted` : ''}${b.failed ? `, ${b.failed} failed` : ''} ` +
         `in ${formatDuration(report.durationMs)} (${formatRate(b.bytesFetched, report.durationMs)})\n`,
     );
     // The mapping line by line up to a screenful; beyond that it belongs in a file.
-    if (done.length <= SCREENFUL) for (const i of done) process.stderr.write(`  ${i.name} → ${i.destination} (${i.destinationDigest})\n`);
-    else if (!args.mapping) process.stderr.write(`  (the mapping of ${done.length} images: --mapping FILE, or --json)\n`);
+    if (done.length <= SCREENFUL) for (const i of done) writeErr(`  ${i.name} → ${i.destination} (${i.destinationDigest})\n`);
+    else if (!args.mapping) writeErr(`  (the mapping of ${done.length} images: --mapping FILE, or --json)\n`);
   }
   if (report.failures.length === 0) return 0;
   return onlyIntegrityFailures(report.failures) ? 3 : 1;

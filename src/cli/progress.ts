@@ -6,6 +6,7 @@
  */
 import type { CopyEvent } from '../copy/events.js';
 import { formatBytes, formatRate, shortDigest } from './format.js';
+import { safeEvent, writeErr, writeJsonLine } from './terminal.js';
 
 export type OutputMode = 'tty' | 'plain' | 'json';
 
@@ -33,9 +34,7 @@ export function outputMode(
   return (stream.columns ?? 0) >= MIN_TTY_COLUMNS ? 'tty' : 'plain';
 }
 
-export function jsonLine(obj: unknown): void {
-  process.stdout.write(`${JSON.stringify(obj)}\n`);
-}
+export const jsonLine = writeJsonLine;
 
 /** What is known of one blob: bytes so far and its size (0 until a transfer or skip says). */
 interface BlobState {
@@ -131,7 +130,9 @@ export abstract class TrackingView implements ProgressView {
     return b;
   }
 
-  onEvent(e: CopyEvent): void {
+  onEvent(event: CopyEvent): void {
+    // Names, messages and platforms come from untrusted media: drawn only once made safe.
+    const e = safeEvent(event);
     if (e.kind === 'images') {
       this.totals.images = e.names.length;
       this.totals.started = Date.now();
@@ -183,7 +184,7 @@ export class PlainView extends TrackingView {
 
   constructor(opts: PlainViewOptions = {}) {
     super();
-    this.write = opts.write ?? ((line) => void process.stderr.write(line));
+    this.write = opts.write ?? writeErr;
     this.every = opts.summaryEveryMs ?? 5000;
   }
 

@@ -1,4 +1,5 @@
 /** `ferry pull`: flags → PullOptions → pull(); drawing and exit status. */
+import { writeErr } from './terminal.js';
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
 import { DEFAULT_STORE, pull } from '../commands/pull.js';
@@ -75,14 +76,14 @@ async function runPull(args: PullArgs): Promise<number> {
     const b = report.blobs;
     for (const i of done) {
       if (i.originalDigest) {
-        process.stderr.write(
+        writeErr(
           `note: ${i.name} stored as ${i.digest} (index rewritten for ${i.platforms.join(', ')}); the published index is ${i.originalDigest}\n`,
         );
       }
     }
     // Each cause once, naming every image it affects, with what to do about it.
-    for (const line of formatFailures(report.failures)) process.stderr.write(line);
-    process.stderr.write(
+    for (const line of formatFailures(report.failures)) writeErr(line);
+    writeErr(
       `Pulled ${done.length} of ${done.length + report.failures.length} images into ${report.store}: ` +
         `${b.fetched} blobs fetched (${formatBytes(b.bytesFetched)}), ${b.skipped} already present (${formatBytes(b.bytesSkipped)})` +
         `${b.failed ? `, ${b.failed} failed` : ''} in ${formatDuration(report.durationMs)} (${formatRate(b.bytesFetched, report.durationMs)})\n`,
