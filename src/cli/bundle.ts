@@ -1,5 +1,5 @@
 /** `ferry bundle`: pull what is named into the store, then write one bundle file of it. */
-import { writeErr } from './terminal.js';
+import { writeErr, writeOut } from './terminal.js';
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
 import { DEFAULT_STORE, pull } from '../commands/pull.js';
@@ -41,6 +41,7 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
           .option('platform', {
             type: 'string',
             array: true,
+            nargs: 1,
             describe: 'only this platform for images pulled now, OS/ARCH[/VARIANT]; repeatable',
           })
           .option('sign-key', { type: 'string', describe: 'sign with this private key (PEM, ECDSA P-256 or Ed25519)' })
@@ -111,9 +112,11 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     if (args.json) jsonLine({ type: 'report', ...report });
     else {
       const t = report.totals;
+      // The result (what the bundle holds) on stdout; progress above went to stderr.
+      const result = (line: string): void => writeOut(`${line}\n`);
       for (const i of report.images)
-        out(`  ${i.ref}  ${i.digest}  ${formatBytes(i.totalSize)}${i.platforms.length ? `  ${i.platforms.join(', ')}` : ''}`);
-      out(
+        result(`  ${i.ref}  ${i.digest}  ${formatBytes(i.totalSize)}${i.platforms.length ? `  ${i.platforms.join(', ')}` : ''}`);
+      result(
         `Wrote ${report.output}: ${t.images} images, ${t.blobs} unique blobs; ${formatBytes(t.referencedBytes)} referenced, ` +
           `${formatBytes(t.uniqueBytes)} unique, ${formatBytes(t.storedBytes)} stored${report.signature ? `; signature ${report.signature}` : ''}`,
       );

@@ -1,5 +1,5 @@
 /** `ferry load` and `ferry mirror`: flags → options → load()/mirror(); drawing, mapping file, exit status. */
-import { writeErr } from './terminal.js';
+import { writeErr, writeOut } from './terminal.js';
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
 import { DEFAULT_CONCURRENCY } from '../commands/registry-access.js';
@@ -145,15 +145,16 @@ export async function finish(report: LoadReport, args: CommonArgs, mode: OutputM
     for (const line of formatFailures(report.failures)) writeErr(line);
     const b = report.blobs;
     const present = done.filter((i) => i.skipped).length;
-    writeErr(
+    // The outcome and the mapping are the result (stdout); failures are diagnostics (stderr).
+    writeOut(
       `${verb} ${done.length} of ${done.length + report.failures.length} images into ${report.destination}` +
         `${present ? ` (${present} already there)` : ''}: ${b.fetched} blobs sent (${formatBytes(b.bytesFetched)}), ` +
         `${b.skipped} already present${b.mounted ? `, ${b.mounted} mounted` : ''}${b.failed ? `, ${b.failed} failed` : ''} ` +
         `in ${formatDuration(report.durationMs)} (${formatRate(b.bytesFetched, report.durationMs)})\n`,
     );
     // The mapping line by line up to a screenful; beyond that it belongs in a file.
-    if (done.length <= SCREENFUL) for (const i of done) writeErr(`  ${i.name} → ${i.destination} (${i.destinationDigest})\n`);
-    else if (!args.mapping) writeErr(`  (the mapping of ${done.length} images: --mapping FILE, or --json)\n`);
+    if (done.length <= SCREENFUL) for (const i of done) writeOut(`  ${i.name} → ${i.destination} (${i.destinationDigest})\n`);
+    else if (!args.mapping) writeOut(`  (the mapping of ${done.length} images: --mapping FILE, or --json)\n`);
   }
   if (report.failures.length === 0) return 0;
   return onlyIntegrityFailures(report.failures) ? 3 : 1;

@@ -18,37 +18,43 @@ export interface RegistryFlags {
 }
 
 export function registryFlags<T>(y: Argv<T>): Argv<T & RegistryFlags> {
-  return y
-    .option('username', { type: 'string', describe: 'registry user name (password read from stdin with --password-stdin)' })
-    .option('password-stdin', { type: 'boolean', describe: 'read the password or token for --username from stdin' })
-    .option('auth-registry', {
-      type: 'string',
-      describe:
-        'the registry --username is for (default: the one registry the command talks to; mirror: the destination); others use config.json',
-    })
-    .option('authfile', {
-      type: 'string',
-      describe: 'docker config.json with credentials (default $DOCKER_CONFIG/config.json, ~/.docker/config.json, else ~/.dockercfg)',
-    })
-    .option('insecure', {
-      type: 'boolean',
-      describe: 'allow plain HTTP and unverified registries (loopback registries may always use HTTP)',
-    })
-    .option('insecure-registry', {
-      type: 'string',
-      array: true,
-      describe: 'for this registry host[:port] only: skip TLS verification, and fall back to plain HTTP when it has no TLS',
-    })
-    .option('ca-file', { type: 'string', array: true, describe: 'extra CA certificate (PEM) to trust' })
-    .option('certs-dir', {
-      type: 'string',
-      array: true,
-      describe: 'per-host certificate directories (default /etc/docker/certs.d and /etc/containers/certs.d)',
-    })
-    .group(
-      ['username', 'password-stdin', 'auth-registry', 'authfile', 'insecure', 'insecure-registry', 'ca-file', 'certs-dir'],
-      'Registry access:',
-    ) as Argv<T & RegistryFlags>;
+  return (
+    y
+      .option('username', { type: 'string', describe: 'registry user name (password read from stdin with --password-stdin)' })
+      .option('password-stdin', { type: 'boolean', describe: 'read the password or token for --username from stdin' })
+      .option('auth-registry', {
+        type: 'string',
+        describe:
+          'the registry --username is for (default: the one registry the command talks to; mirror: the destination); others use config.json',
+      })
+      .option('authfile', {
+        type: 'string',
+        describe: 'docker config.json with credentials (default $DOCKER_CONFIG/config.json, ~/.docker/config.json, else ~/.dockercfg)',
+      })
+      .option('insecure', {
+        type: 'boolean',
+        describe: 'allow plain HTTP and unverified registries (loopback registries may always use HTTP)',
+      })
+      // Every repeatable option takes exactly one value per use (nargs 1): an array option would
+      // otherwise swallow the references after it (`--insecure-registry HOST REF…`).
+      .option('insecure-registry', {
+        type: 'string',
+        array: true,
+        nargs: 1,
+        describe: 'for this registry host[:port] only: skip TLS verification, and fall back to plain HTTP when it has no TLS',
+      })
+      .option('ca-file', { type: 'string', array: true, nargs: 1, describe: 'extra CA certificate (PEM) to trust' })
+      .option('certs-dir', {
+        type: 'string',
+        array: true,
+        nargs: 1,
+        describe: 'per-host certificate directories (default /etc/docker/certs.d and /etc/containers/certs.d)',
+      })
+      .group(
+        ['username', 'password-stdin', 'auth-registry', 'authfile', 'insecure', 'insecure-registry', 'ca-file', 'certs-dir'],
+        'Registry access:',
+      ) as Argv<T & RegistryFlags>
+  );
 }
 
 async function readAllStdin(): Promise<string> {
@@ -97,6 +103,7 @@ export function checkConcurrency(n: number): number {
 export const PLATFORM_OPTION = {
   type: 'string',
   array: true,
+  nargs: 1,
   describe: 'only this platform of multi-platform images, OS/ARCH[/VARIANT]; repeatable (default: all)',
 } as const;
 
@@ -109,6 +116,7 @@ export const IMAGE_LIST_OPTION = {
   alias: 'f',
   type: 'string',
   array: true,
+  nargs: 1,
   describe: 'image list: one reference per line, # comments (- for stdin)',
 } as const;
 

@@ -1,5 +1,5 @@
 /** `ferry pull`: flags → PullOptions → pull(); drawing and exit status. */
-import { writeErr } from './terminal.js';
+import { writeErr, writeOut } from './terminal.js';
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
 import { DEFAULT_STORE, pull } from '../commands/pull.js';
@@ -83,7 +83,8 @@ async function runPull(args: PullArgs): Promise<number> {
     }
     // Each cause once, naming every image it affects, with what to do about it.
     for (const line of formatFailures(report.failures)) writeErr(line);
-    writeErr(
+    // The outcome is the result (stdout); failures and notes are diagnostics (stderr).
+    writeOut(
       `Pulled ${done.length} of ${done.length + report.failures.length} images into ${report.store}: ` +
         `${b.fetched} blobs fetched (${formatBytes(b.bytesFetched)}), ${b.skipped} already present (${formatBytes(b.bytesSkipped)})` +
         `${b.failed ? `, ${b.failed} failed` : ''} in ${formatDuration(report.durationMs)} (${formatRate(b.bytesFetched, report.durationMs)})\n`,

@@ -2,7 +2,7 @@
  * `ferry verify FILE`: exit 0 when the bundle is intact (and signed, when asked), 3 when not,
  * 1 when it could not be checked here (no zstd command for its zstd members) and nothing else is wrong.
  */
-import { writeErr } from './terminal.js';
+import { writeErr, writeOut } from './terminal.js';
 import { STDIN_PATH, isStdin } from '../util/fsutil.js';
 import type { Argv } from 'yargs';
 import { verifyBundle } from '../bundle/verify.js';
@@ -61,15 +61,17 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
         images: r.manifest?.images.map((i) => ({ ref: i.ref, digest: i.digest })),
       });
     } else {
-      for (const p of r.problems) writeErr(`problem: ${p.code}: ${p.message}\n`);
+      // The verdict and its problems are the result (stdout: `ferry verify b.ferry > report.txt`);
+      // hints about this machine are diagnostics (stderr).
+      for (const p of r.problems) writeOut(`problem: ${p.code}: ${p.message}\n`);
       if (r.ok) {
         const t = r.manifest!.totals;
-        writeErr(
+        writeOut(
           `${label}: OK: ${t.images} images, ${t.blobs} blobs (${formatBytes(t.uniqueBytes)}), ` +
             `signature ${r.signature === 'valid' ? 'valid' : r.signature === 'present' ? 'present (not checked: no --key)' : 'none'}\n`,
         );
       } else {
-        writeErr(`${label}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
+        writeOut(`${label}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
         if (r.problems.some((p) => p.code === 'ZSTD_UNAVAILABLE'))
           writeErr('hint: install zstd (Debian: apt-get install zstd) to check zstd-compressed members\n');
       }

@@ -59,7 +59,7 @@ describe('ferry pull (CLI)', () => {
       env: { FERRY_STORE: path.join(dir, 'envstore') },
     });
     expect(r.code).toBe(0);
-    expect(r.stderr).toMatch(/Pulled 1 of 1 images into .*envstore/);
+    expect(r.stdout).toMatch(/Pulled 1 of 1 images into .*envstore/);
     expect(existsSync(path.join(dir, 'envstore', 'index.json'))).toBe(true);
   });
 

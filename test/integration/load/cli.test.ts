@@ -157,7 +157,7 @@ describe('ferry load into a registry: reports, mapping, refusals', () => {
     // Again: everything is there; plain output says so.
     const again = await ferry(['load', bundle, '--to', `docker://${reg.host}/m`]);
     expect(again.code).toBe(0);
-    expect(again.stderr).toMatch(
+    expect(again.stdout).toMatch(
       new RegExp(
         `Loaded ${bundleImages.size} of ${bundleImages.size} images into docker://${reg.host.replace(/\./g, '\\.')}/m \\(${bundleImages.size} already there\\): 0 blobs sent`,
       ),
@@ -190,7 +190,7 @@ describe('ferry load into a registry: reports, mapping, refusals', () => {
     const plain = await ferry(['load', bad, '--to', `docker://${reg.host}/bad`]);
     expect(plain.code).toBe(3);
     expect(plain.stderr).toContain(layer.digest);
-    expect(plain.stderr).toMatch(/Loaded 0 of \d+ images/);
+    expect(plain.stdout).toMatch(/Loaded 0 of \d+ images/);
     for (const repo of repos()) {
       const tags = await registryTags(reg.url, `bad/${repo}`);
       expect(tags === undefined || tags.length === 0, `bad/${repo}: ${JSON.stringify(tags)}`).toBe(true);
