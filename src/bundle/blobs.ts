@@ -1,17 +1,16 @@
 /**
  * Where a bundle's (or any OCI archive's) blobs are, and how to read them: raw members
  * (`blobs/sha256/<hex>`) straight from their offsets, zstd members
- * (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored on the fly through `zstd -d`. Used by
+ * (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored on the fly (zstd/restore.ts). Used by
  * BundleStore (store.ts), which `ferry serve` and `ferry load` both read bundles through.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Digest } from '../oci/digest.js';
 import type { OciArchive } from '../transports/oci-archive/source.js';
 import { openTarEntry, type TarEntry } from '../tar/reader.js';
 import { LIMITS, MEMBER, ZSTD_BLOB_RE, parseBundleManifest } from './format.js';
-import { ZstdError, spawnZstd } from './reader.js';
+import { restoreZstd } from '../zstd/restore.js';
 
 /** Where a blob's bytes are in the tar. */
 export type BlobMember = { storage: 'raw'; entry: TarEntry } | { storage: 'zstd'; entry: TarEntry; uncompressedSize: number };
@@ -66,9 +65,10 @@ export async function readZstdMembers(
 }
 
 /**
- * The restored content of a zstd member (or a range of it), streamed through `zstd -d`: the
- * bytes before the range are read and dropped, and zstd is stopped once the range is complete.
- * A whole-blob read checks that the member restores to exactly `size` bytes.
+ * The restored content of a zstd member (or a range of it), through restoreZstd (one checked
+ * frame, output capped at the declared size): the bytes before the range are read and dropped,
+ * and the restore stops once the range is complete. A whole-blob read checks that the member
+ * restores to exactly `size` bytes.
  *
  * `handle`, when given, is a descriptor of the archive's tar file opened before it was indexed
  * (`ferry serve` keeps one): the member is read through it, not by opening the path again.
@@ -83,36 +83,18 @@ export function openRestored(
   const start = range?.start ?? 0;
   const end = range ? range.end : size;
   async function* restore(): AsyncGenerator<Buffer> {
-    const { child, stderr: zstdStderr, exited } = spawnZstd(['-d', '-c', '-q']);
-    exited.catch(() => {});
-    // EPIPE when zstd is stopped early is expected; real failures show in its exit status.
-    child.stdin.on('error', () => {});
     const input = handle ? openTarEntry(archive.archive.tarFile, entry, undefined, handle) : archive.archive.open(entry);
-    const feed = pipeline(input, child.stdin).then(
-      () => undefined,
-      (err: unknown) => err as Error,
-    );
     let pos = 0;
     try {
-      for await (const c of child.stdout as AsyncIterable<Buffer>) {
+      for await (const c of restoreZstd({ expectedSize: size, what: `member ${entry.name}` })(input as AsyncIterable<Buffer>)) {
         const from = pos;
         pos += c.length;
-        if (pos > size) throw new ZstdError('ZSTD_OVERSIZE', `${entry.name} restores to more than the declared ${size} bytes`);
         const a = Math.max(start, from) - from;
         const b = Math.min(end, pos) - from;
         if (b > a) yield a === 0 && b === c.length ? c : c.subarray(a, b);
         if (range && pos >= end) return;
       }
-      const { code, signal } = await exited;
-      if (code !== 0) {
-        const stderr = zstdStderr().trim();
-        throw new ZstdError('ZSTD_FAILED', `zstd -d failed on ${entry.name} (${signal ?? `exit ${code}`})${stderr ? `: ${stderr}` : ''}`);
-      }
-      const feedErr = await feed;
-      if (feedErr) throw feedErr;
-      if (pos !== size) throw new ZstdError('ZSTD_SHORT', `${entry.name} restores to ${pos} bytes, not the declared ${size}`);
     } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       input.destroy();
     }
   }

@@ -1,9 +1,10 @@
 /**
  * The reading side of bundles: the bundle head (manifest and signature, from the first members
- * only), and zstd through the `zstd` CLI (no zstd binding is a dependency): streaming restore
- * with a hard cap on output, and (for the writer) streaming compression.
+ * only), and the `zstd` CLI the writer compresses with (streaming, output capped). Restoring
+ * zstd members is zstd/restore.ts's, which needs no CLI.
  */
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { zstdCliAvailable } from '../zstd/restore.js';
 import { createReadStream } from 'node:fs';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,16 +12,8 @@ import { FerryError, IntegrityError } from '../util/errors.js';
 import { iterateTar } from '../tar/reader.js';
 import { LIMITS, MEMBER, parseBundleManifest, type BundleManifest } from './format.js';
 
-let available: boolean | undefined;
-
-/** True when a working `zstd` CLI is on PATH (checked once). */
-export function zstdAvailable(): boolean {
-  if (available === undefined) {
-    const r = spawnSync('zstd', ['--version'], { stdio: 'ignore' });
-    available = r.status === 0;
-  }
-  return available;
-}
+/** True when a working `zstd` CLI is on PATH (the writer compresses with it). */
+export const zstdAvailable = zstdCliAvailable;
 
 export class ZstdError extends FerryError {}
 

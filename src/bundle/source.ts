@@ -23,11 +23,10 @@ import { StoreSource } from '../store/source.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
 import type { ImageSource, OpenedImages } from '../transports/types.js';
 import { onExitCleanup } from '../util/cleanup.js';
-import { FerryError, IntegrityError, UsageError } from '../util/errors.js';
+import { IntegrityError, UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { blobMembers, readZstdMembers } from './blobs.js';
 import type { BundleManifest } from './format.js';
-import { zstdAvailable } from './reader.js';
 import { BundleStore } from './store.js';
 import { verifyBundle, type Problem, type VerifyResult } from './verify.js';
 
@@ -89,17 +88,6 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}, lab
   });
   if (!checked.ok || !checked.manifest) throw new BundleInvalidError(label, checked.problems);
   const manifest = checked.manifest;
-  const zstdMembers = manifest.members.filter((m) => m.storage === 'zstd').length;
-  if (zstdMembers > 0 && !zstdAvailable()) {
-    // Found now, not halfway through a load: every blob of a bundle is part of some image.
-    throw new FerryError(
-      'ZSTD_UNAVAILABLE',
-      `${label} stores ${zstdMembers} layer${zstdMembers === 1 ? '' : 's'} zstd-compressed and no zstd command is on PATH to restore ${zstdMembers === 1 ? 'it' : 'them'}; nothing was loaded`,
-      {
-        hint: 'install zstd (Debian: apt-get install zstd)',
-      },
-    );
-  }
   const archive = await OciArchive.open(abs);
   try {
     const blobs = blobMembers(archive.archive.entries, await readZstdMembers(archive, `bundle:${abs}`));

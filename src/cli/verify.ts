@@ -1,8 +1,8 @@
 /**
- * `ferry verify FILE`: exit 0 when the bundle is intact (and signed, when asked), 3 when not,
- * 1 when it could not be checked here (no zstd command for its zstd members) and nothing else is wrong.
+ * `ferry verify FILE`: exit 0 when the bundle is intact (and signed, when asked), 3 when not.
+ * zstd members are restored in-process when no zstd command is on PATH: nothing is left unchecked.
  */
-import { writeErr, writeOut } from './terminal.js';
+import { writeOut } from './terminal.js';
 import { STDIN_PATH, isStdin } from '../util/fsutil.js';
 import type { Argv } from 'yargs';
 import { verifyBundle } from '../bundle/verify.js';
@@ -72,18 +72,13 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
         );
       } else {
         writeOut(`${label}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
-        if (r.problems.some((p) => p.code === 'ZSTD_UNAVAILABLE'))
-          writeErr('hint: install zstd (Debian: apt-get install zstd) to check zstd-compressed members\n');
       }
     }
   }
   return verifyExitCode(r.problems);
 }
 
-/** Problems that say something about this machine, not about the bundle. */
-const ENVIRONMENT_PROBLEMS = new Set(['ZSTD_UNAVAILABLE']);
-
+/** Every problem verify reports is about the bundle: exit 3 (integrity). */
 export function verifyExitCode(problems: ReadonlyArray<{ code: string }>): number {
-  if (problems.length === 0) return 0;
-  return problems.every((p) => ENVIRONMENT_PROBLEMS.has(p.code)) ? 1 : 3;
+  return problems.length === 0 ? 0 : 3;
 }

@@ -23,7 +23,6 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { blobMembers, readZstdMembers } from '../bundle/blobs.js';
 import { MEMBER } from '../bundle/format.js';
-import { zstdAvailable } from '../bundle/reader.js';
 import { BundleStore } from '../bundle/store.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
 import { FerryError, NotFoundError } from '../util/errors.js';
@@ -85,11 +84,7 @@ async function build(archive: OciArchive, handle: FileHandle, file: string, opts
   const label = `${isBundle ? 'bundle' : 'oci-archive'}:${file}`;
   const warnings: string[] = [];
   const zstdMembers = await readZstdMembers(archive, label);
-  const canRestore = zstdMembers.size === 0 || zstdAvailable();
-  if (!canRestore) {
-    warnings.push(`${label}: ${zstdMembers.size} blob(s) are stored zstd-compressed and no zstd tool is on PATH: they are not served`);
-  }
-  const store = new BundleStore(archive, blobMembers(archive.archive.entries, zstdMembers), { handle, label, canRestore });
+  const store = new BundleStore(archive, blobMembers(archive.archive.entries, zstdMembers), { handle, label });
   return storeContent(store, opts, {
     // How the user names it again with a repository: serve takes bundle:FILE:REPO for both.
     where: `bundle:${file}`,

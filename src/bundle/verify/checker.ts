@@ -397,14 +397,7 @@ export class Checker implements GraphView {
     }
     if (m.storage === 'zstd' && m.digest) {
       const r = h.restored;
-      if (!r) {
-        this.problem({
-          code: 'ZSTD_UNAVAILABLE',
-          ...where,
-          message: `member ${member}: the zstd command is not available to restore it; content not checked`,
-        });
-        return;
-      }
+      if (!r) throw new Error(`member ${member}: a zstd member was hashed without being restored`);
       if ('error' in r) {
         this.problem({ code: r.code, ...where, message: `member ${member}: ${r.error}` });
         return;

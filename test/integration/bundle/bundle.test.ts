@@ -437,7 +437,8 @@ describe('verify catches tampering and names the culprit', () => {
     });
     const man = JSON.parse((await readMembers(f)).find((x) => x.name === MEMBER.manifest)!.data.toString()) as BundleManifest;
     const z = man.members.find((x) => x.storage === 'zstd')!;
-    await expectCaught(f, { code: 'ZSTD_OVERSIZE', member: z.path, digest: z.digest! }, {});
+    // The frame declares its content size: refused from its header, before any output.
+    await expectCaught(f, { code: 'ZSTD_SIZE_MISMATCH', member: z.path, digest: z.digest! }, {});
   });
 
   it('reports every problem, not just the first', async () => {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 /**
  * Crafted bundles from a review of verify/load: each one made verify crash, pass a bundle it
  * must refuse, or do far more work than needed; and the CLI's exit codes around them.
@@ -9,11 +10,10 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MEMBER, zstdBlobPath } from '../../../src/bundle/format.js';
 import { verifyBundle, verifyBundleStream, type VerifyResult } from '../../../src/bundle/verify.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
-import { openBundle } from '../../../src/bundle/source.js';
 import { runVerify } from '../../../src/cli/verify.js';
 import { runInspect } from '../../../src/cli/inspect.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
-import { ferry } from '../../helpers/cli.js';
+import { CLI, ferry } from '../../helpers/cli.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import {
@@ -83,7 +83,7 @@ describe('the reference bundle', () => {
 });
 
 describe('damaged zstd members are reported, not a crash (bug 1)', () => {
-  it('a zstd member with its magic byte flipped: ZSTD_INVALID on file and pipe, exit 3', async () => {
+  it('a zstd member with its magic byte flipped: ZSTD_NOT_ZSTD on file and pipe, exit 3', async () => {
     const f = await craft((ms) => {
       const man = manOf(ms);
       const data = Buffer.from(ms.find((m) => m.name === zstdPath())!.data);
@@ -93,7 +93,7 @@ describe('damaged zstd members are reported, not a crash (bug 1)', () => {
     });
     const r = await verifyAll(f);
     for (const v of [r.file, r.stream]) {
-      expect(codes(v)).toEqual(['ZSTD_INVALID']);
+      expect(codes(v)).toEqual(['ZSTD_NOT_ZSTD']);
       expect(v.problems[0]).toMatchObject({ member: zstdPath(), digest: st.rawLayer.digest });
     }
     expect(r.exit).toBe(3);
@@ -270,7 +270,7 @@ describe('the signature is checked first (bug 5)', () => {
     }
     expect(r.exit).toBe(3);
     // Without the key it is read in full, and the damage found.
-    expect(codes(await verifyBundle(f))).toContain('ZSTD_INVALID');
+    expect(codes(await verifyBundle(f))).toContain('ZSTD_NOT_ZSTD');
   });
 
   it('an unsigned bundle with --key stops at once with SIGNATURE_MISSING', async () => {
@@ -305,57 +305,70 @@ describe('exit codes (bug 8)', () => {
   });
 });
 
-describe('without zstd on PATH (bugs 2 and 8)', () => {
+describe('without zstd on PATH: the far side needs nothing but ferry', () => {
   let emptyPath: string;
   beforeAll(() => {
     emptyPath = path.join(work, 'empty-path');
     mkdirSync(emptyPath);
   });
 
-  it('load of a valid bundle with a zstd member fails with ZSTD_UNAVAILABLE (exit 1) and loads nothing', async () => {
-    const dest = path.join(work, 'dest-nozstd');
-    const r = await ferry(['load', bundle, '--to', `oci:${dest}`, '--json'], { env: { PATH: emptyPath } });
-    expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
-    const lines = r.stdout
-      .trim()
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { type: string; code?: string });
-    expect(lines.at(-1)).toMatchObject({ type: 'error', code: 'ZSTD_UNAVAILABLE' });
-    const blobs = path.join(dest, 'blobs', 'sha256');
-    expect(existsSync(blobs) ? readdirSync(blobs) : []).toEqual([]);
-    expect(
-      existsSync(path.join(dest, 'index.json')) ? JSON.parse(await readFile(path.join(dest, 'index.json'), 'utf8')).manifests : [],
-    ).toEqual([]);
-  });
-
-  it('openBundle refuses up front; a bundle without zstd members still opens', async () => {
-    const plain = path.join(work, 'plain.ferry');
-    await writeBundle({ store, output: plain, compression: 'none' });
-    const saved = process.env.PATH;
-    vi.resetModules();
-    process.env.PATH = emptyPath;
-    try {
-      const fresh = (await import('../../../src/bundle/source.js')) as typeof import('../../../src/bundle/source.js');
-      await expect(fresh.openBundle(bundle)).rejects.toMatchObject({ code: 'ZSTD_UNAVAILABLE', exitCode: 1 });
-      const ok = await fresh.openBundle(plain);
-      expect(ok.images.length).toBe(2);
-      await ok.close();
-    } finally {
-      process.env.PATH = saved;
-      vi.resetModules();
-    }
-    // With zstd, the same bundle opens.
-    const opened = await openBundle(bundle);
-    await opened.close();
-  });
-
-  it('verify exits 1 (an environment problem) with ZSTD_UNAVAILABLE named', async () => {
+  it('verify checks zstd members in-process: exit 0, every member restored and hashed', async () => {
     const r = await ferry(['verify', bundle, '--json'], { env: { PATH: emptyPath } });
-    expect(r.code, r.stderr).toBe(1);
-    const line = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { problems: Array<{ code: string }> };
-    expect(line.problems.map((p) => p.code)).toEqual(['ZSTD_UNAVAILABLE']);
+    expect(r.code, r.stderr).toBe(0);
+    const line = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { ok: boolean; problems: unknown[] };
+    expect(line).toMatchObject({ ok: true, problems: [] });
+    const man = manOf(await readMembers(bundle));
+    expect(man.members.some((m) => m.storage === 'zstd')).toBe(true);
+  });
+
+  it('verify still finds a damaged zstd member without the zstd command (exit 3)', async () => {
+    const bad = await craft((ms) => {
+      const man = manOf(ms);
+      const z = man.members.find((m) => m.storage === 'zstd')!;
+      const data = Buffer.from(ms.find((m) => m.name === z.path)!.data);
+      const at = data.length >> 1;
+      data[at] = data[at]! ^ 0xff;
+      replaceData(ms, man, z.path, data);
+      return setMan(ms, man, key.key);
+    });
+    const r = await ferry(['verify', bad, '--json'], { env: { PATH: emptyPath } });
+    expect(r.code, r.stderr).toBe(3);
+  });
+
+  it('load of a bundle with a zstd member restores it in-process: every digest arrives', async () => {
+    const dest = path.join(work, 'dest-nozstd');
+    const r = await ferry(['load', bundle, '--to', `oci:${dest}`], { env: { PATH: emptyPath } });
+    expect(r.code, r.stderr).toBe(0);
+    const raw = await readFile(path.join(dest, 'blobs', 'sha256', st.rawLayer.digest.slice(7)));
+    expect(`sha256:${sha(raw)}`).toBe(st.rawLayer.digest);
+    expect(raw.length).toBe(st.rawLayer.size);
+  });
+
+  it('serve answers a zstd-stored blob with its exact bytes', async () => {
+    const child = spawn(process.execPath, [CLI, 'serve', bundle, '--listen', '127.0.0.1:0'], {
+      env: { ...process.env, PATH: emptyPath },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!/Serving (http:\/\/\S+)[\s\S]*\n {2}\S+:\S+ {2}sha256:/.test(stdout) && Date.now() < deadline && child.exitCode === null) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const url = /Serving (http:\/\/\S+)/.exec(stdout)?.[1];
+      expect(url, `no URL printed\nstdout: ${stdout}\nstderr: ${stderr}`).toBeDefined();
+      expect(stderr).not.toMatch(/zstd/i);
+      const repo = /\n {2}(\S+):\S+ {2}sha256:/.exec(stdout)![1]!;
+      const res = await fetch(`${url}/v2/${repo}/blobs/${st.rawLayer.digest}`);
+      expect(res.status).toBe(200);
+      const body = Buffer.from(await res.arrayBuffer());
+      expect(`sha256:${sha(body)}`).toBe(st.rawLayer.digest);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 });
 
