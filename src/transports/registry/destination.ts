@@ -117,6 +117,7 @@ export class RegistryDestination implements ImageDestination {
   private plan: CopyPlan | undefined;
   private targets: RegistryTarget[] = [];
   private byDigest = new Map<string, PlannedBlob>();
+  private byName = new Map<string, RegistryTarget>();
   private emit: EventSink = () => {};
 
   constructor(
@@ -141,6 +142,7 @@ export class RegistryDestination implements ImageDestination {
           { scoped: !!this.config.scoped },
         );
     this.plan = plan;
+    this.byName = new Map(plan.images.map((img, i) => [img.name, this.targets[i]!]));
     this.byDigest = new Map(plan.blobs.map((b) => [b.desc.digest, b]));
     if (ctx.onEvent) this.emit = ctx.onEvent;
     const client = this.client;
@@ -262,8 +264,9 @@ export class RegistryDestination implements ImageDestination {
     return true;
   }
 
+  /** Where prepare put the image (`HOST/REPO:TAG`); prepare also gives it to the executor. */
   nameOf(image: Pick<DestinationName, 'name'>): string {
-    return image.name;
+    return this.byName.get(image.name)?.destination ?? image.name;
   }
 
   async commit(): Promise<undefined> {
