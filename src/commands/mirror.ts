@@ -1,7 +1,7 @@
 /**
  * `ferry mirror [REF...] --to docker://HOST/PREFIX`: registry to registry, streaming (no
  * staging on disk), with the naming, skipping and ordering rules of a registry load
- * (transports/registry/destination.ts) and one blob scheduler for the whole list. An image the destination already
+ * (transports/registry/destination.ts, driven by the one executor) and one blob scheduler for the whole list. An image the destination already
  * holds costs a manifest read at the source and a HEAD at the destination, nothing more.
  */
 import type { EventSink } from '../copy/events.js';
@@ -16,7 +16,8 @@ import { UsageError, wrap } from '../util/errors.js';
 import { formatLoadDestination, parseLoadDestination } from '../transports/table.js';
 import { destinationResult, type LoadReport } from './load.js';
 import { registryTargets } from '../transports/registry/names.js';
-import { pushToRegistry } from '../transports/registry/destination.js';
+import { RegistryDestination } from '../transports/registry/destination.js';
+import { executeCopy } from '../copy/execute.js';
 
 export interface MirrorOptions extends RegistryAccessOptions {
   refs: string[];
@@ -77,34 +78,34 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
         ...(opts.platforms?.length ? { platforms: opts.platforms } : {}),
       });
     }
-    // Names are checked before anything is read: a collision stops the run up front.
-    const targetsByName = new Map(
-      registryTargets(
-        items.map((i) => ({ name: i.name, digest: ((i.source as RegistrySource).ref.digest ?? 'sha256:') as Digest })),
-        dest,
-        { scoped: !!opts.scoped },
-      ).map((t, i) => [items[i]!.name, t]),
+    // Names are checked before anything is read: a collision stops the run up front. (The
+    // destination names them again once the digests are known, for digest-only references.)
+    registryTargets(
+      items.map((i) => ({ name: i.name, digest: ((i.source as RegistrySource).ref.digest ?? 'sha256:') as Digest })),
+      dest,
+      { scoped: !!opts.scoped },
     );
     const plan = await planCopy(items, {
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
-    // Digest-only references: the destination reference carries the digest now known.
-    const targets = plan.images.map((img) => {
-      const t = targetsByName.get(img.name)!;
-      return t.tag === undefined ? { ...t, destination: `${dest.host}/${t.repo}@${img.root.digest}` } : t;
-    });
-    const destClient = clientFor(dest.host);
     const sources = items.map((i) => i.source as RegistrySource);
-    const report = await pushToRegistry(plan, sources, destClient, targets, {
+    // The destination's client is closed with the others below (it may also be a source's).
+    const target = new RegistryDestination(clientFor(dest.host), {
+      location: dest,
+      ...(opts.scoped ? { scoped: true } : {}),
+      ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+      concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       // Within one registry, blobs are mounted from the source repository, not copied.
       mountSource: (b) => {
         const src = sources[b.sourceIndex]!;
         return src.ref.domain === dest.host ? src.ref.path : undefined;
       },
+    });
+    const report = await executeCopy(plan, sources, target, {
+      action: 'mirroring',
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
-      ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });

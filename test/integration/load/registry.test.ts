@@ -21,6 +21,11 @@ import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { pushSmallCorpus } from '../corpus-registry.js';
 import { signedCorpusBundle } from './fixtures.js';
 import { tarMembers } from './helpers-cli.js';
+import { Readable } from 'node:stream';
+import { planCopy } from '../../../src/copy/plan.js';
+import type { ImageSource, ManifestBytes } from '../../../src/transports/types.js';
+import { openRegistryDestination } from '../../../src/transports/registry/destination.js';
+import { parseRegistryDestination } from '../../../src/transports/registry/names.js';
 
 let corpus: CorpusManifest;
 let work: string;
@@ -317,7 +322,11 @@ describe('mirror registry to registry', () => {
     const second = await mirror({ refs, to: `docker://${dst.host}/m`, retry: fast });
     expect(second.failures).toEqual([]);
     expect(second.blobs.fetched).toBe(0);
-    expect(second.blobs.total).toBe(0);
+    // The one executor counts the blobs of images already there as skipped (as for every
+    // destination): none is sent, none even looked at (the root's HEAD settled each image).
+    expect(second.blobs.total).toBeGreaterThan(0);
+    expect(second.blobs.skipped).toBe(second.blobs.total);
+    expect(second.blobs.mounted).toBe(0);
     expect(second.images.every((i) => i.skipped)).toBe(true);
 
     // --platform: the index is rewritten to the one platform (new digest, the published one kept).
@@ -343,6 +352,89 @@ describe('mirror registry to registry', () => {
     expect(inside.blobs.mounted).toBeGreaterThan(0);
     for (const i of corpus.images) {
       expect((await rawDigest(src, `${src.host}/copy/${i.repo}:${i.tag}`)).digest).toBe(i.digest);
+    }
+  });
+});
+
+/** One in-memory image: its manifest's bytes and the blobs it serves. */
+function memorySource(name: string, manifest: Buffer, blobs: Map<string, Buffer>): ImageSource {
+  const m: ManifestBytes = { bytes: manifest, mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest) };
+  return {
+    description: `memory:${name}`,
+    getRootManifest: async () => m,
+    getManifest: async () => m,
+    openBlob: (desc, opts) => Readable.from([blobs.get(desc.digest)!.subarray(opts.start ?? 0)]),
+    close: async () => {},
+  };
+}
+
+describe('the registry destination driven by the executor', () => {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  const layer = Buffer.alloc(5000, 7);
+  const blobs = new Map([
+    [sha256(config), config],
+    [sha256(layer), layer],
+  ]);
+  const manifest = (layerSize: number): Buffer =>
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layerSize }],
+      }),
+    );
+  const items = (sizes: number[]) =>
+    sizes.map((size, i) => {
+      const name = `docker.io/t/img${i}:1`;
+      return { name, source: memorySource(name, manifest(size), blobs) };
+    });
+
+  it('a blob whose images declare different sizes goes up once; only the image that lies about it fails', async () => {
+    const reg = await startRegistry();
+    const its = items([layer.length, layer.length + 1]);
+    const plan = await planCopy(its);
+    expect(plan.blobs.some((b) => b.sizeConflict)).toBe(true);
+    const dest = openRegistryDestination(parseRegistryDestination(`${reg.host}/sc`), { clientOptions: { retry: fast } });
+    try {
+      const r = await dest.write(
+        plan,
+        its.map((i) => i.source),
+        {},
+      );
+      expect(r.images.map((i) => [i.name, i.status, i.errorCode])).toEqual([
+        ['docker.io/t/img0:1', 'done', undefined],
+        ['docker.io/t/img1:1', 'failed', 'SIZE_MISMATCH'],
+      ]);
+      expect(r.images[0]!.destination).toBe(`${reg.host}/sc/t/img0:1`);
+      expect(await headDigest(reg, 'sc/t/img0', '1')).toBe(plan.images[0]!.root.digest);
+      expect(await headDigest(reg, 'sc/t/img1', '1')).toBeUndefined();
+      // Each blob was sent once (to img0's repository) and mounted into img1's.
+      expect([r.blobs.fetched, r.blobs.mounted]).toEqual([2, 2]);
+    } finally {
+      await dest.close();
+    }
+  });
+
+  it('a single-image destination refuses several images for the whole run, before anything is sent', async () => {
+    const reg = await startRegistry();
+    const its = items([layer.length, layer.length]);
+    const plan = await planCopy(its);
+    const dest = openRegistryDestination(
+      { ...parseRegistryDestination(reg.host), image: parseReference(`${reg.host}/one/img:1`) },
+      { clientOptions: { retry: fast } },
+    );
+    try {
+      await expect(
+        dest.write(
+          plan,
+          its.map((i) => i.source),
+          {},
+        ),
+      ).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/names one image, and there are 2/) });
+      expect((await fetch(`${reg.url}/v2/one/img/tags/list`)).status).toBe(404);
+    } finally {
+      await dest.close();
     }
   });
 });
