@@ -138,10 +138,7 @@ export async function executeCopy(
   if (prepared.length !== plan.images.length) {
     throw new FerryError('INTERNAL', `${dest.description} prepared ${prepared.length} images of ${plan.images.length}`);
   }
-  const blobsOf = (i: number): readonly Descriptor[] => {
-    const p = prepared[i]!;
-    return (p.state === 'copy' && p.blobs) || plan.images[i]!.blobs;
-  };
+  const blobsOf = (i: number): readonly Descriptor[] => prepared[i]!.blobs ?? plan.images[i]!.blobs;
   const manifestsOf = (i: number): readonly ManifestBytes[] => {
     const p = prepared[i]!;
     return (p.state === 'copy' && p.manifests) || plan.images[i]!.manifests;

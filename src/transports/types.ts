@@ -128,6 +128,11 @@ export type PreparedImage = {
   destinationDigest?: Digest;
   /** Platforms the destination takes (Docker Engine: the one it chose); default the plan's. */
   platforms?: string[];
+  /**
+   * The image's blobs at this destination (Docker Engine: one platform's config and layers);
+   * default the plan's. `copy` sends them; `name` and `done` count them skipped.
+   */
+  blobs?: readonly Descriptor[];
 } & (
   | {
       /**
@@ -136,7 +141,6 @@ export type PreparedImage = {
        * `run`: with `orderedStream`, the stream (0, 1, …) the image goes in; default 0.
        */
       state: 'copy';
-      blobs?: readonly Descriptor[];
       manifests?: readonly ManifestBytes[];
       run?: number;
     }

@@ -1,52 +1,48 @@
 /**
- * The `docker-daemon` destination of `ferry load`: put a CopyPlan into a Docker Engine
- * through its API (`POST /images/load`), the way `docker load` does, without a temp file.
+ * The `docker-daemon` destination of `ferry load`: a CopyPlan into a Docker Engine through its
+ * API (`POST /images/load`), the way `docker load` does, without a temp file. An ordered-stream
+ * ImageDestination (DockerDaemonDestination) that the one executor (copy/execute.ts) drives.
  *
  * What happens, in order:
- * 1. Connect (`GET /_ping`, API version negotiation) and learn the daemon's platform.
- * 2. Per image: pick the manifest for the platform from an index; refuse artifacts (no image
- *    config), and zstd layers on daemons that cannot decompress them (Engine < 23.0).
- * 3. Skip what is there: an image whose name already has the config digest as its ID is
- *    done; one whose ID is present under another name only gets tagged (nothing sent), after
- *    the load below, and (all-or-nothing) not at all if any blob of the load failed its check.
- * 4. Everything else goes into ONE load request whose body is a docker-archive tar built
- *    while it streams: `manifest.json` first (the plan says everything it needs), then each
- *    config and layer blob once, as stored (dockerd decompresses gzip, and zstd from 23.0).
- *    Every blob passes a DigestVerifier; its last chunk is held back until the check passes,
- *    so the daemon never receives a complete bad blob. A failure destroys the request: the
- *    daemon reads a truncated tar and loads nothing.
- * 5. Confirm each image by inspecting it: its ID must be the config digest.
+ * 1. prepare(): connect (`GET /_ping`, API version negotiation) and learn the daemon's platform;
+ *    per image, pick the manifest for the platform from an index; refuse artifacts (no image
+ *    config), and zstd layers on daemons that cannot decompress them (Engine < 23.0). Skip
+ *    what is there: an image whose name already has the config digest as its ID is done; one
+ *    whose ID is present under another name only gets tagged (nothing sent), after the load.
+ * 2. putBlob(): everything else goes into ONE load request whose body is a docker-archive tar
+ *    built while it streams: `manifest.json` first (prepare() knows everything it needs), then
+ *    each config and layer blob once, as stored (dockerd decompresses gzip, and zstd from
+ *    23.0). Every blob passes a DigestVerifier; its last chunk is held back until the check
+ *    passes, so the daemon never receives a complete bad blob. A failure destroys the request:
+ *    the daemon reads a truncated tar and loads nothing.
+ * 3. commit(): end the archive, await the daemon, confirm each image by inspecting it (its ID
+ *    must be the config digest); then tag the images that only needed a name.
  *
  * Docker Engine identifies an image by its config digest (the image ID), so that is what
  * `destinationDigest` reports; the manifest and index are not stored by the classic engine.
  */
-import { failedResult, resultBase } from '../../copy/execute.js';
+import { planDestination } from '../../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../../copy/plan.js';
 import { hex, isDigest, type Digest } from '../../oci/digest.js';
 import { parseManifest, type Descriptor, type ImageManifest, type ManifestDocument } from '../../oci/manifest.js';
 import { MediaType, declaredCompression } from '../../oci/mediatypes.js';
 import { formatPlatform, normalizePlatform, platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { parseReference } from '../../ref/reference.js';
-import type { ImageSource, PlanDestination } from '../types.js';
-import { AbortedError, FerryError, IntegrityError, NotFoundError, NotLoadedError, SizeMismatchError } from '../../util/errors.js';
+import type {
+  BlobOpener,
+  CommitResult,
+  DestinationCapabilities,
+  DestinationName,
+  ImageDestination,
+  PlanDestination,
+  PreparedImage,
+  PutBlobOptions,
+  PutBlobResult,
+} from '../types.js';
+import { AbortedError, FerryError, NotFoundError, SizeMismatchError } from '../../util/errors.js';
 import { TarWriter } from '../../tar/writer.js';
-import { addVerifiedBlob } from '../archive-blob.js';
-import { DockerClient, ZSTD_MIN_API_VERSION, resolveDockerEndpoint, type DockerEndpoint } from './api.js';
-import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from '../../copy/report.js';
-
-export interface DockerDaemonOptions extends DestinationOptions {
-  /** unix socket path, or undefined = from DOCKER_HOST (unix:///path or tcp://host:port) else /var/run/docker.sock */
-  socket?: string;
-  /** platform to pick from multi-arch indexes; default: the daemon's own (GET /version Os/Arch, plus variant if known) */
-  platform?: PlatformSpec;
-  /**
-   * Name nothing if any blob fails its digest or size check: an image that only needs a tag
-   * (its content is there under another name) is not tagged either. Default true: the images
-   * of the load request already fail together (the daemon gets a truncated archive), and a
-   * bundle that fails verification must load nothing.
-   */
-  allOrNothing?: boolean;
-}
+import { putVerifiedMember } from '../archive-blob.js';
+import { DockerClient, ZSTD_MIN_API_VERSION, resolveDockerEndpoint } from './api.js';
 
 /** Config media types of container images; anything else is an artifact the engine cannot run. */
 export const IMAGE_CONFIG_TYPES: readonly string[] = [MediaType.OciConfig, MediaType.DockerConfig];
@@ -186,229 +182,305 @@ export function buildManifestJson(entries: readonly ArchiveEntry[]): Buffer {
 // ---------------------------------------------------------------------------------------------
 // The destination
 
-type Base = Omit<LoadedImage, 'status'>;
-
-interface Job {
-  img: PlannedImage;
-  base: Base;
-  name?: EngineName;
-  chosen?: ChosenImage;
-  result?: LoadedImage;
+/** What prepare() decided for an image the engine takes (copy or name only). */
+interface EngineImage {
+  state: 'copy' | 'name';
+  name: EngineName;
+  chosen: ChosenImage;
+  /** The image ID: the chosen config's digest. */
+  id: Digest;
 }
 
-export async function loadIntoDockerDaemon(plan: CopyPlan, sources: ImageSource[], opts: DockerDaemonOptions): Promise<DestinationReport> {
-  const started = Date.now();
-  const emit = opts.onEvent ?? (() => {});
-  const signal = opts.signal;
-  // 1. Connect; the platform to pick from indexes is the daemon's unless one was given.
-  const endpoint: DockerEndpoint = resolveDockerEndpoint(opts.socket);
-  const client = await DockerClient.connect(endpoint, signal);
-  let platform = opts.platform;
-  if (!platform) {
-    const v = await client.version(signal);
-    platform = daemonPlatform(v.Os, v.Arch, v.Arch === 'arm' ? await client.machine(signal) : undefined);
+/** The one `POST /images/load` request of a run, and the docker-archive tar it streams. */
+interface LoadStream {
+  tar: TarWriter;
+  /** manifest.json and the blob directories, written when the stream opens. */
+  header: Promise<void>;
+  /** Resolves once the request is over: undefined, or the daemon's error. Never rejects. */
+  settled: Promise<unknown>;
+  /** The error that broke the stream (a blob failed, or the daemon gave up): final. */
+  broken?: unknown;
+  /** finish() was called: the tar is complete, only the daemon's answer is awaited. */
+  finishing: boolean;
+  /** The daemon's request failed before our side broke or finished the stream. */
+  daemonFirst: boolean;
+}
+
+export interface DockerDaemonOptions {
+  /** unix socket path, or undefined = from DOCKER_HOST (unix:///path or tcp://host:port) else /var/run/docker.sock */
+  socket?: string;
+  /** platform to pick from multi-arch indexes; default: the daemon's own (GET /version Os/Arch, plus variant if known) */
+  platform?: PlatformSpec;
+}
+
+/**
+ * Docker Engine as an ordered-stream ImageDestination. prepare() connects, chooses each image's
+ * platform manifest and asks the engine what it has; every image to copy goes into one
+ * `POST /images/load` request that the first putBlob opens (manifest.json first: the engine
+ * reads it before the blobs), each blob a verified member; commit() ends the archive and
+ * confirms each image by inspecting it, then gives the tags of the images that only needed one.
+ */
+export class DockerDaemonDestination implements ImageDestination {
+  readonly capabilities: DestinationCapabilities = { parallelBlobs: false, mount: false, orderedStream: true, knowsBlobs: false };
+  readonly description: string;
+  private client: DockerClient | undefined;
+  /** Per plan index, the images the engine takes; failed and done images are absent. */
+  private images = new Map<number, EngineImage>();
+  /** Declared size of each blob the chosen manifests name (the plan's is -1 on a size conflict). */
+  private sizes = new Map<string, number>();
+  private stream: LoadStream | undefined;
+  /** Images of the stream whose names were set: confirmed at commit(). */
+  private toConfirm: number[] = [];
+  /** Images present under another ID-only name whose names were set: tagged at commit(). */
+  private toTag: number[] = [];
+
+  constructor(private readonly opts: DockerDaemonOptions = {}) {
+    this.description = opts.socket ? `docker-daemon:${opts.socket}` : 'docker-daemon';
   }
-  // Blob stats count the blobs of the chosen manifests only: other platforms of an index are
-  // neither sent nor counted. `concurrency` does not apply: one request carries every blob, in order.
-  const stats: LoadBlobStats = { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 };
-  const blobInfo = new Map<string, PlannedBlob>(plan.blobs.map((b) => [b.desc.digest, b]));
 
-  const finish = (job: Job, result: LoadedImage): void => {
-    job.result = result;
-    if (result.status === 'done') emit({ kind: 'image', state: 'done', image: job.img.name, digest: job.img.root.digest });
-    else emit({ kind: 'image', state: 'failed', image: job.img.name, error: result.error ?? 'failed' });
-  };
-  const fail = (job: Job, err: unknown, context = `loading ${job.img.name} into ${client.description}`): void => {
-    finish(job, failedResult(job.base, err, context));
-  };
+  async prepare(plan: CopyPlan, ctx: { signal?: AbortSignal }): Promise<PreparedImage[]> {
+    const signal = ctx.signal;
+    this.images.clear();
+    this.sizes.clear();
+    this.toConfirm = [];
+    this.toTag = [];
+    // Connect here, once for the run: a daemon that is not there fails the whole run.
+    const client = this.client ?? (await DockerClient.connect(resolveDockerEndpoint(this.opts.socket), signal));
+    this.client = client;
+    let platform = this.opts.platform;
+    if (!platform) {
+      const v = await client.version(signal);
+      platform = daemonPlatform(v.Os, v.Arch, v.Arch === 'arm' ? await client.machine(signal) : undefined);
+    }
+    const blobInfo = new Map<string, PlannedBlob>(plan.blobs.map((b) => [b.desc.digest, b]));
 
-  // 2. Choose what each image loads; refuse what the engine cannot take.
-  const jobs: Job[] = plan.images.map((img) => ({ img, base: resultBase(img) }));
-  for (const job of jobs) {
-    try {
-      job.name = engineName(job.img.name);
-      const chosen = chooseImage(job.img, platform);
-      job.chosen = chosen;
-      if (chosen.platform) job.base.platforms = [chosen.platform];
-      if (!client.supportsZstd && chosen.manifest.layers.some((l) => declaredCompression(l.mediaType) === 'zstd')) {
-        throw new FerryError(
-          'ZSTD_UNSUPPORTED',
-          `${job.img.name} has zstd-compressed layers, which this Docker Engine (API ${client.apiVersion}) cannot decompress`,
-          { hint: `Docker Engine 23.0 (API ${ZSTD_MIN_API_VERSION}) or later loads zstd layers; or load a gzip variant of the image` },
-        );
-      }
-      for (const d of [chosen.manifest.config, ...chosen.manifest.layers]) {
-        const planned = blobInfo.get(d.digest);
-        if (!planned) throw new FerryError('PLAN_INCOMPLETE', `${job.img.name}: the plan lacks blob ${d.digest}`);
-        if (planned.desc.size !== d.size) {
-          // Two manifests disagree about this blob's size and only one copy is sent.
-          throw new SizeMismatchError(
-            d.size,
-            planned.desc.size,
-            `blob ${d.digest} of ${job.img.name} (another image declares a different size)`,
-          );
+    const out: PreparedImage[] = [];
+    for (const [i, img] of plan.images.entries()) {
+      let chosen: ChosenImage | undefined;
+      try {
+        const name = engineName(img.name);
+        chosen = chooseImage(img, platform);
+        this.checkImage(img, chosen, blobInfo);
+        const id = chosen.manifest.config.digest as Digest;
+        const blobs: Descriptor[] = [chosen.manifest.config, ...chosen.manifest.layers];
+        const where = {
+          destination: name.destination(id),
+          destinationDigest: id,
+          ...(chosen.platform ? { platforms: [chosen.platform] } : {}),
+          blobs,
+        };
+        const have = await client.inspectImage(name.lookup(id), signal);
+        if (have?.Id === id) {
+          out.push({ ...where, state: 'done' });
+          continue;
         }
+        const state = name.repoTag !== undefined && (await client.inspectImage(id, signal))?.Id === id ? 'name' : 'copy';
+        this.images.set(i, { state, name, chosen, id });
+        if (state === 'name') {
+          // The content is there under another name: naming it is all that is left.
+          out.push({ ...where, state });
+          continue;
+        }
+        for (const d of blobs) this.sizes.set(d.digest, d.size);
+        // The engine stores no manifests: only the chosen config and layers are sent.
+        out.push({ ...where, state, manifests: [] });
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        this.images.delete(i);
+        out.push({ state: 'failed', error: err, ...(chosen?.platform ? { platforms: [chosen.platform] } : {}) });
       }
-    } catch (err) {
-      fail(job, err, job.img.name);
+    }
+    return out;
+  }
+
+  /** Refuse what this engine cannot take: zstd before 23.0, a blob two images disagree about. */
+  private checkImage(img: PlannedImage, chosen: ChosenImage, blobInfo: ReadonlyMap<string, PlannedBlob>): void {
+    const client = this.client!;
+    if (!client.supportsZstd && chosen.manifest.layers.some((l) => declaredCompression(l.mediaType) === 'zstd')) {
+      throw new FerryError(
+        'ZSTD_UNSUPPORTED',
+        `${img.name} has zstd-compressed layers, which this Docker Engine (API ${client.apiVersion}) cannot decompress`,
+        { hint: `Docker Engine 23.0 (API ${ZSTD_MIN_API_VERSION}) or later loads zstd layers; or load a gzip variant of the image` },
+      );
+    }
+    for (const d of [chosen.manifest.config, ...chosen.manifest.layers]) {
+      const planned = blobInfo.get(d.digest);
+      if (!planned) throw new FerryError('PLAN_INCOMPLETE', `${img.name}: the plan lacks blob ${d.digest}`);
+      if (planned.desc.size !== d.size) {
+        // Two manifests disagree about this blob's size and only one copy is sent.
+        throw new SizeMismatchError(d.size, planned.desc.size, `blob ${d.digest} of ${img.name} (another image declares a different size)`);
+      }
     }
   }
 
-  // 3. Skip what the daemon already has.
-  const pending = jobs.filter((j) => !j.result);
-  const neededBlobs = new Map<string, Descriptor>();
-  for (const job of pending) for (const d of [job.chosen!.manifest.config, ...job.chosen!.manifest.layers]) neededBlobs.set(d.digest, d);
-  stats.total = neededBlobs.size;
-  const toLoad: Job[] = [];
-  /** Present under another name: only a tag is needed, given after the load. */
-  const toTag: Job[] = [];
-  for (const job of pending) {
-    const id = job.chosen!.manifest.config.digest as Digest;
-    const name = job.name!;
-    const done: LoadedImage = { ...job.base, status: 'done', destination: name.destination(id), destinationDigest: id };
+  async hasBlob(): Promise<boolean> {
+    // A stream cannot tell what the engine holds blob by blob; prepare() skipped whole images.
+    return false;
+  }
+
+  async storedBlobSize(): Promise<number | undefined> {
+    return undefined;
+  }
+
+  async putBlob(desc: Descriptor, open: BlobOpener, opts: PutBlobOptions): Promise<PutBlobResult> {
+    const s = this.stream ?? this.openStream(opts.signal);
+    if (s.broken !== undefined) throw s.broken;
+    // The size the chosen manifests declare (the executor sends -1 when other images disagree).
+    const size = this.sizes.get(desc.digest) ?? desc.size;
     try {
-      const have = await client.inspectImage(name.lookup(id), signal);
-      if (have?.Id === id) {
-        finish(job, { ...done, skipped: true });
-        continue;
-      }
-      if (name.repoTag !== undefined && (await client.inspectImage(id, signal))?.Id === id) {
-        // The content is there under another name: naming it is all that is left.
-        toTag.push(job);
-        continue;
-      }
-      toLoad.push(job);
+      await s.header;
+      const bytes = await putVerifiedMember(s.tar, archivePath(desc.digest as Digest), { ...desc, size }, open, {
+        what: opts.what,
+        onProgress: opts.onProgress,
+      });
+      return { bytes, sent: true };
     } catch (err) {
-      if (signal?.aborted) throw err;
-      fail(job, err);
+      s.broken = err;
+      // The daemon must see a truncated archive, never a complete one without this blob.
+      s.tar.abort(err);
+      const loadError = await s.settled;
+      if (opts.signal?.aborted) throw abortError(opts.signal);
+      // Which side failed first decides what is reported: a daemon that refused the request
+      // also makes our writes fail (its body is closed), and vice versa.
+      if (s.daemonFirst && loadError !== undefined) s.broken = loadError;
+      throw s.broken;
     }
   }
 
-  // 4. One load request for everything else.
-  const sendBlobs = new Map<string, Descriptor>();
-  for (const job of toLoad) for (const d of [job.chosen!.manifest.config, ...job.chosen!.manifest.layers]) sendBlobs.set(d.digest, d);
-  for (const [digest, d] of neededBlobs) {
-    if (sendBlobs.has(digest)) continue;
-    stats.skipped++;
-    stats.bytesSkipped += d.size;
-    emit({ kind: 'blob', state: 'skipped', digest, bytes: d.size, total: d.size });
-  }
-  /** The first blob of the load that failed its digest or size check. */
-  let integrityFailure: unknown;
-  if (toLoad.length > 0) {
-    const entries: ArchiveEntry[] = toLoad.map((job) => ({
-      config: job.chosen!.manifest.config.digest as Digest,
-      repoTags: job.name!.repoTag !== undefined ? [job.name!.repoTag] : [],
-      layers: job.chosen!.manifest.layers.map((l) => l.digest as Digest),
-    }));
+  /** Start the load request: manifest.json (every image to copy), then the blob directories. */
+  private openStream(signal: AbortSignal | undefined): LoadStream {
+    const client = this.client;
+    if (!client) throw new FerryError('INTERNAL', `${this.description}: putBlob before prepare`);
+    const entries: ArchiveEntry[] = [];
+    for (const img of this.images.values()) {
+      if (img.state !== 'copy') continue;
+      entries.push({
+        config: img.id,
+        repoTags: img.name.repoTag !== undefined ? [img.name.repoTag] : [],
+        layers: img.chosen.manifest.layers.map((l) => l.digest as Digest),
+      });
+    }
     const tar = new TarWriter();
-    const loading = client.loadImages(tar.output, signal);
-    // Which side failed first decides what is reported: a daemon that refused the request
-    // also makes the producer fail (its output is closed), and vice versa.
-    let loadFailedFirst = false;
-    let producerDone = false;
-    loading.catch(() => {
-      if (!producerDone) loadFailedFirst = true;
-    });
-    const producing = (async () => {
+    const header = (async () => {
       await tar.addFile('manifest.json', buildManifestJson(entries));
       await tar.addDir('blobs');
       await tar.addDir('blobs/sha256');
-      for (const d of sendBlobs.values()) {
-        await streamBlob(d, blobInfo.get(d.digest)!.sourceIndex);
-      }
-      await tar.finish();
     })();
-
-    async function streamBlob(d: Descriptor, sourceIndex: number): Promise<void> {
-      const source = sources[sourceIndex];
-      if (!source) throw new FerryError('PLAN_INCOMPLETE', `no source #${sourceIndex} for blob ${d.digest}`);
-      try {
-        await addVerifiedBlob(tar, archivePath(d.digest as Digest), source, d, { emit, signal });
-      } catch (err) {
-        stats.failed++;
-        if (err instanceof IntegrityError) integrityFailure ??= err;
-        throw err;
-      }
-      stats.fetched++;
-      stats.bytesFetched += d.size;
-    }
-
-    let sendError: unknown;
-    try {
-      await producing;
-    } catch (err) {
-      sendError = err;
-      // The daemon must see a truncated archive, never a complete one without this blob.
-      tar.abort(err);
-    }
-    producerDone = true;
-    const loaded = await loading.then(
+    header.catch(() => {}); // observed by putBlob
+    const s: LoadStream = { tar, header, settled: Promise.resolve(undefined), finishing: false, daemonFirst: false };
+    s.settled = client.loadImages(tar.output, signal).then(
       () => undefined,
-      (err: unknown) => err ?? new FerryError('DAEMON_LOAD_FAILED', 'load failed'),
+      (err: unknown) => {
+        if (s.broken === undefined && !s.finishing) s.daemonFirst = true;
+        return err ?? new FerryError('DAEMON_LOAD_FAILED', 'load failed');
+      },
     );
-    if (sendError !== undefined && loadFailedFirst) sendError = loaded;
-    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new AbortedError();
-    if (sendError !== undefined) {
-      // Nothing of this load was named: report the blob's error for every image in it.
-      for (const job of toLoad) fail(job, sendError);
+    this.stream = s;
+    return s;
+  }
+
+  async putManifest(): Promise<void> {
+    // The engine stores no manifests (prepare() asks for none).
+  }
+
+  async setName(image: DestinationName): Promise<boolean> {
+    const img = this.images.get(image.index);
+    if (!img) throw new FerryError('INTERNAL', `${image.name} was not prepared for ${this.description}`);
+    // Names take effect at commit(): in manifest.json for a loaded image, by a tag otherwise.
+    (img.state === 'copy' ? this.toConfirm : this.toTag).push(image.index);
+    return true;
+  }
+
+  nameOf(image: Pick<DestinationName, 'name'>): string {
+    // prepare() gives every image its destination; this is only the fallback.
+    const repoTag = engineName(image.name).repoTag;
+    return repoTag !== undefined ? `docker-daemon:${parseReference(repoTag).familiar()}` : `docker-daemon:${image.name}`;
+  }
+
+  async commit(signal?: AbortSignal): Promise<CommitResult> {
+    const failed = new Map<number, unknown>();
+    const client = this.client;
+    const s = this.stream;
+    const confirm = this.toConfirm;
+    const tags = this.toTag;
+    this.stream = undefined;
+    this.toConfirm = [];
+    this.toTag = [];
+    if (!client) return { failed };
+
+    if (s?.broken !== undefined) {
+      // The executor already failed the run: only let the request end.
+      await s.settled;
     } else {
-      // 5. Confirm each image, also after a daemon error (images before the failing one load).
-      for (const job of toLoad) {
-        const id = job.chosen!.manifest.config.digest as Digest;
-        const name = job.name!;
+      let finishError: unknown;
+      let loadError: unknown;
+      if (s) {
+        s.finishing = true;
         try {
-          const have = await client.inspectImage(name.lookup(id), signal);
-          if (have?.Id === id) {
-            finish(job, { ...job.base, status: 'done', destination: name.destination(id), destinationDigest: id });
-            continue;
-          }
-          if (loaded !== undefined) throw loaded;
+          await s.header;
+          await s.tar.finish();
+        } catch (err) {
+          finishError = err;
+          s.tar.abort(err);
+        }
+        loadError = await s.settled;
+        if (signal?.aborted) throw abortError(signal);
+      }
+      // Without a stream nothing was sent: an image named anyway is confirmed like the others.
+      for (const i of confirm) {
+        const img = this.images.get(i)!;
+        try {
+          // The tar can only fail to end when the request gave up: the daemon says why.
+          if (finishError !== undefined) throw loadError ?? finishError;
+          // Confirm even after a daemon error: the images before the failing one load.
+          const have = await client.inspectImage(img.name.lookup(img.id), signal);
+          if (have?.Id === img.id) continue;
+          if (loadError !== undefined) throw loadError;
           throw new FerryError(
             'DAEMON_LOAD_INCOMPLETE',
             have
-              ? `after the load, ${name.lookup(id)} is image ${have.Id}, not ${id}`
-              : `after the load, the Docker daemon has no image ${name.lookup(id)}`,
+              ? `after the load, ${img.name.lookup(img.id)} is image ${have.Id}, not ${img.id}`
+              : `after the load, the Docker daemon has no image ${img.name.lookup(img.id)}`,
           );
         } catch (err) {
           if (signal?.aborted) throw err;
-          fail(job, err);
+          failed.set(i, err);
         }
       }
     }
+
+    // Images present under another name: their tags, once the load is over.
+    for (const i of tags) {
+      const img = this.images.get(i)!;
+      try {
+        const ref = parseReference(img.name.repoTag!);
+        await client.tagImage(img.id, ref.name, ref.tag!, signal);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        failed.set(i, err);
+      }
+    }
+    return { failed };
   }
 
-  // 6. The images that only needed a name, once the load is over: in all-or-nothing mode a
-  // blob that failed its check means nothing is named.
-  for (const job of toTag) {
-    const id = job.chosen!.manifest.config.digest as Digest;
-    const name = job.name!;
-    try {
-      if ((opts.allOrNothing ?? true) && integrityFailure !== undefined) throw new NotLoadedError(integrityFailure);
-      const ref = parseReference(name.repoTag!);
-      await client.tagImage(id, ref.name, ref.tag!, signal);
-      finish(job, { ...job.base, status: 'done', destination: name.destination(id), destinationDigest: id, skipped: true });
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      fail(job, err);
+  async close(): Promise<void> {
+    // Closed without commit(): the daemon reads a truncated archive and loads nothing.
+    const s = this.stream;
+    this.stream = undefined;
+    if (s) {
+      s.broken ??= new AbortedError('the load was closed before it was committed');
+      s.tar.abort(s.broken);
+      await s.settled;
     }
   }
+}
 
-  return { images: jobs.map((j) => j.result!), blobs: stats, durationMs: Date.now() - started };
+function abortError(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new AbortedError();
 }
 
 /** `docker-daemon[:SOCKET]` as a destination (the images keep their names). */
 export function openDockerDaemonDestination(socket: string | undefined): PlanDestination {
-  return {
-    description: socket ? `docker-daemon:${socket}` : 'docker-daemon',
-    write: (plan, sources, w) =>
-      loadIntoDockerDaemon(plan, sources, {
-        ...(w.concurrency !== undefined ? { concurrency: w.concurrency } : {}),
-        ...(w.signal ? { signal: w.signal } : {}),
-        ...(w.onEvent ? { onEvent: w.onEvent } : {}),
-        allOrNothing: !!w.allOrNothing,
-        ...(socket ? { socket } : {}),
-      }),
-    close: async () => {},
-  };
+  const dest = new DockerDaemonDestination(socket ? { socket } : {});
+  return planDestination(dest, dest.description);
 }

@@ -10,7 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CopyEvent } from '../../../src/copy/events.js';
 import { planCopy } from '../../../src/copy/plan.js';
 import { compareApiVersions } from '../../../src/transports/docker-daemon/api.js';
-import { loadIntoDockerDaemon } from '../../../src/transports/docker-daemon/destination.js';
+import type { EventSink } from '../../../src/copy/events.js';
+import type { CopyPlan } from '../../../src/copy/plan.js';
+import type { DestinationReport } from '../../../src/copy/report.js';
+import { openDockerDaemonDestination } from '../../../src/transports/docker-daemon/destination.js';
+import type { ImageSource } from '../../../src/transports/types.js';
 import { parseManifest } from '../../../src/oci/manifest.js';
 import { platformMatches } from '../../../src/oci/platform.js';
 import { parseReference } from '../../../src/ref/reference.js';
@@ -23,6 +27,24 @@ import { storeFromSmallCorpus } from '../corpus-registry.js';
 import { planStore } from './fixtures.js';
 
 let docker: Engine;
+
+/** `ferry load --to docker-daemon:SOCKET` as the transport table opens it (all-or-nothing, as a bundle). */
+async function load(
+  plan: CopyPlan,
+  sources: ImageSource[],
+  o: { socket: string; signal?: AbortSignal; onEvent?: EventSink },
+): Promise<DestinationReport> {
+  const dest = openDockerDaemonDestination(o.socket);
+  try {
+    return await dest.write(plan, sources, {
+      allOrNothing: true,
+      ...(o.signal ? { signal: o.signal } : {}),
+      ...(o.onEvent ? { onEvent: o.onEvent } : {}),
+    });
+  } finally {
+    await dest.close();
+  }
+}
 let storeDir: string;
 /** Full name → the image ID the engine must report (config digest of the linux/amd64 image). */
 let expected: Map<string, { id: string; layers: string[]; zstd: boolean } | 'artifact'>;
@@ -101,11 +123,11 @@ afterAll(async () => {
   await cleanupHarness();
 });
 
-describe('loadIntoDockerDaemon', () => {
+describe('docker-daemon destination', () => {
   it('fails with DAEMON_UNAVAILABLE naming the socket when no daemon listens there', async () => {
     const socket = path.join(createTempDir('no-dockerd'), 'docker.sock');
     const { plan, sources } = await planStore(storeDir);
-    const err = await loadIntoDockerDaemon(plan, sources, { socket }).catch((e: unknown) => e);
+    const err = await load(plan, sources, { socket }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FerryError);
     expect((err as FerryError).code).toBe('DAEMON_UNAVAILABLE');
     expect((err as FerryError).message).toContain(socket);
@@ -119,7 +141,7 @@ describe('loadIntoDockerDaemon', () => {
       // Abort inside a large blob, once part of it has gone to the daemon.
       if (e.kind === 'blob' && e.state === 'progress' && e.bytes >= 256 * 1024 && e.bytes < e.total && !ac.signal.aborted) ac.abort();
     };
-    await expect(loadIntoDockerDaemon(plan, sources, { socket: docker.socket, signal: ac.signal, onEvent })).rejects.toThrow();
+    await expect(load(plan, sources, { socket: docker.socket, signal: ac.signal, onEvent })).rejects.toThrow();
     expect(ac.signal.aborted).toBe(true);
     expect(await imageCount()).toBe(0);
   });
@@ -127,7 +149,7 @@ describe('loadIntoDockerDaemon', () => {
   it('a corrupted layer blob fails every image of the load with the integrity error, and nothing is loaded', async () => {
     const { dir: bad, medium } = await corruptedStore();
     const { plan, sources } = await planStore(bad);
-    const report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket });
+    const report = await load(plan, sources, { socket: docker.socket });
     for (const name of loadable()) {
       const img = report.images.find((i) => i.name === name)!;
       expect([name, img.status, img.errorCode]).toEqual([name, 'failed', 'DIGEST_MISMATCH']);
@@ -143,7 +165,7 @@ describe('loadIntoDockerDaemon', () => {
     const entry = (await store.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === 'ferry-test/raw:1')!;
     const name = `docker.io/ferry-test/raw@${entry.digest}`;
     const plan = await planCopy([{ source: new LayoutSource(store, 'ferry-test/raw:1'), name }]);
-    const report = await loadIntoDockerDaemon(plan, [new LayoutSource(store, 'ferry-test/raw:1')], { socket: docker.socket });
+    const report = await load(plan, [new LayoutSource(store, 'ferry-test/raw:1')], { socket: docker.socket });
     const want = expected.get('docker.io/ferry-test/raw:1');
     if (!want || want === 'artifact') throw new Error('corpus has no ferry-test/raw:1');
     expect(report.images.map((i) => [i.status, i.destination, i.destinationDigest])).toEqual([
@@ -157,7 +179,7 @@ describe('loadIntoDockerDaemon', () => {
   it('loads every container image under its full name with ID = config digest; refuses the artifact', async () => {
     const { plan, sources } = await planStore(storeDir);
     const events: CopyEvent[] = [];
-    const report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket, onEvent: (e) => events.push(e) });
+    const report = await load(plan, sources, { socket: docker.socket, onEvent: (e) => events.push(e) });
     expect(report.images).toHaveLength(plan.images.length);
     for (const img of report.images) {
       const want = expected.get(img.name)!;
@@ -189,7 +211,7 @@ describe('loadIntoDockerDaemon', () => {
 
   it('a rerun skips everything; a lost tag is restored without sending anything', async () => {
     const { plan, sources } = await planStore(storeDir);
-    let report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket });
+    let report = await load(plan, sources, { socket: docker.socket });
     for (const name of loadable()) {
       const img = report.images.find((i) => i.name === name)!;
       expect([name, img.status, img.skipped]).toEqual([name, 'done', true]);
@@ -199,7 +221,7 @@ describe('loadIntoDockerDaemon', () => {
     // Untag one name (its content stays under the other tag): only a tag is needed.
     await docker.run(['rmi', 'docker.io/ferry-test/base:latest']);
     expect(await inspectId('docker.io/ferry-test/base:latest')).toBeUndefined();
-    report = await loadIntoDockerDaemon(plan, sources, { socket: docker.socket });
+    report = await load(plan, sources, { socket: docker.socket });
     expect(report.blobs.fetched).toBe(0);
     const base = report.images.find((i) => i.name === 'docker.io/ferry-test/base:latest')!;
     expect([base.status, base.skipped]).toEqual(['done', true]);
@@ -220,7 +242,7 @@ describe('loadIntoDockerDaemon', () => {
     const { dir: bad, medium } = await corruptedStore();
     const only = [base, 'docker.io/ferry-test/medium:1'];
     const broken = await planStore(bad, only);
-    const report = await loadIntoDockerDaemon(broken.plan, broken.sources, { socket: docker.socket });
+    const report = await load(broken.plan, broken.sources, { socket: docker.socket });
     const byName = new Map(report.images.map((i) => [i.name, i]));
     expect([...byName].map(([n, i]) => [n, i.status, i.errorCode]).sort()).toEqual([
       [base, 'failed', 'NOT_LOADED'],
@@ -233,7 +255,7 @@ describe('loadIntoDockerDaemon', () => {
 
     // The intact store then tags base:latest and loads medium:1.
     const good = await planStore(storeDir, only);
-    const again = await loadIntoDockerDaemon(good.plan, good.sources, { socket: docker.socket });
+    const again = await load(good.plan, good.sources, { socket: docker.socket });
     expect(again.images.map((i) => [i.name, i.status, i.skipped]).sort()).toEqual([
       [base, 'done', true],
       ['docker.io/ferry-test/medium:1', 'done', undefined],

@@ -16,10 +16,13 @@ import {
   buildManifestJson,
   chooseImage,
   daemonPlatform,
+  DockerDaemonDestination,
   engineName,
-  loadIntoDockerDaemon,
   type DockerDaemonOptions,
 } from '../../../../src/transports/docker-daemon/destination.js';
+import { executeCopy } from '../../../../src/copy/execute.js';
+import type { DestinationReport } from '../../../../src/copy/report.js';
+import type { EventSink } from '../../../../src/copy/events.js';
 import { DigestVerifier, sha256, type Digest } from '../../../../src/oci/digest.js';
 import type { Descriptor } from '../../../../src/oci/manifest.js';
 import { MediaType } from '../../../../src/oci/mediatypes.js';
@@ -39,6 +42,8 @@ interface Blob {
 class MemSource implements ImageSource {
   /** Digests whose bytes are served with one byte flipped. */
   readonly corrupt = new Set<string>();
+  /** Digests whose (correct) bytes arrive slowly. */
+  readonly slow = new Set<string>();
   constructor(
     readonly description: string,
     private readonly root: Digest,
@@ -56,7 +61,7 @@ class MemSource implements ImageSource {
     if (this.corrupt.has(desc.digest)) bytes[bytes.length - 1]! ^= 0xff;
     // Several chunks, so the held-back last chunk is a real part of the blob.
     const parts = [bytes.subarray(0, 100), bytes.subarray(100, 200), bytes.subarray(200)].filter((p) => p.length > 0);
-    if (!this.corrupt.has(desc.digest)) return Readable.from(parts);
+    if (!this.corrupt.has(desc.digest) && !this.slow.has(desc.digest)) return Readable.from(parts);
     // A bad blob arrives slowly, so what precedes it has reached the daemon when it fails.
     return Readable.from(
       (async function* () {
@@ -137,6 +142,8 @@ class FakeDaemon extends UnixHttpServer {
   apiVersion = '1.41';
   /** The answer to a complete upload; default: register every image, like dockerd. */
   answer: (u: Upload) => { status: number; body: string } = (u) => this.register(u);
+  /** Refuse every load at once, before reading any of the upload (a daemon out of space). */
+  refuseAtOnce: string | undefined;
 
   constructor() {
     super('ferry-fake-dockerd-');
@@ -148,6 +155,7 @@ class FakeDaemon extends UnixHttpServer {
     this.images.clear();
     this.apiVersion = '1.41';
     this.answer = (u) => this.register(u);
+    this.refuseAtOnce = undefined;
   }
 
   register(u: Upload): { status: number; body: string } {
@@ -192,6 +200,11 @@ class FakeDaemon extends UnixHttpServer {
       res.end();
       return;
     }
+    if (p === '/images/load' && req.method === 'POST' && this.refuseAtOnce !== undefined) {
+      res.writeHead(500, { 'Content-Type': 'application/json', Connection: 'close' });
+      res.end(JSON.stringify({ message: this.refuseAtOnce }), () => req.socket.destroy());
+      return;
+    }
     if (p === '/images/load' && req.method === 'POST') {
       const upload: Upload = { names: [], files: new Map(), complete: false };
       this.uploads.push(upload);
@@ -220,7 +233,24 @@ beforeAll(() => daemon.listen());
 afterAll(() => daemon.close());
 afterEach(() => daemon.reset());
 
-const opts = (extra: Partial<DockerDaemonOptions> = {}): DockerDaemonOptions => ({ socket: daemon.socket, ...extra });
+/** The destination's options and the executor's (all-or-nothing by default, as `ferry load` of a bundle). */
+type LoadOptions = DockerDaemonOptions & { onEvent?: EventSink; allOrNothing?: boolean };
+const opts = (extra: Partial<LoadOptions> = {}): LoadOptions => ({ socket: daemon.socket, ...extra });
+
+/** What `ferry load --to docker-daemon` does: the one executor over the destination. */
+async function load(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
+  const { onEvent, allOrNothing, ...destOpts } = o;
+  const dest = new DockerDaemonDestination(destOpts);
+  try {
+    return await executeCopy(plan, sources, dest, {
+      action: 'loading',
+      allOrNothing: allOrNothing ?? true,
+      ...(onEvent ? { onEvent } : {}),
+    });
+  } finally {
+    await dest.close();
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -337,7 +367,7 @@ it('a DigestVerifier holding its last chunk passes everything on, the last chunk
   expect(seen).toEqual(['x']);
 });
 
-describe('loadIntoDockerDaemon against a fake Engine API', () => {
+describe('DockerDaemonDestination under executeCopy against a fake Engine API', () => {
   it('streams one docker-archive: manifest.json first, each blob once, full names as RepoTags', async () => {
     const digestOnly = `docker.io/t/pinned@${single.digest}`;
     const { plan, sources } = await planOf([
@@ -347,7 +377,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
       [digestOnly, single],
     ]);
     const events: CopyEvent[] = [];
-    const report = await loadIntoDockerDaemon(plan, sources, opts({ onEvent: (e) => events.push(e) }));
+    const report = await load(plan, sources, opts({ onEvent: (e) => events.push(e) }));
 
     expect(daemon.requests.filter((r) => r.startsWith('POST /v1.41/images/load'))).toEqual(['POST /v1.41/images/load?quiet=1']);
     const up = daemon.uploads[0]!;
@@ -374,7 +404,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
     expect(events.filter((e) => e.kind === 'image' && e.state === 'done')).toHaveLength(4);
 
     // A rerun sends nothing.
-    const again = await loadIntoDockerDaemon(plan, sources, opts());
+    const again = await load(plan, sources, opts());
     expect(again.images.map((i) => [i.status, i.skipped])).toEqual(Array(4).fill(['done', true]));
     expect(again.blobs).toMatchObject({ total: 4, fetched: 0, skipped: 4 });
     expect(daemon.uploads).toHaveLength(1);
@@ -383,7 +413,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
   it('an image present under another name is only tagged', async () => {
     const { plan, sources } = await planOf([['docker.io/t/single:new', single]]);
     daemon.images.set(configOf(single), configOf(single));
-    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    const report = await load(plan, sources, opts());
     expect(report.images.map((i) => [i.status, i.skipped])).toEqual([['done', true]]);
     expect(daemon.uploads).toHaveLength(0);
     expect(daemon.requests).toContain(`POST /v1.41/images/${configOf(single)}/tag?repo=docker.io%2Ft%2Fsingle&tag=new`);
@@ -396,7 +426,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
       ['docker.io/t/art:1', artifact],
       ['docker.io/t/zstd:1', zstd],
     ]);
-    const report = await loadIntoDockerDaemon(plan, sources, opts({ platform: parsePlatform('linux/arm64') }));
+    const report = await load(plan, sources, opts({ platform: parsePlatform('linux/arm64') }));
     expect(report.images.map((i) => [i.name, i.status, i.errorCode])).toEqual([
       ['docker.io/t/multi:1', 'done', undefined],
       ['docker.io/t/art:1', 'failed', 'NOT_A_CONTAINER_IMAGE'],
@@ -405,7 +435,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
     expect(report.images[0]!.destinationDigest).toBe(configOf(multi, 'arm64'));
     expect(report.images[2]!.hint).toMatch(/23\.0/);
 
-    const s390 = await loadIntoDockerDaemon(plan, sources, opts({ platform: parsePlatform('linux/s390x') }));
+    const s390 = await load(plan, sources, opts({ platform: parsePlatform('linux/s390x') }));
     expect(s390.images[0]).toMatchObject({
       status: 'failed',
       errorCode: 'NOT_FOUND',
@@ -416,7 +446,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
   it('zstd layers go through on an engine that decompresses them (API 1.42+)', async () => {
     daemon.apiVersion = '1.43';
     const { plan, sources } = await planOf([['docker.io/t/zstd:1', zstd]]);
-    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    const report = await load(plan, sources, opts());
     expect(report.images.map((i) => i.status)).toEqual(['done']);
     expect(daemon.requests).toContain('POST /v1.43/images/load?quiet=1');
   });
@@ -430,7 +460,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
       status: 200,
       body: '{"errorDetail":{"message":"failed to register layer: no space left on device"},"error":"no space"}\r\n',
     });
-    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    const report = await load(plan, sources, opts());
     for (const img of report.images) {
       expect(img).toMatchObject({ status: 'failed', errorCode: 'DAEMON_LOAD_FAILED' });
       expect(img.error).toContain('failed to register layer: no space left on device');
@@ -440,15 +470,31 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
   it('a non-200 answer is a failure with the daemon message', async () => {
     const { plan, sources } = await planOf([['docker.io/t/single:1', single]]);
     daemon.answer = () => ({ status: 500, body: '{"message":"write /var/lib/docker/tmp: read-only file system"}' });
-    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    const report = await load(plan, sources, opts());
     expect(report.images[0]).toMatchObject({ status: 'failed', errorCode: 'DAEMON_LOAD_FAILED' });
     expect(report.images[0]!.error).toMatch(/\(500\): write \/var\/lib\/docker\/tmp: read-only file system/);
+  });
+
+  it('a daemon that refuses the load before reading it: every image fails with its message, not our broken write', async () => {
+    const { plan, sources } = await planOf([
+      ['docker.io/t/single:1', single],
+      ['docker.io/t/multi:1', multi],
+    ]);
+    daemon.refuseAtOnce = 'write /var/lib/docker/tmp: no space left on device';
+    // Every blob arrives slowly, so the refusal breaks the stream while one is being sent.
+    for (const s of sources) for (const d of plan.blobs) s.slow.add(d.desc.digest);
+    const report = await load(plan, sources, opts());
+    for (const img of report.images) {
+      expect(img).toMatchObject({ status: 'failed', errorCode: 'DAEMON_LOAD_FAILED' });
+      expect(img.error).toContain('no space left on device');
+    }
+    expect(report.blobs.failed).toBe(1);
   });
 
   it('a load the daemon reports done but that is not there is an error', async () => {
     const { plan, sources } = await planOf([['docker.io/t/single:1', single]]);
     daemon.answer = () => ({ status: 200, body: '{"stream":"Loaded image: docker.io/t/single:1\\n"}' });
-    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    const report = await load(plan, sources, opts());
     expect(report.images[0]).toMatchObject({ status: 'failed', errorCode: 'DAEMON_LOAD_INCOMPLETE' });
   });
 
@@ -460,7 +506,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
     const multiConfig = configOf(multi, 'amd64');
     const bad = (JSON.parse(store.get(multiConfig)!.bytes.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids[0]!;
     for (const s of sources) s.corrupt.add(bad);
-    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    const report = await load(plan, sources, opts());
     for (const img of report.images) {
       expect(img).toMatchObject({ status: 'failed', errorCode: 'DIGEST_MISMATCH' });
       expect(img.error).toContain(bad);
@@ -486,7 +532,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
     const multiConfig = configOf(multi, 'amd64');
     const bad = (JSON.parse(store.get(multiConfig)!.bytes.toString()) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids[1]!;
     for (const s of sources) s.corrupt.add(bad);
-    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    const report = await load(plan, sources, opts());
     expect(report.images.map((i) => [i.name, i.status, i.errorCode])).toEqual([
       ['docker.io/t/single:new', 'failed', 'NOT_LOADED'],
       ['docker.io/t/multi:1', 'failed', 'DIGEST_MISMATCH'],
@@ -496,7 +542,7 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
     expect(daemon.images.has('docker.io/t/single:new')).toBe(false);
 
     // Without all-or-nothing, the tag does not depend on the bad blob and is given.
-    const loose = await loadIntoDockerDaemon(plan, sources, opts({ allOrNothing: false }));
+    const loose = await load(plan, sources, opts({ allOrNothing: false }));
     expect(loose.images.map((i) => [i.status, i.errorCode])).toEqual([
       ['done', undefined],
       ['failed', 'DIGEST_MISMATCH'],
@@ -511,21 +557,75 @@ describe('loadIntoDockerDaemon against a fake Engine API', () => {
     ]);
     daemon.images.set(configOf(single), configOf(single));
     daemon.answer = () => ({ status: 500, body: '{"message":"no space left on device"}' });
-    const report = await loadIntoDockerDaemon(plan, sources, opts());
+    const report = await load(plan, sources, opts());
     expect(report.images.map((i) => [i.status, i.errorCode])).toEqual([
       ['done', undefined],
       ['failed', 'DAEMON_LOAD_FAILED'],
     ]);
-    const load = daemon.requests.findIndex((r) => r.includes('/images/load'));
+    const loaded = daemon.requests.findIndex((r) => r.includes('/images/load'));
     const tag = daemon.requests.findIndex((r) => r.includes('/tag?'));
-    expect(load).toBeGreaterThanOrEqual(0);
-    expect(tag).toBeGreaterThan(load);
+    expect(loaded).toBeGreaterThanOrEqual(0);
+    expect(tag).toBeGreaterThan(loaded);
+  });
+
+  it('a broken stream: later putBlob calls reject at once with the same error, commit() names nothing', async () => {
+    const { plan, sources } = await planOf([['docker.io/t/multi:1', multi]]);
+    const dest = new DockerDaemonDestination(opts());
+    try {
+      const prepared = await dest.prepare(plan, {});
+      const p = prepared[0]!;
+      if (p.state !== 'copy') throw new Error(`want copy, got ${p.state}`);
+      expect(p.manifests).toEqual([]);
+      expect(p.platforms).toEqual(['linux/amd64']);
+      const [config, bad, next] = p.blobs!;
+      sources[0]!.corrupt.add(bad!.digest);
+      const put = (d: Descriptor) =>
+        dest.putBlob(d, (start) => sources[0]!.openBlob(d, { what: d.digest, start }), { what: `blob ${d.digest}`, images: [0] });
+      expect(await put(config!)).toEqual({ bytes: config!.size, sent: true });
+      const first = await put(bad!).catch((e: unknown) => e);
+      expect((first as { code?: string }).code).toBe('DIGEST_MISMATCH');
+      const opened: string[] = [];
+      const again = await dest
+        .putBlob(
+          next!,
+          (start) => {
+            opened.push(next!.digest);
+            return sources[0]!.openBlob(next!, { what: next!.digest, start });
+          },
+          { what: 'next', images: [0] },
+        )
+        .catch((e: unknown) => e);
+      expect(again).toBe(first);
+      expect(opened).toEqual([]);
+      expect(await dest.commit()).toEqual({ failed: new Map() });
+    } finally {
+      await dest.close();
+    }
+    expect(daemon.uploads[0]!.complete).toBe(false);
+    expect(daemon.images.size).toBe(0);
+    expect(daemon.requests.filter((r) => r.includes('/images/load'))).toHaveLength(1);
+  });
+
+  it('closed without commit(): the daemon reads a truncated archive and loads nothing', async () => {
+    const { plan, sources } = await planOf([['docker.io/t/single:1', single]]);
+    const dest = new DockerDaemonDestination(opts());
+    const p = (await dest.prepare(plan, {}))[0]!;
+    if (p.state !== 'copy') throw new Error(`want copy, got ${p.state}`);
+    for (const d of p.blobs!) {
+      await dest.putBlob(d, (start) => sources[0]!.openBlob(d, { what: d.digest, start }), { what: d.digest, images: [0] });
+    }
+    await dest.setName({ index: 0, name: plan.images[0]!.name, root: plan.images[0]!.root });
+    await dest.close();
+    await new Promise((r) => setTimeout(r, 50));
+    // The request may die before the daemon even starts reading it; it never gets a whole archive.
+    expect(daemon.uploads.filter((u) => u.complete)).toEqual([]);
+    expect(daemon.images.size).toBe(0);
   });
 
   it('no daemon on the socket → DAEMON_UNAVAILABLE naming it, with a hint', async () => {
     const missing = path.join(tmpdir(), `ferry-no-such-${process.pid}.sock`);
     const { plan, sources } = await planOf([['docker.io/t/single:1', single]]);
-    const err = (await loadIntoDockerDaemon(plan, sources, { socket: missing }).catch((e: unknown) => e)) as {
+    const err = (await load(plan, sources, { socket: missing }).catch((e: unknown) => e)) as {
       code: string;
       message: string;
       hint: string;
