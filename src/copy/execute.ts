@@ -245,7 +245,8 @@ export async function executeCopy(
   const fail = (i: number, err: unknown): void => {
     const img = plan.images[i]!;
     const p = prepared[i]!;
-    const r = failedResult({ ...resultBase(img), ...(p.platforms ? { platforms: p.platforms } : {}) }, err, `${action} ${img.name}`);
+    const context = `${action} ${img.name}${dest.into ? ` into ${dest.into}` : ''}`;
+    const r = failedResult({ ...resultBase(img), ...(p.platforms ? { platforms: p.platforms } : {}) }, err, context);
     results[i] = r;
     emit({ kind: 'image', state: 'failed', image: img.name, error: r.error! });
   };

@@ -191,6 +191,11 @@ export interface ImageDestination {
   /** Human-readable location, e.g. oci:/store (no secrets). */
   readonly description: string;
   readonly capabilities: DestinationCapabilities;
+  /**
+   * How an image's failure names where it was going, after the image: `containerd (namespace
+   * k8s.io)` makes "loading nginx:1 into containerd (namespace k8s.io): …". Default: nothing.
+   */
+  readonly into?: string;
   prepare?(plan: CopyPlan, ctx: { signal?: AbortSignal; onEvent?: EventSink; allOrNothing?: boolean }): Promise<PreparedImage[]>;
   hasBlob(desc: Descriptor, ctx: ImageContext): Promise<boolean>;
   /** The size of a stored blob for image `image`, undefined when absent (checking declared sizes after a copy). */

@@ -1,47 +1,53 @@
 /**
  * The `containerd` destination of `ferry load`: images go into containerd's content and
  * image stores through its own client, `ctr images import` (also `k3s ctr`), fed an OCI
- * image-layout tar that is built while the blobs stream — no temp files, flat memory.
+ * image-layout tar that is built while the blobs stream — no temp files, flat memory. It is an
+ * ordered stream driven by the one executor (copy/execute.ts):
  *
- * Order of work (see ctr.ts for how containerd reads the archive):
- *  1. `ctr --version` (is the client there?) and `ctr version` (does containerd answer?);
- *  2. `ctr images ls name=="…"` (only the planned names): images whose name already points at the
- *     planned root, and that `ctr images check` finds complete (and unpacked, where that is
- *     asked), are skipped; a name at another digest is re-pointed, with a warning;
- *  3. one `ctr images import --all-platforms -` whose stdin is `oci-layout`, every blob
- *     (each verified by a DigestVerifier on the way through), every manifest, and index.json
- *     last. If anything fails before the archive is complete, ctr is SIGKILLed *before* its
- *     stdin is closed, so it never sees an end of input and names nothing. Images containerd
- *     cannot unpack on this host (artifacts, indexes without a host platform) go in a second
- *     run with --no-unpack, since ctr would fail after naming them (see unpackBlocker). From a
- *     bundle (allOrNothing), the second run's own blobs are verified before the first run
- *     starts, and no run starts after an integrity failure (see loadIntoContainerd);
- *  4. `ctr images ls name=="…"` again: every imported name must point at its planned digest.
+ *  1. prepare: `ctr --version` (is the client there?) and `ctr version` (does containerd
+ *     answer?), both fatal for the whole run; `ctr images ls name=="…"` (only the planned
+ *     names): images whose name already points at the planned root, and that `ctr images check`
+ *     finds complete (and unpacked, where that is asked), are done; a name at another digest is
+ *     re-pointed, with a warning. Images containerd cannot unpack on this host (artifacts,
+ *     indexes without a host platform) go in run 1 with --no-unpack, since ctr would fail after
+ *     naming them (see unpackBlocker); the others in run 0. From a bundle (allOrNothing) the
+ *     executor verifies run 1's own blobs before run 0 starts.
+ *  2. per run, one `ctr images import --all-platforms -`, started by the run's first putBlob,
+ *     whose stdin is `oci-layout`, every blob (each verified on the way through), every
+ *     manifest, and at commit() index.json last. If anything fails before the archive is
+ *     complete, ctr is SIGKILLed *before* its stdin is closed, so it never sees an end of input
+ *     and names nothing (see ctr.ts for how containerd reads the archive);
+ *  3. commit(): ctr's exit, then `ctr images ls name=="…"` again: every imported name must
+ *     point at its planned digest.
  *
  * Reports name images `containerd:<name>`; the namespace (default k8s.io, where Kubernetes
- * looks) is part of every error message. Blobs stream one after another into the archive, so
- * `concurrency` does not apply. Every blob of an image being imported is sent, even one
- * containerd already holds: the archive importer cannot be told to expect it elsewhere.
+ * looks) is part of every error message (`into`). Blobs stream one after another into the
+ * archive, so `concurrency` does not apply. Every blob of an image being imported is sent, even
+ * one containerd already holds: the archive importer cannot be told to expect it elsewhere.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { stat } from 'node:fs/promises';
-import { Writable, type Readable } from 'node:stream';
-import { finished, pipeline } from 'node:stream/promises';
-import { DigestVerifier, verifyBytes } from '../../oci/digest.js';
+import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { verifyBytes, type Digest } from '../../oci/digest.js';
 import { parseManifest, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
-import { failedResult, resultBase } from '../../copy/execute.js';
-import type { CopyPlan, PlannedBlob, PlannedImage } from '../../copy/plan.js';
-import type { ImageSource, PlanDestination } from '../types.js';
-import {
-  AbortedError,
-  DaemonUnavailableError,
-  FerryError,
-  IntegrityError,
-  NotLoadedError,
-  errorMessage,
-  type FerryErrorOptions,
-} from '../../util/errors.js';
+import { planDestination } from '../../copy/execute.js';
+import type { EventSink } from '../../copy/events.js';
+import type { CopyPlan, PlannedImage } from '../../copy/plan.js';
+import type {
+  BlobOpener,
+  CommitResult,
+  DestinationCapabilities,
+  DestinationName,
+  ImageDestination,
+  ManifestBytes,
+  PlanDestination,
+  PreparedImage,
+  PutBlobOptions,
+  PutBlobResult,
+} from '../types.js';
+import { AbortedError, DaemonUnavailableError, FerryError, type FerryErrorOptions } from '../../util/errors.js';
 import { TarWriter } from '../../tar/writer.js';
 import {
   OCI_LAYOUT_FILE,
@@ -64,10 +70,9 @@ import {
   type CtrTarget,
   type ImportFlags,
 } from './ctr.js';
-import { addVerifiedBlob } from '../archive-blob.js';
-import type { DestinationOptions, DestinationReport, LoadBlobStats, LoadedImage } from '../../copy/report.js';
+import { putVerifiedMember } from '../archive-blob.js';
 
-export interface ContainerdOptions extends DestinationOptions {
+export interface ContainerdOptions {
   /**
    * containerd socket; default from CONTAINERD_ADDRESS, else none is passed and the client
    * uses its own default (/run/containerd/containerd.sock for ctr, /run/k3s/… for `k3s ctr`)
@@ -81,14 +86,8 @@ export interface ContainerdOptions extends DestinationOptions {
   snapshotter?: string;
   /** false = --no-unpack (content and image records only) */
   unpack?: boolean;
-  /**
-   * Name nothing if any blob fails its digest or size check (a bundle is one signed unit).
-   * Default true. Either way no further import run starts after an integrity failure.
-   */
-  allOrNothing?: boolean;
 }
 
-/** The ctr client could not be started (not installed, not on PATH, not executable). */
 export class CtrNotFoundError extends FerryError {
   constructor(message: string, options?: FerryErrorOptions) {
     super('CTR_NOT_FOUND', message, options);
@@ -302,121 +301,124 @@ async function checkImages(
 }
 
 // ---------------------------------------------------------------------------------------------
-// The import
+// The import stream
 
-interface ImportGroup {
-  images: PlannedImage[];
-  flags: ImportFlags;
-}
-
-interface ImportContext {
-  target: CtrTarget;
-  sources: ImageSource[];
-  blobsByDigest: Map<string, PlannedBlob>;
-  signal: AbortSignal | undefined;
-  emit: NonNullable<DestinationOptions['onEvent']>;
-  stats: LoadBlobStats;
-  /** Blobs counted as fetched already (a blob shared by two import runs is sent twice, counted once). */
-  counted: Set<string>;
-}
+const ABORTED = 'loading into containerd was aborted';
 
 /**
- * One `ctr images import` run for `group`. Resolves with undefined when ctr accepted the whole
- * archive and exited 0, else with the error every image of the group gets. Throws only when
- * aborted (after ctr is dead).
+ * One `ctr images import` run being fed its archive: `oci-layout` and the blob directories
+ * first, then what putBlob and putManifest add, index.json at finish(). Any failure before the
+ * archive is complete SIGKILLs ctr *before* its stdin is closed, so it never sees an end of
+ * input and names nothing; `failure` is the first error, and every later write rejects with it.
  */
-async function importGroup(group: ImportGroup, ctx: ImportContext): Promise<unknown> {
-  const { stats } = ctx;
-  // Blobs once each, in plan order; manifests once each, children before parents.
-  const blobs: PlannedBlob[] = [];
-  const manifests = new Map<string, { digest: string; bytes: Buffer }>();
-  const seen = new Set<string>();
-  for (const img of group.images) {
-    for (const d of img.blobs) {
-      if (seen.has(d.digest)) continue;
-      seen.add(d.digest);
-      blobs.push(ctx.blobsByDigest.get(d.digest) ?? { desc: d, sourceIndex: img.sourceIndex, images: [img.name] });
-    }
-    for (const m of img.manifests) if (!manifests.has(m.digest)) manifests.set(m.digest, m);
+class ImportStream {
+  /** The first error: once set, nothing more is written and ctr is (being) killed. */
+  failure: unknown;
+  private readonly argv: string[];
+  private readonly proc: CtrRun;
+  private readonly stdin: Writable;
+  private readonly tar = new TarWriter();
+  private readonly head: Promise<void>;
+  private archiveComplete = false;
+
+  constructor(
+    private readonly target: CtrTarget,
+    /** The executor's run (PreparedImage.run) this stream carries. */
+    readonly run: number,
+    readonly flags: ImportFlags,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.argv = importArgv(target, flags);
+    this.proc = startCtr(this.argv, 'pipe');
+    this.stdin = this.proc.child.stdin!;
+    // No pipeline(): it would close ctr's stdin when the tar fails, and ctr must die first.
+    this.tar.output.pipe(this.stdin, { end: false });
+    const onAbort = (): void => this.fail(new AbortedError(ABORTED));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    void this.proc.done.then((r) => {
+      // The abort listener stays until ctr is gone: unpacking after the archive can take a while.
+      signal?.removeEventListener('abort', onAbort);
+      // ctr exiting before the archive is complete: stop producing (writes would wait forever).
+      if (this.archiveComplete) return;
+      if (r.spawnError) this.fail(notFound(this.argv, r.spawnError));
+      else this.fail(ctrFailed(target, r, 'exited before reading the whole archive'));
+    });
+    this.head = (async () => {
+      await this.tar.addFile('oci-layout', OCI_LAYOUT_FILE);
+      await this.tar.addDir('blobs');
+      await this.tar.addDir('blobs/sha256');
+    })().catch((err: unknown) => this.fail(err));
   }
 
-  const argv = importArgv(ctx.target, group.flags);
-  throwIfAborted(ctx.signal);
-  const run = startCtr(argv, 'pipe');
-  const stdin = run.child.stdin!;
-  const tar = new TarWriter();
-  // No pipeline(): it would close ctr's stdin when the tar fails, and ctr must die first.
-  tar.output.pipe(stdin, { end: false });
-
-  let failure: unknown;
-  let archiveComplete = false;
-  const fail = (err: unknown): void => {
-    failure ??= err;
-    run.kill();
-    tar.abort(err);
+  fail(err: unknown): void {
+    this.failure ??= err;
+    this.proc.kill();
+    this.tar.abort(err);
     // Once finished, abort() is a no-op, yet queued bytes may wait for a reader that is gone.
-    if (!tar.output.destroyed) tar.output.destroy(err instanceof Error ? err : new AbortedError(String(err)));
-  };
-  const onAbort = (): void => fail(new AbortedError('loading into containerd was aborted'));
-  ctx.signal?.addEventListener('abort', onAbort, { once: true });
-  // ctr exiting before the archive is complete: stop producing (writes would wait forever).
-  void run.done.then((r) => {
-    if (archiveComplete) return;
-    if (r.spawnError) fail(notFound(argv, r.spawnError));
-    else fail(ctrFailed(ctx.target, r, 'exited before reading the whole archive'));
-  });
+    if (!this.tar.output.destroyed) this.tar.output.destroy(err instanceof Error ? err : new AbortedError(String(err)));
+  }
 
-  try {
-    await tar.addFile('oci-layout', OCI_LAYOUT_FILE);
-    await tar.addDir('blobs');
-    await tar.addDir('blobs/sha256');
-    for (const b of blobs) await streamBlob(tar, b, ctx);
-    for (const m of manifests.values()) {
-      verifyBytes(m.bytes, { digest: m.digest }, `manifest ${m.digest}`);
-      await tar.addFile(blobEntryName(m.digest), m.bytes);
+  /** Adds to the archive (callers go one after another); any failure breaks the stream. */
+  async write<T>(step: (tar: TarWriter) => Promise<T>): Promise<T> {
+    await this.head;
+    if (this.failure !== undefined) throw this.failure;
+    try {
+      return await step(this.tar);
+    } catch (err) {
+      this.fail(err);
+      throw this.failure;
     }
-    const index = buildImportIndex(group.images.map((img) => ({ name: img.name, root: img.root })));
-    await tar.addFile('index.json', index);
-    await tar.finish();
-    // pipe() has written every chunk to stdin once the tar output has ended (finished()
-    // rejects instead if fail() destroyed it meanwhile).
-    await finished(tar.output);
-    if (failure === undefined) {
-      archiveComplete = true;
-      stdin.end();
+  }
+
+  /** After a failure: once ctr is dead, and only then, its stdin may close (it never saw an end of input). */
+  async cleanup(): Promise<void> {
+    await this.proc.exited;
+    this.tar.output.unpipe(this.stdin);
+    this.stdin.destroy();
+    await this.proc.done;
+  }
+
+  /**
+   * index.json naming `names`, the end of the archive and of ctr's input, and ctr's exit:
+   * undefined when ctr took the whole archive and exited 0, else the error. Throws only when
+   * aborted (with ctr dead).
+   */
+  async finish(names: readonly DestinationName[]): Promise<unknown> {
+    if (this.failure === undefined) {
+      try {
+        await this.write(async (tar) => {
+          await tar.addFile('index.json', buildImportIndex(names.map((n) => ({ name: n.name, root: n.root }))));
+          await tar.finish();
+        });
+        // pipe() has written every chunk to stdin once the tar output has ended (finished()
+        // rejects instead if fail() destroyed it meanwhile).
+        await finished(this.tar.output);
+        if (this.failure === undefined) {
+          this.archiveComplete = true;
+          this.stdin.end();
+        }
+      } catch (err) {
+        this.fail(err);
+      }
     }
-  } catch (err) {
-    fail(err);
+    if (this.failure !== undefined) {
+      await this.cleanup();
+      // Aborted: whatever error the abort surfaced as (a source may reject first), stop here.
+      throwIfAborted(this.signal);
+      return this.failure;
+    }
+    const r = await this.proc.done;
+    throwIfAborted(this.signal);
+    if (r.spawnError) return notFound(this.argv, r.spawnError);
+    if (r.code !== 0) {
+      const unpackTrouble = this.flags.unpack && /unpack|snapshot|mount/i.test(r.stderr);
+      const hint = unpackTrouble
+        ? 'unpacking failed: choose another snapshotter (--snapshotter) or load with --no-unpack (Kubernetes unpacks when it creates a container)'
+        : undefined;
+      return ctrFailed(this.target, r, 'failed', hint);
+    }
+    return undefined;
   }
-  // The abort listener stays until ctr is gone: unpacking after the archive can take a while.
-  void run.done.then(() => ctx.signal?.removeEventListener('abort', onAbort));
-  if (failure !== undefined) {
-    // Only now, with ctr dead, may its stdin close: it never saw an end of input.
-    await run.exited;
-    tar.output.unpipe(stdin);
-    stdin.destroy();
-    await run.done;
-    // Aborted: whatever error the abort surfaced as (a source may reject first), stop here.
-    throwIfAborted(ctx.signal);
-    return failure;
-  }
-  const r = await run.done;
-  throwIfAborted(ctx.signal);
-  if (r.spawnError) return notFound(argv, r.spawnError);
-  if (r.code !== 0) {
-    const unpackTrouble = group.flags.unpack && /unpack|snapshot|mount/i.test(r.stderr);
-    const hint = unpackTrouble
-      ? 'unpacking failed: choose another snapshotter (--snapshotter) or load with --no-unpack (Kubernetes unpacks when it creates a container)'
-      : undefined;
-    return ctrFailed(ctx.target, r, 'failed', hint);
-  }
-  for (const b of blobs) {
-    if (ctx.counted.has(b.desc.digest)) continue;
-    ctx.counted.add(b.desc.digest);
-    stats.fetched++;
-    stats.bytesFetched += b.desc.size;
-  }
-  return undefined;
 }
 
 function ctrFailed(
@@ -434,43 +436,6 @@ function ctrFailed(
   );
 }
 
-/** One blob into the archive, through a DigestVerifier; the tar entry fails with its error. */
-async function streamBlob(tar: TarWriter, b: PlannedBlob, ctx: ImportContext): Promise<void> {
-  const { emit } = ctx;
-  const desc: Descriptor = b.desc;
-  const source = ctx.sources[b.sourceIndex];
-  if (!source) throw new FerryError('PLAN_INVALID', `blob ${desc.digest}: the plan names source #${b.sourceIndex}, which was not given`);
-  // With conflicting declared sizes (b.sizeConflict) the archive still needs one size up
-  // front: the first image's. If that one lies, the size check fails the import.
-  try {
-    await addVerifiedBlob(tar, blobEntryName(desc.digest), source, desc, { emit, signal: ctx.signal });
-  } catch (err) {
-    ctx.stats.failed++;
-    throw err;
-  }
-}
-
-/**
- * Read one blob from its source through a DigestVerifier into nothing: the check, before any
- * import run, of the blobs a later run will send (allOrNothing). Emits a failed event only.
- */
-async function preVerifyBlob(b: PlannedBlob, ctx: ImportContext): Promise<void> {
-  const desc = b.desc;
-  const source = ctx.sources[b.sourceIndex];
-  if (!source) throw new FerryError('PLAN_INVALID', `blob ${desc.digest}: the plan names source #${b.sourceIndex}, which was not given`);
-  const what = `blob ${desc.digest} from ${source.description}`;
-  const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what });
-  const sink = new Writable({ write: (_c: Buffer, _e, cb) => cb() });
-  try {
-    await pipeline(source.openBlob(desc, { what, ...(ctx.signal ? { signal: ctx.signal } : {}) }), verifier, sink);
-  } catch (err) {
-    throwIfAborted(ctx.signal);
-    ctx.stats.failed++;
-    ctx.emit({ kind: 'blob', state: 'failed', digest: desc.digest, bytes: verifier.bytesSeen, total: desc.size, error: errorMessage(err) });
-    throw err;
-  }
-}
-
 function isIndex(img: PlannedImage): boolean {
   return img.root.mediaType === MediaType.OciIndex || img.root.mediaType === MediaType.DockerManifestList;
 }
@@ -486,211 +451,251 @@ function configMediaType(img: PlannedImage): string | undefined {
 // ---------------------------------------------------------------------------------------------
 // The destination
 
-export async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], opts: ContainerdOptions): Promise<DestinationReport> {
-  const started = Date.now();
-  const emit = opts.onEvent ?? (() => {});
-  const target = resolveTarget(opts);
-  const stats: LoadBlobStats = { total: plan.blobs.length, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 };
+/** Run 0 holds what containerd can unpack here (unpacked, when asked); run 1 the rest, content only. */
+const UNPACKED_RUN = 0;
+const CONTENT_ONLY_RUN = 1;
 
-  await checkContainerd(target, opts.signal);
+/**
+ * containerd as an ordered stream: prepare() says which images are there already and which
+ * import run each of the others goes in; each run is one `ctr images import`, started by its
+ * first put, ended by commit(). Names take effect only when ctr has read the whole archive.
+ */
+export class ContainerdDestination implements ImageDestination {
+  readonly capabilities: DestinationCapabilities = { parallelBlobs: false, mount: false, orderedStream: true, knowsBlobs: false };
+  readonly description: string;
+  readonly into: string;
+  private readonly target: CtrTarget;
+  private readonly unpack: boolean;
+  private readonly snapshotter: string | undefined;
+  private emit: EventSink = () => {};
+  private signal: AbortSignal | undefined;
+  /** The import run of each image to import (plan index → run). */
+  private readonly runOf = new Map<number, number>();
+  /** Declared blob sizes (the plan's): a blob its images disagree about comes with size -1. */
+  private readonly sizes = new Map<string, number>();
+  /** What the planned names pointed at before anything was imported (re-pointed warnings). */
+  private before = new Map<string, CtrImageRow>();
+  /** The run being streamed, and the names recorded for its index.json. */
+  private stream: ImportStream | undefined;
+  private named: DestinationName[] = [];
+  /** The last run committed: a blob shared by two runs names images of both. */
+  private lastRun = -1;
 
-  const results = new Map<PlannedImage, LoadedImage>();
-  const base = (img: PlannedImage): LoadedImage => ({
-    ...resultBase(img),
-    status: 'done',
-    destination: destinationName(img.name),
-    destinationDigest: img.root.digest,
-  });
-  const failed = (img: PlannedImage, err: unknown): LoadedImage => {
-    // One error may fail every image of an import run: compose the message, never mutate it.
-    const r = failedResult(
-      { ...resultBase(img), destination: destinationName(img.name) },
-      err,
-      `loading ${img.name} into containerd (namespace ${target.namespace})`,
-    );
-    emit({ kind: 'image', state: 'failed', image: img.name, error: r.error! });
-    return r;
-  };
-
-  // Which images containerd can unpack here (when unpacking, the others go in a --no-unpack run).
-  const unpack = opts.unpack !== false;
-  const host = hostPlatform();
-  const blockers = new Map<PlannedImage, string | undefined>();
-  for (const img of plan.images) {
-    try {
-      blockers.set(img, unpackBlocker({ root: img.root, platforms: img.platforms, configMediaType: configMediaType(img) }, host));
-    } catch (err) {
-      results.set(img, failed(img, err));
-    }
-  }
-  const candidates = plan.images.filter((img) => !results.has(img));
-  const before = await listImages(
-    target,
-    candidates.map((img) => img.name),
-    opts.signal,
-  );
-
-  // 2. Skip what is already named at the planned digest and complete. A name alone is not
-  // enough: ctr names every image of an import before it unpacks, so an unpack that failed
-  // leaves names at the right digest with nothing unpacked. `ctr images check` sees only the
-  // host platform: for an index without one it cannot answer ("unavailable"), and such an
-  // image is only ever imported with --no-unpack, where ctr names it after its whole archive
-  // is in the content store, so its name is trusted.
-  const atDigest = candidates.filter((img) => before.get(img.name)?.digest === img.root.digest);
-  const checkable = atDigest.filter((img) => !(isIndex(img) && blockers.get(img) !== undefined));
-  const checked =
-    checkable.length > 0
-      ? await checkImages(
-          target,
-          checkable.map((img) => img.name),
-          unpack ? opts.snapshotter : undefined,
-          opts.signal,
-        )
-      : new Map<string, CtrCheckRow>();
-  const toImport: PlannedImage[] = [];
-  const checkableSet = new Set(checkable); // not a scan per image
-  for (const img of candidates) {
-    let present = before.get(img.name)?.digest === img.root.digest;
-    if (present && checkableSet.has(img)) {
-      const row = checked.get(img.name);
-      const wantUnpacked = unpack && blockers.get(img) === undefined;
-      present = row !== undefined && row.digest === img.root.digest && row.complete && (!wantUnpacked || row.unpacked);
-      if (!present) {
-        const why = !row?.complete ? 'its content is incomplete' : 'it is not unpacked';
-        emit({ kind: 'warning', image: img.name, message: `${img.name} is named at ${img.root.digest} but ${why}: importing it again` });
-      }
-    }
-    if (present) {
-      results.set(img, { ...base(img), skipped: true });
-      emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
-    } else {
-      toImport.push(img);
-    }
-  }
-  const needed = new Set(toImport.flatMap((img) => img.blobs.map((b) => b.digest)));
-  for (const b of plan.blobs) {
-    if (needed.has(b.desc.digest)) continue;
-    stats.skipped++;
-    stats.bytesSkipped += b.desc.size;
-    emit({ kind: 'blob', state: 'skipped', digest: b.desc.digest, bytes: b.desc.size, total: b.desc.size });
+  constructor(opts: ContainerdOptions = {}, description?: string) {
+    this.target = resolveTarget(opts);
+    this.unpack = opts.unpack !== false;
+    this.snapshotter = opts.snapshotter;
+    this.description =
+      description ?? `containerd${this.target.address ? `:${this.target.address}` : ''}?namespace=${this.target.namespace}`;
+    this.into = `containerd (namespace ${this.target.namespace})`;
   }
 
-  // 3. Import: unpackable images in one run, the rest (if unpacking) in a --no-unpack run.
-  const groups: ImportGroup[] = [];
-  if (!unpack) {
-    groups.push({ images: toImport, flags: { unpack: false } });
-  } else {
-    const unpackable: PlannedImage[] = [];
-    const contentOnly: PlannedImage[] = [];
-    for (const img of toImport) {
-      const blocker = blockers.get(img);
-      if (blocker) {
-        emit({ kind: 'warning', image: img.name, message: `${img.name} is imported without unpacking: ${blocker}` });
-        contentOnly.push(img);
-      } else {
-        unpackable.push(img);
-      }
-    }
-    groups.push({ images: unpackable, flags: { unpack: true, snapshotter: opts.snapshotter } });
-    groups.push({ images: contentOnly, flags: { unpack: false } });
-  }
-  const runs = groups.filter((g) => g.images.length > 0);
+  async prepare(plan: CopyPlan, ctx: { signal?: AbortSignal; onEvent?: EventSink }): Promise<PreparedImage[]> {
+    const { signal } = ctx;
+    // A destination may be written to again: nothing of an earlier write carries over.
+    await this.close();
+    this.runOf.clear();
+    this.sizes.clear();
+    this.lastRun = -1;
+    this.signal = signal;
+    this.emit = ctx.onEvent ?? (() => {});
+    await checkContainerd(this.target, signal);
+    for (const b of plan.blobs) this.sizes.set(b.desc.digest, b.desc.size);
 
-  const ctx: ImportContext = {
-    target,
-    sources,
-    blobsByDigest: new Map(plan.blobs.map((b) => [b.desc.digest, b])),
-    signal: opts.signal,
-    emit,
-    stats,
-    counted: new Set(),
-  };
+    const prepared: Array<PreparedImage | undefined> = plan.images.map(() => undefined);
+    const where = (img: PlannedImage): { destination: string; destinationDigest: Digest } => ({
+      destination: destinationName(img.name),
+      destinationDigest: img.root.digest,
+    });
 
-  // All or nothing across two runs: the first run names its images when it ends, before the
-  // second run has sent a byte. So, from a bundle, every blob that only a later run sends is
-  // read from the source and verified first (the simplest correct order: the source is a
-  // bundle file read through one descriptor, so the second read gives the same bytes, and a
-  // blob the first run also sends is verified by that run before it names anything). If one
-  // fails, no run starts and no image is named.
-  let integrityFailure: unknown;
-  if ((opts.allOrNothing ?? true) && runs.length > 1) {
-    const firstRun = new Set(runs[0]!.images.flatMap((img) => img.blobs.map((b) => b.digest)));
-    const later = new Map<string, PlannedBlob>();
-    for (const g of runs.slice(1)) {
-      for (const img of g.images) {
-        for (const d of img.blobs) {
-          if (!firstRun.has(d.digest) && !later.has(d.digest))
-            later.set(d.digest, ctx.blobsByDigest.get(d.digest) ?? { desc: d, sourceIndex: img.sourceIndex, images: [img.name] });
-        }
-      }
-    }
-    for (const b of later.values()) {
+    // Which images containerd can unpack here (when unpacking, the others go in a --no-unpack run).
+    const host = hostPlatform();
+    const blockers = new Map<number, string | undefined>();
+    plan.images.forEach((img, i) => {
       try {
-        await preVerifyBlob(b, ctx);
+        blockers.set(i, unpackBlocker({ root: img.root, platforms: img.platforms, configMediaType: configMediaType(img) }, host));
       } catch (err) {
-        for (const g of runs) {
-          for (const img of g.images) {
-            const has = img.blobs.some((d) => d.digest === b.desc.digest);
-            results.set(img, failed(img, has || !(err instanceof IntegrityError) ? err : new NotLoadedError(err)));
-          }
-        }
-        integrityFailure = err;
-        break;
+        prepared[i] = { state: 'failed', error: err };
       }
-    }
-  }
-
-  const imported: PlannedImage[] = [];
-  if (integrityFailure === undefined) {
-    for (const group of runs) {
-      // After a blob failed its check, no further run: nothing more of this source is named.
-      if (integrityFailure !== undefined) {
-        for (const img of group.images) results.set(img, failed(img, new NotLoadedError(integrityFailure)));
-        continue;
-      }
-      const err = await importGroup(group, ctx);
-      if (err === undefined) imported.push(...group.images);
-      else {
-        for (const img of group.images) results.set(img, failed(img, err));
-        if (err instanceof IntegrityError) integrityFailure = err;
-      }
-    }
-  }
-
-  // 4. Confirm: every imported name at its planned digest.
-  if (imported.length > 0) {
-    const after = await listImages(
-      target,
-      imported.map((img) => img.name),
-      opts.signal,
+    });
+    const candidates = plan.images.flatMap((_, i) => (prepared[i] ? [] : [i]));
+    this.before = await listImages(
+      this.target,
+      candidates.map((i) => plan.images[i]!.name),
+      signal,
     );
-    for (const img of imported) {
-      const row = after.get(img.name);
-      if (row?.digest === img.root.digest) {
-        const old = before.get(img.name);
-        if (old && old.digest !== img.root.digest) {
-          // As docker load does, an import re-points an existing name; say so.
-          emit({ kind: 'warning', image: img.name, message: `${img.name} was re-pointed from ${old.digest} to ${img.root.digest}` });
+
+    // Done: what is already named at the planned digest and complete. A name alone is not
+    // enough: ctr names every image of an import before it unpacks, so an unpack that failed
+    // leaves names at the right digest with nothing unpacked. `ctr images check` sees only the
+    // host platform: for an index without one it cannot answer ("unavailable"), and such an
+    // image is only ever imported with --no-unpack, where ctr names it after its whole archive
+    // is in the content store, so its name is trusted.
+    const atDigest = candidates.filter((i) => this.before.get(plan.images[i]!.name)?.digest === plan.images[i]!.root.digest);
+    const checkable = new Set(atDigest.filter((i) => !(isIndex(plan.images[i]!) && blockers.get(i) !== undefined)));
+    const checked =
+      checkable.size > 0
+        ? await checkImages(
+            this.target,
+            [...checkable].map((i) => plan.images[i]!.name),
+            this.unpack ? this.snapshotter : undefined,
+            signal,
+          )
+        : new Map<string, CtrCheckRow>();
+    const toImport: number[] = [];
+    for (const i of candidates) {
+      const img = plan.images[i]!;
+      let present = this.before.get(img.name)?.digest === img.root.digest;
+      if (present && checkable.has(i)) {
+        const row = checked.get(img.name);
+        const wantUnpacked = this.unpack && blockers.get(i) === undefined;
+        present = row !== undefined && row.digest === img.root.digest && row.complete && (!wantUnpacked || row.unpacked);
+        if (!present) {
+          const why = !row?.complete ? 'its content is incomplete' : 'it is not unpacked';
+          this.emit({
+            kind: 'warning',
+            image: img.name,
+            message: `${img.name} is named at ${img.root.digest} but ${why}: importing it again`,
+          });
         }
-        results.set(img, base(img));
-        emit({ kind: 'image', state: 'done', image: img.name, digest: img.root.digest });
+      }
+      if (present) prepared[i] = { ...where(img), state: 'done' };
+      else toImport.push(i);
+    }
+
+    // Import: unpackable images in run 0, the rest (if unpacking) in a --no-unpack run 1.
+    for (const i of toImport) {
+      const img = plan.images[i]!;
+      const blocker = this.unpack ? blockers.get(i) : undefined;
+      if (blocker) this.emit({ kind: 'warning', image: img.name, message: `${img.name} is imported without unpacking: ${blocker}` });
+      const run = blocker ? CONTENT_ONLY_RUN : UNPACKED_RUN;
+      this.runOf.set(i, run);
+      prepared[i] = { ...where(img), state: 'copy', run };
+    }
+    return prepared.map((p) => p!);
+  }
+
+  /** A stream cannot tell: every blob of an image being imported is sent. */
+  async hasBlob(): Promise<boolean> {
+    return false;
+  }
+
+  async storedBlobSize(): Promise<number | undefined> {
+    return undefined;
+  }
+
+  async putBlob(desc: Descriptor, open: BlobOpener, opts: PutBlobOptions): Promise<PutBlobResult> {
+    // With conflicting declared sizes (size -1) the archive still needs one size up front: the
+    // plan's (the first image's). If that one lies, the size check fails the import.
+    const size = desc.size >= 0 ? desc.size : (this.sizes.get(desc.digest) ?? desc.size);
+    const bytes = await this.send(opts.images, opts.signal, (tar) =>
+      putVerifiedMember(tar, blobEntryName(desc.digest), { ...desc, size }, open, { what: opts.what, onProgress: opts.onProgress }),
+    );
+    return { bytes, sent: true };
+  }
+
+  async putManifest(m: ManifestBytes, ctx: { image: number; signal?: AbortSignal }): Promise<void> {
+    await this.send([ctx.image], ctx.signal, async (tar) => {
+      verifyBytes(m.bytes, { digest: m.digest }, `manifest ${m.digest}`);
+      await tar.addFile(blobEntryName(m.digest), m.bytes);
+    });
+  }
+
+  /** Recorded: the run's index.json, written at commit(), names it. An import (re)names: true. */
+  async setName(image: DestinationName, signal?: AbortSignal): Promise<boolean> {
+    const stream = this.streamFor([image.index], signal);
+    if (stream.failure !== undefined) throw stream.failure;
+    this.named.push(image);
+    return true;
+  }
+
+  nameOf(image: Pick<DestinationName, 'name'>): string {
+    return destinationName(image.name);
+  }
+
+  /**
+   * Ends the run's stream. Unbroken: index.json, the end of ctr's input, ctr's exit, and every
+   * recorded name checked at its digest. Broken (a put failed and the executor fails the run):
+   * ctr is awaited dead, nothing more is said.
+   */
+  async commit(signal?: AbortSignal): Promise<CommitResult | undefined> {
+    const stream = this.stream;
+    const named = this.named;
+    this.stream = undefined;
+    this.named = [];
+    if (!stream) return undefined;
+    this.lastRun = stream.run;
+    const broken = stream.failure !== undefined;
+    const err = await stream.finish(named);
+    if (broken) return undefined;
+    const failed = new Map<number, unknown>();
+    if (err !== undefined) {
+      for (const n of named) failed.set(n.index, err);
+      return { failed };
+    }
+    const after = await listImages(
+      this.target,
+      named.map((n) => n.name),
+      signal ?? this.signal,
+    );
+    for (const n of named) {
+      const row = after.get(n.name);
+      if (row?.digest === n.root.digest) {
+        const old = this.before.get(n.name);
+        if (old && old.digest !== n.root.digest) {
+          // As docker load does, an import re-points an existing name; say so.
+          this.emit({ kind: 'warning', image: n.name, message: `${n.name} was re-pointed from ${old.digest} to ${n.root.digest}` });
+        }
       } else {
         const got = row ? `it points at ${row.digest}` : 'it is not listed';
-        results.set(
-          img,
-          failed(
-            img,
-            new CtrFailedError(
-              'CONTAINERD_IMAGE_MISSING',
-              `ctr images import succeeded but ${img.name} is not at ${img.root.digest}: ${got}`,
-            ),
-          ),
+        failed.set(
+          n.index,
+          new CtrFailedError('CONTAINERD_IMAGE_MISSING', `ctr images import succeeded but ${n.name} is not at ${n.root.digest}: ${got}`),
         );
       }
     }
+    return { failed };
   }
 
-  return { images: plan.images.map((img) => results.get(img)!), blobs: stats, durationMs: Date.now() - started };
+  /** Without commit() nothing is named: a stream still open is killed before its input ends. */
+  async close(): Promise<void> {
+    const stream = this.stream;
+    this.stream = undefined;
+    this.named = [];
+    if (!stream) return;
+    stream.fail(new AbortedError('the containerd destination was closed before its import was committed'));
+    await stream.cleanup();
+  }
+
+  /**
+   * The stream of the run being sent, started by its first call. `images` may name images of
+   * several runs (a blob they share is sent in each): the run is the first not yet committed.
+   */
+  private streamFor(images: readonly number[], signal: AbortSignal | undefined): ImportStream {
+    if (this.stream) return this.stream;
+    throwIfAborted(signal ?? this.signal);
+    const runs = images.map((i) => this.runOf.get(i)).filter((r): r is number => r !== undefined && r > this.lastRun);
+    if (runs.length === 0) throw new FerryError('INTERNAL', `containerd: no import run left for images ${images.join(', ')}`);
+    const run = Math.min(...runs);
+    const flags: ImportFlags = this.unpack && run === UNPACKED_RUN ? { unpack: true, snapshotter: this.snapshotter } : { unpack: false };
+    this.stream = new ImportStream(this.target, run, flags, signal ?? this.signal);
+    return this.stream;
+  }
+
+  /** One step on the run's archive. Aborted: no commit() follows, so ctr is awaited dead here. */
+  private async send<T>(images: readonly number[], signal: AbortSignal | undefined, step: (tar: TarWriter) => Promise<T>): Promise<T> {
+    const stream = this.streamFor(images, signal);
+    try {
+      return await stream.write(step);
+    } catch (err) {
+      if ((signal ?? this.signal)?.aborted) {
+        if (this.stream === stream) this.stream = undefined;
+        await stream.cleanup();
+        throw new AbortedError(ABORTED);
+      }
+      throw err;
+    }
+  }
 }
 
 /** `containerd[:SOCKET][?namespace=NS]` as a destination (the images keep their names). */
@@ -698,20 +703,18 @@ export function openContainerdDestination(
   dest: { address: string | undefined; namespace: string },
   opts: Pick<ContainerdOptions, 'ctr' | 'snapshotter' | 'unpack'> = {},
 ): PlanDestination {
-  return {
-    description: `containerd${dest.address ? `:${dest.address}` : ''}?namespace=${dest.namespace}`,
-    write: (plan, sources, w) =>
-      loadIntoContainerd(plan, sources, {
-        ...(w.concurrency !== undefined ? { concurrency: w.concurrency } : {}),
-        ...(w.signal ? { signal: w.signal } : {}),
-        ...(w.onEvent ? { onEvent: w.onEvent } : {}),
+  const description = `containerd${dest.address ? `:${dest.address}` : ''}?namespace=${dest.namespace}`;
+  return planDestination(
+    new ContainerdDestination(
+      {
         namespace: dest.namespace,
         ...(dest.address ? { address: dest.address } : {}),
         ...(opts.ctr ? { ctr: opts.ctr } : {}),
         ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
         ...(opts.unpack === false ? { unpack: false } : {}),
-        allOrNothing: !!w.allOrNothing,
-      }),
-    close: async () => {},
-  };
+      },
+      description,
+    ),
+    description,
+  );
 }

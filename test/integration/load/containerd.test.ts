@@ -9,12 +9,14 @@ import { cp, open, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBundle } from '../../../src/bundle/writer.js';
-import { executeCopy } from '../../../src/copy/execute.js';
+import { executeCopy, planDestination } from '../../../src/copy/execute.js';
 import { OciLayoutDestination } from '../../../src/transports/oci/destination.js';
-import { planCopy } from '../../../src/copy/plan.js';
+import { planCopy, type CopyPlan } from '../../../src/copy/plan.js';
 import { load } from '../../../src/commands/load.js';
-import type { CopyEvent } from '../../../src/copy/events.js';
-import { loadIntoContainerd, type ContainerdOptions } from '../../../src/transports/containerd/destination.js';
+import type { CopyEvent, EventSink } from '../../../src/copy/events.js';
+import type { DestinationReport } from '../../../src/copy/report.js';
+import { ContainerdDestination, type ContainerdOptions } from '../../../src/transports/containerd/destination.js';
+import type { ImageSource } from '../../../src/transports/types.js';
 import { parseImageList } from '../../../src/transports/containerd/ctr.js';
 import { parsePlatform } from '../../../src/oci/platform.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
@@ -72,7 +74,25 @@ async function contentDigests(namespace: string): Promise<Set<string>> {
   );
 }
 
-function opts(namespace: string | undefined, extra: Partial<ContainerdOptions> = {}): ContainerdOptions {
+type LoadOptions = ContainerdOptions & { onEvent?: EventSink; signal?: AbortSignal; allOrNothing?: boolean };
+
+/** The destination as `ferry load` drives it: executeCopy through the transport table's face (all or nothing unless told). */
+async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
+  const { onEvent, signal, allOrNothing, ...options } = o;
+  const dest = planDestination(new ContainerdDestination(options));
+  try {
+    return await dest.write(plan, sources, {
+      action: 'loading',
+      allOrNothing: allOrNothing ?? true,
+      ...(onEvent ? { onEvent } : {}),
+      ...(signal ? { signal } : {}),
+    });
+  } finally {
+    await dest.close();
+  }
+}
+
+function opts(namespace: string | undefined, extra: Partial<LoadOptions> = {}): LoadOptions {
   return { address: containerd.socket, ...(namespace ? { namespace } : {}), snapshotter: 'native', ...extra };
 }
 
@@ -87,7 +107,7 @@ afterAll(async () => {
   await cleanupHarness();
 });
 
-describe('loadIntoContainerd', () => {
+describe('the containerd destination', () => {
   it('imports every corpus image under its full name at the planned digest, all platforms, unpacked', async () => {
     const { plan, sources } = await planStore(storeDir);
     const events: CopyEvent[] = [];

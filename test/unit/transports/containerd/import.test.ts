@@ -9,8 +9,10 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { planCopy, type CopyPlan } from '../../../../src/copy/plan.js';
-import type { CopyEvent } from '../../../../src/copy/events.js';
-import { loadIntoContainerd } from '../../../../src/transports/containerd/destination.js';
+import type { CopyEvent, EventSink } from '../../../../src/copy/events.js';
+import { planDestination } from '../../../../src/copy/execute.js';
+import type { DestinationReport } from '../../../../src/copy/report.js';
+import { ContainerdDestination, type ContainerdOptions } from '../../../../src/transports/containerd/destination.js';
 import { sha256, type Digest } from '../../../../src/oci/digest.js';
 import type { Descriptor } from '../../../../src/oci/manifest.js';
 import { MediaType } from '../../../../src/oci/mediatypes.js';
@@ -62,6 +64,24 @@ class MemorySource implements ImageSource {
     return Readable.from(chunks);
   }
   async close(): Promise<void> {}
+}
+
+type LoadOptions = ContainerdOptions & { onEvent?: EventSink; signal?: AbortSignal; allOrNothing?: boolean };
+
+/** The destination as `ferry load` drives it: executeCopy through the transport table's face (all or nothing unless told). */
+async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
+  const { onEvent, signal, allOrNothing, ...options } = o;
+  const dest = planDestination(new ContainerdDestination(options));
+  try {
+    return await dest.write(plan, sources, {
+      action: 'loading',
+      allOrNothing: allOrNothing ?? true,
+      ...(onEvent ? { onEvent } : {}),
+      ...(signal ? { signal } : {}),
+    });
+  } finally {
+    await dest.close();
+  }
 }
 
 let dir: string;
@@ -130,7 +150,7 @@ async function twoImages(): Promise<{ plan: CopyPlan; sources: MemorySource[] }>
 
 const opts = () => ({ ctr: [ctr], address: path.join(dir, 'sock'), namespace: 'ns1', snapshotter: 'native' });
 
-describe('loadIntoContainerd with a fake ctr', () => {
+describe('the containerd destination with a fake ctr', () => {
   it('streams one OCI archive, index.json last, and confirms the names', async () => {
     const { plan, sources } = await twoImages();
     writeFileSync(path.join(dir, 'after-ls.txt'), [HEADER, ...plan.images.map((i) => row(i.name, i.root.digest))].join('\n'));
@@ -177,6 +197,54 @@ describe('loadIntoContainerd with a fake ctr', () => {
     expect(report.blobs.failed).toBe(1);
     // The whole corrupt blob reached ctr, yet it never read an end of input.
     expect(statSync(path.join(dir, 'stdin.tar')).size).toBeGreaterThan(2 * 1024 * 1024);
+    expect(existsSync(path.join(dir, 'saw-eof'))).toBe(false);
+  });
+
+  it('a broken run rejects every later put with its error, commit() names nothing, ctr never sees an end of input', async () => {
+    const sources = [new MemorySource('a', Buffer.alloc(4 * 1024 * 1024, 1)), new MemorySource('b', Buffer.alloc(200_000, 2))];
+    const plan = await planCopy([
+      { source: sources[0]!, name: 'docker.io/test/a:1' },
+      { source: sources[1]!, name: 'docker.io/test/b:1' },
+    ]);
+    const layer = plan.images[0]!.blobs.reduce((x, y) => (y.size > x.size ? y : x));
+    sources[0]!.lie(layer.digest);
+    const dest = new ContainerdDestination(opts());
+    try {
+      expect((await dest.prepare(plan, {})).map((p) => p.state)).toEqual(['copy', 'copy']);
+      const put = (i: number, d: Descriptor) =>
+        dest.putBlob(d, (start) => sources[i]!.openBlob(d, { what: d.digest, start }), { what: `blob ${d.digest}`, images: [i] });
+      const first = await put(0, layer).catch((e: unknown) => e);
+      expect(first).toMatchObject({ code: 'DIGEST_MISMATCH' });
+      // The next blob is not even opened: the same error, at once.
+      let opened = 0;
+      const other = plan.images[1]!.blobs[0]!;
+      const second = await dest
+        .putBlob(
+          other,
+          (start) => {
+            opened++;
+            return sources[1]!.openBlob(other, { what: other.digest, start });
+          },
+          { what: `blob ${other.digest}`, images: [1] },
+        )
+        .catch((e: unknown) => e);
+      expect(second).toBe(first);
+      expect(opened).toBe(0);
+      expect(await dest.commit()).toBeUndefined();
+      expect(existsSync(path.join(dir, 'saw-eof'))).toBe(false);
+    } finally {
+      await dest.close();
+    }
+  });
+
+  it('closed without commit(): ctr is killed before its input ends', async () => {
+    const { plan, sources } = await twoImages();
+    const dest = new ContainerdDestination(opts());
+    await dest.prepare(plan, {});
+    const d = plan.images[0]!.blobs[0]!;
+    await dest.putBlob(d, (start) => sources[0]!.openBlob(d, { what: d.digest, start }), { what: `blob ${d.digest}`, images: [0] });
+    await dest.setName({ index: 0, name: plan.images[0]!.name, root: plan.images[0]!.root });
+    await dest.close();
     expect(existsSync(path.join(dir, 'saw-eof'))).toBe(false);
   });
 
@@ -423,6 +491,36 @@ describe('two import runs (an image that cannot be unpacked here) from one bundl
     expect(runs.length).toBeLessThanOrEqual(1);
     expect(runs.filter((r) => r.includes('--no-unpack'))).toEqual([]);
     expect(existsSync(path.join(dir, 'saw-eof'))).toBe(false);
+  });
+
+  it('blobs an image and an artifact share go in both runs, counted once', async () => {
+    // The same layer (so the same config bytes): only the manifests differ.
+    const sources = [
+      new MemorySource('a', Buffer.alloc(300_000, 1)),
+      new MemorySource('art', Buffer.alloc(300_000, 1), 'application/vnd.example.config.v1+json'),
+    ];
+    const plan = await planCopy([
+      { source: sources[0]!, name: 'docker.io/test/a:1' },
+      { source: sources[1]!, name: 'docker.io/test/art:1' },
+    ]);
+    expect(plan.blobs).toHaveLength(2);
+    writeFileSync(path.join(dir, 'after-ls.txt'), [HEADER, ...plan.images.map((i) => row(i.name, i.root.digest))].join('\n'));
+    const report = await loadIntoContainerd(plan, sources, opts());
+    expect(report.images.map((i) => i.status)).toEqual(['done', 'done']);
+    expect(report.blobs).toMatchObject({ total: 2, fetched: 2, failed: 0, bytesFetched: plan.blobs.reduce((n, b) => n + b.desc.size, 0) });
+    const runs = readFileSync(path.join(dir, 'imports.log'), 'utf8').trim().split('\n');
+    expect(runs).toHaveLength(2);
+    expect(runs[0]).toContain('--snapshotter native');
+    expect(runs[1]).toContain('--no-unpack');
+    // The second run's archive (the one left in stdin.tar) holds both blobs and names only the artifact.
+    const entries = execFileSync('tar', ['-tf', path.join(dir, 'stdin.tar')], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
+    for (const b of plan.blobs) expect(entries).toContain(`blobs/sha256/${b.desc.digest.slice(7)}`);
+    const index = JSON.parse(execFileSync('tar', ['-xOf', path.join(dir, 'stdin.tar'), 'index.json'], { encoding: 'utf8' })) as {
+      manifests: Array<{ annotations: Record<string, string> }>;
+    };
+    expect(index.manifests.map((m) => m.annotations['io.containerd.image.name'])).toEqual(['docker.io/test/art:1']);
   });
 
   it('good content: two runs, unpacked first, then --no-unpack', async () => {
