@@ -198,11 +198,13 @@ describe('serving a ferry bundle in place', () => {
     expect(() => parseServedLocation(path.dirname(bundle))).toThrow(/oci:DIR/);
   });
 
-  it('ferry serve oci-archive:FILE opens a plain OCI archive through the table, as a bundle is', async () => {
-    const c = await openServed(parseServedLocation(`oci-archive:${plain}`));
+  it('ferry serve oci-archive:FILE opens an OCI archive (skopeo-made) through the table, as a bundle is', async () => {
+    const archive = path.join(createTempDir('serve-oci-archive'), 'app.tar');
+    await runSkopeo(['copy', '--preserve-digests', `oci:${store.dir}:ferry-test/app:1.0`, `oci-archive:${archive}:ferry-test/app:1.0`]);
+    const c = await openServed(parseServedLocation(`oci-archive:${archive}`));
     try {
-      expect(c.description).toBe(`oci-archive:${plain}`);
-      expect(c.repositories()).toEqual(['ferry-test/app', 'ferry-test/multi']);
+      expect(c.description).toBe(`oci-archive:${archive}`);
+      expect(c.repositories()).toEqual(['ferry-test/app']);
       const app = corpus.images.find((i) => i.ref === 'ferry-test/app:1.0')!;
       expect(c.resolveTag('ferry-test/app', '1.0')?.digest).toBe(app.digest);
     } finally {
