@@ -330,6 +330,11 @@ const TABLE: Record<TransportName, Transport> = {
   },
 };
 
+/** The row named `name`, if ferry has one (own keys only, never Object.prototype's). */
+function rowOf(name: string): Transport | undefined {
+  return Object.hasOwn(TABLE, name) ? TABLE[name as TransportName] : undefined;
+}
+
 /** The row of a transport. */
 export function transport(name: TransportName): Transport {
   return TABLE[name];
@@ -343,7 +348,8 @@ export function parseLocation(input: string): ImageLocation {
   const s = input.trim();
   if (s.startsWith('docker://')) return TABLE.docker.parse(s.slice('docker://'.length), input);
   const m = /^([a-z-]+):(.*)$/.exec(s);
-  const row = m && m[1] !== 'docker' ? TABLE[m[1] as TransportName] : undefined;
+  // Own rows only: `constructor:1` is an image reference, not Object.prototype's constructor.
+  const row = m && m[1] !== 'docker' ? rowOf(m[1]!) : undefined;
   if (!row) {
     if (/^[a-z][a-z0-9-]*:\/\//.test(s) || /^(dir|containers-storage|sif|tarball):/.test(s)) {
       throw new UsageError(
@@ -361,7 +367,7 @@ export function parseLocation(input: string): ImageLocation {
  */
 export function parseServedLocation(input: string): ServedLocation {
   const m = /^([a-z-]+):(.*)$/s.exec(input);
-  const row = m && Object.hasOwn(TABLE, m[1]!) ? TABLE[m[1] as TransportName] : undefined;
+  const row = m ? rowOf(m[1]!) : undefined;
   if (row?.parseServed) return row.parseServed(m![2]!, input);
   if (input !== '' && isRegularFile(input)) return { transport: 'bundle', path: input, repository: undefined };
   throw new UsageError(
@@ -393,7 +399,7 @@ export function parseDestination(input: string, opts: DestinationParseOptions = 
   const s = input.trim();
   if (s.startsWith('docker://')) return TABLE.docker.parseDestination!(s.slice('docker://'.length), input, opts);
   const m = /^([a-z-]+)(?:[:?](.*))?$/s.exec(s);
-  const row = m && m[1] !== 'docker' ? TABLE[m[1] as TransportName] : undefined;
+  const row = m && m[1] !== 'docker' ? rowOf(m[1]!) : undefined;
   if (row?.parseDestination) {
     // containerd?namespace=NS: the query belongs to what follows the name.
     const rest = m![2] === undefined ? undefined : s[row.name.length] === '?' ? `?${m![2]}` : m![2];
