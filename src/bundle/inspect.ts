@@ -3,8 +3,8 @@
  * platforms, sizes, signature state. Reads the first members of a bundle only; it does not
  * verify content (that is verifyBundle's job).
  */
-import { UsageError } from '../util/errors.js';
 import { OciLayout } from '../transports/oci/layout.js';
+import { parseLocation } from '../transports/table.js';
 import { readBundleHead } from './reader.js';
 import { loadPublicKey, verifyManifestSignature } from './sign.js';
 import { TOOL_VERSION, planBundle } from './writer.js';
@@ -33,11 +33,13 @@ export interface InspectResult {
 }
 
 export async function inspect(source: string, opts: { key?: string } = {}): Promise<InspectResult> {
+  // An oci: store goes through the table's grammar (the path ends at the first colon, as
+  // skopeo's); oci:DIR:REF inspects the one image REF names. Anything else is a bundle file.
   if (source.startsWith('oci:')) {
-    const dir = source.slice(4);
-    if (dir === '') throw new UsageError('oci: needs a directory, e.g. oci:./ferry-store');
-    const store = await OciLayout.open(dir);
-    const plan = await planBundle(store, undefined, 'none');
+    const loc = parseLocation(source);
+    if (loc.transport !== 'oci') throw new TypeError(`not an oci: location: ${source}`);
+    const store = await OciLayout.open(loc.path);
+    const plan = await planBundle(store, loc.ref !== undefined ? [loc.ref] : undefined, 'none');
     const uniqueBytes = plan.blobs.reduce((n, b) => n + b.size, 0);
     return {
       source,

@@ -1,12 +1,9 @@
 /** `ferry serve`: OCI layouts, bundles and OCI archives as a read-only registry, until SIGINT/SIGTERM. */
-import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Argv } from 'yargs';
 import { mergeContent, type ServedContent } from '../server/content.js';
-import { bundleContent } from '../server/bundle-content.js';
-import { layoutContent } from '../server/layout-content.js';
-import { isRepositoryName } from '../server/names.js';
 import { DEFAULT_LISTEN, parseListen, startServer, type RunningServer } from '../server/server.js';
+import { openServed, parseServedLocation } from '../transports/table.js';
 import { FerryError, UsageError } from '../util/errors.js';
 
 interface ServeArgs {
@@ -19,52 +16,6 @@ interface ServeArgs {
   json?: boolean;
 }
 
-export type ServeSource =
-  | { dir: string; repository: string | undefined }
-  /** A ferry bundle or OCI archive file, served in place. */
-  | { bundle: string; repository: string | undefined };
-
-/**
- * `oci:DIR` or `oci:DIR:REPO` (an OCI layout); `bundle:FILE` or `bundle:FILE:REPO`, or just a
- * path to a regular file (a ferry bundle or OCI archive). After the prefix the path ends at the
- * first colon, as in skopeo's `oci:`; a bare path is taken whole.
- */
-export function parseServeSource(s: string): ServeSource {
-  const prefix = s.startsWith('oci:') ? 'oci:' : s.startsWith('bundle:') ? 'bundle:' : undefined;
-  if (prefix === undefined) {
-    if (s !== '' && isRegularFile(s)) return { bundle: s, repository: undefined };
-    throw new UsageError(
-      `cannot serve ${JSON.stringify(s)}: a source is oci:DIR or oci:DIR:REPO (an OCI image layout), or a bundle file (FILE or bundle:FILE)`,
-    );
-  }
-  const rest = s.slice(prefix.length);
-  const colon = rest.indexOf(':');
-  const dir = colon === -1 ? rest : rest.slice(0, colon);
-  const repository = colon === -1 ? undefined : rest.slice(colon + 1);
-  if (dir === '') {
-    throw new UsageError(
-      prefix === 'oci:'
-        ? `${JSON.stringify(s)}: oci: needs a directory, e.g. oci:./ferry-store`
-        : `${JSON.stringify(s)}: bundle: needs a file, e.g. bundle:./images.ferry`,
-    );
-  }
-  if (repository !== undefined && !isRepositoryName(repository)) {
-    throw new UsageError(
-      `${JSON.stringify(s)}: ${JSON.stringify(repository)} is not a valid repository name ` +
-        '(lower-case letters and digits separated by ".", "_", "__", "-" or "/")',
-    );
-  }
-  return prefix === 'oci:' ? { dir, repository } : { bundle: dir, repository };
-}
-
-function isRegularFile(p: string): boolean {
-  try {
-    return statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
-
 export function serveCommand<T>(y: Argv<T>): Argv<T> {
   return y.command<ServeArgs>(
     'serve <sources..>',
@@ -75,7 +26,7 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
           type: 'string',
           array: true,
           describe:
-            'oci:DIR[:REPO], a bundle FILE (or bundle:FILE[:REPO]) or an OCI archive; REPO serves images named by a bare tag (v1) as REPO:v1',
+            'oci:DIR[:REPO], a bundle FILE (or bundle:FILE[:REPO]) or an OCI archive (FILE or oci-archive:FILE[:REPO]); REPO serves images named by a bare tag (v1) as REPO:v1',
         })
         .option('listen', { type: 'string', default: DEFAULT_LISTEN, describe: 'address to listen on, HOST:PORT ([::1]:PORT for IPv6)' })
         .option('tls-cert', { type: 'string', describe: 'serve HTTPS with this PEM certificate (chain); needs --tls-key' })
@@ -133,7 +84,8 @@ export async function runServe(args: ServeArgs, io: ServeIo): Promise<number> {
   const json = !!args.json;
   const emit = (value: Record<string, unknown>): void => out(`${JSON.stringify(value)}\n`);
 
-  const specs = (args.sources ?? []).map(parseServeSource);
+  // The served grammar (oci:DIR[:REPO], oci-archive:FILE[:REPO], bundle:FILE[:REPO], a bare file) is the table's.
+  const specs = (args.sources ?? []).map(parseServedLocation);
   if (specs.length === 0) throw new UsageError('nothing to serve: give one or more sources: oci:DIR, or a bundle FILE');
   parseListen(args.listen);
   if (!!args['tls-cert'] !== !!args['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
@@ -142,12 +94,7 @@ export async function runServe(args: ServeArgs, io: ServeIo): Promise<number> {
     tls = { cert: await readPem(args['tls-cert'], '--tls-cert'), key: await readPem(args['tls-key'], '--tls-key') };
   }
 
-  const sources: ServedContent[] = await Promise.all(
-    specs.map((s) => {
-      const o = { scoped: !!args.scoped, ...(s.repository !== undefined ? { repository: s.repository } : {}) };
-      return 'bundle' in s ? bundleContent(s.bundle, o) : layoutContent(s.dir, o);
-    }),
-  );
+  const sources: ServedContent[] = await Promise.all(specs.map((s) => openServed(s, { scoped: !!args.scoped })));
   for (const w of sources.flatMap((s) => s.warnings)) {
     if (json) emit({ type: 'warning', message: w });
     else err(`ferry: warning: ${w}\n`);

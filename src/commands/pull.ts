@@ -10,9 +10,8 @@ import { DockerArchiveSource } from '../transports/docker-archive/source.js';
 import { layoutImageName } from '../transports/names.js';
 import { OciLayoutDestination } from '../transports/oci/destination.js';
 import { RegistryClient } from '../transports/registry/client.js';
-import { RegistrySource } from '../transports/registry/source.js';
-import { formatLocation, parseLocation } from '../transports/table.js';
-import type { ImageSource } from '../transports/types.js';
+import { formatLocation, openSource, parseLocation } from '../transports/table.js';
+import type { ImageSource, OpenedImages } from '../transports/types.js';
 import { UsageError, wrap } from '../util/errors.js';
 import type { EventSink } from '../copy/events.js';
 import { executeCopy, type CopyReport } from '../copy/execute.js';
@@ -50,6 +49,20 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
   const clients = new Map<string, RegistryClient>();
   const registries = locations.flatMap((l) => (l.transport === 'docker' ? [l.ref.domain] : []));
   const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, registries));
+  const registry = (host: string): RegistryClient => {
+    let client = clients.get(host);
+    if (!client) {
+      client = new RegistryClient(host, clientOpts);
+      clients.set(host, client);
+    }
+    return client;
+  };
+  // Registry sources open through the table; the file sources keep their own opening, because
+  // openSource has copy's contract and pull's differs: a list entry is exactly one image (oci:DIR
+  // with several images is ambiguous, and --platform may pick an untagged per-platform entry),
+  // stored under the name the layout gives it (`v1`, not a full reference). openSource lists
+  // every image of a layout or archive under full references: it would rename stored images.
+  const openedSources: OpenedImages[] = [];
   const items: CopyItem[] = [];
   const seen = new Map<string, { source: ImageSource; entry: string }>();
   const sources: ImageSource[] = [];
@@ -58,13 +71,13 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       let name: string;
       let source: ImageSource;
       if (loc.transport === 'docker') {
-        name = loc.ref.toString();
-        let client = clients.get(loc.ref.domain);
-        if (!client) {
-          client = new RegistryClient(loc.ref.domain, clientOpts);
-          clients.set(loc.ref.domain, client);
-        }
-        source = new RegistrySource(client, loc.ref);
+        // Through the table, with one client per host shared by every reference to it (and the
+        // credentials bound above for all of them); a registry source holds exactly one image.
+        const opened = await openSource(loc, { registry, ...(opts.signal ? { signal: opts.signal } : {}) });
+        openedSources.push(opened);
+        const image = opened.images[0]!;
+        name = image.name;
+        source = image.source;
       } else if (loc.transport === 'oci') {
         const layoutSource = await LayoutSource.open(loc.path, loc.ref, opts.platforms ?? []);
         name = layoutImageName(await layoutSource.rootDescriptor(), loc.ref);
@@ -124,5 +137,6 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
   } finally {
     await Promise.all([...clients.values()].map((c) => c.close()));
     await Promise.all(sources.map((s) => s.close()));
+    await Promise.all(openedSources.map((o) => o.close()));
   }
 }

@@ -11,9 +11,18 @@
  * Destinations name a place: `oci:DIR`, `docker://HOST[:PORT][/PREFIX]`, `docker-daemon[:SOCKET]`,
  * `containerd[:SOCKET][?namespace=NS]`; the images keep the names they have in the source.
  * For a single image (`ferry copy`), `docker://HOST/REPO[:TAG]` and `oci:DIR:REF` name it.
+ *
+ * Served locations (`ferry serve`) are what can be served in place as a registry: `oci:DIR[:REPO]`,
+ * `oci-archive:FILE[:REPO]`, `bundle:FILE[:REPO]`, or a bare path to a regular file (a bundle or an
+ * OCI archive). REPO is a repository name, for images named by a bare tag (`v1` → REPO:v1).
  */
+import { statSync } from 'node:fs';
 import { openBundleImages } from '../bundle/source.js';
 import { parseReference, type Reference } from '../ref/reference.js';
+import { bundleContent } from '../server/bundle-content.js';
+import type { ServedContent } from '../server/content.js';
+import { layoutContent } from '../server/layout-content.js';
+import { isRepositoryName } from '../server/names.js';
 import { UsageError } from '../util/errors.js';
 import { DEFAULT_CONTAINERD_NAMESPACE } from './containerd/ctr.js';
 import { openContainerdDestination } from './containerd/destination.js';
@@ -54,6 +63,22 @@ export interface DestinationParseOptions {
   image?: boolean;
 }
 
+/** A location `ferry serve` serves in place (a layout directory or an archive file). */
+export interface ServedLocation {
+  transport: ServedTransport;
+  path: string;
+  /** The repository for images named by a bare tag (and unnamed ones). */
+  repository: string | undefined;
+}
+
+export type ServedTransport = 'oci' | 'oci-archive' | 'bundle';
+
+/** What opening a served location may need. */
+export interface ServedOpenContext {
+  /** Keep the registry host in repository names. */
+  scoped?: boolean;
+}
+
 /** What opening a source may need: a registry client per host, a bundle's key. */
 export interface SourceOpenContext {
   registry?: (host: string) => RegistryClient;
@@ -81,6 +106,9 @@ interface Transport {
   parseDestination?(rest: string | undefined, input: string, opts: DestinationParseOptions): Destination;
   openSource?(loc: ImageLocation, ctx: SourceOpenContext): Promise<OpenedImages>;
   openDestination?(dest: Destination, ctx: DestinationOpenContext): Promise<PlanDestination>;
+  /** The part of a served location after `name:` (transports `ferry serve` can serve in place). */
+  parseServed?(rest: string, input: string): ServedLocation;
+  openServed?(loc: ServedLocation, ctx: ServedOpenContext): Promise<ServedContent>;
 }
 
 const DEST_FORMS = 'oci:DIR, docker://HOST[:PORT][/PREFIX], docker-daemon[:SOCKET] or containerd[:SOCKET][?namespace=NS]';
@@ -95,6 +123,36 @@ function parsePathLocation(transport: PathTransport, rest: string, input: string
     throw new UsageError(`oci: invalid reference ${JSON.stringify(ref)} in ${JSON.stringify(input)}`);
   }
   return { transport, path, ref: ref === '' ? undefined : ref };
+}
+
+/**
+ * A served location: the path ends at the first colon (as in parsePathLocation); what follows
+ * is a repository name, not a reference (the server names images by it).
+ */
+function parseServedPath(transport: ServedTransport, rest: string, input: string): ServedLocation {
+  const colon = rest.indexOf(':');
+  const path = colon === -1 ? rest : rest.slice(0, colon);
+  const repository = colon === -1 ? undefined : rest.slice(colon + 1);
+  if (path === '') {
+    const example = {
+      oci: 'a directory, e.g. oci:./ferry-store',
+      'oci-archive': 'a file, e.g. oci-archive:./images.tar',
+      bundle: 'a file, e.g. bundle:./images.ferry',
+    };
+    throw new UsageError(`${JSON.stringify(input)}: ${transport}: needs ${example[transport]}`);
+  }
+  if (repository !== undefined && !isRepositoryName(repository)) {
+    throw new UsageError(
+      `${JSON.stringify(input)}: ${JSON.stringify(repository)} is not a valid repository name ` +
+        '(lower-case letters and digits separated by ".", "_", "__", "-" or "/")',
+    );
+  }
+  return { transport, path, repository };
+}
+
+/** Naming options for the server: scoped names, and the repository of a served location. */
+function servedNaming(loc: ServedLocation, ctx: ServedOpenContext): { scoped: boolean; repository?: string } {
+  return { scoped: !!ctx.scoped, ...(loc.repository !== undefined ? { repository: loc.repository } : {}) };
 }
 
 function formatPathLocation(loc: ImageLocation): string {
@@ -173,6 +231,8 @@ const TABLE: Record<TransportName, Transport> = {
       return { kind: 'oci', dir: loc.path, ...(loc.ref !== undefined ? { ref: loc.ref } : {}) };
     },
     openSource: (loc) => openLayoutImages(pathOf(loc).path, pathOf(loc).ref),
+    parseServed: (rest, input) => parseServedPath('oci', rest, input),
+    openServed: (loc, ctx) => layoutContent(loc.path, servedNaming(loc, ctx)),
     openDestination(dest) {
       if (dest.kind !== 'oci') throw new TypeError(dest.kind);
       return openLayoutDestination(dest.dir, dest.ref);
@@ -183,6 +243,9 @@ const TABLE: Record<TransportName, Transport> = {
     parse: (rest, input) => parsePathLocation('oci-archive', rest, input),
     format: formatPathLocation,
     openSource: (loc) => openOciArchiveImages(pathOf(loc).path, pathOf(loc).ref),
+    // The server reads a plain OCI archive as it reads a bundle (both are tars holding a layout).
+    parseServed: (rest, input) => parseServedPath('oci-archive', rest, input),
+    openServed: (loc, ctx) => bundleContent(loc.path, servedNaming(loc, ctx)),
   },
   'docker-archive': {
     name: 'docker-archive',
@@ -194,6 +257,8 @@ const TABLE: Record<TransportName, Transport> = {
     name: 'bundle',
     parse: (rest, input) => parsePathLocation('bundle', rest, input),
     format: formatPathLocation,
+    parseServed: (rest, input) => parseServedPath('bundle', rest, input),
+    openServed: (loc, ctx) => bundleContent(loc.path, servedNaming(loc, ctx)),
     async openSource(loc, ctx) {
       const { path, ref } = pathOf(loc);
       const opened = await openBundleImages(path, {
@@ -265,6 +330,11 @@ const TABLE: Record<TransportName, Transport> = {
   },
 };
 
+/** The row named `name`, if ferry has one (own keys only, never Object.prototype's). */
+function rowOf(name: string): Transport | undefined {
+  return Object.hasOwn(TABLE, name) ? TABLE[name as TransportName] : undefined;
+}
+
 /** The row of a transport. */
 export function transport(name: TransportName): Transport {
   return TABLE[name];
@@ -278,7 +348,8 @@ export function parseLocation(input: string): ImageLocation {
   const s = input.trim();
   if (s.startsWith('docker://')) return TABLE.docker.parse(s.slice('docker://'.length), input);
   const m = /^([a-z-]+):(.*)$/.exec(s);
-  const row = m && m[1] !== 'docker' ? TABLE[m[1] as TransportName] : undefined;
+  // Own rows only: `constructor:1` is an image reference, not Object.prototype's constructor.
+  const row = m && m[1] !== 'docker' ? rowOf(m[1]!) : undefined;
   if (!row) {
     if (/^[a-z][a-z0-9-]*:\/\//.test(s) || /^(dir|containers-storage|sif|tarball):/.test(s)) {
       throw new UsageError(
@@ -290,6 +361,35 @@ export function parseLocation(input: string): ImageLocation {
   return row.parse(m![2]!, input);
 }
 
+/**
+ * Parse a served location (`ferry serve`). A string with no servable transport prefix is a
+ * path to a regular file: a bundle or an OCI archive, served as `bundle:` serves it.
+ */
+export function parseServedLocation(input: string): ServedLocation {
+  const m = /^([a-z-]+):(.*)$/s.exec(input);
+  const row = m ? rowOf(m[1]!) : undefined;
+  if (row?.parseServed) return row.parseServed(m![2]!, input);
+  if (input !== '' && isRegularFile(input)) return { transport: 'bundle', path: input, repository: undefined };
+  throw new UsageError(
+    `cannot serve ${JSON.stringify(input)}: a source is oci:DIR or oci:DIR:REPO (an OCI image layout), or a bundle file (FILE or bundle:FILE)`,
+  );
+}
+
+/** Open a served location for the server. */
+export function openServed(loc: ServedLocation, ctx: ServedOpenContext = {}): Promise<ServedContent> {
+  const row = TABLE[loc.transport];
+  if (!row.openServed) throw new TypeError(`${loc.transport} cannot be served`);
+  return row.openServed(loc, ctx);
+}
+
+function isRegularFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
 export function formatLocation(loc: ImageLocation): string {
   return TABLE[loc.transport].format(loc);
 }
@@ -299,7 +399,7 @@ export function parseDestination(input: string, opts: DestinationParseOptions = 
   const s = input.trim();
   if (s.startsWith('docker://')) return TABLE.docker.parseDestination!(s.slice('docker://'.length), input, opts);
   const m = /^([a-z-]+)(?:[:?](.*))?$/s.exec(s);
-  const row = m && m[1] !== 'docker' ? TABLE[m[1] as TransportName] : undefined;
+  const row = m && m[1] !== 'docker' ? rowOf(m[1]!) : undefined;
   if (row?.parseDestination) {
     // containerd?namespace=NS: the query belongs to what follows the name.
     const rest = m![2] === undefined ? undefined : s[row.name.length] === '?' ? `?${m![2]}` : m![2];

@@ -9,13 +9,13 @@ import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
 import { storeFromSmallCorpus } from '../corpus-registry.js';
 import { BundleManifestSchema, MEMBER, type BundleManifest } from '../../../src/bundle/format.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
-import { parseServeSource } from '../../../src/cli/serve.js';
 import { pull } from '../../../src/commands/pull.js';
 import { sha256, type Digest } from '../../../src/oci/digest.js';
 import { bundleContent } from '../../../src/server/bundle-content.js';
 import type { ServedContent } from '../../../src/server/content.js';
 import { startServer, type RunningServer } from '../../../src/server/server.js';
 import type { OciLayout } from '../../../src/transports/oci/layout.js';
+import { openServed, parseServedLocation } from '../../../src/transports/table.js';
 import { indexTarFile, openTarEntry } from '../../../src/tar/reader.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { runSkopeo } from '../../harness/tools.js';
@@ -192,9 +192,23 @@ describe('serving a ferry bundle in place', () => {
   });
 
   it('ferry serve FILE and bundle:FILE select the bundle source', () => {
-    expect(parseServeSource(bundle)).toEqual({ bundle, repository: undefined });
-    expect(parseServeSource(`bundle:${bundle}`)).toEqual({ bundle, repository: undefined });
-    expect(parseServeSource(`bundle:${bundle}:team/app`)).toEqual({ bundle, repository: 'team/app' });
-    expect(() => parseServeSource(path.dirname(bundle))).toThrow(/oci:DIR/);
+    expect(parseServedLocation(bundle)).toEqual({ transport: 'bundle', path: bundle, repository: undefined });
+    expect(parseServedLocation(`bundle:${bundle}`)).toEqual({ transport: 'bundle', path: bundle, repository: undefined });
+    expect(parseServedLocation(`bundle:${bundle}:team/app`)).toEqual({ transport: 'bundle', path: bundle, repository: 'team/app' });
+    expect(() => parseServedLocation(path.dirname(bundle))).toThrow(/oci:DIR/);
+  });
+
+  it('ferry serve oci-archive:FILE opens an OCI archive (skopeo-made) through the table, as a bundle is', async () => {
+    const archive = path.join(createTempDir('serve-oci-archive'), 'app.tar');
+    await runSkopeo(['copy', '--preserve-digests', `oci:${store.dir}:ferry-test/app:1.0`, `oci-archive:${archive}:ferry-test/app:1.0`]);
+    const c = await openServed(parseServedLocation(`oci-archive:${archive}`));
+    try {
+      expect(c.description).toBe(`oci-archive:${archive}`);
+      expect(c.repositories()).toEqual(['ferry-test/app']);
+      const app = corpus.images.find((i) => i.ref === 'ferry-test/app:1.0')!;
+      expect(c.resolveTag('ferry-test/app', '1.0')?.digest).toBe(app.digest);
+    } finally {
+      await c.close();
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseServeSource } from '../../../src/cli/serve.js';
 import { parseListen } from '../../../src/server/server.js';
+import { parseServedLocation } from '../../../src/transports/table.js';
 import { UsageError } from '../../../src/util/errors.js';
 
 describe('parseListen', () => {
@@ -17,16 +17,29 @@ describe('parseListen', () => {
   });
 });
 
-describe('parseServeSource', () => {
+describe('parseServedLocation (ferry serve sources, through the transport table)', () => {
   it('reads oci:DIR and oci:DIR:REPO', () => {
-    expect(parseServeSource('oci:./store')).toEqual({ dir: './store', repository: undefined });
-    expect(parseServeSource('oci:/srv/layout:team/app')).toEqual({ dir: '/srv/layout', repository: 'team/app' });
+    expect(parseServedLocation('oci:./store')).toEqual({ transport: 'oci', path: './store', repository: undefined });
+    expect(parseServedLocation('oci:/srv/layout:team/app')).toEqual({ transport: 'oci', path: '/srv/layout', repository: 'team/app' });
+  });
+  it('reads oci-archive:FILE[:REPO] and bundle:FILE[:REPO]', () => {
+    expect(parseServedLocation('oci-archive:/x/a.tar')).toEqual({ transport: 'oci-archive', path: '/x/a.tar', repository: undefined });
+    expect(parseServedLocation('oci-archive:/x/a.tar:team/app')).toEqual({
+      transport: 'oci-archive',
+      path: '/x/a.tar',
+      repository: 'team/app',
+    });
+    expect(parseServedLocation('bundle:/x/a.ferry:team/app')).toEqual({ transport: 'bundle', path: '/x/a.ferry', repository: 'team/app' });
   });
   it('refuses other transports, empty paths and invalid repositories', () => {
-    expect(() => parseServeSource('./store')).toThrow(/oci:DIR/);
-    expect(() => parseServeSource('docker://nginx')).toThrow(UsageError);
-    expect(() => parseServeSource('oci:')).toThrow(/needs a directory/);
-    expect(() => parseServeSource('oci:/x:Team/App')).toThrow(/not a valid repository name/);
-    expect(() => parseServeSource('oci:/x:app:1')).toThrow(/not a valid repository name/);
+    expect(() => parseServedLocation('./store')).toThrow(/oci:DIR/);
+    expect(() => parseServedLocation('docker://nginx')).toThrow(UsageError);
+    expect(() => parseServedLocation('docker-archive:/x.tar')).toThrow(/cannot serve/);
+    expect(() => parseServedLocation('oci:')).toThrow('"oci:": oci: needs a directory, e.g. oci:./ferry-store');
+    expect(() => parseServedLocation('bundle:')).toThrow('"bundle:": bundle: needs a file, e.g. bundle:./images.ferry');
+    expect(() => parseServedLocation('oci-archive:')).toThrow(/oci-archive: needs a file/);
+    expect(() => parseServedLocation('oci:/x:Team/App')).toThrow(/not a valid repository name/);
+    expect(() => parseServedLocation('oci:/x:app:1')).toThrow(/not a valid repository name/);
+    expect(() => parseServedLocation('oci-archive:/x.tar:a b')).toThrow(/not a valid repository name/);
   });
 });

@@ -15,6 +15,8 @@ describe('image locations (skopeo syntax)', () => {
     ['docker-daemon:busybox:1', 'docker-daemon:docker.io/library/busybox:1'],
     ['containerd:registry.k8s.io/pause:3.9', 'containerd:registry.k8s.io/pause:3.9'],
     ['bundle:/media/usb/images.ferry', 'bundle:/media/usb/images.ferry'],
+    // A name that is an Object.prototype property is a reference, not a transport.
+    ['constructor:1', 'docker://docker.io/library/constructor:1'],
   ])('%s → %s, and back', (input, want) => {
     const loc = parseLocation(input);
     expect(formatLocation(loc)).toBe(want);
