@@ -10,9 +10,10 @@ import type { DestinationReport } from '../copy/report.js';
 import { planCopy, type CopyPlan } from '../copy/plan.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { RegistryClient } from '../transports/registry/client.js';
-import { formatDestination, openDestination, openSource, parseDestination, parseLocation } from '../transports/table.js';
+import { formatDestination, openSource, parseDestination, parseLocation } from '../transports/table.js';
 import { UsageError } from '../util/errors.js';
 import { destinationResult, type LoadReport } from './load.js';
+import { writePlan } from './write.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 
 export interface CopyOptions extends RegistryAccessOptions {
@@ -77,27 +78,24 @@ export async function copy(opts: CopyOptions): Promise<CopyCommandReport> {
     }
     let report = empty;
     if (plan.images.length > 0) {
-      const target = await openDestination(dest, {
-        registryClientOptions: clientOpts,
-        ...(opts.scoped ? { scoped: true } : {}),
-        ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
-        ...(opts.ctr ? { ctr: opts.ctr } : {}),
-      });
-      try {
-        report = await target.write(
-          plan,
-          items.map((i) => i.source),
-          {
-            concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
-            allOrNothing: src.allOrNothing,
-            action: 'copying',
-            ...(opts.signal ? { signal: opts.signal } : {}),
-            ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
-          },
-        );
-      } finally {
-        await target.close();
-      }
+      report = await writePlan(
+        dest,
+        {
+          registryClientOptions: clientOpts,
+          ...(opts.scoped ? { scoped: true } : {}),
+          ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+          ...(opts.ctr ? { ctr: opts.ctr } : {}),
+        },
+        plan,
+        items.map((i) => i.source),
+        {
+          concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
+          allOrNothing: src.allOrNothing,
+          action: 'copying',
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+        },
+      );
     }
     return {
       source: src.description,

@@ -16,11 +16,12 @@ import { planCopy, type CopyPlan } from '../copy/plan.js';
 import type { DestinationReport, LoadBlobStats, LoadedImage } from '../copy/report.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
-import { formatLoadDestination, openDestination, openSource, parseLoadDestination, parseLocation } from '../transports/table.js';
+import { formatLoadDestination, openSource, parseLoadDestination, parseLocation } from '../transports/table.js';
 import type { OpenedImages } from '../transports/types.js';
 import { UsageError } from '../util/errors.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 import { collectFailures, type Failure } from './report.js';
+import { writePlan } from './write.js';
 
 export interface LoadOptions extends RegistryAccessOptions {
   /** A bundle file, `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
@@ -134,27 +135,28 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
       durationMs: 0,
     };
     if (plan.images.length > 0) {
-      const target = await openDestination(dest, {
-        ...(dest.kind === 'registry'
-          ? { registryClientOptions: registryClientOptions(opts, bindStaticCredential(opts, [dest.host])) }
-          : {}),
-        ...(opts.scoped ? { scoped: true } : {}),
-        ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
-        ...(opts.ctr ? { ctr: opts.ctr } : {}),
-        ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
-        ...(opts.unpack === false ? { unpack: false } : {}),
-      });
-      try {
-        report = await target.write(plan, sources, {
+      report = await writePlan(
+        dest,
+        {
+          ...(dest.kind === 'registry'
+            ? { registryClientOptions: registryClientOptions(opts, bindStaticCredential(opts, [dest.host])) }
+            : {}),
+          ...(opts.scoped ? { scoped: true } : {}),
+          ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
+          ...(opts.ctr ? { ctr: opts.ctr } : {}),
+          ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
+          ...(opts.unpack === false ? { unpack: false } : {}),
+        },
+        plan,
+        sources,
+        {
           concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
           allOrNothing: src.allOrNothing,
           action: 'loading',
           ...(opts.signal ? { signal: opts.signal } : {}),
           ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
-        });
-      } finally {
-        await target.close();
-      }
+        },
+      );
     }
     return {
       source: src.description,

@@ -13,18 +13,9 @@ import type { Descriptor } from '../oci/manifest.js';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DigestVerifier } from '../oci/digest.js';
-import type {
-  BlobOpener,
-  DestinationName,
-  ImageDestination,
-  ImageSource,
-  ManifestBytes,
-  PlanDestination,
-  PlanWriteOptions,
-  PreparedImage,
-} from '../transports/types.js';
+import type { BlobOpener, DestinationName, ImageDestination, ImageSource, ManifestBytes, PreparedImage } from '../transports/types.js';
 import type { DestinationReport, LoadBlobStats, LoadedImage } from './report.js';
-import { FerryError, IntegrityError, NotLoadedError, SizeMismatchError, errorMessage } from '../util/errors.js';
+import { AbortedError, FerryError, IntegrityError, NotLoadedError, SizeMismatchError, errorMessage } from '../util/errors.js';
 import type { EventSink } from './events.js';
 import { scheduleBlobs } from './scheduler.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from './plan.js';
@@ -133,7 +124,12 @@ export async function executeCopy(
 
   // 0. What is left to do, per image.
   const prepared: PreparedImage[] = dest.prepare
-    ? await dest.prepare(plan, { ...(signal ? { signal } : {}), onEvent: emit, ...(opts.allOrNothing ? { allOrNothing: true } : {}) })
+    ? await dest.prepare(plan, {
+        ...(signal ? { signal } : {}),
+        onEvent: emit,
+        ...(opts.allOrNothing ? { allOrNothing: true } : {}),
+        ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+      })
     : plan.images.map(() => ({ state: 'copy' as const }));
   if (prepared.length !== plan.images.length) {
     throw new FerryError('INTERNAL', `${dest.description} prepared ${prepared.length} images of ${plan.images.length}`);
@@ -352,7 +348,7 @@ export async function executeCopy(
       for (const i of run) for (const b of blobsOf(i)) blobs.set(b.digest, needed.get(b.digest)!);
       let broken: unknown;
       for (const n of blobs.values()) {
-        if (signal?.aborted) throw signal.reason;
+        if (signal?.aborted) throw abortReason(signal);
         try {
           const counted = sent.has(n.desc.digest);
           const before = { fetched: stats.fetched, bytes: stats.bytesFetched };
@@ -385,7 +381,7 @@ export async function executeCopy(
       }
       // A broken stream was killed by the destination; commit() cleans up and names nothing.
       const committed = await dest.commit(signal);
-      if (signal?.aborted) throw signal.reason;
+      if (signal?.aborted) throw abortReason(signal);
       for (const i of run) {
         if (broken !== undefined) fail(i, broken);
         else if (committed?.failed.has(i)) fail(i, committed.failed.get(i));
@@ -423,11 +419,7 @@ export async function executeCopy(
   }
 }
 
-/** The transport table's face of an ImageDestination: executeCopy over it. */
-export function planDestination(dest: ImageDestination, description = dest.description): PlanDestination {
-  return {
-    description,
-    write: (plan, sources, opts: PlanWriteOptions) => executeCopy(plan, sources, dest, { ...opts, action: opts.action ?? 'loading' }),
-    close: () => dest.close(),
-  };
+/** What an aborted run throws: the signal's reason when it is an error, else AbortedError. */
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new AbortedError();
 }

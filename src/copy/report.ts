@@ -1,6 +1,6 @@
 /**
- * What a destination reports per image and for its blobs (PlanDestination.write in
- * transports/types.ts), and the options every destination's executor takes. Every destination
+ * What a copy reports per image and for its blobs (executeCopy over an ImageDestination in
+ * transports/types.ts), and the options every destination takes. Every destination
  * verifies each blob while it streams, names an image only once its content is in place,
  * skips what is already there, and reports one LoadedImage per planned image, failures
  * included.

@@ -6,58 +6,12 @@
  */
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { EventSink } from '../copy/events.js';
 import { DigestVerifier } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
-import type { ImageSource } from './types.js';
-import { errorMessage } from '../util/errors.js';
 import type { TarWriter } from '../tar/writer.js';
 
 /**
- * Add `desc` from `source` as the tar member `name`, emitting blob events. Rejects with the
- * source's or the verifier's own error (rather than the tar's view of it); the caller counts.
- */
-export async function addVerifiedBlob(
-  tar: TarWriter,
-  name: string,
-  source: ImageSource,
-  desc: Descriptor,
-  opts: { emit: EventSink; signal?: AbortSignal | undefined },
-): Promise<void> {
-  const { emit } = opts;
-  const what = `blob ${desc.digest} from ${source.description}`;
-  emit({ kind: 'blob', state: 'start', digest: desc.digest, bytes: 0, total: desc.size });
-  const verifier = new DigestVerifier({
-    digest: desc.digest,
-    size: desc.size,
-    what,
-    holdLast: true,
-    onProgress: (n) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: n, total: desc.size }),
-  });
-  const blob = source.openBlob(desc, {
-    what,
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    onResume: (offset, reason) => emit({ kind: 'retry', digest: desc.digest, reason: `resuming at byte ${offset}: ${reason}`, attempt: 1 }),
-  });
-  const piped = pipeline(blob, verifier);
-  piped.catch(() => {}); // observed through the tar, or below
-  try {
-    await tar.addFile(name, desc.size, verifier);
-    await piped;
-  } catch (err) {
-    const cause = await piped.then(
-      () => err,
-      (e: unknown) => e,
-    );
-    blob.destroy();
-    emit({ kind: 'blob', state: 'failed', digest: desc.digest, bytes: verifier.bytesSeen, total: desc.size, error: errorMessage(cause) });
-    throw cause;
-  }
-  emit({ kind: 'blob', state: 'done', digest: desc.digest, bytes: desc.size, total: desc.size });
-}
-
-/**
- * The ImageDestination form (putBlob of an ordered stream): add `desc` as the tar member `name`
+ * putBlob of an ordered stream: add `desc` as the tar member `name`
  * from the bytes `open(0)` gives, verified on the way, the last chunk held back until the digest
  * matched. No events: the executor emits them. Rejects with the source's or the verifier's own
  * error (rather than the tar's view of it).

@@ -35,7 +35,7 @@ import type { RegistryClient, RegistryClientOptions } from './registry/client.js
 import { openRegistryDestination } from './registry/destination.js';
 import { parseRegistryDestination, type RegistryDestination } from './registry/names.js';
 import { RegistrySource } from './registry/source.js';
-import type { OpenedImages, PlanDestination } from './types.js';
+import type { ImageDestination, OpenedImages } from './types.js';
 
 export { DEFAULT_CONTAINERD_NAMESPACE };
 
@@ -105,7 +105,7 @@ interface Transport {
   /** The part of a destination after the name (and its `:` or `://`); `rest` is undefined for a bare name. */
   parseDestination?(rest: string | undefined, input: string, opts: DestinationParseOptions): Destination;
   openSource?(loc: ImageLocation, ctx: SourceOpenContext): Promise<OpenedImages>;
-  openDestination?(dest: Destination, ctx: DestinationOpenContext): Promise<PlanDestination>;
+  openDestination?(dest: Destination, ctx: DestinationOpenContext): Promise<ImageDestination>;
   /** The part of a served location after `name:` (transports `ferry serve` can serve in place). */
   parseServed?(rest: string, input: string): ServedLocation;
   openServed?(loc: ServedLocation, ctx: ServedOpenContext): Promise<ServedContent>;
@@ -444,6 +444,6 @@ export function openSource(loc: ImageLocation, ctx: SourceOpenContext = {}): Pro
   return row.openSource(loc, ctx);
 }
 
-export function openDestination(dest: Destination, ctx: DestinationOpenContext = {}): Promise<PlanDestination> {
+export function openDestination(dest: Destination, ctx: DestinationOpenContext = {}): Promise<ImageDestination> {
   return TABLE[KIND_TRANSPORT[dest.kind]].openDestination!(dest, ctx);
 }

@@ -9,7 +9,6 @@ import type { Digest } from '../oci/digest.js';
 import type { Descriptor } from '../oci/manifest.js';
 import type { EventSink } from '../copy/events.js';
 import type { CopyPlan } from '../copy/plan.js';
-import type { DestinationReport } from '../copy/report.js';
 
 export interface ManifestBytes {
   bytes: Buffer;
@@ -152,6 +151,16 @@ export type PreparedImage = {
   | { state: 'failed'; error: unknown }
 );
 
+/** What prepare() is told about the run. */
+export interface PrepareContext {
+  signal?: AbortSignal;
+  /** Warnings (a name re-pointed, an image imported without unpacking) go here. */
+  onEvent?: EventSink;
+  allOrNothing?: boolean;
+  /** The run's --concurrency: how many requests prepare may have in flight (registry probes). */
+  concurrency?: number;
+}
+
 /** What commit() found: images it was asked to name that did not end up named, and why. */
 export interface CommitResult {
   failed: ReadonlyMap<number, unknown>;
@@ -196,7 +205,7 @@ export interface ImageDestination {
    * k8s.io)` makes "loading nginx:1 into containerd (namespace k8s.io): …". Default: nothing.
    */
   readonly into?: string;
-  prepare?(plan: CopyPlan, ctx: { signal?: AbortSignal; onEvent?: EventSink; allOrNothing?: boolean }): Promise<PreparedImage[]>;
+  prepare?(plan: CopyPlan, ctx: PrepareContext): Promise<PreparedImage[]>;
   hasBlob(desc: Descriptor, ctx: ImageContext): Promise<boolean>;
   /** The size of a stored blob for image `image`, undefined when absent (checking declared sizes after a copy). */
   storedBlobSize(digest: string, image: number, signal?: AbortSignal): Promise<number | undefined>;
@@ -221,26 +230,5 @@ export interface OpenedImages {
   allOrNothing: boolean;
   /** Bundles: what was found of a signature. */
   signature?: 'none' | 'present' | 'valid' | 'invalid';
-  close(): Promise<void>;
-}
-
-export interface PlanWriteOptions {
-  concurrency?: number;
-  signal?: AbortSignal;
-  onEvent?: EventSink;
-  /** Name nothing if any blob fails its digest or size check (OpenedImages.allOrNothing). */
-  allOrNothing?: boolean;
-  /** The verb for error context ("loading", "copying"). */
-  action?: string;
-}
-
-/**
- * A destination as the transport table opens it: executeCopy over its ImageDestination
- * (planDestination in copy/execute.ts).
- */
-export interface PlanDestination {
-  /** e.g. `oci:/store`, `docker://localhost:5000/mirror`, `containerd?namespace=k8s.io`. */
-  readonly description: string;
-  write(plan: CopyPlan, sources: ImageSource[], opts: PlanWriteOptions): Promise<DestinationReport>;
   close(): Promise<void>;
 }

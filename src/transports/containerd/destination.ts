@@ -32,7 +32,6 @@ import { finished } from 'node:stream/promises';
 import { verifyBytes, type Digest } from '../../oci/digest.js';
 import { parseManifest, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
-import { planDestination } from '../../copy/execute.js';
 import type { EventSink } from '../../copy/events.js';
 import type { CopyPlan, PlannedImage } from '../../copy/plan.js';
 import type {
@@ -42,7 +41,6 @@ import type {
   DestinationName,
   ImageDestination,
   ManifestBytes,
-  PlanDestination,
   PreparedImage,
   PutBlobOptions,
   PutBlobResult,
@@ -702,19 +700,15 @@ export class ContainerdDestination implements ImageDestination {
 export function openContainerdDestination(
   dest: { address: string | undefined; namespace: string },
   opts: Pick<ContainerdOptions, 'ctr' | 'snapshotter' | 'unpack'> = {},
-): PlanDestination {
-  const description = `containerd${dest.address ? `:${dest.address}` : ''}?namespace=${dest.namespace}`;
-  return planDestination(
-    new ContainerdDestination(
-      {
-        namespace: dest.namespace,
-        ...(dest.address ? { address: dest.address } : {}),
-        ...(opts.ctr ? { ctr: opts.ctr } : {}),
-        ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
-        ...(opts.unpack === false ? { unpack: false } : {}),
-      },
-      description,
-    ),
-    description,
+): ContainerdDestination {
+  return new ContainerdDestination(
+    {
+      namespace: dest.namespace,
+      ...(dest.address ? { address: dest.address } : {}),
+      ...(opts.ctr ? { ctr: opts.ctr } : {}),
+      ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
+      ...(opts.unpack === false ? { unpack: false } : {}),
+    },
+    `containerd${dest.address ? `:${dest.address}` : ''}?namespace=${dest.namespace}`,
   );
 }

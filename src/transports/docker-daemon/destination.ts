@@ -21,7 +21,6 @@
  * Docker Engine identifies an image by its config digest (the image ID), so that is what
  * `destinationDigest` reports; the manifest and index are not stored by the classic engine.
  */
-import { planDestination } from '../../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../../copy/plan.js';
 import { hex, isDigest, type Digest } from '../../oci/digest.js';
 import { parseManifest, type Descriptor, type ImageManifest, type ManifestDocument } from '../../oci/manifest.js';
@@ -34,7 +33,6 @@ import type {
   DestinationCapabilities,
   DestinationName,
   ImageDestination,
-  PlanDestination,
   PreparedImage,
   PutBlobOptions,
   PutBlobResult,
@@ -480,7 +478,6 @@ function abortError(signal: AbortSignal): Error {
 }
 
 /** `docker-daemon[:SOCKET]` as a destination (the images keep their names). */
-export function openDockerDaemonDestination(socket: string | undefined): PlanDestination {
-  const dest = new DockerDaemonDestination(socket ? { socket } : {});
-  return planDestination(dest, dest.description);
+export function openDockerDaemonDestination(socket: string | undefined): DockerDaemonDestination {
+  return new DockerDaemonDestination(socket ? { socket } : {});
 }

@@ -4,7 +4,6 @@
  * commit (queueIndexEntry) in setName, the one place index.json is changed from a copy. openLayoutDestination is the
  * transport table's entry point: executeCopy drives the ImageDestination.
  */
-import { planDestination } from '../../copy/execute.js';
 import { ORIGINAL_INDEX_ANNOTATION } from '../../copy/plan.js';
 import type { Descriptor } from '../../oci/manifest.js';
 import { fileSize } from '../../util/fsutil.js';
@@ -14,7 +13,6 @@ import type {
   DestinationName,
   ImageDestination,
   ManifestBytes,
-  PlanDestination,
   PutBlobOptions,
   PutBlobResult,
 } from '../types.js';
@@ -75,7 +73,6 @@ export class OciLayoutDestination implements ImageDestination {
 }
 
 /** `oci:DIR[:REF]` as a destination: the layout is created if needed. */
-export async function openLayoutDestination(dir: string, ref: string | undefined): Promise<PlanDestination> {
-  const dest = await OciLayoutDestination.open(dir, ref);
-  return planDestination(dest, `oci:${dir}${ref !== undefined ? `:${ref}` : ''}`);
+export function openLayoutDestination(dir: string, ref: string | undefined): Promise<OciLayoutDestination> {
+  return OciLayoutDestination.open(dir, ref);
 }

@@ -16,7 +16,6 @@
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { EventSink } from '../../copy/events.js';
-import { planDestination } from '../../copy/execute.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from '../../copy/plan.js';
 import { eachLimit } from '../../copy/scheduler.js';
 import { DigestVerifier } from '../../oci/digest.js';
@@ -29,7 +28,7 @@ import type {
   DestinationName,
   ImageDestination,
   ManifestBytes,
-  PlanDestination,
+  PrepareContext,
   PreparedImage,
   PutBlobOptions,
   PutBlobResult,
@@ -112,8 +111,8 @@ export class RegistryDestination implements ImageDestination {
    */
   readonly capabilities: DestinationCapabilities = { parallelBlobs: true, mount: true, orderedStream: false, knowsBlobs: false };
   readonly description: string;
-  /** Manifest HEADs at once in prepare; planDestination's write sets it from the run. */
-  probeConcurrency: number;
+  /** Manifest HEADs at once in prepare (the run's --concurrency when prepare is told it). */
+  private readonly probeConcurrency: number;
   private plan: CopyPlan | undefined;
   private targets: RegistryTarget[] = [];
   private byDigest = new Map<string, PlannedBlob>();
@@ -130,7 +129,7 @@ export class RegistryDestination implements ImageDestination {
   }
 
   /** The targets, then per image what the registry already holds (one or two manifest HEADs). */
-  async prepare(plan: CopyPlan, ctx: { signal?: AbortSignal; onEvent?: EventSink }): Promise<PreparedImage[]> {
+  async prepare(plan: CopyPlan, ctx: PrepareContext): Promise<PreparedImage[]> {
     const { signal } = ctx;
     const loc = this.config.location;
     // Thrown for the run, not per image: the destination itself does not fit the plan.
@@ -147,7 +146,7 @@ export class RegistryDestination implements ImageDestination {
     if (ctx.onEvent) this.emit = ctx.onEvent;
     const client = this.client;
     const prepared: PreparedImage[] = new Array(plan.images.length);
-    await eachLimit(plan.images, this.probeConcurrency, async (img, i) => {
+    await eachLimit(plan.images, ctx.concurrency ?? this.probeConcurrency, async (img, i) => {
       const t = this.targets[i]!;
       const where = { destination: t.destination, destinationDigest: img.root.digest };
       try {
@@ -324,19 +323,10 @@ export interface RegistryDestinationOptions {
 export function openRegistryDestination(
   location: RegistryLocation & { image?: Reference },
   opts: RegistryDestinationOptions,
-): PlanDestination {
-  const dest = new RegistryDestination(new RegistryClient(location.host, opts.clientOptions), {
+): RegistryDestination {
+  return new RegistryDestination(new RegistryClient(location.host, opts.clientOptions), {
     location,
     ...(opts.scoped ? { scoped: true } : {}),
     ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
   });
-  const table = planDestination(dest, dest.description);
-  return {
-    ...table,
-    // prepare's context carries no concurrency: the run's is set here, for the probes.
-    write(plan, sources, w) {
-      if (w.concurrency !== undefined) dest.probeConcurrency = Math.max(1, w.concurrency);
-      return table.write(plan, sources, w);
-    },
-  };
 }

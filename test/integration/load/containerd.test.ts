@@ -9,7 +9,7 @@ import { cp, open, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBundle } from '../../../src/bundle/writer.js';
-import { executeCopy, planDestination } from '../../../src/copy/execute.js';
+import { executeCopy } from '../../../src/copy/execute.js';
 import { OciLayoutDestination } from '../../../src/transports/oci/destination.js';
 import { planCopy, type CopyPlan } from '../../../src/copy/plan.js';
 import { load } from '../../../src/commands/load.js';
@@ -76,12 +76,12 @@ async function contentDigests(namespace: string): Promise<Set<string>> {
 
 type LoadOptions = ContainerdOptions & { onEvent?: EventSink; signal?: AbortSignal; allOrNothing?: boolean };
 
-/** The destination as `ferry load` drives it: executeCopy through the transport table's face (all or nothing unless told). */
+/** The destination as `ferry load` drives it: executeCopy, as the transport table's destination (all or nothing unless told). */
 async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
   const { onEvent, signal, allOrNothing, ...options } = o;
-  const dest = planDestination(new ContainerdDestination(options));
+  const dest = new ContainerdDestination(options);
   try {
-    return await dest.write(plan, sources, {
+    return await executeCopy(plan, sources, dest, {
       action: 'loading',
       allOrNothing: allOrNothing ?? true,
       ...(onEvent ? { onEvent } : {}),

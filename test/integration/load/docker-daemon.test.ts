@@ -6,6 +6,7 @@
 // that skips everything, a corrupted blob and an abort that load nothing, and a missing socket.
 import { cp, open, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { executeCopy } from '../../../src/copy/execute.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CopyEvent } from '../../../src/copy/events.js';
 import { planCopy } from '../../../src/copy/plan.js';
@@ -36,7 +37,8 @@ async function load(
 ): Promise<DestinationReport> {
   const dest = openDockerDaemonDestination(o.socket);
   try {
-    return await dest.write(plan, sources, {
+    return await executeCopy(plan, sources, dest, {
+      action: 'loading',
       allOrNothing: true,
       ...(o.signal ? { signal: o.signal } : {}),
       ...(o.onEvent ? { onEvent: o.onEvent } : {}),

@@ -4,6 +4,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { executeCopy } from '../../../src/copy/execute.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
 import { load, type LoadOptions } from '../../../src/commands/load.js';
@@ -397,10 +398,11 @@ describe('the registry destination driven by the executor', () => {
     expect(plan.blobs.some((b) => b.sizeConflict)).toBe(true);
     const dest = openRegistryDestination(parseRegistryDestination(`${reg.host}/sc`), { clientOptions: { retry: fast } });
     try {
-      const r = await dest.write(
+      const r = await executeCopy(
         plan,
         its.map((i) => i.source),
-        {},
+        dest,
+        { action: 'loading' },
       );
       expect(r.images.map((i) => [i.name, i.status, i.errorCode])).toEqual([
         ['docker.io/t/img0:1', 'done', undefined],
@@ -426,9 +428,10 @@ describe('the registry destination driven by the executor', () => {
     );
     try {
       await expect(
-        dest.write(
+        executeCopy(
           plan,
           its.map((i) => i.source),
+          dest,
           {},
         ),
       ).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(/names one image, and there are 2/) });

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { planCopy, type CopyPlan } from '../../../../src/copy/plan.js';
 import type { CopyEvent, EventSink } from '../../../../src/copy/events.js';
-import { planDestination } from '../../../../src/copy/execute.js';
+import { executeCopy } from '../../../../src/copy/execute.js';
 import type { DestinationReport } from '../../../../src/copy/report.js';
 import { ContainerdDestination, type ContainerdOptions } from '../../../../src/transports/containerd/destination.js';
 import { sha256, type Digest } from '../../../../src/oci/digest.js';
@@ -68,12 +68,12 @@ class MemorySource implements ImageSource {
 
 type LoadOptions = ContainerdOptions & { onEvent?: EventSink; signal?: AbortSignal; allOrNothing?: boolean };
 
-/** The destination as `ferry load` drives it: executeCopy through the transport table's face (all or nothing unless told). */
+/** The destination as `ferry load` drives it: executeCopy, as the transport table's destination (all or nothing unless told). */
 async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
   const { onEvent, signal, allOrNothing, ...options } = o;
-  const dest = planDestination(new ContainerdDestination(options));
+  const dest = new ContainerdDestination(options);
   try {
-    return await dest.write(plan, sources, {
+    return await executeCopy(plan, sources, dest, {
       action: 'loading',
       allOrNothing: allOrNothing ?? true,
       ...(onEvent ? { onEvent } : {}),
