@@ -200,15 +200,28 @@ export async function executeCopy(
       return;
     }
     const { open, what } = opener(n);
-    emit({ kind: 'blob', state: 'start', digest: desc.digest, bytes: 0, total: desc.size });
+    // A destination that knows its blobs transfers this one: it starts now. One that does not
+    // (a registry HEADs per repository inside putBlob) starts when bytes first flow, so a blob
+    // it finds present everywhere is only ever "skipped".
+    let started = false;
+    const start = (): void => {
+      if (started) return;
+      started = true;
+      emit({ kind: 'blob', state: 'start', digest: desc.digest, bytes: 0, total: desc.size });
+    };
+    if (dest.capabilities.knowsBlobs) start();
     const r = await dest.putBlob(desc, open, {
       what,
       images: n.images,
       ...(signal ? { signal } : {}),
-      onProgress: (b) => emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: b, total: desc.size }),
+      onProgress: (b) => {
+        start();
+        emit({ kind: 'blob', state: 'progress', digest: desc.digest, bytes: b, total: desc.size });
+      },
     });
     if (r.mounts) stats.mounted = (stats.mounted ?? 0) + r.mounts;
     if (r.sent) {
+      start();
       for (const i of n.images) sentFor.add(i);
       stats.fetched++;
       stats.bytesFetched += r.bytes;
