@@ -342,8 +342,9 @@ export async function executeCopy(
           if (signal?.aborted) throw err;
           stats.failed++;
           emit({ kind: 'blob', state: 'failed', digest: n.desc.digest, bytes: 0, total: n.desc.size, error: errorMessage(err) });
+          const uses = new Set(n.images);
           for (const run of order)
-            for (const i of run) fail(i, n.images.includes(i) || !(err instanceof IntegrityError) ? err : new NotLoadedError(err));
+            for (const i of run) fail(i, uses.has(i) || !(err instanceof IntegrityError) ? err : new NotLoadedError(err));
           integrityFailure = err;
           break;
         }
