@@ -15,6 +15,7 @@ import { planCopy, type CopyPlan } from '../../../src/copy/plan.js';
 import { load } from '../../../src/commands/load.js';
 import type { CopyEvent, EventSink } from '../../../src/copy/events.js';
 import type { DestinationReport } from '../../../src/copy/report.js';
+import { loadInto } from '../../helpers/destination.js';
 import { ContainerdDestination, type ContainerdOptions } from '../../../src/transports/containerd/destination.js';
 import type { ImageSource } from '../../../src/transports/types.js';
 import { parseImageList } from '../../../src/transports/containerd/ctr.js';
@@ -76,20 +77,14 @@ async function contentDigests(namespace: string): Promise<Set<string>> {
 
 type LoadOptions = ContainerdOptions & { onEvent?: EventSink; signal?: AbortSignal; allOrNothing?: boolean };
 
-/** The destination as `ferry load` drives it: executeCopy, as the transport table's destination (all or nothing unless told). */
-async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
+/** The destination as `ferry load` drives it (all or nothing unless told). */
+function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
   const { onEvent, signal, allOrNothing, ...options } = o;
-  const dest = new ContainerdDestination(options);
-  try {
-    return await executeCopy(plan, sources, dest, {
-      action: 'loading',
-      allOrNothing: allOrNothing ?? true,
-      ...(onEvent ? { onEvent } : {}),
-      ...(signal ? { signal } : {}),
-    });
-  } finally {
-    await dest.close();
-  }
+  return loadInto(new ContainerdDestination(options), plan, sources, {
+    ...(onEvent ? { onEvent } : {}),
+    ...(signal ? { signal } : {}),
+    ...(allOrNothing !== undefined ? { allOrNothing } : {}),
+  });
 }
 
 function opts(namespace: string | undefined, extra: Partial<LoadOptions> = {}): LoadOptions {

@@ -10,8 +10,8 @@ import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { planCopy, type CopyPlan } from '../../../../src/copy/plan.js';
 import type { CopyEvent, EventSink } from '../../../../src/copy/events.js';
-import { executeCopy } from '../../../../src/copy/execute.js';
 import type { DestinationReport } from '../../../../src/copy/report.js';
+import { loadInto } from '../../../helpers/destination.js';
 import { ContainerdDestination, type ContainerdOptions } from '../../../../src/transports/containerd/destination.js';
 import { sha256, type Digest } from '../../../../src/oci/digest.js';
 import type { Descriptor } from '../../../../src/oci/manifest.js';
@@ -68,20 +68,14 @@ class MemorySource implements ImageSource {
 
 type LoadOptions = ContainerdOptions & { onEvent?: EventSink; signal?: AbortSignal; allOrNothing?: boolean };
 
-/** The destination as `ferry load` drives it: executeCopy, as the transport table's destination (all or nothing unless told). */
-async function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
+/** The destination as `ferry load` drives it (all or nothing unless told). */
+function loadIntoContainerd(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Promise<DestinationReport> {
   const { onEvent, signal, allOrNothing, ...options } = o;
-  const dest = new ContainerdDestination(options);
-  try {
-    return await executeCopy(plan, sources, dest, {
-      action: 'loading',
-      allOrNothing: allOrNothing ?? true,
-      ...(onEvent ? { onEvent } : {}),
-      ...(signal ? { signal } : {}),
-    });
-  } finally {
-    await dest.close();
-  }
+  return loadInto(new ContainerdDestination(options), plan, sources, {
+    ...(onEvent ? { onEvent } : {}),
+    ...(signal ? { signal } : {}),
+    ...(allOrNothing !== undefined ? { allOrNothing } : {}),
+  });
 }
 
 let dir: string;
