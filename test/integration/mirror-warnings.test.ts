@@ -1,0 +1,144 @@
+/**
+ * `ferry mirror` and `ferry load` to a registry of many images at --concurrency 8 print no
+ * `MaxListenersExceededWarning` (one run-wide AbortSignal used to collect an 'abort' listener per
+ * request in flight, never removed while the response was held). The built CLI is run, as an
+ * operator runs it, and its stderr is read.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drain, HttpPool, signalsInFlight } from '../../src/transports/registry/http.js';
+import { startRegistry, type RunningRegistry } from '../harness/registry.js';
+import { cleanupHarness, createTempDir } from '../harness/temp.js';
+import { CLI, ferry } from '../helpers/cli.js';
+
+const IMAGES = 40;
+
+/** An OCI layout of `n` small images (one shared layer, one own layer each) named example.com/many/app-<i>:v1. */
+function manyImagesStore(dir: string, n: number): void {
+  mkdirSync(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+  const put = (buf: Buffer, mediaType: string) => {
+    const h = createHash('sha256').update(buf).digest('hex');
+    writeFileSync(path.join(dir, 'blobs', 'sha256', h), buf);
+    return { mediaType, digest: `sha256:${h}`, size: buf.length };
+  };
+  const shared = put(randomBytes(20_000), 'application/vnd.oci.image.layer.v1.tar+gzip');
+  const manifests = [];
+  for (let i = 0; i < n; i++) {
+    const own = put(randomBytes(5_000 + i), 'application/vnd.oci.image.layer.v1.tar+gzip');
+    const cfg = put(
+      Buffer.from(
+        JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: { Env: [`I=${i}`] } }),
+      ),
+      'application/vnd.oci.image.config.v1+json',
+    );
+    const man = {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: cfg,
+      layers: [shared, own],
+    };
+    const d = put(Buffer.from(JSON.stringify(man)), man.mediaType);
+    manifests.push({ ...d, annotations: { 'org.opencontainers.image.ref.name': `example.com/many/app-${i}:v1` } });
+  }
+  writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests }));
+  writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+}
+
+/** Where a warning comes from, should one be printed. */
+const TRACE = { env: { NODE_OPTIONS: '--trace-warnings' } };
+const WARNING = /MaxListenersExceeded|memory leak|Warning:/;
+
+let src: RunningRegistry;
+let dst: RunningRegistry;
+let store: string;
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`);
+  [src, dst] = await Promise.all([startRegistry(), startRegistry()]);
+  store = path.join(createTempDir('many-images'), 'store');
+  manyImagesStore(store, IMAGES);
+}, 120_000);
+afterAll(cleanupHarness);
+
+describe(`${IMAGES} images at --concurrency 8: no MaxListenersExceededWarning`, () => {
+  it('load oci: → registry, then mirror registry → registry (twice: copy, then all present)', async () => {
+    const load = await ferry(['load', `oci:${store}`, '--to', `docker://${src.host}`, '--concurrency', '8'], TRACE);
+    expect(load.code, load.stderr).toBe(0);
+    expect(load.stderr).not.toMatch(WARNING);
+
+    const refs = Array.from({ length: IMAGES }, (_, i) => `${src.host}/many/app-${i}:v1`);
+    const listFile = path.join(createTempDir('many-list'), 'images.txt');
+    writeFileSync(listFile, `${refs.join('\n')}\n`);
+    const first = await ferry(['mirror', '-f', listFile, '--to', `docker://${dst.host}/m`, '--concurrency', '8'], TRACE);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).not.toMatch(WARNING);
+    expect(first.stderr).toContain(`images ${IMAGES}/${IMAGES} done`);
+
+    const second = await ferry(['mirror', '-f', listFile, '--to', `docker://${dst.host}/m`, '--concurrency', '8'], TRACE);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).not.toMatch(WARNING);
+  });
+});
+
+describe('HttpPool under one AbortSignal', () => {
+  it('holds one abort listener for many requests, removes it when they close, and still aborts them', async () => {
+    // A server that answers headers at once and then holds the body open until told.
+    const held: ServerResponse[] = [];
+    const server = createServer((req, res) => {
+      if (req.url === '/quick') return void res.end('ok');
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.write('x');
+      held.push(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const pool = new HttpPool({ maxSockets: 64 });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const ac = new AbortController();
+      // 30 quick requests, read to their end: nothing stays registered on the signal.
+      for (const body of await Promise.all(
+        Array.from({ length: 30 }, () => pool.request(`http://127.0.0.1:${port}/quick`, { method: 'GET', signal: ac.signal })),
+      )) {
+        await drain(body.body);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      expect(signalsInFlight()).toBe(0);
+      // 30 held bodies at once under the same signal: one listener; the abort fails every body.
+      const responses = await Promise.all(
+        Array.from({ length: 30 }, () => pool.request(`http://127.0.0.1:${port}/held`, { method: 'GET', signal: ac.signal })),
+      );
+      expect(signalsInFlight()).toBe(1);
+      const ended = responses.map(
+        (r) =>
+          new Promise<string>((resolve) => {
+            r.body.on('error', (e) => resolve(`error ${(e as Error).message}`));
+            r.body.on('end', () => resolve('end'));
+            r.body.resume();
+          }),
+      );
+      ac.abort();
+      for (const e of await Promise.all(ended)) expect(e).toMatch(/^error /);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(signalsInFlight()).toBe(0);
+      // A request under an aborted signal fails at once, as Node's own would.
+      await expect(pool.request(`http://127.0.0.1:${port}/quick`, { method: 'GET', signal: ac.signal })).rejects.toMatchObject({
+        name: 'AbortError',
+        code: 'ABORT_ERR',
+      });
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      for (const r of held) r.destroy();
+      pool.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
