@@ -2,10 +2,11 @@
  * `ferry mirror` and `ferry load` to a registry of many images at --concurrency 8 print no
  * `MaxListenersExceededWarning` (one run-wide AbortSignal used to collect an 'abort' listener per
  * request in flight, never removed while the response was held). The built CLI is run, as an
- * operator runs it, and its stderr is read.
+ * operator runs it, and its stderr is read. The same registries serve the `--scoped` test: a
+ * source registry on a loopback port is kept in names as `127.0.0.1_PORT`.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { drain, HttpPool, signalsInFlight } from '../../src/transports/registry/
 import { startRegistry, type RunningRegistry } from '../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../harness/temp.js';
 import { CLI, ferry } from '../helpers/cli.js';
+import { registryManifestDigest } from './load/helpers-cli.js';
 
 const IMAGES = 40;
 
@@ -81,6 +83,39 @@ describe(`${IMAGES} images at --concurrency 8: no MaxListenersExceededWarning`, 
     const second = await ferry(['mirror', '-f', listFile, '--to', `docker://${dst.host}/m`, '--concurrency', '8'], TRACE);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).not.toMatch(WARNING);
+  });
+});
+
+describe('--scoped from a registry on a loopback port', () => {
+  it('mirror and load name images HOST/PREFIX/127.0.0.1_PORT/…, with the source digests', async () => {
+    const seeded = await ferry(['load', `oci:${store}`, '--to', `docker://${src.host}`]);
+    expect(seeded.code, seeded.stderr).toBe(0);
+    const port = src.host.split(':')[1]!;
+    const scope = `127.0.0.1_${port}`;
+    const digestOf = (i: number) => registryManifestDigest(src.url, `many/app-${i}`, 'v1');
+
+    const refs = [0, 1, 2].map((i) => `${src.host}/many/app-${i}:v1`);
+    const mapping = path.join(createTempDir('scoped-map'), 'map.json');
+    const m = await ferry(['mirror', ...refs, '--to', `docker://${dst.host}/scoped`, '--scoped', '--mapping', mapping]);
+    expect(m.code, m.stderr).toBe(0);
+    const mapped = JSON.parse(readFileSync(mapping, 'utf8')) as Record<string, { destination: string; digest: string }>;
+    for (const [i, ref] of refs.entries()) {
+      const digest = await digestOf(i);
+      expect(mapped[ref]).toEqual({ destination: `${dst.host}/scoped/${scope}/many/app-${i}:v1`, digest });
+      expect(await registryManifestDigest(dst.url, `scoped/${scope}/many/app-${i}`, 'v1')).toBe(digest);
+    }
+
+    // A store holding images named by the loopback registry, loaded with --scoped (no prefix).
+    const local = path.join(createTempDir('scoped-store'), 'store');
+    const pulled = await ferry(['pull', `${src.host}/many/app-3:v1`, '--store', local]);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const loaded = await ferry(['load', `oci:${local}`, '--to', `docker://${dst.host}`, '--scoped']);
+    expect(loaded.code, loaded.stderr).toBe(0);
+    expect(await registryManifestDigest(dst.url, `${scope}/many/app-3`, 'v1')).toBe(await digestOf(3));
+    // Without --scoped the port is dropped with the host.
+    const plain = await ferry(['load', `oci:${local}`, '--to', `docker://${dst.host}/plain`]);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(await registryManifestDigest(dst.url, 'plain/many/app-3', 'v1')).toBe(await digestOf(3));
   });
 });
 
