@@ -84,6 +84,23 @@ describe(`${IMAGES} images at --concurrency 8: no MaxListenersExceededWarning`, 
     expect(second.code, second.stderr).toBe(0);
     expect(second.stderr).not.toMatch(WARNING);
   });
+
+  it('pull from the registry, bundle, and load the bundle to a registry, at --concurrency 16', async () => {
+    const dir = createTempDir('many-bundle');
+    const listFile = path.join(dir, 'images.txt');
+    writeFileSync(listFile, `${Array.from({ length: IMAGES }, (_, i) => `${src.host}/many/app-${i}:v1`).join('\n')}\n`);
+    const pulled = await ferry(['pull', '-f', listFile, '--store', path.join(dir, 'store'), '--concurrency', '16'], TRACE);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(pulled.stderr).not.toMatch(WARNING);
+    const out = path.join(dir, 'many.ferry');
+    const bundled = await ferry(['bundle', '--from-store', '--store', path.join(dir, 'store'), '-o', out], TRACE);
+    expect(bundled.code, bundled.stderr).toBe(0);
+    expect(bundled.stderr).not.toMatch(WARNING);
+    const loaded = await ferry(['load', out, '--to', `docker://${dst.host}/b`, '--concurrency', '16'], TRACE);
+    expect(loaded.code, loaded.stderr).toBe(0);
+    expect(loaded.stderr).not.toMatch(WARNING);
+    expect(loaded.stderr).toContain(`images ${IMAGES}/${IMAGES} done`);
+  });
 });
 
 describe('--scoped from a registry on a loopback port', () => {
