@@ -27,6 +27,62 @@ function skipHelpCache(cli: unknown): void {
   if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => {};
 }
 
+/** Columns for help text: the terminal's, else $COLUMNS (piped output), else 100; at most 110. */
+function helpWidth(): number {
+  const env = Number.parseInt(process.env.COLUMNS ?? '', 10);
+  return Math.min(110, process.stdout.columns || (env >= 20 ? env : 100));
+}
+
+/** Word-wrap `text` to `width` columns (a word longer than that keeps its own line). */
+function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (line !== '' && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
+
+/**
+ * Examples are laid out by ferry, not by yargs' two-column table: yargs hard-wraps every cell
+ * at the help width, which cut commands in the middle (`--to` on one line, its value on the
+ * next), so a pasted example ran something else. Each example becomes its description as a
+ * shell comment (wrapped like prose) and then the command, whole, on one line, however narrow
+ * the terminal. yargs is given a short placeholder per example (which it never wraps), and
+ * the placeholders are replaced in the rendered help. Left alone if yargs' internals differ.
+ */
+function layoutExamples(cli: unknown, scriptName: string, width: number): void {
+  type Usage = { example?: unknown; help?: unknown };
+  const internals = (cli as { getInternalMethods?: () => { getUsageInstance?: () => Usage } }).getInternalMethods?.();
+  const usage = internals?.getUsageInstance?.();
+  if (!usage || typeof usage.example !== 'function' || typeof usage.help !== 'function') return;
+  const addExample = usage.example as (cmd: string, description?: string) => void;
+  const help = usage.help as () => string;
+  const examples: Array<{ cmd: string; description: string }> = [];
+  const placeholder = (i: number): string => `ferry-example-${i}-end`;
+  usage.example = (cmd: string, description?: string): void => {
+    examples.push({ cmd, description: description ?? '' });
+    addExample(placeholder(examples.length - 1), '');
+  };
+  usage.help = (): string => {
+    let first = true;
+    return help().replace(/^[ \t]*ferry-example-(\d+)-end[ \t]*$/gm, (_line, n: string) => {
+      const ex = examples[Number(n)]!;
+      const lines = [
+        ...(first ? [] : ['']),
+        ...wrapWords(ex.description, width - 4).map((l) => `  # ${l}`),
+        `  ${ex.cmd.replace(/\$0/g, scriptName)}`,
+      ];
+      first = false;
+      return lines.join('\n');
+    });
+  };
+}
+
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
   // yargs cannot take a bare "-" (stdin) as a value or positional: it parses it as an empty
@@ -38,7 +94,7 @@ export async function main(argv: string[]): Promise<number> {
     .strict()
     .demandCommand(1, 'name a command')
     .recommendCommands()
-    .wrap(Math.min(110, process.stdout.columns || 100))
+    .wrap(helpWidth())
     .fail((msg, err) => {
       if (err) throw err;
       throw new UsageError(msg);
@@ -51,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
   cli = loadCommand(cli);
   cli = copyCommand(cli);
   skipHelpCache(cli);
+  layoutExamples(cli, 'ferry', helpWidth());
   try {
     // No exit code until the command settles: if it never did (a stalled promise with nothing
     // left to wake it), Node exits with 13 (unsettled top-level await), not with a 0 that

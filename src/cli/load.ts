@@ -51,7 +51,11 @@ interface MirrorArgs extends CommonArgs {
 
 export function commonFlags<T>(cmd: Argv<T>): Argv<T> {
   return cmd
-    .option('scoped', { type: 'boolean', describe: 'keep the source registry host as the first path component (registry destinations)' })
+    .option('scoped', {
+      type: 'boolean',
+      describe:
+        'keep the source registry host as the first path component, a port after _ (127.0.0.1:5000/app → PREFIX/127.0.0.1_5000/app; registry destinations)',
+    })
     .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
     .option('chunk-size', {
       type: 'number',

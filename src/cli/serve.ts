@@ -37,7 +37,8 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
         })
         .option('scoped', {
           type: 'boolean',
-          describe: 'keep the registry host in repository names (docker.io/library/nginx instead of library/nginx)',
+          describe:
+            'keep the registry host in repository names (docker.io/library/nginx instead of library/nginx; a port after _: 127.0.0.1_5000/app)',
         })
         .option('json', { type: 'boolean', describe: 'JSON lines on stdout: start-up, served images, one line per request' })
         .example('$0 serve oci:./ferry-store', 'serve a store on 127.0.0.1:5000')

@@ -6,7 +6,7 @@
 import type { PlatformSpec } from '../oci/platform.js';
 import { LayoutSource } from '../transports/oci/source.js';
 import { OciArchiveSource } from '../transports/oci-archive/source.js';
-import { DockerArchiveSource } from '../transports/docker-archive/source.js';
+import { DockerArchiveSource, openDockerArchiveImages } from '../transports/docker-archive/source.js';
 import { layoutImageName } from '../transports/names.js';
 import { OciLayoutDestination } from '../transports/oci/destination.js';
 import { RegistryClient } from '../transports/registry/client.js';
@@ -70,6 +70,8 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
     for (const loc of locations) {
       let name: string;
       let source: ImageSource;
+      /** The entry's further images (a docker save file of several), handled as the first is. */
+      let more: Array<{ name: string; source: ImageSource }> = [];
       if (loc.transport === 'docker') {
         // Through the table, with one client per host shared by every reference to it (and the
         // credentials bound above for all of them); a registry source holds exactly one image.
@@ -86,6 +88,12 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
         const archiveSource = await OciArchiveSource.open(loc.path, loc.ref, opts.platforms ?? []);
         name = layoutImageName(await archiveSource.rootDescriptor(), loc.ref);
         source = archiveSource;
+      } else if (loc.transport === 'docker-archive' && loc.ref === undefined) {
+        // A docker save file without :TAG or :@N: every image it holds, under every tag it was
+        // saved with, as `docker load` (and ferry load) take it. The archive closes with `opened`.
+        const opened = await openDockerArchiveImages(loc.path, undefined);
+        openedSources.push(opened);
+        [{ name, source }, ...more] = opened.images as [OpenedImages['images'][number], ...OpenedImages['images']];
       } else if (loc.transport === 'docker-archive') {
         const archiveSource = await DockerArchiveSource.open(loc.path, loc.ref);
         name = archiveSource.name ?? `@${(await archiveSource.getRootManifest()).digest}`;
@@ -93,28 +101,30 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       } else {
         throw new UsageError(`pull cannot read from ${loc.transport}: sources yet (use docker://, oci:, oci-archive: or docker-archive:)`);
       }
-      // The same name twice: the same image listed twice is skipped; two different images
-      // that would take one store name are a usage error (one would silently replace the other).
-      const entry = formatLocation(loc);
-      const earlier = seen.get(name);
-      if (earlier !== undefined) {
-        // Registry references name their image; other sources are compared by root digest
-        // (read only now, so a broken source still fails as its own image, in planning).
-        const rootOf = async (src: ImageSource): Promise<string | undefined> =>
-          (await src.getRootManifest().catch(() => undefined))?.digest;
-        const same =
-          loc.transport === 'docker' ||
-          entry === earlier.entry ||
-          ((await rootOf(source)) ?? 'a') === ((await rootOf(earlier.source)) ?? 'b');
-        await source.close();
-        if (same) continue;
-        throw new UsageError(`${earlier.entry} and ${entry} are different images that would both be stored as ${JSON.stringify(name)}`, {
-          hint: 'name one of them explicitly (oci:DIR:REF with a full reference), or pull them into different stores',
-        });
+      for ({ name, source } of [{ name, source }, ...more]) {
+        // The same name twice: the same image listed twice is skipped; two different images
+        // that would take one store name are a usage error (one would silently replace the other).
+        const entry = formatLocation(loc);
+        const earlier = seen.get(name);
+        if (earlier !== undefined) {
+          // Registry references name their image; other sources are compared by root digest
+          // (read only now, so a broken source still fails as its own image, in planning).
+          const rootOf = async (src: ImageSource): Promise<string | undefined> =>
+            (await src.getRootManifest().catch(() => undefined))?.digest;
+          const same =
+            loc.transport === 'docker' ||
+            entry === earlier.entry ||
+            ((await rootOf(source)) ?? 'a') === ((await rootOf(earlier.source)) ?? 'b');
+          await source.close();
+          if (same) continue;
+          throw new UsageError(`${earlier.entry} and ${entry} are different images that would both be stored as ${JSON.stringify(name)}`, {
+            hint: 'name one of them explicitly (oci:DIR:REF with a full reference), or pull them into different stores',
+          });
+        }
+        seen.set(name, { source, entry });
+        sources.push(source);
+        items.push({ source, name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
       }
-      seen.set(name, { source, entry });
-      sources.push(source);
-      items.push({ source, name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
     }
     const dest = await OciLayoutDestination.open(opts.store);
     const plan = await planCopy(items, {

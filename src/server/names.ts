@@ -25,6 +25,18 @@ export function isTag(s: string): boolean {
   return s.length <= 128 && ANCHORED_TAG_RE.test(s);
 }
 
+/**
+ * The registry host as the first path component of a scoped name: lower-cased, and a port
+ * written after `_` instead of `:` (`127.0.0.1:5000` → `127.0.0.1_5000`, `Reg.example:443` →
+ * `reg.example_443`), since `:` cannot appear in a repository name. A registry host never holds
+ * `_` (Docker's reference grammar allows letters, digits, `-` and `.`), so two hosts never map
+ * to one component. IPv6 literals (`[::1]:5000`) are left as they are, and refused.
+ */
+export function scopedHost(domain: string): string {
+  const lower = domain.toLowerCase();
+  return lower.startsWith('[') ? lower : lower.replace(/:(\d+)$/, '_$1');
+}
+
 /** Where one index.json entry is served: a repository, and a tag unless it is named by digest only. */
 export interface ServedName {
   repository: string;
@@ -43,8 +55,8 @@ export type NameResult =
  * - A full reference `docker.io/library/nginx:1.25` is served as `library/nginx` tag `1.25`:
  *   the registry host is dropped and the rest of the path kept (unlike `skopeo sync`, which
  *   without --scoped keeps only the last component, `nginx`). With `scoped` the host stays
- *   (`docker.io/library/nginx`), lower-cased; a host with a port cannot be part of a
- *   repository name, so such names are refused in scoped mode.
+ *   (`docker.io/library/nginx`), lower-cased, a port after `_` (`127.0.0.1_5000/team/app`,
+ *   see scopedHost); an IPv6 host cannot be part of a repository name and is refused.
  * - `name@sha256:…` makes the repository exist without a tag; `name:tag@sha256:…` is served
  *   by its tag.
  * - A bare tag (`v1`, `latest`) is reported as such: the caller decides the repository.
@@ -63,11 +75,11 @@ export function servedName(refName: string, opts: { scoped?: boolean } = {}): Na
   }
   let repository = ref.path;
   if (opts.scoped) {
-    repository = `${ref.domain.toLowerCase()}/${ref.path}`;
+    repository = `${scopedHost(ref.domain)}/${ref.path}`;
     if (!isRepositoryName(repository)) {
       return {
         kind: 'invalid',
-        reason: `${JSON.stringify(refName)} cannot keep its registry in the name (--scoped): ${JSON.stringify(repository)} is not a valid repository name (a registry port or IPv6 address cannot be part of one)`,
+        reason: `${JSON.stringify(refName)} cannot keep its registry in the name (--scoped): ${JSON.stringify(repository)} is not a valid repository name${ref.domain.startsWith('[') ? ' (an IPv6 address cannot be part of one)' : ''}`,
       };
     }
   }

@@ -374,6 +374,8 @@ export class DockerArchiveSource implements ImageSource {
     readonly archive: DockerArchive,
     readonly image: DockerArchiveImage,
     ref: string | undefined,
+    /** False when the archive is shared by the images of one `OpenedImages`, which closes it. */
+    private readonly ownsArchive = true,
   ) {
     this.description = `${archive.label}${ref ? `:${ref}` : ''}`;
   }
@@ -424,7 +426,7 @@ export class DockerArchiveSource implements ImageSource {
   }
 
   async close(): Promise<void> {
-    await this.archive.close();
+    if (this.ownsArchive) await this.archive.close();
   }
 }
 
@@ -446,7 +448,7 @@ export async function openDockerArchiveImages(file: string, ref: string | undefi
     const listed = ref !== undefined ? [archive.select(ref)] : archive.listImages();
     if (listed.length === 0) throw new UsageError(`docker-archive:${file} holds no images`);
     for (const img of listed) {
-      const source = new DockerArchiveSource(archive, img, ref ?? `@${img.index}`);
+      const source = new DockerArchiveSource(archive, img, ref ?? `@${img.index}`, false);
       // Every tag the image was saved under, as `docker load` restores them.
       if (img.repoTags.length === 0) add(`@${(await source.getRootManifest()).digest}`, source);
       for (const tag of img.repoTags) add(tag, source);

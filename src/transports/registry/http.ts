@@ -3,7 +3,7 @@
  * undici's request() ferry used. Measured on loopback, node:http delivers large bodies about
  * twice as fast as undici 7 (docs/benchmarks.md), and blob bodies are most of what ferry moves.
  */
-import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import http, { type ClientRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -60,6 +60,48 @@ export async function drain(body: IncomingMessage): Promise<void> {
   });
 }
 
+/**
+ * The requests in flight under each AbortSignal, with one 'abort' listener per signal. A run has
+ * one signal (Ctrl-C) shared by every request; handing it to http.request would add a listener
+ * per request, and a run holds more than ten at once (blob bodies streaming from the source while
+ * their uploads run, manifest probes), which Node reports as a MaxListenersExceededWarning. The
+ * listener is removed when the signal's last request closes.
+ */
+const inFlight = new Map<AbortSignal, { requests: Set<ClientRequest>; onAbort: () => void }>();
+
+/** The error a request aborted by `signal` fails with: Node's own shape (name AbortError, code ABORT_ERR). */
+function abortError(signal: AbortSignal): Error {
+  return Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
+}
+
+/** Destroy `req` when `signal` aborts, until the request closes. */
+function governBy(signal: AbortSignal, req: ClientRequest): void {
+  let entry = inFlight.get(signal);
+  if (!entry) {
+    const requests = new Set<ClientRequest>();
+    const onAbort = (): void => {
+      inFlight.delete(signal);
+      for (const r of requests) r.destroy(abortError(signal));
+      requests.clear();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    entry = { requests, onAbort };
+    inFlight.set(signal, entry);
+  }
+  const { requests, onAbort } = entry;
+  requests.add(req);
+  req.once('close', () => {
+    if (!requests.delete(req) || requests.size > 0) return;
+    signal.removeEventListener('abort', onAbort);
+    if (inFlight.get(signal)?.requests === requests) inFlight.delete(signal);
+  });
+}
+
+/** Signals currently listened to (tests: none is left once every request has closed). */
+export function signalsInFlight(): number {
+  return inFlight.size;
+}
+
 export class HttpPool {
   private readonly httpAgent: http.Agent;
   private readonly httpsAgent: https.Agent;
@@ -86,6 +128,7 @@ export class HttpPool {
     const mod = isHttps ? https : http;
     const headersTimeout = options.headersTimeoutMs ?? this.opts.headersTimeoutMs ?? 60_000;
     const idleTimeout = this.opts.idleTimeoutMs ?? 120_000;
+    if (options.signal?.aborted) return Promise.reject(abortError(options.signal));
     return new Promise<HttpResponse>((resolve, reject) => {
       const headers: Record<string, string> = { ...options.headers };
       const body = options.body;
@@ -98,8 +141,8 @@ export class HttpPool {
         method: options.method,
         headers,
         agent: isHttps ? this.httpsAgent : this.httpAgent,
-        ...(options.signal ? { signal: options.signal } : {}),
       });
+      if (options.signal) governBy(options.signal, req);
       let settled = false;
       const timer = setTimeout(() => {
         if (settled) return;

@@ -2,7 +2,10 @@
  * Where images land in a registry (`ferry load --to docker://HOST/PREFIX`, `ferry mirror`):
  * the source reference's repository path without its registry host, under PREFIX
  * (`docker.io/library/nginx:1.25` → `HOST/PREFIX/library/nginx:1.25`); with `scoped` the source
- * host stays as the first path component, as with `skopeo sync --scoped`. (`skopeo sync`
+ * host stays as the first path component, as with `skopeo sync --scoped`, lower-cased and with a
+ * port written after `_` (`127.0.0.1:5000/acme/web:1` → `HOST/PREFIX/127.0.0.1_5000/acme/web:1`;
+ * skopeo keeps the `:` and so cannot push such names; `_` never occurs in a registry host, so the
+ * mapping cannot make two hosts meet; IPv6 hosts are refused). (`skopeo sync`
  * without --scoped keeps only the last path component, `HOST/PREFIX/nginx:1.25`, which makes
  * `a/app` and `b/app` collide; ferry keeps the path.) The same rule `ferry
  * serve` uses (server/names.ts). Two images that would land on one name are an error before

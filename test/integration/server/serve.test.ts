@@ -312,10 +312,15 @@ describe('layoutContent', () => {
     });
   });
 
-  it('keeps the registry host with scoped, and refuses hosts with ports there', async () => {
+  it('keeps the registry host with scoped, a port after _ (127.0.0.1_5000)', async () => {
     const scoped = await layoutContent(store.dir, { scoped: true });
-    expect(scoped.repositories()).toEqual(['docker.io/library/app', 'docker.io/library/sparse', 'ghcr.io/org/other']);
-    expect(scoped.warnings.join('\n')).toMatch(/127\.0\.0\.1:5000\/team\/tool:2.*--scoped/);
+    expect(scoped.repositories()).toEqual([
+      '127.0.0.1_5000/team/tool',
+      'docker.io/library/app',
+      'docker.io/library/sparse',
+      'ghcr.io/org/other',
+    ]);
+    expect(scoped.warnings.join('\n')).not.toMatch(/127\.0\.0\.1:5000/);
   });
 
   it('warns about what it does not serve: the orphan referrer', () => {

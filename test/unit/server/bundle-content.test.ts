@@ -39,14 +39,17 @@ describe('nameIndexEntries', () => {
     expect(r.named[0]!.label).toBe('127.0.0.1:5000/ferry-test/app:1.0');
   });
 
-  it('keeps the host with scoped, and refuses hosts with a port there', () => {
+  it('keeps the host with scoped, a port after _ (127.0.0.1_5000)', () => {
     const r = nameIndexEntries(
       [desc('a', { [REF]: 'docker.io/library/nginx:1.27' }), desc('b', { [REF]: '127.0.0.1:5000/x/y:1' })],
       { scoped: true },
       'bundle:/x',
     );
-    expect(r.named.map((e) => e.name)).toEqual([{ repository: 'docker.io/library/nginx', tag: '1.27' }]);
-    expect(r.warnings.join('\n')).toMatch(/skipping 127\.0\.0\.1:5000\/x\/y:1/);
+    expect(r.named.map((e) => e.name)).toEqual([
+      { repository: 'docker.io/library/nginx', tag: '1.27' },
+      { repository: '127.0.0.1_5000/x/y', tag: '1' },
+    ]);
+    expect(r.warnings).toEqual([]);
   });
 
   it('names bare tags by the containerd name or the given repository, else warns', () => {

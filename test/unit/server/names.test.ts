@@ -21,11 +21,14 @@ describe('servedName', () => {
     });
   });
 
-  it('refuses scoped names that cannot be repository names (ports, IPv6)', () => {
-    const r = servedName('127.0.0.1:5000/team/app:1', { scoped: true });
+  it('writes a scoped port after _, and refuses IPv6 hosts (not part of a repository name)', () => {
+    expect(servedName('127.0.0.1:5000/team/app:1', { scoped: true })).toEqual({
+      kind: 'served',
+      name: { repository: '127.0.0.1_5000/team/app', tag: '1' },
+    });
+    const r = servedName('[::1]:5000/app:1', { scoped: true });
     expect(r.kind).toBe('invalid');
-    expect(r.kind === 'invalid' && r.reason).toMatch(/--scoped/);
-    expect(servedName('[::1]:5000/app:1', { scoped: true }).kind).toBe('invalid');
+    expect(r.kind === 'invalid' && r.reason).toMatch(/--scoped.*IPv6/);
   });
 
   it('serves digest-only names without a tag, and name:tag@digest by its tag', () => {

@@ -97,8 +97,11 @@ describe('registryTargets', () => {
     ).toHaveLength(2);
   });
 
-  it('refuses --scoped for a source registry with a port (not a valid path component)', () => {
-    expect(() => registryTargets([{ name: 'localhost:5000/a:1', digest: D }], dest, { scoped: true })).toThrow(/--scoped/);
+  it('--scoped writes a source registry port after _ (a valid path component); IPv6 hosts are refused', () => {
+    expect(registryTargets([{ name: 'localhost:5000/a:1', digest: D }], dest, { scoped: true })[0]!.destination).toBe(
+      'reg:5000/mirror/localhost_5000/a:1',
+    );
+    expect(() => registryTargets([{ name: '[::1]:5000/a:1', digest: D }], dest, { scoped: true })).toThrow(/--scoped/);
   });
 });
 
