@@ -29,7 +29,7 @@ export class OciArchive {
 
   static async open(file: string, opts: ArchiveOpenOptions = {}): Promise<OciArchive> {
     const label = `oci-archive:${file}`;
-    const archive = await TarArchive.open(file, label, opts);
+    const archive = await TarArchive.open(file, label, { ...opts, refuseDuplicates: true });
     try {
       if (!archive.has('index.json')) {
         const hint = archive.has('manifest.json') ? `it looks like a docker save archive: use docker-archive:${file}` : undefined;
