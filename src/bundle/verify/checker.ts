@@ -358,6 +358,16 @@ export class Checker implements GraphView {
       }
       this.byPath.set(m.path, { m, pos });
     });
+    // What every reader of the layout needs: load and serve refuse an archive without index.json.
+    for (const required of [MEMBER.layoutHeader, MEMBER.index]) {
+      if (!this.byPath.has(required)) {
+        this.problem({
+          code: 'MANIFEST_INVALID',
+          member: required,
+          message: `ferry-bundle.json does not list ${required}, which a bundle must hold`,
+        });
+      }
+    }
     for (const i of man.images) this.wantManifest.add(i.digest);
     const stored = man.members.reduce((n, m) => n + m.size, 0);
     if (man.totals.storedBytes !== stored || man.totals.images !== man.images.length) {

@@ -73,10 +73,10 @@ export function namedIn(dir: string): number {
 }
 
 /** verify's exit code (0 or 3; a throw is its error's), load --to oci:dir's, and what load named. */
-export async function verifyAndLoad(file: string, dir: string, opts: { platform?: boolean } = {}): Promise<Outcome> {
+export async function verifyAndLoad(file: string, dir: string, opts: { platform?: boolean; parallel?: boolean } = {}): Promise<Outcome> {
   let verify: number;
   try {
-    verify = (await verifyBundle(file)).ok ? 0 : 3;
+    verify = (await verifyBundle(file, opts.parallel === false ? { parallel: false } : {})).ok ? 0 : 3;
   } catch (err) {
     verify = exitOf(err);
   }
