@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { parseManifest, type Descriptor, type ManifestDocument } from '../../oci/manifest.js';
 import { isManifestType } from '../../oci/mediatypes.js';
+import { parseReference } from '../../ref/reference.js';
 import { openTarEntry, type TarEntry } from '../../tar/reader.js';
 import { parseIndexJson, parseLayoutHeader, REF_NAME } from '../../transports/oci/layout.js';
 import { errorMessage, FerryError } from '../../util/errors.js';
@@ -368,7 +369,20 @@ export class Checker implements GraphView {
         });
       }
     }
-    for (const i of man.images) this.wantManifest.add(i.digest);
+    for (const i of man.images) {
+      this.wantManifest.add(i.digest);
+      // load names each image by its ref: one that is not a reference is not a name.
+      const bad = referenceProblem(i.ref);
+      if (bad) {
+        this.problem({
+          code: 'REFERENCE_INVALID',
+          member: MEMBER.manifest,
+          image: i.ref.slice(0, 300),
+          digest: i.digest,
+          message: `ferry-bundle.json lists an image whose ref ${JSON.stringify(i.ref.slice(0, 300))} is not an image reference: ${bad}`,
+        });
+      }
+    }
     const stored = man.members.reduce((n, m) => n + m.size, 0);
     if (man.totals.storedBytes !== stored || man.totals.images !== man.images.length) {
       this.problem({
@@ -579,6 +593,16 @@ export class Checker implements GraphView {
       }
       return bytes;
     };
+  }
+}
+
+/** Why a ref is not a full image reference (Docker's grammar), or undefined. */
+function referenceProblem(ref: string): string | undefined {
+  try {
+    parseReference(ref);
+    return undefined;
+  } catch (err) {
+    return errorMessage(err);
   }
 }
 

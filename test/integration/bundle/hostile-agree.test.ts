@@ -9,6 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MEMBER, zstdBlobPath } from '../../../src/bundle/format.js';
+import { verifyBundle } from '../../../src/bundle/verify.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
@@ -182,5 +183,25 @@ describe('verify refuses what load refuses (exit 3, nothing named)', () => {
         rewriteManifest(ms, man, st.idx.digest, Buffer.from(JSON.stringify(idx)));
       }),
     );
+  });
+
+  it.each([
+    ['a 1 MB tag (over the reference limit)', `example.com/app:${'a'.repeat(1_000_000)}`, 'MANIFEST_INVALID'],
+    ['a 129-character tag', `example.com/app:${'a'.repeat(129)}`, 'REFERENCE_INVALID'],
+    ['a 256-character name', `example.com/${'a'.repeat(256)}:v1`, 'REFERENCE_INVALID'],
+    ['terminal escapes', 'example.com/app:\u001b]0;owned\u0007', 'REFERENCE_INVALID'],
+  ])('an image ref that is not a bounded reference: %s', async (_, ref, code) => {
+    const file = await craft((ms, man) => {
+      const old = man.images[1]!.ref;
+      man.images[1]!.ref = ref;
+      const idx = indexOf(ms);
+      for (const d of idx.manifests) {
+        const a = d.annotations as Record<string, string> | undefined;
+        if (a?.['org.opencontainers.image.ref.name'] === old) a['org.opencontainers.image.ref.name'] = ref;
+      }
+      setIndex(ms, man, idx);
+    });
+    await expectRefused(file);
+    expect((await verifyBundle(file)).problems.map((p) => p.code)).toEqual([code]);
   });
 });
