@@ -8,7 +8,6 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MEMBER, rawBlobPath, type BundleManifest } from '../../../src/bundle/format.js';
-import { inspect } from '../../../src/bundle/inspect.js';
 import { verifyBundle } from '../../../src/bundle/verify.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { runInspect } from '../../../src/cli/inspect.js';
@@ -162,7 +161,7 @@ describe('deep input is refused, not a stack overflow', () => {
 });
 
 describe('inspect of a bundle listing 300,000 images', () => {
-  it('answers (no stack overflow), or refuses with exit 3', async () => {
+  it('is refused with exit 3 naming what is wrong, no stack overflow', async () => {
     const ms = await readMembers(bundle);
     const man = manOf(ms);
     const img = man.images[0]!;
@@ -172,21 +171,18 @@ describe('inspect of a bundle listing 300,000 images', () => {
     out0.find((m) => m.name === MEMBER.manifest)!.data = Buffer.from(JSON.stringify(man)); // compact: under the 64 MiB limit
     const file = path.join(work, 'many-images.ferry');
     await writeFile(file, tarOf(out0));
-    let t = Date.now();
-    const r = await inspect(file);
-    console.log(`inspect of 300,002 images: ${Date.now() - t} ms`);
-    expect(r.images.length).toBe(300_002);
-    // index.json names two of them: verify and load refuse the rest, so inspect does too.
-    expect(r.problems[0]!.code).toBe('INDEX_MISMATCH');
     const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    t = Date.now();
+    let said = '';
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((said += String(s)), true));
+    const t = Date.now();
     try {
+      // index.json names two of them: verify and load refuse the rest, so inspect does too.
       expect(await runInspect({ source: file })).toBe(3);
     } finally {
       out.mockRestore();
       err.mockRestore();
     }
-    console.log(`runInspect of 300,002 images: ${Date.now() - t} ms`);
+    console.log(`inspect of 300,002 images: ${Date.now() - t} ms`);
+    expect(said).toMatch(/INDEX_MISMATCH: index.json has no entry naming example.com\/a:0 /);
   }, 60_000);
 });
