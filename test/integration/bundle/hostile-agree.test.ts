@@ -13,8 +13,21 @@ import { verifyBundle } from '../../../src/bundle/verify.js';
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeStore, manOf, readMembers, setMan, sha, tarOf, type Member, type Store } from './craft.js';
-import { indexOf, jsonOf, rewriteManifest, setIndex, verifyAndLoad } from './hostile-helpers.js';
+import {
+  makeStore,
+  manOf,
+  readMembers,
+  setMan,
+  sha,
+  tarOf,
+  type Member,
+  type Store,
+  indexOf,
+  jsonOf,
+  rewriteManifest,
+  setIndex,
+  verifyAndLoad,
+} from './craft.js';
 import type { BundleManifest } from '../../../src/bundle/format.js';
 
 let work: string;

@@ -15,8 +15,20 @@ import { load } from '../../../src/commands/load.js';
 import { openServed, parseServedLocation } from '../../../src/transports/table.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeStore, manOf, readMembers, setMan, sha, tarOf, type Member, type Store } from './craft.js';
-import { jsonOf, namedIn, rewriteManifest, verifyAndLoad } from './hostile-helpers.js';
+import {
+  makeStore,
+  manOf,
+  readMembers,
+  setMan,
+  sha,
+  tarOf,
+  type Member,
+  type Store,
+  jsonOf,
+  namedIn,
+  rewriteManifest,
+  verifyAndLoad,
+} from './craft.js';
 
 let work: string;
 let st: Store;

@@ -17,8 +17,7 @@ import { openServed, parseServedLocation } from '../../../src/transports/table.j
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeStore, readMembers, tarOf, type Member } from './craft.js';
-import { exitOf, namedIn } from './hostile-helpers.js';
+import { makeStore, readMembers, tarOf, type Member, exitOf, namedIn } from './craft.js';
 
 let work: string;
 let bundle: string;

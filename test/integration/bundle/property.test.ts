@@ -13,8 +13,19 @@ import { MEMBER, RAW_BLOB_RE, type BundleManifest } from '../../../src/bundle/fo
 import { writeBundle } from '../../../src/bundle/writer.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeStore, manOf, readMembers, replaceData, setMan, tarOf, type Member } from './craft.js';
-import { indexOf, rewriteManifest, setIndex, verifyAndLoad } from './hostile-helpers.js';
+import {
+  makeStore,
+  manOf,
+  readMembers,
+  replaceData,
+  setMan,
+  tarOf,
+  type Member,
+  indexOf,
+  rewriteManifest,
+  setIndex,
+  verifyAndLoad,
+} from './craft.js';
 
 const SEED = Number(process.env.FERRY_PROPERTY_SEED ?? 0x11a5eed);
 const CASES = Number(process.env.FERRY_PROPERTY_CASES ?? 200);
