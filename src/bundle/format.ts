@@ -5,6 +5,7 @@
  */
 import { z } from '../util/zod.js';
 import { IntegrityError } from '../util/errors.js';
+import { parseJsonBounded } from '../oci/manifest.js';
 
 export const BUNDLE_FORMAT_VERSION = 1;
 export const BUNDLE_MANIFEST_MEDIA_TYPE = 'application/vnd.ferry.bundle.manifest.v1+json';
@@ -40,6 +41,21 @@ export const LIMITS = {
   /** A zstd member may restore to at most its declared uncompressedSize; never more than this. */
   maxRestoredBytes: 1024 ** 4,
   maxSignatureBytes: 4096,
+  /** Images ferry-bundle.json may list (each names a root; several may share one). */
+  maxImages: 1_000_000,
+  /**
+   * An image reference, as Docker's grammar bounds it: a name of at most 255 characters, a
+   * tag of at most 128, a digest (sha512 at most): 255 + 1 + 128 + 1 + 135. Each ref must
+   * also parse as a reference (verify checks it).
+   */
+  maxReferenceLength: 255 + 1 + 128 + 1 + 135,
+  /** Media types (RFC 6838: 127 + "/" + 127). */
+  maxMediaTypeLength: 255,
+  /** Platforms listed per image, and the length of each ("os/arch/variant", with os.version). */
+  maxPlatforms: 1024,
+  maxPlatformLength: 256,
+  /** Deepest JSON nesting ferry-bundle.json may have (it needs 3). */
+  maxJsonDepth: 16,
 } as const;
 
 const Hex64 = z.string().regex(/^[a-f0-9]{64}$/, 'want 64 lower-case hex digits');
@@ -60,19 +76,19 @@ export const BundleMemberSchema = z.strictObject({
   /** For zstd members: the exact size of the restored content. */
   uncompressedSize: Size.optional(),
   /** For blobs: what the content is (as the manifests that reference it say), informative. */
-  mediaType: z.string().optional(),
+  mediaType: z.string().max(LIMITS.maxMediaTypeLength).optional(),
 });
 export type BundleMember = z.infer<typeof BundleMemberSchema>;
 
 export const BundleImageSchema = z.strictObject({
   /** Full normalised reference the image was bundled as, e.g. docker.io/library/nginx:1.27. */
-  ref: z.string().min(1),
+  ref: z.string().min(1).max(LIMITS.maxReferenceLength),
   digest: Sha256Digest,
-  mediaType: z.string(),
+  mediaType: z.string().max(LIMITS.maxMediaTypeLength),
   /** Size of the root manifest or index. */
   size: Size,
   /** os/arch[/variant] of every image manifest reachable from the root. */
-  platforms: z.array(z.string()),
+  platforms: z.array(z.string().max(LIMITS.maxPlatformLength)).max(LIMITS.maxPlatforms),
   /** Manifests plus blobs reachable from the root, each counted once for this image. */
   totalSize: Size,
   /** When --platform rewrote an index: the digest the source published. */
@@ -83,9 +99,9 @@ export type BundleImage = z.infer<typeof BundleImageSchema>;
 export const BundleManifestSchema = z.strictObject({
   mediaType: z.literal(BUNDLE_MANIFEST_MEDIA_TYPE),
   formatVersion: z.literal(BUNDLE_FORMAT_VERSION),
-  tool: z.strictObject({ name: z.string(), version: z.string() }),
+  tool: z.strictObject({ name: z.string().max(256), version: z.string().max(256) }),
   created: z.string().datetime({ offset: true }),
-  images: z.array(BundleImageSchema),
+  images: z.array(BundleImageSchema).max(LIMITS.maxImages),
   /** Every member of the tar except ferry-bundle.json and ferry-bundle.json.sig, in tar order. */
   members: z.array(BundleMemberSchema).max(LIMITS.maxMembers),
   totals: z.strictObject({
@@ -111,7 +127,7 @@ export type SignatureAlgorithm = 'ecdsa-p256-sha256' | 'ed25519';
 export function parseBundleManifest(bytes: Uint8Array, label: string): BundleManifest {
   let doc: unknown;
   try {
-    doc = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    doc = parseJsonBounded(bytes, LIMITS.maxJsonDepth);
   } catch (err) {
     throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json is not valid JSON: ${(err as Error).message}`);
   }

@@ -1,12 +1,18 @@
 /**
- * `inspect`: what a bundle (or an OCI layout store) holds, from its manifest alone: images,
- * platforms, sizes, signature state. Reads the first members of a bundle only; it does not
- * verify content (that is verifyBundle's job).
+ * `inspect`: what a bundle (or an OCI layout store) holds, from its manifest: images,
+ * platforms, sizes, signature state. A bundle is read as `ferry load` reads it before loading
+ * (verifyBundle with deferBlobContent: the tar's headers, the head with the same rules for
+ * duplicates and order, index.json, SHA256SUMS, every manifest), so inspect, verify and load
+ * agree on what the bundle says; what inspect did not check (blob content, an unverified
+ * signature) is said in `notChecked`. A bundle read from a pipe is read once, wholly verified.
  */
+import { stat } from 'node:fs/promises';
 import { OciLayout } from '../transports/oci/layout.js';
 import { parseLocation } from '../transports/table.js';
-import { readBundleHead } from './reader.js';
-import { loadPublicKey, verifyManifestSignature } from './sign.js';
+import { IntegrityError } from '../util/errors.js';
+import { isStdin } from '../util/fsutil.js';
+import { createReadStream } from 'node:fs';
+import { verifyBundle, verifyBundleStream, type Problem } from './verify.js';
 import { TOOL_VERSION, planBundle } from './writer.js';
 
 export interface InspectImage {
@@ -30,6 +36,10 @@ export interface InspectResult {
   uniqueBytes: number;
   storedBytes: number;
   signature: 'none' | 'present' | 'valid' | 'invalid';
+  /** Problems found in what was read (a bundle with any is refused by verify and load: exit 3). */
+  problems: Problem[];
+  /** What inspect did not check, in words (empty for a layout, and for a bundle read from a pipe). */
+  notChecked: string[];
 }
 
 export async function inspect(source: string, opts: { key?: string } = {}): Promise<InspectResult> {
@@ -53,12 +63,27 @@ export async function inspect(source: string, opts: { key?: string } = {}): Prom
       uniqueBytes,
       storedBytes: uniqueBytes,
       signature: 'none',
+      problems: [],
+      notChecked: [],
     };
   }
-  const key = opts.key !== undefined ? await loadPublicKey(opts.key) : undefined;
-  const { manifest, manifestBytes, signature } = await readBundleHead(source);
-  let sig: InspectResult['signature'] = signature ? 'present' : 'none';
-  if (signature && key) sig = verifyManifestSignature(manifestBytes, signature, key) ? 'valid' : 'invalid';
+  const fromPipe = isStdin(source) || !(await stat(source)).isFile();
+  const checked = fromPipe
+    ? await verifyBundleStream(isStdin(source) ? process.stdin : createReadStream(source), opts.key !== undefined ? { key: opts.key } : {})
+    : await verifyBundle(source, { deferBlobContent: true, ...(opts.key !== undefined ? { key: opts.key } : {}) });
+  const manifest = checked.manifest;
+  if (!manifest) {
+    const shown = checked.problems
+      .slice(0, 5)
+      .map((p) => `  ${p.code}: ${p.message}`)
+      .join('\n');
+    throw new IntegrityError('BUNDLE_INVALID', `${source} cannot be inspected: its ferry-bundle.json could not be read\n${shown}`, {
+      hint: `\`ferry verify ${source}\` lists every problem`,
+    });
+  }
+  const notChecked: string[] = [];
+  if (!fromPipe) notChecked.push('blob content (digests, zstd members): ferry verify checks it');
+  if (checked.signature === 'present') notChecked.push('the signature: no --key given');
   return {
     source,
     kind: 'bundle',
@@ -70,6 +95,8 @@ export async function inspect(source: string, opts: { key?: string } = {}): Prom
     referencedBytes: manifest.totals.referencedBytes,
     uniqueBytes: manifest.totals.uniqueBytes,
     storedBytes: manifest.totals.storedBytes,
-    signature: sig,
+    signature: checked.signature,
+    problems: checked.problems,
+    notChecked,
   };
 }

@@ -1,16 +1,13 @@
 /**
- * The reading side of bundles: the bundle head (manifest and signature, from the first members
- * only), and the `zstd` CLI the writer compresses with (streaming, output capped). Restoring
- * zstd members is zstd/restore.ts's, which needs no CLI.
+ * The `zstd` CLI the writer compresses with (streaming, output capped). Restoring zstd members
+ * is zstd/restore.ts's, which needs no CLI. A bundle's head (ferry-bundle.json and its
+ * signature) has one reader, verify's Checker, which inspect, verify, load and serve share.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { zstdCliAvailable } from '../zstd/restore.js';
-import { createReadStream } from 'node:fs';
 import type { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FerryError, IntegrityError } from '../util/errors.js';
-import { iterateTar } from '../tar/reader.js';
-import { LIMITS, MEMBER, parseBundleManifest, type BundleManifest } from './format.js';
+import { FerryError } from '../util/errors.js';
 
 /** True when a working `zstd` CLI is on PATH (the writer compresses with it). */
 export const zstdAvailable = zstdCliAvailable;
@@ -78,38 +75,4 @@ export async function runZstd(
     throw new ZstdError('ZSTD_FAILED', `zstd ${args.join(' ')} failed (${signal ?? `exit ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`);
   }
   if (feedErr) throw feedErr;
-}
-
-async function readCapped(body: AsyncIterable<Buffer>, cap: number, what: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let n = 0;
-  for await (const c of body) {
-    n += c.length;
-    if (n > cap) throw new IntegrityError('JSON_TOO_LARGE', `${what} is over the ${cap}-byte limit`);
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks);
-}
-
-/** The bundle manifest (schema-checked, not content-verified) and signature bytes, reading only the head of the tar. */
-export async function readBundleHead(
-  file: string,
-): Promise<{ manifest: BundleManifest; manifestBytes: Buffer; signature: Buffer | undefined }> {
-  let manifestBytes: Buffer | undefined;
-  let signature: Buffer | undefined;
-  let n = 0;
-  for await (const { entry, body } of iterateTar(createReadStream(file))) {
-    n++;
-    if (entry.rawName === MEMBER.manifest && entry.type === 'file') {
-      manifestBytes = await readCapped(body as AsyncIterable<Buffer>, LIMITS.maxJsonBytes, `${file}: ferry-bundle.json`);
-    } else if (entry.rawName === MEMBER.signature && entry.type === 'file') {
-      signature = await readCapped(body as AsyncIterable<Buffer>, LIMITS.maxSignatureBytes, `${file}: signature`);
-    } else if (entry.rawName !== MEMBER.layoutHeader || n > 3) {
-      break; // the manifest and signature come right after oci-layout
-    }
-  }
-  if (!manifestBytes) {
-    throw new IntegrityError('MANIFEST_MISSING', `${file} is not a ferry bundle (no ferry-bundle.json after oci-layout)`);
-  }
-  return { manifest: parseBundleManifest(manifestBytes, file), manifestBytes, signature };
 }

@@ -31,8 +31,10 @@ export function inspectCommand<T>(y: Argv<T>): Argv<T> {
 export async function runInspect(args: InspectArgs): Promise<number> {
   if (!args.source.startsWith('oci:') && !isStdin(args.source)) await requireBundleFile(args.source);
   const r = await inspect(args.source, args.key !== undefined ? { key: args.key } : {});
-  // With --key, a signature that is not valid (wrong key, forged, absent) is an integrity failure.
-  const code = args.key !== undefined && r.kind === 'bundle' && r.signature !== 'valid' ? 3 : 0;
+  // With --key, a signature that is not valid (wrong key, forged, absent) is an integrity
+  // failure; so is any problem in what was read (verify and load would refuse the bundle).
+  const badSignature = args.key !== undefined && r.kind === 'bundle' && r.signature !== 'valid';
+  const code = badSignature || r.problems.length > 0 ? 3 : 0;
   if (args.json) {
     jsonLine({ type: 'inspect', ...r });
     return code;
@@ -52,9 +54,20 @@ export async function runInspect(args: InspectArgs): Promise<number> {
   }
   lines.push(
     `${r.images.length} images, ${r.blobs} unique blobs: ${formatBytes(r.referencedBytes)} referenced, ${formatBytes(r.uniqueBytes)} unique, ` +
-      `${formatBytes(r.storedBytes)} stored; signature: ${r.signature}`,
+      `${formatBytes(r.storedBytes)} stored; signature: ${r.signature}${r.signature === 'present' ? ' (not checked)' : ''}`,
   );
+  if (r.kind === 'bundle') {
+    lines.push(r.notChecked.length > 0 ? `not checked: ${r.notChecked.join('; ')}` : 'checked: everything (read as a stream)');
+  }
   writeOut(`${lines.join('\n')}\n`);
-  if (code !== 0) writeErr(`${r.source}: signature ${r.signature === 'none' ? 'missing' : 'invalid'} for key ${args.key}\n`);
+  if (badSignature)
+    writeErr(`${safeField(r.source)}: signature ${r.signature === 'none' ? 'missing' : 'invalid'} for key ${safeField(args.key ?? '')}\n`);
+  if (r.problems.length > 0) {
+    const shown = r.problems.slice(0, 10).map((p) => `  ${p.code}: ${safeField(p.message)}\n`);
+    writeErr(
+      `${safeField(r.source)}: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}; verify and load refuse this bundle:\n${shown.join('')}` +
+        `${r.problems.length > 10 ? '  …\n' : ''}`,
+    );
+  }
   return code;
 }

@@ -12,7 +12,22 @@ export interface Failure {
   cause?: string;
 }
 
-const INTEGRITY_CODES = new Set(['DIGEST_MISMATCH', 'SIZE_MISMATCH', 'DIFF_ID_MISMATCH', 'NOT_LOADED']);
+const INTEGRITY_CODES = new Set([
+  'DIGEST_MISMATCH',
+  'SIZE_MISMATCH',
+  'DIFF_ID_MISMATCH',
+  'NOT_LOADED',
+  // A damaged zstd member of a bundle (zstd/frame.ts ZstdFormatError, an IntegrityError).
+  'ZSTD_FRAME_INVALID',
+  'ZSTD_INVALID',
+  'ZSTD_NOT_ZSTD',
+  'ZSTD_OVERSIZE',
+  'ZSTD_SHORT',
+  'ZSTD_SIZE_MISMATCH',
+  'ZSTD_TRAILING_DATA',
+  'ZSTD_TRUNCATED',
+  'ZSTD_WINDOW_TOO_LARGE',
+]);
 
 /** True when every failure is content not matching its digest or size (exit 3, like verify). */
 export function onlyIntegrityFailures(failures: readonly Failure[]): boolean {

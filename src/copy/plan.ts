@@ -5,6 +5,7 @@
  */
 import { isDigest, sha256, type Digest } from '../oci/digest.js';
 import {
+  MAX_INDEX_DEPTH,
   assertFetchable,
   isPlaceholderDescriptor,
   parseJsonObject,
@@ -16,7 +17,7 @@ import {
 import { isManifestType } from '../oci/mediatypes.js';
 import { formatPlatform, platformMatches, type PlatformSpec } from '../oci/platform.js';
 import type { ImageSource } from '../transports/types.js';
-import { NotFoundError, SizeMismatchError, wrap } from '../util/errors.js';
+import { InvalidManifestError, NotFoundError, SizeMismatchError, wrap } from '../util/errors.js';
 import type { EventSink } from './events.js';
 import { eachLimit } from './scheduler.js';
 
@@ -89,9 +90,14 @@ async function walk(
   signal: AbortSignal | undefined,
   platform?: string,
   local?: LocalManifests,
+  depth = 0,
 ): Promise<void> {
   if (w.seen.has(digest)) return;
   w.seen.add(digest);
+  // The recursion is bounded by MAX_INDEX_DEPTH, never by what the input nests.
+  if (doc.kind === 'index' && depth >= MAX_INDEX_DEPTH) {
+    throw new InvalidManifestError(`index ${digest}`, `indexes nested more than ${MAX_INDEX_DEPTH} deep`);
+  }
   if (doc.kind === 'manifest') {
     for (const d of requiredBlobs(doc)) {
       assertFetchable(d, `manifest ${digest}`);
@@ -119,7 +125,17 @@ async function walk(
         continue;
       }
       const childDoc = parseManifest(got.bytes, child.mediaType, `manifest ${child.digest}`);
-      await walk(source, childDoc, got.digest, got.bytes, w, signal, child.platform ? formatPlatform(child.platform) : undefined, local);
+      await walk(
+        source,
+        childDoc,
+        got.digest,
+        got.bytes,
+        w,
+        signal,
+        child.platform ? formatPlatform(child.platform) : undefined,
+        local,
+        depth + 1,
+      );
     }
   }
   w.manifests.push({ digest, mediaType: doc.mediaType, bytes });

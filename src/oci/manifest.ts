@@ -10,6 +10,41 @@ import { PlatformSchema, type Platform } from './platform.js';
 
 /** Largest manifest or index ferry will read (the distribution registry caps at 4 MiB too). */
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/**
+ * Deepest nesting of arrays and objects ferry reads in any JSON document it is handed (an
+ * index's descriptor's platform's features is 5 deep): checked on the bytes, before parsing,
+ * so nothing downstream (schemas, JSON.stringify of a rewritten index) recurses on a hostile depth.
+ */
+export const MAX_JSON_DEPTH = 64;
+/** Indexes nested in indexes, at most (what ferry walks, copies, verifies or serves). */
+export const MAX_INDEX_DEPTH = 8;
+
+/**
+ * The nesting depth of JSON text, if it exceeds `max` (else undefined): one iterative pass
+ * over the bytes, skipping strings. Malformed text is left for JSON.parse to refuse.
+ */
+export function jsonDepthOver(bytes: Uint8Array, max = MAX_JSON_DEPTH): number | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (inString) {
+      if (b === 0x5c)
+        i++; // backslash: skip the escaped byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > max) return depth;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return undefined;
+}
+
+/** JSON.parse of untrusted bytes, refusing a nesting deeper than MAX_JSON_DEPTH first. Throws SyntaxError-like Errors. */
+export function parseJsonBounded(bytes: Uint8Array, max = MAX_JSON_DEPTH): unknown {
+  if (jsonDepthOver(bytes, max) !== undefined) throw new Error(`JSON nested more than ${max} levels deep`);
+  return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+}
 
 const Annotations = z.record(z.string(), z.string());
 
@@ -79,7 +114,7 @@ export function parseJsonObject(bytes: Uint8Array, what: string, cap = MAX_MANIF
   }
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
+    value = parseJsonBounded(bytes);
   } catch (err) {
     throw new InvalidManifestError(what, `not valid JSON (${(err as Error).message})`);
   }

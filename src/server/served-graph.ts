@@ -9,7 +9,7 @@
  * The callers supply only what differs: where manifest and blob bytes come from.
  */
 import { isDigest, type Digest } from '../oci/digest.js';
-import { isPlaceholderDescriptor, parseManifest, type Descriptor, type ManifestDocument } from '../oci/manifest.js';
+import { MAX_INDEX_DEPTH, isPlaceholderDescriptor, parseManifest, type Descriptor, type ManifestDocument } from '../oci/manifest.js';
 import { CONTAINERD_NAME, MissingBlobError, REF_NAME } from '../transports/oci/layout.js';
 import { UsageError, errorMessage } from '../util/errors.js';
 import {
@@ -151,14 +151,23 @@ class ManifestGraph {
     return this.nodes.get(digest) ?? undefined;
   }
 
-  /** Load a manifest and, for an index, everything below it. `what` names it in warnings. */
-  async loadTree(desc: Descriptor, what: string, isRoot: boolean): Promise<void> {
+  /**
+   * Load a manifest and, for an index, everything below it, down to MAX_INDEX_DEPTH indexes
+   * (deeper ones are not served, with a warning). `what` names it in warnings; a child is
+   * named by its root and its own digest, so names stay short however deep the graph.
+   */
+  async loadTree(desc: Descriptor, what: string, isRoot: boolean, depth = 0, root = what): Promise<void> {
     const digest = desc.digest;
     if (!isDigest(digest) || this.visited.has(digest)) return;
     this.visited.add(digest);
+    if (depth > MAX_INDEX_DEPTH) {
+      this.nodes.set(digest, null);
+      this.warn(`${root}: manifest ${digest} is nested more than ${MAX_INDEX_DEPTH} indexes deep; not served`);
+      return;
+    }
     const node = await this.load({ ...desc, digest }, what, isRoot);
     if (node?.doc.kind === 'index') {
-      await Promise.all(node.doc.manifests.map((child) => this.loadTree(child, `${what} > ${child.digest}`, false)));
+      await Promise.all(node.doc.manifests.map((child) => this.loadTree(child, `${root} > ${child.digest}`, false, depth + 1, root)));
     }
   }
 
@@ -243,23 +252,31 @@ export async function buildServedContent(store: ServedStore, opts: ServedNamingO
     }
     return r;
   };
-  /** Add a manifest and everything below it; newly reached manifests go onto `reached`. */
-  const addClosure = (repo: Repository, digest: Digest, reached: Digest[]): void => {
-    const node = graph.get(digest);
-    if (!node || repo.manifests.has(digest)) return;
-    repo.manifests.add(digest);
-    reached.push(digest);
-    const doc = node.doc;
-    if (doc.subject && isDigest(doc.subject.digest)) {
-      const list = repo.referrers.get(doc.subject.digest) ?? [];
-      list.push(referrerDescriptor(node));
-      repo.referrers.set(doc.subject.digest, list);
-    }
-    if (doc.kind === 'index') {
-      for (const child of doc.manifests) if (isDigest(child.digest)) addClosure(repo, child.digest, reached);
-    } else {
-      for (const b of [doc.config, ...doc.layers]) {
-        if (!isPlaceholderDescriptor(b) && isDigest(b.digest)) repo.blobs.set(b.digest, b.size);
+  /** Add a manifest and everything below it (iteratively); newly reached manifests go onto `reached`. */
+  const addClosure = (repo: Repository, start: Digest, reached: Digest[]): void => {
+    const todo: Digest[] = [start];
+    while (todo.length > 0) {
+      const digest = todo.pop()!;
+      const node = graph.get(digest);
+      if (!node || repo.manifests.has(digest)) continue;
+      repo.manifests.add(digest);
+      reached.push(digest);
+      const doc = node.doc;
+      if (doc.subject && isDigest(doc.subject.digest)) {
+        const list = repo.referrers.get(doc.subject.digest) ?? [];
+        list.push(referrerDescriptor(node));
+        repo.referrers.set(doc.subject.digest, list);
+      }
+      if (doc.kind === 'index') {
+        // Reversed onto the stack: children are reached in their order, as a recursive walk would.
+        for (let i = doc.manifests.length - 1; i >= 0; i--) {
+          const child = doc.manifests[i]!;
+          if (isDigest(child.digest)) todo.push(child.digest);
+        }
+      } else {
+        for (const b of [doc.config, ...doc.layers]) {
+          if (!isPlaceholderDescriptor(b) && isDigest(b.digest)) repo.blobs.set(b.digest, b.size);
+        }
       }
     }
   };

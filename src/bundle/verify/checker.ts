@@ -7,10 +7,11 @@
  * image graphs in graph.ts).
  */
 import { createHash } from 'node:crypto';
-import { parseManifest, type ManifestDocument } from '../../oci/manifest.js';
+import { parseManifest, type Descriptor, type ManifestDocument } from '../../oci/manifest.js';
 import { isManifestType } from '../../oci/mediatypes.js';
+import { parseReference } from '../../ref/reference.js';
 import { openTarEntry, type TarEntry } from '../../tar/reader.js';
-import { REF_NAME } from '../../transports/oci/layout.js';
+import { parseIndexJson, parseLayoutHeader, REF_NAME } from '../../transports/oci/layout.js';
 import { errorMessage, FerryError } from '../../util/errors.js';
 import { LIMITS, MEMBER, parseBundleManifest, RAW_BLOB_RE, ZSTD_BLOB_RE, type BundleManifest, type BundleMember } from '../format.js';
 import { loadPublicKey, verifyManifestSignature, type LoadedKey } from '../sign.js';
@@ -257,14 +258,7 @@ export class Checker implements GraphView {
       return;
     }
     if (member === MEMBER.layoutHeader) {
-      if (!bytes.equals(OCI_LAYOUT_BYTES)) {
-        try {
-          const v = JSON.parse(bytes.toString('utf8')) as { imageLayoutVersion?: unknown };
-          if (typeof v.imageLayoutVersion !== 'string') throw new Error('no imageLayoutVersion');
-        } catch (err) {
-          this.problem({ code: 'OCI_LAYOUT_INVALID', member, message: `oci-layout is not a valid layout header: ${errorMessage(err)}` });
-        }
-      }
+      this.checkLayoutHeader(bytes);
       this.pendingLayout = bytes;
       return;
     }
@@ -295,6 +289,16 @@ export class Checker implements GraphView {
     }
   }
   private pendingLayout: Buffer | undefined;
+
+  /** oci-layout as every reader of an OCI layout reads it (load refuses what this refuses). */
+  private checkLayoutHeader(bytes: Buffer): void {
+    if (bytes.equals(OCI_LAYOUT_BYTES)) return;
+    try {
+      parseLayoutHeader(bytes, 'oci-layout');
+    } catch (err) {
+      this.problem({ code: 'OCI_LAYOUT_INVALID', member: MEMBER.layoutHeader, message: errorMessage(err) });
+    }
+  }
 
   private indexMembers(man: BundleManifest): void {
     man.members.forEach((m, pos) => {
@@ -355,7 +359,30 @@ export class Checker implements GraphView {
       }
       this.byPath.set(m.path, { m, pos });
     });
-    for (const i of man.images) this.wantManifest.add(i.digest);
+    // What every reader of the layout needs: load and serve refuse an archive without index.json.
+    for (const required of [MEMBER.layoutHeader, MEMBER.index]) {
+      if (!this.byPath.has(required)) {
+        this.problem({
+          code: 'MANIFEST_INVALID',
+          member: required,
+          message: `ferry-bundle.json does not list ${required}, which a bundle must hold`,
+        });
+      }
+    }
+    for (const i of man.images) {
+      this.wantManifest.add(i.digest);
+      // load names each image by its ref: one that is not a reference is not a name.
+      const bad = referenceProblem(i.ref);
+      if (bad) {
+        this.problem({
+          code: 'REFERENCE_INVALID',
+          member: MEMBER.manifest,
+          image: i.ref.slice(0, 300),
+          digest: i.digest,
+          message: `ferry-bundle.json lists an image whose ref ${JSON.stringify(i.ref.slice(0, 300))} is not an image reference: ${bad}`,
+        });
+      }
+    }
     const stored = man.members.reduce((n, m) => n + m.size, 0);
     if (man.totals.storedBytes !== stored || man.totals.images !== man.images.length) {
       this.problem({
@@ -418,7 +445,9 @@ export class Checker implements GraphView {
     this.goodMembers.add(member);
     if (!h.kept) return;
     if (member === MEMBER.index) this.indexBytes = h.kept;
-    else if (member === MEMBER.checksums) this.sumsBytes = h.kept;
+    else if (member === MEMBER.layoutHeader) {
+      if (h.kept !== this.pendingLayout) this.checkLayoutHeader(h.kept);
+    } else if (member === MEMBER.checksums) this.sumsBytes = h.kept;
     else if (m.digest && m.storage === 'raw' && RAW_BLOB_RE.test(member)) this.keepCandidate(m, h.kept);
   }
 
@@ -483,25 +512,44 @@ export class Checker implements GraphView {
     return this.signature;
   }
 
+  /**
+   * index.json, read as load and serve read it (parseIndexJson: every entry a descriptor), must
+   * name every image at the digest and size ferry-bundle.json gives it.
+   */
   private checkIndex(man: BundleManifest): void {
     if (!this.indexBytes) return; // missing or damaged: already reported
-    let entries: Array<{ digest?: unknown; annotations?: Record<string, unknown> }>;
+    let entries: Descriptor[];
     try {
-      const doc = JSON.parse(this.indexBytes.toString('utf8')) as { manifests?: unknown };
-      if (!Array.isArray(doc.manifests)) throw new Error('no manifests array');
-      entries = doc.manifests as typeof entries;
+      entries = parseIndexJson(this.indexBytes, 'index.json').manifests ?? [];
     } catch (err) {
-      this.problem({ code: 'INDEX_INVALID', member: MEMBER.index, message: `index.json: ${errorMessage(err)}` });
+      this.problem({ code: 'INDEX_INVALID', member: MEMBER.index, message: errorMessage(err) });
       return;
     }
+    const byRef = new Map<string, Descriptor[]>();
+    for (const e of entries) {
+      const ref = e.annotations?.[REF_NAME];
+      if (ref === undefined) continue;
+      const list = byRef.get(ref);
+      if (list) list.push(e);
+      else byRef.set(ref, [e]);
+    }
     for (const img of man.images) {
-      if (!entries.some((e) => e.digest === img.digest && e.annotations?.[REF_NAME] === img.ref)) {
+      const hit = byRef.get(img.ref)?.find((e) => e.digest === img.digest);
+      if (!hit) {
         this.problem({
           code: 'INDEX_MISMATCH',
           member: MEMBER.index,
           image: img.ref,
           digest: img.digest,
           message: `index.json has no entry naming ${img.ref} at ${img.digest}`,
+        });
+      } else if (hit.size !== img.size) {
+        this.problem({
+          code: 'INDEX_MISMATCH',
+          member: MEMBER.index,
+          image: img.ref,
+          digest: img.digest,
+          message: `index.json names ${img.ref} at ${img.digest} with size ${hit.size}; ferry-bundle.json says ${img.size}`,
         });
       }
     }
@@ -545,6 +593,16 @@ export class Checker implements GraphView {
       }
       return bytes;
     };
+  }
+}
+
+/** Why a ref is not a full image reference (Docker's grammar), or undefined. */
+function referenceProblem(ref: string): string | undefined {
+  try {
+    parseReference(ref);
+    return undefined;
+  } catch (err) {
+    return errorMessage(err);
   }
 }
 

@@ -5,7 +5,7 @@
  * are present and intact) plus a reader of manifest bytes; it reports, never throws.
  */
 import { isDigest } from '../../oci/digest.js';
-import { parseManifest, requiredBlobs, type ManifestDocument } from '../../oci/manifest.js';
+import { MAX_INDEX_DEPTH, parseManifest, requiredBlobs, type ManifestDocument } from '../../oci/manifest.js';
 import { isManifestType } from '../../oci/mediatypes.js';
 import { errorMessage } from '../../util/errors.js';
 import { LIMITS, type BundleManifest, type BundleMember } from '../format.js';
@@ -31,38 +31,45 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
   let docBytes = 0;
   const unreadable = new Set<string>();
   for (const img of man.images) {
-    const missing = (digest: string, what: string): boolean => {
-      if (store.blobByDigest.has(digest)) return false;
-      store.problem({ code: 'BLOB_MISSING', image: img.ref, digest, message: `image ${img.ref}: ${what} ${digest} is not in the bundle` });
-      return true;
-    };
-    const visited = new Set<string>();
-    const walk = async (digest: string, mediaType: string | undefined, depth: number): Promise<void> => {
-      if (visited.has(digest)) return;
-      visited.add(digest);
-      const what = depth === 0 ? 'root manifest' : 'manifest';
-      if (missing(digest, what)) return;
-      if (depth > 8) {
+    /** The member holding `digest` at the declared size, or undefined after reporting why not. */
+    const present = (digest: string, size: number, what: string): BundleMember | undefined => {
+      const m = store.blobByDigest.get(digest);
+      if (!m) {
         store.problem({
-          code: 'INDEX_TOO_DEEP',
+          code: 'BLOB_MISSING',
           image: img.ref,
           digest,
-          message: `image ${img.ref}: ${what} ${digest} is nested more than 8 indexes deep; not checked`,
+          message: `image ${img.ref}: ${what} ${digest} is not in the bundle`,
         });
-        return;
+        return undefined;
       }
-      const m = store.blobByDigest.get(digest)!;
+      // What load's destinations check while streaming (and its planner when reading an index
+      // child): the descriptor's size is the content's size.
+      const actual = m.storage === 'raw' ? m.size : m.uncompressedSize;
+      if (actual !== size) {
+        store.problem({
+          code: 'SIZE_MISMATCH',
+          image: img.ref,
+          digest,
+          member: m.path,
+          message: `image ${img.ref}: ${what} ${digest} is described as ${size} bytes but the bundle holds ${actual}`,
+        });
+        return undefined;
+      }
+      return m;
+    };
+    /** A document ferry reads whole (a manifest, or an index child of a type it does not know) must be stored raw, within the manifest limit. */
+    const readable = (m: BundleMember, digest: string, what: string): boolean => {
       if (m.storage !== 'raw') {
         store.problem({
           code: 'MANIFEST_COMPRESSED',
           image: img.ref,
           digest,
           member: m.path,
-          message: `image ${img.ref}: ${what} ${digest} is stored zstd-compressed (${m.path}); manifests must be stored raw`,
+          message: `image ${img.ref}: ${what} ${digest} is stored zstd-compressed (${m.path}); manifests and index children must be stored raw`,
         });
-        return;
+        return false;
       }
-      if (!store.goodMembers.has(m.path)) return; // absent or damaged: reported against its member
       if (m.size > LIMITS.maxManifestBytes) {
         store.problem({
           code: 'JSON_TOO_LARGE',
@@ -71,15 +78,40 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
           member: m.path,
           message: `image ${img.ref}: ${what} ${digest} is ${m.size} bytes, over the ${LIMITS.maxManifestBytes}-byte limit`,
         });
-        return;
+        return false;
       }
+      return true;
+    };
+    const visited = new Set<string>();
+    // Iterative, depth-first: the depth is bounded (MAX_INDEX_DEPTH), never the call stack.
+    const pending: Array<{ digest: string; size: number; mediaType: string | undefined; depth: number }> = [
+      { digest: img.digest, size: img.size, mediaType: img.mediaType, depth: 0 },
+    ];
+    while (pending.length > 0) {
+      const { digest, size, mediaType, depth } = pending.pop()!;
+      if (visited.has(digest)) continue;
+      visited.add(digest);
+      const what = depth === 0 ? 'root manifest' : 'manifest';
+      const m = present(digest, size, what);
+      if (!m) continue;
+      if (depth > MAX_INDEX_DEPTH) {
+        store.problem({
+          code: 'INDEX_TOO_DEEP',
+          image: img.ref,
+          digest,
+          message: `image ${img.ref}: ${what} ${digest} is nested more than ${MAX_INDEX_DEPTH} indexes deep; not checked`,
+        });
+        continue;
+      }
+      if (!readable(m, digest, what)) continue;
+      if (!store.goodMembers.has(m.path)) continue; // absent or damaged: reported against its member
       const key = `${digest} ${mediaType ?? ''}`;
       let parsed = docs.get(key);
       if (!parsed) {
-        if (unreadable.has(m.path)) return;
+        if (unreadable.has(m.path)) continue;
         const bytes = await read(m);
         if (!bytes) {
-          if (!store.goodMembers.has(m.path)) return; // the reader found it damaged and said so
+          if (!store.goodMembers.has(m.path)) continue; // the reader found it damaged and said so
           store.problem({
             code: 'MANIFEST_UNCHECKED',
             image: img.ref,
@@ -88,7 +120,7 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
             message: `image ${img.ref}: ${what} ${digest} is in the bundle but was not kept to be parsed, so its content references are not checked`,
           });
           unreadable.add(m.path);
-          return;
+          continue;
         }
         try {
           parsed = { doc: parseManifest(bytes, mediaType, `image ${img.ref}: manifest ${digest}`) };
@@ -102,13 +134,26 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
       }
       if ('error' in parsed) {
         store.problem({ code: 'IMAGE_INVALID', image: img.ref, digest, message: parsed.error });
-        return;
+        continue;
       }
       const doc = parsed.doc;
       if (doc.kind === 'index') {
-        for (const c of doc.manifests) {
-          if (isManifestType(c.mediaType)) await walk(c.digest, c.mediaType, depth + 1);
-          else missing(c.digest, `index child (${c.mediaType})`);
+        for (const c of [...doc.manifests].reverse()) {
+          if (!isDigest(c.digest)) {
+            store.problem({
+              code: 'IMAGE_INVALID',
+              image: img.ref,
+              digest,
+              message: `image ${img.ref}: index ${digest} names unsupported digest ${JSON.stringify(c.digest).slice(0, 80)}`,
+            });
+          } else if (isManifestType(c.mediaType)) {
+            pending.push({ digest: c.digest, size: c.size, mediaType: c.mediaType, depth: depth + 1 });
+          } else {
+            // Carried as it is, not interpreted: load reads it whole, as it reads a manifest.
+            const what = `index child (${c.mediaType.slice(0, 100)})`;
+            const cm = present(c.digest, c.size, what);
+            if (cm) readable(cm, c.digest, what);
+          }
         }
       } else {
         for (const b of requiredBlobs(doc)) {
@@ -117,15 +162,14 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
               code: 'IMAGE_INVALID',
               image: img.ref,
               digest,
-              message: `image ${img.ref}: manifest ${digest} names unsupported digest ${b.digest}`,
+              message: `image ${img.ref}: manifest ${digest} names unsupported digest ${JSON.stringify(b.digest).slice(0, 80)}`,
             });
             continue;
           }
-          missing(b.digest, b === doc.config ? 'config' : 'layer');
+          present(b.digest, b.size, b === doc.config ? 'config' : 'layer');
         }
         // A missing `subject` is not an error: referrers travel without what they refer to.
       }
-    };
-    await walk(img.digest, img.mediaType, 0);
+    }
   }
 }

@@ -17,7 +17,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { FerryError, NotFoundError } from '../../util/errors.js';
+import { FerryError, IntegrityError, NotFoundError } from '../../util/errors.js';
 import { indexTarFile, openTarEntry, type TarEntry } from '../../tar/reader.js';
 import { normalizeTarName } from '../../tar/format.js';
 
@@ -54,6 +54,12 @@ export interface ArchiveOpenOptions {
    * xz / bzip2 / zstd through their command-line tools when installed. Default false: refuse.
    */
   decompress?: boolean;
+  /**
+   * Refuse an archive naming a file (or link) twice (IntegrityError DUPLICATE_MEMBER), instead
+   * of letting the last copy win as extraction would: readers that took different copies
+   * would disagree about what the archive holds. OCI archives and bundles are read this way.
+   */
+  refuseDuplicates?: boolean;
 }
 
 /** A tar archive, indexed. `close()` removes any temporary decompressed copy. */
@@ -68,6 +74,7 @@ export class TarArchive {
     readonly entries: readonly TarEntry[],
     readonly label: string,
     private readonly cleanup: (() => Promise<void>) | undefined,
+    refuseDuplicates = false,
   ) {
     for (const e of entries) {
       if (e.name === '.' && e.type === 'directory') continue;
@@ -75,6 +82,12 @@ export class TarArchive {
         throw new ArchiveError(
           'ARCHIVE_UNSAFE_PATH',
           `${label}: member ${JSON.stringify(e.rawName)} names a path outside the archive; refusing the archive`,
+        );
+      }
+      if (refuseDuplicates && e.type !== 'directory' && this.members.has(e.name)) {
+        throw new IntegrityError(
+          'DUPLICATE_MEMBER',
+          `${label}: member ${JSON.stringify(e.rawName)} appears more than once; refusing the archive (readers would disagree on which copy counts)`,
         );
       }
       // Later members replace earlier ones of the same name, as extraction would.
@@ -115,7 +128,7 @@ export class TarArchive {
     }
     try {
       const entries = await indexTarFile(tarFile);
-      return new TarArchive(file, tarFile, entries, label, cleanup);
+      return new TarArchive(file, tarFile, entries, label, cleanup, opts.refuseDuplicates);
     } catch (err) {
       await cleanup?.();
       throw err;

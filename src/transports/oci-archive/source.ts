@@ -13,7 +13,7 @@ import { resolveIndexEntry } from '../../store/blob-store.js';
 import { StoreSource } from '../../store/source.js';
 import type { TarEntry } from '../../tar/reader.js';
 import { FerryError, LayoutError, UsageError } from '../../util/errors.js';
-import { IndexJson, LayoutHeader, MAX_INDEX_JSON_BYTES, MissingBlobError, REF_NAME } from '../oci/layout.js';
+import { MAX_INDEX_JSON_BYTES, MissingBlobError, parseIndexJson, parseLayoutHeader, REF_NAME } from '../oci/layout.js';
 import { fullName, layoutImageName } from '../names.js';
 import type { OpenedImages } from '../types.js';
 import { type ArchiveOpenOptions, TarArchive } from './archive.js';
@@ -29,7 +29,7 @@ export class OciArchive {
 
   static async open(file: string, opts: ArchiveOpenOptions = {}): Promise<OciArchive> {
     const label = `oci-archive:${file}`;
-    const archive = await TarArchive.open(file, label, opts);
+    const archive = await TarArchive.open(file, label, { ...opts, refuseDuplicates: true });
     try {
       if (!archive.has('index.json')) {
         const hint = archive.has('manifest.json') ? `it looks like a docker save archive: use docker-archive:${file}` : undefined;
@@ -40,23 +40,13 @@ export class OciArchive {
         );
       }
       if (archive.has('oci-layout')) {
-        const h = parseJson(await archive.readBytes(archive.resolve('oci-layout'), 64 * 1024, 'oci-layout'), `${label}: oci-layout`);
-        const r = LayoutHeader.safeParse(h);
-        if (!r.success) throw new LayoutError('LAYOUT_INVALID', `${label}: oci-layout has no imageLayoutVersion`);
-        if (!/^1\.\d+\.\d+$/.test(r.data.imageLayoutVersion)) {
-          throw new LayoutError('LAYOUT_INVALID', `${label}: unsupported imageLayoutVersion ${r.data.imageLayoutVersion}`);
-        }
+        parseLayoutHeader(await archive.readBytes(archive.resolve('oci-layout'), 64 * 1024, 'oci-layout'), `${label}: oci-layout`);
       }
-      const doc = parseJson(
+      const index = parseIndexJson(
         await archive.readBytes(archive.resolve('index.json'), MAX_INDEX_JSON_BYTES, 'index.json'),
         `${label}: index.json`,
       );
-      const r = IndexJson.safeParse(doc);
-      if (!r.success) {
-        const i = r.error.issues[0];
-        throw new LayoutError('LAYOUT_INVALID', `${label}: index.json: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
-      }
-      return new OciArchive(archive, r.data.manifests ?? [], label);
+      return new OciArchive(archive, index.manifests ?? [], label);
     } catch (err) {
       await archive.close();
       throw err;
@@ -95,14 +85,6 @@ export class OciArchive {
 
   close(): Promise<void> {
     return this.archive.close();
-  }
-}
-
-function parseJson(bytes: Buffer, what: string): unknown {
-  try {
-    return JSON.parse(bytes.toString('utf8'));
-  } catch {
-    throw new LayoutError('LAYOUT_INVALID', `${what} is not valid JSON`);
   }
 }
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { z } from '../../util/zod.js';
 import { DigestVerifier, hex, isDigest, sha256, verifyBytes, type Digest } from '../../oci/digest.js';
-import { DescriptorSchema, MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
+import { DescriptorSchema, MAX_MANIFEST_BYTES, parseJsonBounded, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
 import { FerryError, LayoutError, NotFoundError } from '../../util/errors.js';
@@ -33,6 +33,55 @@ export const IndexJson = z.looseObject({
   manifests: z.array(DescriptorSchema).nullable(),
   annotations: z.record(z.string(), z.string()).nullish(),
 });
+
+/** `imageLayoutVersion`s ferry reads: 1.x.y (image-spec's layout version). */
+export const LAYOUT_VERSION_RE = /^1\.\d+\.\d+$/;
+
+/**
+ * The checks every reader of an `oci-layout` file applies (a layout directory, an OCI archive,
+ * a bundle's verify and load): JSON, an object with a supported imageLayoutVersion. Throws
+ * LayoutError LAYOUT_INVALID naming `label`.
+ */
+export function parseLayoutHeader(bytes: Uint8Array, label: string): { imageLayoutVersion: string } {
+  let doc: unknown;
+  try {
+    doc = parseJsonBounded(bytes);
+  } catch {
+    throw new LayoutError('LAYOUT_INVALID', `${label} is not valid JSON`);
+  }
+  const r = LayoutHeader.safeParse(doc);
+  if (!r.success) throw new LayoutError('LAYOUT_INVALID', `${label} has no imageLayoutVersion`);
+  if (!LAYOUT_VERSION_RE.test(r.data.imageLayoutVersion)) {
+    throw new LayoutError(
+      'LAYOUT_INVALID',
+      `${label}: unsupported imageLayoutVersion ${JSON.stringify(r.data.imageLayoutVersion).slice(0, 80)}`,
+    );
+  }
+  return r.data;
+}
+
+/**
+ * index.json as every reader reads it (a layout directory, an OCI archive, a bundle's verify
+ * and load): bounded JSON, the IndexJson schema (every entry a descriptor: sizes whole,
+ * non-negative and safe). Throws LayoutError LAYOUT_INVALID naming `label`.
+ */
+export function parseIndexJson(bytes: Uint8Array, label: string): z.infer<typeof IndexJson> {
+  if (bytes.byteLength > MAX_INDEX_JSON_BYTES) {
+    throw new LayoutError('LAYOUT_INVALID', `${label} is ${bytes.byteLength} bytes, over the ${MAX_INDEX_JSON_BYTES}-byte limit`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseJsonBounded(bytes);
+  } catch (err) {
+    throw new LayoutError('LAYOUT_INVALID', `${label} is not valid JSON (${(err as Error).message})`);
+  }
+  const r = IndexJson.safeParse(doc);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new LayoutError('LAYOUT_INVALID', `${label}: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
+  }
+  return r.data;
+}
 
 export class MissingBlobError extends LayoutError {
   constructor(
@@ -185,23 +234,13 @@ export class OciLayout {
     if (hit && hit.ino === st.ino && hit.dev === st.dev && hit.size === st.size && hit.mtimeMs === st.mtimeMs) return hit;
     const size = st.size;
     if (size > MAX_INDEX_JSON_BYTES) throw new LayoutError('LAYOUT_INVALID', `${this.indexPath} is ${size} bytes, over the limit`);
-    let doc: unknown;
-    try {
-      doc = JSON.parse(await readFile(this.indexPath, 'utf8'));
-    } catch {
-      throw new LayoutError('LAYOUT_INVALID', `${this.indexPath} is not valid JSON`);
-    }
-    const r = IndexJson.safeParse(doc);
-    if (!r.success) {
-      const i = r.error.issues[0];
-      throw new LayoutError('LAYOUT_INVALID', `${this.indexPath}: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
-    }
+    const data = parseIndexJson(await readFile(this.indexPath), this.indexPath);
     const entry: CachedIndex = {
       ino: st.ino,
       dev: st.dev,
       size: st.size,
       mtimeMs: st.mtimeMs,
-      index: { manifests: r.data.manifests ?? [], annotations: r.data.annotations ?? {}, raw: r.data },
+      index: { manifests: data.manifests ?? [], annotations: data.annotations ?? {}, raw: data },
     };
     // One entry per file; a file written within the mtime granularity of its last read could
     // look unchanged, so a file younger than a second is never kept.

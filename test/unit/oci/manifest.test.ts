@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { MAX_MANIFEST_BYTES, parseManifest, requiredBlobs } from '../../../src/oci/manifest.js';
+import { MAX_MANIFEST_BYTES, jsonDepthOver, parseManifest, requiredBlobs } from '../../../src/oci/manifest.js';
 import { MediaType, declaredCompression } from '../../../src/oci/mediatypes.js';
 import { formatPlatform, normalizePlatform, parsePlatform, platformMatches } from '../../../src/oci/platform.js';
 import { HAVE_FIXTURES, fixture } from '../../helpers/fixtures.js';
@@ -169,5 +169,20 @@ describe('layer compression by media type', () => {
     ['application/vnd.oci.image.layer.v1.tar+unknown', 'unknown'],
   ])('%s → %s', (mt, want) => {
     expect(declaredCompression(mt)).toBe(want);
+  });
+});
+
+describe('jsonDepthOver / parseManifest depth limit', () => {
+  const bytes = (s: string): Buffer => Buffer.from(s);
+  it('counts nesting outside strings only, escapes included', () => {
+    expect(jsonDepthOver(bytes('{"a":[[1]]}'), 3)).toBeUndefined();
+    expect(jsonDepthOver(bytes('{"a":[[[1]]]}'), 3)).toBe(4);
+    expect(jsonDepthOver(bytes(`{"a":"${'['.repeat(100)}"}`), 3)).toBeUndefined();
+    expect(jsonDepthOver(bytes(`{"a":"\\"${'{'.repeat(100)}"}`), 3)).toBeUndefined();
+    expect(jsonDepthOver(bytes(`[${'[]'.repeat(1000)}]`), 3)).toBeUndefined();
+  });
+  it('refuses a 100,000-deep document before parsing it', () => {
+    const deep = `{"schemaVersion":2,"manifests":[],"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`;
+    expect(() => parseManifest(bytes(deep), 'application/vnd.oci.image.index.v1+json', 'deep')).toThrow(/nested more than 64 levels deep/);
   });
 });
