@@ -352,7 +352,9 @@ export class OciLayout {
         if (!(err instanceof IntegrityError)) throw err;
       }
     }
-    await mkdir(path.dirname(target), { recursive: true });
+    await mkdir(path.dirname(target), { recursive: true }).catch((err: unknown) => {
+      throw pathError(err, this.dir, `writing blob ${desc.digest}`);
+    });
     return this.writeBlob(desc, { file: tempNameFor(target), size: 0 }, source, what, onProgress);
   }
 
@@ -440,20 +442,30 @@ export class OciLayout {
       },
     });
     const sink = new FileSink(partial.file, { append: true });
+    // The store's own file system failing (read-only, full, forbidden) is said about the store.
+    let storeFailure: unknown;
+    sink.once('error', (err) => {
+      storeFailure ??= pathError(err, this.dir, `writing blob ${desc.digest}`);
+    });
     try {
       await pipeline(bytes as unknown as () => AsyncIterable<Buffer>, verifier, appendOnly, sink);
-      await rename(partial.file, target);
+      await rename(partial.file, target).catch((err: unknown) => {
+        storeFailure = pathError(err, this.dir, `writing blob ${desc.digest}`);
+        throw storeFailure;
+      });
     } catch (err) {
       rest?.destroy();
       sink.destroy();
       await sink.fdClosed;
-      // Bytes that cannot be the blob's are dropped; a download cut short is kept for the next try.
-      if (err instanceof IntegrityError || (await fileSize(partial.file).catch(() => undefined)) === 0) {
+      // Bytes that cannot be the blob's are dropped, as is a partial on a full disk; a download
+      // cut short (network, Ctrl-C) is kept for the next try.
+      const full = (storeFailure as { code?: string } | undefined)?.code === 'PATH_NO_SPACE';
+      if (err instanceof IntegrityError || full || (await fileSize(partial.file).catch(() => undefined)) === 0) {
         await rm(partial.file, { force: true });
       } else {
         this.ownPartials.set(desc.digest as Digest, partial.file);
       }
-      throw err;
+      throw storeFailure instanceof Error ? storeFailure : err;
     }
     this.blobsDirty = true;
     return fetched;
