@@ -6,12 +6,14 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { open, readFile, readdir, stat } from 'node:fs/promises';
+import { open, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../scripts/corpus/generate.js';
 import { pull } from '../../src/commands/pull.js';
 import type { CopyEvent } from '../../src/copy/events.js';
+import { OciLayout } from '../../src/transports/oci/layout.js';
+import { localHostId } from '../../src/util/fsutil.js';
 import { startFaultProxy, type RunningFaultProxy } from '../harness/fault-proxy.js';
 import { startRegistry, type RunningRegistry } from '../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../harness/temp.js';
@@ -139,4 +141,44 @@ describe('a blob download resumes across runs', () => {
     expect(await fileDigest(path.join(store, 'blobs', 'sha256', hexOf(medium.layer)))).toBe(medium.layer);
     expect(await partials(store)).toEqual([]);
   }, 60_000);
+
+  it('a registry that ignores Range: the rest is still right (the kept bytes are skipped in the full answer)', async () => {
+    const store = path.join(createTempDir('resume'), 'store');
+    const { kept } = await interruptedPull(store, 'SIGKILL', 300_000);
+    proxy.clearRequests();
+    proxy.setRules([{ method: 'GET', path: new RegExp(`/blobs/${medium.layer}$`), fault: { kind: 'noRange' } }]);
+    const report = await pull({ refs: [medium.ref], store });
+    expect(report.failures).toEqual([]);
+    const gets = layerGets();
+    expect(gets.map((g) => g.headers.range)).toEqual([`bytes=${kept}-`]);
+    expect(gets[0]!.status).toBe(200);
+    expect(await fileDigest(path.join(store, 'blobs', 'sha256', hexOf(medium.layer)))).toBe(medium.layer);
+    expect(await partials(store)).toEqual([]);
+  }, 60_000);
+});
+
+describe('removeStaleTemps keeps what a rerun resumes', () => {
+  it('per blob not stored yet, the longest partial of a dead writer; every other dead temp goes', async () => {
+    const dir = path.join(createTempDir('stale'), 'store');
+    const layout = await OciLayout.open(dir, { create: true });
+    // A pid that certainly ended: a child that has exited.
+    const gone = spawn(process.execPath, ['-e', '']);
+    const deadPid = await new Promise<number>((resolve) => gone.on('exit', () => resolve(gone.pid!)));
+    const blobs = path.join(dir, 'blobs', 'sha256');
+    const a = 'a'.repeat(64);
+    const b = 'b'.repeat(64);
+    const stored = Buffer.from('stored blob');
+    const storedHex = createHash('sha256').update(stored).digest('hex');
+    await writeFile(path.join(blobs, storedHex), stored);
+    const temp = (hex: string, tag: string): string => `.${hex}.${localHostId()}-${deadPid}.${tag}.tmp`;
+    await writeFile(path.join(blobs, temp(a, '0000aaaa')), Buffer.alloc(100)); // longest of a: kept
+    await writeFile(path.join(blobs, temp(a, '0000bbbb')), Buffer.alloc(10)); // shorter: removed
+    await writeFile(path.join(blobs, temp(b, '0000cccc')), Buffer.alloc(0)); // empty: removed
+    await writeFile(path.join(blobs, temp(storedHex, '0000dddd')), Buffer.alloc(5)); // blob already stored: removed
+    await writeFile(path.join(blobs, `.${a}.${localHostId()}-${process.pid}.0000eeee.tmp`), Buffer.alloc(5)); // a live writer's: untouched
+    expect(await layout.removeStaleTemps()).toBe(3);
+    expect((await readdir(blobs)).sort()).toEqual(
+      [temp(a, '0000aaaa'), `.${a}.${localHostId()}-${process.pid}.0000eeee.tmp`, storedHex].sort(),
+    );
+  });
 });
