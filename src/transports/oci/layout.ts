@@ -420,7 +420,7 @@ export class OciLayout {
         }
       }
       // A complete partial needs nothing more (a Range from its end would be refused).
-      if (kept >= desc.size) return;
+      if (kept > 0 && kept >= desc.size) return;
       rest = open(kept);
       signal.addEventListener('abort', () => rest?.destroy(), { once: true });
       for await (const chunk of rest) {
