@@ -31,6 +31,16 @@ describe.skipIf(!SYS_OK)('a path ferry may not write', () => {
     expect(r.stderr).not.toContain('ENOENT');
   });
 
+  it('--store under /proc (mkdir says ENOENT with the parent present): said at once, not a hang, not a bare ENOENT', async () => {
+    const src = makeStore(path.join(createTempDir('ro'), 'src'), 1024);
+    const started = Date.now();
+    const r = await ferry(['pull', `oci:${src.dir}:example.com/app:docker`, '--store', '/proc/ferry-test-store/s']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(r.stderr).toContain('cannot write /proc/ferry-test-store/s: creating the store: /proc takes no new directories (ENOENT)');
+    expect(r.stderr).not.toContain("mkdir '");
+  }, 20_000);
+
   it('-o there: said before anything is pulled, about the output path', async () => {
     const work = createTempDir('ro');
     const src = makeStore(path.join(work, 'src'), 1024);

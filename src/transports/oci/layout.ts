@@ -4,7 +4,7 @@
  * verified; index.json changes happen under the layout lock.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -13,7 +13,7 @@ import { DigestVerifier, hex, isDigest, sha256, verifyBytes, type Digest } from 
 import { DescriptorSchema, MAX_MANIFEST_BYTES, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
-import { FerryError, IntegrityError, LayoutError, NotFoundError, pathError } from '../../util/errors.js';
+import { FerryError, IntegrityError, LayoutError, NotFoundError, PathError, pathError } from '../../util/errors.js';
 import {
   FileSink,
   deadTemps,
@@ -87,29 +87,45 @@ async function readOptional(file: string): Promise<string | undefined> {
 }
 
 /**
- * A recursive mkdir can report ENOENT where a directory could not be made (some read-only and
- * network file systems): make the first missing directory alone, which fails with the real
- * reason (EROFS, EACCES), and report that.
+ * `mkdir -p`, one directory at a time. Node's recursive mkdir spins for ever where the kernel
+ * answers ENOENT for a directory whose parent exists (under /proc), and elsewhere reports the
+ * wrong directory; made one by one, each refusal names its real reason (EROFS, EACCES), and
+ * ENOENT with the parent present is said as what it is: nothing can be created there.
  */
-async function trueMkdirError(err: unknown, dir: string): Promise<unknown> {
-  const e = err as NodeJS.ErrnoException;
-  if (e.code !== 'ENOENT' || e.syscall !== 'mkdir') return err;
-  let missing = dir;
-  for (let parent = path.dirname(missing); parent !== missing; missing = parent, parent = path.dirname(parent)) {
-    const exists = await stat(parent).then(
-      () => true,
-      () => false,
+async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; ; ) {
+    const isDir = await stat(d).then(
+      (st) => st.isDirectory(),
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : false),
     );
-    if (!exists) continue;
-    try {
-      await mkdir(missing);
-      await rmdir(missing);
-    } catch (real) {
-      return real;
+    if (isDir === true) break;
+    if (isDir === false && d === dir) {
+      throw new LayoutError('LAYOUT_NOT_FOUND', `${dir} exists and is not a directory; choose another --store`);
     }
-    break;
+    if (isDir === false) break; // an ancestor that is no directory (or unreadable): the mkdir below says why
+    missing.unshift(d);
+    const parent = path.dirname(d);
+    if (parent === d) break;
+    d = parent;
   }
-  return err;
+  for (const d of missing) {
+    try {
+      await mkdir(d);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EEXIST') continue; // another process made it meanwhile
+      if (e.code === 'ENOENT') {
+        throw new PathError(dir, 'creating the store', 'ENOENT', {
+          code: 'PATH_NOT_WRITABLE',
+          says: `${path.dirname(d)} takes no new directories`,
+          hint: 'choose a path on a writable file system',
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
 }
 
 export class OciLayout {
@@ -143,7 +159,7 @@ export class OciLayout {
       }
       // A store on a read-only, full or forbidden file system: say so about the store's path.
       header = await OciLayout.create(abs, layoutFile).catch(async (err: unknown) => {
-        throw pathError(await trueMkdirError(err, abs), abs, 'creating the store');
+        throw pathError(err, abs, 'creating the store');
       });
     }
     let parsed: unknown;
@@ -170,7 +186,7 @@ export class OciLayout {
    * layout is complete.
    */
   private static async create(abs: string, layoutFile: string): Promise<string> {
-    await mkdir(abs, { recursive: true });
+    await makeDirs(abs);
     return withLayoutLock(abs, async () => {
       const existing = await readOptional(layoutFile);
       if (existing !== undefined) return existing;
