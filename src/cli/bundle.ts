@@ -100,6 +100,11 @@ async function checkWritable(output: string): Promise<void> {
     const fh = await open(probe, 'wx', 0o644);
     await fh.close();
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new UsageError(`-o ${target}: ${path.dirname(target)} is not a directory that exists`, {
+        hint: 'create the directory first, or choose another path',
+      });
+    }
     throw pathError(err, target, 'creating the bundle');
   }
   await rm(probe, { force: true });

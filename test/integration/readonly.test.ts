@@ -64,6 +64,18 @@ describe.skipIf(!SYS_OK)('a path ferry may not write', () => {
   });
 });
 
+describe('an output directory that does not exist', () => {
+  it('is a usage error about -o, before anything is pulled (exit 2)', async () => {
+    const work = createTempDir('ro');
+    const src = makeStore(path.join(work, 'src'), 1024);
+    const out = path.join(work, 'missing', 'b.ferry');
+    const r = await ferry(['bundle', `oci:${src.dir}:example.com/app:docker`, '--store', path.join(work, 'store'), '-o', out]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`-o ${out}: ${path.dirname(out)} is not a directory that exists`);
+    await expect(access(path.join(work, 'store'))).rejects.toThrow();
+  });
+});
+
 describe('pathError', () => {
   const sys = (code: string, syscall = 'open'): NodeJS.ErrnoException =>
     Object.assign(new Error(`${code}: something, ${syscall} '/x/.tmp'`), { code, syscall, errno: -1 });
