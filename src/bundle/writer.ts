@@ -16,7 +16,7 @@ import { parseManifest, requiredBlobs, type Descriptor } from '../oci/manifest.j
 import { MediaType, declaredCompression, isManifestType } from '../oci/mediatypes.js';
 import { formatPlatform } from '../oci/platform.js';
 import { CONTAINERD_NAME, REF_NAME, type OciLayout } from '../transports/oci/layout.js';
-import { FerryError, NotFoundError, SizeMismatchError, UsageError, wrap } from '../util/errors.js';
+import { FerryError, NotFoundError, SizeMismatchError, UsageError, pathError, wrap } from '../util/errors.js';
 import { FileSink, fileSize, fsyncDir, removeDeadTemps, tempNameFor, writeFileAtomic } from '../util/fsutil.js';
 import { TarWriter } from '../tar/writer.js';
 import {
@@ -57,6 +57,8 @@ export interface WriteBundleOptions {
   onEvent?: (e: BundleEvent) => void;
   /** Fixed "created" (tests); default now. */
   created?: Date;
+  /** Stops the write (Ctrl-C): the streams in flight are destroyed, the temp bundle and spools removed. */
+  signal?: AbortSignal;
 }
 
 export interface BundleReport {
@@ -249,6 +251,28 @@ export function checksumsFile(members: Array<{ path: string; sha256: string }>):
 export async function writeBundle(opts: WriteBundleOptions): Promise<BundleReport> {
   const emit = opts.onEvent ?? (() => {});
   const output = path.resolve(opts.output);
+  const signal = opts.signal;
+  signal?.throwIfAborted();
+  // The streams in flight, destroyed on abort so every await below ends at once.
+  const active = new Set<{ destroy(err?: Error): unknown }>();
+  const track = <S extends { destroy(err?: Error): unknown }>(stream: S): S => {
+    active.add(stream);
+    return stream;
+  };
+  const onAbort = (): void => {
+    const reason = signal?.reason instanceof Error ? signal.reason : new Error('interrupted');
+    for (const stream of active) stream.destroy(reason);
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
+  // A failure of the file being written (read-only, full, forbidden) is about the output's path.
+  let sinkError: unknown;
+  const outputSink = (file: string): FileSink => {
+    const sink = track(new FileSink(file));
+    sink.once('error', (err) => {
+      sinkError ??= err;
+    });
+    return sink;
+  };
   const key = opts.signKey !== undefined ? await loadPrivateKey(opts.signKey) : undefined;
   const plan = await planBundle(opts.store, opts.refs, opts.compression, (message) => emit({ kind: 'warning', message }));
   const uniqueBytes = plan.blobs.reduce((n, b) => n + b.size, 0);
@@ -261,17 +285,27 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
   const tmp = tempNameFor(output);
   let committed = false;
   try {
+    signal?.throwIfAborted();
     // Compress first, so the manifest (written before any blob) knows stored sizes and hashes.
     for (const b of plan.blobs.filter((x) => x.compress)) {
       const file = tempNameFor(path.join(path.dirname(output), `${path.basename(output)}.${hex(b.digest).slice(0, 12)}.zst`));
+      signal?.throwIfAborted();
       spools.set(b.digest, { file, size: 0, sha256: '' });
-      const src = chain(
-        await opts.store.openBlob(b.digest, `layer ${b.digest}`),
-        new DigestVerifier({ digest: b.digest, size: b.size, what: `store blob ${b.digest}` }),
+      const src = track(
+        chain(
+          await opts.store.openBlob(b.digest, `layer ${b.digest}`),
+          new DigestVerifier({ digest: b.digest, size: b.size, what: `store blob ${b.digest}` }),
+        ),
       );
       const hasher = new Hasher();
-      const sink = new FileSink(file);
-      await runZstd(['-q', '-c', ZSTD_LEVEL, '-T0', '--no-progress', '-'], src, sink, { transforms: [hasher] });
+      const sink = outputSink(file);
+      try {
+        await runZstd(['-q', '-c', ZSTD_LEVEL, '-T0', '--no-progress', '-'], src, sink, { transforms: [hasher] });
+      } finally {
+        active.delete(src);
+        active.delete(sink);
+      }
+      signal?.throwIfAborted();
       const spool = { file, size: hasher.bytes, sha256: hasher.hash.digest('hex') };
       spools.set(b.digest, spool);
       emit({ kind: 'compress', digest: b.digest, size: b.size, storedSize: spool.size });
@@ -334,7 +368,8 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     const signature = key ? signManifest(manifestBytes, key) : undefined;
 
     const tar = new TarWriter({ mtime: BUNDLE_MTIME });
-    const sink = new FileSink(tmp);
+    const sink = outputSink(tmp);
+    track(tar.output);
     const written = pipeline(tar.output, sink);
     written.catch(() => {});
     try {
@@ -344,6 +379,7 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
       await tar.addFile(MEMBER.index, indexBytes);
       await tar.addFile(MEMBER.checksums, sums);
       for (let i = 0; i < plan.blobs.length; i++) {
+        signal?.throwIfAborted();
         const b = plan.blobs[i]!;
         const m = blobMembers[i]!;
         const spool = spools.get(b.digest);
@@ -359,11 +395,17 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
               await opts.store.openBlob(b.digest, `blob ${b.digest}`),
               new DigestVerifier({ digest: b.digest, size: b.size, what: `store blob ${b.digest}` }),
             );
-        await tar.addFile(m.path, m.size, src);
+        track(src);
+        try {
+          await tar.addFile(m.path, m.size, src);
+        } finally {
+          active.delete(src);
+        }
         emit({ kind: 'member', path: m.path, size: m.size });
       }
       await tar.finish();
       await written;
+      signal?.throwIfAborted();
     } catch (err) {
       tar.abort(err);
       await written.catch(() => {});
@@ -383,7 +425,12 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     await fsyncDir(dir);
     if (signature) await writeFileAtomic(sigFile, signature);
     return { output, signature: signature ? sigFile : undefined, images: plan.images, totals, compressedBlobs: spools.size };
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : err;
+    // The output's own file system refused (read-only, full, forbidden): name the output.
+    throw sinkError !== undefined ? pathError(sinkError, output, 'writing the bundle') : err;
   } finally {
+    signal?.removeEventListener('abort', onAbort);
     if (!committed) await rm(tmp, { force: true });
     await Promise.all([...spools.values()].map((s) => rm(s.file, { force: true })));
   }

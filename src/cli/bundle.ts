@@ -6,11 +6,16 @@ import { DEFAULT_STORE, pull } from '../commands/pull.js';
 import { onlyIntegrityFailures } from '../commands/report.js';
 import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
 import { OciLayout } from '../transports/oci/layout.js';
-import { FerryError, IntegrityError, UsageError } from '../util/errors.js';
+import { AbortedError, FerryError, IntegrityError, UsageError, pathError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatBytes } from './format.js';
 import { IMAGE_LIST_OPTION, collectRefs, platformsOf, registryAccess, registryFlags, type RegistryFlags } from './options.js';
-import { jsonLine } from './progress.js';
+import { createView, jsonLine, outputMode } from './progress.js';
+import { interruptible } from './interrupt.js';
+import { open, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { PlatformSpec } from '../oci/platform.js';
+import { tempNameFor } from '../util/fsutil.js';
 
 export interface BundleArgs extends RegistryFlags {
   sources?: string[];
@@ -74,13 +79,59 @@ export async function runBundle(args: BundleArgs): Promise<number> {
   if (platforms.length > 0 && refs.length === 0)
     throw new UsageError('--platform applies to images pulled now; it cannot filter --from-store');
   const storeDir = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
+  // Before pulling anything: an output nobody may write is said now, about its path.
+  await checkWritable(args.output);
+  const access = refs.length > 0 ? await registryAccess(args, (args.file ?? []).some(isStdin)) : undefined;
+  // Ctrl-C stops as pull does: exit 130, the store keeps only verified blobs, the temp bundle
+  // and its zstd spools are removed (writeBundle's own cleanup, reached because the run ends).
+  return interruptible((signal) =>
+    bundleRun(args, refs, platforms, storeDir, access, signal).catch((err: unknown) => {
+      if (!signal.aborted) throw err;
+      throw new AbortedError(`interrupted: no bundle written (${path.resolve(args.output)} untouched; the store keeps what was pulled)`);
+    }),
+  );
+}
+
+/** The output's directory takes a new file: a temp file beside the output is made and removed. */
+async function checkWritable(output: string): Promise<void> {
+  const target = path.resolve(output);
+  const probe = tempNameFor(target);
+  try {
+    const fh = await open(probe, 'wx', 0o644);
+    await fh.close();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+      throw new UsageError(`-o ${target}: ${path.dirname(target)} is not a directory that exists`, {
+        hint: 'create the directory first, or choose another path',
+      });
+    }
+    throw pathError(err, target, 'creating the bundle');
+  }
+  await rm(probe, { force: true });
+}
+
+async function bundleRun(
+  args: BundleArgs,
+  refs: string[],
+  platforms: PlatformSpec[],
+  storeDir: string,
+  access: Awaited<ReturnType<typeof registryAccess>> | undefined,
+  signal: AbortSignal,
+): Promise<number> {
   const out = (line: string): void => {
     if (!args.quiet && !args.json) writeErr(`${line}\n`);
   };
   let names: string[] | undefined;
-  if (refs.length > 0) {
-    const access = await registryAccess(args, (args.file ?? []).some(isStdin));
-    const r = await pull({ refs, store: storeDir, platforms, ...access });
+  if (refs.length > 0 && access) {
+    // The pull phase draws what pull draws (bars on a terminal, lines at intervals otherwise).
+    const view = args.quiet || args.json ? undefined : await createView(outputMode(false));
+    let r: Awaited<ReturnType<typeof pull>>;
+    try {
+      r = await pull({ refs, store: storeDir, platforms, ...access, signal, ...(view ? { onEvent: (e) => view.onEvent(e) } : {}) });
+    } finally {
+      await view?.finish();
+    }
+    signal.throwIfAborted();
     if (r.failures.length > 0) {
       for (const line of formatFailures(r.failures)) writeErr(line);
       const integrity = onlyIntegrityFailures(r.failures);
@@ -105,6 +156,7 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     ...(args.fromStore ? {} : { refs: names! }),
     output: args.output,
     compression: args.compression,
+    signal,
     ...(args.signKey !== undefined ? { signKey: args.signKey } : {}),
     onEvent,
   });

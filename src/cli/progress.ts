@@ -170,22 +170,51 @@ export interface PlainViewOptions {
   write?: (line: string) => void;
   /** With more than a screenful of images: a summary line this often (default 5 s). */
   summaryEveryMs?: number;
+  /** Up to a screenful of images: while blobs are being fetched, a progress line this often (default 5 s). */
+  progressEveryMs?: number;
+}
+
+/** `progress: blobs 3/10 done, 1 already present · 12.3 MB of 40.0 MB, 4.10 MB/s` (each blob counted once). */
+export function progressLine(t: RunTotals, blobs: number, totalBytes: number, now: number): string {
+  const finished = t.blobsFetched + t.blobsSkipped + t.blobsFailed;
+  const present = t.blobsSkipped ? `, ${t.blobsSkipped} already present` : '';
+  const failed = t.blobsFailed ? `, ${t.blobsFailed} failed` : '';
+  const of = totalBytes > 0 ? ` of ${formatBytes(totalBytes)}` : '';
+  return `progress: blobs ${finished}/${blobs} done${present}${failed} · ${formatBytes(t.bytes)}${of}, ${formatRate(t.bytes, now - t.started)}`;
 }
 
 /**
  * One line per meaningful step, for logs and pipes. With more images than fit on a screen, no
  * line per image or blob: a summary line at intervals, plus failures, retries and warnings as
- * they happen (the final report names the images a failure affects).
+ * they happen (the final report names the images a failure affects). Up to a screenful, a
+ * progress line (blobs done, bytes, rate) at intervals while blobs are being fetched, so a long
+ * transfer is never silent between its start and its end.
  */
 export class PlainView extends TrackingView {
   private readonly write: (line: string) => void;
   private readonly every: number;
+  private readonly progressEvery: number;
   private timer: NodeJS.Timeout | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: PlainViewOptions = {}) {
     super();
     this.write = opts.write ?? writeErr;
     this.every = opts.summaryEveryMs ?? 5000;
+    this.progressEvery = opts.progressEveryMs ?? 5000;
+  }
+
+  /** Blobs known so far that are not finished (fetched, skipped or failed). */
+  private unfinished(): boolean {
+    const t = this.totals;
+    return this.blobs.size > t.blobsFetched + t.blobsSkipped + t.blobsFailed;
+  }
+
+  private progressTick(): void {
+    if (!this.unfinished()) return;
+    let totalBytes = 0;
+    for (const b of this.blobs.values()) totalBytes += b.total;
+    this.write(`${progressLine(this.totals, this.blobs.size, totalBytes, Date.now())}\n`);
   }
 
   protected draw(e: CopyEvent): void {
@@ -197,6 +226,9 @@ export class PlainView extends TrackingView {
           out(`${e.names.length} images: a summary every ${Math.round(this.every / 1000)} s (--json for every event)`);
           this.timer = setInterval(() => out(summaryLine(this.totals, Date.now())), this.every);
           this.timer.unref();
+        } else if (!summarized && !this.progressTimer) {
+          this.progressTimer = setInterval(() => this.progressTick(), this.progressEvery);
+          this.progressTimer.unref();
         }
         break;
       case 'image':
@@ -224,6 +256,10 @@ export class PlainView extends TrackingView {
   }
 
   async finish(): Promise<void> {
+    if (this.progressTimer) {
+      clearInterval(this.progressTimer);
+      this.progressTimer = undefined;
+    }
     if (this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;

@@ -183,6 +183,48 @@ export class AbortedError extends FerryError {
   }
 }
 
+/** The system error codes that say a path cannot be written, and what each means. */
+const PATH_PROBLEMS: Record<string, { code: string; says: string; hint: string }> = {
+  EROFS: { code: 'PATH_READ_ONLY', says: 'read-only file system', hint: 'choose a path on a writable file system' },
+  EACCES: { code: 'PATH_PERMISSION', says: 'permission denied', hint: 'choose a path you may write to, or change its permissions' },
+  EPERM: { code: 'PATH_PERMISSION', says: 'operation not permitted', hint: 'choose a path you may write to, or change its permissions' },
+  ENOSPC: { code: 'PATH_NO_SPACE', says: 'no space left on device', hint: 'free space there, or choose a path on another file system' },
+  EDQUOT: { code: 'PATH_NO_SPACE', says: 'disk quota exceeded', hint: 'free space there, or choose a path on another file system' },
+};
+
+/**
+ * A file system refused a write: says which path (as the user gave it: `--store DIR`, `-o FILE`),
+ * what ferry was doing there and why, with a hint, instead of a bare errno from deep inside.
+ */
+export class PathError extends FerryError {
+  constructor(
+    readonly path: string,
+    readonly operation: string,
+    readonly errno: string,
+    options: FerryErrorOptions & { code: string; says: string },
+  ) {
+    super(options.code, `cannot write ${path}: ${operation}: ${options.says} (${errno})`, options);
+  }
+}
+
+/**
+ * `err` as a PathError about `path` when it is a read-only, permission or no-space error (else
+ * `err` itself, unchanged). `operation` says what was being done: "creating the store".
+ */
+export function pathError(err: unknown, path: string, operation: string): unknown {
+  // The system error may sit under context others added (a tar member's name, a blob's digest).
+  let e: unknown = err;
+  for (let depth = 0; depth < 8 && e instanceof Error; depth++, e = e.cause) {
+    if (e instanceof PathError) return e;
+    const code = (e as NodeJS.ErrnoException).code;
+    const problem = typeof code === 'string' && Object.hasOwn(PATH_PROBLEMS, code) ? PATH_PROBLEMS[code] : undefined;
+    if (problem && code !== undefined) {
+      return new PathError(path, operation, code, { code: problem.code, says: problem.says, hint: problem.hint, cause: err });
+    }
+  }
+  return err;
+}
+
 /**
  * The error with context before its message, as a NEW error (Go's `%w`): `err` itself is never
  * changed, because one error object is often shared (one failed blob is the failure of every image

@@ -68,13 +68,28 @@ const OLD_TEMP_NAME = /^\.(.+)\.(\d+)\.[a-f0-9]+\.tmp$/;
  * (no host id) are judged by pid as before, and by age. Returns how many were removed.
  */
 export async function removeDeadTemps(dir: string, matches: (base: string) => boolean): Promise<number> {
+  const dead = await deadTemps(dir, matches);
+  for (const t of dead) await rm(t.file, { force: true });
+  return dead.length;
+}
+
+/** A temp file whose writer is gone (see removeDeadTemps): its path, target base name, size and mtime. */
+export interface DeadTemp {
+  file: string;
+  base: string;
+  size: number;
+  mtimeMs: number;
+}
+
+/** The temp files removeDeadTemps would remove, without removing them (a caller may resume one). */
+export async function deadTemps(dir: string, matches: (base: string) => boolean): Promise<DeadTemp[]> {
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
-    return 0;
+    return [];
   }
-  let removed = 0;
+  const found: DeadTemp[] = [];
   const now = Date.now();
   for (const n of names) {
     let base: string;
@@ -93,16 +108,13 @@ export async function removeDeadTemps(dir: string, matches: (base: string) => bo
     } else continue;
     if (!matches(base)) continue;
     const file = path.join(dir, n);
-    let dead = local && pid !== process.pid && !processAlive(pid);
-    if (!dead) {
-      const s = await stat(file).catch(() => undefined);
-      dead = s !== undefined && s.isFile() && now - s.mtimeMs > ABANDONED_TEMP_MS;
-    }
+    const s = await stat(file).catch(() => undefined);
+    if (s === undefined || !s.isFile()) continue;
+    const dead = (local && pid !== process.pid && !processAlive(pid)) || now - s.mtimeMs > ABANDONED_TEMP_MS;
     if (!dead) continue;
-    await rm(file, { force: true });
-    removed++;
+    found.push({ file, base, size: s.size, mtimeMs: s.mtimeMs });
   }
-  return removed;
+  return found;
 }
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -221,13 +233,17 @@ export class FileSink extends Writable {
   readonly fdClosed: Promise<void>;
   private markClosed!: () => void;
 
-  constructor(private readonly file: string) {
+  /** `append`: add to an existing file (a resumed download) instead of creating a new one. */
+  constructor(
+    private readonly file: string,
+    private readonly opts: { append?: boolean } = {},
+  ) {
     super({ highWaterMark: 4 * 1024 * 1024 });
     this.fdClosed = new Promise((resolve) => (this.markClosed = resolve));
   }
 
   override _construct(cb: (err?: Error | null) => void): void {
-    fs.open(this.file, 'wx', 0o644, (err, fd) => {
+    fs.open(this.file, this.opts.append ? 'a' : 'wx', 0o644, (err, fd) => {
       if (err) {
         this.markClosed();
         cb(err);

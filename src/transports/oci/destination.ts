@@ -47,7 +47,8 @@ export class OciLayoutDestination implements ImageDestination {
   }
 
   async putBlob(desc: Descriptor, open: BlobOpener, opts: PutBlobOptions): Promise<PutBlobResult> {
-    return { bytes: await this.store.putBlob(desc, open(0), opts.what, opts.onProgress), sent: true };
+    // The opener, not a stream: the store resumes a partial download a dead run left.
+    return { bytes: await this.store.putBlob(desc, open, opts.what, opts.onProgress), sent: true };
   }
 
   async putManifest(m: ManifestBytes): Promise<void> {

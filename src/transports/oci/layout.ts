@@ -4,21 +4,33 @@
  * verified; index.json changes happen under the layout lock.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { z } from '../../util/zod.js';
 import { DigestVerifier, hex, isDigest, sha256, verifyBytes, type Digest } from '../../oci/digest.js';
 import { DescriptorSchema, MAX_MANIFEST_BYTES, parseJsonBounded, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
-import { FerryError, LayoutError, NotFoundError } from '../../util/errors.js';
-import { fileSize, fsyncDir, removeDeadTemps, streamToFileAtomic, writeFileAtomic } from '../../util/fsutil.js';
+import { FerryError, IntegrityError, LayoutError, NotFoundError, PathError, pathError } from '../../util/errors.js';
+import {
+  FileSink,
+  deadTemps,
+  fileSize,
+  fsyncDir,
+  streamToFileAtomic,
+  tempNameFor,
+  writeFileAtomic,
+  type DeadTemp,
+} from '../../util/fsutil.js';
 import { withLayoutLock } from './lock.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 export const CONTAINERD_NAME = 'io.containerd.image.name';
 export const MAX_INDEX_JSON_BYTES = 64 * 1024 * 1024;
+/** A partial download older than this is not resumed: its writer's run is long forgotten. */
+const KEEP_PARTIAL_MS = 7 * 24 * 60 * 60 * 1000;
 /** Group commit of index.json entries: the most a batch waits for more, and a batch that does not wait. */
 const MAX_COMMIT_PAUSE_MS = 500;
 const MIN_COMMIT_PAUSE_MS = 100;
@@ -123,6 +135,48 @@ async function readOptional(file: string): Promise<string | undefined> {
   }
 }
 
+/**
+ * `mkdir -p`, one directory at a time. Node's recursive mkdir spins for ever where the kernel
+ * answers ENOENT for a directory whose parent exists (under /proc), and elsewhere reports the
+ * wrong directory; made one by one, each refusal names its real reason (EROFS, EACCES), and
+ * ENOENT with the parent present is said as what it is: nothing can be created there.
+ */
+async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = dir; ; ) {
+    const isDir = await stat(d).then(
+      (st) => st.isDirectory(),
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : false),
+    );
+    if (isDir === true) break;
+    if (isDir === false && d === dir) {
+      throw new LayoutError('LAYOUT_NOT_FOUND', `${dir} exists and is not a directory; choose another --store`);
+    }
+    if (isDir === false) break; // an ancestor that is no directory (or unreadable): the mkdir below says why
+    missing.unshift(d);
+    const parent = path.dirname(d);
+    if (parent === d) break;
+    d = parent;
+  }
+  for (const d of missing) {
+    try {
+      await mkdir(d);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EEXIST') continue; // another process made it meanwhile
+      if (e.code === 'ENOENT') {
+        throw new PathError(dir, 'creating the store', 'ENOENT', {
+          code: 'PATH_NOT_WRITABLE',
+          says: `${path.dirname(d)} takes no new directories`,
+          hint: 'choose a path on a writable file system',
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+}
+
 export class OciLayout {
   /**
    * Blobs were written (renamed into blobs/sha256) since that directory was last fsynced.
@@ -152,7 +206,10 @@ export class OciLayout {
           exists ? `${abs} is not an OCI image layout (no oci-layout file)` : `OCI layout ${abs} does not exist`,
         );
       }
-      header = await OciLayout.create(abs, layoutFile);
+      // A store on a read-only, full or forbidden file system: say so about the store's path.
+      header = await OciLayout.create(abs, layoutFile).catch(async (err: unknown) => {
+        throw pathError(err, abs, 'creating the store');
+      });
     }
     let parsed: unknown;
     try {
@@ -178,7 +235,7 @@ export class OciLayout {
    * layout is complete.
    */
   private static async create(abs: string, layoutFile: string): Promise<string> {
-    await mkdir(abs, { recursive: true });
+    await makeDirs(abs);
     return withLayoutLock(abs, async () => {
       const existing = await readOptional(layoutFile);
       if (existing !== undefined) return existing;
@@ -318,17 +375,155 @@ export class OciLayout {
     return createReadStream(p, { highWaterMark: 1024 * 1024, start });
   }
 
-  /** Store a blob from a stream, verified against desc while streaming; atomic. */
+  /**
+   * Store a blob, verified against desc while streaming; atomic. Given a stream, it is written
+   * whole. Given an opener (`start` → the blob's bytes from that offset), the download resumes
+   * across runs: a temp file a dead writer left for this blob (kept by removeStaleTemps) is
+   * claimed, its bytes are hashed again as the start of the blob, and only the rest is opened
+   * (a registry sends it with `Range`); a download that fails for any reason but the content
+   * (network, Ctrl-C) keeps its temp file for the next try. The digest check covers the kept
+   * bytes too: when the whole does not match, the partial is dropped and the blob fetched once
+   * more from byte 0. Returns the bytes taken from the source.
+   */
   async putBlob(
     desc: { digest: string; size: number },
-    source: Readable,
+    source: Readable | ((start: number) => Readable),
     what: string,
     onProgress?: (bytes: number) => void,
   ): Promise<number> {
+    const target = this.blobPath(desc.digest);
+    if (typeof source !== 'function') {
+      const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what, ...(onProgress ? { onProgress } : {}) });
+      const written = await streamToFileAtomic(target, source, [verifier]);
+      this.blobsDirty = true;
+      return written;
+    }
+    const partial = await this.claimPartial(desc);
+    if (partial !== undefined) {
+      try {
+        return await this.writeBlob(desc, partial, source, what, onProgress);
+      } catch (err) {
+        // Only content that does not match: the kept bytes may be what is wrong; once more from 0.
+        if (!(err instanceof IntegrityError)) throw err;
+      }
+    }
+    await mkdir(path.dirname(target), { recursive: true }).catch((err: unknown) => {
+      throw pathError(err, this.dir, `writing blob ${desc.digest}`);
+    });
+    return this.writeBlob(desc, { file: tempNameFor(target), size: 0 }, source, what, onProgress);
+  }
+
+  /** Temp files of this process kept after a failed download, by digest (claimable once their try ended). */
+  private readonly ownPartials = new Map<Digest, string>();
+
+  /**
+   * The longest partial download of `desc` whose writer is gone (or an earlier try of this
+   * process), renamed to a temp name of this process: the rename is the claim, so two runs
+   * never append to one file (the loser's rename fails and it tries the next, or starts at 0).
+   */
+  private async claimPartial(desc: { digest: string; size: number }): Promise<{ file: string; size: number } | undefined> {
+    const target = this.blobPath(desc.digest);
+    const base = hex(desc.digest as Digest);
+    const candidates = (await deadTemps(path.dirname(target), (b) => b === base)).map((t) => ({ file: t.file, size: t.size }));
+    const own = this.ownPartials.get(desc.digest as Digest);
+    if (own !== undefined) {
+      this.ownPartials.delete(desc.digest as Digest);
+      const size = await fileSize(own);
+      if (size !== undefined) candidates.push({ file: own, size });
+    }
+    candidates.sort((a, b) => b.size - a.size);
+    for (const c of candidates) {
+      if (c.size === 0 || c.size > desc.size) continue;
+      const mine = tempNameFor(target);
+      try {
+        await rename(c.file, mine);
+      } catch {
+        continue; // claimed by another run meanwhile
+      }
+      // Another run may have claimed it first and grown it since: its size now is what counts.
+      const size = await fileSize(mine);
+      if (size === undefined || size > desc.size) {
+        await rm(mine, { force: true });
+        continue;
+      }
+      return { file: mine, size };
+    }
+    return undefined;
+  }
+
+  /**
+   * Write the blob into `partial.file` after its first `partial.size` bytes (already there):
+   * those bytes are read back through the verifier first, then the source from that offset.
+   */
+  private async writeBlob(
+    desc: { digest: string; size: number },
+    partial: { file: string; size: number },
+    open: (start: number) => Readable,
+    what: string,
+    onProgress?: (bytes: number) => void,
+  ): Promise<number> {
+    const target = this.blobPath(desc.digest);
+    const kept = partial.size;
     const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what, ...(onProgress ? { onProgress } : {}) });
-    const written = await streamToFileAtomic(this.blobPath(desc.digest), source, [verifier]);
+    let fetched = 0;
+    let rest: Readable | undefined;
+    // pipeline() calls a source function with { signal }, aborted when a later stage fails.
+    async function* bytes({ signal }: { signal: AbortSignal }): AsyncGenerator<Buffer> {
+      if (kept > 0) {
+        for await (const chunk of createReadStream(partial.file, { start: 0, end: kept - 1, highWaterMark: 1024 * 1024 })) {
+          yield chunk as Buffer;
+        }
+      }
+      // A complete partial needs nothing more (a Range from its end would be refused).
+      if (kept > 0 && kept >= desc.size) return;
+      rest = open(kept);
+      signal.addEventListener('abort', () => rest?.destroy(), { once: true });
+      for await (const chunk of rest) {
+        fetched += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+    }
+    // The kept bytes are in the file already: only what follows them is appended.
+    let skip = kept;
+    const appendOnly = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        if (skip >= chunk.length) {
+          skip -= chunk.length;
+          return cb();
+        }
+        const out = skip > 0 ? chunk.subarray(skip) : chunk;
+        skip = 0;
+        cb(null, out);
+      },
+    });
+    const sink = new FileSink(partial.file, { append: true });
+    // The store's own file system failing (read-only, full, forbidden) is said about the store.
+    let storeFailure: unknown;
+    sink.once('error', (err) => {
+      storeFailure ??= pathError(err, this.dir, `writing blob ${desc.digest}`);
+    });
+    try {
+      await pipeline(bytes as unknown as () => AsyncIterable<Buffer>, verifier, appendOnly, sink);
+      await rename(partial.file, target).catch((err: unknown) => {
+        storeFailure = pathError(err, this.dir, `writing blob ${desc.digest}`);
+        throw storeFailure;
+      });
+    } catch (err) {
+      rest?.destroy();
+      sink.destroy();
+      await sink.fdClosed;
+      // Bytes that cannot be the blob's are dropped, as is a partial on a full disk; a download
+      // cut short (network, Ctrl-C) is kept for the next try.
+      const full = (storeFailure as { code?: string } | undefined)?.code === 'PATH_NO_SPACE';
+      if (err instanceof IntegrityError || full || (await fileSize(partial.file).catch(() => undefined)) === 0) {
+        await rm(partial.file, { force: true });
+      } else {
+        this.ownPartials.set(desc.digest as Digest, partial.file);
+      }
+      throw storeFailure instanceof Error ? storeFailure : err;
+    }
     this.blobsDirty = true;
-    return written;
+    return fetched;
   }
 
   async putBytes(bytes: Uint8Array, expected?: Digest): Promise<Digest> {
@@ -421,9 +616,29 @@ export class OciLayout {
     }
   }
 
-  /** Remove temp files that killed runs left behind (their writers are gone). */
+  /**
+   * Remove temp files that killed runs left behind (their writers are gone), except, per blob
+   * not stored yet, the longest partial download younger than KEEP_PARTIAL_MS: putBlob resumes
+   * from it. Returns how many files were removed.
+   */
   async removeStaleTemps(): Promise<number> {
-    return removeDeadTemps(path.join(this.dir, 'blobs', 'sha256'), (base) => /^[a-f0-9]{64}$/.test(base));
+    const dir = path.join(this.dir, 'blobs', 'sha256');
+    const dead = await deadTemps(dir, (base) => /^[a-f0-9]{64}$/.test(base));
+    const keep = new Map<string, DeadTemp>();
+    const now = Date.now();
+    for (const t of dead) {
+      if (t.size === 0 || now - t.mtimeMs > KEEP_PARTIAL_MS) continue;
+      const best = keep.get(t.base);
+      if (best === undefined || t.size > best.size) keep.set(t.base, t);
+    }
+    for (const [base, t] of keep) if ((await fileSize(path.join(dir, base))) !== undefined) keep.delete(t.base);
+    let removed = 0;
+    for (const t of dead) {
+      if (keep.get(t.base) === t) continue;
+      await rm(t.file, { force: true });
+      removed++;
+    }
+    return removed;
   }
 }
 

@@ -114,3 +114,43 @@ describe('progress for long lists', () => {
     expect(frames.at(-1)).toMatch(/^images 99\/100 done, 1 failed · blobs 99 fetched, 1 already present, 1 failed · .*\n$/);
   });
 });
+
+describe('plain view without a terminal: progress lines between start and end', () => {
+  const d = (i: number): string => `sha256:${String(i).padStart(64, '0')}`;
+
+  it('up to a screenful: a progress line at intervals (blobs done, bytes, rate) while blobs are fetched', async () => {
+    const lines: string[] = [];
+    const view = new PlainView({ write: (l) => lines.push(l), progressEveryMs: 15 });
+    view.onEvent({ kind: 'images', names: ['r.example/a:1'] });
+    view.onEvent({ kind: 'image', state: 'resolved', image: 'r.example/a:1', digest: d(9), blobs: [d(1), d(2)], total: 3_000_000 });
+    view.onEvent({ kind: 'blob', state: 'skipped', digest: d(1), bytes: 1_000_000, total: 1_000_000 });
+    view.onEvent({ kind: 'blob', state: 'start', digest: d(2), bytes: 0, total: 2_000_000 });
+    view.onEvent({ kind: 'blob', state: 'progress', digest: d(2), bytes: 500_000, total: 2_000_000 });
+    await new Promise((r) => setTimeout(r, 60));
+    const during = lines.filter((l) => l.startsWith('progress: '));
+    expect(during.length).toBeGreaterThanOrEqual(2);
+    expect(during[0]).toMatch(/^progress: blobs 1\/2 done, 1 already present · 500\.0 KB of 3\.00 MB, [\d.]+ [KMG]?B\/s\n$/);
+    view.onEvent({ kind: 'blob', state: 'done', digest: d(2), bytes: 2_000_000, total: 2_000_000 });
+    view.onEvent({ kind: 'image', state: 'done', image: 'r.example/a:1', digest: d(9) });
+    // Nothing left in flight: no more progress lines; none after finish either.
+    const count = lines.length;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(lines.length).toBe(count);
+    await view.finish();
+    await new Promise((r) => setTimeout(r, 40));
+    expect(lines.length).toBe(count);
+  });
+
+  it('a run of more than a screenful keeps its summary lines, with no progress lines besides', async () => {
+    const lines: string[] = [];
+    const view = new PlainView({ write: (l) => lines.push(l), summaryEveryMs: 15, progressEveryMs: 15 });
+    const names = Array.from({ length: SCREENFUL + 1 }, (_, i) => `r.example/a${i}:1`);
+    view.onEvent({ kind: 'images', names });
+    view.onEvent({ kind: 'image', state: 'resolved', image: names[0]!, digest: d(9), blobs: [d(1)], total: 10 });
+    view.onEvent({ kind: 'blob', state: 'progress', digest: d(1), bytes: 5, total: 10 });
+    await new Promise((r) => setTimeout(r, 50));
+    await view.finish();
+    expect(lines.filter((l) => l.startsWith('progress: '))).toEqual([]);
+    expect(lines.filter((l) => l.startsWith('images ')).length).toBeGreaterThanOrEqual(2);
+  });
+});
