@@ -35,7 +35,11 @@ export const LIMITS = {
   /** ferry-bundle.json, index.json, SHA256SUMS and every manifest/config. */
   maxJsonBytes: 64 * 1024 * 1024,
   maxManifestBytes: 4 * 1024 * 1024,
-  maxMembers: 1_000_000,
+  /**
+   * Members of a bundle (its blobs + 5). Reading a member costs memory (its index entry, the
+   * checker's record of it): 100,000 keep verify and load of the largest bundle under 200 MB.
+   */
+  maxMembers: 100_000,
   maxNameLength: 4096,
   /** A zstd member may restore to at most its declared uncompressedSize; never more than this. */
   maxRestoredBytes: 1024 ** 4,

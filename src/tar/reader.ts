@@ -63,7 +63,10 @@ export interface TarEntry {
 }
 
 export interface TarReadOptions {
-  /** Refuse archives with more members than this (default 1,000,000). */
+  /**
+   * Refuse archives with more members than this (default 250,000): an index costs ~120 bytes of
+   * memory per member, so an archive of empty members may not make it grow without bound.
+   */
   maxEntries?: number;
   /** Largest pax extended header or GNU long name accepted, in bytes (default 1 MiB, like Go). */
   maxPaxBytes?: number;
@@ -75,7 +78,7 @@ export interface TarReadOptions {
   strict?: boolean;
 }
 
-const DEFAULT_MAX_ENTRIES = 1_000_000;
+const DEFAULT_MAX_ENTRIES = 250_000;
 const DEFAULT_MAX_PAX = 1024 * 1024;
 
 function quoteName(n: string | undefined): string {
@@ -153,8 +156,11 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
     const size = HEADER_ONLY_TYPEFLAGS.has(h.typeflag) ? 0 : (pending?.size ?? h.size);
     pending = undefined;
     if (rawName === '') throw new TarFormatError(`tar header at offset ${offset} (after ${quoteName(last)}): empty member name`);
+    const normalized = normalizeTarName(rawName);
     const entry: TarEntry = {
-      name: normalizeTarName(rawName),
+      // One string when the name is already normal (almost always): an index of a million
+      // members holds a million names, not two million.
+      name: normalized === rawName ? rawName : normalized,
       rawName,
       type,
       size,
@@ -297,8 +303,16 @@ export async function* iterateTar(source: Readable, opts: TarReadOptions = {}): 
 // ---------------------------------------------------------------------------------------------
 // Random access
 
+/**
+ * Positional reads of a file with a small read-ahead window: headers of small members sit next
+ * to each other, so one 64 KiB read serves many of them (a 512-byte read per header made an
+ * archive of a million empty members take a minute to index). Skipping over member data only
+ * moves the position.
+ */
 class FileSource implements ByteSource {
   pos = 0;
+  private window: Buffer = Buffer.alloc(0);
+  private windowStart = 0;
   constructor(
     private readonly fh: FileHandle,
     private readonly size: number,
@@ -306,15 +320,35 @@ class FileSource implements ByteSource {
 
   async read(n: number): Promise<Buffer> {
     const want = Math.max(0, Math.min(n, this.size - this.pos));
+    const off = this.pos - this.windowStart;
+    if (off >= 0 && off + want <= this.window.length) {
+      this.pos += want;
+      return Buffer.from(this.window.subarray(off, off + want));
+    }
+    if (want <= READ_AHEAD) {
+      const len = Math.min(READ_AHEAD, this.size - this.pos);
+      const buf = Buffer.alloc(len);
+      const got = await this.readAt(buf, this.pos);
+      this.window = buf.subarray(0, got);
+      this.windowStart = this.pos;
+      const n2 = Math.min(want, got);
+      this.pos += n2;
+      return Buffer.from(this.window.subarray(0, n2));
+    }
     const buf = Buffer.alloc(want);
+    const got = await this.readAt(buf, this.pos);
+    this.pos += got;
+    return got === want ? buf : buf.subarray(0, got);
+  }
+
+  private async readAt(buf: Buffer, at: number): Promise<number> {
     let got = 0;
-    while (got < want) {
-      const { bytesRead } = await this.fh.read(buf, got, want - got, this.pos + got);
+    while (got < buf.length) {
+      const { bytesRead } = await this.fh.read(buf, got, buf.length - got, at + got);
       if (bytesRead === 0) break;
       got += bytesRead;
     }
-    this.pos += got;
-    return got === want ? buf : buf.subarray(0, got);
+    return got;
   }
 
   async skipTo(target: number): Promise<boolean> {
@@ -326,6 +360,8 @@ class FileSource implements ByteSource {
     return true;
   }
 }
+
+const READ_AHEAD = 64 * 1024;
 
 /**
  * Index a tar file by reading its headers only, seeking over member data with positional
