@@ -5,6 +5,7 @@
  */
 import { z } from '../util/zod.js';
 import { IntegrityError } from '../util/errors.js';
+import { REFERENCE_MAX_LENGTH } from '../ref/reference.js';
 
 export const BUNDLE_FORMAT_VERSION = 1;
 export const BUNDLE_MANIFEST_MEDIA_TYPE = 'application/vnd.ferry.bundle.manifest.v1+json';
@@ -70,7 +71,7 @@ export type BundleMember = z.infer<typeof BundleMemberSchema>;
 
 export const BundleImageSchema = z.strictObject({
   /** Full normalised reference the image was bundled as, e.g. docker.io/library/nginx:1.27. */
-  ref: z.string().min(1),
+  ref: z.string().min(1).max(REFERENCE_MAX_LENGTH),
   digest: Sha256Digest,
   mediaType: z.string(),
   /** Size of the root manifest or index. */

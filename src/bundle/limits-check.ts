@@ -82,8 +82,6 @@ export class BundleSpoolGuard extends Transform {
   /** Bytes of the head not parsed yet (the head only). */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  /** Where the next header starts, while the head is followed. */
-  private next = 0;
   private members = 0;
   private want: { kind: 'header' } | { kind: 'skip'; until: number } | { kind: 'manifest'; size: number; end: number } = {
     kind: 'header',

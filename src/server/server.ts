@@ -486,12 +486,7 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
   }
   if (ctx.checks.get(digest) === 'bad') {
     // Found not to match its digest while it was sent: never served again (the log said why).
-    sendError(ex, {
-      status: 500,
-      code: 'UNKNOWN',
-      message: `blob ${digest} does not match its digest in ${ctx.content.description}: it is not served (see the server's log)`,
-      detail: { digest },
-    });
+    sendError(ex, badBlob(ctx, digest));
     return;
   }
   const { req, res } = ex;
@@ -632,9 +627,24 @@ function contentMismatch(ctx: Ctx, ex: Exchange, digest: Digest, err: Error, len
   ctx.checks.bad(digest);
   ctx.problem(
     `${ex.req.method ?? ''} ${ex.req.url ?? ''}: blob ${digest} in ${ctx.content.description} does not match its digest ` +
-      `(${errorMessage(err)}): the response was cut after ${ex.bytes} of ${length} bytes, and the blob is answered 500 from now on`,
+      `(${errorMessage(err)}): ${ex.res.headersSent ? `the response was cut after ${ex.bytes} of ${length} bytes` : 'answered 500'}, and the blob is answered 500 from now on`,
   );
+  if (!ex.res.headersSent && !ex.res.destroyed) {
+    // Nothing went out yet (the blob was one chunk): a clean error instead of a cut.
+    ex.res.removeHeader('Content-Range');
+    sendError(ex, badBlob(ctx, digest));
+    return;
+  }
   ex.res.destroy();
+}
+
+function badBlob(ctx: Ctx, digest: Digest): ApiError {
+  return {
+    status: 500,
+    code: 'UNKNOWN',
+    message: `blob ${digest} does not match its digest in ${ctx.content.description}: it is not served (see the server's log)`,
+    detail: { digest },
+  };
 }
 
 /**
