@@ -42,6 +42,7 @@ import {
   readEndOfArchive,
   TAR_BLOCK_SIZE as BLOCK,
   TarFormatError,
+  TarTrailingDataError,
 } from './format.js';
 
 export interface TarEntry {
@@ -108,7 +109,9 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
     if (isZeroBlock(block)) {
       if (pending)
         throw new TarFormatError(`tar archive: extended header at offset ${pending.headerOffset} is followed by the end-of-archive marker`);
-      await readEndOfArchive(io, offset, opts.strict === true);
+      // A stream may end in record padding, but not in endless zeros (`verify - < /dev/zero`
+      // read forever): past MAX_STREAM_TRAILING_ZEROS it is refused. A file's size bounds it.
+      await readEndOfArchive(io instanceof StreamSource ? boundedTrailer(io, offset) : io, offset, opts.strict === true);
       return;
     }
     const h = parseHeader(block, offset, last);
@@ -183,6 +186,38 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
 
 // ---------------------------------------------------------------------------------------------
 // Streaming
+
+/** Zero padding a stream may carry after the end-of-archive marker (tape records, dd block sizes). */
+export const MAX_STREAM_TRAILING_ZEROS = 1024 * 1024;
+
+/** `io`, failing once more than MAX_STREAM_TRAILING_ZEROS are read past the marker at `offset`. */
+function boundedTrailer(io: ByteSource, offset: number): ByteSource {
+  const limit = offset + TAR_TRAILER_SIZE_BYTES + MAX_STREAM_TRAILING_ZEROS;
+  const check = (): void => {
+    if (io.pos > limit) {
+      throw new TarTrailingDataError(
+        `tar archive: more than ${MAX_STREAM_TRAILING_ZEROS} bytes of padding after the end-of-archive marker at offset ${offset}`,
+      );
+    }
+  };
+  return {
+    get pos() {
+      return io.pos;
+    },
+    async read(n: number) {
+      const b = await io.read(n);
+      check();
+      return b;
+    },
+    async skipTo(target: number) {
+      const ok = await io.skipTo(target);
+      check();
+      return ok;
+    },
+  };
+}
+
+const TAR_TRAILER_SIZE_BYTES = 2 * BLOCK;
 
 class StreamSource implements ByteSource {
   pos = 0;

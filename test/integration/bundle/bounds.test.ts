@@ -172,6 +172,19 @@ describe('a bundle path that is not a regular file', () => {
     expect(namedIn(target)).toBe(0);
   });
 
+  it('verify - of endless zeros ends at once: padding after the end-of-archive marker is bounded', async () => {
+    const zeros = Readable.from(
+      (function* () {
+        for (;;) yield Buffer.alloc(MiB);
+      })(),
+    );
+    const r = await measured(['verify', '-'], zeros);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stdout).toMatch(/TRAILING_DATA/);
+    expect(r.fed).toBeLessThan(64 * MiB);
+    expect(r.rss).toBeLessThan(RSS_LIMIT_KIB);
+  });
+
   it('load - of a valid head followed by endless data stops once past what ferry-bundle.json declares', async () => {
     const whole = readFileSync(bundle);
     const man = manOf(await readMembers(bundle));
