@@ -6,7 +6,19 @@
  * named, and the bound (time, RSS, bytes written).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -273,6 +285,56 @@ describe('zstd members whose declared size is not plausible for their stored siz
     expect(v.code).toBe(3);
     expect(v.ms).toBeLessThan(15_000);
   });
+});
+
+describe('the writer keeps to the ratio readers accept', () => {
+  it('a layer that compresses beyond it (80 MiB of zeros) is stored raw, and the bundle verifies', async () => {
+    const dir = path.join(work, 'zeros-store');
+    mkdirSync(path.join(dir, 'blobs', 'sha256'), { recursive: true });
+    const put = (b: Buffer): { digest: string; size: number } => {
+      const h = createHash('sha256').update(b).digest('hex');
+      writeFileSync(path.join(dir, 'blobs', 'sha256', h), b);
+      return { digest: `sha256:${h}`, size: b.length };
+    };
+    const layer = put(Buffer.alloc(80 * MiB));
+    const small = put(Buffer.alloc(MiB, 0x61)); // compresses beyond 1024:1 too, but under the 64 MiB allowance
+    const cfg = put(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } })));
+    const tar = 'application/vnd.oci.image.layer.v1.tar';
+    const man = put(
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...cfg },
+          layers: [
+            { mediaType: tar, ...layer },
+            { mediaType: tar, ...small },
+          ],
+        }),
+      ),
+    );
+    writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    writeFileSync(
+      path.join(dir, 'index.json'),
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [
+          {
+            mediaType: 'application/vnd.oci.image.manifest.v1+json',
+            ...man,
+            annotations: { 'org.opencontainers.image.ref.name': 'example.com/zeros:1' },
+          },
+        ],
+      }),
+    );
+    const out = path.join(work, 'zeros.ferry');
+    await writeBundle({ store: await OciLayout.open(dir), output: out, compression: 'auto' });
+    const members = manOf(await readMembers(out)).members;
+    expect(members.find((m) => m.digest === layer.digest)?.storage).toBe('raw');
+    expect(members.find((m) => m.digest === small.digest)?.storage).toBe('zstd');
+    const r = await measured(['verify', out]);
+    expect(r.code, r.stdout).toBe(0);
+  }, 120_000);
 });
 
 describe('sizes that cost memory', () => {
