@@ -140,7 +140,7 @@ describe('a blob tampered at the same size', () => {
       // The range itself is intact; the bytes after it are not: the range is still not delivered whole.
       const r = await get(blobUrl(server, digest), { range: 'bytes=0-999' });
       expect(r.status).toBe(500);
-      expect(r.body.equals(Buffer.from(readFileSync(st.dir + '/blobs/sha256/' + digest.slice(7)).subarray(0, 1000)))).toBe(false);
+      expect(r.body.equals(Buffer.from(readFileSync(path.join(st.dir, 'blobs', 'sha256', digest.slice(7))).subarray(0, 1000)))).toBe(false);
       expect(log.join('\n')).toMatch(/does not match its digest/);
       expect((await get(blobUrl(server, digest), { range: 'bytes=0-999' })).status).toBe(500);
     } finally {
