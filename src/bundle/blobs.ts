@@ -11,6 +11,7 @@ import type { OciArchive } from '../transports/oci-archive/source.js';
 import { openTarEntry, type TarEntry } from '../tar/reader.js';
 import { LIMITS, MEMBER, ZSTD_BLOB_RE, parseBundleManifest } from './format.js';
 import { restoreZstd } from '../zstd/restore.js';
+import { declaredSizeProblem } from './limits-check.js';
 
 /** Where a blob's bytes are in the tar. */
 export type BlobMember = { storage: 'raw'; entry: TarEntry } | { storage: 'zstd'; entry: TarEntry; uncompressedSize: number };
@@ -58,7 +59,8 @@ export async function readZstdMembers(
   const manifest = parseBundleManifest(bytes, label);
   for (const m of manifest.members) {
     if (m.storage !== 'zstd' || !m.digest || m.uncompressedSize === undefined) continue;
-    if (m.uncompressedSize > LIMITS.maxRestoredBytes) continue;
+    // Not plausible for its stored size (limits-check.ts): never restored, so the blob is missing.
+    if (declaredSizeProblem(m) !== undefined) continue;
     out.set(m.path, { digest: m.digest as Digest, uncompressedSize: m.uncompressedSize });
   }
   return out;

@@ -6,6 +6,7 @@
 import { z } from '../util/zod.js';
 import { IntegrityError } from '../util/errors.js';
 import { parseJsonBounded } from '../oci/manifest.js';
+import { REFERENCE_MAX_LENGTH } from '../ref/reference.js';
 
 export const BUNDLE_FORMAT_VERSION = 1;
 export const BUNDLE_MANIFEST_MEDIA_TYPE = 'application/vnd.ferry.bundle.manifest.v1+json';
@@ -36,7 +37,11 @@ export const LIMITS = {
   /** ferry-bundle.json, index.json, SHA256SUMS and every manifest/config. */
   maxJsonBytes: 64 * 1024 * 1024,
   maxManifestBytes: 4 * 1024 * 1024,
-  maxMembers: 1_000_000,
+  /**
+   * Members of a bundle (its blobs + 5). Reading a member costs memory (its index entry, the
+   * checker's record of it): 100,000 keep verify and load of the largest bundle under 200 MB.
+   */
+  maxMembers: 100_000,
   maxNameLength: 4096,
   /** A zstd member may restore to at most its declared uncompressedSize; never more than this. */
   maxRestoredBytes: 1024 ** 4,
@@ -44,11 +49,11 @@ export const LIMITS = {
   /** Images ferry-bundle.json may list (each names a root; several may share one). */
   maxImages: 1_000_000,
   /**
-   * An image reference, as Docker's grammar bounds it: a name of at most 255 characters, a
-   * tag of at most 128, a digest (sha512 at most): 255 + 1 + 128 + 1 + 135. Each ref must
-   * also parse as a reference (verify checks it).
+   * An image reference: the longest the reference grammar allows (ref/reference.ts: a host
+   * with a port, a 255-character repository path, a 128-character tag and a digest). Each ref
+   * must also parse as a reference (verify checks it).
    */
-  maxReferenceLength: 255 + 1 + 128 + 1 + 135,
+  maxReferenceLength: REFERENCE_MAX_LENGTH,
   /** Media types (RFC 6838: 127 + "/" + 127). */
   maxMediaTypeLength: 255,
   /** Platforms listed per image, and the length of each ("os/arch/variant", with os.version). */

@@ -9,8 +9,10 @@
  * from it. Blob content is then checked by the destination while it streams (every
  * destination verifies digest and size), which reads the bundle once instead of twice.
  *
- * A bundle on stdin (`-`) is first spooled to a temporary file, since destinations read
- * blobs in their own order; memory stays flat and the file is removed afterwards.
+ * A bundle on stdin (`-`) or a FIFO is first spooled to a temporary file, since destinations
+ * read blobs in their own order; memory stays flat, the spool stops as soon as the stream goes
+ * past what its ferry-bundle.json declares (limits-check.ts), and the file is removed
+ * afterwards. Any other path that is not a regular file (a device) is refused unread.
  */
 import { createReadStream, createWriteStream, rmSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -18,15 +20,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseReference } from '../ref/reference.js';
+import { parseReference, REFERENCE_MAX_LENGTH } from '../ref/reference.js';
 import { StoreSource } from '../store/source.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
 import type { ImageSource, OpenedImages } from '../transports/types.js';
 import { onExitCleanup } from '../util/cleanup.js';
 import { IntegrityError, UsageError } from '../util/errors.js';
-import { isStdin } from '../util/fsutil.js';
+import { bundleInputKind, isStdin } from '../util/fsutil.js';
 import { blobMembers, readZstdMembers } from './blobs.js';
 import type { BundleManifest } from './format.js';
+import { BundleSpoolGuard } from './limits-check.js';
 import { BundleStore } from './store.js';
 import { verifyBundle, type Problem, type VerifyResult } from './verify.js';
 
@@ -34,6 +37,7 @@ export class BundleInvalidError extends IntegrityError {
   constructor(
     readonly file: string,
     readonly problems: Problem[],
+    consequence = 'nothing was loaded',
   ) {
     const shown = problems
       .slice(0, 5)
@@ -43,7 +47,7 @@ export class BundleInvalidError extends IntegrityError {
       'BUNDLE_INVALID',
       `${file} failed verification (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${shown}${problems.length > 5 ? '\n  …' : ''}`,
       {
-        hint: `nothing was loaded; \`ferry verify ${file === '(stdin)' ? '-' : file}\` lists every problem`,
+        hint: `${consequence}; \`ferry verify ${file === '(stdin)' ? '-' : file}\` lists every problem`,
       },
     );
   }
@@ -65,7 +69,16 @@ export interface OpenBundleOptions {
 }
 
 /** The full normalised reference when the bundle's ref parses as one (it does for bundles ferry wrote). */
-function imageName(ref: string): string {
+function imageName(ref: string, label: string): string {
+  // Checked before anything is named: a reference longer than the grammar allows (a 50 MB
+  // "name") would otherwise become a 50 MB index.json entry that no reader accepts.
+  if (ref.length > REFERENCE_MAX_LENGTH) {
+    throw new IntegrityError(
+      'REFERENCE_NAME_TOO_LONG',
+      `${label}: an image reference of ${ref.length} characters is over the ${REFERENCE_MAX_LENGTH}-character limit of the reference grammar`,
+      { hint: 'nothing was loaded' },
+    );
+  }
   try {
     return parseReference(ref).toString();
   } catch {
@@ -78,8 +91,10 @@ function imageName(ref: string): string {
  * regular file (a FIFO, `<(…)`): those are spooled first. `label` names it in messages.
  */
 export async function openBundle(file: string, opts: OpenBundleOptions = {}, label = file): Promise<OpenedBundle> {
-  const st = isStdin(file) ? undefined : await stat(file);
-  if (!st?.isFile()) return spool(isStdin(file) ? process.stdin : createReadStream(file), opts, isStdin(file) ? '(stdin)' : label);
+  // Only a regular file is read in place and only a FIFO (or stdin) is spooled: a device (a
+  // symlink to /dev/zero) is refused before a byte is read.
+  const kind = isStdin(file) ? 'stdin' : await bundleInputKind(file);
+  if (kind !== 'file') return spool(kind === 'stdin' ? process.stdin : createReadStream(file), opts, kind === 'stdin' ? '(stdin)' : label);
   const abs = path.resolve(file);
   const checked = await verifyBundle(abs, {
     deferBlobContent: true,
@@ -94,7 +109,7 @@ export async function openBundle(file: string, opts: OpenBundleOptions = {}, lab
     const store = new BundleStore(archive, blobs, { label: `bundle:${abs}` });
     // One store for every image: the bundle is opened (and indexed) once.
     const images = manifest.images.map((img) => ({
-      name: imageName(img.ref),
+      name: imageName(img.ref, label),
       source: new StoreSource(
         store,
         { descriptor: { digest: img.digest, mediaType: img.mediaType, size: img.size } },
@@ -119,7 +134,14 @@ async function spool(input: Readable, opts: OpenBundleOptions, label: string): P
   // of a partial bundle, must not stay behind.
   const forget = onExitCleanup(() => rmSync(dir, { recursive: true, force: true }));
   try {
-    await pipeline(input, createWriteStream(file, { mode: 0o600 }), ...(opts.signal ? [{ signal: opts.signal }] : []));
+    // Bounded by what the bundle declares: its head must hold ferry-bundle.json, and the stream
+    // may not go on past the tar that its members add up to (limits-check.ts).
+    await pipeline(
+      input,
+      new BundleSpoolGuard(label),
+      createWriteStream(file, { mode: 0o600 }),
+      ...(opts.signal ? [{ signal: opts.signal }] : []),
+    );
     const opened = await openBundle(file, opts, label);
     return {
       ...opened,
@@ -150,6 +172,7 @@ export async function openBundleImages(
     if (!st)
       throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, - for stdin, or oci:DIR' });
     if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: `for an OCI layout use oci:${file}` });
+    await bundleInputKind(file);
   }
   const bundle = await openBundle(file, {
     ...(opts.key !== undefined ? { key: opts.key } : {}),

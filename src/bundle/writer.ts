@@ -31,6 +31,7 @@ import {
 } from './format.js';
 import { loadPrivateKey, signManifest } from './sign.js';
 import { runZstd, zstdAvailable } from './reader.js';
+import { maxRestoredSize } from './limits-check.js';
 
 export const TOOL_VERSION = '0.1.0';
 export const OCI_LAYOUT_BYTES = Buffer.from('{"imageLayoutVersion":"1.0.0"}');
@@ -307,6 +308,12 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
       }
       signal?.throwIfAborted();
       const spool = { file, size: hasher.bytes, sha256: hasher.hash.digest('hex') };
+      if (b.size > maxRestoredSize(spool.size)) {
+        // Beyond the ratio a reader accepts (limits-check.ts): stored raw instead.
+        spools.delete(b.digest);
+        await rm(file, { force: true });
+        continue;
+      }
       spools.set(b.digest, spool);
       emit({ kind: 'compress', digest: b.digest, size: b.size, storedSize: spool.size });
     }

@@ -5,6 +5,7 @@ import { loadDockerConfig, type Credential, type CredentialSource } from '../aut
 import { readImageList } from '../commands/image-list.js';
 import { parsePlatform, type PlatformSpec } from '../oci/platform.js';
 import { UsageError } from '../util/errors.js';
+import { bundleInputKind } from '../util/fsutil.js';
 
 export interface RegistryFlags {
   username?: string;
@@ -132,4 +133,6 @@ export async function requireBundleFile(file: string, directoryHint = `for an OC
   const st = await stat(file).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
   if (!st) throw new UsageError(`${file}: no such bundle file`, { hint: 'give a bundle written by ferry bundle, or - for stdin' });
   if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: directoryHint });
+  // A device (a symlink to /dev/zero) never ends: only regular files and FIFOs are read.
+  await bundleInputKind(file);
 }

@@ -34,6 +34,14 @@ import {
   REPOSITORY_PATH_MAX,
 } from './grammar.js';
 
+/**
+ * The longest reference string accepted, checked before any matching: a domain (a DNS name of
+ * at most 253 characters, with a port of at most 5 digits, or a bracketed IPv6 address), the
+ * repository path (REPOSITORY_PATH_MAX = 255), a tag (128) and a sha256 digest, with their
+ * separators. Anything longer cannot be a valid reference (hostile input: a 50 MB "name").
+ */
+export const REFERENCE_MAX_LENGTH = 253 + 6 + 1 + REPOSITORY_PATH_MAX + 1 + 128 + 1 + 'sha256:'.length + 64;
+
 /** Docker Hub's canonical domain. */
 export const DEFAULT_DOMAIN = 'docker.io';
 /** The Docker Hub domain of the v1 "index" days; normalised to DEFAULT_DOMAIN. */
@@ -114,8 +122,9 @@ export function isReference(value: unknown): value is Reference {
 // ---------------------------------------------------------------------------------------
 // Errors
 
+/** A reference as messages show it: quoted, and cut short when it is too long to be one. */
 function quote(s: string): string {
-  return JSON.stringify(s);
+  return s.length > REFERENCE_MAX_LENGTH ? `${JSON.stringify(s.slice(0, 64))}… (${s.length} characters)` : JSON.stringify(s);
 }
 
 function invalid(code: ReferenceErrorCode, input: string, reason: string): InvalidReferenceError {
@@ -196,6 +205,7 @@ function strict(s: string, input: string): Reference {
   if (s === '') {
     throw invalid('REFERENCE_NAME_EMPTY', input, 'repository name must have at least one component');
   }
+  checkTotalLength(s, input);
   const m = REFERENCE_RE.exec(s);
   if (m === null) {
     const lower = s.toLowerCase();
@@ -215,6 +225,16 @@ function strict(s: string, input: string): Reference {
     if (problem !== undefined) throw invalid(problem[0], input, problem[1]);
   }
   return new ImageReference(domain, path, tag, digest);
+}
+
+function checkTotalLength(s: string, input: string): void {
+  if (s.length > REFERENCE_MAX_LENGTH) {
+    throw invalid(
+      'REFERENCE_NAME_TOO_LONG',
+      input,
+      `a reference must not be more than ${REFERENCE_MAX_LENGTH} characters (it has ${s.length})`,
+    );
+  }
 }
 
 function checkPathLength(path: string, input: string): void {
@@ -258,6 +278,7 @@ function splitDockerDomain(name: string): [domain: string, remainder: string] {
  * image ID, and would be ambiguous (use parseAnyReference when IDs are acceptable).
  */
 export function parseNormalizedNamed(input: string): Reference {
+  checkTotalLength(input, input);
   if (ANCHORED_IDENTIFIER_RE.test(input)) {
     throw invalid('REFERENCE_INVALID_FORMAT', input, 'a 64-character hexadecimal string is an image ID, not a repository name');
   }

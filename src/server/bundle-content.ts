@@ -7,6 +7,9 @@
  * only the manifests and blobs reachable from its own images plus the untagged artifacts that
  * refer to them.
  *
+ * A ferry bundle is checked first as `ferry load` checks it (verify.ts, all but blob content):
+ * one that verify refuses is not served at all. Blob content is hashed as it is sent (server.ts).
+ *
  * Blobs are served from their byte offsets in the tar (BundleStore): raw members (`blobs/sha256/<hex>`)
  * directly, with ranges; zstd members (`ferry/zstd/sha256/<hex>.zst`, bundles only) restored
  * on the fly through `zstd -d`, a range by skipping and limiting the restored stream (zstd is
@@ -23,7 +26,9 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { blobMembers, readZstdMembers } from '../bundle/blobs.js';
 import { MEMBER } from '../bundle/format.js';
+import { BundleInvalidError } from '../bundle/source.js';
 import { BundleStore } from '../bundle/store.js';
+import { verifyBundle } from '../bundle/verify.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
 import { FerryError, NotFoundError } from '../util/errors.js';
 import type { ServedContent } from './content.js';
@@ -82,6 +87,13 @@ function sameFile(a: Stats, b: Stats): boolean {
 async function build(archive: OciArchive, handle: FileHandle, file: string, opts: BundleContentOptions): Promise<ServedContent> {
   const isBundle = archive.archive.has(MEMBER.manifest);
   const label = `${isBundle ? 'bundle' : 'oci-archive'}:${file}`;
+  if (isBundle) {
+    // What `ferry verify` refuses structurally (tar safety, duplicates, ferry-bundle.json,
+    // SHA256SUMS, manifests, completeness) is not served: checked as load checks it, all but
+    // blob content, which the server hashes as it sends it (server.ts, digest-check.ts).
+    const checked = await verifyBundle(file, { deferBlobContent: true });
+    if (!checked.ok) throw new BundleInvalidError(file, checked.problems, 'nothing is served');
+  }
   const warnings: string[] = [];
   const zstdMembers = await readZstdMembers(archive, label);
   const store = new BundleStore(archive, blobMembers(archive.archive.entries, zstdMembers), { handle, label });

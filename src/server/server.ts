@@ -16,6 +16,7 @@ import type { Digest } from '../oci/digest.js';
 import { MediaType } from '../oci/mediatypes.js';
 import { FerryError, UsageError, errorMessage } from '../util/errors.js';
 import { BlobGoneError, isMissing, mergeContent, notAFile, type ServedBlob, type ServedContent } from './content.js';
+import { BlobChecks, BlobHasher, DigestGate } from './digest-check.js';
 import { FailureThrottle, Htpasswd, parseBasicAuth } from './htpasswd.js';
 import { Semaphore, SendBufferPool } from './limits.js';
 import { formatCommonLog, formatJsonLog } from './log.js';
@@ -127,6 +128,8 @@ interface Ctx {
   buffers: SendBufferPool;
   /** A problem of the server itself (not of a request), for the operator's log. */
   problem: (message: string) => void;
+  /** Blobs found to match (or not) their digests while being sent (digest-check.ts). */
+  checks: BlobChecks;
   closing: boolean;
 }
 
@@ -157,6 +160,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     zstdQueueMs: limits.zstdQueueMs,
     buffers: new SendBufferPool(limits.sendBufferPairs, SEND_CHUNK),
     problem: logProblem,
+    checks: new BlobChecks(),
     closing: false,
   };
 
@@ -480,6 +484,11 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
     unknown();
     return;
   }
+  if (ctx.checks.get(digest) === 'bad') {
+    // Found not to match its digest while it was sent: never served again (the log said why).
+    sendError(ex, badBlob(ctx, digest));
+    return;
+  }
   const { req, res } = ex;
   res.setHeader('Docker-Content-Digest', digest);
   res.setHeader('ETag', `"${digest}"`);
@@ -508,6 +517,8 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
     res.end();
     return;
   }
+  // A range of a blob not yet hashed whole is read whole: the range is sent, the rest hashed.
+  const whole = !partial || ctx.checks.get(digest) !== 'verified';
   if (blob.file) {
     let fh: FileHandle;
     let owned: boolean;
@@ -531,7 +542,7 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
       // Caught here, before the headers: a directory in the file's place, a file cut short.
       const st = await fh.stat();
       if (!st.isFile()) throw notAFile(blob.file.path ?? 'the served file', st.isDirectory());
-      if (st.size < position + length) {
+      if (st.size < (whole ? blob.file.offset + blob.size : position + length)) {
         throw new Error(
           `${blob.file.path ?? ctx.content.description} is ${st.size} bytes, too short for bytes ${position}-${position + length - 1} of blob ${digest}: was it truncated or rewritten while served?`,
         );
@@ -542,7 +553,8 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
       return;
     }
     writeBlobHead(ex, blob.size, partial, length);
-    await sendFileRange(ctx, ex, fh, owned, position, length, digest);
+    const check = whole ? { blobOffset: blob.file.offset, size: blob.size } : undefined;
+    await sendFileRange(ctx, ex, fh, owned, position, length, digest, check);
     return;
   }
   let release: (() => void) | undefined;
@@ -566,19 +578,35 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
   }
   let stream;
   try {
-    stream = await blob.open(partial);
+    stream = await blob.open(whole ? undefined : partial);
   } catch (err) {
     release?.();
     blobFailure(ctx, ex, err, name, digest);
     return;
   }
   writeBlobHead(ex, blob.size, partial, length);
-  stream.on('data', (chunk: Buffer) => {
+  let mismatch: Error | undefined;
+  const from = partial?.start ?? 0;
+  const body = whole
+    ? stream.pipe(
+        new DigestGate(digest, blob.size, from, from + length, (ok, err) => {
+          if (ok) ctx.checks.verified(digest);
+          else mismatch = err;
+        }),
+      )
+    : stream;
+  if (body !== stream) stream.on('error', (err) => body.destroy(err));
+  body.on('data', (chunk: Buffer) => {
     ex.bytes += chunk.length;
   });
   // pipeline destroys the source (closing its descriptor, stopping zstd) when the client goes away.
-  pipeline(stream, res, (err) => {
+  pipeline(body, res, (err) => {
     release?.();
+    if (body !== stream) stream.destroy();
+    if (mismatch) {
+      contentMismatch(ctx, ex, digest, mismatch, length);
+      return;
+    }
     // A client that went away is not a problem of the server; anything else is (a failed restore,
     // a read error): the connection is cut, the only signal left once the headers are out.
     if (err && (err as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
@@ -590,6 +618,34 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
 }
 
 const RESTORE_RETRY_AFTER_S = 2;
+
+/**
+ * The blob's bytes do not match its digest: the response was cut before its last bytes; say so
+ * in the log and answer 500 for the blob from now on.
+ */
+function contentMismatch(ctx: Ctx, ex: Exchange, digest: Digest, err: Error, length: number): void {
+  ctx.checks.bad(digest);
+  ctx.problem(
+    `${ex.req.method ?? ''} ${ex.req.url ?? ''}: blob ${digest} in ${ctx.content.description} does not match its digest ` +
+      `(${errorMessage(err)}): ${ex.res.headersSent ? `the response was cut after ${ex.bytes} of ${length} bytes` : 'answered 500'}, and the blob is answered 500 from now on`,
+  );
+  if (!ex.res.headersSent && !ex.res.destroyed) {
+    // Nothing went out yet (the blob was one chunk): a clean error instead of a cut.
+    ex.res.removeHeader('Content-Range');
+    sendError(ex, badBlob(ctx, digest));
+    return;
+  }
+  ex.res.destroy();
+}
+
+function badBlob(ctx: Ctx, digest: Digest): ApiError {
+  return {
+    status: 500,
+    code: 'UNKNOWN',
+    message: `blob ${digest} does not match its digest in ${ctx.content.description}: it is not served (see the server's log)`,
+    detail: { digest },
+  };
+}
 
 /**
  * Answer a blob request that could not be served because of a file error: 404 BLOB_UNKNOWN only
@@ -648,9 +704,12 @@ async function sendFileRange(
   owned: boolean,
   position: number,
   length: number,
-  digest: string,
+  digest: Digest,
+  check?: { blobOffset: number; size: number },
 ): Promise<void> {
   const res = ex.res;
+  const hasher = check ? new BlobHasher(digest, check.size) : undefined;
+  let mismatch: Error | undefined;
   const pooled = length > SMALL_CHUNK ? ctx.buffers.take() : undefined;
   const own = Math.min(SMALL_CHUNK, length);
   const buffers = pooled ?? [Buffer.allocUnsafe(own), Buffer.allocUnsafe(own)];
@@ -669,6 +728,8 @@ async function sendFileRange(
   try {
     let pos = position;
     const end = position + length;
+    // The blob's bytes before the range: hashed, not sent.
+    if (hasher && check) await hashFileBytes(fh, buffers[0]!, check.blobOffset, position, hasher);
     for (let i = 0; pos < end && !gone; i ^= 1) {
       await Promise.race([written[i], closed]);
       if (gone) break;
@@ -676,6 +737,23 @@ async function sendFileRange(
       const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos), pos);
       if (bytesRead === 0) throw new Error(`the file ended at byte ${pos}, before the blob did (truncated while served?)`);
       pos += bytesRead;
+      if (hasher && check) {
+        hasher.update(buf.subarray(0, bytesRead));
+        if (pos === end) {
+          // The last bytes go out only once the whole blob matched: the rest is hashed first
+          // (through the other buffer, whose write the loop has not awaited: wait for it).
+          await Promise.race([written[i ^ 1], closed]);
+          if (gone) break;
+          await hashFileBytes(fh, buffers[i ^ 1]!, end, check.blobOffset + check.size, hasher);
+          try {
+            hasher.check();
+          } catch (err) {
+            mismatch = err as Error;
+            break;
+          }
+          ctx.checks.verified(digest);
+        }
+      }
       ex.bytes += bytesRead;
       pending++;
       written[i] = new Promise<void>((resolve) => {
@@ -684,6 +762,12 @@ async function sendFileRange(
           resolve();
         });
       });
+    }
+    if (mismatch) {
+      // Cut before the last bytes: whatever the client checks, it has a truncated body.
+      await Promise.race([Promise.all(written), closed]);
+      contentMismatch(ctx, ex, digest, mismatch, length);
+      return;
     }
     await Promise.race([Promise.all(written), closed]);
     if (!gone) res.end();
@@ -703,6 +787,16 @@ async function sendFileRange(
       if (pending === 0) ctx.buffers.give(pooled);
       else ctx.buffers.discard();
     }
+  }
+}
+
+/** Hash file bytes [from, to) through `buf`. */
+async function hashFileBytes(fh: FileHandle, buf: Buffer, from: number, to: number, hasher: BlobHasher): Promise<void> {
+  for (let pos = from; pos < to; ) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, to - pos), pos);
+    if (bytesRead === 0) throw new Error(`the file ended at byte ${pos}, before the blob did (truncated while served?)`);
+    hasher.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
   }
 }
 

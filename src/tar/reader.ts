@@ -42,6 +42,7 @@ import {
   readEndOfArchive,
   TAR_BLOCK_SIZE as BLOCK,
   TarFormatError,
+  TarTrailingDataError,
 } from './format.js';
 
 export interface TarEntry {
@@ -63,7 +64,10 @@ export interface TarEntry {
 }
 
 export interface TarReadOptions {
-  /** Refuse archives with more members than this (default 1,000,000). */
+  /**
+   * Refuse archives with more members than this (default 250,000): an index costs ~120 bytes of
+   * memory per member, so an archive of empty members may not make it grow without bound.
+   */
   maxEntries?: number;
   /** Largest pax extended header or GNU long name accepted, in bytes (default 1 MiB, like Go). */
   maxPaxBytes?: number;
@@ -75,7 +79,7 @@ export interface TarReadOptions {
   strict?: boolean;
 }
 
-const DEFAULT_MAX_ENTRIES = 1_000_000;
+const DEFAULT_MAX_ENTRIES = 250_000;
 const DEFAULT_MAX_PAX = 1024 * 1024;
 
 function quoteName(n: string | undefined): string {
@@ -105,7 +109,9 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
     if (isZeroBlock(block)) {
       if (pending)
         throw new TarFormatError(`tar archive: extended header at offset ${pending.headerOffset} is followed by the end-of-archive marker`);
-      await readEndOfArchive(io, offset, opts.strict === true);
+      // A stream may end in record padding, but not in endless zeros (`verify - < /dev/zero`
+      // read forever): past MAX_STREAM_TRAILING_ZEROS it is refused. A file's size bounds it.
+      await readEndOfArchive(io instanceof StreamSource ? boundedTrailer(io, offset) : io, offset, opts.strict === true);
       return;
     }
     const h = parseHeader(block, offset, last);
@@ -153,8 +159,11 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
     const size = HEADER_ONLY_TYPEFLAGS.has(h.typeflag) ? 0 : (pending?.size ?? h.size);
     pending = undefined;
     if (rawName === '') throw new TarFormatError(`tar header at offset ${offset} (after ${quoteName(last)}): empty member name`);
+    const normalized = normalizeTarName(rawName);
     const entry: TarEntry = {
-      name: normalizeTarName(rawName),
+      // One string when the name is already normal (almost always): an index of a million
+      // members holds a million names, not two million.
+      name: normalized === rawName ? rawName : normalized,
       rawName,
       type,
       size,
@@ -177,6 +186,38 @@ async function* parseEntries(io: ByteSource, opts: TarReadOptions): AsyncGenerat
 
 // ---------------------------------------------------------------------------------------------
 // Streaming
+
+/** Zero padding a stream may carry after the end-of-archive marker (tape records, dd block sizes). */
+export const MAX_STREAM_TRAILING_ZEROS = 1024 * 1024;
+
+/** `io`, failing once more than MAX_STREAM_TRAILING_ZEROS are read past the marker at `offset`. */
+function boundedTrailer(io: ByteSource, offset: number): ByteSource {
+  const limit = offset + TAR_TRAILER_SIZE_BYTES + MAX_STREAM_TRAILING_ZEROS;
+  const check = (): void => {
+    if (io.pos > limit) {
+      throw new TarTrailingDataError(
+        `tar archive: more than ${MAX_STREAM_TRAILING_ZEROS} bytes of padding after the end-of-archive marker at offset ${offset}`,
+      );
+    }
+  };
+  return {
+    get pos() {
+      return io.pos;
+    },
+    async read(n: number) {
+      const b = await io.read(n);
+      check();
+      return b;
+    },
+    async skipTo(target: number) {
+      const ok = await io.skipTo(target);
+      check();
+      return ok;
+    },
+  };
+}
+
+const TAR_TRAILER_SIZE_BYTES = 2 * BLOCK;
 
 class StreamSource implements ByteSource {
   pos = 0;
@@ -297,8 +338,16 @@ export async function* iterateTar(source: Readable, opts: TarReadOptions = {}): 
 // ---------------------------------------------------------------------------------------------
 // Random access
 
+/**
+ * Positional reads of a file with a small read-ahead window: headers of small members sit next
+ * to each other, so one 64 KiB read serves many of them (a 512-byte read per header made an
+ * archive of a million empty members take a minute to index). Skipping over member data only
+ * moves the position.
+ */
 class FileSource implements ByteSource {
   pos = 0;
+  private window: Buffer = Buffer.alloc(0);
+  private windowStart = 0;
   constructor(
     private readonly fh: FileHandle,
     private readonly size: number,
@@ -306,15 +355,35 @@ class FileSource implements ByteSource {
 
   async read(n: number): Promise<Buffer> {
     const want = Math.max(0, Math.min(n, this.size - this.pos));
+    const off = this.pos - this.windowStart;
+    if (off >= 0 && off + want <= this.window.length) {
+      this.pos += want;
+      return Buffer.from(this.window.subarray(off, off + want));
+    }
+    if (want <= READ_AHEAD) {
+      const len = Math.min(READ_AHEAD, this.size - this.pos);
+      const buf = Buffer.alloc(len);
+      const got = await this.readAt(buf, this.pos);
+      this.window = buf.subarray(0, got);
+      this.windowStart = this.pos;
+      const n2 = Math.min(want, got);
+      this.pos += n2;
+      return Buffer.from(this.window.subarray(0, n2));
+    }
     const buf = Buffer.alloc(want);
+    const got = await this.readAt(buf, this.pos);
+    this.pos += got;
+    return got === want ? buf : buf.subarray(0, got);
+  }
+
+  private async readAt(buf: Buffer, at: number): Promise<number> {
     let got = 0;
-    while (got < want) {
-      const { bytesRead } = await this.fh.read(buf, got, want - got, this.pos + got);
+    while (got < buf.length) {
+      const { bytesRead } = await this.fh.read(buf, got, buf.length - got, at + got);
       if (bytesRead === 0) break;
       got += bytesRead;
     }
-    this.pos += got;
-    return got === want ? buf : buf.subarray(0, got);
+    return got;
   }
 
   async skipTo(target: number): Promise<boolean> {
@@ -326,6 +395,8 @@ class FileSource implements ByteSource {
     return true;
   }
 }
+
+const READ_AHEAD = 64 * 1024;
 
 /**
  * Index a tar file by reading its headers only, seeking over member data with positional

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable, type Readable, type Transform } from 'node:stream';
+import { IntegrityError } from './errors.js';
 
 let cachedHostId: string | undefined;
 
@@ -326,4 +327,40 @@ export const STDIN_PATH = '/dev/stdin';
 /** "-" or /dev/stdin: read standard input. */
 export function isStdin(file: string): boolean {
   return file === '-' || file === STDIN_PATH;
+}
+
+/**
+ * How a bundle path may be read: a regular file in place, or a FIFO (`<(…)`, a named pipe) as a
+ * stream, as verify/inspect/load document. Anything else (a character device such as /dev/zero,
+ * reached directly or through a symlink; a socket; a block device) is refused before a byte is
+ * read: such a "bundle" never ends, and reading it would keep verify busy or load spooling
+ * forever. `-` and /dev/stdin are the caller's business (standard input is a documented stream).
+ */
+export async function bundleInputKind(file: string): Promise<'file' | 'fifo'> {
+  const st = await stat(file);
+  if (st.isFile()) return 'file';
+  if (st.isFIFO()) return 'fifo';
+  const what = st.isDirectory()
+    ? 'a directory'
+    : st.isCharacterDevice()
+      ? 'a character device'
+      : st.isBlockDevice()
+        ? 'a block device'
+        : st.isSocket()
+          ? 'a socket'
+          : 'not a regular file';
+  throw new NotABundleFileError(file, what);
+}
+
+/** A bundle path that names something other than a regular file or a FIFO. */
+export class NotABundleFileError extends IntegrityError {
+  constructor(
+    readonly file: string,
+    what: string,
+  ) {
+    // Exit 3, as for any bundle that cannot be trusted: the path came with the media.
+    super('NOT_A_FILE', `${file} is ${what}, not a bundle file`, {
+      hint: 'give a bundle file (a regular file), - for stdin, or a pipe',
+    });
+  }
 }

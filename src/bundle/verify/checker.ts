@@ -14,6 +14,7 @@ import { openTarEntry, type TarEntry } from '../../tar/reader.js';
 import { parseIndexJson, parseLayoutHeader, REF_NAME } from '../../transports/oci/layout.js';
 import { errorMessage, FerryError } from '../../util/errors.js';
 import { LIMITS, MEMBER, parseBundleManifest, RAW_BLOB_RE, ZSTD_BLOB_RE, type BundleManifest, type BundleMember } from '../format.js';
+import { declaredSizeProblem } from '../limits-check.js';
 import { loadPublicKey, verifyManifestSignature, type LoadedKey } from '../sign.js';
 import { checksumsFile, OCI_LAYOUT_BYTES } from '../writer.js';
 import { checkImages, type GraphView } from './graph.js';
@@ -334,12 +335,8 @@ export class Checker implements GraphView {
             ...where,
             message: `zstd member ${m.path} must have storage zstd, digest sha256:${z[1]} and an uncompressedSize`,
           });
-        } else if (m.uncompressedSize > LIMITS.maxRestoredBytes) {
-          this.problem({
-            code: 'MANIFEST_INVALID',
-            ...where,
-            message: `zstd member ${m.path} declares ${m.uncompressedSize} bytes, over the restore limit`,
-          });
+        } else if (declaredSizeProblem(m) !== undefined) {
+          this.problem({ code: 'MANIFEST_INVALID', ...where, message: declaredSizeProblem(m)! });
         } else if (!this.blobByDigest.has(m.digest)) {
           this.blobByDigest.set(m.digest, m);
         }

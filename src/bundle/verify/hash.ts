@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { PassThrough, type Readable } from 'node:stream';
 import { errorMessage } from '../../util/errors.js';
+import { maxRestoredSize } from '../limits-check.js';
 import { restoreZstd } from '../../zstd/restore.js';
 import type { BundleMember } from '../format.js';
 
@@ -65,7 +66,9 @@ export async function hashStream(body: Readable, m: BundleMember, keep: boolean)
   let failure: unknown;
   const restoring = (async () => {
     try {
-      for await (const c of restoreZstd({ expectedSize: m.uncompressedSize ?? 0, what })(compressed)) {
+      // Never more than the stored size makes plausible (limits-check.ts), whatever is declared.
+      const expectedSize = Math.min(m.uncompressedSize ?? 0, maxRestoredSize(m.size));
+      for await (const c of restoreZstd({ expectedSize, what })(compressed)) {
         rh.update(c);
         rbytes += c.length;
       }

@@ -16,6 +16,7 @@ import {
   withDigest,
   withName,
   withTag,
+  REFERENCE_MAX_LENGTH,
   type Reference,
 } from '../../../src/ref/reference.js';
 import { InvalidReferenceError, type ReferenceErrorCode } from '../../../src/util/errors.js';
@@ -583,5 +584,29 @@ describe('hostile input', () => {
     }
     // Linear matching takes a few milliseconds here; catastrophic backtracking takes hours.
     expect(performance.now() - start).toBeLessThan(2_000);
+  });
+});
+
+describe('length bound before matching (issue 11)', () => {
+  it('a reference longer than any valid one is refused at once, and its message stays short', () => {
+    const huge = `example.com/app:${'a'.repeat(50_000_000)}`;
+    const t0 = performance.now();
+    let err: unknown;
+    try {
+      parseReference(huge);
+    } catch (e) {
+      err = e;
+    }
+    expect(performance.now() - t0).toBeLessThan(2000); // generous: machines are shared; the code and message checks are the sharp ones
+    expect(err).toMatchObject({ code: 'REFERENCE_NAME_TOO_LONG' });
+    expect((err as Error).message.length).toBeLessThan(300);
+    expect(() => parseStrict(huge)).toThrow(/must not be more than 716 characters/);
+  });
+
+  it('the longest valid reference is accepted', () => {
+    const domain = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}:65535`;
+    const ref = `${domain}/${'p'.repeat(255)}:${'t'.repeat(128)}@sha256:${'0'.repeat(64)}`;
+    expect(ref.length).toBe(REFERENCE_MAX_LENGTH);
+    expect(parseReference(ref).toString()).toBe(ref);
   });
 });

@@ -96,3 +96,57 @@ describe('strict (bundle) tar reads', () => {
     expect(await readBoth(gnu, { strict: true })).toMatchObject({ file: 'ok', stream: 'ok' });
   });
 });
+
+describe('bounds (issue 11)', () => {
+  const member = (name: string, data: Buffer): Buffer[] => [
+    headerFor({ name, type: 'file', size: data.length, mtime: 0 }),
+    data,
+    Buffer.alloc(tarPadding(data.length)),
+  ];
+
+  it('a stream of endless zero padding after the marker is refused once past the bound (strict)', async () => {
+    let served = 0;
+    const endless = Readable.from(
+      (function* () {
+        yield Buffer.concat([...member('a', Buffer.from('x')), Buffer.alloc(1024)]);
+        for (;;) {
+          served += 65536;
+          yield Buffer.alloc(65536);
+        }
+      })(),
+    );
+    const names: string[] = [];
+    await expect(
+      (async () => {
+        for await (const { entry } of iterateTar(endless, { strict: true })) names.push(entry.name);
+      })(),
+    ).rejects.toMatchObject({ code: 'TRAILING_DATA' });
+    expect(names).toEqual(['a']);
+    expect(served).toBeLessThan(4 * 1024 * 1024);
+  });
+
+  it('record padding (10240) and up to 1 MiB of zeros are still accepted from a stream', async () => {
+    const tar = Buffer.concat([...member('a', Buffer.from('x')), Buffer.alloc(1024 + 1024 * 1024)]);
+    const names: string[] = [];
+    for await (const { entry } of iterateTar(Readable.from([tar]), { strict: true })) names.push(entry.name);
+    expect(names).toEqual(['a']);
+  });
+
+  it('a file index refuses more members than maxEntries, and reads small headers in few reads', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'ferry-tar-bounds-'));
+    try {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < 2000; i++) parts.push(...member(`m/${i}`, Buffer.alloc(0)));
+      parts.push(Buffer.alloc(1024));
+      const file = path.join(dir, 'many.tar');
+      await writeFile(file, Buffer.concat(parts));
+      expect((await indexTarFile(file)).length).toBe(2000);
+      await expect(indexTarFile(file, { maxEntries: 1999 })).rejects.toThrow(/more than 1999 members/);
+      // One string per name when the name is already normal.
+      const [e] = await indexTarFile(file);
+      expect(e!.name).toBe(e!.rawName);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
