@@ -141,9 +141,14 @@ export async function writeFileAtomic(
   data: Uint8Array | string,
   opts: { syncDir?: boolean; exclusive?: boolean } = {},
 ): Promise<boolean> {
-  await mkdir(path.dirname(target), { recursive: true });
   const tmp = tempNameFor(target);
-  const fh = await open(tmp, 'wx', 0o644);
+  // The directory almost always exists: create it only when the open says it does not (one
+  // mkdir per write was a failing system call per manifest of a pull).
+  const fh = await open(tmp, 'wx', 0o644).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+    await mkdir(path.dirname(target), { recursive: true });
+    return open(tmp, 'wx', 0o644);
+  });
   try {
     await fh.writeFile(data);
     await fh.sync();

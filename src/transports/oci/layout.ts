@@ -407,11 +407,20 @@ export class OciLayout {
         if (!(err instanceof IntegrityError)) throw err;
       }
     }
-    await mkdir(path.dirname(target), { recursive: true }).catch((err: unknown) => {
+    // blobs/sha256 is created once per run, not once per blob.
+    this.blobDir ??= mkdir(path.dirname(target), { recursive: true }).then(() => undefined);
+    await this.blobDir.catch((err: unknown) => {
+      this.blobDir = undefined;
       throw pathError(err, this.dir, `writing blob ${desc.digest}`);
     });
     return this.writeBlob(desc, { file: tempNameFor(target), size: 0 }, source, what, onProgress);
   }
+
+  /** blobs/sha256 made (putBlob). */
+  private blobDir: Promise<void> | undefined;
+
+  /** Partial downloads of dead runs, by blob hex, read once (claimPartial). */
+  private deadPartials: Promise<Map<string, DeadTemp[]>> | undefined;
 
   /** Temp files of this process kept after a failed download, by digest (claimable once their try ended). */
   private readonly ownPartials = new Map<Digest, string>();
@@ -424,7 +433,17 @@ export class OciLayout {
   private async claimPartial(desc: { digest: string; size: number }): Promise<{ file: string; size: number } | undefined> {
     const target = this.blobPath(desc.digest);
     const base = hex(desc.digest as Digest);
-    const candidates = (await deadTemps(path.dirname(target), (b) => b === base)).map((t) => ({ file: t.file, size: t.size }));
+    // The directory is read once per run (it holds every blob: one read per blob would make a
+    // pull quadratic in blobs); a partial left by a run that dies after this one started is not
+    // seen until the next run.
+    this.deadPartials ??= deadTemps(path.dirname(target), (b) => /^[a-f0-9]{64}$/.test(b)).then((dead) => {
+      const byBase = new Map<string, DeadTemp[]>();
+      for (const t of dead) byBase.set(t.base, [...(byBase.get(t.base) ?? []), t]);
+      return byBase;
+    });
+    const byBase = await this.deadPartials;
+    const candidates = (byBase.get(base) ?? []).map((t) => ({ file: t.file, size: t.size }));
+    byBase.delete(base);
     const own = this.ownPartials.get(desc.digest as Digest);
     if (own !== undefined) {
       this.ownPartials.delete(desc.digest as Digest);
