@@ -144,10 +144,10 @@ export class HttpPool {
       });
       if (options.signal) governBy(options.signal, req);
       let settled = false;
+      // The timeout destroys the request; its 'error' handler below rejects (settling here first
+      // left the promise pending forever: a stalled registry ended the run with exit 13).
       const timer = setTimeout(() => {
-        if (settled) return;
-        settled = true;
-        req.destroy(new HttpTimeoutError(`no response headers from ${u.host} within ${headersTimeout} ms`));
+        if (!settled) req.destroy(new HttpTimeoutError(`no response headers from ${u.host} within ${headersTimeout} ms`));
       }, headersTimeout);
       req.on('response', (res) => {
         clearTimeout(timer);
