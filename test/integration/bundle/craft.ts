@@ -15,6 +15,9 @@ import { MEMBER, rawBlobPath, type BundleManifest, type BundleMember } from '../
 import { verifyBundle } from '../../../src/bundle/verify.js';
 import { load } from '../../../src/commands/load.js';
 import { onlyIntegrityFailures } from '../../../src/commands/report.js';
+import { writeBundle } from '../../../src/bundle/writer.js';
+import { OciLayout } from '../../../src/transports/oci/layout.js';
+import { createTempDir } from '../../harness/temp.js';
 
 export const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
@@ -283,4 +286,34 @@ export async function verifyAndLoad(file: string, dir: string, opts: { platform?
     loadError = `${(err as { code?: string }).code}: ${(err as Error).message}`;
   }
   return { verify, load: code, named: namedIn(dir), ...(loadError ? { loadError } : {}) };
+}
+
+/** A valid bundle of a fresh makeStore, and a way to write edited copies of it. */
+export interface BaseBundle {
+  work: string;
+  st: Store;
+  bundle: string;
+  /** A copy of the bundle with `edit` applied to its members and ferry-bundle.json (hashes kept consistent, unsigned). */
+  craft(edit: (ms: Member[], man: BundleManifest) => void): Promise<string>;
+}
+
+export async function baseBundle(name: string, rawLayerBytes: number): Promise<BaseBundle> {
+  const work = createTempDir(name);
+  const st = makeStore(path.join(work, 'store'), rawLayerBytes);
+  const bundle = path.join(work, 'b.ferry');
+  await writeBundle({ store: await OciLayout.open(st.dir), output: bundle, compression: 'auto' });
+  let n = 0;
+  return {
+    work,
+    st,
+    bundle,
+    async craft(edit) {
+      const ms = await readMembers(bundle);
+      const man = manOf(ms);
+      edit(ms, man);
+      const file = path.join(work, `crafted-${n++}.ferry`);
+      writeFileSync(file, tarOf(setMan(ms, man)));
+      return file;
+    },
+  };
 }

@@ -1,56 +1,20 @@
-/**
- * Issue 11, "verify passes what load refuses" and "crash instead of exit 3": bundles whose
- * hashes are all consistent but whose content lies (a size off by one, index.json entries load
- * cannot read, an oci-layout version load refuses, an index child load cannot fetch, null
- * entries). verify must refuse (exit 3) whatever load refuses, and load must exit 3 and name
- * nothing.
- */
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MEMBER, zstdBlobPath } from '../../../src/bundle/format.js';
 import { verifyBundle } from '../../../src/bundle/verify.js';
-import { writeBundle } from '../../../src/bundle/writer.js';
-import { OciLayout } from '../../../src/transports/oci/layout.js';
-import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import {
-  makeStore,
-  manOf,
-  readMembers,
-  setMan,
-  sha,
-  tarOf,
-  type Member,
-  type Store,
-  indexOf,
-  jsonOf,
-  rewriteManifest,
-  setIndex,
-  verifyAndLoad,
-} from './craft.js';
-import type { BundleManifest } from '../../../src/bundle/format.js';
+import { cleanupHarness } from '../../harness/temp.js';
+import { sha, type Store, indexOf, jsonOf, rewriteManifest, setIndex, verifyAndLoad, baseBundle, type BaseBundle } from './craft.js';
 
 let work: string;
 let st: Store;
 let bundle: string;
+let craft: BaseBundle['craft'];
 let n = 0;
 
 beforeAll(async () => {
-  work = createTempDir('hostile-agree');
-  st = makeStore(path.join(work, 'store'), 64 * 1024);
-  bundle = path.join(work, 'b.ferry');
-  await writeBundle({ store: await OciLayout.open(st.dir), output: bundle, compression: 'auto' });
+  ({ work, st, bundle, craft } = await baseBundle('hostile-agree', 64 * 1024));
 });
 afterAll(cleanupHarness);
-
-async function craft(edit: (ms: Member[], man: BundleManifest) => void): Promise<string> {
-  const ms = await readMembers(bundle);
-  const man = manOf(ms);
-  edit(ms, man);
-  const file = path.join(work, `crafted-${n++}.ferry`);
-  await writeFile(file, tarOf(setMan(ms, man)));
-  return file;
-}
 
 async function expectRefused(file: string, opts: { platform?: boolean } = {}): Promise<void> {
   const o = await verifyAndLoad(file, path.join(work, `out-${n++}`), opts);

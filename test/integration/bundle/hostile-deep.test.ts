@@ -9,14 +9,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MEMBER, rawBlobPath, type BundleManifest } from '../../../src/bundle/format.js';
 import { verifyBundle } from '../../../src/bundle/verify.js';
-import { writeBundle } from '../../../src/bundle/writer.js';
 import { runInspect } from '../../../src/cli/inspect.js';
 import { load } from '../../../src/commands/load.js';
 import { openServed, parseServedLocation } from '../../../src/transports/table.js';
-import { OciLayout } from '../../../src/transports/oci/layout.js';
-import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { cleanupHarness } from '../../harness/temp.js';
 import {
-  makeStore,
   manOf,
   readMembers,
   setMan,
@@ -28,29 +25,20 @@ import {
   namedIn,
   rewriteManifest,
   verifyAndLoad,
+  baseBundle,
+  type BaseBundle,
 } from './craft.js';
 
 let work: string;
 let st: Store;
 let bundle: string;
+let craft: BaseBundle['craft'];
 let n = 0;
 
 beforeAll(async () => {
-  work = createTempDir('hostile-deep');
-  st = makeStore(path.join(work, 'store'), 16 * 1024);
-  bundle = path.join(work, 'b.ferry');
-  await writeBundle({ store: await OciLayout.open(st.dir), output: bundle, compression: 'auto' });
+  ({ work, st, bundle, craft } = await baseBundle('hostile-deep', 16 * 1024));
 });
 afterAll(cleanupHarness);
-
-async function craft(edit: (ms: Member[], man: BundleManifest) => void): Promise<string> {
-  const ms = await readMembers(bundle);
-  const man = manOf(ms);
-  edit(ms, man);
-  const file = path.join(work, `crafted-${n++}.ferry`);
-  await writeFile(file, tarOf(setMan(ms, man)));
-  return file;
-}
 
 /** `depth` indexes, each the only child of the next, the innermost listing the amd64 manifest: members to add, and the outermost. */
 function chain(depth: number): { members: Member[]; top: { digest: string; size: number } } {
