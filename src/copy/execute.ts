@@ -66,7 +66,31 @@ export type ImageResultBase = Omit<ImageResult, 'status' | 'error' | 'errorCode'
 export function causeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   const digest = /sha256:[a-f0-9]{64}/.exec(errorMessage(err))?.[0];
-  return digest === undefined ? undefined : `${typeof code === 'string' ? code : 'ERROR'} ${digest}`;
+  if (digest !== undefined) return `${typeof code === 'string' ? code : 'ERROR'} ${digest}`;
+  // A registry refusing the credentials (401, 403) refuses every image of it alike: one cause
+  // per code and registry host, whatever image asked.
+  if (code === 'UNAUTHORIZED' || code === 'DENIED') {
+    const host = registryHostOf(err);
+    if (host !== undefined) return `${code} ${host}`;
+  }
+  return undefined;
+}
+
+/** The host of the first request URL along an error's cause chain (RegistryError carries one). */
+function registryHostOf(err: unknown): string | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 8 && e !== null && typeof e === 'object'; depth++) {
+    const url = (e as { url?: unknown }).url;
+    if (typeof url === 'string') {
+      try {
+        return new URL(url).host;
+      } catch {
+        return undefined;
+      }
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 /** What every destination reports about an image before it knows the outcome. */

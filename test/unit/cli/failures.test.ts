@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { formatFailures, groupFailures } from '../../../src/cli/failures.js';
 import { causeOf, failedResult } from '../../../src/copy/execute.js';
 import { collectFailures } from '../../../src/commands/report.js';
-import { DigestMismatchError, NotFoundError } from '../../../src/util/errors.js';
+import { DigestMismatchError, NotFoundError, RegistryError, wrap } from '../../../src/util/errors.js';
 
 const blob = `sha256:${'b'.repeat(64)}`;
 const other = `sha256:${'c'.repeat(64)}`;
@@ -50,6 +50,21 @@ describe('failure causes', () => {
     for (const n of names) expect(text).toContain(`  ${n}\n`);
     expect(text).toContain(`failed: 4 images, one cause: ${err.message}\n`);
     expect(text).toContain('failed: r.example/gone:1: manifest unknown: r.example/gone:1\n');
+  });
+
+  it('a registry that refuses the credentials (401) is one cause for all of its images, another registry another', () => {
+    const refused = (host: string, repo: string): RegistryError =>
+      new RegistryError('UNAUTHORIZED', `${host}: authentication required`, 'GET', `https://${host}/v2/${repo}/manifests/1`, 401, [], {
+        hint: 'log in with docker login, or give --username',
+      });
+    const names = ['r.example/a:1', 'r.example/b:1', 'r.example/c:1'];
+    const results = names.map((n) => failedResult(base(n), wrap(refused('r.example', n.slice(10, 11)), `resolving ${n}`), `pulling ${n}`));
+    expect(new Set(results.map((r) => r.cause))).toEqual(new Set(['UNAUTHORIZED r.example']));
+    const elsewhere = failedResult(base('q.example/d:1'), refused('q.example', 'd'), 'pulling q.example/d:1');
+    expect(elsewhere.cause).toBe('UNAUTHORIZED q.example');
+    const text = formatFailures(collectFailures([], [...results, elsewhere])).join('');
+    expect(text.split('hint: log in').length - 1).toBe(2);
+    expect(text).toContain('failed: 3 images, one cause:');
   });
 
   it('keeps different causes apart: another code, another digest', () => {
