@@ -14,7 +14,8 @@ import { formatLocation, openSource, parseLocation } from '../transports/table.j
 import type { ImageSource, OpenedImages } from '../transports/types.js';
 import { UsageError, wrap } from '../util/errors.js';
 import type { EventSink } from '../copy/events.js';
-import { executeCopy, type CopyReport } from '../copy/execute.js';
+import { executeCopy } from '../copy/execute.js';
+import type { DestinationReport } from '../copy/report.js';
 import { planCopy, type CopyItem } from '../copy/plan.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 import { collectFailures, type Failure } from './report.js';
@@ -30,7 +31,7 @@ export interface PullOptions extends RegistryAccessOptions {
   onEvent?: EventSink;
 }
 
-export interface PullReport extends CopyReport {
+export interface PullReport extends DestinationReport {
   store: string;
   failures: Failure[];
 }

@@ -49,13 +49,7 @@ export interface ImageResult {
   skipped?: boolean;
 }
 
-export interface CopyReport {
-  images: ImageResult[];
-  blobs: { total: number; fetched: number; skipped: number; failed: number; bytesFetched: number; bytesSkipped: number };
-  durationMs: number;
-}
-
-export type ImageResultBase = Omit<ImageResult, 'status' | 'error' | 'errorCode' | 'hint' | 'cause'>;
+type ImageResultBase = Omit<ImageResult, 'status' | 'error' | 'errorCode' | 'hint' | 'cause'>;
 
 /**
  * A stable key for what went wrong, so one failure shared by many images (a blob they all
@@ -94,7 +88,7 @@ function registryHostOf(err: unknown): string | undefined {
 }
 
 /** What every destination reports about an image before it knows the outcome. */
-export function resultBase(img: PlannedImage): ImageResultBase {
+function resultBase(img: PlannedImage): ImageResultBase {
   return {
     name: img.name,
     source: img.source,

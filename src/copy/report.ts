@@ -1,12 +1,10 @@
 /**
  * What a copy reports per image and for its blobs (executeCopy over an ImageDestination in
- * transports/types.ts), and the options every destination takes. Every destination
- * verifies each blob while it streams, names an image only once its content is in place,
- * skips what is already there, and reports one LoadedImage per planned image, failures
- * included.
+ * transports/types.ts). Every destination verifies each blob while it streams, names an image
+ * only once its content is in place, skips what is already there, and reports one LoadedImage
+ * per planned image, failures included.
  */
 import type { Digest } from '../oci/digest.js';
-import type { EventSink } from './events.js';
 import type { ImageResult } from './execute.js';
 
 export interface LoadedImage extends ImageResult {
@@ -19,12 +17,6 @@ export interface LoadedImage extends ImageResult {
   destinationDigest?: Digest;
   /** Set when the destination already had the image and nothing was transferred. */
   skipped?: boolean;
-}
-
-export interface DestinationOptions {
-  concurrency?: number;
-  signal?: AbortSignal;
-  onEvent?: EventSink;
 }
 
 export interface LoadBlobStats {
