@@ -434,13 +434,9 @@ export class OciLayout {
     const target = this.blobPath(desc.digest);
     const base = hex(desc.digest as Digest);
     // The directory is read once per run (it holds every blob: one read per blob would make a
-    // pull quadratic in blobs); a partial left by a run that dies after this one started is not
-    // seen until the next run.
-    this.deadPartials ??= deadTemps(path.dirname(target), (b) => /^[a-f0-9]{64}$/.test(b)).then((dead) => {
-      const byBase = new Map<string, DeadTemp[]>();
-      for (const t of dead) byBase.set(t.base, [...(byBase.get(t.base) ?? []), t]);
-      return byBase;
-    });
+    // pull quadratic in blobs), by removeStaleTemps when the run began with it; a partial left by
+    // a run that dies after this one started is not seen until the next run.
+    this.deadPartials ??= deadTemps(path.dirname(target), isBlobHex).then(partialsByBlob);
     const byBase = await this.deadPartials;
     const candidates = (byBase.get(base) ?? []).map((t) => ({ file: t.file, size: t.size }));
     byBase.delete(base);
@@ -642,7 +638,7 @@ export class OciLayout {
    */
   async removeStaleTemps(): Promise<number> {
     const dir = path.join(this.dir, 'blobs', 'sha256');
-    const dead = await deadTemps(dir, (base) => /^[a-f0-9]{64}$/.test(base));
+    const dead = await deadTemps(dir, isBlobHex);
     const keep = new Map<string, DeadTemp>();
     const now = Date.now();
     for (const t of dead) {
@@ -651,6 +647,8 @@ export class OciLayout {
       if (best === undefined || t.size > best.size) keep.set(t.base, t);
     }
     for (const [base, t] of keep) if ((await fileSize(path.join(dir, base))) !== undefined) keep.delete(t.base);
+    // What is kept is what putBlob may resume: claimPartial need not read the directory again.
+    this.deadPartials = Promise.resolve(partialsByBlob(keep.values()));
     let removed = 0;
     for (const t of dead) {
       if (keep.get(t.base) === t) continue;
@@ -659,6 +657,20 @@ export class OciLayout {
     }
     return removed;
   }
+}
+
+/** A blob file's name under blobs/sha256 (what a temp file there is for). */
+const isBlobHex = (base: string): boolean => /^[a-f0-9]{64}$/.test(base);
+
+/** Dead temp files by the blob they were for. */
+function partialsByBlob(dead: Iterable<DeadTemp>): Map<string, DeadTemp[]> {
+  const byBase = new Map<string, DeadTemp[]>();
+  for (const t of dead) {
+    const list = byBase.get(t.base);
+    if (list) list.push(t);
+    else byBase.set(t.base, [t]);
+  }
+  return byBase;
 }
 
 /** What an index entry replaces: entries of the same ref.name, or unnamed entries of the same digest. */
