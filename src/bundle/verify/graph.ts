@@ -137,15 +137,17 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
         continue;
       }
       const doc = parsed.doc;
+      const unsupported = (named: string): void =>
+        store.problem({
+          code: 'IMAGE_INVALID',
+          image: img.ref,
+          digest,
+          message: `image ${img.ref}: ${doc.kind} ${digest} names unsupported digest ${JSON.stringify(named).slice(0, 80)}`,
+        });
       if (doc.kind === 'index') {
         for (const c of [...doc.manifests].reverse()) {
           if (!isDigest(c.digest)) {
-            store.problem({
-              code: 'IMAGE_INVALID',
-              image: img.ref,
-              digest,
-              message: `image ${img.ref}: index ${digest} names unsupported digest ${JSON.stringify(c.digest).slice(0, 80)}`,
-            });
+            unsupported(c.digest);
           } else if (isManifestType(c.mediaType)) {
             pending.push({ digest: c.digest, size: c.size, mediaType: c.mediaType, depth: depth + 1 });
           } else {
@@ -158,12 +160,7 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
       } else {
         for (const b of requiredBlobs(doc)) {
           if (!isDigest(b.digest)) {
-            store.problem({
-              code: 'IMAGE_INVALID',
-              image: img.ref,
-              digest,
-              message: `image ${img.ref}: manifest ${digest} names unsupported digest ${JSON.stringify(b.digest).slice(0, 80)}`,
-            });
+            unsupported(b.digest);
             continue;
           }
           present(b.digest, b.size, b === doc.config ? 'config' : 'layer');
