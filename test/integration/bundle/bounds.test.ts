@@ -28,8 +28,8 @@ import { writeBundle } from '../../../src/bundle/writer.js';
 import { headerFor, TAR_TRAILER_SIZE } from '../../../src/tar/format.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
 import { CLI } from '../../helpers/cli.js';
-import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeStore, manOf, readMembers, replaceData, setMan, tarOf, type Member, type Store } from './craft.js';
+import { cleanupHarness } from '../../harness/temp.js';
+import { baseBundle, manOf, readMembers, replaceData, setMan, type BaseBundle, type Store } from './craft.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -39,14 +39,12 @@ const RSS_LIMIT_KIB = 200 * 1024;
 let work: string;
 let st: Store;
 let bundle: string;
+let craft: BaseBundle['craftMembers'];
 let rssScript: string;
 let n = 0;
 
 beforeAll(async () => {
-  work = createTempDir('bounds');
-  st = makeStore(path.join(work, 'store'));
-  bundle = path.join(work, 'b.ferry');
-  await writeBundle({ store: await OciLayout.open(st.dir), output: bundle, compression: 'auto' });
+  ({ work, st, bundle, craftMembers: craft } = await baseBundle('bounds'));
   rssScript = path.join(work, 'rss.cjs');
   writeFileSync(
     rssScript,
@@ -113,14 +111,6 @@ function bytesUnder(dir: string): number {
     if (e.isFile()) total += statSync(path.join(e.parentPath, e.name)).size;
   }
   return total;
-}
-
-async function craft(edit: (ms: Member[]) => Member[] | void): Promise<string> {
-  const ms = await readMembers(bundle);
-  const out = edit(ms) ?? ms;
-  const file = path.join(work, `crafted-${n++}.ferry`);
-  writeFileSync(file, tarOf(out));
-  return file;
 }
 
 /**

@@ -295,9 +295,11 @@ export interface BaseBundle {
   bundle: string;
   /** A copy of the bundle with `edit` applied to its members and ferry-bundle.json (hashes kept consistent, unsigned). */
   craft(edit: (ms: Member[], man: BundleManifest) => void): Promise<string>;
+  /** A copy of the bundle's members as `edit` leaves or returns them (nothing kept consistent). */
+  craftMembers(edit: (ms: Member[]) => Member[] | void): Promise<string>;
 }
 
-export async function baseBundle(name: string, rawLayerBytes: number): Promise<BaseBundle> {
+export async function baseBundle(name: string, rawLayerBytes?: number): Promise<BaseBundle> {
   const work = createTempDir(name);
   const st = makeStore(path.join(work, 'store'), rawLayerBytes);
   const bundle = path.join(work, 'b.ferry');
@@ -313,6 +315,12 @@ export async function baseBundle(name: string, rawLayerBytes: number): Promise<B
       edit(ms, man);
       const file = path.join(work, `crafted-${n++}.ferry`);
       writeFileSync(file, tarOf(setMan(ms, man)));
+      return file;
+    },
+    async craftMembers(edit) {
+      const ms = await readMembers(bundle);
+      const file = path.join(work, `crafted-${n++}.ferry`);
+      writeFileSync(file, tarOf(edit(ms) ?? ms));
       return file;
     },
   };

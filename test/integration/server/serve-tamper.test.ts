@@ -15,29 +15,19 @@ import { writeBundle } from '../../../src/bundle/writer.js';
 import { bundleContent } from '../../../src/server/bundle-content.js';
 import { startServer, type RunningServer } from '../../../src/server/server.js';
 import { OciLayout } from '../../../src/transports/oci/layout.js';
-import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeStore, manOf, readMembers, replaceData, setMan, tarOf, zstdCompress, type Member, type Store } from '../bundle/craft.js';
+import { cleanupHarness } from '../../harness/temp.js';
+import { baseBundle, manOf, readMembers, replaceData, setMan, tarOf, zstdCompress, type BaseBundle, type Store } from '../bundle/craft.js';
 
 let work: string;
 let st: Store;
 let bundle: string;
-let n = 0;
+let craft: BaseBundle['craftMembers'];
+const _n = 0;
 
 beforeAll(async () => {
-  work = createTempDir('serve-tamper');
-  st = makeStore(path.join(work, 'store'));
-  bundle = path.join(work, 'b.ferry');
-  await writeBundle({ store: await OciLayout.open(st.dir), output: bundle, compression: 'auto' });
+  ({ work, st, bundle, craftMembers: craft } = await baseBundle('serve-tamper'));
 });
 afterAll(cleanupHarness);
-
-async function craft(edit: (ms: Member[]) => Member[] | void): Promise<string> {
-  const ms = await readMembers(bundle);
-  const out = edit(ms) ?? ms;
-  const file = path.join(work, `crafted-${n++}.ferry`);
-  writeFileSync(file, tarOf(out));
-  return file;
-}
 
 interface Got {
   status: number;
