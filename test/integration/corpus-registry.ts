@@ -8,7 +8,8 @@ import { generateCorpus, type CorpusManifest } from '../../scripts/corpus/genera
 import { pushCorpus } from '../../scripts/corpus/push.js';
 import { pull } from '../../src/commands/pull.js';
 import { OciLayout } from '../../src/transports/oci/layout.js';
-import type { RunningRegistry } from '../harness/registry.js';
+import { startFaultProxy, type RunningFaultProxy } from '../harness/fault-proxy.js';
+import { startRegistry, type RunningRegistry } from '../harness/registry.js';
 import { requireTool } from '../harness/tools.js';
 
 export const CORPUS_DIR = path.join(tmpdir(), 'ferry-test-corpus-small');
@@ -43,4 +44,26 @@ export async function storeFromSmallCorpus(
     throw new Error(`pulling the corpus into ${storeDir} failed: ${report.failures.map((f) => `${f.name}: ${f.error}`).join('; ')}`);
   }
   return { corpus, corpusDir: dir, store: await OciLayout.open(storeDir) };
+}
+
+/** An image of the corpus as a client reaches it through the fault proxy, with the corpus's largest layer. */
+export interface ProxiedImage {
+  ref: string;
+  layer: string;
+  size: number;
+}
+
+/**
+ * The small corpus in a fresh loopback registry behind a fault proxy; `medium` is
+ * ferry-test/medium through the proxy (the image holding the corpus's largest layer).
+ */
+export async function corpusBehindFaultProxy(): Promise<{ proxy: RunningFaultProxy; medium: ProxiedImage }> {
+  const reg = await startRegistry();
+  const { corpus } = await pushSmallCorpus(reg);
+  const proxy = await startFaultProxy(reg.url);
+  const img = corpus.images.find((i) => i.repo === 'ferry-test/medium')!;
+  return {
+    proxy,
+    medium: { ref: `${proxy.host}/${img.repo}:${img.tag}`, layer: corpus.largestLayer.digest, size: corpus.largestLayer.size },
+  };
 }

@@ -6,26 +6,18 @@
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { CorpusManifest } from '../../scripts/corpus/generate.js';
 import { pull, type PullOptions } from '../../src/commands/pull.js';
 import { OciLayout } from '../../src/transports/oci/layout.js';
-import { startFaultProxy, type RunningFaultProxy } from '../harness/fault-proxy.js';
-import { startRegistry, type RunningRegistry } from '../harness/registry.js';
+import type { RunningFaultProxy } from '../harness/fault-proxy.js';
 import { cleanupHarness, createTempDir } from '../harness/temp.js';
-import { pushSmallCorpus } from './corpus-registry.js';
+import { corpusBehindFaultProxy, type ProxiedImage } from './corpus-registry.js';
 import { HAVE_FIXTURES, fixture } from '../helpers/fixtures.js';
 
-let reg: RunningRegistry;
 let proxy: RunningFaultProxy;
-let corpus: CorpusManifest;
-let medium: { ref: string; layer: string; size: number };
+let medium: ProxiedImage;
 
 beforeAll(async () => {
-  reg = await startRegistry();
-  ({ corpus } = await pushSmallCorpus(reg));
-  proxy = await startFaultProxy(reg.url);
-  const img = corpus.images.find((i) => i.repo === 'ferry-test/medium')!;
-  medium = { ref: `${proxy.host}/${img.repo}:${img.tag}`, layer: corpus.largestLayer.digest, size: corpus.largestLayer.size };
+  ({ proxy, medium } = await corpusBehindFaultProxy());
 });
 afterAll(cleanupHarness);
 beforeEach(() => {
