@@ -11,23 +11,17 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zstdBlobPath } from '../../../src/bundle/format.js';
 import { verifyBundle } from '../../../src/bundle/verify.js';
-import { writeBundle } from '../../../src/bundle/writer.js';
-import { OciLayout } from '../../../src/transports/oci/layout.js';
-import { cleanupHarness, createTempDir } from '../../harness/temp.js';
-import { makeStore, manOf, readMembers, replaceData, setMan, tarOf, verifyAndLoad, type Store } from './craft.js';
-import { writeFile } from 'node:fs/promises';
+import { cleanupHarness } from '../../harness/temp.js';
+import { baseBundle, replaceData, verifyAndLoad, type BaseBundle, type Store } from './craft.js';
 
 let work: string;
 let st: Store;
-let bundle: string;
+let craft: BaseBundle['craft'];
 let raw: Buffer;
 let n = 0;
 
 beforeAll(async () => {
-  work = createTempDir('hostile-zstd');
-  st = makeStore(path.join(work, 'store'), 256 * 1024);
-  bundle = path.join(work, 'b.ferry');
-  await writeBundle({ store: await OciLayout.open(st.dir), output: bundle, compression: 'auto' });
+  ({ work, st, craft } = await baseBundle('hostile-zstd', 256 * 1024));
   raw = await readFile(path.join(st.dir, 'blobs', 'sha256', st.rawLayer.digest.slice(7)));
 });
 afterAll(cleanupHarness);
@@ -38,13 +32,10 @@ function compress(format: 'gzip' | 'xz' | 'lz4' | 'zstd', data: Buffer, extra: s
 }
 
 /** The bundle with the raw layer's zstd member replaced by `data`, every hash kept consistent. */
-async function withMember(data: Buffer): Promise<string> {
-  const ms = await readMembers(bundle);
-  const man = manOf(ms);
-  replaceData(ms, man, zstdBlobPath(st.rawLayer.digest.slice(7)), data);
-  const file = path.join(work, `case-${n++}.ferry`);
-  await writeFile(file, tarOf(setMan(ms, man)));
-  return file;
+function withMember(data: Buffer): Promise<string> {
+  return craft((ms, man) => {
+    replaceData(ms, man, zstdBlobPath(st.rawLayer.digest.slice(7)), data);
+  });
 }
 
 const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0]), Buffer.from('ferry')]).subarray(0, 12);
