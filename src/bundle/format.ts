@@ -109,6 +109,16 @@ export const BundleManifestSchema = z.strictObject({
   images: z.array(BundleImageSchema).max(LIMITS.maxImages),
   /** Every member of the tar except ferry-bundle.json and ferry-bundle.json.sig, in tar order. */
   members: z.array(BundleMemberSchema).max(LIMITS.maxMembers),
+  /**
+   * Where the set came from when it was planned from profiles or a lock: the profiles' names and
+   * file digests, and the sha256 of the lock file, so the far side can tell which plan it is.
+   */
+  imageSet: z
+    .strictObject({
+      profiles: z.array(z.strictObject({ name: z.string().max(256), digest: Sha256Digest })).max(256),
+      lock: z.strictObject({ digest: Sha256Digest }).optional(),
+    })
+    .optional(),
   totals: z.strictObject({
     images: Size,
     /** Unique blobs (manifests, configs, layers). */

@@ -58,6 +58,8 @@ export interface WriteBundleOptions {
   onEvent?: (e: BundleEvent) => void;
   /** Fixed "created" (tests); default now. */
   created?: Date;
+  /** The profiles (and lock) the images were planned from, recorded in ferry-bundle.json. */
+  imageSet?: BundleManifest['imageSet'];
   /** Stops the write (Ctrl-C): the streams in flight are destroyed, the temp bundle and spools removed. */
   signal?: AbortSignal;
 }
@@ -369,6 +371,7 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
       created: (opts.created ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
       images: plan.images,
       members,
+      ...(opts.imageSet ? { imageSet: opts.imageSet } : {}),
       totals,
     };
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');

@@ -7,6 +7,7 @@ import { verifyCommand } from './verify.js';
 import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
 import { copyCommand } from './copy.js';
+import { planCommand } from './plan.js';
 import { reportError } from './errors.js';
 import { interruptedExitCode } from './interrupt.js';
 import { UsageError } from '../util/errors.js';
@@ -99,6 +100,7 @@ export async function main(argv: string[]): Promise<number> {
       if (err) throw err;
       throw new UsageError(msg);
     });
+  cli = planCommand(cli);
   cli = pullCommand(cli);
   cli = serveCommand(cli);
   cli = bundleCommand(cli);

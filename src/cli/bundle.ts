@@ -2,6 +2,7 @@
 import { writeErr, writeOut } from './terminal.js';
 import type { Argv } from 'yargs';
 import { formatFailures } from './failures.js';
+import type { Failure } from '../commands/report.js';
 import { DEFAULT_STORE, pull } from '../commands/pull.js';
 import { onlyIntegrityFailures } from '../commands/report.js';
 import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
@@ -9,7 +10,19 @@ import { OciLayout } from '../transports/oci/layout.js';
 import { AbortedError, FerryError, IntegrityError, UsageError, pathError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatBytes } from './format.js';
-import { IMAGE_LIST_OPTION, collectRefs, platformsOf, registryAccess, registryFlags, type RegistryFlags } from './options.js';
+import {
+  IMAGE_LIST_OPTION,
+  collectRefs,
+  imageSetFlags,
+  platformsOf,
+  registryAccess,
+  registryFlags,
+  type ImageSetFlags,
+  type RegistryFlags,
+} from './options.js';
+import { isImageSetRun, resolveImageSet, type ImageSetOrigin, type ResolvedImageSet } from '../commands/image-set.js';
+import { imageSetInput, stoppedMessage, writeFailuresFile } from './image-set.js';
+import { mkdir } from 'node:fs/promises';
 import { createView, jsonLine, outputMode } from './progress.js';
 import { interruptible } from './interrupt.js';
 import { open, rm } from 'node:fs/promises';
@@ -17,10 +30,11 @@ import path from 'node:path';
 import type { PlatformSpec } from '../oci/platform.js';
 import { tempNameFor } from '../util/fsutil.js';
 
-export interface BundleArgs extends RegistryFlags {
+export interface BundleArgs extends RegistryFlags, ImageSetFlags {
   sources?: string[];
   file?: string[];
-  output: string;
+  /** Default with -p or --lock: bundles/<profile-name>-<UTC date>.ferry. */
+  output?: string;
   store?: string;
   fromStore?: boolean;
   platform?: string[];
@@ -37,10 +51,14 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
     'Pull images into the store and write them, each blob once, into one verifiable bundle file',
     (cmd) =>
       registryFlags(
-        cmd
+        imageSetFlags(cmd)
           .positional('sources', { type: 'string', array: true, describe: 'image references (nginx:1.27, docker://…, oci:DIR[:REF])' })
           .option('file', IMAGE_LIST_OPTION)
-          .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'bundle file to write' })
+          .option('output', {
+            alias: 'o',
+            type: 'string',
+            describe: 'bundle file to write (with -p or --lock, default bundles/<profile-name>-<UTC date>.ferry)',
+          })
           .option('store', { type: 'string', describe: `OCI layout store (default $FERRY_STORE or ${DEFAULT_STORE})` })
           .option('from-store', { type: 'boolean', describe: 'bundle every image in the store' })
           .option('platform', {
@@ -56,6 +74,8 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
             describe: 'zstd-compress uncompressed layers inside the bundle (none: a plain oci-archive)',
           })
           .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' })
+          .example('$0 bundle -p profiles/site-a.yaml --sign-key key.pem', 'a profile, into bundles/site-a-<date>.ferry, signed')
+          .example('$0 bundle --lock site-a.lock.json -o site-a.ferry', 'exactly what a plan pinned')
           .example('$0 bundle nginx:1.27 redis:7 -o images.ferry --sign-key key.pem', 'two images, signed')
           .example('$0 bundle --from-store --store /srv/store -o all.ferry', 'everything already in a store'),
       ) as unknown as Argv<BundleArgs>,
@@ -66,30 +86,49 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
 }
 
 export async function runBundle(args: BundleArgs): Promise<number> {
-  if (isStdin(args.output)) {
+  const refs = await collectRefs(args.sources, args.file);
+  const input = imageSetInput(args, refs, platformsOf(args.platform));
+  if (args.output === undefined) {
+    if (!isImageSetRun(input)) throw new UsageError('-o BUNDLE is required (it has a default only with -p PROFILE or --lock LOCK)');
+  } else if (isStdin(args.output)) {
     throw new UsageError('-o takes a file to write, not -: a bundle is written to a temp file and renamed into place once complete', {
       hint: 'write it to a file, then stream that (cat FILE | ssh … ferry load - …)',
     });
   }
-  const refs = await collectRefs(args.sources, args.file);
-  if (refs.length === 0 && !args.fromStore) {
-    throw new UsageError('nothing to bundle: give image references, -f LIST, or --from-store');
+  const setRun = isImageSetRun(input);
+  if (refs.length === 0 && !args.fromStore && !setRun) {
+    throw new UsageError('nothing to bundle: give image references, -f LIST, -p PROFILE, --lock LOCK or --from-store');
   }
-  const platforms = platformsOf(args.platform) ?? [];
-  if (platforms.length > 0 && refs.length === 0)
+  if (args.fromStore && (refs.length > 0 || setRun)) {
+    throw new UsageError('--from-store bundles every image of the store; it cannot be combined with references, -f, -p or --lock');
+  }
+  const platforms = input.platforms ?? [];
+  if (platforms.length > 0 && refs.length === 0 && !setRun)
     throw new UsageError('--platform applies to images pulled now; it cannot filter --from-store');
   const storeDir = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
+  const access = refs.length > 0 || setRun ? await registryAccess(args, (args.file ?? []).some(isStdin)) : undefined;
+  // Profiles and locks are read (and tag lists fetched) before the output is chosen: its
+  // default name is the profiles'.
+  const set: ResolvedImageSet = access ? await resolveImageSet(input, access) : { failures: [] };
+  const output = args.output ?? (await defaultOutput(set.origin));
   // Before pulling anything: an output nobody may write is said now, about its path.
-  await checkWritable(args.output);
-  const access = refs.length > 0 ? await registryAccess(args, (args.file ?? []).some(isStdin)) : undefined;
+  await checkWritable(output);
   // Ctrl-C stops as pull does: exit 130, the store keeps only verified blobs, the temp bundle
   // and its zstd spools are removed (writeBundle's own cleanup, reached because the run ends).
   return interruptible((signal) =>
-    bundleRun(args, refs, platforms, storeDir, access, signal).catch((err: unknown) => {
+    bundleRun({ ...args, output }, refs, set, platforms, storeDir, access, signal).catch((err: unknown) => {
       if (!signal.aborted) throw err;
-      throw new AbortedError(`interrupted: no bundle written (${path.resolve(args.output)} untouched; the store keeps what was pulled)`);
+      throw new AbortedError(`interrupted: no bundle written (${path.resolve(output)} untouched; the store keeps what was pulled)`);
     }),
   );
+}
+
+/** bundles/<profile-names>-<UTC date>.ferry, the folder made when missing. */
+async function defaultOutput(origin: ImageSetOrigin | undefined): Promise<string> {
+  const names = origin?.names.length ? origin.names : ['images'];
+  const date = new Date().toISOString().slice(0, 10).replaceAll('-', '');
+  await mkdir('bundles', { recursive: true });
+  return path.join('bundles', `${names.join('+')}-${date}.ferry`);
 }
 
 /** The output's directory takes a new file: a temp file beside the output is made and removed. */
@@ -111,8 +150,9 @@ async function checkWritable(output: string): Promise<void> {
 }
 
 async function bundleRun(
-  args: BundleArgs,
+  args: BundleArgs & { output: string },
   refs: string[],
+  set: ResolvedImageSet,
   platforms: PlatformSpec[],
   storeDir: string,
   access: Awaited<ReturnType<typeof registryAccess>> | undefined,
@@ -122,17 +162,36 @@ async function bundleRun(
     if (!args.quiet && !args.json) writeErr(`${line}\n`);
   };
   let names: string[] | undefined;
-  if (refs.length > 0 && access) {
+  let failures: Failure[] = [];
+  if ((refs.length > 0 || set.images || set.failures.length > 0) && access) {
     // The pull phase draws what pull draws (bars on a terminal, lines at intervals otherwise).
     const view = args.quiet || args.json ? undefined : await createView(outputMode(false));
     let r: Awaited<ReturnType<typeof pull>>;
     try {
-      r = await pull({ refs, store: storeDir, platforms, ...access, signal, ...(view ? { onEvent: (e) => view.onEvent(e) } : {}) });
+      r = await pull({
+        refs,
+        ...(set.images ? { images: set.images } : {}),
+        setFailures: set.failures,
+        // A bundle is all or nothing (profiles, locks and lists alike) unless --keep-going: then
+        // it holds what could be pulled, and the failures are listed beside it.
+        allOrNothing: !args['keep-going'],
+        store: storeDir,
+        platforms,
+        ...access,
+        signal,
+        ...(view ? { onEvent: (e) => view.onEvent(e) } : {}),
+      });
     } finally {
       await view?.finish();
     }
     signal.throwIfAborted();
-    if (r.failures.length > 0) {
+    if (r.stopped) {
+      for (const line of formatFailures(r.failures)) writeErr(line);
+      throw new FerryError('PULL_FAILED', `${stoppedMessage(r.failures.length, 'pulled')}; no bundle written`);
+    }
+    if (r.failures.length > 0 && args['keep-going']) {
+      failures = r.failures;
+    } else if (r.failures.length > 0) {
       for (const line of formatFailures(r.failures)) writeErr(line);
       const integrity = onlyIntegrityFailures(r.failures);
       const message = `${r.failures.length} image${r.failures.length === 1 ? '' : 's'} could not be pulled; no bundle written`;
@@ -143,6 +202,10 @@ async function bundleRun(
     }
     names = r.images.filter((i) => i.status === 'done').map((i) => i.name);
     out(`Pulled ${names.length} image${names.length === 1 ? '' : 's'} into ${r.store}`);
+    if (names.length === 0) {
+      for (const line of formatFailures(failures)) writeErr(line);
+      throw new FerryError('PULL_FAILED', 'no image could be pulled; no bundle written');
+    }
   }
   const store = await OciLayout.open(storeDir);
   const onEvent = (e: BundleEvent): void => {
@@ -158,10 +221,19 @@ async function bundleRun(
     compression: args.compression,
     signal,
     ...(args.signKey !== undefined ? { signKey: args.signKey } : {}),
+    ...(set.origin
+      ? {
+          imageSet: {
+            profiles: set.origin.profiles.map((p) => ({ name: p.name, digest: p.digest })),
+            ...(set.origin.lock ? { lock: { digest: set.origin.lock.digest } } : {}),
+          },
+        }
+      : {}),
     onEvent,
   });
+  const failuresFile = failures.length > 0 ? await writeFailuresFile(args.output, 'bundle', failures, set.origin) : undefined;
   if (!args.quiet) {
-    if (args.json) jsonLine({ type: 'report', ...report });
+    if (args.json) jsonLine({ type: 'report', ...report, failures, ...(failuresFile ? { failuresFile } : {}) });
     else {
       const t = report.totals;
       // The result (what the bundle holds) on stdout; progress above went to stderr.
@@ -172,7 +244,11 @@ async function bundleRun(
         `Wrote ${report.output}: ${t.images} images, ${t.blobs} unique blobs; ${formatBytes(t.referencedBytes)} referenced, ` +
           `${formatBytes(t.uniqueBytes)} unique, ${formatBytes(t.storedBytes)} stored${report.signature ? `; signature ${report.signature}` : ''}`,
       );
+      if (failuresFile) {
+        for (const line of formatFailures(failures)) writeErr(line);
+        writeErr(`${failures.length} image${failures.length === 1 ? '' : 's'} not carried (--keep-going); listed in ${failuresFile}\n`);
+      }
     }
   }
-  return 0;
+  return failures.length > 0 ? 1 : 0;
 }

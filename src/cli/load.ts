@@ -7,6 +7,8 @@ import { onlyIntegrityFailures } from '../commands/report.js';
 import { splitCommandLine } from '../transports/containerd/ctr.js';
 import { load, type LoadReport } from '../commands/load.js';
 import { mirror } from '../commands/mirror.js';
+import { isImageSetRun, resolveImageSet } from '../commands/image-set.js';
+import { imageSetInput, stoppedMessage } from './image-set.js';
 import { UsageError } from '../util/errors.js';
 import { parseLoadDestination } from '../transports/table.js';
 import { isStdin, writeFileAtomic } from '../util/fsutil.js';
@@ -18,8 +20,10 @@ import {
   checkConcurrency,
   platformsOf,
   collectRefs,
+  imageSetFlags,
   registryAccess,
   registryFlags,
+  type ImageSetFlags,
   type RegistryFlags,
 } from './options.js';
 import { SCREENFUL, createView, jsonLine, outputMode, type OutputMode, type ProgressView } from './progress.js';
@@ -43,7 +47,7 @@ interface LoadArgs extends CommonArgs {
   unpack?: boolean;
 }
 
-interface MirrorArgs extends CommonArgs {
+interface MirrorArgs extends CommonArgs, ImageSetFlags {
   refs?: string[];
   file?: string[];
   platform?: string[];
@@ -112,7 +116,7 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
       (cmd) =>
         registryFlags(
           commonFlags(
-            cmd
+            imageSetFlags(cmd)
               .positional('refs', {
                 type: 'string',
                 array: true,
@@ -121,7 +125,8 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
               .option('file', IMAGE_LIST_OPTION)
               .option('to', { type: 'string', demandOption: true, describe: 'docker://HOST[:PORT][/PREFIX]' })
               .option('platform', PLATFORM_OPTION)
-              .example('$0 mirror -f images.txt --to docker://registry.local:5000/mirror', 'keep a local registry in step'),
+              .example('$0 mirror -f images.txt --to docker://registry.local:5000/mirror', 'keep a local registry in step')
+              .example('$0 mirror -p profiles/site-a.yaml --to docker://registry.local:5000', 'what a profile selects'),
           ),
         ) as unknown as Argv<MirrorArgs>,
       async (args) => {
@@ -147,6 +152,10 @@ export async function finish(report: LoadReport, args: CommonArgs, mode: OutputM
     jsonLine({ type: 'report', ...report });
   } else {
     for (const line of formatFailures(report.failures)) writeErr(line);
+    if (report.stopped) {
+      writeErr(`${stoppedMessage(report.failures.length, 'mirrored')}\n`);
+      return 1;
+    }
     const b = report.blobs;
     const present = done.filter((i) => i.skipped).length;
     // The outcome and the mapping are the result (stdout); failures are diagnostics (stderr).
@@ -233,13 +242,19 @@ async function runMirror(args: MirrorArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
   const chunkSize = chunkSizeOf(args['chunk-size']);
   const refs = await collectRefs(args.refs, args.file);
-  if (refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
+  const input = imageSetInput(args, refs, platformsOf(args.platform));
+  if (refs.length === 0 && !isImageSetRun(input))
+    throw new UsageError('nothing to mirror: give image references, -f LIST, -p PROFILE or --lock LOCK');
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
+  const set = await resolveImageSet(input, { ...access, concurrency });
   const { mode, view: v } = await view(args);
   const report = await interruptible(
     (signal) =>
       mirror({
         refs,
+        ...(set.images ? { images: set.images } : {}),
+        setFailures: set.failures,
+        allOrNothing: set.images !== undefined && !args['keep-going'],
         to: args.to,
         ...(args.scoped ? { scoped: true } : {}),
         ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),

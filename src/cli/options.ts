@@ -121,6 +121,33 @@ export const IMAGE_LIST_OPTION = {
   describe: 'image list: one reference per line, # comments (- for stdin)',
 } as const;
 
+/** `-p PROFILE`, `--lock LOCK`, `--keep-going`: as pull, bundle, mirror and plan take them. */
+export interface ImageSetFlags {
+  profile?: string[];
+  lock?: string;
+  'keep-going'?: boolean;
+}
+
+export function imageSetFlags<T>(y: Argv<T>, keepGoing = true): Argv<T & ImageSetFlags> {
+  const out = y
+    .option('profile', {
+      alias: 'p',
+      type: 'string',
+      array: true,
+      nargs: 1,
+      describe: 'an image-set profile (YAML, see profiles/); repeatable',
+    })
+    .option('lock', { type: 'string', describe: 'carry exactly what this lock file (ferry plan -o) pinned; nothing is re-resolved' });
+  return (
+    keepGoing
+      ? out.option('keep-going', {
+          type: 'boolean',
+          describe: 'carry what resolved when some images do not, list the rest (exit 1); default: stop before transferring anything',
+        })
+      : out
+  ) as Argv<T & ImageSetFlags>;
+}
+
 /** The references named on the command line followed by those of every -f LIST, in order. */
 export async function collectRefs(positional: string[] | undefined, lists: string[] | undefined): Promise<string[]> {
   const refs = [...(positional ?? [])];

@@ -63,6 +63,8 @@ export interface LoadReport {
   /** Source reference → where it is now: only images that are in place. */
   mapping: Record<string, MappingEntry>;
   durationMs: number;
+  /** An all-or-nothing run (mirror of a profile or lock) stopped before sending: something did not resolve. */
+  stopped?: boolean;
 }
 
 /**

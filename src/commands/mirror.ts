@@ -18,9 +18,17 @@ import { destinationResult, type LoadReport } from './load.js';
 import { registryTargets } from '../transports/registry/names.js';
 import { RegistryDestination } from '../transports/registry/destination.js';
 import { executeCopy } from '../copy/execute.js';
+import type { SetFailure, SetImage } from '../profile/resolve.js';
+import { collectFailures } from './report.js';
 
 export interface MirrorOptions extends RegistryAccessOptions {
   refs: string[];
+  /** Images chosen by profiles or a lock (commands/image-set.ts), with their names and platforms. */
+  images?: SetImage[];
+  /** Image-set entries that could not be resolved: failures of this run. */
+  setFailures?: SetFailure[];
+  /** Stop before anything is sent when an image cannot be resolved (profile and lock runs without --keep-going). */
+  allOrNothing?: boolean;
   to: string;
   scoped?: boolean;
   /** Only these platforms of multi-platform images (indexes rewritten, as pull --platform does). */
@@ -33,7 +41,8 @@ export interface MirrorOptions extends RegistryAccessOptions {
 
 export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
   const started = Date.now();
-  if (opts.refs.length === 0) throw new UsageError('nothing to mirror: give image references or -f LIST');
+  if (opts.refs.length === 0 && !opts.images?.length && !opts.setFailures?.length)
+    throw new UsageError('nothing to mirror: give image references, -f LIST, -p PROFILE or --lock LOCK');
   const dest = parseLoadDestination(opts.to);
   if (dest.kind !== 'registry')
     throw new UsageError(`ferry mirror writes to a registry (--to docker://HOST[/PREFIX]), not ${opts.to}`, {
@@ -52,10 +61,11 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
         hint: 'bundle it and use ferry load, or pull it',
       });
     }
-    return loc.ref;
+    return { ref: loc.ref, name: loc.ref.toString(), platforms: opts.platforms };
   });
+  for (const image of opts.images ?? []) refs.push({ ref: image.ref, name: image.name, platforms: image.platforms });
   // A --username credential is the destination's, unless --auth-registry names a source.
-  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, [...refs.map((r) => r.domain), dest.host], dest.host));
+  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, [...refs.map((r) => r.ref.domain), dest.host], dest.host));
   const clients = new Map<string, RegistryClient>();
   const clientFor = (host: string): RegistryClient => {
     let c = clients.get(host);
@@ -68,14 +78,13 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
   try {
     const items: CopyItem[] = [];
     const seen = new Set<string>();
-    for (const ref of refs) {
-      const name = ref.toString();
+    for (const { ref, name, platforms } of refs) {
       if (seen.has(name)) continue;
       seen.add(name);
       items.push({
         source: new RegistrySource(clientFor(ref.domain), ref),
         name,
-        ...(opts.platforms?.length ? { platforms: opts.platforms } : {}),
+        ...(platforms?.length ? { platforms } : {}),
       });
     }
     // Names are checked before anything is read: a collision stops the run up front. (The
@@ -90,6 +99,21 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
+    const setFailures = (opts.setFailures ?? []).map((f) => ({ name: f.name, source: f.where, error: f.error }));
+    plan.failures.unshift(...setFailures);
+    if (opts.allOrNothing && plan.failures.length > 0) {
+      // Nothing is sent: the report lists what did not resolve.
+      return {
+        source: `${items.length} reference${items.length === 1 ? '' : 's'}`,
+        destination: formatLoadDestination(dest),
+        images: [],
+        failures: collectFailures(plan.failures, []),
+        blobs: { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 },
+        mapping: {},
+        durationMs: Date.now() - started,
+        stopped: true,
+      };
+    }
     const sources = items.map((i) => i.source as RegistrySource);
     // The destination's client is closed with the others below (it may also be a source's).
     const target = new RegistryDestination(clientFor(dest.host), {

@@ -10,7 +10,8 @@ import { DockerArchiveSource, openDockerArchiveImages } from '../transports/dock
 import { layoutImageName } from '../transports/names.js';
 import { OciLayoutDestination } from '../transports/oci/destination.js';
 import { RegistryClient } from '../transports/registry/client.js';
-import { formatLocation, openSource, parseLocation } from '../transports/table.js';
+import { formatLocation, openSource, parseLocation, type ImageLocation } from '../transports/table.js';
+import type { SetFailure, SetImage } from '../profile/resolve.js';
 import type { ImageSource, OpenedImages } from '../transports/types.js';
 import { UsageError, wrap } from '../util/errors.js';
 import type { EventSink } from '../copy/events.js';
@@ -24,6 +25,18 @@ export const DEFAULT_STORE = './ferry-store';
 
 export interface PullOptions extends RegistryAccessOptions {
   refs: string[];
+  /**
+   * Registry images chosen by profiles or a lock (commands/image-set.ts), each with the name it
+   * is stored as and its own platforms; pulled after `refs`.
+   */
+  images?: SetImage[];
+  /** Entries of the image set that could not be resolved: reported as failures of this run. */
+  setFailures?: SetFailure[];
+  /**
+   * Stop before transferring anything when any image cannot be resolved (profile and lock runs
+   * without --keep-going): the report then lists the failures and nothing was written.
+   */
+  allOrNothing?: boolean;
   store: string;
   platforms?: PlatformSpec[];
   concurrency?: number;
@@ -34,21 +47,33 @@ export interface PullOptions extends RegistryAccessOptions {
 export interface PullReport extends DestinationReport {
   store: string;
   failures: Failure[];
+  /** allOrNothing and something did not resolve: nothing was transferred. */
+  stopped?: boolean;
 }
 
+const EMPTY_BLOB_STATS = Object.freeze({ total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 });
+
 export async function pull(opts: PullOptions): Promise<PullReport> {
-  if (opts.refs.length === 0) throw new UsageError('nothing to pull: give image references or -f LIST');
+  if (opts.refs.length === 0 && !opts.images?.length && !opts.setFailures?.length)
+    throw new UsageError('nothing to pull: give image references, -f LIST, -p PROFILE or --lock LOCK');
   const started = Date.now();
-  const locations = opts.refs.map((r) => {
+  const locations: Array<{ loc: ImageLocation; name?: string; platforms?: PlatformSpec[] }> = opts.refs.map((r) => {
     try {
-      return parseLocation(r);
+      return { loc: parseLocation(r), ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) };
     } catch (err) {
       throw wrap(err, `image list entry ${JSON.stringify(r)}`);
     }
   });
+  for (const image of opts.images ?? []) {
+    locations.push({
+      loc: { transport: 'docker', ref: image.ref },
+      name: image.name,
+      ...(image.platforms ? { platforms: image.platforms } : {}),
+    });
+  }
   // Reject duplicates up front: two entries naming one store name would race for it.
   const clients = new Map<string, RegistryClient>();
-  const registries = locations.flatMap((l) => (l.transport === 'docker' ? [l.ref.domain] : []));
+  const registries = locations.flatMap(({ loc: l }) => (l.transport === 'docker' ? [l.ref.domain] : []));
   const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, registries));
   const registry = (host: string): RegistryClient => {
     let client = clients.get(host);
@@ -68,7 +93,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
   const seen = new Map<string, { source: ImageSource; entry: string }>();
   const sources: ImageSource[] = [];
   try {
-    for (const loc of locations) {
+    for (const { loc, name: setName, platforms } of locations) {
       let name: string;
       let source: ImageSource;
       /** The entry's further images (a docker save file of several), handled as the first is. */
@@ -79,14 +104,14 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
         const opened = await openSource(loc, { registry, ...(opts.signal ? { signal: opts.signal } : {}) });
         openedSources.push(opened);
         const image = opened.images[0]!;
-        name = image.name;
+        name = setName ?? image.name;
         source = image.source;
       } else if (loc.transport === 'oci') {
-        const layoutSource = await LayoutSource.open(loc.path, loc.ref, opts.platforms ?? []);
+        const layoutSource = await LayoutSource.open(loc.path, loc.ref, platforms ?? []);
         name = layoutImageName(await layoutSource.rootDescriptor(), loc.ref);
         source = layoutSource;
       } else if (loc.transport === 'oci-archive') {
-        const archiveSource = await OciArchiveSource.open(loc.path, loc.ref, opts.platforms ?? []);
+        const archiveSource = await OciArchiveSource.open(loc.path, loc.ref, platforms ?? []);
         name = layoutImageName(await archiveSource.rootDescriptor(), loc.ref);
         source = archiveSource;
       } else if (loc.transport === 'docker-archive' && loc.ref === undefined) {
@@ -124,7 +149,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
         }
         seen.set(name, { source, entry });
         sources.push(source);
-        items.push({ source, name, ...(opts.platforms?.length ? { platforms: opts.platforms } : {}) });
+        items.push({ source, name, ...(platforms?.length ? { platforms } : {}) });
       }
     }
     const dest = await OciLayoutDestination.open(opts.store);
@@ -138,12 +163,25 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
+    const setFailures = (opts.setFailures ?? []).map((f) => ({ name: f.name, source: f.where, error: f.error }));
+    if (opts.allOrNothing && (plan.failures.length > 0 || setFailures.length > 0)) {
+      // Nothing is transferred: every image that did resolve is reported as not attempted.
+      const failures = collectFailures([...setFailures, ...plan.failures], []);
+      return {
+        images: [],
+        blobs: { ...EMPTY_BLOB_STATS },
+        durationMs: Date.now() - started,
+        store: dest.store.dir,
+        failures,
+        stopped: true,
+      };
+    }
     const report = await executeCopy(plan, sources, dest, {
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
-    const failures = collectFailures(plan.failures, report.images);
+    const failures = collectFailures([...setFailures, ...plan.failures], report.images);
     return { ...report, durationMs: Date.now() - started, store: dest.store.dir, failures };
   } finally {
     await Promise.all([...clients.values()].map((c) => c.close()));

@@ -16,6 +16,8 @@ export interface FerryRunOptions {
   /** Bytes written to stdin (then closed); default nothing. */
   input?: string | Buffer;
   env?: NodeJS.ProcessEnv;
+  /** Working directory; default the test's. */
+  cwd?: string;
 }
 
 /** Run the built CLI to completion. */
@@ -24,6 +26,7 @@ export function ferry(args: string[], opts: FerryRunOptions = {}): Promise<Run> 
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { ...process.env, CI: '1', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(opts.cwd ? { cwd: opts.cwd } : {}),
     });
     let stdout = '';
     let stderr = '';

@@ -1,0 +1,168 @@
+/**
+ * `ferry plan`: what a run would carry, resolved (tag lists, manifests; no blobs) and compared
+ * with a store, as plain data; optionally written as a lock file. Nothing else is written.
+ */
+import path from 'node:path';
+import type { EventSink } from '../copy/events.js';
+import { planCopy, type CopyItem, type PlannedImage } from '../copy/plan.js';
+import { eachLimit } from '../copy/scheduler.js';
+import type { Digest } from '../oci/digest.js';
+import { formatPlatform } from '../oci/platform.js';
+import { LOCK_KIND, lockedImage, writeLock, type Lock } from '../profile/lock.js';
+import { plainSetImage, type SetImage } from '../profile/resolve.js';
+import { RegistryClient } from '../transports/registry/client.js';
+import { RegistrySource } from '../transports/registry/source.js';
+import { fileSize } from '../util/fsutil.js';
+import { UsageError, wrap } from '../util/errors.js';
+import { resolveImageSet, type ImageSetInput, type ImageSetOrigin } from './image-set.js';
+import { bindStaticCredential, DEFAULT_CONCURRENCY, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
+import { collectFailures, type Failure } from './report.js';
+
+export interface PlanOptions extends RegistryAccessOptions {
+  input: ImageSetInput;
+  /** Compare with this store (read only; a store that does not exist holds nothing). */
+  store: string;
+  /** Write a lock file of what was selected. */
+  lockFile?: string;
+  /** Write the lock even when some entries failed (of what resolved). */
+  keepGoing?: boolean;
+  concurrency?: number;
+  signal?: AbortSignal;
+  onEvent?: EventSink;
+}
+
+export interface PlanImage {
+  name: string;
+  /** What is fetched (tag, or repository@digest with a lock). */
+  ref: string;
+  /** The root the source published (before any platform selection). */
+  digest: Digest;
+  mediaType: string;
+  /** Set when platforms were selected from an index: the digest the destination will hold. */
+  selectedDigest?: Digest;
+  platforms: string[];
+  /** Manifests and blobs of the image, shared ones counted in each image. */
+  size: number;
+  /** Of those, the bytes the store does not hold. */
+  newBytes: number;
+  from: string[];
+}
+
+export interface PlanReport {
+  store: string;
+  origin?: ImageSetOrigin;
+  images: PlanImage[];
+  totals: {
+    images: number;
+    /** Unique blobs and manifests. */
+    blobs: number;
+    bytes: number;
+    newBlobs: number;
+    newBytes: number;
+  };
+  failures: Failure[];
+  lock?: { file: string; digest: Digest };
+}
+
+export async function plan(opts: PlanOptions): Promise<PlanReport> {
+  const set = await resolveImageSet(opts.input, opts);
+  let images: SetImage[];
+  try {
+    images = set.images ?? opts.input.refs.map((r) => plainSetImage(r, opts.input.platforms));
+  } catch (err) {
+    throw wrap(err, 'ferry plan reads registry references');
+  }
+  if (images.length === 0 && set.failures.length === 0)
+    throw new UsageError('nothing to plan: give -p PROFILE, --lock LOCK, references or -f LIST');
+  const concurrency = opts.concurrency ?? DEFAULT_CONCURRENCY;
+  const clients = new Map<string, RegistryClient>();
+  const clientOpts = registryClientOptions(opts, bindStaticCredential(opts, [...new Set(images.map((i) => i.ref.domain))]));
+  const clientFor = (host: string): RegistryClient => {
+    let c = clients.get(host);
+    if (!c) {
+      c = new RegistryClient(host, clientOpts);
+      clients.set(host, c);
+    }
+    return c;
+  };
+  const store = path.resolve(opts.store);
+  const blobPath = (digest: string): string => path.join(store, 'blobs', ...digest.split(':'));
+  try {
+    const items: CopyItem[] = images.map((i) => ({
+      source: new RegistrySource(clientFor(i.ref.domain), i.ref),
+      name: i.name,
+      ...(i.platforms ? { platforms: i.platforms } : {}),
+    }));
+    const copyPlan = await planCopy(items, {
+      concurrency,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
+    });
+    // What the store holds, asked once per unique blob or manifest (a stat each).
+    const sizes = new Map<string, number>();
+    for (const b of copyPlan.blobs) sizes.set(b.desc.digest, b.desc.size);
+    for (const img of copyPlan.images) for (const m of img.manifests) sizes.set(m.digest, m.bytes.length);
+    const present = new Set<string>();
+    await eachLimit([...sizes], 32, async ([digest, size]) => {
+      if ((await fileSize(blobPath(digest))) === size) present.add(digest);
+    });
+    const byName = new Map(images.map((i) => [i.name, i]));
+    const planned: PlanImage[] = copyPlan.images.map((img) => planImage(img, byName.get(img.name)!, present));
+    let newBlobs = 0;
+    let newBytes = 0;
+    let bytes = 0;
+    for (const [digest, size] of sizes) {
+      bytes += size;
+      if (!present.has(digest)) {
+        newBlobs++;
+        newBytes += size;
+      }
+    }
+    const setFailures = set.failures.map((f) => ({ name: f.name, source: f.where, error: f.error }));
+    const failures = collectFailures([...setFailures, ...copyPlan.failures], []);
+    const report: PlanReport = {
+      store,
+      ...(set.origin ? { origin: set.origin } : {}),
+      images: planned,
+      totals: { images: planned.length, blobs: sizes.size, bytes, newBlobs, newBytes },
+      failures,
+    };
+    if (opts.lockFile !== undefined && (failures.length === 0 || opts.keepGoing)) {
+      const lock: Lock = {
+        apiVersion: 'ferry/v1',
+        kind: LOCK_KIND,
+        created: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'),
+        profiles: set.origin?.profiles.map((p) => ({ name: p.name, file: p.file, digest: p.digest })) ?? [],
+        images: copyPlan.images.map((img) =>
+          lockedImage(
+            byName.get(img.name)!,
+            { digest: img.originalDigest ?? img.root.digest, mediaType: img.root.mediaType },
+            img.totalBytes,
+          ),
+        ),
+      };
+      report.lock = { file: opts.lockFile, digest: await writeLock(opts.lockFile, lock) };
+    }
+    return report;
+  } finally {
+    await Promise.all([...clients.values()].map((c) => c.close()));
+  }
+}
+
+function planImage(img: PlannedImage, image: SetImage, present: ReadonlySet<string>): PlanImage {
+  let newBytes = 0;
+  for (const b of img.blobs) if (!present.has(b.digest)) newBytes += b.size;
+  for (const m of img.manifests) if (!present.has(m.digest)) newBytes += m.bytes.length;
+  const published = img.originalDigest ?? img.root.digest;
+  return {
+    name: img.name,
+    ref: image.ref.toString(),
+    digest: published,
+    mediaType: img.root.mediaType,
+    ...(img.originalDigest ? { selectedDigest: img.root.digest } : {}),
+    platforms: img.platforms.length ? img.platforms : (image.platforms?.map(formatPlatform) ?? []),
+    size: img.totalBytes,
+    newBytes,
+    from: image.from,
+  };
+}
