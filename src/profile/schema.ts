@@ -70,13 +70,10 @@ export type TagFilter = z.infer<typeof TagFilterSchema>;
 
 export const ProfileImageSchema = z
   .strictObject({
-    ref: z
-      .string()
-      .min(1)
-      .max(1024)
-      .describe(
-        'an image reference: REPO:TAG or REPO@sha256:DIGEST, or a repository alone when tags: chooses the tags; ${VAR} and ${VAR:-default} are replaced from the environment',
-      ),
+    ref: z.string().min(1).max(1024).describe(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: ${VAR} is the profile syntax described
+      'an image reference: REPO:TAG or REPO@sha256:DIGEST, or a repository alone when tags: chooses the tags; ${VAR} and ${VAR:-default} are replaced from the environment',
+    ),
     tags: TagFilterSchema.optional(),
     platforms: z
       .array(Platform)
