@@ -4,11 +4,13 @@
  * 1. Generate a small deterministic set of images (an OCI layout; two single-platform images
  *    and a linux/amd64 + linux/arm64 index) in .demo/source.
  * 2. Serve it with `ferry serve` on a loopback port: the source registry.
- * 3. `ferry pull` everything into .demo/store, then one platform into .demo/store-arm64, then
- *    pull again to show nothing is fetched twice.
- * 4. Check every digest in the stores against the source and print a summary.
- * 5. Bundle the store into one file, verify it and inspect it.
- * 6. The far side: load the bundle into a fresh OCI layout (checked first, every blob verified
+ * 3. `ferry plan -p profiles/demo.yaml -o .demo/demo.lock.json`: what the profile selects (tag
+ *    filters over the served tag list), pinned in a lock file.
+ * 4. `ferry pull --lock` into .demo/store, then one platform into .demo/store-arm64, then
+ *    pull the profile again to show nothing is fetched twice.
+ * 5. Check every digest in the stores against the source and print a summary.
+ * 6. Bundle the lock into one file (recording which plan it came from), verify it and inspect it.
+ * 7. The far side: load the bundle into a fresh OCI layout (checked first, every blob verified
  *    as it streams), with a mapping file; load again to show nothing is redone.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -30,10 +32,16 @@ function step(title: string): void {
   console.log(`\n${bold(`== ${title}`)}`);
 }
 
+/** The served registry, as profiles/demo.yaml reads it (${FERRY_DEMO_REGISTRY}). */
+let demoRegistry = '';
+
 function ferry(args: string[], opts: { echo?: boolean } = {}): Promise<{ code: number | null; stdout: string }> {
   console.log(`$ ferry ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, CI: '1' } });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, CI: '1', FERRY_DEMO_REGISTRY: demoRegistry },
+    });
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
@@ -75,29 +83,36 @@ async function main(): Promise<void> {
 
   step("2. Serve them with ferry's read-only registry");
   const { host, child: server } = await startServe(source);
+  demoRegistry = host;
+  console.log(`  (FERRY_DEMO_REGISTRY=${host}: profiles/demo.yaml names its images there)`);
   try {
-    const refs = corpus.images.map((i) => `${host}/${i.repo}:${i.tag}`);
+    const rel = (p: string): string => path.relative(process.cwd(), p);
+    const profile = rel(path.join(ROOT, 'profiles', 'demo.yaml'));
+    const lockFile = rel(path.join(WORK, 'demo.lock.json'));
     const store = path.join(WORK, 'store');
+    const digestOf = (name: string): string | undefined => corpus.images.find((i) => `${host}/${i.repo}:${i.tag}` === name)?.digest;
 
-    step('3. Pull every image, every platform, into an OCI layout store');
-    const first = await ferry(['pull', ...refs, '--store', path.relative(process.cwd(), store)]);
+    step('3. Plan the profile: tag filters over the served tags, every image pinned in a lock file');
+    const planned = await ferry(['plan', '-p', profile, '-o', lockFile]);
+    if (planned.code !== 0) throw new Error(`ferry plan exited ${planned.code}`);
+    const lock = JSON.parse(await readFile(lockFile, 'utf8')) as { images: Array<{ name: string; digest: string }> };
+    const names = lock.images.map((i) => i.name);
+    const want = ['ferry-demo/base:1', 'ferry-demo/app:1.1.0', 'ferry-demo/app:1.0.1', 'ferry-demo/hello:1'].map((n) => `${host}/${n}`);
+    if (JSON.stringify(names) !== JSON.stringify(want))
+      throw new Error(`the plan selected ${names.join(', ')}; expected ${want.join(', ')}`);
+
+    step('4. Pull exactly what the lock pinned into an OCI layout store');
+    const first = await ferry(['pull', '--lock', lockFile, '--store', rel(store)]);
     if (first.code !== 0) throw new Error(`ferry pull exited ${first.code}`);
 
-    step('4. Pull one platform only: the index is rewritten, the published digest is kept');
+    step('5. Pull one platform only: the index is rewritten, the published digest is kept');
     const multi = corpus.images.find((i) => i.kind === 'oci-index')!;
     const armStore = path.join(WORK, 'store-arm64');
-    const arm = await ferry([
-      'pull',
-      `${host}/${multi.repo}:${multi.tag}`,
-      '--platform',
-      'linux/arm64',
-      '--store',
-      path.relative(process.cwd(), armStore),
-    ]);
+    const arm = await ferry(['pull', `${host}/${multi.repo}:${multi.tag}`, '--platform', 'linux/arm64', '--store', rel(armStore)]);
     if (arm.code !== 0) throw new Error(`ferry pull --platform exited ${arm.code}`);
 
-    step('5. Pull again: everything is already there, nothing is fetched');
-    const again = await ferry(['pull', ...refs, '--store', path.relative(process.cwd(), store), '--json'], { echo: false });
+    step('6. Pull the profile again: everything is already there, nothing is fetched');
+    const again = await ferry(['pull', '-p', profile, '--store', rel(store), '--json'], { echo: false });
     const report = JSON.parse(again.stdout.trim().split('\n').at(-1)!) as {
       blobs: { fetched: number; skipped: number };
       durationMs: number;
@@ -105,14 +120,13 @@ async function main(): Promise<void> {
     console.log(`  --json report: ${report.blobs.fetched} blobs fetched, ${report.blobs.skipped} already present, ${report.durationMs} ms`);
     if (again.code !== 0 || report.blobs.fetched !== 0) throw new Error('the second pull fetched blobs');
 
-    step('6. Check: every digest in the store is the published one');
+    step('7. Check: every digest in the store is the published one');
     const layout = await OciLayout.open(store);
     const entries = (await layout.readIndex()).manifests;
     let ok = true;
-    for (const img of corpus.images) {
-      const name = `${host}/${img.repo}:${img.tag}`;
+    for (const name of names) {
       const entry = entries.find((e) => e.annotations?.['org.opencontainers.image.ref.name'] === name);
-      const same = entry?.digest === img.digest;
+      const same = entry !== undefined && entry.digest === digestOf(name);
       ok &&= same;
       console.log(`  ${same ? 'ok  ' : 'FAIL'} ${name} ${entry?.digest ?? '(missing)'}`);
       // Re-read the manifest through the store, verifying its bytes against the digest.
@@ -125,27 +139,27 @@ async function main(): Promise<void> {
     ok &&= armEntry.annotations?.['dev.ferry.original-index.digest'] === multi.digest;
     if (!ok) throw new Error('digest check failed');
 
-    step('7. Bundle the store into one file, verify it, inspect it');
-    const bundleFile = path.relative(process.cwd(), path.join(WORK, 'images.ferry'));
-    const b = await ferry(['bundle', '--from-store', '--store', path.relative(process.cwd(), store), '-o', bundleFile]);
+    step('8. Bundle the lock into one file (nothing to fetch: the store has it all), verify it, inspect it');
+    const bundleFile = rel(path.join(WORK, 'images.ferry'));
+    const b = await ferry(['bundle', '--lock', lockFile, '--store', rel(store), '-o', bundleFile]);
     if (b.code !== 0) throw new Error(`ferry bundle exited ${b.code}`);
     const v = await ferry(['verify', bundleFile]);
     if (v.code !== 0) throw new Error(`ferry verify exited ${v.code}`);
     await ferry(['inspect', bundleFile]);
 
-    step('8. Far side: load the bundle into a fresh OCI layout, then load it again');
-    const farSide = path.relative(process.cwd(), path.join(WORK, 'far-side'));
-    const mappingFile = path.relative(process.cwd(), path.join(WORK, 'loaded.json'));
+    step('9. Far side: load the bundle into a fresh OCI layout, then load it again');
+    const farSide = rel(path.join(WORK, 'far-side'));
+    const mappingFile = rel(path.join(WORK, 'loaded.json'));
     const l = await ferry(['load', bundleFile, '--to', `oci:${farSide}`, '--mapping', mappingFile]);
     if (l.code !== 0) throw new Error(`ferry load exited ${l.code}`);
     const reload = await ferry(['load', bundleFile, '--to', `oci:${farSide}`]);
     if (reload.code !== 0) throw new Error(`ferry load (again) exited ${reload.code}`);
     const mapping = JSON.parse(await readFile(mappingFile, 'utf8')) as Record<string, { destination: string; digest: string }>;
-    for (const img of corpus.images) {
-      const got = mapping[`${host}/${img.repo}:${img.tag}`];
-      const same = got?.digest === img.digest;
+    for (const name of names) {
+      const got = mapping[name];
+      const same = got !== undefined && got.digest === digestOf(name);
       ok &&= same;
-      console.log(`  ${same ? 'ok  ' : 'FAIL'} ${got?.destination ?? `${img.repo}:${img.tag} (missing)`} ${got?.digest ?? ''}`);
+      console.log(`  ${same ? 'ok  ' : 'FAIL'} ${got?.destination ?? `${name} (missing)`} ${got?.digest ?? ''}`);
     }
     if (!ok) throw new Error('the far side does not hold the published digests');
 

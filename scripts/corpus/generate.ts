@@ -381,6 +381,32 @@ function demoSpec(): CorpusSpec {
         layers: ['demo-base', 'demo-app'],
         cmd: ['/srv/app/app.bin'],
       },
+      // More releases of the app (same layers, another command, so other digests): what the demo
+      // profile's tag filters choose from (profiles/demo.yaml: semver 1.x, the latest two).
+      {
+        kind: 'oci-image',
+        repo: 'ferry-demo/app',
+        tags: ['1.0.1'],
+        platform: AMD64,
+        layers: ['demo-base', 'demo-app'],
+        cmd: ['/srv/app/app.bin', '--release=1.0.1'],
+      },
+      {
+        kind: 'oci-image',
+        repo: 'ferry-demo/app',
+        tags: ['1.1.0', 'latest'],
+        platform: AMD64,
+        layers: ['demo-base', 'demo-app'],
+        cmd: ['/srv/app/app.bin', '--release=1.1.0'],
+      },
+      {
+        kind: 'oci-image',
+        repo: 'ferry-demo/app',
+        tags: ['2.0.0-rc.1'],
+        platform: AMD64,
+        layers: ['demo-base', 'demo-app'],
+        cmd: ['/srv/app/app.bin', '--release=2.0.0-rc.1'],
+      },
       {
         kind: 'oci-index',
         repo: 'ferry-demo/hello',

@@ -6,6 +6,7 @@
  * agree on what the bundle says; what inspect did not check (blob content, an unverified
  * signature) is said in `notChecked`. A bundle read from a pipe is read once, wholly verified.
  */
+import type { BundleManifest } from './format.js';
 import { stat } from 'node:fs/promises';
 import { OciLayout } from '../transports/oci/layout.js';
 import { parseLocation } from '../transports/table.js';
@@ -30,6 +31,8 @@ export interface InspectResult {
   format: number | undefined;
   tool: { name: string; version: string };
   created: string | undefined;
+  /** The profiles (and lock) a bundle was planned from, as ferry-bundle.json records them. */
+  imageSet?: BundleManifest['imageSet'];
   images: InspectImage[];
   blobs: number;
   referencedBytes: number;
@@ -90,6 +93,7 @@ export async function inspect(source: string, opts: { key?: string } = {}): Prom
     format: manifest.formatVersion,
     tool: manifest.tool,
     created: manifest.created,
+    ...(manifest.imageSet ? { imageSet: manifest.imageSet } : {}),
     images: manifest.images.map(({ ref, digest, mediaType, platforms, totalSize }) => ({ ref, digest, mediaType, platforms, totalSize })),
     blobs: manifest.totals.blobs,
     referencedBytes: manifest.totals.referencedBytes,

@@ -43,6 +43,10 @@ export async function runInspect(args: InspectArgs): Promise<number> {
   lines.push(
     `${r.source}: ${r.kind === 'bundle' ? `ferry bundle format ${r.format}, written by ${safeField(`${r.tool.name} ${r.tool.version}`)} at ${safeField(r.created ?? '')}` : 'OCI image layout'}`,
   );
+  if (r.imageSet) {
+    const profiles = r.imageSet.profiles.map((p) => `${safeField(p.name)} (${p.digest.slice(0, 19)})`).join(', ');
+    lines.push(`planned from: ${profiles || 'a lock file'}${r.imageSet.lock ? `; lock ${r.imageSet.lock.digest}` : ''}`);
+  }
   // Names and platforms come from the bundle: one line each, whatever they hold.
   const refs = r.images.map((i) => safeField(i.ref));
   const w = refs.reduce((m, ref) => Math.max(m, ref.length), 5);

@@ -194,6 +194,8 @@ describe('lock files', () => {
     const man = manOf(await readMembers(out));
     expect(man.images.map((i) => [i.ref, i.digest])).toEqual([[`${reg.host}/team/moving:1.0.0`, before]]);
     expect(man.imageSet).toEqual({ profiles: [{ name: 'moving', digest: sha256File(file) }], lock: { digest: sha256File(lockFile) } });
+    const shown = await ferry(['inspect', out]);
+    expect(shown.stdout).toContain(`planned from: moving (${sha256File(file).slice(0, 19)}); lock ${sha256File(lockFile)}`);
     // And pull --lock stores the same.
     const store = path.join(dir, 'pulled');
     const p = await ferry(['pull', '--lock', lockFile, '--store', store]);

@@ -322,6 +322,10 @@ describe('generateCorpus caching and options', () => {
     expect(demo.images.map((i) => `${i.ref} ${i.kind}`)).toEqual([
       'ferry-demo/base:1 oci-image',
       'ferry-demo/app:1.0 oci-image',
+      'ferry-demo/app:1.0.1 oci-image',
+      'ferry-demo/app:1.1.0 oci-image',
+      'ferry-demo/app:latest oci-image',
+      'ferry-demo/app:2.0.0-rc.1 oci-image',
       'ferry-demo/hello:1 oci-index',
     ]);
     expect(demo.uniqueBlobBytes).toBeLessThan(200_000);
