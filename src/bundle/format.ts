@@ -9,6 +9,13 @@ import { parseJsonBounded } from '../oci/manifest.js';
 import { REFERENCE_MAX_LENGTH } from '../ref/reference.js';
 
 export const BUNDLE_FORMAT_VERSION = 1;
+/**
+ * Version 2 is version 1 plus `imageSet` (the profiles and lock a bundle was planned from). A
+ * writer uses 2 only when it records an image set, so bundles of plain lists stay readable by
+ * readers of version 1.
+ */
+export const BUNDLE_FORMAT_VERSION_IMAGE_SET = 2;
+export const BUNDLE_FORMAT_VERSIONS: readonly number[] = [BUNDLE_FORMAT_VERSION, BUNDLE_FORMAT_VERSION_IMAGE_SET];
 export const BUNDLE_MANIFEST_MEDIA_TYPE = 'application/vnd.ferry.bundle.manifest.v1+json';
 
 /** Member names, in the order a writer emits them. */
@@ -103,7 +110,7 @@ export type BundleImage = z.infer<typeof BundleImageSchema>;
 
 export const BundleManifestSchema = z.strictObject({
   mediaType: z.literal(BUNDLE_MANIFEST_MEDIA_TYPE),
-  formatVersion: z.literal(BUNDLE_FORMAT_VERSION),
+  formatVersion: z.union([z.literal(BUNDLE_FORMAT_VERSION), z.literal(BUNDLE_FORMAT_VERSION_IMAGE_SET)]),
   tool: z.strictObject({ name: z.string().max(256), version: z.string().max(256) }),
   created: z.string().datetime({ offset: true }),
   images: z.array(BundleImageSchema).max(LIMITS.maxImages),
@@ -147,10 +154,10 @@ export function parseBundleManifest(bytes: Uint8Array, label: string): BundleMan
     throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json is not valid JSON: ${(err as Error).message}`);
   }
   const fv = (doc as { formatVersion?: unknown } | null)?.formatVersion;
-  if (fv !== BUNDLE_FORMAT_VERSION) {
+  if (typeof fv !== 'number' || !BUNDLE_FORMAT_VERSIONS.includes(fv)) {
     throw new IntegrityError(
       'FORMAT_VERSION_UNSUPPORTED',
-      `${label}: ferry-bundle.json has formatVersion ${JSON.stringify(fv)}; this ferry reads version ${BUNDLE_FORMAT_VERSION}`,
+      `${label}: ferry-bundle.json has formatVersion ${JSON.stringify(fv)}; this ferry reads versions ${BUNDLE_FORMAT_VERSIONS.join(' and ')}`,
     );
   }
   const r = BundleManifestSchema.safeParse(doc);
@@ -159,7 +166,14 @@ export function parseBundleManifest(bytes: Uint8Array, label: string): BundleMan
       .slice(0, 3)
       .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
       .join('; ');
-    throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json does not match the format v1 schema: ${detail}`);
+    throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json does not match the format v${fv} schema: ${detail}`);
+  }
+  // Each version exactly: imageSet is a version 2 field.
+  if (r.data.imageSet !== undefined && r.data.formatVersion !== BUNDLE_FORMAT_VERSION_IMAGE_SET) {
+    throw new IntegrityError(
+      'MANIFEST_INVALID',
+      `${label}: ferry-bundle.json does not match the format v${fv} schema: imageSet: unknown field`,
+    );
   }
   return r.data;
 }

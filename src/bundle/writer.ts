@@ -21,6 +21,7 @@ import { FileSink, fileSize, fsyncDir, removeDeadTemps, tempNameFor, writeFileAt
 import { TarWriter } from '../tar/writer.js';
 import {
   BUNDLE_FORMAT_VERSION,
+  BUNDLE_FORMAT_VERSION_IMAGE_SET,
   BUNDLE_MANIFEST_MEDIA_TYPE,
   MEMBER,
   rawBlobPath,
@@ -366,7 +367,7 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     };
     const manifest: BundleManifest = {
       mediaType: BUNDLE_MANIFEST_MEDIA_TYPE,
-      formatVersion: BUNDLE_FORMAT_VERSION,
+      formatVersion: opts.imageSet ? BUNDLE_FORMAT_VERSION_IMAGE_SET : BUNDLE_FORMAT_VERSION,
       tool: { name: 'ferry', version: TOOL_VERSION },
       created: (opts.created ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
       images: plan.images,

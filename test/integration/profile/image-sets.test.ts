@@ -193,6 +193,9 @@ describe('lock files', () => {
     expect(b.code, b.stderr).toBe(0);
     const man = manOf(await readMembers(out));
     expect(man.images.map((i) => [i.ref, i.digest])).toEqual([[`${reg.host}/team/moving:1.0.0`, before]]);
+    // A bundle that records an image set is format version 2; a list's stays version 1.
+    expect(man.formatVersion).toBe(2);
+    expect((await ferry(['verify', out])).code).toBe(0);
     expect(man.imageSet).toEqual({ profiles: [{ name: 'moving', digest: sha256File(file) }], lock: { digest: sha256File(lockFile) } });
     const shown = await ferry(['inspect', out]);
     expect(shown.stdout).toContain(`planned from: moving (${sha256File(file).slice(0, 19)}); lock ${sha256File(lockFile)}`);
@@ -266,6 +269,8 @@ describe('all or nothing, and --keep-going', () => {
     const yes = await ferry(['bundle', '-f', list, '-o', out, '--store', path.join(dir, 's2'), '--keep-going']);
     expect(yes.code).toBe(1);
     const man = manOf(await readMembers(out));
+    expect(man.formatVersion).toBe(1);
+    expect(man.imageSet).toBeUndefined();
     expect(man.images.map((i) => [i.ref, i.digest])).toEqual([[`${reg.host}/team/app:1.0`, digests.get('team/app:1.0')]]);
     const failures = JSON.parse(readFileSync(`${out}.failures.json`, 'utf8')) as { failures: Array<{ name: string }> };
     expect(failures.failures.map((f) => f.name)).toEqual([`${reg.host}/team/missing:1`]);
