@@ -28,6 +28,7 @@ import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchLoad } from './bench-load.js';
+import { benchPlan } from './bench-plan.js';
 import { benchScale } from './bench-scale.js';
 import { capture, mb, run, s, type Timed } from './bench-util.js';
 import { generateBigLayerLayout, generateDockerSave } from './corpus/bench-2g.js';
@@ -194,16 +195,26 @@ async function runScale(): Promise<void> {
   if (process.argv.includes('--write-docs')) await writeDocs({ scale: scale.table });
 }
 
+async function runPlan(): Promise<void> {
+  const plan = await benchPlan({ cli: CLI, work: WORK });
+  console.log(`\n${plan.table}\n`);
+  if (process.argv.includes('--write-docs')) await writeDocs({ plan: plan.table });
+}
+
 async function main(): Promise<void> {
   if (!existsSync(path.join(DIST, 'bin', 'ferry.mjs'))) throw new Error('dist/bin/ferry.mjs is missing: npm run build');
-  if (ONLY !== undefined && ONLY !== 'load' && ONLY !== 'scale') {
-    throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the sections that run alone are 'load' and 'scale'`);
+  if (ONLY !== undefined && ONLY !== 'load' && ONLY !== 'scale' && ONLY !== 'plan') {
+    throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the sections that run alone are 'load', 'scale' and 'plan'`);
   }
   await mkdir(WORK, { recursive: true });
   await rm(path.join(WORK, 'dist'), { recursive: true, force: true });
   await cp(DIST, path.join(WORK, 'dist'), { recursive: true });
   if (ONLY === 'scale') {
     await runScale();
+    return;
+  }
+  if (ONLY === 'plan') {
+    await runPlan();
     return;
   }
   const corpusDir = path.join(WORK, 'corpus');
@@ -649,6 +660,7 @@ async function main(): Promise<void> {
       });
     }
     await runScale();
+    await runPlan();
   } finally {
     await reg.stop();
     await cleanupHarness();

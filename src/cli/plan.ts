@@ -77,7 +77,7 @@ async function runPlan(args: PlanArgs): Promise<number> {
       signal,
     }),
   );
-  if (args.json) jsonLine(report);
+  if (args.json) jsonLine({ type: 'report', ...report });
   else printPlan(report, args.output);
   return report.failures.length > 0 ? 1 : 0;
 }

@@ -9,7 +9,7 @@ export interface TagSelection {
   /** The chosen tags: highest version first when semver or latest took part, else in byte order. */
   tags: string[];
   /** How many tags were left after each step that ran, in order: listed, allow, deny, semver, latest. */
-  steps: Array<{ step: 'listed' | 'allow' | 'deny' | 'semver' | 'latest'; left: number }>;
+  steps: Array<{ step: 'listed' | 'allow' | 'deny' | 'semver' | 'latest'; left: number; notVersions?: number }>;
 }
 
 /** A tag as a semantic version (a leading v accepted), or undefined. Strict: 7.2 and latest are not versions. */
@@ -47,11 +47,14 @@ export function selectTags(listed: readonly string[], filter: CompiledTagFilter)
     const v = tagVersion(tag);
     return v ? [{ tag, v }] : [];
   });
+  // Said on the first step that needs versions: "latest kept 0" alone hides why.
+  const notVersions = tags.length - versions.length;
+  const versionNote = notVersions > 0 ? { notVersions } : {};
   if (filter.semver !== undefined) {
     const range = filter.semver;
     const includePrerelease = filter.prerelease === true;
     versions = versions.filter(({ v }) => semver.satisfies(v, range, { includePrerelease }));
-    steps.push({ step: 'semver', left: versions.length });
+    steps.push({ step: 'semver', left: versions.length, ...versionNote });
   } else if (filter.prerelease !== true) {
     // latest alone: "the newest three releases" does not mean release candidates (a range that
     // names a pre-release, or prerelease: true, lets them in).
@@ -60,12 +63,20 @@ export function selectTags(listed: readonly string[], filter: CompiledTagFilter)
   versions.sort(byVersionDesc);
   if (filter.latest !== undefined) {
     versions = versions.slice(0, filter.latest);
-    steps.push({ step: 'latest', left: versions.length });
+    steps.push({ step: 'latest', left: versions.length, ...(filter.semver === undefined ? versionNote : {}) });
   }
   return { tags: versions.map((x) => x.tag), steps };
 }
 
 /** "42 listed, allow kept 10, deny kept 8, semver kept 0": for a filter that selected nothing. */
 export function describeSteps(steps: TagSelection['steps']): string {
-  return steps.map((s) => (s.step === 'listed' ? `${s.left} tag${s.left === 1 ? '' : 's'} listed` : `${s.step} kept ${s.left}`)).join(', ');
+  return steps
+    .map((s) => {
+      if (s.step === 'listed') return `${s.left} tag${s.left === 1 ? '' : 's'} listed`;
+      const note = s.notVersions
+        ? ` (${s.notVersions} ${s.notVersions === 1 ? 'is not a semantic version' : 'are not semantic versions'})`
+        : '';
+      return `${s.step} kept ${s.left}${note}`;
+    })
+    .join(', ');
 }

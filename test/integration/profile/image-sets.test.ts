@@ -9,6 +9,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateCorpus, type CorpusManifest } from '../../../scripts/corpus/generate.js';
+import { layoutContent } from '../../../src/server/layout-content.js';
+import { startServer, type RunningServer } from '../../../src/server/server.js';
 import { RegistryClient } from '../../../src/transports/registry/client.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
@@ -345,5 +348,54 @@ describe('names', () => {
     expect(r.code, r.stderr).toBe(0);
     const date = new Date().toISOString().slice(0, 10).replaceAll('-', '');
     expect(readdirSync(path.join(dir, 'bundles'))).toEqual([`site-b-${date}.ferry`]);
+  });
+});
+
+describe('platforms', () => {
+  let server: RunningServer;
+  let host: string;
+  let corpus: CorpusManifest;
+  beforeAll(async () => {
+    const dir = createTempDir('demo-corpus');
+    corpus = await generateCorpus(dir, 'demo');
+    server = await startServer({ sources: [await layoutContent(dir)], listen: '127.0.0.1:0', log: () => {} });
+    host = `127.0.0.1:${server.port}`;
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('a per-image platforms: overrides the profile default; the lock keeps what was asked, pull --lock rewrites the index', async () => {
+    const dir = createTempDir('platforms');
+    const file = await profile(
+      dir,
+      'plat',
+      `platforms: [linux/amd64]\nimages:\n  - ref: ${host}/ferry-demo/hello:1\n    platforms: [linux/arm64]\n  - ref: ${host}/ferry-demo/base:1\n`,
+    );
+    const lockFile = path.join(dir, 'lock.json');
+    const r = await ferry(['plan', '-p', file, '--json', '-o', lockFile]);
+    expect(r.code, r.stderr).toBe(0);
+    const plan = JSON.parse(r.stdout) as PlanJson & { images: Array<{ selectedDigest?: string }> };
+    const hello = corpus.images.find((i) => i.ref === 'ferry-demo/hello:1')!;
+    expect(plan.images.map((i) => [i.name, i.digest, i.platforms])).toEqual([
+      [`${host}/ferry-demo/hello:1`, hello.digest, ['linux/arm64']],
+      [`${host}/ferry-demo/base:1`, corpus.images.find((i) => i.ref === 'ferry-demo/base:1')!.digest, ['linux/amd64']],
+    ]);
+    expect(plan.images[0]!.selectedDigest).toMatch(/^sha256:/);
+    expect(plan.images[0]!.selectedDigest).not.toBe(hello.digest);
+    const lock = JSON.parse(readFileSync(lockFile, 'utf8')) as { images: Array<{ digest: string; platforms?: string[] }> };
+    expect(lock.images.map((i) => [i.digest, i.platforms])).toEqual([
+      [hello.digest, ['linux/arm64']],
+      [plan.images[1]!.digest, ['linux/amd64']],
+    ]);
+    const store = path.join(dir, 'store');
+    const p = await ferry(['pull', '--lock', lockFile, '--store', store]);
+    expect(p.code, p.stderr).toBe(0);
+    const index = JSON.parse(readFileSync(path.join(store, 'index.json'), 'utf8')) as {
+      manifests: Array<{ digest: string; annotations: Record<string, string> }>;
+    };
+    const entry = index.manifests.find((m) => m.annotations['org.opencontainers.image.ref.name'] === `${host}/ferry-demo/hello:1`)!;
+    expect(entry.digest).toBe(plan.images[0]!.selectedDigest);
+    expect(entry.annotations['dev.ferry.original-index.digest']).toBe(hello.digest);
   });
 });

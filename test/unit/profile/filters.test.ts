@@ -66,10 +66,18 @@ describe('selectTags', () => {
       { step: 'listed', left: 16 },
       { step: 'allow', left: 9 },
       { step: 'deny', left: 7 },
-      { step: 'semver', left: 5 },
+      { step: 'semver', left: 5, notVersions: 1 },
       { step: 'latest', left: 3 },
     ]);
-    expect(describeSteps(s.steps)).toBe('16 tags listed, allow kept 9, deny kept 7, semver kept 5, latest kept 3');
+    expect(describeSteps(s.steps)).toBe(
+      '16 tags listed, allow kept 9, deny kept 7, semver kept 5 (1 is not a semantic version), latest kept 3',
+    );
+  });
+
+  it('says when latest found no versions at all', () => {
+    const s = selectTags(['v0', 'v1', 'latest'], { allow: [re('v[0-9]+')], latest: 4 });
+    expect(s.tags).toEqual([]);
+    expect(describeSteps(s.steps)).toBe('3 tags listed, allow kept 2, latest kept 0 (2 are not semantic versions)');
   });
 
   it('no filter keeps every tag once', () => {
