@@ -10,13 +10,21 @@ import { CLI, ferry } from '../helpers/cli.js';
 
 /** The examples each command's help gives, as a user would paste them. */
 const EXAMPLES: Record<string, string[]> = {
-  pull: ['ferry pull nginx:1.27 ghcr.io/org/app:2.1', 'ferry pull -f images.txt --platform linux/amd64 --store /media/usb/store'],
+  plan: ['ferry plan -p profiles/site-a.yaml', 'ferry plan -p profiles/site-a.yaml -o site-a.lock.json'],
+  pull: [
+    'ferry pull nginx:1.27 ghcr.io/org/app:2.1',
+    'ferry pull -p profiles/site-a.yaml',
+    'ferry pull --lock site-a.lock.json',
+    'ferry pull -f images.txt --platform linux/amd64 --store /media/usb/store',
+  ],
   serve: [
     'ferry serve oci:./ferry-store',
     'ferry serve oci:/media/usb/store --listen 0.0.0.0:443 --tls-cert reg.crt --tls-key reg.key --htpasswd users',
     'ferry serve oci:./layout:team/app',
   ],
   bundle: [
+    'ferry bundle -p profiles/site-a.yaml --sign-key key.pem',
+    'ferry bundle --lock site-a.lock.json -o site-a.ferry',
     'ferry bundle nginx:1.27 redis:7 -o images.ferry --sign-key key.pem',
     'ferry bundle --from-store --store /srv/store -o all.ferry',
   ],
@@ -26,7 +34,10 @@ const EXAMPLES: Record<string, string[]> = {
     'ferry load images.ferry --key pub.pem --to containerd',
     'cat images.ferry | ferry load - --to docker-daemon',
   ],
-  mirror: ['ferry mirror -f images.txt --to docker://registry.local:5000/mirror'],
+  mirror: [
+    'ferry mirror -f images.txt --to docker://registry.local:5000/mirror',
+    'ferry mirror -p profiles/site-a.yaml --to docker://registry.local:5000',
+  ],
   copy: ['ferry copy docker://ghcr.io/org/app:1 oci:./store', 'ferry copy --all bundle:images.ferry docker://registry.local:5000/mirror'],
 };
 

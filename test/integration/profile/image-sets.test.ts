@@ -151,7 +151,9 @@ describe('ferry plan with tag filters', () => {
     );
     const r = await ferry(['plan', '-p', file, '-o', path.join(dir, 'lock.json')]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('the tag filters selected nothing (16 tags listed, allow kept 8, semver kept 0)');
+    expect(r.stderr).toContain(
+      'the tag filters selected nothing (16 tags listed, allow kept 8, semver kept 0 (1 is not a semantic version))',
+    );
     expect(r.stderr).toContain(`${file}:5:5`);
     expect(r.stderr).toContain('no lock written');
     expect(existsSync(path.join(dir, 'lock.json'))).toBe(false);
