@@ -157,6 +157,11 @@ describe('ferry plan with tag filters', () => {
     expect(r.stderr).toContain(`${file}:5:5`);
     expect(r.stderr).toContain('no lock written');
     expect(existsSync(path.join(dir, 'lock.json'))).toBe(false);
+    // --keep-going: a lock of what resolved, still exit 1.
+    const kept = await ferry(['plan', '-p', file, '-o', path.join(dir, 'lock.json'), '--keep-going']);
+    expect(kept.code).toBe(1);
+    const lock = JSON.parse(readFileSync(path.join(dir, 'lock.json'), 'utf8')) as { images: Array<{ name: string; digest: string }> };
+    expect(lock.images.map((i) => [i.name, i.digest])).toEqual([[`${reg.host}/team/app:1.0`, digests.get('team/app:1.0')]]);
   });
 
   it('a bad profile is exit 2 with file:line:column and the field, before anything is contacted', async () => {
