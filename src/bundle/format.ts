@@ -10,9 +10,9 @@ import { REFERENCE_MAX_LENGTH } from '../ref/reference.js';
 
 export const BUNDLE_FORMAT_VERSION = 1;
 /**
- * Version 2 is version 1 plus `imageSet` (the profiles and lock a bundle was planned from). A
- * writer uses 2 only when it records an image set, so bundles of plain lists stay readable by
- * readers of version 1.
+ * Version 2 is version 1 plus `imageSet` (the profiles and lock a bundle was planned from) and
+ * `base` (a differential bundle's base and the blobs it relies on). A writer uses 2 only when it
+ * records one of them, so other bundles stay readable by readers of version 1.
  */
 export const BUNDLE_FORMAT_VERSION_IMAGE_SET = 2;
 export const BUNDLE_FORMAT_VERSIONS: readonly number[] = [BUNDLE_FORMAT_VERSION, BUNDLE_FORMAT_VERSION_IMAGE_SET];
@@ -124,6 +124,25 @@ export const BundleManifestSchema = z.strictObject({
     .strictObject({
       profiles: z.array(z.strictObject({ name: z.string().max(256), digest: Sha256Digest })).max(256),
       lock: z.strictObject({ digest: Sha256Digest }).optional(),
+    })
+    .optional(),
+  /**
+   * A differential bundle: what it was built against, and the blobs (layers) it relies on the
+   * destination already holding instead of carrying them. Version 2.
+   */
+  base: z
+    .strictObject({
+      /** inventory: the far side's own report (confirmed); bundle: a previous bundle, assumed loaded. */
+      kind: z.enum(['inventory', 'bundle']),
+      /** sha256 of the inventory file's bytes, or of the base bundle's ferry-bundle.json. */
+      digest: Sha256Digest,
+      confirmed: z.boolean(),
+      /** The inventory's location (the destination it describes). */
+      location: z.string().max(4096).optional(),
+      created: z.string().datetime({ offset: true }).optional(),
+      blobs: z
+        .array(z.strictObject({ digest: Sha256Digest, size: Size, mediaType: z.string().max(LIMITS.maxMediaTypeLength).optional() }))
+        .max(LIMITS.maxMembers),
     })
     .optional(),
   totals: z.strictObject({

@@ -33,6 +33,12 @@ export interface InspectResult {
   created: string | undefined;
   /** The profiles (and lock) a bundle was planned from, as ferry-bundle.json records them. */
   imageSet?: BundleManifest['imageSet'];
+  /** A differential bundle's base and the blobs it relies on. */
+  base?: BundleManifest['base'];
+  /** Bundles: sha256 of ferry-bundle.json, the blobs carried and those relied on (what `bundle --base` of this output needs). */
+  manifestDigest?: string;
+  blobDigests?: string[];
+  baseDigests?: string[];
   images: InspectImage[];
   blobs: number;
   referencedBytes: number;
@@ -94,6 +100,10 @@ export async function inspect(source: string, opts: { key?: string } = {}): Prom
     tool: manifest.tool,
     created: manifest.created,
     ...(manifest.imageSet ? { imageSet: manifest.imageSet } : {}),
+    ...(manifest.base ? { base: manifest.base } : {}),
+    ...(checked.manifestDigest ? { manifestDigest: checked.manifestDigest } : {}),
+    blobDigests: manifest.members.flatMap((m) => (m.digest ? [m.digest] : [])),
+    baseDigests: (manifest.base?.blobs ?? []).map((b) => b.digest),
     images: manifest.images.map(({ ref, digest, mediaType, platforms, totalSize }) => ({ ref, digest, mediaType, platforms, totalSize })),
     blobs: manifest.totals.blobs,
     referencedBytes: manifest.totals.referencedBytes,

@@ -184,6 +184,7 @@ export async function openBundleImages(
     images: bundle.images.map((i) => ({ source: i.source, name: i.name })),
     allOrNothing: true,
     signature: bundle.signature,
+    ...(bundle.manifest.base?.blobs.length ? { external: new Set(bundle.manifest.base.blobs.map((b) => b.digest)) } : {}),
     close: () => bundle.close(),
   };
 }

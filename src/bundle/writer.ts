@@ -5,6 +5,7 @@
  * beside the output and renamed into place only once complete, so a killed run never leaves
  * a partial FILE.
  */
+import type { BundleBase } from './base.js';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
@@ -61,6 +62,11 @@ export interface WriteBundleOptions {
   created?: Date;
   /** The profiles (and lock) the images were planned from, recorded in ferry-bundle.json. */
   imageSet?: BundleManifest['imageSet'];
+  /**
+   * A differential bundle: layers the base holds are left out (manifests and configs are always
+   * carried) and listed in ferry-bundle.json as relied on.
+   */
+  base?: BundleBase;
   /** Stops the write (Ctrl-C): the streams in flight are destroyed, the temp bundle and spools removed. */
   signal?: AbortSignal;
 }
@@ -71,6 +77,8 @@ export interface BundleReport {
   images: BundleImage[];
   totals: BundleManifest['totals'];
   compressedBlobs: number;
+  /** A differential bundle: its base and the layers it relies on the destination holding. */
+  base?: { record: BundleBase['record']; blobs: number; bytes: number };
 }
 
 export type BlobRole = 'manifest' | 'config' | 'layer';
@@ -278,7 +286,10 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     return sink;
   };
   const key = opts.signKey !== undefined ? await loadPrivateKey(opts.signKey) : undefined;
-  const plan = await planBundle(opts.store, opts.refs, opts.compression, (message) => emit({ kind: 'warning', message }));
+  const full = await planBundle(opts.store, opts.refs, opts.compression, (message) => emit({ kind: 'warning', message }));
+  const relied = opts.base ? full.blobs.filter((b) => b.role === 'layer' && opts.base!.present.has(b.digest)) : [];
+  const reliedSet = new Set(relied.map((b) => b.digest));
+  const plan: BundlePlan = reliedSet.size > 0 ? { ...full, blobs: full.blobs.filter((b) => !reliedSet.has(b.digest)) } : full;
   const uniqueBytes = plan.blobs.reduce((n, b) => n + b.size, 0);
   emit({ kind: 'plan', images: plan.images.length, blobs: plan.blobs.length, uniqueBytes });
 
@@ -367,12 +378,20 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     };
     const manifest: BundleManifest = {
       mediaType: BUNDLE_MANIFEST_MEDIA_TYPE,
-      formatVersion: opts.imageSet ? BUNDLE_FORMAT_VERSION_IMAGE_SET : BUNDLE_FORMAT_VERSION,
+      formatVersion: opts.imageSet || opts.base ? BUNDLE_FORMAT_VERSION_IMAGE_SET : BUNDLE_FORMAT_VERSION,
       tool: { name: 'ferry', version: TOOL_VERSION },
       created: (opts.created ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
       images: plan.images,
       members,
       ...(opts.imageSet ? { imageSet: opts.imageSet } : {}),
+      ...(opts.base
+        ? {
+            base: {
+              ...opts.base.record,
+              blobs: relied.map((b) => ({ digest: b.digest, size: b.size, mediaType: b.mediaType })),
+            },
+          }
+        : {}),
       totals,
     };
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
@@ -435,7 +454,14 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     committed = true;
     await fsyncDir(dir);
     if (signature) await writeFileAtomic(sigFile, signature);
-    return { output, signature: signature ? sigFile : undefined, images: plan.images, totals, compressedBlobs: spools.size };
+    return {
+      output,
+      signature: signature ? sigFile : undefined,
+      images: plan.images,
+      totals,
+      compressedBlobs: spools.size,
+      ...(opts.base ? { base: { record: opts.base.record, blobs: relied.length, bytes: relied.reduce((n, b) => n + b.size, 0) } } : {}),
+    };
   } catch (err) {
     if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : err;
     // The output's own file system refused (read-only, full, forbidden): name the output.

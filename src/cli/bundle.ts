@@ -23,6 +23,7 @@ import {
 import { isImageSetRun, resolveImageSet, type ImageSetOrigin, type ResolvedImageSet } from '../commands/image-set.js';
 import { imageSetInput, stoppedMessage, writeFailuresFile } from './image-set.js';
 import { mkdir } from 'node:fs/promises';
+import { readBase, type BundleBase } from '../bundle/base.js';
 import { createView, jsonLine, outputMode } from './progress.js';
 import { interruptible } from './interrupt.js';
 import { open, rm } from 'node:fs/promises';
@@ -41,6 +42,8 @@ export interface BundleArgs extends RegistryFlags, ImageSetFlags {
   signKey?: string;
   compression: BundleCompression;
   json?: boolean;
+  base?: string;
+  baseKey?: string;
   /** Tests: no output. */
   quiet?: boolean;
 }
@@ -73,11 +76,18 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
             default: 'auto' as const,
             describe: 'zstd-compress uncompressed layers inside the bundle (none: a plain oci-archive)',
           })
+          .option('base', {
+            type: 'string',
+            describe:
+              'differential: leave out the layers this base holds (an inventory from ferry inventory, or a previous bundle or its ferry inspect --json)',
+          })
+          .option('base-key', { type: 'string', describe: 'public key the inventory given with --base must be signed with' })
           .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' })
           .example('$0 bundle -p profiles/site-a.yaml --sign-key key.pem', 'a profile, into bundles/site-a-<date>.ferry, signed')
           .example('$0 bundle --lock site-a.lock.json -o site-a.ferry', 'exactly what a plan pinned')
           .example('$0 bundle nginx:1.27 redis:7 -o images.ferry --sign-key key.pem', 'two images, signed')
-          .example('$0 bundle --from-store --store /srv/store -o all.ferry', 'everything already in a store'),
+          .example('$0 bundle --from-store --store /srv/store -o all.ferry', 'everything already in a store')
+          .example('$0 bundle --lock site-a.lock.json --base site-a.inventory.json -o update.ferry', 'only what the far side lacks'),
       ) as unknown as Argv<BundleArgs>,
     async (args) => {
       process.exitCode = await runBundle(args);
@@ -110,13 +120,16 @@ export async function runBundle(args: BundleArgs): Promise<number> {
   // Profiles and locks are read (and tag lists fetched) before the output is chosen: its
   // default name is the profiles'.
   const set: ResolvedImageSet = access ? await resolveImageSet(input, access) : { failures: [] };
+  if (args.baseKey !== undefined && args.base === undefined) throw new UsageError('--base-key checks the inventory given with --base');
+  // The base is read before anything is pulled: a bad one is said now.
+  const base = args.base !== undefined ? await readBase(args.base, args.baseKey !== undefined ? { key: args.baseKey } : {}) : undefined;
   const output = args.output ?? (await defaultOutput(set.origin));
   // Before pulling anything: an output nobody may write is said now, about its path.
   await checkWritable(output);
   // Ctrl-C stops as pull does: exit 130, the store keeps only verified blobs, the temp bundle
   // and its zstd spools are removed (writeBundle's own cleanup, reached because the run ends).
   return interruptible((signal) =>
-    bundleRun({ ...args, output }, refs, set, platforms, storeDir, access, signal).catch((err: unknown) => {
+    bundleRun({ ...args, output }, refs, set, base, platforms, storeDir, access, signal).catch((err: unknown) => {
       if (!signal.aborted) throw err;
       throw new AbortedError(`interrupted: no bundle written (${path.resolve(output)} untouched; the store keeps what was pulled)`);
     }),
@@ -153,6 +166,7 @@ async function bundleRun(
   args: BundleArgs & { output: string },
   refs: string[],
   set: ResolvedImageSet,
+  base: BundleBase | undefined,
   platforms: PlatformSpec[],
   storeDir: string,
   access: Awaited<ReturnType<typeof registryAccess>> | undefined,
@@ -221,6 +235,7 @@ async function bundleRun(
     compression: args.compression,
     signal,
     ...(args.signKey !== undefined ? { signKey: args.signKey } : {}),
+    ...(base ? { base } : {}),
     ...(set.origin
       ? {
           imageSet: {
@@ -244,6 +259,12 @@ async function bundleRun(
         `Wrote ${report.output}: ${t.images} images, ${t.blobs} unique blobs; ${formatBytes(t.referencedBytes)} referenced, ` +
           `${formatBytes(t.uniqueBytes)} unique, ${formatBytes(t.storedBytes)} stored${report.signature ? `; signature ${report.signature}` : ''}`,
       );
+      if (report.base) {
+        result(
+          `  differential against ${report.base.record.kind} ${report.base.record.digest}${report.base.record.confirmed ? '' : ' (assumed, not confirmed by the far side)'}: ` +
+            `${report.base.blobs} layers (${formatBytes(report.base.bytes)}) left out, relied on at the destination`,
+        );
+      }
       if (failuresFile) {
         for (const line of formatFailures(failures)) writeErr(line);
         writeErr(`${failures.length} image${failures.length === 1 ? '' : 's'} not carried (--keep-going); listed in ${failuresFile}\n`);

@@ -1,4 +1,5 @@
 /** `ferry inspect FILE|oci:DIR`: what a bundle or store holds, from its manifest. */
+import { describeBase } from './verify.js';
 import { safeField, writeErr, writeOut } from './terminal.js';
 import type { Argv } from 'yargs';
 import { inspect } from '../bundle/inspect.js';
@@ -43,6 +44,10 @@ export async function runInspect(args: InspectArgs): Promise<number> {
   lines.push(
     `${r.source}: ${r.kind === 'bundle' ? `ferry bundle format ${r.format}, written by ${safeField(`${r.tool.name} ${r.tool.version}`)} at ${safeField(r.created ?? '')}` : 'OCI image layout'}`,
   );
+  if (r.base) {
+    const bytes = r.base.blobs.reduce((n, b) => n + b.size, 0);
+    lines.push(`${describeBase(r.base)}; relies on the destination holding ${r.base.blobs.length} blobs (${formatBytes(bytes)})`);
+  }
   if (r.imageSet) {
     const profiles = r.imageSet.profiles.map((p) => `${safeField(p.name)} (${p.digest.slice(0, 19)})`).join(', ');
     lines.push(`planned from: ${profiles || 'a lock file'}${r.imageSet.lock ? `; lock ${r.imageSet.lock.digest}` : ''}`);

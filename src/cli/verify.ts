@@ -2,6 +2,8 @@
  * `ferry verify FILE`: exit 0 when the bundle is intact (and signed, when asked), 3 when not.
  * zstd members are restored in-process when no zstd command is on PATH: nothing is left unchecked.
  */
+import type { BundleManifest } from '../bundle/format.js';
+import { safeField } from './terminal.js';
 import { writeOut } from './terminal.js';
 import { STDIN_PATH, isStdin } from '../util/fsutil.js';
 import type { Argv } from 'yargs';
@@ -59,6 +61,7 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
         problems: r.problems,
         totals: r.manifest?.totals,
         images: r.manifest?.images.map((i) => ({ ref: i.ref, digest: i.digest })),
+        ...(r.manifest?.base ? { base: r.manifest.base } : {}),
       });
     } else {
       // The verdict and its problems are the result (stdout: `ferry verify b.ferry > report.txt`);
@@ -70,12 +73,28 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
           `${label}: OK: ${t.images} images, ${t.blobs} blobs (${formatBytes(t.uniqueBytes)}), ` +
             `signature ${r.signature === 'valid' ? 'valid' : r.signature === 'present' ? 'present (not checked: no --key)' : 'none'}\n`,
         );
+        const base = r.manifest!.base;
+        if (base) {
+          // A differential bundle passes on its own; what it expects at the destination is listed.
+          const bytes = base.blobs.reduce((n, b) => n + b.size, 0);
+          writeOut(`${describeBase(base)}; expects at the destination ${base.blobs.length} blobs (${formatBytes(bytes)}):\n`);
+          for (const b of base.blobs) writeOut(`  ${b.digest}  ${formatBytes(b.size)}\n`);
+        }
       } else {
         writeOut(`${label}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);
       }
     }
   }
   return verifyExitCode(r.problems);
+}
+
+/** "differential against inventory sha256:… of docker://reg/site (confirmed by the far side)". */
+export function describeBase(base: NonNullable<BundleManifest['base']>): string {
+  const of = base.location ? ` of ${safeField(base.location)}` : '';
+  const how = base.confirmed
+    ? 'confirmed by the far side'
+    : 'assumed: the sender built it on a previous bundle, not on what the far side reported';
+  return `differential against ${base.kind} ${base.digest}${of} (${how})`;
 }
 
 /** Every problem verify reports is about the bundle: exit 3 (integrity). */

@@ -91,6 +91,7 @@ export async function copy(opts: CopyOptions): Promise<CopyCommandReport> {
         {
           concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
           allOrNothing: src.allOrNothing,
+          ...(src.external ? { external: src.external } : {}),
           action: 'copying',
           ...(opts.signal ? { signal: opts.signal } : {}),
           ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),

@@ -154,6 +154,7 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
         {
           concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
           allOrNothing: src.allOrNothing,
+          ...(src.external ? { external: src.external } : {}),
           action: 'loading',
           ...(opts.signal ? { signal: opts.signal } : {}),
           ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),

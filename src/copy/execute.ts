@@ -17,7 +17,7 @@ import type { BlobOpener, DestinationName, ImageDestination, ImageSource, Manife
 import type { DestinationReport, LoadBlobStats, LoadedImage } from './report.js';
 import { AbortedError, FerryError, IntegrityError, NotLoadedError, SizeMismatchError, errorMessage } from '../util/errors.js';
 import type { EventSink } from './events.js';
-import { scheduleBlobs } from './scheduler.js';
+import { eachLimit, scheduleBlobs } from './scheduler.js';
 import type { CopyPlan, PlannedBlob, PlannedImage } from './plan.js';
 
 export interface ExecuteOptions {
@@ -28,6 +28,31 @@ export interface ExecuteOptions {
   allOrNothing?: boolean;
   /** The verb for error context ("pulling", "loading"). */
   action?: string;
+  /**
+   * Blobs the sources do not carry and the destination must already hold (a differential
+   * bundle's base, OpenedImages.external): confirmed before anything is written; if any is
+   * missing the run names nothing and fails with BASE_MISSING.
+   */
+  external?: ReadonlySet<string>;
+}
+
+/** A differential bundle's base is not at the destination: nothing was written. */
+export class BaseMissingError extends FerryError {
+  readonly missing: ReadonlyArray<{ digest: string; images: string[] }>;
+  constructor(into: string, missing: ReadonlyArray<{ digest: string; images: string[] }>) {
+    const shown = missing
+      .slice(0, 20)
+      .map((m) => `  ${m.digest} (${m.images.slice(0, 3).join(', ')}${m.images.length > 3 ? `, and ${m.images.length - 3} more` : ''})`)
+      .join('\n');
+    super(
+      'BASE_MISSING',
+      `${into} lacks ${missing.length} blob${missing.length === 1 ? '' : 's'} this differential bundle relies on; nothing was loaded:\n${shown}${missing.length > 20 ? `\n  and ${missing.length - 20} more` : ''}`,
+      {
+        hint: 'load the bundle it was built on first (or a full bundle), or build a new one against an inventory of this destination (ferry inventory)',
+      },
+    );
+    this.missing = missing;
+  }
 }
 
 export interface ImageResult {
@@ -180,12 +205,50 @@ export async function executeCopy(
       if (n.images[n.images.length - 1] !== i) n.images.push(i);
     }
   });
+  if (opts.external?.size) await confirmExternal(needed, present);
   for (const d of needed.keys()) present.delete(d);
   stats.total = needed.size + present.size;
   for (const d of present.values()) {
     stats.skipped++;
     stats.bytesSkipped += d.size;
     emit({ kind: 'blob', state: 'skipped', digest: d.digest, bytes: d.size, total: d.size });
+  }
+
+  /**
+   * The blobs no source carries must be at the destination already, for every image that needs
+   * them (a registry: in each image's repository). Checked before anything is written.
+   */
+  async function confirmExternal(need: Map<string, NeededBlob>, have: Map<string, Descriptor>): Promise<void> {
+    const external = [...need.values()].filter((n) => opts.external!.has(n.desc.digest));
+    const missing: Array<{ digest: string; images: string[] }> = [];
+    const held = dest.holding
+      ? await dest.holding(
+          external.map((n) => n.desc.digest),
+          signal,
+        )
+      : new Set<string>();
+    await eachLimit(external, opts.concurrency ?? 8, async (n) => {
+      let ok = held.has(n.desc.digest) || (await dest.hasBlob(n.desc, { images: n.images, ...(signal ? { signal } : {}) }));
+      if (!ok) {
+        ok = true;
+        for (const i of n.images) {
+          if ((await dest.storedBlobSize(n.desc.digest, i, signal)) !== n.desc.size) {
+            ok = false;
+            break;
+          }
+        }
+      }
+      if (ok) {
+        need.delete(n.desc.digest);
+        have.set(n.desc.digest, n.desc);
+      } else {
+        missing.push({ digest: n.desc.digest, images: n.images.map((i) => plan.images[i]!.name) });
+      }
+    });
+    if (missing.length > 0) {
+      missing.sort((a, b) => (a.digest < b.digest ? -1 : 1));
+      throw new BaseMissingError(dest.into ?? dest.description, missing);
+    }
   }
 
   /** Images (plan indexes) that needed at least one blob sent. */
@@ -304,6 +367,8 @@ export async function executeCopy(
       try {
         if (p.state === 'copy') {
           for (const b of blobsOf(i)) {
+            // A blob not scheduled is held by the destination already (a differential base).
+            if (!needed.has(b.digest)) continue;
             await schedule.done(b.digest);
             if (needed.get(b.digest)?.planned.sizeConflict) {
               const actual = await dest.storedBlobSize(b.digest, i, signal);
@@ -352,7 +417,12 @@ export async function executeCopy(
       const first = new Set(order[0]!.flatMap((i) => blobsOf(i).map((b) => b.digest)));
       const later = new Map<string, NeededBlob>();
       for (const run of order.slice(1))
-        for (const i of run) for (const b of blobsOf(i)) if (!first.has(b.digest)) later.set(b.digest, needed.get(b.digest)!);
+        for (const i of run)
+          for (const b of blobsOf(i)) {
+            // Not needed: held by the destination already (a differential bundle's base).
+            const n = needed.get(b.digest);
+            if (n && !first.has(b.digest)) later.set(b.digest, n);
+          }
       for (const n of later.values()) {
         try {
           await verifyOnly(n);
@@ -377,7 +447,11 @@ export async function executeCopy(
       }
       // Blobs once per run (a blob two runs need is sent in each: a stream holds all it names).
       const blobs = new Map<string, NeededBlob>();
-      for (const i of run) for (const b of blobsOf(i)) blobs.set(b.digest, needed.get(b.digest)!);
+      for (const i of run)
+        for (const b of blobsOf(i)) {
+          const n = needed.get(b.digest);
+          if (n) blobs.set(b.digest, n);
+        }
       let broken: unknown;
       for (const n of blobs.values()) {
         if (signal?.aborted) throw abortReason(signal);

@@ -207,6 +207,12 @@ export interface ImageDestination {
   readonly into?: string;
   prepare?(plan: CopyPlan, ctx: PrepareContext): Promise<PreparedImage[]>;
   hasBlob(desc: Descriptor, ctx: ImageContext): Promise<boolean>;
+  /**
+   * Of these digests, the ones the destination holds in a content-addressed store that verified
+   * them on the way in (containerd's content store), asked all at once. Optional: used to confirm
+   * a differential bundle's base where hasBlob cannot answer (an ordered stream).
+   */
+  holding?(digests: readonly string[], signal?: AbortSignal): Promise<ReadonlySet<string>>;
   /** The size of a stored blob for image `image`, undefined when absent (checking declared sizes after a copy). */
   storedBlobSize(digest: string, image: number, signal?: AbortSignal): Promise<number | undefined>;
   putBlob(desc: Descriptor, open: BlobOpener, opts: PutBlobOptions): Promise<PutBlobResult>;
@@ -230,5 +236,10 @@ export interface OpenedImages {
   allOrNothing: boolean;
   /** Bundles: what was found of a signature. */
   signature?: 'none' | 'present' | 'valid' | 'invalid';
+  /**
+   * A differential bundle: blobs it does not carry and relies on the destination holding
+   * (its base). The executor confirms them before writing anything (ExecuteOptions.external).
+   */
+  external?: ReadonlySet<string>;
   close(): Promise<void>;
 }

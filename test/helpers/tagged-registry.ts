@@ -167,3 +167,61 @@ export async function startPagingProxy(target: string): Promise<PagingProxy> {
   proxy.stop = stop;
   return proxy;
 }
+
+/**
+ * Push an image of the given layers (each its own blob, gzip media type; content is never
+ * unpacked by these tests) and tag it; returns the manifest digest and its blobs.
+ */
+export async function pushLayers(
+  client: RegistryClient,
+  repo: string,
+  tag: string,
+  layers: readonly Buffer[],
+): Promise<{ digest: string; config: string; layers: string[]; bytes: number }> {
+  const config = Buffer.from(
+    JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] }, config: { Labels: { tag } } }),
+  );
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+      layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(l), size: l.length })),
+    }),
+  );
+  const scope = `repository:${repo}:pull,push`;
+  for (const blob of [config, ...layers]) {
+    const started = await client.send({ method: 'POST', path: `/v2/${repo}/blobs/uploads/`, scope, expect: [202], what: 'test upload' });
+    started.body.resume();
+    const location = new URL(started.headers.location as string, started.url);
+    location.searchParams.set('digest', sha256(blob));
+    const done = await client.send({
+      method: 'PUT',
+      path: location.toString(),
+      scope,
+      headers: { 'content-type': 'application/octet-stream' },
+      body: blob,
+      contentLength: blob.length,
+      expect: [201],
+      what: 'test upload',
+    });
+    done.body.resume();
+  }
+  const res = await client.send({
+    method: 'PUT',
+    path: `/v2/${repo}/manifests/${tag}`,
+    scope,
+    headers: { 'content-type': OCI_MANIFEST },
+    body: manifest,
+    contentLength: manifest.length,
+    expect: [201],
+    what: `test tag ${tag}`,
+  });
+  res.body.resume();
+  return {
+    digest: sha256(manifest),
+    config: sha256(config),
+    layers: layers.map(sha256),
+    bytes: config.length + manifest.length + layers.reduce((n, l) => n + l.length, 0),
+  };
+}

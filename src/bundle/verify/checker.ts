@@ -628,5 +628,12 @@ export async function newChecker(opts: VerifyOptions, keepCandidates: boolean): 
 /** Run the cross-member checks and report. */
 export async function report(c: Checker, read: ManifestReader): Promise<VerifyResult> {
   const signature = await c.finish(read);
-  return { ok: c.problems.length === 0, problems: c.problems, manifest: c.manifest, signature, entries: c.entries };
+  return {
+    ok: c.problems.length === 0,
+    problems: c.problems,
+    manifest: c.manifest,
+    ...(c.manifest && c.manifestBytes ? { manifestDigest: `sha256:${createHash('sha256').update(c.manifestBytes).digest('hex')}` } : {}),
+    signature,
+    entries: c.entries,
+  };
 }

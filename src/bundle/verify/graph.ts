@@ -30,10 +30,24 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
   const docs = new Map<string, { doc: ManifestDocument } | { error: string }>();
   let docBytes = 0;
   const unreadable = new Set<string>();
+  // A differential bundle relies on the destination for these layers (never for manifests or
+  // configs, which it always carries); their sizes are what ferry-bundle.json declares.
+  const relied = new Map((man.base?.blobs ?? []).map((b) => [b.digest, b.size]));
   for (const img of man.images) {
     /** The member holding `digest` at the declared size, or undefined after reporting why not. */
     const present = (digest: string, size: number, what: string): BundleMember | undefined => {
       const m = store.blobByDigest.get(digest);
+      if (!m && what === 'layer' && relied.has(digest)) {
+        if (relied.get(digest) !== size) {
+          store.problem({
+            code: 'SIZE_MISMATCH',
+            image: img.ref,
+            digest,
+            message: `image ${img.ref}: layer ${digest} is described as ${size} bytes but the bundle's base lists it as ${relied.get(digest)}`,
+          });
+        }
+        return undefined;
+      }
       if (!m) {
         store.problem({
           code: 'BLOB_MISSING',

@@ -34,6 +34,8 @@ export interface VerifyResult {
   ok: boolean;
   problems: Problem[];
   manifest: BundleManifest | undefined;
+  /** sha256 of ferry-bundle.json's bytes (what a differential bundle built on this one records as its base). */
+  manifestDigest?: string;
   signature: 'none' | 'present' | 'valid' | 'invalid';
   /** Members read (tar entries seen). */
   entries: number;

@@ -75,6 +75,21 @@ function addressArgs(t: CtrTarget): string[] {
   return t.address ? ['--address', t.address] : [];
 }
 
+/** `ctr [--address A] -n NS content ls -q`: every digest in the namespace's content store. */
+export function contentListArgv(t: CtrTarget): string[] {
+  return [...t.ctr, ...addressArgs(t), '-n', t.namespace, 'content', 'ls', '-q'];
+}
+
+/** The digests of `content ls -q` output (one per line; anything else is not a digest and ignored). */
+export function parseContentList(stdout: string): Set<string> {
+  const out = new Set<string>();
+  for (const line of stdout.split('\n')) {
+    const d = line.trim();
+    if (/^sha256:[a-f0-9]{64}$/.test(d)) out.add(d);
+  }
+  return out;
+}
+
 /** `ctr [--address A] --connect-timeout T version`: the liveness probe. */
 export function versionArgv(t: CtrTarget): string[] {
   return [...t.ctr, ...addressArgs(t), '--connect-timeout', CONNECT_TIMEOUT, 'version'];

@@ -52,6 +52,8 @@ import {
   blobEntryName,
   buildImportIndex,
   checkArgv,
+  contentListArgv,
+  parseContentList,
   describeAddress,
   destinationName,
   hostPlatform,
@@ -580,6 +582,19 @@ export class ContainerdDestination implements ImageDestination {
 
   async storedBlobSize(): Promise<number | undefined> {
     return undefined;
+  }
+
+  /** The content store's digests (one `ctr content ls -q`): containerd verified each on ingest. */
+  async holding(digests: readonly string[], signal?: AbortSignal): Promise<ReadonlySet<string>> {
+    const r = await runCtr(contentListArgv(this.target), signal, true);
+    if (r.code !== 0 || r.stdoutOverflow) {
+      throw new CtrFailedError(
+        'CTR_FAILED',
+        `ctr -n ${this.target.namespace} content ls failed: ${summariseCtrStderr(r.stderr) || (r.stdoutOverflow ? 'output too large' : `exit ${r.code}`)}`,
+      );
+    }
+    const held = parseContentList(r.stdout);
+    return new Set(digests.filter((d) => held.has(d)));
   }
 
   async putBlob(desc: Descriptor, open: BlobOpener, opts: PutBlobOptions): Promise<PutBlobResult> {
