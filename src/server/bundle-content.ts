@@ -25,7 +25,7 @@ import type { Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { blobMembers, readZstdMembers } from '../bundle/blobs.js';
-import { MEMBER } from '../bundle/format.js';
+import { MEMBER, type BundleManifest } from '../bundle/format.js';
 import { BundleInvalidError } from '../bundle/source.js';
 import { BundleStore } from '../bundle/store.js';
 import { verifyBundle } from '../bundle/verify.js';
@@ -87,14 +87,22 @@ function sameFile(a: Stats, b: Stats): boolean {
 async function build(archive: OciArchive, handle: FileHandle, file: string, opts: BundleContentOptions): Promise<ServedContent> {
   const isBundle = archive.archive.has(MEMBER.manifest);
   const label = `${isBundle ? 'bundle' : 'oci-archive'}:${file}`;
+  let base: BundleManifest['base'];
   if (isBundle) {
     // What `ferry verify` refuses structurally (tar safety, duplicates, ferry-bundle.json,
     // SHA256SUMS, manifests, completeness) is not served: checked as load checks it, all but
     // blob content, which the server hashes as it sends it (server.ts, digest-check.ts).
     const checked = await verifyBundle(file, { deferBlobContent: true });
     if (!checked.ok) throw new BundleInvalidError(file, checked.problems, 'nothing is served');
+    base = checked.manifest?.base;
   }
   const warnings: string[] = [];
+  if (base?.blobs.length) {
+    // Its base layers are served only by a source that holds them (given with it).
+    warnings.push(
+      `${label}: a differential bundle: ${base.blobs.length} layer${base.blobs.length === 1 ? '' : 's'} it relies on are served only from another source given with it (the store or bundle its base came from)`,
+    );
+  }
   const zstdMembers = await readZstdMembers(archive, label);
   const store = new BundleStore(archive, blobMembers(archive.archive.entries, zstdMembers), { handle, label });
   return storeContent(store, opts, {

@@ -55,6 +55,14 @@ export interface ServedContent {
   manifest(repository: string, digest: Digest): Promise<ServedManifest | undefined>;
   /** A blob (config, layer, or manifest) reachable from the repository's images and present, or undefined. */
   blob(repository: string, digest: Digest): Promise<ServedBlob | undefined>;
+  /** The size the repository's images declare for `digest` when they reference it (present or not). */
+  referencedSize?(repository: string, digest: Digest): number | undefined;
+  /**
+   * The blob from this source's store by digest alone, whatever repository holds it, at exactly
+   * `size`: how a differential bundle's repositories are served the base layers another source
+   * (the store or bundle its base was loaded from) holds.
+   */
+  storedBlob?(digest: Digest, size: number): Promise<ServedBlob | undefined>;
   /** Manifests in the repository whose `subject` is `subject`. */
   referrers(repository: string, subject: Digest): ReferrerDescriptor[];
   close(): Promise<void>;
@@ -128,8 +136,18 @@ export function mergeContent(sources: readonly ServedContent[]): ServedContent {
       return undefined;
     },
     blob: async (repo, digest) => {
-      for (const src of owners.get(repo) ?? []) {
+      const mine = owners.get(repo) ?? [];
+      for (const src of mine) {
         const b = await src.blob(repo, digest);
+        if (b) return b;
+      }
+      // Referenced here but not stored with it (a differential bundle's base): any source
+      // holding exactly those bytes serves them; the server hashes every blob as it is sent.
+      let size: number | undefined;
+      for (const src of mine) size ??= src.referencedSize?.(repo, digest);
+      if (size === undefined) return undefined;
+      for (const src of sources) {
+        const b = await src.storedBlob?.(digest, size);
         if (b) return b;
       }
       return undefined;

@@ -356,6 +356,8 @@ export async function buildServedContent(store: ServedStore, opts: ServedNamingO
       if (size === undefined) return undefined;
       return store.openBlob(digest, size);
     },
+    referencedSize: (repository, digest) => repos.get(repository)?.blobs.get(digest),
+    storedBlob: (digest, size) => store.openBlob(digest, size),
     referrers: (repository, subject) => [...(repos.get(repository)?.referrers.get(subject) ?? [])],
     close: () => store.close(),
   };

@@ -259,3 +259,49 @@ describe('a differential bundle built on an inventory (confirmed base)', () => {
     expect(k.code).toBe(2);
   });
 });
+
+describe('ferry serve of a differential bundle with its base', () => {
+  it('serves the new image whole: its own blobs from the bundle, the base layer from the bundle given with it', async () => {
+    const dir = createTempDir('diff-serve');
+    const diff = path.join(dir, 'diff.ferry');
+    // A new repository too, whose base layer only team/app's base holds.
+    const other = await pushLayers(client, 'team/other', '1', [BASE, randomBytes(1000)]);
+    ok(await ferry(['bundle', `${src.host}/team/app:2`, `${src.host}/team/other:1`, '--base', full1, '-o', diff, '--store', store]));
+    const { spawn } = await import('node:child_process');
+    const { CLI } = await import('../../helpers/cli.js');
+    const child = spawn(process.execPath, [CLI, 'serve', diff, full1, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      const host = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /Serving https?:\/\/(\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.on('exit', (code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+      });
+      expect(stderr).toContain('a differential bundle: 1 layer it relies on are served only from another source');
+      expect(other.layers[0]).toBe(img.v1!.layers[0]);
+      // The manifest as skopeo reads it, and every blob of it served with the right bytes.
+      const { execFileSync } = await import('node:child_process');
+      const { createHash } = await import('node:crypto');
+      const hash = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+      const raw = execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${host}/team/app:2`]);
+      expect(hash(raw)).toBe(img.v2!.digest);
+      for (const [repo, digest] of [
+        ...[img.v2!.config, ...img.v2!.layers].map((d) => ['team/app', d] as const),
+        ...[other.config, ...other.layers].map((d) => ['team/other', d] as const),
+      ]) {
+        const res = await fetch(`http://${host}/v2/${repo}/blobs/${digest}`);
+        expect(res.status, `${repo} ${digest}`).toBe(200);
+        expect(hash(Buffer.from(await res.arrayBuffer()))).toBe(digest);
+      }
+      // A blob no image of the repository references is not served from the other source.
+      expect((await fetch(`http://${host}/v2/team/other/blobs/${img.v1!.layers[1]}`)).status).toBe(404);
+    } finally {
+      child.kill('SIGTERM');
+    }
+  });
+});
