@@ -4,6 +4,7 @@ import { DEFAULT_STORE } from '../commands/pull.js';
 import { plan, type PlanReport } from '../commands/plan.js';
 import { DEFAULT_CONCURRENCY } from '../commands/registry-access.js';
 import { UsageError } from '../util/errors.js';
+import { readBase } from '../bundle/base.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatFailures } from './failures.js';
 import { formatBytes } from './format.js';
@@ -30,6 +31,8 @@ interface PlanArgs extends RegistryFlags, ImageSetFlags {
   store?: string;
   platform?: string[];
   output?: string;
+  base?: string;
+  baseKey?: string;
   concurrency: number;
   json?: boolean;
 }
@@ -46,6 +49,11 @@ export function planCommand<T>(y: Argv<T>): Argv<T> {
           .option('store', { type: 'string', describe: `store to compare with, read only (default $FERRY_STORE or ${DEFAULT_STORE})` })
           .option('platform', PLATFORM_OPTION)
           .option('output', { alias: 'o', type: 'string', describe: 'write a lock file: every selected image pinned to its digest' })
+          .option('base', {
+            type: 'string',
+            describe: 'also say what a differential bundle against this base would carry (an inventory, or a previous bundle)',
+          })
+          .option('base-key', { type: 'string', describe: 'public key the inventory given with --base must be signed with' })
           .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'manifests resolved at once' })
           .option('json', { type: 'boolean', describe: 'the plan as one JSON document on stdout' })
           .example('$0 plan -p profiles/site-a.yaml', 'what a profile selects, and what is new since the store')
@@ -66,10 +74,13 @@ async function runPlan(args: PlanArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
   const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
+  if (args.baseKey !== undefined && args.base === undefined) throw new UsageError('--base-key checks the inventory given with --base');
+  const base = args.base !== undefined ? await readBase(args.base, args.baseKey !== undefined ? { key: args.baseKey } : {}) : undefined;
   const report = await interruptible((signal) =>
     plan({
       input,
       store,
+      ...(base ? { base } : {}),
       ...(args.output !== undefined ? { lockFile: args.output } : {}),
       ...(args['keep-going'] ? { keepGoing: true } : {}),
       concurrency,
@@ -88,12 +99,14 @@ function printPlan(r: PlanReport, lockFile: string | undefined): void {
   for (const i of r.images) {
     const platforms = i.platforms.length ? `  ${i.platforms.join(', ')}` : '';
     const fresh = i.newBytes === 0 ? 'all present' : `${formatBytes(i.newBytes)} new`;
-    writeOut(`  ${i.name}  ${i.digest}${platforms}  ${formatBytes(i.size)} (${fresh})\n`);
+    const far = i.baseNewBytes !== undefined ? `; ${formatBytes(i.baseNewBytes)} beyond the base` : '';
+    writeOut(`  ${i.name}  ${i.digest}${platforms}  ${formatBytes(i.size)} (${fresh}${far})\n`);
   }
   const t = r.totals;
   writeOut(
     `${t.images} image${t.images === 1 ? '' : 's'}, ${t.blobs} unique blobs and manifests, ${formatBytes(t.bytes)}; ` +
-      `new: ${t.newBlobs} (${formatBytes(t.newBytes)})\n`,
+      `new: ${t.newBlobs} (${formatBytes(t.newBytes)})` +
+      `${t.baseNewBytes !== undefined ? `; a differential bundle against the base carries ${formatBytes(t.baseNewBytes)}` : ''}\n`,
   );
   for (const line of formatFailures(r.failures)) writeErr(line);
   if (r.lock) writeOut(`Lock written to ${r.lock.file} (${r.lock.digest})\n`);

@@ -3,6 +3,7 @@
  * with a store, as plain data; optionally written as a lock file. Nothing else is written.
  */
 import path from 'node:path';
+import type { BundleBase } from '../bundle/base.js';
 import type { EventSink } from '../copy/events.js';
 import { planCopy, type CopyItem, type PlannedImage } from '../copy/plan.js';
 import { eachLimit } from '../copy/scheduler.js';
@@ -26,6 +27,8 @@ export interface PlanOptions extends RegistryAccessOptions {
   lockFile?: string;
   /** Write the lock even when some entries failed (of what resolved). */
   keepGoing?: boolean;
+  /** Also compare with what a far side holds (bundle --base: an inventory or a previous bundle). */
+  base?: BundleBase;
   concurrency?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
@@ -45,6 +48,8 @@ export interface PlanImage {
   size: number;
   /** Of those, the bytes the store does not hold. */
   newBytes: number;
+  /** With a base: the layer bytes a differential bundle would carry (what the base lacks). */
+  baseNewBytes?: number;
   from: string[];
 }
 
@@ -59,6 +64,8 @@ export interface PlanReport {
     bytes: number;
     newBlobs: number;
     newBytes: number;
+    /** With a base: unique bytes a differential bundle would carry (manifests and configs always, layers the base lacks). */
+    baseNewBytes?: number;
   };
   failures: Failure[];
   lock?: { file: string; digest: Digest };
@@ -107,7 +114,18 @@ export async function plan(opts: PlanOptions): Promise<PlanReport> {
       if ((await fileSize(blobPath(digest))) === size) present.add(digest);
     });
     const byName = new Map(images.map((i) => [i.name, i]));
-    const planned: PlanImage[] = copyPlan.images.map((img) => planImage(img, byName.get(img.name)!, present));
+    const base = opts.base;
+    const planned: PlanImage[] = copyPlan.images.map((img) => planImage(img, byName.get(img.name)!, present, base));
+    let baseNewBytes = 0;
+    if (base) {
+      // What bundle --base leaves out: layers the base holds (manifests and configs always travel).
+      const layers = new Set<string>();
+      for (const img of copyPlan.images) {
+        const configs = configsOf(img);
+        for (const b of img.blobs) if (!configs.has(b.digest)) layers.add(b.digest);
+      }
+      for (const [digest, size] of sizes) if (!(layers.has(digest) && base.present.has(digest))) baseNewBytes += size;
+    }
     let newBlobs = 0;
     let newBytes = 0;
     let bytes = 0;
@@ -124,7 +142,7 @@ export async function plan(opts: PlanOptions): Promise<PlanReport> {
       store,
       ...(set.origin ? { origin: set.origin } : {}),
       images: planned,
-      totals: { images: planned.length, blobs: sizes.size, bytes, newBlobs, newBytes },
+      totals: { images: planned.length, blobs: sizes.size, bytes, newBlobs, newBytes, ...(base ? { baseNewBytes } : {}) },
       failures,
     };
     if (opts.lockFile !== undefined && (failures.length === 0 || opts.keepGoing)) {
@@ -149,10 +167,37 @@ export async function plan(opts: PlanOptions): Promise<PlanReport> {
   }
 }
 
-function planImage(img: PlannedImage, image: SetImage, present: ReadonlySet<string>): PlanImage {
+/** The configs of an image's manifests (its blobs list configs and layers together); a differential bundle always carries them. */
+function configsOf(img: PlannedImage): Set<string> {
+  const out = new Set<string>();
+  for (const m of img.manifests) {
+    const c = configDigestOf(m.bytes);
+    if (c !== undefined) out.add(c);
+  }
+  return out;
+}
+
+function configDigestOf(bytes: Buffer): string | undefined {
+  try {
+    const doc = JSON.parse(bytes.toString('utf8')) as { config?: { digest?: unknown } };
+    return typeof doc.config?.digest === 'string' ? doc.config.digest : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function planImage(img: PlannedImage, image: SetImage, present: ReadonlySet<string>, base: BundleBase | undefined): PlanImage {
   let newBytes = 0;
-  for (const b of img.blobs) if (!present.has(b.digest)) newBytes += b.size;
-  for (const m of img.manifests) if (!present.has(m.digest)) newBytes += m.bytes.length;
+  let baseNewBytes = 0;
+  const configs = base ? configsOf(img) : new Set<string>();
+  for (const b of img.blobs) {
+    if (!present.has(b.digest)) newBytes += b.size;
+    if (!base?.present.has(b.digest) || configs.has(b.digest)) baseNewBytes += b.size;
+  }
+  for (const m of img.manifests) {
+    if (!present.has(m.digest)) newBytes += m.bytes.length;
+    baseNewBytes += m.bytes.length;
+  }
   const published = img.originalDigest ?? img.root.digest;
   return {
     name: img.name,
@@ -163,6 +208,7 @@ function planImage(img: PlannedImage, image: SetImage, present: ReadonlySet<stri
     platforms: img.platforms.length ? img.platforms : (image.platforms?.map(formatPlatform) ?? []),
     size: img.totalBytes,
     newBytes,
+    ...(base ? { baseNewBytes } : {}),
     from: image.from,
   };
 }

@@ -107,6 +107,15 @@ describe('a differential bundle built on a previous bundle (assumed base)', () =
     expect(man.base?.digest).toBe(inspected.manifestDigest);
   });
 
+  it('ferry plan --base says what the differential bundle carries, to the byte', async () => {
+    const r = await ferry(['plan', `${src.host}/team/app:2`, '--base', full1, '--json', '--store', store]);
+    ok(r);
+    const plan = JSON.parse(r.stdout) as { totals: { baseNewBytes: number }; images: Array<{ baseNewBytes: number }> };
+    expect(plan.totals.baseNewBytes).toBe(img.v2!.bytes - BASE.length);
+    expect(plan.images[0]!.baseNewBytes).toBe(img.v2!.bytes - BASE.length);
+    expect(manOf(await readMembers(diff)).totals.uniqueBytes).toBe(plan.totals.baseNewBytes);
+  });
+
   it('verifies on its own and lists what it expects at the destination; inspect says it is differential', async () => {
     const v = await ferry(['verify', diff]);
     expect(v.code, v.stdout).toBe(0);
