@@ -28,6 +28,7 @@ import { cp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchLoad } from './bench-load.js';
+import { benchDiff } from './bench-diff.js';
 import { benchPlan } from './bench-plan.js';
 import { benchScale } from './bench-scale.js';
 import { capture, mb, run, s, type Timed } from './bench-util.js';
@@ -195,6 +196,12 @@ async function runScale(): Promise<void> {
   if (process.argv.includes('--write-docs')) await writeDocs({ scale: scale.table });
 }
 
+async function runDiff(): Promise<void> {
+  const diff = await benchDiff({ cli: CLI, work: WORK });
+  console.log(`\n${diff.table}\n`);
+  if (process.argv.includes('--write-docs')) await writeDocs({ diff: diff.table });
+}
+
 async function runPlan(): Promise<void> {
   const plan = await benchPlan({ cli: CLI, work: WORK });
   console.log(`\n${plan.table}\n`);
@@ -203,8 +210,8 @@ async function runPlan(): Promise<void> {
 
 async function main(): Promise<void> {
   if (!existsSync(path.join(DIST, 'bin', 'ferry.mjs'))) throw new Error('dist/bin/ferry.mjs is missing: npm run build');
-  if (ONLY !== undefined && ONLY !== 'load' && ONLY !== 'scale' && ONLY !== 'plan') {
-    throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the sections that run alone are 'load', 'scale' and 'plan'`);
+  if (ONLY !== undefined && ONLY !== 'load' && ONLY !== 'scale' && ONLY !== 'plan' && ONLY !== 'diff') {
+    throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the sections that run alone are 'load', 'scale', 'plan' and 'diff'`);
   }
   await mkdir(WORK, { recursive: true });
   await rm(path.join(WORK, 'dist'), { recursive: true, force: true });
@@ -215,6 +222,10 @@ async function main(): Promise<void> {
   }
   if (ONLY === 'plan') {
     await runPlan();
+    return;
+  }
+  if (ONLY === 'diff') {
+    await runDiff();
     return;
   }
   const corpusDir = path.join(WORK, 'corpus');
@@ -661,6 +672,7 @@ async function main(): Promise<void> {
     }
     await runScale();
     await runPlan();
+    await runDiff();
   } finally {
     await reg.stop();
     await cleanupHarness();

@@ -18,6 +18,12 @@ export interface BundleBase {
   record: BaseRecord;
   /** Digests the destination holds (or is assumed to). */
   present: ReadonlySet<string>;
+  /**
+   * Names the destination holds, with their digests: an image whose name is there at the same
+   * digest is unchanged and not carried again. (A registry inventory names images under the
+   * destination's host and prefix, so its images are matched by blobs only.)
+   */
+  images: ReadonlyMap<string, string>;
 }
 
 const Sha256 = z.string().regex(/^sha256:[a-f0-9]{64}$/);
@@ -26,6 +32,7 @@ const InspectJsonSchema = z.looseObject({
   kind: z.literal('bundle'),
   manifestDigest: Sha256,
   created: z.string().datetime({ offset: true }).optional(),
+  images: z.array(z.looseObject({ ref: z.string().max(4096), digest: Sha256 })).max(2_000_000),
   blobDigests: z.array(Sha256).max(2_000_000),
   baseDigests: z.array(Sha256).max(2_000_000).optional(),
 });
@@ -65,6 +72,7 @@ export async function readBase(file: string, opts: { key?: string } = {}): Promi
       return {
         record: { kind: 'inventory', digest: read.digest, confirmed: true, location: inv.location, created: inv.created },
         present: new Set(inv.blobs),
+        images: new Map(inv.images.map((i) => [i.name, i.digest])),
       };
     }
     if (opts.key !== undefined) throw new UsageError(`--base-key checks an inventory's signature; ${file} is not an inventory`);
@@ -81,6 +89,7 @@ export async function readBase(file: string, opts: { key?: string } = {}): Promi
     return {
       record: { kind: 'bundle', digest: v.manifestDigest, confirmed: false, ...(v.created ? { created: v.created } : {}) },
       present: new Set([...v.blobDigests, ...(v.baseDigests ?? [])]),
+      images: new Map(v.images.map((i) => [i.ref, i.digest])),
     };
   }
   if (opts.key !== undefined) throw new UsageError(`--base-key checks an inventory's signature; ${file} is not an inventory`);
@@ -96,6 +105,7 @@ export async function readBase(file: string, opts: { key?: string } = {}): Promi
   return {
     record: { kind: 'bundle', digest: checked.manifestDigest, confirmed: false, created: man.created },
     present: bundleBlobDigests(man),
+    images: new Map(man.images.map((i) => [i.ref, i.digest])),
   };
 }
 

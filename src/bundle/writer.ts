@@ -77,11 +77,18 @@ export interface BundleReport {
   images: BundleImage[];
   totals: BundleManifest['totals'];
   compressedBlobs: number;
-  /** A differential bundle: its base and the layers it relies on the destination holding. */
-  base?: { record: BundleBase['record']; blobs: number; bytes: number };
+  /** A differential bundle: its base, the layers it relies on the destination holding, the images it left out as unchanged. */
+  base?: { record: BundleBase['record']; blobs: number; bytes: number; unchanged: string[] };
 }
 
 export type BlobRole = 'manifest' | 'config' | 'layer';
+
+/** A differential bundle would hold nothing: every image is at the far side already. */
+export class NothingToCarryError extends FerryError {
+  constructor(message: string) {
+    super('NOTHING_TO_CARRY', message, { hint: 'nothing needs to travel this time; the far side is up to date with this set' });
+  }
+}
 
 export interface PlannedBlob {
   digest: Digest;
@@ -286,7 +293,31 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     return sink;
   };
   const key = opts.signKey !== undefined ? await loadPrivateKey(opts.signKey) : undefined;
-  const full = await planBundle(opts.store, opts.refs, opts.compression, (message) => emit({ kind: 'warning', message }));
+  // A differential bundle does not carry an image the base holds under the same name at the
+  // same digest: loading the base put it there already.
+  let refs = opts.refs;
+  const unchanged: string[] = [];
+  if (opts.base && opts.base.images.size > 0) {
+    const index = await opts.store.readIndex();
+    const digestOf = new Map<string, string>();
+    for (const d of index.manifests) {
+      const name = d.annotations?.[REF_NAME];
+      if (name !== undefined && !digestOf.has(name)) digestOf.set(name, d.digest);
+    }
+    const names = refs ?? [...digestOf.keys()];
+    const held = opts.base.images;
+    refs = names.filter((r) => {
+      const same = digestOf.get(r) !== undefined && held.get(r) === digestOf.get(r);
+      if (same) unchanged.push(r);
+      return !same;
+    });
+    if (refs.length === 0) {
+      throw new NothingToCarryError(
+        `every image (${unchanged.length}) is already at the far side under its name and digest (base ${opts.base.record.digest}): nothing to carry; no bundle written`,
+      );
+    }
+  }
+  const full = await planBundle(opts.store, refs, opts.compression, (message) => emit({ kind: 'warning', message }));
   const relied = opts.base ? full.blobs.filter((b) => b.role === 'layer' && opts.base!.present.has(b.digest)) : [];
   const reliedSet = new Set(relied.map((b) => b.digest));
   const plan: BundlePlan = reliedSet.size > 0 ? { ...full, blobs: full.blobs.filter((b) => !reliedSet.has(b.digest)) } : full;
@@ -460,7 +491,9 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
       images: plan.images,
       totals,
       compressedBlobs: spools.size,
-      ...(opts.base ? { base: { record: opts.base.record, blobs: relied.length, bytes: relied.reduce((n, b) => n + b.size, 0) } } : {}),
+      ...(opts.base
+        ? { base: { record: opts.base.record, blobs: relied.length, bytes: relied.reduce((n, b) => n + b.size, 0), unchanged } }
+        : {}),
     };
   } catch (err) {
     if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : err;

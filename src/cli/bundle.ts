@@ -5,7 +5,7 @@ import { formatFailures } from './failures.js';
 import type { Failure } from '../commands/report.js';
 import { DEFAULT_STORE, pull } from '../commands/pull.js';
 import { onlyIntegrityFailures } from '../commands/report.js';
-import { writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
+import { NothingToCarryError, writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
 import { OciLayout } from '../transports/oci/layout.js';
 import { AbortedError, FerryError, IntegrityError, UsageError, pathError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
@@ -228,24 +228,33 @@ async function bundleRun(
     else if (e.kind === 'warning') writeErr(`warning: ${e.message}\n`);
     else if (e.kind === 'compress') out(`compressed ${e.digest.slice(0, 19)}: ${formatBytes(e.size)} → ${formatBytes(e.storedSize)}`);
   };
-  const report: BundleReport = await writeBundle({
-    store,
-    ...(args.fromStore ? {} : { refs: names! }),
-    output: args.output,
-    compression: args.compression,
-    signal,
-    ...(args.signKey !== undefined ? { signKey: args.signKey } : {}),
-    ...(base ? { base } : {}),
-    ...(set.origin
-      ? {
-          imageSet: {
-            profiles: set.origin.profiles.map((p) => ({ name: p.name, digest: p.digest })),
-            ...(set.origin.lock ? { lock: { digest: set.origin.lock.digest } } : {}),
-          },
-        }
-      : {}),
-    onEvent,
-  });
+  let report: BundleReport;
+  try {
+    report = await writeBundle({
+      store,
+      ...(args.fromStore ? {} : { refs: names! }),
+      output: args.output,
+      compression: args.compression,
+      signal,
+      ...(args.signKey !== undefined ? { signKey: args.signKey } : {}),
+      ...(base ? { base } : {}),
+      ...(set.origin
+        ? {
+            imageSet: {
+              profiles: set.origin.profiles.map((p) => ({ name: p.name, digest: p.digest })),
+              ...(set.origin.lock ? { lock: { digest: set.origin.lock.digest } } : {}),
+            },
+          }
+        : {}),
+      onEvent,
+    });
+  } catch (err) {
+    // A differential bundle with nothing to carry: the far side is up to date. Said, exit 0.
+    if (!(err instanceof NothingToCarryError)) throw err;
+    if (args.json) jsonLine({ type: 'report', output: null, nothingToCarry: true, message: err.message });
+    else if (!args.quiet) writeOut(`${err.message}\n`);
+    return 0;
+  }
   const failuresFile = failures.length > 0 ? await writeFailuresFile(args.output, 'bundle', failures, set.origin) : undefined;
   if (!args.quiet) {
     if (args.json) jsonLine({ type: 'report', ...report, failures, ...(failuresFile ? { failuresFile } : {}) });
@@ -262,7 +271,8 @@ async function bundleRun(
       if (report.base) {
         result(
           `  differential against ${report.base.record.kind} ${report.base.record.digest}${report.base.record.confirmed ? '' : ' (assumed, not confirmed by the far side)'}: ` +
-            `${report.base.blobs} layers (${formatBytes(report.base.bytes)}) left out, relied on at the destination`,
+            `${report.base.blobs} layers (${formatBytes(report.base.bytes)}) left out, relied on at the destination` +
+            `${report.base.unchanged.length ? `; ${report.base.unchanged.length} unchanged images not carried` : ''}`,
         );
       }
       if (failuresFile) {

@@ -118,13 +118,17 @@ export async function plan(opts: PlanOptions): Promise<PlanReport> {
     const planned: PlanImage[] = copyPlan.images.map((img) => planImage(img, byName.get(img.name)!, present, base));
     let baseNewBytes = 0;
     if (base) {
-      // What bundle --base leaves out: layers the base holds (manifests and configs always travel).
-      const layers = new Set<string>();
+      // What bundle --base carries: the images not already at the far side (same name, same
+      // digest), each unique blob once, minus the layers the base holds (manifests and configs
+      // always travel).
+      const carried = new Map<string, { size: number; layer: boolean }>();
       for (const img of copyPlan.images) {
+        if (unchangedAtBase(img, base)) continue;
         const configs = configsOf(img);
-        for (const b of img.blobs) if (!configs.has(b.digest)) layers.add(b.digest);
+        for (const b of img.blobs) if (!carried.has(b.digest)) carried.set(b.digest, { size: b.size, layer: !configs.has(b.digest) });
+        for (const m of img.manifests) carried.set(m.digest, { size: m.bytes.length, layer: false });
       }
-      for (const [digest, size] of sizes) if (!(layers.has(digest) && base.present.has(digest))) baseNewBytes += size;
+      for (const [digest, c] of carried) if (!(c.layer && base.present.has(digest))) baseNewBytes += c.size;
     }
     let newBlobs = 0;
     let newBytes = 0;
@@ -186,17 +190,23 @@ function configDigestOf(bytes: Buffer): string | undefined {
   }
 }
 
+/** At the far side already under its name at its digest: a differential bundle leaves it out. */
+function unchangedAtBase(img: PlannedImage, base: BundleBase): boolean {
+  return base.images.get(img.name) === (img.originalDigest ?? img.root.digest);
+}
+
 function planImage(img: PlannedImage, image: SetImage, present: ReadonlySet<string>, base: BundleBase | undefined): PlanImage {
   let newBytes = 0;
   let baseNewBytes = 0;
+  const unchanged = base !== undefined && unchangedAtBase(img, base);
   const configs = base ? configsOf(img) : new Set<string>();
   for (const b of img.blobs) {
     if (!present.has(b.digest)) newBytes += b.size;
-    if (!base?.present.has(b.digest) || configs.has(b.digest)) baseNewBytes += b.size;
+    if (!unchanged && (!base?.present.has(b.digest) || configs.has(b.digest))) baseNewBytes += b.size;
   }
   for (const m of img.manifests) {
     if (!present.has(m.digest)) newBytes += m.bytes.length;
-    baseNewBytes += m.bytes.length;
+    if (!unchanged) baseNewBytes += m.bytes.length;
   }
   const published = img.originalDigest ?? img.root.digest;
   return {

@@ -108,12 +108,28 @@ describe('a differential bundle built on a previous bundle (assumed base)', () =
   });
 
   it('ferry plan --base says what the differential bundle carries, to the byte', async () => {
-    const r = await ferry(['plan', `${src.host}/team/app:2`, '--base', full1, '--json', '--store', store]);
+    const r = await ferry(['plan', `${src.host}/team/app:1`, `${src.host}/team/app:2`, '--base', full1, '--json', '--store', store]);
     ok(r);
     const plan = JSON.parse(r.stdout) as { totals: { baseNewBytes: number }; images: Array<{ baseNewBytes: number }> };
     expect(plan.totals.baseNewBytes).toBe(img.v2!.bytes - BASE.length);
-    expect(plan.images[0]!.baseNewBytes).toBe(img.v2!.bytes - BASE.length);
+    // app:1 is at the far side under its name and digest: nothing of it travels.
+    expect(plan.images.map((i) => i.baseNewBytes)).toEqual([0, img.v2!.bytes - BASE.length]);
     expect(manOf(await readMembers(diff)).totals.uniqueBytes).toBe(plan.totals.baseNewBytes);
+  });
+
+  it('leaves out images the base holds under the same name and digest; with nothing new, writes nothing (exit 0)', async () => {
+    const dir = createTempDir('diff-unchanged');
+    const both = path.join(dir, 'both.ferry');
+    const r = await ferry(['bundle', `${src.host}/team/app:1`, `${src.host}/team/app:2`, '--base', full1, '-o', both, '--store', store]);
+    ok(r);
+    expect(r.stdout).toContain('1 unchanged images not carried');
+    const man = manOf(await readMembers(both));
+    expect(man.images.map((i) => i.ref)).toEqual([`${src.host}/team/app:2`]);
+    const none = path.join(dir, 'none.ferry');
+    const n = await ferry(['bundle', `${src.host}/team/app:1`, '--base', full1, '-o', none, '--store', store]);
+    ok(n);
+    expect(n.stdout).toContain('nothing to carry; no bundle written');
+    expect(existsSync(none)).toBe(false);
   });
 
   it('verifies on its own and lists what it expects at the destination; inspect says it is differential', async () => {
