@@ -353,6 +353,7 @@ export class OciLayout {
   }
 
   async hasBlob(digest: string, size?: number): Promise<boolean> {
+    if (this.knownAbsent(digest)) return false;
     const s = await fileSize(this.blobPath(digest));
     return s !== undefined && (size === undefined || size < 0 || s === size);
   }
@@ -395,7 +396,7 @@ export class OciLayout {
     if (typeof source !== 'function') {
       const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what, ...(onProgress ? { onProgress } : {}) });
       const written = await streamToFileAtomic(target, source, [verifier]);
-      this.blobsDirty = true;
+      this.wrote(desc.digest);
       return written;
     }
     if (desc.size >= 0 && desc.size <= SMALL_BLOB_BYTES) return this.putSmallBlob(desc, source, what, onProgress);
@@ -436,8 +437,39 @@ export class OciLayout {
     await writeDurable(target, bytes).catch((err: unknown) => {
       throw pathError(err, this.dir, `writing blob ${desc.digest}`);
     });
-    this.blobsDirty = true;
+    this.wrote(desc.digest);
     return bytes.length;
+  }
+
+  /**
+   * The blob names blobs/sha256 held when knowBlobNames read it, plus every blob this process
+   * wrote since: a digest in neither is absent without a stat (a pull of thousands of small
+   * images asked the file system once per blob and manifest only to hear "no"). A blob another
+   * process writes meanwhile is not seen, and is then written again: the same verified bytes,
+   * renamed over the same name. Undefined: not read (or too many names to keep), stat each.
+   */
+  private knownNames: Set<string> | undefined;
+
+  /** Read blobs/sha256 once (see knownNames); a destination does this when it opens the store. */
+  async knowBlobNames(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(path.join(this.dir, 'blobs', 'sha256'));
+    } catch {
+      return;
+    }
+    this.knownNames = names.length <= MAX_KNOWN_NAMES ? new Set(names.filter(isBlobHex)) : undefined;
+  }
+
+  /** Certainly not in the layout (see knownNames). */
+  private knownAbsent(digest: string): boolean {
+    return this.knownNames !== undefined && isDigest(digest) && !this.knownNames.has(hex(digest));
+  }
+
+  /** A blob was renamed into blobs/sha256 by this process. */
+  private wrote(digest: string): void {
+    this.blobsDirty = true;
+    if (this.knownNames && isDigest(digest)) this.knownNames.add(hex(digest));
   }
 
   /** blobs/sha256, created once per run, not once per blob. */
@@ -570,7 +602,7 @@ export class OciLayout {
       }
       throw storeFailure instanceof Error ? storeFailure : err;
     }
-    this.blobsDirty = true;
+    this.wrote(desc.digest);
     return fetched;
   }
 
@@ -578,10 +610,10 @@ export class OciLayout {
     const digest = sha256(bytes);
     if (expected && expected !== digest) verifyBytes(bytes, { digest: expected }, 'storing manifest');
     const p = this.blobPath(digest);
-    if ((await fileSize(p)) !== bytes.byteLength) {
+    if (this.knownAbsent(digest) || (await fileSize(p)) !== bytes.byteLength) {
       await this.ensureBlobDir(digest);
       await writeDurable(p, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      this.blobsDirty = true;
+      this.wrote(digest);
     }
     return digest;
   }
@@ -753,6 +785,9 @@ export function mergeIndexEntries(current: Descriptor[], entries: Descriptor[]):
   }
   return { next, changed };
 }
+
+/** The most blob names knowBlobNames keeps (~100 bytes each); a larger store is asked per blob. */
+const MAX_KNOWN_NAMES = 200_000;
 
 /** Blobs up to this size are read whole and written with one write (OciLayout.putSmallBlob). */
 export const SMALL_BLOB_BYTES = 64 * 1024;

@@ -86,4 +86,26 @@ describe('small blobs in an OCI layout', () => {
     expect(await readdir(blobs)).toEqual([digest.slice(7)]);
     expect((await readFile(path.join(blobs, digest.slice(7)))).equals(bytes)).toBe(true);
   });
+
+  it('knowBlobNames: absent blobs need no stat; present and newly written ones are found; one written meanwhile elsewhere is written again', async () => {
+    const { layout, blobs } = await store();
+    const a = Buffer.from('a');
+    const b = Buffer.from('b');
+    const c = Buffer.from('c');
+    await layout.putBytes(a);
+    await layout.knowBlobNames();
+    expect(await layout.hasBlob(sha256(a), 1)).toBe(true);
+    expect(await layout.hasBlob(sha256(a), 2)).toBe(false);
+    expect(await layout.hasBlob(sha256(b), 1)).toBe(false);
+    await layout.putBlob({ digest: sha256(b), size: 1 }, chunked([b]), 'blob');
+    expect(await layout.hasBlob(sha256(b), 1)).toBe(true);
+    // Another writer (another process) stores c after the names were read: not seen, so c is
+    // written again, over the same name, with the same bytes.
+    const other = await OciLayout.open(path.dirname(path.dirname(blobs)));
+    await other.putBytes(c);
+    expect(await layout.hasBlob(sha256(c), 1)).toBe(false);
+    expect(await layout.putBytes(c)).toBe(sha256(c));
+    expect(await layout.hasBlob(sha256(c), 1)).toBe(true);
+    expect((await readdir(blobs)).sort()).toEqual([sha256(a), sha256(b), sha256(c)].map((d) => d.slice(7)).sort());
+  });
 });
