@@ -4,14 +4,19 @@
 // fsync → rename, and checks each digest. No store layout, no lock, no resume, no progress, no
 // schema checks, no index.json: only the work no correct client can skip. Plain JavaScript,
 // run with `node` directly, so its time includes Node's start-up and nothing else.
+// With --manifests (the scale section: thousands of small images, where a store's manifest
+// files are a third of its writes) each manifest is written too, as its digest, the same way.
 //
-//   node scripts/bench-floor.mjs HOST OUTDIR REPO:TAG...
+//   node scripts/bench-floor.mjs [--manifests] HOST OUTDIR REPO:TAG...
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 
-const [host, outDir, ...refs] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const storeManifests = args[0] === '--manifests';
+if (storeManifests) args.shift();
+const [host, outDir, ...refs] = args;
 if (!host || !outDir || refs.length === 0) throw new Error('usage: bench-floor.mjs HOST OUTDIR REPO:TAG...');
 const [hostname, port] = host.split(':');
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
@@ -35,11 +40,31 @@ function get(urlPath, headers = {}) {
   });
 }
 
+/** `data` durably under `target`: temp file, write, fsync, close, rename. */
+function writeDurable(target, data) {
+  const tmp = `${target}.tmp`;
+  return new Promise((resolve, reject) => {
+    fs.open(tmp, 'w', (err, fd) => {
+      if (err) return reject(err);
+      fs.write(fd, data, (e0) =>
+        fs.fsync(fd, (e1) =>
+          fs.close(fd, (e2) => {
+            if (e0 || e1 || e2) return reject(e0 ?? e1 ?? e2);
+            fs.rename(tmp, target, (e3) => (e3 ? reject(e3) : resolve()));
+          }),
+        ),
+      );
+    });
+  });
+}
+
 async function manifest(repo, ref) {
   const res = await get(`/v2/${repo}/manifests/${ref}`, { accept: ACCEPT });
   const chunks = [];
   for await (const c of res) chunks.push(c);
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  const bytes = Buffer.concat(chunks);
+  if (storeManifests) await writeDurable(path.join(outDir, createHash('sha256').update(bytes).digest('hex')), bytes);
+  return JSON.parse(bytes.toString('utf8'));
 }
 
 const blobs = new Map(); // digest -> { repo, size }

@@ -8,7 +8,8 @@
  *   --from-store`, `ferry load BUNDLE --to oci:DIR` and again, `ferry load BUNDLE --to
  *   docker://HOST` into an empty registry and again;
  * with ferry's peak RSS (VmHWM) for each, and a skopeo copy loop (`skopeo copy --all
- * --preserve-digests docker://… oci:DIR:NAME` per image) at N. Every ferry step's report must
+ * --preserve-digests docker://… oci:DIR:NAME` per image) at N, and a bare Node client doing the
+ * same requests and durable writes (scripts/bench-floor.mjs --manifests) at N. Every ferry step's report must
  * name every image done and nothing failed; the stores' index.json and the destination registry
  * (a sample, by `skopeo inspect --raw`) must hold the generated digests.
  *
@@ -17,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { capture, mb, run, s, type Timed } from './bench-util.js';
 import { generateScaleImages, type ScaleImage } from './corpus/scale.js';
 import { startRegistry } from '../test/harness/registry.js';
@@ -78,6 +80,7 @@ export async function benchScale(ctx: ScaleBenchContext): Promise<{ table: strin
   };
   const results: Record<string, Record<Step, Timed> & { images: number }> = {};
   let skopeoMs = 0;
+  let floorMs = 0;
   try {
     for (const count of [n, 4 * n]) {
       const images = all.slice(0, count);
@@ -145,6 +148,21 @@ export async function benchScale(ctx: ScaleBenchContext): Promise<{ table: strin
         skopeoMs = Date.now() - started;
         console.log(`scale ${label}: skopeo copy loop ${s(skopeoMs)}`);
         await rm(sDir, { recursive: true, force: true });
+        // The floor: a bare Node client doing the same requests and durable writes (every
+        // manifest and blob fetched once, checked, fsynced and renamed; no layout, no lock, no
+        // names), so the ratio to skopeo can be read against what any client reaches here.
+        const fDir = path.join(dir, 'floor-out');
+        floorMs = (
+          await run(process.execPath, [
+            fileURLToPath(new URL('./bench-floor.mjs', import.meta.url)),
+            '--manifests',
+            src.host,
+            fDir,
+            ...images.map((i) => `${i.repo}:${i.tag}`),
+          ])
+        ).ms;
+        console.log(`scale ${label}: bare Node client ${s(floorMs)}`);
+        await rm(fDir, { recursive: true, force: true });
       }
     }
   } finally {
@@ -169,6 +187,7 @@ export async function benchScale(ctx: ScaleBenchContext): Promise<{ table: strin
     `| pull again at ${4 * n} vs the first pull at ${4 * n} | | ${s(big.pullAgain.ms)} / ${s(big.pull.ms)} | ${(againFraction * 100).toFixed(1)}% | ≤ 33%: ${met(againFraction <= 1 / 3)} | |`,
     `| peak RSS (VmHWM), largest of the steps at ${4 * n} | | ${mb(peak)} | | < 200 MB: ${met(peak < 200e6)} | |`,
     `| skopeo copy loop (one \`skopeo copy --all --preserve-digests\` per image) vs \`ferry pull\`, at ${n} | ${s(skopeoMs)} / ${s(small.pull.ms)} | | **${speedup.toFixed(1)}x** | ≥ 10x: ${met(speedup >= 10)} | |`,
+    `| skopeo copy loop vs a bare Node client (\`scripts/bench-floor.mjs --manifests\`: the same requests and durable writes, nothing else), at ${n}: the most any client reaches here | ${s(skopeoMs)} / ${s(floorMs)} | | ${(skopeoMs / floorMs).toFixed(1)}x | (floor) | |`,
   ].join('\n');
   if (problems.length) console.error(`scale checks failed:\n  ${problems.slice(0, 20).join('\n  ')}`);
   const pick = (r: Record<Step, Timed>): Record<string, { ms: number; peakRssBytes?: number }> =>
@@ -177,6 +196,17 @@ export async function benchScale(ctx: ScaleBenchContext): Promise<{ table: strin
     );
   return {
     table,
-    results: { n, generateMs: genMs, small: pick(small), large: pick(big), skopeoLoopMs: skopeoMs, speedup, againFraction, peak, problems },
+    results: {
+      n,
+      generateMs: genMs,
+      small: pick(small),
+      large: pick(big),
+      skopeoLoopMs: skopeoMs,
+      floorMs,
+      speedup,
+      againFraction,
+      peak,
+      problems,
+    },
   };
 }

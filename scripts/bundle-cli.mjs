@@ -8,7 +8,7 @@
 // ~40 ms). dist/ keeps the per-module build for the library and for debugging.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFile, rm, stat } from 'node:fs/promises';
+import { copyFile, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { lazyStringWidth } from './shims/esbuild-plugins.mjs';
 
 await rm('dist/bin', { recursive: true, force: true });
@@ -27,6 +27,16 @@ await build({
   legalComments: 'linked',
   logLevel: 'warning',
 });
+// esbuild escapes non-ASCII text in strings, regular expressions and templates (charset
+// ascii), but not in the comments it keeps: four characters there made V8 hold the whole
+// bundle's source as a two-byte string, 3.4 MB of live heap instead of 1.7 MB for every run.
+// Escaping them inside comments changes no code.
+{
+  const app = 'dist/bin/ferry-app.cjs';
+  const code = await readFile(app, 'utf8');
+  const ascii = code.replace(/[^\x00-\x7f]/g, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
+  if (ascii !== code) await writeFile(app, ascii);
+}
 await copyFile(new URL('./cli-launcher.mjs', import.meta.url), 'dist/bin/ferry.mjs');
 execFileSync(process.execPath, ['dist/bin/ferry.mjs', '--version'], {
   env: { ...process.env, FERRY_BUILD_CODE_CACHE: '1' },

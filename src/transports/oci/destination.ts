@@ -31,6 +31,7 @@ export class OciLayoutDestination implements ImageDestination {
   static async open(dir: string, ref?: string): Promise<OciLayoutDestination> {
     const store = await OciLayout.open(dir, { create: true });
     await store.removeStaleTemps();
+    await store.knowBlobNames();
     return new OciLayoutDestination(store, ref);
   }
 

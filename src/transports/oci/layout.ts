@@ -3,8 +3,8 @@
  * `blobs/<alg>/<hex>`. Reads are strict about digests and sizes; writes are atomic and
  * verified; index.json changes happen under the layout lock.
  */
-import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants as fsConstants, createReadStream } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -13,7 +13,7 @@ import { DigestVerifier, hex, isDigest, sha256, verifyBytes, type Digest } from 
 import { DescriptorSchema, MAX_MANIFEST_BYTES, parseJsonBounded, type Descriptor } from '../../oci/manifest.js';
 import { MediaType } from '../../oci/mediatypes.js';
 import { platformMatches, type PlatformSpec } from '../../oci/platform.js';
-import { FerryError, IntegrityError, LayoutError, NotFoundError, PathError, pathError } from '../../util/errors.js';
+import { FerryError, IntegrityError, LayoutError, NotFoundError, PathError, SizeMismatchError, pathError } from '../../util/errors.js';
 import {
   FileSink,
   deadTemps,
@@ -353,6 +353,7 @@ export class OciLayout {
   }
 
   async hasBlob(digest: string, size?: number): Promise<boolean> {
+    if (this.knownAbsent(digest)) return false;
     const s = await fileSize(this.blobPath(digest));
     return s !== undefined && (size === undefined || size < 0 || s === size);
   }
@@ -395,9 +396,10 @@ export class OciLayout {
     if (typeof source !== 'function') {
       const verifier = new DigestVerifier({ digest: desc.digest, size: desc.size, what, ...(onProgress ? { onProgress } : {}) });
       const written = await streamToFileAtomic(target, source, [verifier]);
-      this.blobsDirty = true;
+      this.wrote(desc.digest);
       return written;
     }
+    if (desc.size >= 0 && desc.size <= SMALL_BLOB_BYTES) return this.putSmallBlob(desc, source, what, onProgress);
     const partial = await this.claimPartial(desc);
     if (partial !== undefined) {
       try {
@@ -407,16 +409,79 @@ export class OciLayout {
         if (!(err instanceof IntegrityError)) throw err;
       }
     }
-    // blobs/sha256 is created once per run, not once per blob.
-    this.blobDir ??= mkdir(path.dirname(target), { recursive: true }).then(() => undefined);
-    await this.blobDir.catch((err: unknown) => {
-      this.blobDir = undefined;
-      throw pathError(err, this.dir, `writing blob ${desc.digest}`);
-    });
+    await this.ensureBlobDir(desc.digest);
     return this.writeBlob(desc, { file: tempNameFor(target), size: 0 }, source, what, onProgress);
   }
 
-  /** blobs/sha256 made (putBlob). */
+  /**
+   * A small blob (a config, a small layer): read whole into memory (it is at most
+   * SMALL_BLOB_BYTES), checked, and written with one write to a temp file opened with O_DSYNC,
+   * then renamed. Per blob that is four file system requests instead of a stream pipeline's
+   * five (open, write, fsync, close, rename) and none of its per-chunk machinery: with
+   * thousands of small images, dispatching file system calls is most of what a pull costs.
+   * Crash safety is the stream path's: the name appears only after the bytes are durable, and
+   * the directory is fsynced before index.json names anything. A broken download keeps no
+   * partial (there is little to resume).
+   */
+  private async putSmallBlob(
+    desc: { digest: string; size: number },
+    open: (start: number) => Readable,
+    what: string,
+    onProgress?: (bytes: number) => void,
+  ): Promise<number> {
+    const target = this.blobPath(desc.digest);
+    const bytes = await readExactly(open(0), desc.size, what);
+    verifyBytes(bytes, desc, what);
+    onProgress?.(bytes.length);
+    await this.ensureBlobDir(desc.digest);
+    await writeDurable(target, bytes).catch((err: unknown) => {
+      throw pathError(err, this.dir, `writing blob ${desc.digest}`);
+    });
+    this.wrote(desc.digest);
+    return bytes.length;
+  }
+
+  /**
+   * The blob names blobs/sha256 held when knowBlobNames read it, plus every blob this process
+   * wrote since: a digest in neither is absent without a stat (a pull of thousands of small
+   * images asked the file system once per blob and manifest only to hear "no"). A blob another
+   * process writes meanwhile is not seen, and is then written again: the same verified bytes,
+   * renamed over the same name. Undefined: not read (or too many names to keep), stat each.
+   */
+  private knownNames: Set<string> | undefined;
+
+  /** Read blobs/sha256 once (see knownNames); a destination does this when it opens the store. */
+  async knowBlobNames(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(path.join(this.dir, 'blobs', 'sha256'));
+    } catch {
+      return;
+    }
+    this.knownNames = names.length <= MAX_KNOWN_NAMES ? new Set(names.filter(isBlobHex)) : undefined;
+  }
+
+  /** Certainly not in the layout (see knownNames). */
+  private knownAbsent(digest: string): boolean {
+    return this.knownNames !== undefined && isDigest(digest) && !this.knownNames.has(hex(digest));
+  }
+
+  /** A blob was renamed into blobs/sha256 by this process. */
+  private wrote(digest: string): void {
+    this.blobsDirty = true;
+    if (this.knownNames && isDigest(digest)) this.knownNames.add(hex(digest));
+  }
+
+  /** blobs/sha256, created once per run, not once per blob. */
+  private async ensureBlobDir(digest: string): Promise<void> {
+    this.blobDir ??= mkdir(path.join(this.dir, 'blobs', 'sha256'), { recursive: true }).then(() => undefined);
+    await this.blobDir.catch((err: unknown) => {
+      this.blobDir = undefined;
+      throw pathError(err, this.dir, `writing blob ${digest}`);
+    });
+  }
+
+  /** blobs/sha256 made (ensureBlobDir). */
   private blobDir: Promise<void> | undefined;
 
   /** Partial downloads of dead runs, by blob hex, read once (claimPartial). */
@@ -537,7 +602,7 @@ export class OciLayout {
       }
       throw storeFailure instanceof Error ? storeFailure : err;
     }
-    this.blobsDirty = true;
+    this.wrote(desc.digest);
     return fetched;
   }
 
@@ -545,9 +610,10 @@ export class OciLayout {
     const digest = sha256(bytes);
     if (expected && expected !== digest) verifyBytes(bytes, { digest: expected }, 'storing manifest');
     const p = this.blobPath(digest);
-    if ((await fileSize(p)) !== bytes.byteLength) {
-      await writeFileAtomic(p, bytes, { syncDir: false });
-      this.blobsDirty = true;
+    if (this.knownAbsent(digest) || (await fileSize(p)) !== bytes.byteLength) {
+      await this.ensureBlobDir(digest);
+      await writeDurable(p, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      this.wrote(digest);
     }
     return digest;
   }
@@ -718,4 +784,56 @@ export function mergeIndexEntries(current: Descriptor[], entries: Descriptor[]):
     if (slot.changed) changed[slot.indexes.at(-1)!] = true;
   }
   return { next, changed };
+}
+
+/** The most blob names knowBlobNames keeps (~100 bytes each); a larger store is asked per blob. */
+const MAX_KNOWN_NAMES = 200_000;
+
+/** Blobs up to this size are read whole and written with one write (OciLayout.putSmallBlob). */
+export const SMALL_BLOB_BYTES = 64 * 1024;
+
+/** O_DSYNC where the platform has it: each write returns once its bytes are durable. */
+const DSYNC = fsConstants.O_DSYNC ?? 0;
+
+/**
+ * The bytes of `stream`, which must be exactly `size` (fewer: the verifier's SizeMismatchError
+ * follows from the length; more: refused as soon as they arrive, as DigestVerifier does).
+ */
+async function readExactly(stream: Readable, size: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      n += chunk.length;
+      if (n > size) throw new SizeMismatchError(size, n, `${what} (more bytes than declared)`);
+      chunks.push(chunk);
+    }
+  } finally {
+    stream.destroy();
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, n);
+}
+
+/**
+ * `data` into a new temp file beside `target` (durable when the write returns: O_DSYNC, or an
+ * fsync where the platform has no O_DSYNC), then renamed to `target`. The directory is not
+ * fsynced (see OciLayout.blobsDirty). The temp file is removed on failure.
+ */
+async function writeDurable(target: string, data: Buffer): Promise<void> {
+  const tmp = tempNameFor(target);
+  const fh = await open(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | DSYNC, 0o644);
+  try {
+    for (let off = 0; off < data.length; ) {
+      const { bytesWritten } = await fh.write(data, off);
+      if (bytesWritten <= 0) throw new FerryError('WRITE_FAILED', `writing ${tmp}: the file system took no bytes`);
+      off += bytesWritten;
+    }
+    if (DSYNC === 0) await fh.sync();
+    await fh.close();
+    await rename(tmp, target);
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }
