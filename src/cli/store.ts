@@ -53,7 +53,13 @@ interface GcArgs extends StoreArgs {
 function table(rows: string[][]): string {
   const widths: number[] = [];
   for (const r of rows) for (const [i, c] of r.entries()) widths[i] = Math.max(widths[i] ?? 0, c.length);
-  return rows.map((r) => `${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('   ')}`.trimEnd()).join('\n') + '\n';
+  const lines = rows.map((r) =>
+    r
+      .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('   ')
+      .trimEnd(),
+  );
+  return `${lines.join('\n')}\n`;
 }
 
 const addedText = (iso: string | undefined): string => (iso ? iso.replace('T', ' ').slice(0, 16) : '-');

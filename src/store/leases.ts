@@ -17,7 +17,7 @@ import { mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { wait } from '../transports/registry/retry.js';
 import { isStale, newLockToken, takeOver, type LockState } from '../transports/oci/lock.js';
-import { FerryError, LockError } from '../util/errors.js';
+import { FerryError, LockError, pathError } from '../util/errors.js';
 
 export const LEASE_DIR = '.ferry-leases';
 export const GC_FILE = 'gc';
@@ -149,13 +149,19 @@ export interface WriterLease {
  */
 export async function acquireWriterLease(storeDir: string, opts: { waitMs?: number; signal?: AbortSignal } = {}): Promise<WriterLease> {
   const dir = path.join(storeDir, LEASE_DIR);
-  await mkdir(dir, { recursive: true });
+  // A store ferry may not write (read-only media, no permission) is said about the store.
+  await mkdir(dir, { recursive: true }).catch((err: unknown) => {
+    throw pathError(err, storeDir, 'taking a writer lease');
+  });
   const token = newLockToken();
   const file = path.join(dir, `${process.pid}-${randomBytes(6).toString('hex')}`);
   const started = Date.now();
   const waitMs = opts.waitMs ?? WRITER_WAIT_MS;
   for (;;) {
-    if (!(await createExclusive(file, leaseText(token)))) throw new LockError(`lease file ${file} exists already`);
+    const created = await createExclusive(file, leaseText(token)).catch((err: unknown) => {
+      throw pathError(err, storeDir, 'taking a writer lease');
+    });
+    if (!created) throw new LockError(`lease file ${file} exists already`);
     // Flag first (above), then check: a gc that made its file before this lease existed is seen here.
     const gc = await liveGc(storeDir).catch(async (err: unknown) => {
       await rm(file, { force: true });
