@@ -436,7 +436,8 @@ export async function storeRm(dir: string, args: string[]): Promise<RmResult> {
     const drop = new Set<Descriptor>();
     const unmatched: string[] = [];
     for (const a of args) {
-      const hits = isPattern(a) ? current.filter((d) => globMatcher(a)(d.annotations?.[REF_NAME] ?? '')) : matchRef(current, a);
+      const glob = isPattern(a) ? globMatcher(a) : undefined;
+      const hits = glob ? current.filter((d) => glob(d.annotations?.[REF_NAME] ?? '')) : matchRef(current, a);
       if (hits.length === 0) unmatched.push(a);
       for (const h of hits) drop.add(h);
     }
