@@ -8,6 +8,7 @@ import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
 import { copyCommand } from './copy.js';
 import { planCommand } from './plan.js';
+import { storeCommand } from './store.js';
 import { reportError } from './errors.js';
 import { interruptedExitCode } from './interrupt.js';
 import { UsageError } from '../util/errors.js';
@@ -108,6 +109,7 @@ export async function main(argv: string[]): Promise<number> {
   cli = inspectCommand(cli);
   cli = loadCommand(cli);
   cli = copyCommand(cli);
+  cli = storeCommand(cli);
   skipHelpCache(cli);
   layoutExamples(cli, 'ferry', helpWidth());
   try {

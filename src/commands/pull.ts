@@ -92,6 +92,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
   const items: CopyItem[] = [];
   const seen = new Map<string, { source: ImageSource; entry: string }>();
   const sources: ImageSource[] = [];
+  let dest: OciLayoutDestination | undefined;
   try {
     for (const { loc, name: setName, platforms } of locations) {
       let name: string;
@@ -152,12 +153,13 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
         items.push({ source, name, ...(platforms?.length ? { platforms } : {}) });
       }
     }
-    const dest = await OciLayoutDestination.open(opts.store);
+    dest = await OciLayoutDestination.open(opts.store);
+    const store = dest.store;
     const plan = await planCopy(items, {
       // Child manifests of an index the store already holds (read verified against their digest).
       localManifests: async (digest) =>
-        (await dest.store.hasBlob(digest))
-          ? await dest.store.readBlobBytes({ digest }, `manifest ${digest} in ${dest.store.dir}`).catch(() => undefined)
+        (await store.hasBlob(digest))
+          ? await store.readBlobBytes({ digest }, `manifest ${digest} in ${store.dir}`).catch(() => undefined)
           : undefined,
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
@@ -184,6 +186,8 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
     const failures = collectFailures([...setFailures, ...plan.failures], report.images);
     return { ...report, durationMs: Date.now() - started, store: dest.store.dir, failures };
   } finally {
+    // Gives back the store's writer lease (ferry store gc waits for it).
+    await dest?.close();
     await Promise.all([...clients.values()].map((c) => c.close()));
     await Promise.all(sources.map((s) => s.close()));
     await Promise.all(openedSources.map((o) => o.close()));

@@ -6,6 +6,7 @@
  */
 import { ORIGINAL_INDEX_ANNOTATION } from '../../copy/plan.js';
 import type { Descriptor } from '../../oci/manifest.js';
+import { acquireWriterLease, type WriterLease } from '../../store/leases.js';
 import { fileSize } from '../../util/fsutil.js';
 import type {
   BlobOpener,
@@ -25,14 +26,27 @@ export class OciLayoutDestination implements ImageDestination {
   constructor(
     readonly store: OciLayout,
     private readonly ref?: string,
+    /** Held from open to close: `ferry store gc` does not run while blobs may be unnamed (store/leases.ts). */
+    private readonly lease?: WriterLease,
   ) {}
 
-  /** Open (creating if needed) the layout at `dir`, clearing temp files of dead writers. */
+  /**
+   * Open (creating if needed) the layout at `dir`, clearing temp files of dead writers. Takes a
+   * writer lease first (waiting while a gc runs); close() gives it back.
+   */
   static async open(dir: string, ref?: string): Promise<OciLayoutDestination> {
     const store = await OciLayout.open(dir, { create: true });
-    await store.removeStaleTemps();
-    await store.knowBlobNames();
-    return new OciLayoutDestination(store, ref);
+    const lease = await acquireWriterLease(store.dir);
+    try {
+      await store.removeStaleTemps();
+      // The names read once are safe to trust while the lease is held: only gc removes blobs,
+      // and gc does not run while a writer holds a lease.
+      await store.knowBlobNames();
+    } catch (err) {
+      await lease.release();
+      throw err;
+    }
+    return new OciLayoutDestination(store, ref, lease);
   }
 
   get description(): string {
@@ -71,7 +85,9 @@ export class OciLayoutDestination implements ImageDestination {
     return undefined;
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.lease?.release();
+  }
 }
 
 /** `oci:DIR[:REF]` as a destination: the layout is created if needed. */

@@ -28,6 +28,8 @@ import { withLayoutLock } from './lock.js';
 
 export const REF_NAME = 'org.opencontainers.image.ref.name';
 export const CONTAINERD_NAME = 'io.containerd.image.name';
+/** When ferry named an entry (RFC 3339), for `ferry store ls`; entries of earlier versions have none. */
+export const ADDED_ANNOTATION = 'dev.ferry.added';
 export const MAX_INDEX_JSON_BYTES = 64 * 1024 * 1024;
 /** A partial download older than this is not resumed: its writer's run is long forgotten. */
 const KEEP_PARTIAL_MS = 7 * 24 * 60 * 60 * 1000;
@@ -673,7 +675,7 @@ export class OciLayout {
   private async commitEntries(entries: Descriptor[]): Promise<boolean[]> {
     return withLayoutLock(this.dir, async () => {
       const { raw, manifests: current } = await this.readIndex();
-      const { next, changed } = mergeIndexEntries(current, entries);
+      const { next, changed } = mergeIndexEntries(current, stampAdded(current, entries));
       const any = changed.some((c) => c);
       // Blob files are fsynced but their directory entries are not (one fsync per blob is
       // slow): make them durable, once, before index.json names them, so a power cut cannot
@@ -684,6 +686,23 @@ export class OciLayout {
       const doc = { ...raw, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: next };
       await writeFileAtomic(this.indexPath, `${JSON.stringify(doc, null, 2)}\n`);
       return changed;
+    });
+  }
+
+  /**
+   * Rewrite index.json's entries under the lock: `edit` gets the current entries (read under
+   * the lock) and returns the new list, or undefined to leave index.json alone. For `ferry
+   * store tag` and `rm`, which must decide against what is there when they write.
+   */
+  async updateIndex<T>(edit: (current: Descriptor[]) => { manifests: Descriptor[] | undefined; result: T }): Promise<T> {
+    return withLayoutLock(this.dir, async () => {
+      const { raw, manifests: current } = await this.readIndex();
+      const { manifests, result } = edit(current);
+      if (manifests === undefined) return result;
+      if (this.blobsDirty) await this.syncBlobsDir();
+      const doc = { ...raw, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests };
+      await writeFileAtomic(this.indexPath, `${JSON.stringify(doc, null, 2)}\n`);
+      return result;
     });
   }
 
@@ -737,6 +756,24 @@ function partialsByBlob(dead: Iterable<DeadTemp>): Map<string, DeadTemp[]> {
     else byBase.set(t.base, [t]);
   }
   return byBase;
+}
+
+/**
+ * Entries with ADDED_ANNOTATION: the time now for a name that is new or now names another
+ * digest; the time recorded before for one naming the same digest again (so a repeated pull
+ * leaves index.json as it was, and an entry of an earlier version stays without one). An
+ * entry that carries its own time keeps it.
+ */
+function stampAdded(current: Descriptor[], entries: Descriptor[]): Descriptor[] {
+  const before = new Map<string, Descriptor>();
+  for (const d of current) if (!before.has(entryKey(d))) before.set(entryKey(d), d);
+  const now = new Date().toISOString();
+  return entries.map((e) => {
+    if (e.annotations?.[ADDED_ANNOTATION] !== undefined) return e;
+    const prev = before.get(entryKey(e));
+    const added = prev === undefined || prev.digest !== e.digest ? now : prev.annotations?.[ADDED_ANNOTATION];
+    return added === undefined ? e : { ...e, annotations: { ...e.annotations, [ADDED_ANNOTATION]: added } };
+  });
 }
 
 /** What an index entry replaces: entries of the same ref.name, or unnamed entries of the same digest. */
