@@ -7,6 +7,7 @@ import { verifyCommand } from './verify.js';
 import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
 import { copyCommand } from './copy.js';
+import { inventoryCommand } from './inventory.js';
 import { planCommand } from './plan.js';
 import { reportError } from './errors.js';
 import { interruptedExitCode } from './interrupt.js';
@@ -108,6 +109,7 @@ export async function main(argv: string[]): Promise<number> {
   cli = inspectCommand(cli);
   cli = loadCommand(cli);
   cli = copyCommand(cli);
+  cli = inventoryCommand(cli);
   skipHelpCache(cli);
   layoutExamples(cli, 'ferry', helpWidth());
   try {
