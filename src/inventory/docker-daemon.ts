@@ -38,7 +38,7 @@ export function fromImageList(list: ReadonlyArray<{ Id: string; RepoTags?: strin
   ];
   if (byId) {
     notes.push(
-      `${plural(byId, 'tagged name')} recorded with its image ID (the config digest), not a manifest digest: Docker keeps none for a loaded image; names REPO@sha256:… carry the manifest digests Docker recorded`,
+      `${plural(byId, 'tagged name')} recorded at the image ID (the config digest), not a manifest digest: Docker keeps no manifest for a loaded image; names REPO@sha256:… carry the manifest digests Docker recorded when it pulled`,
     );
   }
   return { images: [...images].map(([name, digest]) => ({ name, digest })), blobs: [...blobs], notes };

@@ -36,12 +36,12 @@ const CATALOG_HINT =
  * 404) is CATALOG_UNAVAILABLE with a hint; a pagination that loops or leaves the registry is
  * REGISTRY_PROTOCOL, as for tag lists.
  */
-export async function listCatalog(client: RegistryClient, signal?: AbortSignal): Promise<string[]> {
+export async function listCatalog(client: RegistryClient, signal?: AbortSignal, pageSize = CATALOG_PAGE_SIZE): Promise<string[]> {
   const what = `listing the repositories of ${client.registry}`;
   const origin = new URL(await client.baseUrl(signal)).origin;
   const repos = new Set<string>();
   const fetched = new Set<string>();
-  let path = `/v2/_catalog?n=${CATALOG_PAGE_SIZE}`;
+  let path = `/v2/_catalog?n=${pageSize}`;
   for (;;) {
     let res: Awaited<ReturnType<RegistryClient['send']>>;
     try {

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { load } from '../../../src/commands/load.js';
 import { inventory } from '../../../src/commands/inventory.js';
 import { readInventory } from '../../../src/inventory/format.js';
+import { listCatalog } from '../../../src/inventory/registry.js';
+import { RegistryClient } from '../../../src/transports/registry/client.js';
 import { sha256 } from '../../../src/oci/digest.js';
 import { type FerryError, RegistryError } from '../../../src/util/errors.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
@@ -113,6 +115,18 @@ describe('inventory of a registry', () => {
     const { inventory: inv } = await readInventory(out);
     expect(inv.images.map((i) => i.name)).toEqual(sorted([...loaded.keys(), `${reg.host}/sitex/ferry-test/base:1`]));
     expect(inv.blobs).toEqual(sorted(expected.digests));
+  });
+
+  it('follows the Link pages of the catalog', async () => {
+    const client = new RegistryClient(reg.host);
+    try {
+      const all = await listCatalog(client);
+      // 8 repositories under site/ and 1 under sitex/: pages of 2 are five pages.
+      expect(all).toHaveLength(new Set([...loaded.keys()].map((n) => n.slice(0, n.lastIndexOf(':')))).size + 1);
+      expect(await listCatalog(client, undefined, 2)).toEqual(all);
+    } finally {
+      await client.close();
+    }
   });
 
   it('a registry that refuses _catalog is CATALOG_UNAVAILABLE, with a hint', async () => {
