@@ -7,7 +7,6 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inventory } from '../../../src/commands/inventory.js';
 import { load } from '../../../src/commands/load.js';
-import { fromImageList } from '../../../src/inventory/docker-daemon.js';
 import { readInventory } from '../../../src/inventory/format.js';
 import { parseManifest } from '../../../src/oci/manifest.js';
 import { OciLayout, REF_NAME } from '../../../src/transports/oci/layout.js';
@@ -74,19 +73,6 @@ describe('inventory of Docker Engine', () => {
     expect(inv.blobs).toEqual(sorted(new Set(configs.values())));
     expect(inv.notes[0]).toContain('layers could not be confirmed');
     expect(inv.notes[1]).toMatch(/^4 tagged names recorded at the image ID \(the config digest\)/);
-  });
-
-  it('reads the image list without a daemon: dangling images give a config only, <none> is no name', () => {
-    const id = `sha256:${'1'.repeat(64)}`;
-    const m = `sha256:${'2'.repeat(64)}`;
-    const got = fromImageList([
-      { Id: id, RepoTags: ['<none>:<none>'], RepoDigests: [`example.com/a@${m}`] },
-      { Id: `sha256:${'3'.repeat(64)}`, RepoTags: null, RepoDigests: null },
-      { Id: 'not-a-digest', RepoTags: ['x:1'] },
-    ]);
-    expect(got.images).toEqual([{ name: `example.com/a@${m}`, digest: m }]);
-    expect(got.blobs).toEqual([id, `sha256:${'3'.repeat(64)}`]);
-    expect(got.notes).toHaveLength(1);
   });
 
   it('a socket nobody answers on is DAEMON_UNAVAILABLE (exit 1)', async () => {
