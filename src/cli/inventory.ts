@@ -1,8 +1,7 @@
 /** `ferry inventory LOCATION -o FILE`: flags → options → inventory(); the summary or a JSON report line. */
 import type { Argv } from 'yargs';
-import { inventory } from '../commands/inventory.js';
+import { inventory, parseInventoryLocation } from '../commands/inventory.js';
 import { DEFAULT_CONCURRENCY } from '../commands/registry-access.js';
-import { parseLoadDestination } from '../transports/table.js';
 import { UsageError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { formatBytes, formatDuration } from './format.js';
@@ -54,7 +53,7 @@ export function inventoryCommand<T>(y: Argv<T>): Argv<T> {
 async function runInventory(args: InventoryArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
   if (isStdin(args.output)) throw new UsageError('-o takes a file to write, not -', { hint: 'with --json the report line names the file' });
-  const kind = parseLoadDestination(args.location).kind;
+  const kind = parseInventoryLocation(args.location).kind;
   if (args.ctr !== undefined && kind !== 'containerd')
     throw new UsageError(`--ctr is for a containerd location; ${args.location} is not one`);
   const access = await registryAccess(args);

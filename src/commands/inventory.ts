@@ -74,10 +74,23 @@ async function collect(dest: Destination, opts: InventoryOptions): Promise<Colle
   }
 }
 
+/** LOCATION as `ferry load --to` takes it; a source-only transport (bundle:, oci-archive:) is pointed elsewhere. */
+export function parseInventoryLocation(location: string): Destination {
+  try {
+    return parseLoadDestination(location);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    throw new UsageError(`inventory of ${location}: ${err.message}`, {
+      cause: err,
+      hint: 'an inventory is taken of a place ferry load writes to; what a bundle or archive holds, ferry inspect --json says',
+    });
+  }
+}
+
 /** The inventory of what `opts.location` holds, written to `opts.output`. */
 export async function inventory(opts: InventoryOptions): Promise<InventoryReport> {
   const started = Date.now();
-  const dest = parseLoadDestination(opts.location);
+  const dest = parseInventoryLocation(opts.location);
   if (dest.kind !== 'registry' && (opts.staticCredential || opts.staticCredentialRegistry !== undefined)) {
     throw new UsageError(`--username is for a registry; ${opts.location} is not one`);
   }

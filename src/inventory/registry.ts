@@ -57,14 +57,19 @@ export async function listCatalog(client: RegistryClient, signal?: AbortSignal, 
     } catch (err) {
       const status = err instanceof RegistryError ? err.status : err instanceof AuthError ? 401 : undefined;
       if (status === 401 || status === 403 || status === 404) {
+        // A 401 may just as well mean missing or wrong credentials: say both.
+        const hint =
+          status === 401
+            ? `the credentials for ${client.registry} are missing, wrong, or not allowed to list repositories (docker login ${client.registry}, or --username with --password-stdin); ${CATALOG_HINT}`
+            : CATALOG_HINT;
         throw new RegistryError(
           'CATALOG_UNAVAILABLE',
-          `${what}: the registry refused the repository list (HTTP ${status})`,
+          `${what}: the registry refused the repository list (GET /v2/_catalog answered ${status})`,
           'GET',
           err instanceof RegistryError ? err.url : path,
           status,
           err instanceof RegistryError ? err.errors : [],
-          { cause: err, hint: CATALOG_HINT },
+          { cause: err, hint },
         );
       }
       throw err;

@@ -153,6 +153,38 @@ describe('inventory of a registry', () => {
   });
 });
 
+describe('inventory of a registry with basic auth', () => {
+  it('without credentials is CATALOG_UNAVAILABLE (401) with a hint about credentials; with them, it lists', async () => {
+    const auth = await startRegistry({ auth: 'htpasswd' });
+    try {
+      const err = await inventory({ location: `docker://${auth.host}`, output: path.join(work, 'auth-none.json') }).catch(
+        (e: unknown) => e,
+      );
+      expect((err as RegistryError).code).toBe('CATALOG_UNAVAILABLE');
+      expect((err as RegistryError).status).toBe(401);
+      expect((err as FerryError).hint).toContain(`docker login ${auth.host}`);
+      const pushed = await load({
+        source: `oci:${expected.storeDir}:ferry-test/base:1`,
+        to: `docker://${auth.host}/site`,
+        staticCredential: { kind: 'basic', username: auth.username!, password: auth.password! },
+      });
+      expect(pushed.failures).toEqual([]);
+      const out = path.join(work, 'auth.json');
+      await inventory({
+        location: `docker://${auth.host}/site`,
+        output: out,
+        staticCredential: { kind: 'basic', username: auth.username!, password: auth.password! },
+      });
+      const { inventory: inv } = await readInventory(out);
+      const base = expected.images.get('docker.io/ferry-test/base:1')!;
+      expect(inv.images).toEqual([{ name: `${auth.host}/site/ferry-test/base:1`, digest: base.root }]);
+      expect(inv.blobs).toEqual(sorted(new Set([...base.manifests, ...base.blobs])));
+    } finally {
+      await auth.stop();
+    }
+  });
+});
+
 describe('ferry inventory (the CLI)', () => {
   it('writes a signed inventory, prints a summary, and a report line with --json', async () => {
     const keys = path.join(work, 'keys');
