@@ -129,6 +129,26 @@ describe('inventory of a registry', () => {
     }
   });
 
+  it('does not claim a blob whose HEAD finds nothing (its data gone from the storage)', async () => {
+    const own = await startRegistry();
+    try {
+      const pushed = await load({ source: `oci:${expected.storeDir}:ferry-test/medium:1`, to: `docker://${own.host}` });
+      expect(pushed.failures).toEqual([]);
+      const medium = expected.images.get('docker.io/ferry-test/medium:1')!;
+      const gone = medium.blobs.at(-1)!;
+      const hex = gone.slice('sha256:'.length);
+      await rm(path.join(own.storageDir, 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex), { recursive: true });
+      const out = path.join(work, 'registry-gone.json');
+      await inventory({ location: `docker://${own.host}`, output: out });
+      const { inventory: inv } = await readInventory(out);
+      expect(inv.images).toEqual([{ name: `${own.host}/ferry-test/medium:1`, digest: medium.root }]);
+      expect(inv.blobs).toEqual(sorted([...medium.manifests, ...medium.blobs].filter((d) => d !== gone)));
+      expect(inv.notes).toContain('1 blob referenced by manifests here but not found by HEAD: not claimed');
+    } finally {
+      await own.stop();
+    }
+  });
+
   it('a registry that refuses _catalog is CATALOG_UNAVAILABLE, with a hint', async () => {
     // A registry that answers /v2/ but keeps its catalog to itself, as many hosted ones do.
     const server: Server = createServer((req, res) => {
