@@ -7,6 +7,7 @@ import { verifyCommand } from './verify.js';
 import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
 import { copyCommand } from './copy.js';
+import { inventoryCommand } from './inventory.js';
 import { planCommand } from './plan.js';
 import { storeCommand } from './store.js';
 import { reportError } from './errors.js';
@@ -110,6 +111,7 @@ export async function main(argv: string[]): Promise<number> {
   cli = loadCommand(cli);
   cli = copyCommand(cli);
   cli = storeCommand(cli);
+  cli = inventoryCommand(cli);
   skipHelpCache(cli);
   layoutExamples(cli, 'ferry', helpWidth());
   try {

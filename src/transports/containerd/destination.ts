@@ -200,7 +200,7 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortedError('loading into containerd was aborted');
 }
 
-async function runCtr(
+export async function runCtr(
   argv: readonly string[],
   signal: AbortSignal | undefined,
   wholeStdout = false,
@@ -230,7 +230,7 @@ function unavailable(t: CtrTarget, detail: string): DaemonUnavailableError {
 }
 
 /** The client exists and containerd answers, or a CTR_NOT_FOUND / DAEMON_UNAVAILABLE error. */
-async function checkContainerd(t: CtrTarget, signal: AbortSignal | undefined): Promise<void> {
+export async function checkContainerd(t: CtrTarget, signal: AbortSignal | undefined): Promise<void> {
   // `ctr --version` only prints the client's version: it tells "no client" from "no daemon".
   const client = await runCtr([...t.ctr, '--version'], signal);
   if (client.code !== 0) {

@@ -298,6 +298,13 @@ const ImageInspectSchema = z.looseObject({
   Variant: z.string().optional(),
 });
 export type ImageInspect = z.infer<typeof ImageInspectSchema>;
+/** One row of `GET /images/json` (what `docker images` lists). */
+const ImageSummarySchema = z.looseObject({
+  Id: z.string(),
+  RepoTags: z.array(z.string()).nullish(),
+  RepoDigests: z.array(z.string()).nullish(),
+});
+export type ImageSummary = z.infer<typeof ImageSummarySchema>;
 
 interface Answer {
   status: number;
@@ -384,6 +391,11 @@ export class DockerClient {
   /** `GET /images/{name}/json`; undefined when the daemon has no such image. */
   async inspectImage(nameOrId: string, signal?: AbortSignal): Promise<ImageInspect | undefined> {
     return this.getJson(`/images/${imagePathSegment(nameOrId)}/json`, ImageInspectSchema, signal, `inspecting image ${nameOrId}`);
+  }
+
+  /** `GET /images/json`: the images `docker images` lists (tagged ones and dangling tops). */
+  async listImages(signal?: AbortSignal): Promise<ImageSummary[]> {
+    return (await this.getJson('/images/json', z.array(ImageSummarySchema), signal, 'listing images')) ?? [];
   }
 
   /** `POST /images/{id}/tag?repo=&tag=`: give an image that is present one more name. */
