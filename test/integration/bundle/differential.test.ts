@@ -12,7 +12,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INVENTORY_FORMAT_VERSION, INVENTORY_MEDIA_TYPE, writeInventory } from '../../../src/inventory/format.js';
 import { RegistryClient } from '../../../src/transports/registry/client.js';
-import { startContainerd, type Engine } from '../../harness/engines.js';
+import { generateCorpus } from '../../../scripts/corpus/generate.js';
+import { startContainerd, startDockerd, type Engine } from '../../harness/engines.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { ferry } from '../../helpers/cli.js';
@@ -264,6 +265,20 @@ describe('a differential bundle built on an inventory (confirmed base)', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('takes ferry inspect --json output of the previous bundle as its base, as the bundle itself', async () => {
+    const dir = createTempDir('diff-inspect');
+    const json = path.join(dir, 'full1.json');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(json, (await ferry(['inspect', full1, '--json'])).stdout);
+    const a = path.join(dir, 'a.ferry');
+    const b = path.join(dir, 'b.ferry');
+    ok(await ferry(['bundle', `${src.host}/team/app:2`, '--base', json, '-o', a, '--store', store]));
+    ok(await ferry(['bundle', `${src.host}/team/app:2`, '--base', full1, '-o', b, '--store', store]));
+    const [ma, mb] = [manOf(await readMembers(a)), manOf(await readMembers(b))];
+    expect(ma.base).toEqual(mb.base);
+    expect(ma.base?.confirmed).toBe(false);
+  });
+
   it('refuses a base that is neither an inventory nor a bundle (exit 3) and --base-key without --base (exit 2)', async () => {
     const dir = createTempDir('diff-bad');
     const { writeFileSync } = await import('node:fs');
@@ -328,5 +343,79 @@ describe('ferry serve of a differential bundle with its base', () => {
     } finally {
       child.kill('SIGTERM');
     }
+  });
+});
+
+describe('full → ferry inventory → differential → load, at each kind of destination', () => {
+  async function inventoryOf(location: string, dir: string): Promise<string> {
+    const file = path.join(dir, 'inventory.json');
+    ok(await ferry(['inventory', location, '-o', file]));
+    return file;
+  }
+
+  it('a registry under a prefix: the inventory confirms the base layer, the update relies on it', async () => {
+    const dir = createTempDir('inv-reg');
+    ok(await ferry(['load', full1, '--to', `docker://${far.host}/month`]));
+    const inv = await inventoryOf(`docker://${far.host}/month`, dir);
+    const diff = path.join(dir, 'update.ferry');
+    ok(await ferry(['bundle', `${src.host}/team/app:1`, `${src.host}/team/app:2`, '--base', inv, '-o', diff, '--store', store]));
+    const man = manOf(await readMembers(diff));
+    expect(man.base?.kind).toBe('inventory');
+    expect(man.base?.confirmed).toBe(true);
+    expect(man.base?.location).toBe(`docker://${far.host}/month`);
+    // Both of release 1's layers are at the far side: only release 2's own layer travels.
+    expect(man.base?.blobs.map((b) => b.digest).sort()).toEqual([...img.v1!.layers].sort());
+    ok(await ferry(['load', diff, '--to', `docker://${far.host}/month`]));
+    expect(await manifestDigestAt(far, 'month/team/app', '2')).toBe(img.v2!.digest);
+    expect(await manifestDigestAt(far, 'month/team/app', '1')).toBe(img.v1!.digest);
+  });
+
+  it('containerd: the content store is the inventory; the update loads onto it', async () => {
+    const dir = createTempDir('inv-ctrd');
+    const to = `containerd:${ctrd.socket}?namespace=month`;
+    ok(await ferry(['load', full1, '--to', to, '--no-unpack']));
+    const inv = await inventoryOf(to, dir);
+    const diff = path.join(dir, 'update.ferry');
+    ok(await ferry(['bundle', `${src.host}/team/app:2`, '--base', inv, '-o', diff, '--store', store]));
+    expect(manOf(await readMembers(diff)).base?.blobs.map((b) => b.digest)).toEqual([img.v1!.layers[0]]);
+    ok(await ferry(['load', diff, '--to', to, '--no-unpack']));
+    const ls = await ctrd.run(['-n', 'month', 'images', 'ls']);
+    expect(ls.stdout).toMatch(new RegExp(`team/app:2\\s+\\S+\\s+${img.v2!.digest}`));
+  });
+});
+
+describe('Docker Engine: full → inventory → differential → load', () => {
+  let docker: Engine;
+  beforeAll(async () => {
+    docker = await startDockerd();
+  }, 120_000);
+  afterAll(async () => {
+    await docker?.stop();
+  });
+
+  it('Docker keeps no layers to confirm, so the update carries every layer, and loads with the same image IDs', async () => {
+    const dir = createTempDir('inv-docker');
+    const corpusDir = path.join(dir, 'corpus');
+    const corpus = await generateCorpus(corpusDir, 'demo');
+    const full = path.join(dir, 'full.ferry');
+    const s = path.join(dir, 'store');
+    ok(await ferry(['bundle', `oci:${corpusDir}:ferry-demo/app:1.0`, '-o', full, '--store', s]));
+    const to = `docker-daemon:${docker.socket}`;
+    ok(await ferry(['load', full, '--to', to]));
+    const inv = path.join(dir, 'inventory.json');
+    ok(await ferry(['inventory', to, '-o', inv]));
+    const diff = path.join(dir, 'update.ferry');
+    ok(await ferry(['bundle', `oci:${corpusDir}:ferry-demo/app:1.0.1`, '--base', inv, '-o', diff, '--store', s]));
+    const man = manOf(await readMembers(diff));
+    expect(man.base?.kind).toBe('inventory');
+    expect(man.base?.blobs).toEqual([]);
+    ok(await ferry(['load', diff, '--to', to]));
+    // The image ID Docker gives is the config digest the corpus made.
+    const want = corpus.images.find((i) => i.ref === 'ferry-demo/app:1.0.1')!;
+    const manifest = JSON.parse(readFileSync(path.join(corpusDir, 'blobs', 'sha256', want.digest.slice(7)), 'utf8')) as {
+      config: { digest: string };
+    };
+    const id = await docker.run(['image', 'inspect', '--format', '{{.Id}}', 'ferry-demo/app:1.0.1']);
+    expect(id.stdout.trim()).toBe(manifest.config.digest);
   });
 });
