@@ -30,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { benchLoad } from './bench-load.js';
 import { benchDiff } from './bench-diff.js';
 import { benchPlan } from './bench-plan.js';
+import { benchStore } from './bench-store.js';
 import { benchScale } from './bench-scale.js';
 import { capture, mb, run, s, type Timed } from './bench-util.js';
 import { generateBigLayerLayout, generateDockerSave } from './corpus/bench-2g.js';
@@ -196,6 +197,12 @@ async function runScale(): Promise<void> {
   if (process.argv.includes('--write-docs')) await writeDocs({ scale: scale.table });
 }
 
+async function runStore(): Promise<void> {
+  const store = await benchStore({ cli: CLI, work: WORK });
+  console.log(`\n${store.table}\n`);
+  if (process.argv.includes('--write-docs')) await writeDocs({ store: store.table });
+}
+
 async function runDiff(): Promise<void> {
   const diff = await benchDiff({ cli: CLI, work: WORK });
   console.log(`\n${diff.table}\n`);
@@ -210,8 +217,9 @@ async function runPlan(): Promise<void> {
 
 async function main(): Promise<void> {
   if (!existsSync(path.join(DIST, 'bin', 'ferry.mjs'))) throw new Error('dist/bin/ferry.mjs is missing: npm run build');
-  if (ONLY !== undefined && ONLY !== 'load' && ONLY !== 'scale' && ONLY !== 'plan' && ONLY !== 'diff') {
-    throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the sections that run alone are 'load', 'scale', 'plan' and 'diff'`);
+  const alone = ['load', 'scale', 'plan', 'diff', 'store'];
+  if (ONLY !== undefined && !alone.includes(ONLY)) {
+    throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the sections that run alone are ${alone.join(', ')}`);
   }
   await mkdir(WORK, { recursive: true });
   await rm(path.join(WORK, 'dist'), { recursive: true, force: true });
@@ -226,6 +234,10 @@ async function main(): Promise<void> {
   }
   if (ONLY === 'diff') {
     await runDiff();
+    return;
+  }
+  if (ONLY === 'store') {
+    await runStore();
     return;
   }
   const corpusDir = path.join(WORK, 'corpus');
@@ -673,6 +685,7 @@ async function main(): Promise<void> {
     await runScale();
     await runPlan();
     await runDiff();
+    await runStore();
   } finally {
     await reg.stop();
     await cleanupHarness();
