@@ -27,6 +27,7 @@ const EXAMPLES: Record<string, string[]> = {
     'ferry bundle --lock site-a.lock.json -o site-a.ferry',
     'ferry bundle nginx:1.27 redis:7 -o images.ferry --sign-key key.pem',
     'ferry bundle --from-store --store /srv/store -o all.ferry',
+    'ferry bundle --lock site-a.lock.json --base site-a.inventory.json -o update.ferry',
   ],
   verify: ['ferry verify images.ferry --key pub.pem --require-signature'],
   load: [
