@@ -147,7 +147,11 @@ export async function plan(opts: PlanOptions): Promise<PlanReport> {
         newBytes += size;
       }
     }
-    const setFailures = (opts.shard && opts.shard.index !== 1 ? [] : set.failures).map((f) => ({ name: f.name, source: f.where, error: f.error }));
+    const setFailures = (opts.shard && opts.shard.index !== 1 ? [] : set.failures).map((f) => ({
+      name: f.name,
+      source: f.where,
+      error: f.error,
+    }));
     const failures = collectFailures([...setFailures, ...copyPlan.failures], []);
     const report: PlanReport = {
       store,

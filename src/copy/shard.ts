@@ -108,6 +108,7 @@ export function partitionImages(input: readonly ShardInput[], count: number): Pa
   const parent = images.map((_, i) => i);
   const members = images.map((_, i) => [i]);
   const groupContent = images.map((img) => contentOf([img]));
+  const groupBytes = groupContent.map(sumSizes);
   const find = (i: number): number => {
     while (parent[i] !== i) {
       parent[i] = parent[parent[i]!]!;
@@ -127,29 +128,38 @@ export function partitionImages(input: readonly ShardInput[], count: number): Pa
     .filter(([, list]) => list.length > 1)
     .sort((a, b) => a[1].length - b[1].length || compareBytes(a[0], b[0]));
   for (const [, list] of shared) {
-    const roots = [...new Set(list.map(find))].sort((a, b) => a - b);
+    const roots = [...new Set(list.map(find))];
     if (roots.length < 2) continue;
-    const merged = new Map<string, number>();
-    for (const r of roots) for (const [d, s] of groupContent[r]!) merged.set(d, s);
+    // The largest group absorbs the others (ties: lowest index), so a join costs the size of
+    // the smaller groups, not of everything joined so far.
+    roots.sort((a, b) => groupBytes[b]! - groupBytes[a]! || a - b);
+    const [root, ...rest] = roots as [number, ...number[]];
+    const into = groupContent[root]!;
+    const extra = new Map<string, number>();
+    for (const r of rest) for (const [d, size] of groupContent[r]!) if (!into.has(d)) extra.set(d, size);
+    const bytes = groupBytes[root]! + sumSizes(extra);
     // With one shard everything is one shard anyway; otherwise keep groups within the share.
-    if (count > 1 && sumSizes(merged) > share) continue;
-    const root = roots[0]!;
-    for (const r of roots.slice(1)) {
+    if (count > 1 && bytes > share) continue;
+    for (const [d, size] of extra) into.set(d, size);
+    groupBytes[root] = bytes;
+    for (const r of rest) {
       parent[r] = root;
       members[root]!.push(...members[r]!);
       members[r] = [];
+      groupContent[r] = new Map();
     }
-    groupContent[root] = merged;
   }
 
   const groups: ShardGroup[] = [];
+  const firsts: number[] = [];
   for (let i = 0; i < images.length; i++) {
     if (find(i) !== i) continue;
     const idx = [...members[i]!].sort((a, b) => a - b);
-    groups.push({ names: idx.map((j) => images[j]!.name), bytes: sumSizes(groupContent[i]!), shard: 0 });
+    groups.push({ names: idx.map((j) => images[j]!.name), bytes: groupBytes[i]!, shard: 0 });
+    firsts.push(idx[0]!);
   }
-  // groups are in order of their first image already (roots are the smallest index of a group).
-  const order = groups.map((g, i) => ({ g, i })).sort((a, b) => b.g.bytes - a.g.bytes || a.i - b.i);
+  // Largest first; ties by the group's first image in the sorted order.
+  const order = groups.map((g, i) => ({ g, first: firsts[i]! })).sort((a, b) => b.g.bytes - a.g.bytes || a.first - b.first);
   const load = new Array<number>(count).fill(0);
   const shardOf = new Map<string, number>();
   for (const { g } of order) {
@@ -159,9 +169,15 @@ export function partitionImages(input: readonly ShardInput[], count: number): Pa
     g.shard = best + 1;
     for (const n of g.names) shardOf.set(n, best + 1);
   }
-  // What each shard actually carries: distinct content of its images (≤ its load, as groups
-  // may still share the widely shared layers).
-  const shardBytes = load.map((_, s) => sumSizes(contentOf(images.filter((img) => shardOf.get(img.name) === s + 1))));
+  // What each shard actually carries: distinct content of its images (at most its load, as
+  // groups may still share the widely shared layers).
+  const perShard = load.map(() => new Map<string, number>());
+  for (const img of images) {
+    const m = perShard[shardOf.get(img.name)! - 1]!;
+    for (const b of img.blobs) m.set(b.digest, b.size);
+    for (const x of img.manifests) m.set(x.digest, x.bytes.length);
+  }
+  const shardBytes = perShard.map(sumSizes);
   const largestGroup = groups.reduce((m, g) => Math.max(m, g.bytes), 0);
   const packedBytes = groups.reduce((n, g) => n + g.bytes, 0);
   return { shardOf, groups, shardBytes, totalBytes, packedBytes, largestGroup };

@@ -69,7 +69,10 @@ beforeAll(async () => {
     }
     content.set('base', base.length);
     content.set('shared', shared.length);
-    familyBytes.set(fam, [...content.values()].reduce((a, b) => a + b, 0));
+    familyBytes.set(
+      fam,
+      [...content.values()].reduce((a, b) => a + b, 0),
+    );
   }
 }, 120_000);
 
@@ -82,7 +85,12 @@ function storeImages(store: string): Map<string, string> {
   const index = JSON.parse(readFileSync(path.join(store, 'index.json'), 'utf8')) as {
     manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
   };
-  return new Map(index.manifests.map((m) => [m.annotations?.['io.containerd.image.name'] ?? m.annotations?.['org.opencontainers.image.ref.name'] ?? '', m.digest]));
+  return new Map(
+    index.manifests.map((m) => [
+      m.annotations?.['io.containerd.image.name'] ?? m.annotations?.['org.opencontainers.image.ref.name'] ?? '',
+      m.digest,
+    ]),
+  );
 }
 
 function blobBytes(store: string): number {
@@ -138,6 +146,42 @@ describe('ferry pull --shard', () => {
   });
 });
 
+describe('ferry pull --shard with a lock and with failures', () => {
+  it('shards a lock the same way in every process', async () => {
+    const dir = createTempDir('shard-lock');
+    const lock = path.join(dir, 'site.lock.json');
+    const planned = await ferry(['plan', ...refs, '--store', path.join(dir, 'none'), '-o', lock]);
+    expect(planned.code, planned.stderr).toBe(0);
+    const runs = await Promise.all(
+      [1, 2, 3].map((k) => ferry(['pull', '--lock', lock, '--store', path.join(dir, `s${k}`), '--shard', `${k}/${N}`])),
+    );
+    const union: string[] = [];
+    for (const [i, r] of runs.entries()) {
+      expect(r.code, r.stderr).toBe(0);
+      for (const [name, digest] of storeImages(path.join(dir, `s${i + 1}`))) {
+        expect(EXPECTED[familyOf.get(name)!], name).toBe(i + 1);
+        expect(digest).toBe(digests.get(name));
+        union.push(name);
+      }
+    }
+    expect(union.sort()).toEqual([...refs].sort());
+  }, 120_000);
+
+  it('reports an image that did not resolve in shard 1 only', async () => {
+    const dir = createTempDir('shard-fail');
+    const missing = `${reg.host}/nowhere/app:1`;
+    const runs = await Promise.all(
+      [1, 2, 3].map((k) => ferry(['pull', ...refs, missing, '--store', path.join(dir, `s${k}`), '--shard', `${k}/${N}`, '--json'])),
+    );
+    const failed = runs.map((r) => {
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { failures: Array<{ name: string }> };
+      return report.failures.map((f) => f.name);
+    });
+    expect(failed).toEqual([[missing], [], []]);
+    expect(runs.map((r) => r.code)).toEqual([1, 0, 0]);
+  }, 120_000);
+});
+
 describe('ferry bundle --shard and ferry plan --shard', () => {
   it('each shard bundle verifies and holds exactly its shard', async () => {
     const dir = createTempDir('shard-bundle');
@@ -173,11 +217,15 @@ describe('ferry bundle --shard and ferry plan --shard', () => {
 
 describe('ferry mirror --shard', () => {
   it('N mirror processes together send every image once', async () => {
-    const runs = await Promise.all([1, 2, 3].map((k) => ferry(['mirror', ...refs, '--to', `docker://${dst.host}/m`, '--shard', `${k}/${N}`, '--json'])));
+    const runs = await Promise.all(
+      [1, 2, 3].map((k) => ferry(['mirror', ...refs, '--to', `docker://${dst.host}/m`, '--shard', `${k}/${N}`, '--json'])),
+    );
     const sent = new Map<string, number>();
     for (const [i, r] of runs.entries()) {
       expect(r.code, r.stderr).toBe(0);
-      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { images: Array<{ name: string; status: string; destinationDigest: string }> };
+      const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+        images: Array<{ name: string; status: string; destinationDigest: string }>;
+      };
       for (const img of report.images) {
         expect(img.status).toBe('done');
         expect(sent.has(img.name), `${img.name} mirrored twice`).toBe(false);

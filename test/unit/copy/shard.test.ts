@@ -34,11 +34,15 @@ function families(): ShardInput[] {
   ['a', 'b', 'c', 'd'].forEach((f, fi) => {
     for (let k = 0; k < 3; k++) {
       out.push(
-        image(`reg.example/${f}/app${k}:1`, [
-          ['bbbb', 200],
-          [`${fi + 1}aa`, sizes[fi]!],
-          [`${fi + 1}${k + 1}c`, 10 * (k + 1) * (fi + 1)],
-        ], `${fi}${k}`),
+        image(
+          `reg.example/${f}/app${k}:1`,
+          [
+            ['bbbb', 200],
+            [`${fi + 1}aa`, sizes[fi]!],
+            [`${fi + 1}${k + 1}c`, 10 * (k + 1) * (fi + 1)],
+          ],
+          `${fi}${k}`,
+        ),
       );
     }
   });
@@ -135,8 +139,36 @@ describe('partitionImages', () => {
     }
   });
 
+  it('handles thousands of images and N = 1000 quickly, covering exactly', () => {
+    const imgs: ShardInput[] = [];
+    for (let i = 0; i < 5000; i++) {
+      imgs.push(
+        image(
+          `r/x${i}`,
+          [
+            ['base', 100],
+            [`${(i % 700).toString(16)}7`, 500 + (i % 13)],
+            [`${i.toString(16)}8`, 50 + (i % 31)],
+          ],
+          `${i.toString(16)}6`,
+        ),
+      );
+    }
+    const started = Date.now();
+    const p = partitionImages(imgs, 1000);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(p.shardOf.size).toBe(5000);
+    expect(p.shardBytes.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(p.totalBytes);
+    for (const b of p.shardBytes) expect(b).toBeLessThanOrEqual(p.packedBytes / 1000 + p.largestGroup);
+  });
+
   it('packs largest group first onto the least-loaded shard, ties by index', () => {
-    const imgs = [image('a', [['1', 100]], '1'), image('b', [['2', 300]], '2'), image('c', [['3', 200]], '3'), image('d', [['4', 100]], '4')];
+    const imgs = [
+      image('a', [['1', 100]], '1'),
+      image('b', [['2', 300]], '2'),
+      image('c', [['3', 200]], '3'),
+      image('d', [['4', 100]], '4'),
+    ];
     const p = partitionImages(imgs, 2);
     expect(Object.fromEntries(p.shardOf)).toEqual({ b: 1, c: 2, a: 2, d: 1 });
     expect(p.shardBytes).toEqual([400, 300]);
@@ -162,7 +194,24 @@ describe('partitionImages', () => {
 
 describe('shardPlan', () => {
   it('keeps the shard’s images, the blobs they need, and failures only in shard 1', () => {
-    const imgs = [image('a', [['1', 100], ['9', 5]], '1'), image('b', [['2', 300], ['9', 5]], '2')];
+    const imgs = [
+      image(
+        'a',
+        [
+          ['1', 100],
+          ['9', 5],
+        ],
+        '1',
+      ),
+      image(
+        'b',
+        [
+          ['2', 300],
+          ['9', 5],
+        ],
+        '2',
+      ),
+    ];
     const plan = {
       images: imgs,
       blobs: [
