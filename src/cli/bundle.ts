@@ -225,6 +225,12 @@ async function bundleRun(
     }
     names = r.images.filter((i) => i.status === 'done').map((i) => i.name);
     out(`Pulled ${names.length} image${names.length === 1 ? '' : 's'} into ${r.store}`);
+    if (names.length === 0 && args.shard !== undefined && failures.length === 0) {
+      // More shards than groups of images: this shard is legitimately empty. It is not a
+      // failure (a Kubernetes pod for it must not fail the Job); there is just nothing to write.
+      writeErr(`shard ${args.shard} holds no images of this plan; no bundle written\n`);
+      return 0;
+    }
     if (names.length === 0) {
       for (const line of formatFailures(failures)) writeErr(line);
       throw new FerryError('PULL_FAILED', 'no image could be pulled; no bundle written');

@@ -6,7 +6,7 @@
  * bundle --shard (each shard bundle verifies and holds its shard) and mirror --shard.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../src/transports/registry/client.js';
@@ -205,6 +205,15 @@ describe('ferry bundle --shard and ferry plan --shard', () => {
     }
     expect(seen.sort()).toEqual([...refs].sort());
   }, 120_000);
+
+  it('an empty shard (more shards than images) writes nothing and exits 0', async () => {
+    const dir = createTempDir('shard-empty');
+    const out = path.join(dir, 'b2.ferry');
+    const r = await ferry(['bundle', refs[0]!, '--store', path.join(dir, 's'), '--shard', '2/2', '-o', out]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('shard 2/2 holds no images');
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
 
   it('plan --shard previews the same shard', async () => {
     const r = await ferry(['plan', ...refs, '--store', createTempDir('shard-plan'), '--shard', `3/${N}`, '--json']);
