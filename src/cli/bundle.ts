@@ -12,7 +12,9 @@ import { isStdin } from '../util/fsutil.js';
 import { formatBytes } from './format.js';
 import {
   IMAGE_LIST_OPTION,
+  SHARD_OPTION,
   collectRefs,
+  shardOf,
   imageSetFlags,
   platformsOf,
   registryAccess,
@@ -44,6 +46,7 @@ export interface BundleArgs extends RegistryFlags, ImageSetFlags {
   json?: boolean;
   base?: string;
   baseKey?: string;
+  shard?: string;
   /** Tests: no output. */
   quiet?: boolean;
 }
@@ -70,6 +73,7 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
             nargs: 1,
             describe: 'only this platform for images pulled now, OS/ARCH[/VARIANT]; repeatable',
           })
+          .option('shard', SHARD_OPTION)
           .option('sign-key', { type: 'string', describe: 'sign with this private key (PEM, ECDSA P-256 or Ed25519)' })
           .option('compression', {
             choices: ['auto', 'zstd', 'none'] as const,
@@ -109,6 +113,9 @@ export async function runBundle(args: BundleArgs): Promise<number> {
   if (refs.length === 0 && !args.fromStore && !setRun) {
     throw new UsageError('nothing to bundle: give image references, -f LIST, -p PROFILE, --lock LOCK or --from-store');
   }
+  // Parsed up front (a malformed --shard is a usage error before anything is contacted).
+  shardOf(args.shard);
+  if (args.fromStore && args.shard !== undefined) throw new UsageError('--shard splits images pulled now; it cannot split --from-store');
   if (args.fromStore && (refs.length > 0 || setRun)) {
     throw new UsageError('--from-store bundles every image of the store; it cannot be combined with references, -f, -p or --lock');
   }
@@ -193,6 +200,8 @@ async function bundleRun(
         platforms,
         ...access,
         signal,
+        // The bundle holds the names pull completed: this shard's images only.
+        ...(args.shard !== undefined ? { shard: shardOf(args.shard)! } : {}),
         ...(view ? { onEvent: (e) => view.onEvent(e) } : {}),
       });
     } finally {
@@ -216,6 +225,12 @@ async function bundleRun(
     }
     names = r.images.filter((i) => i.status === 'done').map((i) => i.name);
     out(`Pulled ${names.length} image${names.length === 1 ? '' : 's'} into ${r.store}`);
+    if (names.length === 0 && args.shard !== undefined && failures.length === 0) {
+      // More shards than groups of images: this shard is legitimately empty. It is not a
+      // failure (a Kubernetes pod for it must not fail the Job); there is just nothing to write.
+      writeErr(`shard ${args.shard} holds no images of this plan; no bundle written\n`);
+      return 0;
+    }
     if (names.length === 0) {
       for (const line of formatFailures(failures)) writeErr(line);
       throw new FerryError('PULL_FAILED', 'no image could be pulled; no bundle written');

@@ -17,6 +17,8 @@ import { interruptible } from './interrupt.js';
 import {
   IMAGE_LIST_OPTION,
   PLATFORM_OPTION,
+  SHARD_OPTION,
+  shardOf,
   checkConcurrency,
   platformsOf,
   collectRefs,
@@ -51,6 +53,7 @@ interface MirrorArgs extends CommonArgs, ImageSetFlags {
   refs?: string[];
   file?: string[];
   platform?: string[];
+  shard?: string;
 }
 
 export function commonFlags<T>(cmd: Argv<T>): Argv<T> {
@@ -125,6 +128,7 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
               .option('file', IMAGE_LIST_OPTION)
               .option('to', { type: 'string', demandOption: true, describe: 'docker://HOST[:PORT][/PREFIX]' })
               .option('platform', PLATFORM_OPTION)
+              .option('shard', SHARD_OPTION)
               .example('$0 mirror -f images.txt --to docker://registry.local:5000/mirror', 'keep a local registry in step')
               .example('$0 mirror -p profiles/site-a.yaml --to docker://registry.local:5000', 'what a profile selects'),
           ),
@@ -241,6 +245,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
 async function runMirror(args: MirrorArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
   const chunkSize = chunkSizeOf(args['chunk-size']);
+  const shard = shardOf(args.shard);
   const refs = await collectRefs(args.refs, args.file);
   const input = imageSetInput(args, refs, platformsOf(args.platform));
   if (refs.length === 0 && !isImageSetRun(input))
@@ -263,6 +268,7 @@ async function runMirror(args: MirrorArgs): Promise<number> {
         ...access,
         signal,
         onEvent: (e) => v.onEvent(e),
+        ...(shard ? { shard } : {}),
       }),
     () => v.finish(),
   );

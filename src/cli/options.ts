@@ -4,6 +4,7 @@ import type { Argv } from 'yargs';
 import { loadDockerConfig, type Credential, type CredentialSource } from '../auth/index.js';
 import { readImageList } from '../commands/image-list.js';
 import { parsePlatform, type PlatformSpec } from '../oci/platform.js';
+import { parseShard, type ShardSpec } from '../copy/shard.js';
 import { UsageError } from '../util/errors.js';
 import { bundleInputKind } from '../util/fsutil.js';
 
@@ -162,4 +163,16 @@ export async function requireBundleFile(file: string, directoryHint = `for an OC
   if (st.isDirectory()) throw new UsageError(`${file} is a directory`, { hint: directoryHint });
   // A device (a symlink to /dev/zero) never ends: only regular files and FIFOs are read.
   await bundleInputKind(file);
+}
+
+/** --shard K/N on pull, bundle, mirror and plan (copy/shard.ts). */
+export const SHARD_OPTION = {
+  type: 'string',
+  describe:
+    'carry only shard K of N (1-based, N ≤ 1000) of the planned images: the same partition on every machine for the same plan; images sharing layers stay together',
+} as const;
+
+/** --shard → ShardSpec (usage error, exit 2, when malformed). */
+export function shardOf(value: string | undefined): ShardSpec | undefined {
+  return value === undefined ? undefined : parseShard(value);
 }

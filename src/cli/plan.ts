@@ -13,6 +13,8 @@ import { interruptible } from './interrupt.js';
 import {
   IMAGE_LIST_OPTION,
   PLATFORM_OPTION,
+  SHARD_OPTION,
+  shardOf,
   checkConcurrency,
   collectRefs,
   imageSetFlags,
@@ -35,6 +37,7 @@ interface PlanArgs extends RegistryFlags, ImageSetFlags {
   baseKey?: string;
   concurrency: number;
   json?: boolean;
+  shard?: string;
 }
 
 export function planCommand<T>(y: Argv<T>): Argv<T> {
@@ -55,6 +58,7 @@ export function planCommand<T>(y: Argv<T>): Argv<T> {
           })
           .option('base-key', { type: 'string', describe: 'public key the inventory given with --base must be signed with' })
           .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'manifests resolved at once' })
+          .option('shard', SHARD_OPTION)
           .option('json', { type: 'boolean', describe: 'the plan as one JSON document on stdout' })
           .example('$0 plan -p profiles/site-a.yaml', 'what a profile selects, and what is new since the store')
           .example('$0 plan -p profiles/site-a.yaml -o site-a.lock.json', 'pin it: bundle --lock site-a.lock.json carries exactly this'),
@@ -72,6 +76,8 @@ async function runPlan(args: PlanArgs): Promise<number> {
     throw new UsageError('nothing to plan: give -p PROFILE, --lock LOCK, image references or -f LIST');
   if (args.output !== undefined && isStdin(args.output)) throw new UsageError('-o takes a lock file to write, not -');
   const concurrency = checkConcurrency(args.concurrency);
+  const shard = shardOf(args.shard);
+  if (shard && args.output !== undefined) throw new UsageError('-o writes the lock of the whole plan; leave out --shard');
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
   const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
   if (args.baseKey !== undefined && args.base === undefined) throw new UsageError('--base-key checks the inventory given with --base');
@@ -86,6 +92,7 @@ async function runPlan(args: PlanArgs): Promise<number> {
       concurrency,
       ...access,
       signal,
+      ...(shard ? { shard } : {}),
     }),
   );
   if (args.json) jsonLine({ type: 'report', ...report });
@@ -95,7 +102,8 @@ async function runPlan(args: PlanArgs): Promise<number> {
 
 function printPlan(r: PlanReport, lockFile: string | undefined): void {
   const from = r.origin?.names.length ? ` of ${r.origin.names.join(', ')}` : '';
-  writeOut(`Plan${from}, compared with ${r.store}:\n`);
+  const part = r.shard ? ` (shard ${r.shard.index} of ${r.shard.count})` : '';
+  writeOut(`Plan${from}${part}, compared with ${r.store}:\n`);
   for (const i of r.images) {
     const platforms = i.platforms.length ? `  ${i.platforms.join(', ')}` : '';
     const fresh = i.newBytes === 0 ? 'all present' : `${formatBytes(i.newBytes)} new`;

@@ -11,6 +11,8 @@ import { formatBytes, formatDuration, formatRate } from './format.js';
 import {
   IMAGE_LIST_OPTION,
   PLATFORM_OPTION,
+  SHARD_OPTION,
+  shardOf,
   checkConcurrency,
   collectRefs,
   platformsOf,
@@ -32,6 +34,7 @@ interface PullArgs extends RegistryFlags, ImageSetFlags {
   platform?: string[];
   concurrency: number;
   json?: boolean;
+  shard?: string;
 }
 
 export function pullCommand<T>(y: Argv<T>): Argv<T> {
@@ -49,6 +52,7 @@ export function pullCommand<T>(y: Argv<T>): Argv<T> {
           .option('file', IMAGE_LIST_OPTION)
           .option('store', { type: 'string', describe: `OCI layout to pull into (default $FERRY_STORE or ${DEFAULT_STORE})` })
           .option('platform', PLATFORM_OPTION)
+          .option('shard', SHARD_OPTION)
           .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
           .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' })
           .example('$0 pull nginx:1.27 ghcr.io/org/app:2.1', 'pull two images into ./ferry-store')
@@ -68,6 +72,7 @@ async function runPull(args: PullArgs): Promise<number> {
   if (refs.length === 0 && input.profiles.length === 0 && input.lock === undefined)
     throw new UsageError('nothing to pull: give image references, -f LIST, -p PROFILE or --lock LOCK');
   const concurrency = checkConcurrency(args.concurrency);
+  const shard = shardOf(args.shard);
   const platforms = input.platforms ?? [];
   const access = await registryAccess(args, (args.file ?? []).some(isStdin));
   const store = args.store ?? process.env.FERRY_STORE ?? DEFAULT_STORE;
@@ -88,6 +93,7 @@ async function runPull(args: PullArgs): Promise<number> {
         ...access,
         signal,
         onEvent: (e) => view.onEvent(e),
+        ...(shard ? { shard } : {}),
       }),
     () => view.finish(),
   );

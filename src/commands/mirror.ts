@@ -8,6 +8,7 @@ import type { EventSink } from '../copy/events.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { planCopy, type CopyItem } from '../copy/plan.js';
+import { shardPlan, type ShardSpec } from '../copy/shard.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 import { parseLocation } from '../transports/table.js';
 import { RegistryClient } from '../transports/registry/client.js';
@@ -37,6 +38,8 @@ export interface MirrorOptions extends RegistryAccessOptions {
   chunkSize?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
+  /** Send only this shard of the planned images (copy/shard.ts); the whole set is planned. */
+  shard?: ShardSpec;
 }
 
 export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
@@ -94,26 +97,28 @@ export async function mirror(opts: MirrorOptions): Promise<LoadReport> {
       dest,
       { scoped: !!opts.scoped },
     );
-    const plan = await planCopy(items, {
+    const whole = await planCopy(items, {
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
     const setFailures = (opts.setFailures ?? []).map((f) => ({ name: f.name, source: f.where, error: f.error }));
-    plan.failures.unshift(...setFailures);
-    if (opts.allOrNothing && plan.failures.length > 0) {
-      // Nothing is sent: the report lists what did not resolve.
+    whole.failures.unshift(...setFailures);
+    if (opts.allOrNothing && whole.failures.length > 0) {
+      // Nothing is sent: the report lists what did not resolve (every shard stops alike).
       return {
         source: `${items.length} reference${items.length === 1 ? '' : 's'}`,
         destination: formatLoadDestination(dest),
         images: [],
-        failures: collectFailures(plan.failures, []),
+        failures: collectFailures(whole.failures, []),
         blobs: { total: 0, fetched: 0, skipped: 0, failed: 0, bytesFetched: 0, bytesSkipped: 0 },
         mapping: {},
         durationMs: Date.now() - started,
         stopped: true,
       };
     }
+    // Failures of the whole plan are reported by shard 1 only (copy/shard.ts).
+    const plan = opts.shard ? shardPlan(whole, opts.shard) : whole;
     const sources = items.map((i) => i.source as RegistrySource);
     // The destination's client is closed with the others below (it may also be a source's).
     const target = new RegistryDestination(clientFor(dest.host), {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { BundleBase } from '../bundle/base.js';
 import type { EventSink } from '../copy/events.js';
 import { planCopy, type CopyItem, type PlannedImage } from '../copy/plan.js';
+import { shardPlan, type ShardSpec } from '../copy/shard.js';
 import { eachLimit } from '../copy/scheduler.js';
 import type { Digest } from '../oci/digest.js';
 import { formatPlatform } from '../oci/platform.js';
@@ -32,6 +33,8 @@ export interface PlanOptions extends RegistryAccessOptions {
   concurrency?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
+  /** Report only this shard of the plan (what `--shard K/N` would carry); no lock is written then. */
+  shard?: ShardSpec;
 }
 
 export interface PlanImage {
@@ -69,6 +72,7 @@ export interface PlanReport {
   };
   failures: Failure[];
   lock?: { file: string; digest: Digest };
+  shard?: ShardSpec;
 }
 
 export async function plan(opts: PlanOptions): Promise<PlanReport> {
@@ -100,11 +104,14 @@ export async function plan(opts: PlanOptions): Promise<PlanReport> {
       name: i.name,
       ...(i.platforms ? { platforms: i.platforms } : {}),
     }));
-    const copyPlan = await planCopy(items, {
+    const whole = await planCopy(items, {
       concurrency,
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
+    // A shard is previewed as its run would carry it (copy/shard.ts): its images, their blobs.
+    const copyPlan = opts.shard ? shardPlan(whole, opts.shard) : whole;
+    if (opts.shard && opts.lockFile !== undefined) throw new UsageError('-o writes the lock of the whole plan; leave out --shard');
     // What the store holds, asked once per unique blob or manifest (a stat each).
     const sizes = new Map<string, number>();
     for (const b of copyPlan.blobs) sizes.set(b.desc.digest, b.desc.size);
@@ -140,7 +147,11 @@ export async function plan(opts: PlanOptions): Promise<PlanReport> {
         newBytes += size;
       }
     }
-    const setFailures = set.failures.map((f) => ({ name: f.name, source: f.where, error: f.error }));
+    const setFailures = (opts.shard && opts.shard.index !== 1 ? [] : set.failures).map((f) => ({
+      name: f.name,
+      source: f.where,
+      error: f.error,
+    }));
     const failures = collectFailures([...setFailures, ...copyPlan.failures], []);
     const report: PlanReport = {
       store,
@@ -148,6 +159,7 @@ export async function plan(opts: PlanOptions): Promise<PlanReport> {
       images: planned,
       totals: { images: planned.length, blobs: sizes.size, bytes, newBlobs, newBytes, ...(base ? { baseNewBytes } : {}) },
       failures,
+      ...(opts.shard ? { shard: opts.shard } : {}),
     };
     if (opts.lockFile !== undefined && (failures.length === 0 || opts.keepGoing)) {
       const lock: Lock = {

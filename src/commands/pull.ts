@@ -18,6 +18,7 @@ import type { EventSink } from '../copy/events.js';
 import { executeCopy } from '../copy/execute.js';
 import type { DestinationReport } from '../copy/report.js';
 import { planCopy, type CopyItem } from '../copy/plan.js';
+import { shardPlan, type ShardSpec } from '../copy/shard.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 import { collectFailures, type Failure } from './report.js';
 
@@ -42,6 +43,11 @@ export interface PullOptions extends RegistryAccessOptions {
   concurrency?: number;
   signal?: AbortSignal;
   onEvent?: EventSink;
+  /**
+   * Carry only this shard of the planned images (copy/shard.ts). The whole set is planned
+   * (manifests only) so every shard computes the same partition.
+   */
+  shard?: ShardSpec;
 }
 
 export interface PullReport extends DestinationReport {
@@ -155,7 +161,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
     }
     dest = await OciLayoutDestination.open(opts.store);
     const store = dest.store;
-    const plan = await planCopy(items, {
+    const whole = await planCopy(items, {
       // Child manifests of an index the store already holds (read verified against their digest).
       localManifests: async (digest) =>
         (await store.hasBlob(digest))
@@ -165,10 +171,13 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
       ...(opts.signal ? { signal: opts.signal } : {}),
       ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     });
-    const setFailures = (opts.setFailures ?? []).map((f) => ({ name: f.name, source: f.where, error: f.error }));
-    if (opts.allOrNothing && (plan.failures.length > 0 || setFailures.length > 0)) {
+    const allSetFailures = (opts.setFailures ?? []).map((f) => ({ name: f.name, source: f.where, error: f.error }));
+    // All-or-nothing looks at the whole plan, so every shard stops alike. Unplaceable failures
+    // (nothing resolved, no blobs known) are reported by shard 1 only.
+    const setFailures = !opts.shard || opts.shard.index === 1 ? allSetFailures : [];
+    if (opts.allOrNothing && (whole.failures.length > 0 || allSetFailures.length > 0)) {
       // Nothing is transferred: every image that did resolve is reported as not attempted.
-      const failures = collectFailures([...setFailures, ...plan.failures], []);
+      const failures = collectFailures([...allSetFailures, ...whole.failures], []);
       return {
         images: [],
         blobs: { ...EMPTY_BLOB_STATS },
@@ -178,6 +187,7 @@ export async function pull(opts: PullOptions): Promise<PullReport> {
         stopped: true,
       };
     }
+    const plan = opts.shard ? shardPlan(whole, opts.shard) : whole;
     const report = await executeCopy(plan, sources, dest, {
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       ...(opts.signal ? { signal: opts.signal } : {}),
