@@ -13,6 +13,7 @@ import { RegistryClient } from '../../../src/transports/registry/client.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { ferry } from '../../helpers/cli.js';
+import { makeKeyPair } from '../../helpers/keys.js';
 import { pushLayers } from '../../helpers/tagged-registry.js';
 
 afterAll(cleanupHarness);
@@ -33,6 +34,7 @@ let client: RegistryClient;
 let work: string;
 let store: string;
 let volumes: string[];
+let keys: { key: string; pub: string };
 const refs: Record<string, string> = {};
 const digests: Record<string, string> = {};
 let report: { setId: string; duplicatedBytes: number; uniqueBytes: number; volumes: Array<{ output: string; fileSize: number }> };
@@ -88,6 +90,7 @@ beforeAll(async () => {
   }
   work = createTempDir('volumes');
   store = path.join(work, 'store');
+  keys = makeKeyPair(work, 'vol', 'ed25519');
   const r = await ferry([
     'bundle',
     ...Object.values(refs),
@@ -99,6 +102,8 @@ beforeAll(async () => {
     'none',
     '--volume-size',
     String(VOLUME),
+    '--sign-key',
+    keys.key,
     '--json',
   ]);
   ok(r);
@@ -150,7 +155,9 @@ describe('ferry bundle --volume-size', () => {
 
   it('each volume verifies, inspects and loads alone into a fresh layout and a fresh registry', async () => {
     for (const [n, v] of volumes.entries()) {
-      ok(await ferry(['verify', v]));
+      // Signed as any bundle: the signature covers its ferry-bundle.json, the set's listing included.
+      ok(await ferry(['verify', v, '--key', keys.pub, '--require-signature']));
+      expect(existsSync(`${v}.sig`)).toBe(true);
       const shown = await ferry(['inspect', v]);
       ok(shown);
       expect(shown.stdout).toContain(`volume ${n + 1} of 3 of set ${report.setId}`);
