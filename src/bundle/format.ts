@@ -145,6 +145,27 @@ export const BundleManifestSchema = z.strictObject({
         .max(LIMITS.maxMembers),
     })
     .optional(),
+  /**
+   * One volume of a set written with --volume-size: the set's id (sha256 of its sorted
+   * `ref@digest` lines), this volume's number (1-based), the count, and which images every
+   * volume of the set holds. Version 2.
+   */
+  volume: z
+    .strictObject({
+      setId: Sha256Digest,
+      number: z.number().int().min(1).max(100_000),
+      count: z.number().int().min(1).max(100_000),
+      images: z
+        .array(
+          z.strictObject({
+            volume: z.number().int().min(1).max(100_000),
+            refs: z.array(z.string().min(1).max(LIMITS.maxReferenceLength)).max(LIMITS.maxImages),
+          }),
+        )
+        .max(100_000),
+    })
+    .refine((v) => v.number <= v.count, 'number must be at most count')
+    .optional(),
   totals: z.strictObject({
     images: Size,
     /** Unique blobs (manifests, configs, layers). */
@@ -187,12 +208,15 @@ export function parseBundleManifest(bytes: Uint8Array, label: string): BundleMan
       .join('; ');
     throw new IntegrityError('MANIFEST_INVALID', `${label}: ferry-bundle.json does not match the format v${fv} schema: ${detail}`);
   }
-  // Each version exactly: imageSet is a version 2 field.
-  if (r.data.imageSet !== undefined && r.data.formatVersion !== BUNDLE_FORMAT_VERSION_IMAGE_SET) {
-    throw new IntegrityError(
-      'MANIFEST_INVALID',
-      `${label}: ferry-bundle.json does not match the format v${fv} schema: imageSet: unknown field`,
-    );
+  // Each version exactly: imageSet, base and volume are version 2 fields.
+  if (r.data.formatVersion !== BUNDLE_FORMAT_VERSION_IMAGE_SET) {
+    for (const field of ['imageSet', 'base', 'volume'] as const) {
+      if (r.data[field] === undefined) continue;
+      throw new IntegrityError(
+        'MANIFEST_INVALID',
+        `${label}: ferry-bundle.json does not match the format v${fv} schema: ${field}: unknown field`,
+      );
+    }
   }
   return r.data;
 }

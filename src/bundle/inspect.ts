@@ -35,6 +35,8 @@ export interface InspectResult {
   imageSet?: BundleManifest['imageSet'];
   /** A differential bundle's base and the blobs it relies on. */
   base?: BundleManifest['base'];
+  /** One volume of a set (--volume-size): its number, the count, the set id and which volume holds which images. */
+  volume?: BundleManifest['volume'];
   /** Bundles: sha256 of ferry-bundle.json, the blobs carried and those relied on (what `bundle --base` of this output needs). */
   manifestDigest?: string;
   blobDigests?: string[];
@@ -101,6 +103,7 @@ export async function inspect(source: string, opts: { key?: string } = {}): Prom
     created: manifest.created,
     ...(manifest.imageSet ? { imageSet: manifest.imageSet } : {}),
     ...(manifest.base ? { base: manifest.base } : {}),
+    ...(manifest.volume ? { volume: manifest.volume } : {}),
     ...(checked.manifestDigest ? { manifestDigest: checked.manifestDigest } : {}),
     blobDigests: manifest.members.flatMap((m) => (m.digest ? [m.digest] : [])),
     baseDigests: (manifest.base?.blobs ?? []).map((b) => b.digest),

@@ -67,6 +67,8 @@ export interface WriteBundleOptions {
    * carried) and listed in ferry-bundle.json as relied on.
    */
   base?: BundleBase;
+  /** One volume of a set (--volume-size), recorded in ferry-bundle.json (version 2). */
+  volume?: BundleManifest['volume'];
   /** Stops the write (Ctrl-C): the streams in flight are destroyed, the temp bundle and spools removed. */
   signal?: AbortSignal;
 }
@@ -409,7 +411,7 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
     };
     const manifest: BundleManifest = {
       mediaType: BUNDLE_MANIFEST_MEDIA_TYPE,
-      formatVersion: opts.imageSet || opts.base ? BUNDLE_FORMAT_VERSION_IMAGE_SET : BUNDLE_FORMAT_VERSION,
+      formatVersion: opts.imageSet || opts.base || opts.volume ? BUNDLE_FORMAT_VERSION_IMAGE_SET : BUNDLE_FORMAT_VERSION,
       tool: { name: 'ferry', version: TOOL_VERSION },
       created: (opts.created ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z'),
       images: plan.images,
@@ -423,6 +425,7 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
             },
           }
         : {}),
+      ...(opts.volume ? { volume: opts.volume } : {}),
       totals,
     };
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');

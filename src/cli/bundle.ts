@@ -5,7 +5,14 @@ import { formatFailures } from './failures.js';
 import type { Failure } from '../commands/report.js';
 import { DEFAULT_STORE, pull } from '../commands/pull.js';
 import { onlyIntegrityFailures } from '../commands/report.js';
-import { NothingToCarryError, writeBundle, type BundleCompression, type BundleEvent, type BundleReport } from '../bundle/writer.js';
+import {
+  NothingToCarryError,
+  writeBundle,
+  type BundleCompression,
+  type BundleEvent,
+  type BundleReport,
+  type WriteBundleOptions,
+} from '../bundle/writer.js';
 import { OciLayout } from '../transports/oci/layout.js';
 import { AbortedError, FerryError, IntegrityError, UsageError, pathError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
@@ -32,6 +39,8 @@ import { open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { PlatformSpec } from '../oci/platform.js';
 import { tempNameFor } from '../util/fsutil.js';
+import { parseVolumeSize } from '../bundle/volumes.js';
+import { writeVolumeSet } from '../bundle/volume-writer.js';
 
 export interface BundleArgs extends RegistryFlags, ImageSetFlags {
   sources?: string[];
@@ -49,6 +58,8 @@ export interface BundleArgs extends RegistryFlags, ImageSetFlags {
   shard?: string;
   /** Tests: no output. */
   quiet?: boolean;
+  volumeSize?: string;
+  allowSpanning?: boolean;
 }
 
 export function bundleCommand<T>(y: Argv<T>): Argv<T> {
@@ -87,10 +98,21 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
           })
           .option('base-key', { type: 'string', describe: 'public key the inventory given with --base must be signed with' })
           .option('json', { type: 'boolean', describe: 'machine-readable events and final report on stdout' })
+          .option('volume-size', {
+            type: 'string',
+            describe:
+              'split into volumes NAME.001.ferry, NAME.002.ferry, … each at most SIZE and each a complete bundle (whole images; ' +
+              'K/M/G/T = 10^3/10^6/10^9/10^12, KiB/MiB/GiB/TiB = 2^10…2^40; e.g. 4.7G, 25GB, 512MiB)',
+          })
+          .option('allow-spanning', {
+            type: 'boolean',
+            describe: 'let an image larger than --volume-size span volumes (not supported yet)',
+          })
           .example('$0 bundle -p profiles/site-a.yaml --sign-key key.pem', 'a profile, into bundles/site-a-<date>.ferry, signed')
           .example('$0 bundle --lock site-a.lock.json -o site-a.ferry', 'exactly what a plan pinned')
           .example('$0 bundle nginx:1.27 redis:7 -o images.ferry --sign-key key.pem', 'two images, signed')
           .example('$0 bundle --from-store --store /srv/store -o all.ferry', 'everything already in a store')
+          .example('$0 bundle --lock site-a.lock.json -o dvd.ferry --volume-size 4.7G', 'DVD-sized volumes dvd.001.ferry, dvd.002.ferry, …')
           .example('$0 bundle --lock site-a.lock.json --base site-a.inventory.json -o update.ferry', 'only what the far side lacks'),
       ) as unknown as Argv<BundleArgs>,
     async (args) => {
@@ -110,6 +132,15 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     });
   }
   const setRun = isImageSetRun(input);
+  const volumeSize = args.volumeSize !== undefined ? parseVolumeSize(args.volumeSize) : undefined;
+  if (args.allowSpanning) {
+    throw new UsageError('--allow-spanning is not supported yet: every image must fit in one volume', {
+      hint: 'choose a --volume-size larger than the largest image',
+    });
+  }
+  if (volumeSize !== undefined && args.base !== undefined) {
+    throw new UsageError('--volume-size cannot be combined with --base yet');
+  }
   if (refs.length === 0 && !args.fromStore && !setRun) {
     throw new UsageError('nothing to bundle: give image references, -f LIST, -p PROFILE, --lock LOCK or --from-store');
   }
@@ -136,7 +167,7 @@ export async function runBundle(args: BundleArgs): Promise<number> {
   // Ctrl-C stops as pull does: exit 130, the store keeps only verified blobs, the temp bundle
   // and its zstd spools are removed (writeBundle's own cleanup, reached because the run ends).
   return interruptible((signal) =>
-    bundleRun({ ...args, output }, refs, set, base, platforms, storeDir, access, signal).catch((err: unknown) => {
+    bundleRun({ ...args, output }, refs, set, base, platforms, storeDir, access, signal, volumeSize).catch((err: unknown) => {
       if (!signal.aborted) throw err;
       throw new AbortedError(`interrupted: no bundle written (${path.resolve(output)} untouched; the store keeps what was pulled)`);
     }),
@@ -178,6 +209,7 @@ async function bundleRun(
   storeDir: string,
   access: Awaited<ReturnType<typeof registryAccess>> | undefined,
   signal: AbortSignal,
+  volumeSize?: number,
 ): Promise<number> {
   const out = (line: string): void => {
     if (!args.quiet && !args.json) writeErr(`${line}\n`);
@@ -243,26 +275,49 @@ async function bundleRun(
     else if (e.kind === 'warning') writeErr(`warning: ${e.message}\n`);
     else if (e.kind === 'compress') out(`compressed ${e.digest.slice(0, 19)}: ${formatBytes(e.size)} → ${formatBytes(e.storedSize)}`);
   };
+  const writeOptions: WriteBundleOptions = {
+    store,
+    ...(args.fromStore ? {} : { refs: names! }),
+    output: args.output,
+    compression: args.compression,
+    signal,
+    ...(args.signKey !== undefined ? { signKey: args.signKey } : {}),
+    ...(base ? { base } : {}),
+    ...(set.origin
+      ? {
+          imageSet: {
+            profiles: set.origin.profiles.map((p) => ({ name: p.name, digest: p.digest })),
+            ...(set.origin.lock ? { lock: { digest: set.origin.lock.digest } } : {}),
+          },
+        }
+      : {}),
+    onEvent,
+  };
+  if (volumeSize !== undefined) {
+    const vs = await writeVolumeSet({ ...writeOptions, volumeSize });
+    const failuresFile = failures.length > 0 ? await writeFailuresFile(args.output, 'bundle', failures, set.origin) : undefined;
+    if (!args.quiet) {
+      if (args.json) jsonLine({ type: 'report', ...vs, failures, ...(failuresFile ? { failuresFile } : {}) });
+      else {
+        for (const v of vs.volumes) {
+          writeOut(
+            `Wrote ${v.output} (volume ${v.number} of ${vs.volumes.length}): ${v.totals.images} images, ${formatBytes(v.fileSize)}` +
+              `${v.signature ? `; signature ${v.signature}` : ''}\n`,
+          );
+        }
+        writeOut(
+          `Volume set ${vs.setId}: ${vs.volumes.length} volumes of at most ${formatBytes(vs.volumeSize)}; ` +
+            `${formatBytes(vs.uniqueBytes)} unique, ${vs.duplicatedBytes} bytes carried more than once\n`,
+        );
+      }
+    }
+    if (failuresFile)
+      writeErr(`${failures.length} image${failures.length === 1 ? '' : 's'} not carried (--keep-going); listed in ${failuresFile}\n`);
+    return failures.length > 0 ? 1 : 0;
+  }
   let report: BundleReport;
   try {
-    report = await writeBundle({
-      store,
-      ...(args.fromStore ? {} : { refs: names! }),
-      output: args.output,
-      compression: args.compression,
-      signal,
-      ...(args.signKey !== undefined ? { signKey: args.signKey } : {}),
-      ...(base ? { base } : {}),
-      ...(set.origin
-        ? {
-            imageSet: {
-              profiles: set.origin.profiles.map((p) => ({ name: p.name, digest: p.digest })),
-              ...(set.origin.lock ? { lock: { digest: set.origin.lock.digest } } : {}),
-            },
-          }
-        : {}),
-      onEvent,
-    });
+    report = await writeBundle(writeOptions);
   } catch (err) {
     // A differential bundle with nothing to carry: the far side is up to date. Said, exit 0.
     if (!(err instanceof NothingToCarryError)) throw err;

@@ -48,6 +48,15 @@ export async function runInspect(args: InspectArgs): Promise<number> {
     const bytes = r.base.blobs.reduce((n, b) => n + b.size, 0);
     lines.push(`${describeBase(r.base)}; relies on the destination holding ${r.base.blobs.length} blobs (${formatBytes(bytes)})`);
   }
+  if (r.volume) {
+    const v = r.volume;
+    lines.push(`volume ${v.number} of ${v.count} of set ${v.setId}`);
+    // The other volumes' images: what is still needed, volume by volume, for the whole set.
+    for (const other of v.images) {
+      if (other.volume === v.number) continue;
+      lines.push(`  volume ${other.volume} holds: ${other.refs.map((ref) => safeField(ref)).join(', ') || '-'}`);
+    }
+  }
   if (r.imageSet) {
     const profiles = r.imageSet.profiles.map((p) => `${safeField(p.name)} (${p.digest.slice(0, 19)})`).join(', ');
     lines.push(`planned from: ${profiles || 'a lock file'}${r.imageSet.lock ? `; lock ${r.imageSet.lock.digest}` : ''}`);

@@ -5,7 +5,7 @@ import { formatFailures } from './failures.js';
 import { DEFAULT_CONCURRENCY } from '../commands/registry-access.js';
 import { onlyIntegrityFailures } from '../commands/report.js';
 import { splitCommandLine } from '../transports/containerd/ctr.js';
-import { load, type LoadReport } from '../commands/load.js';
+import { load, loadEach, type LoadOptions, type LoadReport } from '../commands/load.js';
 import { mirror } from '../commands/mirror.js';
 import { isImageSetRun, resolveImageSet } from '../commands/image-set.js';
 import { imageSetInput, stoppedMessage } from './image-set.js';
@@ -40,7 +40,8 @@ export interface CommonArgs extends RegistryFlags {
 }
 
 interface LoadArgs extends CommonArgs {
-  source: string;
+  /** One source, or several bundle files (the volumes of a set). */
+  sources: string[];
   platform?: string[];
   key?: string;
   'require-signature'?: boolean;
@@ -78,16 +79,18 @@ export function commonFlags<T>(cmd: Argv<T>): Argv<T> {
 export function loadCommand<T>(y: Argv<T>): Argv<T> {
   return y
     .command<LoadArgs>(
-      'load <source>',
+      'load <sources..>',
       'Load a bundle (or an OCI layout or archive) into an OCI layout, a registry, Docker Engine or containerd',
       (cmd) =>
         registryFlags(
           commonFlags(
             cmd
-              .positional('source', {
+              .positional('sources', {
                 type: 'string',
+                array: true,
                 demandOption: true,
-                describe: 'bundle file, - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]',
+                describe:
+                  'bundle file(s) (several: the volumes of a set, loaded one by one), - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]',
               })
               .option('to', {
                 type: 'string',
@@ -106,6 +109,7 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
               })
               .example('$0 load images.ferry --to docker://registry.local:5000/mirror', 'push every image under mirror/')
               .example('$0 load images.ferry --key pub.pem --to containerd', 'import into containerd (namespace k8s.io)')
+              .example('$0 load dvd.*.ferry --to oci:/srv/store', 'every volume of a set, in any order')
               .example('cat images.ferry | $0 load - --to docker-daemon', 'load into Docker Engine from a pipe'),
           ),
         ) as unknown as Argv<LoadArgs>,
@@ -214,32 +218,51 @@ async function runLoad(args: LoadArgs): Promise<number> {
   onlyFor('--snapshotter', args.snapshotter !== undefined, 'containerd', 'a containerd destination');
   onlyFor('--scoped', !!args.scoped, 'registry', 'a registry destination (docker://HOST[/PREFIX])');
   onlyFor('--chunk-size', args['chunk-size'] !== undefined, 'registry', 'a registry destination (docker://HOST[/PREFIX])');
-  const fromStdin = isStdin(args.source.replace(/^bundle:/, ''));
+  const sources = args.sources;
+  if (sources.length > 1) {
+    // Several sources are bundle files only: a pipe or a store is one source on its own.
+    const single = sources.find((s) => isStdin(s.replace(/^bundle:/, '')) || /^(oci|oci-archive|docker-archive):/.test(s));
+    if (single !== undefined) throw new UsageError(`${single} is a source on its own; several sources must all be bundle files`);
+  }
+  const fromStdin = sources.length === 1 && isStdin(sources[0]!.replace(/^bundle:/, ''));
   if (fromStdin && args['password-stdin']) throw new UsageError('--password-stdin cannot be used when the bundle is read from stdin');
   const access = await registryAccess(args, fromStdin);
   const ctr = args.ctr === undefined ? undefined : ctrCommand(args.ctr);
   const { mode, view: v } = await view(args);
-  const report = await interruptible(
-    (signal) =>
-      load({
-        source: args.source,
-        to: args.to,
-        ...(args.key !== undefined ? { key: args.key } : {}),
-        ...(args['require-signature'] ? { requireSignature: true } : {}),
-        ...(args.scoped ? { scoped: true } : {}),
-        ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),
-        ...(ctr ? { ctr } : {}),
-        ...(chunkSize ? { chunkSize } : {}),
-        ...(args.snapshotter ? { snapshotter: args.snapshotter } : {}),
-        ...(args.unpack === false ? { unpack: false } : {}),
-        concurrency,
-        ...access,
-        signal,
-        onEvent: (e) => v.onEvent(e),
-      }),
+  const common = (signal: AbortSignal): Omit<LoadOptions, 'source'> => ({
+    to: args.to,
+    ...(args.key !== undefined ? { key: args.key } : {}),
+    ...(args['require-signature'] ? { requireSignature: true } : {}),
+    ...(args.scoped ? { scoped: true } : {}),
+    ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),
+    ...(ctr ? { ctr } : {}),
+    ...(chunkSize ? { chunkSize } : {}),
+    ...(args.snapshotter ? { snapshotter: args.snapshotter } : {}),
+    ...(args.unpack === false ? { unpack: false } : {}),
+    concurrency,
+    ...access,
+    signal,
+    onEvent: (e) => v.onEvent(e),
+  });
+  if (sources.length === 1) {
+    const report = await interruptible(
+      (signal) => load({ ...common(signal), source: sources[0]! }),
+      () => v.finish(),
+    );
+    return finish(report, args, mode, 'Loaded');
+  }
+  const { report, refused } = await interruptible(
+    (signal) => loadEach(sources, common(signal)),
     () => v.finish(),
   );
-  return finish(report, args, mode, 'Loaded');
+  const code = await finish(report, args, mode, 'Loaded');
+  if (refused.length === 0) return code;
+  // A refused bundle (damaged, bad signature) is an integrity failure of that bundle: exit 3
+  // when every failure is one, as for a single bundle.
+  const integrity =
+    refused.every((r) => r.error.exitCode === 3) &&
+    report.failures.every((f) => refused.some((r) => r.source === f.name) || onlyIntegrityFailures([f]));
+  return integrity ? 3 : Math.max(code, 1);
 }
 
 async function runMirror(args: MirrorArgs): Promise<number> {

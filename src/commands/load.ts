@@ -18,7 +18,7 @@ import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { formatLoadDestination, openSource, parseLoadDestination, parseLocation } from '../transports/table.js';
 import type { OpenedImages } from '../transports/types.js';
-import { UsageError } from '../util/errors.js';
+import { FerryError, UsageError } from '../util/errors.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 import { collectFailures, type Failure } from './report.js';
 import { writePlan } from './write.js';
@@ -170,4 +170,61 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
   } finally {
     await src.close();
   }
+}
+
+/**
+ * Several bundle files (the volumes of a set, `ferry load NAME.*.ferry`), loaded one after the
+ * other, each as `load` loads one (all or nothing per bundle). A bundle that cannot be read or
+ * fails its checks is a failure of that bundle only: the others still load. The report sums them.
+ */
+export async function loadEach(
+  sources: readonly string[],
+  opts: Omit<LoadOptions, 'source'>,
+): Promise<{ report: LoadReport; refused: Array<{ source: string; error: FerryError }> }> {
+  const started = Date.now();
+  const reports: LoadReport[] = [];
+  const refused: Array<{ source: string; error: FerryError }> = [];
+  for (const source of sources) {
+    opts.signal?.throwIfAborted();
+    try {
+      reports.push(await load({ ...opts, source }));
+    } catch (err) {
+      // Usage errors and interruptions are about the whole run, not one volume.
+      if (!(err instanceof FerryError) || err instanceof UsageError || opts.signal?.aborted) throw err;
+      refused.push({ source, error: err });
+    }
+  }
+  const signatures = new Set(reports.map((r) => r.signature));
+  const failures: Failure[] = [
+    ...reports.flatMap((r) => r.failures),
+    ...refused.map(({ source, error }) => ({
+      name: source,
+      error: error.message,
+      errorCode: error.code,
+      ...(error.hint !== undefined ? { hint: error.hint } : {}),
+    })),
+  ];
+  const sum = (pick: (b: LoadBlobStats) => number | undefined): number => reports.reduce((n, r) => n + (pick(r.blobs) ?? 0), 0);
+  const mounted = sum((b) => b.mounted);
+  const blobs: LoadBlobStats = {
+    total: sum((b) => b.total),
+    fetched: sum((b) => b.fetched),
+    skipped: sum((b) => b.skipped),
+    failed: sum((b) => b.failed),
+    bytesFetched: sum((b) => b.bytesFetched),
+    bytesSkipped: sum((b) => b.bytesSkipped),
+    ...(mounted > 0 ? { mounted } : {}),
+  };
+  const report: LoadReport = {
+    source: sources.join(', '),
+    destination: reports[0]?.destination ?? formatLoadDestination(parseLoadDestination(opts.to)),
+    // One word for all of them only when they agree.
+    ...(signatures.size === 1 && reports[0]?.signature ? { signature: reports[0].signature } : {}),
+    images: reports.flatMap((r) => r.images),
+    failures,
+    blobs,
+    mapping: Object.assign({}, ...reports.map((r) => r.mapping)) as Record<string, MappingEntry>,
+    durationMs: Date.now() - started,
+  };
+  return { report, refused };
 }
