@@ -27,12 +27,14 @@ const EXAMPLES: Record<string, string[]> = {
     'ferry bundle --lock site-a.lock.json -o site-a.ferry',
     'ferry bundle nginx:1.27 redis:7 -o images.ferry --sign-key key.pem',
     'ferry bundle --from-store --store /srv/store -o all.ferry',
+    'ferry bundle --lock site-a.lock.json -o dvd.ferry --volume-size 4.7G',
     'ferry bundle --lock site-a.lock.json --base site-a.inventory.json -o update.ferry',
   ],
   verify: ['ferry verify images.ferry --key pub.pem --require-signature'],
   load: [
     'ferry load images.ferry --to docker://registry.local:5000/mirror',
     'ferry load images.ferry --key pub.pem --to containerd',
+    'ferry load dvd.*.ferry --to oci:/srv/store',
     'cat images.ferry | ferry load - --to docker-daemon',
   ],
   mirror: [
