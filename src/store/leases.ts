@@ -13,11 +13,12 @@
  * removed, the way lock.ts takes over a dead holder's lock.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { wait } from '../transports/registry/retry.js';
 import { isStale, newLockToken, takeOver, type LockState } from '../transports/oci/lock.js';
 import { FerryError, LockError, pathError } from '../util/errors.js';
+import { createExclusiveFile } from '../util/fsutil.js';
 
 export const LEASE_DIR = '.ferry-leases';
 export const GC_FILE = 'gc';
@@ -83,25 +84,7 @@ async function removeIfDead(h: LeaseHolder, shared: boolean): Promise<boolean> {
   return true;
 }
 
-/** Create `file` holding `text` if it does not exist; false if it does. */
-async function createExclusive(file: string, text: string): Promise<boolean> {
-  let fh;
-  try {
-    fh = await open(file, 'wx', 0o644);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-  try {
-    await fh.writeFile(text);
-    await fh.close();
-  } catch (err) {
-    await fh.close().catch(() => {});
-    await rm(file, { force: true });
-    throw err;
-  }
-  return true;
-}
+const createExclusive = createExclusiveFile;
 
 /** The live writer leases in `dir` (stale ones are removed on the way). */
 export async function liveLeases(storeDir: string): Promise<LeaseHolder[]> {

@@ -369,3 +369,27 @@ export class NotABundleFileError extends IntegrityError {
     });
   }
 }
+
+/**
+ * Create `file` holding `text` if no file has that name (O_EXCL); false if one does. Never
+ * leaves an empty file behind: a failed write (a full disk) removes what was created, since an
+ * empty lock or lease would hold off every later run.
+ */
+export async function createExclusiveFile(file: string, text: string): Promise<boolean> {
+  let fh;
+  try {
+    fh = await open(file, 'wx', 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    await fh.writeFile(text);
+    await fh.close();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await rm(file, { force: true });
+    throw err;
+  }
+  return true;
+}

@@ -36,8 +36,15 @@ export function tinyImage(content = 'tag listing test layer\n'): { config: Buffe
  */
 export async function pushTagged(client: RegistryClient, repo: string, tags: readonly string[], content?: string): Promise<string> {
   const img = tinyImage(content);
+  await uploadBlobs(client, repo, [img.config, img.layer]);
+  for (const tag of tags) await putManifest(client, repo, tag, img.manifest);
+  return sha256(img.manifest);
+}
+
+/** Monolithic uploads (POST, then one PUT with the digest), as any client may do. */
+async function uploadBlobs(client: RegistryClient, repo: string, blobs: readonly Buffer[]): Promise<void> {
   const scope = `repository:${repo}:pull,push`;
-  for (const blob of [img.config, img.layer]) {
+  for (const blob of blobs) {
     const started = await client.send({ method: 'POST', path: `/v2/${repo}/blobs/uploads/`, scope, expect: [202], what: 'test upload' });
     started.body.resume();
     const location = new URL(started.headers.location as string, started.url);
@@ -54,20 +61,20 @@ export async function pushTagged(client: RegistryClient, repo: string, tags: rea
     });
     done.body.resume();
   }
-  for (const tag of tags) {
-    const res = await client.send({
-      method: 'PUT',
-      path: `/v2/${repo}/manifests/${tag}`,
-      scope,
-      headers: { 'content-type': OCI_MANIFEST },
-      body: img.manifest,
-      contentLength: img.manifest.length,
-      expect: [201],
-      what: `test tag ${tag}`,
-    });
-    res.body.resume();
-  }
-  return sha256(img.manifest);
+}
+
+async function putManifest(client: RegistryClient, repo: string, tag: string, manifest: Buffer): Promise<void> {
+  const res = await client.send({
+    method: 'PUT',
+    path: `/v2/${repo}/manifests/${tag}`,
+    scope: `repository:${repo}:pull,push`,
+    headers: { 'content-type': OCI_MANIFEST },
+    body: manifest,
+    contentLength: manifest.length,
+    expect: [201],
+    what: `test tag ${tag}`,
+  });
+  res.body.resume();
 }
 
 export type PagingMode =
@@ -189,35 +196,8 @@ export async function pushLayers(
       layers: layers.map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(l), size: l.length })),
     }),
   );
-  const scope = `repository:${repo}:pull,push`;
-  for (const blob of [config, ...layers]) {
-    const started = await client.send({ method: 'POST', path: `/v2/${repo}/blobs/uploads/`, scope, expect: [202], what: 'test upload' });
-    started.body.resume();
-    const location = new URL(started.headers.location as string, started.url);
-    location.searchParams.set('digest', sha256(blob));
-    const done = await client.send({
-      method: 'PUT',
-      path: location.toString(),
-      scope,
-      headers: { 'content-type': 'application/octet-stream' },
-      body: blob,
-      contentLength: blob.length,
-      expect: [201],
-      what: 'test upload',
-    });
-    done.body.resume();
-  }
-  const res = await client.send({
-    method: 'PUT',
-    path: `/v2/${repo}/manifests/${tag}`,
-    scope,
-    headers: { 'content-type': OCI_MANIFEST },
-    body: manifest,
-    contentLength: manifest.length,
-    expect: [201],
-    what: `test tag ${tag}`,
-  });
-  res.body.resume();
+  await uploadBlobs(client, repo, [config, ...layers]);
+  await putManifest(client, repo, tag, manifest);
   return {
     digest: sha256(manifest),
     config: sha256(config),

@@ -4,11 +4,11 @@
  * a holder that died (its pid is gone on this host) is taken over, atomically (see takeOver).
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { link, readFile, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { LockError } from '../../util/errors.js';
-import { localHostId, processAlive } from '../../util/fsutil.js';
+import { createExclusiveFile, localHostId, processAlive } from '../../util/fsutil.js';
 import { wait } from '../registry/retry.js';
 
 export const LOCK_FILE = '.ferry.lock';
@@ -177,25 +177,7 @@ async function removeIfStale(file: string, judged: LockState, stale: (s: LockSta
 }
 
 /** Create the lock file holding `token`; false if it exists. Never leaves an empty lock file behind. */
-async function acquire(file: string, token: string): Promise<boolean> {
-  let fh;
-  try {
-    fh = await open(file, 'wx', 0o644);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-  try {
-    await fh.writeFile(token);
-    await fh.close();
-  } catch (err) {
-    // A full disk (ENOSPC) or a failing device: an empty lock would hold off every run.
-    await fh.close().catch(() => {});
-    await rm(file, { force: true });
-    throw err;
-  }
-  return true;
-}
+const acquire = createExclusiveFile;
 
 /** Remove the lock file if it still holds our token (it may have been taken over wrongly). */
 async function release(file: string, token: string): Promise<void> {
