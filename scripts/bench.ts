@@ -32,6 +32,7 @@ import { benchDiff } from './bench-diff.js';
 import { benchPlan } from './bench-plan.js';
 import { benchStore } from './bench-store.js';
 import { benchScale } from './bench-scale.js';
+import { benchVolumes } from './bench-volumes.js';
 import { capture, mb, run, s, type Timed } from './bench-util.js';
 import { generateBigLayerLayout, generateDockerSave } from './corpus/bench-2g.js';
 import { generateCorpus } from './corpus/generate.js';
@@ -209,6 +210,12 @@ async function runDiff(): Promise<void> {
   if (process.argv.includes('--write-docs')) await writeDocs({ diff: diff.table });
 }
 
+async function runVolumes(): Promise<void> {
+  const volumes = await benchVolumes({ cli: CLI, work: WORK, runs: RUNS });
+  console.log(`\n${volumes.table}\n`);
+  if (process.argv.includes('--write-docs')) await writeDocs({ volumes: volumes.table });
+}
+
 async function runPlan(): Promise<void> {
   const plan = await benchPlan({ cli: CLI, work: WORK });
   console.log(`\n${plan.table}\n`);
@@ -217,7 +224,7 @@ async function runPlan(): Promise<void> {
 
 async function main(): Promise<void> {
   if (!existsSync(path.join(DIST, 'bin', 'ferry.mjs'))) throw new Error('dist/bin/ferry.mjs is missing: npm run build');
-  const alone = ['load', 'scale', 'plan', 'diff', 'store'];
+  const alone = ['load', 'scale', 'plan', 'diff', 'store', 'volumes'];
   if (ONLY !== undefined && !alone.includes(ONLY)) {
     throw new Error(`FERRY_BENCH_ONLY=${ONLY}: the sections that run alone are ${alone.join(', ')}`);
   }
@@ -238,6 +245,10 @@ async function main(): Promise<void> {
   }
   if (ONLY === 'store') {
     await runStore();
+    return;
+  }
+  if (ONLY === 'volumes') {
+    await runVolumes();
     return;
   }
   const corpusDir = path.join(WORK, 'corpus');
@@ -686,6 +697,7 @@ async function main(): Promise<void> {
     await runPlan();
     await runDiff();
     await runStore();
+    await runVolumes();
   } finally {
     await reg.stop();
     await cleanupHarness();
