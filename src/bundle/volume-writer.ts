@@ -6,7 +6,7 @@ import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { REF_NAME } from '../transports/oci/layout.js';
 import { FerryError, NotFoundError } from '../util/errors.js';
-import { planBundle, writeBundle, type BundleReport, type WriteBundleOptions } from './writer.js';
+import { NothingToCarryError, planBundle, writeBundle, type BundleReport, type WriteBundleOptions } from './writer.js';
 import { planVolumes, volumeFileName, type VolumeImageInput } from './volumes.js';
 
 export interface VolumeSetReport {
@@ -17,6 +17,8 @@ export interface VolumeSetReport {
   uniqueBytes: number;
   /** Content bytes carried in more than one volume (each extra copy counted). */
   duplicatedBytes: number;
+  /** Differential volumes (--base): the base, the layers every volume leaves out, the images not carried at all. */
+  base?: { record: NonNullable<BundleReport['base']>['record']; blobs: number; bytes: number; unchanged: string[] };
 }
 
 export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: number }): Promise<VolumeSetReport> {
@@ -27,12 +29,42 @@ export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: nu
     refs = [...new Set(index.manifests.map((d) => d.annotations?.[REF_NAME]).filter((r): r is string => typeof r === 'string'))];
     if (refs.length === 0) throw new NotFoundError(`store ${opts.store.dir} holds no named images to bundle`);
   }
+  // Differential volumes: an image the base holds under its name at its digest is not carried
+  // (as in one differential bundle), and layers the base holds are not packed: each volume
+  // leaves them out and relies on them, so only what is carried counts against SIZE.
+  const base = opts.base;
+  const unchanged: string[] = [];
+  if (base && base.images.size > 0) {
+    const index = await opts.store.readIndex();
+    const digestOf = new Map<string, string>();
+    for (const d of index.manifests) {
+      const name = d.annotations?.[REF_NAME];
+      if (name !== undefined && !digestOf.has(name)) digestOf.set(name, d.digest);
+    }
+    refs = refs.filter((r) => {
+      const same = digestOf.get(r) !== undefined && base.images.get(r) === digestOf.get(r);
+      if (same) unchanged.push(r);
+      return !same;
+    });
+    if (refs.length === 0) {
+      throw new NothingToCarryError(
+        `every image (${unchanged.length}) is already at the far side under its name and digest (base ${base.record.digest}): nothing to carry; no volume written`,
+      );
+    }
+  }
   const inputs: VolumeImageInput[] = [];
+  const relied = new Map<string, number>();
   for (const ref of [...new Set(refs)]) {
     opts.signal?.throwIfAborted();
     // Storage is decided per volume by writeBundle; here only the content sizes matter.
     const p = await planBundle(opts.store, [ref], 'none');
-    inputs.push({ ref, digest: p.images[0]!.digest, blobs: new Map(p.blobs.map((b) => [b.digest, b.size])) });
+    const carried = new Map<string, number>();
+    for (const b of p.blobs) {
+      // What writeBundle leaves out of a differential bundle: layers only (manifests and configs always travel).
+      if (base && b.role === 'layer' && base.present.has(b.digest)) relied.set(b.digest, b.size);
+      else carried.set(b.digest, b.size);
+    }
+    inputs.push({ ref, digest: p.images[0]!.digest, blobs: carried });
   }
   const plan = planVolumes(inputs, volumeSize);
   const listing = plan.volumes.map((v) => ({ volume: v.number, refs: v.refs }));
@@ -59,5 +91,14 @@ export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: nu
     written.push({ ...report, number: v.number, fileSize });
   }
   const carried = written.reduce((n, r) => n + r.totals.uniqueBytes, 0);
-  return { setId: plan.setId, volumeSize, volumes: written, uniqueBytes: plan.uniqueBytes, duplicatedBytes: carried - plan.uniqueBytes };
+  return {
+    setId: plan.setId,
+    volumeSize,
+    volumes: written,
+    uniqueBytes: plan.uniqueBytes,
+    duplicatedBytes: carried - plan.uniqueBytes,
+    ...(base
+      ? { base: { record: base.record, blobs: relied.size, bytes: [...relied.values()].reduce((n, s) => n + s, 0), unchanged } }
+      : {}),
+  };
 }

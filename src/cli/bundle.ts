@@ -40,7 +40,7 @@ import path from 'node:path';
 import type { PlatformSpec } from '../oci/platform.js';
 import { tempNameFor } from '../util/fsutil.js';
 import { parseVolumeSize } from '../bundle/volumes.js';
-import { writeVolumeSet } from '../bundle/volume-writer.js';
+import { writeVolumeSet, type VolumeSetReport } from '../bundle/volume-writer.js';
 
 export interface BundleArgs extends RegistryFlags, ImageSetFlags {
   sources?: string[];
@@ -137,9 +137,6 @@ export async function runBundle(args: BundleArgs): Promise<number> {
     throw new UsageError('--allow-spanning is not supported yet: every image must fit in one volume', {
       hint: 'choose a --volume-size larger than the largest image',
     });
-  }
-  if (volumeSize !== undefined && args.base !== undefined) {
-    throw new UsageError('--volume-size cannot be combined with --base yet');
   }
   if (refs.length === 0 && !args.fromStore && !setRun) {
     throw new UsageError('nothing to bundle: give image references, -f LIST, -p PROFILE, --lock LOCK or --from-store');
@@ -294,7 +291,16 @@ async function bundleRun(
     onEvent,
   };
   if (volumeSize !== undefined) {
-    const vs = await writeVolumeSet({ ...writeOptions, volumeSize });
+    let vs: VolumeSetReport;
+    try {
+      vs = await writeVolumeSet({ ...writeOptions, volumeSize });
+    } catch (err) {
+      // Differential volumes with nothing to carry: the far side is up to date. Said, exit 0.
+      if (!(err instanceof NothingToCarryError)) throw err;
+      if (args.json) jsonLine({ type: 'report', output: null, nothingToCarry: true, message: err.message });
+      else if (!args.quiet) writeOut(`${err.message}\n`);
+      return 0;
+    }
     const failuresFile = failures.length > 0 ? await writeFailuresFile(args.output, 'bundle', failures, set.origin) : undefined;
     if (!args.quiet) {
       if (args.json) jsonLine({ type: 'report', ...vs, failures, ...(failuresFile ? { failuresFile } : {}) });
@@ -309,6 +315,13 @@ async function bundleRun(
           `Volume set ${vs.setId}: ${vs.volumes.length} volumes of at most ${formatBytes(vs.volumeSize)}; ` +
             `${formatBytes(vs.uniqueBytes)} unique, ${vs.duplicatedBytes} bytes carried more than once\n`,
         );
+        if (vs.base) {
+          writeOut(
+            `  each volume differential against ${vs.base.record.kind} ${vs.base.record.digest}${vs.base.record.confirmed ? '' : ' (assumed, not confirmed by the far side)'}: ` +
+              `${vs.base.blobs} layers (${formatBytes(vs.base.bytes)}) left out, relied on at the destination` +
+              `${vs.base.unchanged.length ? `; ${vs.base.unchanged.length} unchanged images not carried` : ''}\n`,
+          );
+        }
       }
     }
     if (failuresFile)
