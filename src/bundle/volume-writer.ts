@@ -7,6 +7,7 @@ import path from 'node:path';
 import { REF_NAME } from '../transports/oci/layout.js';
 import { FerryError, NotFoundError } from '../util/errors.js';
 import { NothingToCarryError, planBundle, writeBundle, type BundleReport, type WriteBundleOptions } from './writer.js';
+import { removeStaleVolumes, staleVolumes } from './volume-files.js';
 import { planVolumes, volumeFileName, type VolumeImageInput } from './volumes.js';
 
 export interface VolumeSetReport {
@@ -17,6 +18,8 @@ export interface VolumeSetReport {
   uniqueBytes: number;
   /** Content bytes carried in more than one volume (each extra copy counted). */
   duplicatedBytes: number;
+  /** Volumes of an earlier, larger run numbered above this set's count, removed (with their .sig). */
+  removedStale: string[];
   /** Differential volumes (--base): the base, the layers every volume leaves out, the images not carried at all. */
   base?: { record: NonNullable<BundleReport['base']>['record']; blobs: number; bytes: number; unchanged: string[] };
 }
@@ -67,6 +70,8 @@ export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: nu
     inputs.push({ ref, digest: p.images[0]!.digest, blobs: carried });
   }
   const plan = planVolumes(inputs, volumeSize);
+  // Checked before anything is written: a file under a volume's name that is not a volume stops the run.
+  const stale = await staleVolumes(opts.output, plan.volumes.length);
   const listing = plan.volumes.map((v) => ({ volume: v.number, refs: v.refs }));
   const written: VolumeSetReport['volumes'] = [];
   for (const v of plan.volumes) {
@@ -90,6 +95,8 @@ export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: nu
     }
     written.push({ ...report, number: v.number, fileSize });
   }
+  // Only once the whole new set is in place: a failed run leaves the earlier set's volumes be.
+  const removedStale = await removeStaleVolumes(stale);
   const carried = written.reduce((n, r) => n + r.totals.uniqueBytes, 0);
   return {
     setId: plan.setId,
@@ -97,6 +104,7 @@ export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: nu
     volumes: written,
     uniqueBytes: plan.uniqueBytes,
     duplicatedBytes: carried - plan.uniqueBytes,
+    removedStale,
     ...(base
       ? { base: { record: base.record, blobs: relied.size, bytes: [...relied.values()].reduce((n, s) => n + s, 0), unchanged } }
       : {}),

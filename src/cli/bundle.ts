@@ -315,6 +315,12 @@ async function bundleRun(
           `Volume set ${vs.setId}: ${vs.volumes.length} volumes of at most ${formatBytes(vs.volumeSize)}; ` +
             `${formatBytes(vs.uniqueBytes)} unique, ${vs.duplicatedBytes} bytes carried more than once\n`,
         );
+        if (vs.removedStale.length > 0) {
+          writeOut(
+            `Removed ${vs.removedStale.length} stale volume${vs.removedStale.length === 1 ? '' : 's'} of an earlier run (numbered above ${vs.volumes.length}): ` +
+              `${vs.removedStale.map((f) => path.basename(f)).join(', ')}\n`,
+          );
+        }
         if (vs.base) {
           writeOut(
             `  each volume differential against ${vs.base.record.kind} ${vs.base.record.digest}${vs.base.record.confirmed ? '' : ' (assumed, not confirmed by the far side)'}: ` +

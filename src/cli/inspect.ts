@@ -78,6 +78,7 @@ export async function runInspect(args: InspectArgs): Promise<number> {
     lines.push(r.notChecked.length > 0 ? `not checked: ${r.notChecked.join('; ')}` : 'checked: everything (read as a stream)');
   }
   writeOut(`${lines.join('\n')}\n`);
+  for (const w of r.warnings ?? []) writeErr(`warning: ${safeField(w)}\n`);
   if (badSignature)
     writeErr(`${safeField(r.source)}: signature ${r.signature === 'none' ? 'missing' : 'invalid'} for key ${safeField(args.key ?? '')}\n`);
   if (r.problems.length > 0) {

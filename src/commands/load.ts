@@ -10,7 +10,10 @@
  *    stops every image from being named (the bundle is one signed unit).
  * 4. Report per image, with the mapping source reference → destination reference and digest.
  */
+import path from 'node:path';
+import type { BundleManifest } from '../bundle/format.js';
 import { openBundleImages } from '../bundle/source.js';
+import { mixedSetWarnings, readBundleHead } from '../bundle/volume-files.js';
 import type { EventSink } from '../copy/events.js';
 import { planCopy, type CopyPlan } from '../copy/plan.js';
 import type { DestinationReport, LoadBlobStats, LoadedImage } from '../copy/report.js';
@@ -184,6 +187,9 @@ export async function loadEach(
   const started = Date.now();
   const reports: LoadReport[] = [];
   const refused: Array<{ source: string; error: FerryError }> = [];
+  // Volumes of an earlier run beside a new set look alike by name: said, and loaded all the same.
+  const heads = await readVolumeHeads(sources);
+  for (const message of mixedSetWarnings(heads)) opts.onEvent?.({ kind: 'warning', message });
   for (const source of sources) {
     opts.signal?.throwIfAborted();
     try {
@@ -227,4 +233,16 @@ export async function loadEach(
     durationMs: Date.now() - started,
   };
   return { report, refused };
+}
+
+/** The heads of the bundle files given (undefined for what is not a readable bundle; load says why). */
+async function readVolumeHeads(
+  sources: readonly string[],
+): Promise<Array<{ source: string; file: string; manifest: BundleManifest | undefined }>> {
+  return Promise.all(
+    sources.map(async (source) => {
+      const file = path.resolve(source.startsWith('bundle:') ? source.slice('bundle:'.length) : source);
+      return { source, file, manifest: await readBundleHead(file) };
+    }),
+  );
 }
