@@ -3,11 +3,12 @@
  * ferry-bundle.json, the 2nd tar member, without touching the blobs), the stale volumes of an
  * earlier, larger run beside a new set, and which of the given volumes belong to which set.
  * Nothing here verifies a bundle: what it reads only decides what to say or what to remove.
+ * Also the span words shared by load (multi-source.ts, source.ts) and inspect.
  */
 import { open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { TAR_BLOCK_SIZE, padded, parseHeader } from '../tar/format.js';
-import { UsageError, errorMessage } from '../util/errors.js';
+import { FerryError, UsageError, errorMessage } from '../util/errors.js';
 import { LIMITS, MEMBER, parseBundleManifest, type BundleManifest } from './format.js';
 
 /** `DIR/NAME.003.ferry` → its stem `DIR/NAME` and number 3; undefined for any other name. */
@@ -146,4 +147,56 @@ export async function siblingWarnings(file: string, manifest: BundleManifest): P
     heads.push({ file: other, manifest: await readBundleHead(other) });
   }
   return mixedSetWarnings(heads);
+}
+
+export type Span = NonNullable<NonNullable<BundleManifest['volume']>['spans']>[number];
+
+/** The span this volume belongs to, if it is a volume of one. */
+export function spanOf(man: BundleManifest | undefined): Span | undefined {
+  const v = man?.volume;
+  return v?.spans?.find((s) => s.volumes.includes(v.number));
+}
+
+/** `3–5` */
+export function spanRange(volumes: readonly number[]): string {
+  return `${volumes[0]}–${volumes.at(-1)}`;
+}
+
+/** What a volume file of the span is called, from a sibling's name (or "volume N" when renamed). */
+export function fileOfVolume(sibling: string, n: number): string {
+  const parsed = parseVolumeFileName(sibling);
+  return parsed ? volumeFileOf(parsed.stem, n) : `volume ${n}`;
+}
+
+/** A volume of a span given without the others it needs. Exit 1: nothing is wrong with it. */
+export class VolumeSpanIncompleteError extends FerryError {
+  constructor(
+    readonly file: string,
+    readonly span: Span,
+    readonly missing: string[],
+  ) {
+    super(
+      'VOLUME_SPAN_INCOMPLETE',
+      `${file}: image ${span.ref} spans volumes ${spanRange(span.volumes)} of its set and loads only with all of them; ` +
+        `missing: ${missing.join(', ')}; nothing was loaded`,
+      { hint: `give every volume of the span to one ferry load (e.g. ferry load ${missingPattern(file)} --to …)` },
+    );
+  }
+}
+
+function missingPattern(file: string): string {
+  const parsed = parseVolumeFileName(file);
+  return parsed ? `${parsed.stem}.*.ferry` : 'NAME.*.ferry';
+}
+
+/** Refuses a span volume opened alone (bundle/source.ts, before any image is handed out). */
+export function refuseLoneSpanVolume(file: string, man: BundleManifest): void {
+  const span = spanOf(man);
+  if (!span || (man.volume?.spanBlobs ?? []).length === 0) return;
+  const others = span.volumes.filter((n) => n !== man.volume!.number);
+  throw new VolumeSpanIncompleteError(
+    file,
+    span,
+    others.map((n) => fileOfVolume(file, n)),
+  );
 }

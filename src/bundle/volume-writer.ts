@@ -18,14 +18,16 @@ export interface VolumeSetReport {
   uniqueBytes: number;
   /** Content bytes carried in more than one volume (each extra copy counted). */
   duplicatedBytes: number;
+  /** Images spread over several volumes (--allow-spanning): those volumes load only together. */
+  spans: Array<{ ref: string; digest: string; volumes: number[] }>;
   /** Volumes of an earlier, larger run numbered above this set's count, removed (with their .sig). */
   removedStale: string[];
   /** Differential volumes (--base): the base, the layers every volume leaves out, the images not carried at all. */
   base?: { record: NonNullable<BundleReport['base']>['record']; blobs: number; bytes: number; unchanged: string[] };
 }
 
-export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: number }): Promise<VolumeSetReport> {
-  const { volumeSize, ...rest } = opts;
+export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: number; allowSpanning?: boolean }): Promise<VolumeSetReport> {
+  const { volumeSize, allowSpanning: _allowSpanning, ...rest } = opts;
   let refs = opts.refs;
   if (refs === undefined) {
     const index = await opts.store.readIndex();
@@ -62,25 +64,29 @@ export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: nu
     // Storage is decided per volume by writeBundle; here only the content sizes matter.
     const p = await planBundle(opts.store, [ref], 'none');
     const carried = new Map<string, number>();
+    const shared = new Set(p.blobs.filter((b) => b.role !== 'layer').map((b) => b.digest));
     for (const b of p.blobs) {
       // What writeBundle leaves out of a differential bundle: layers only (manifests and configs always travel).
       if (base && b.role === 'layer' && base.present.has(b.digest)) relied.set(b.digest, b.size);
       else carried.set(b.digest, b.size);
     }
-    inputs.push({ ref, digest: p.images[0]!.digest, blobs: carried });
+    inputs.push({ ref, digest: p.images[0]!.digest, blobs: carried, shared });
   }
-  const plan = planVolumes(inputs, volumeSize);
+  const plan = planVolumes(inputs, volumeSize, { allowSpanning: opts.allowSpanning === true });
+  const spans = plan.spans.map((sp) => ({ ref: sp.ref, digest: sp.digest, volumes: sp.volumes }));
   // Checked before anything is written: a file under a volume's name that is not a volume stops the run.
   const stale = await staleVolumes(opts.output, plan.volumes.length);
   const listing = plan.volumes.map((v) => ({ volume: v.number, refs: v.refs }));
   const written: VolumeSetReport['volumes'] = [];
   for (const v of plan.volumes) {
     const output = volumeFileName(path.resolve(opts.output), v.number);
+    const span = plan.spans.find((sp) => sp.volumes.includes(v.number));
     const report = await writeBundle({
       ...rest,
       refs: v.refs,
       output,
-      volume: { setId: plan.setId, number: v.number, count: plan.volumes.length, images: listing },
+      volume: { setId: plan.setId, number: v.number, count: plan.volumes.length, images: listing, ...(spans.length > 0 ? { spans } : {}) },
+      ...(span ? { spanElsewhere: new Map([...span.home].filter(([, n]) => n !== v.number)) } : {}),
     });
     const fileSize = (await stat(output)).size;
     if (fileSize > volumeSize) {
@@ -105,6 +111,7 @@ export async function writeVolumeSet(opts: WriteBundleOptions & { volumeSize: nu
     uniqueBytes: plan.uniqueBytes,
     duplicatedBytes: carried - plan.uniqueBytes,
     removedStale,
+    spans,
     ...(base
       ? { base: { record: base.record, blobs: relied.size, bytes: [...relied.values()].reduce((n, s) => n + s, 0), unchanged } }
       : {}),
