@@ -205,22 +205,13 @@ describe('ferry bundle --volume-size', () => {
     expect(readdirSync(work).filter((n) => n.startsWith('small'))).toEqual([]);
   });
 
-  it('junk sizes and --allow-spanning are usage errors (exit 2)', async () => {
+  it('junk sizes and --allow-spanning without --volume-size are usage errors (exit 2)', async () => {
     const junk = await ferry(['bundle', refs.b!, '-o', path.join(work, 'j.ferry'), '--store', store, '--volume-size', '4.7X']);
     expect(junk.code).toBe(2);
-    const span = await ferry([
-      'bundle',
-      refs.b!,
-      '-o',
-      path.join(work, 'j.ferry'),
-      '--store',
-      store,
-      '--volume-size',
-      '4G',
-      '--allow-spanning',
-    ]);
+    const span = await ferry(['bundle', refs.b!, '-o', path.join(work, 'j.ferry'), '--store', store, '--allow-spanning']);
     expect(span.code).toBe(2);
-    expect(span.stderr).toContain('--allow-spanning is not supported yet');
+    expect(span.stderr).toContain('--allow-spanning lets an image span volumes; it needs --volume-size SIZE');
+    expect(readdirSync(work).filter((n) => n.startsWith('j.'))).toEqual([]);
   });
 
   it('a damaged volume fails alone (exit 3); the others still load', async () => {
@@ -292,7 +283,8 @@ describe('stale volumes of an earlier run', () => {
     ok(loaded);
     expect(loaded.stderr).toContain('warning: m.NNN.ferry holds volumes of 2 different sets');
     const want = [...(await manifestOf(path.join(dir, 'm.001.ferry'))).images, ...(await manifestOf(path.join(dir, 'm.003.ferry'))).images];
-    expect(layoutNames(layout)).toEqual(want.map((i) => `${i.ref}@${i.digest}`).sort());
+    // The old volume may hold a1 and a2 as well (packing order follows random digests).
+    expect(layoutNames(layout)).toEqual([...new Set(want.map((i) => `${i.ref}@${i.digest}`))].sort());
   }, 180_000);
 
   it('a file under a stale volume name that is not a ferry volume is refused, not removed (exit 2), and nothing is written', async () => {
