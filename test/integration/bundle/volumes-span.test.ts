@@ -6,7 +6,7 @@
  * image arrives with its digest, and non-spanning volumes still load one by one.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../../src/transports/registry/client.js';
@@ -205,5 +205,22 @@ describe('ferry bundle --volume-size --allow-spanning', () => {
       headers: { accept: 'application/vnd.oci.image.manifest.v1+json' },
     });
     expect(res.headers.get('docker-content-digest')).toBe(big.digest);
+  }, 120_000);
+
+  it('a damaged span volume fails the span only (exit 3): the image is not named, the other volume loads', async () => {
+    const dir = createTempDir('span-tamper');
+    const copies = volumes.map((v) => path.join(dir, path.basename(v)));
+    for (const [n, v] of volumes.entries()) copyFileSync(v, copies[n]!);
+    const victim = copies[3]!;
+    const bytes = readFileSync(victim);
+    const layer = LAYERS.find((l) => bytes.includes(l.subarray(0, 64)))!;
+    const at = bytes.indexOf(layer.subarray(0, 64));
+    bytes[at + 4096] = bytes[at + 4096]! ^ 0xff;
+    writeFileSync(victim, bytes);
+    expect((await ferry(['verify', victim])).code).toBe(3);
+    const layout = path.join(dir, 'oci');
+    const r = await ferry(['load', ...copies, '--to', `oci:${layout}`]);
+    expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(3);
+    expect(layoutNames(layout)).toEqual([`${smallRef}@${small.digest}`]);
   }, 120_000);
 });
