@@ -5,7 +5,7 @@
  * Nothing here verifies a bundle: what it reads only decides what to say or what to remove.
  * Also the span words shared by load (multi-source.ts, source.ts) and inspect.
  */
-import { open, readdir, rm } from 'node:fs/promises';
+import { open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { TAR_BLOCK_SIZE, padded, parseHeader } from '../tar/format.js';
 import { FerryError, UsageError, errorMessage } from '../util/errors.js';
@@ -32,6 +32,8 @@ export function volumeFileOf(stem: string, number: number): string {
 export async function readBundleHead(file: string): Promise<BundleManifest | undefined> {
   let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {
+    // Never opened unless a regular file: opening a FIFO (`<(…)`) would block or consume it.
+    if (!(await stat(file)).isFile()) return undefined;
     fh = await open(file, 'r');
     if (!(await fh.stat()).isFile()) return undefined;
     const block = Buffer.alloc(TAR_BLOCK_SIZE);
