@@ -163,8 +163,46 @@ export const BundleManifestSchema = z.strictObject({
           }),
         )
         .max(100_000),
+      /**
+       * Images of the set larger than one volume (--allow-spanning), each spread over a run of
+       * consecutive volumes that load only together. Every volume of the set lists them all.
+       */
+      spans: z
+        .array(
+          z.strictObject({
+            ref: z.string().min(1).max(LIMITS.maxReferenceLength),
+            digest: Sha256Digest,
+            volumes: z.array(z.number().int().min(1).max(100_000)).min(2).max(100_000),
+          }),
+        )
+        .max(100_000)
+        .optional(),
+      /**
+       * A volume of a span: the layers its image needs that other volumes of the span carry
+       * instead (each in exactly one), and which volume that is. Like a base's blobs, they are
+       * not members of this volume.
+       */
+      spanBlobs: z
+        .array(
+          z.strictObject({
+            digest: Sha256Digest,
+            size: Size,
+            mediaType: z.string().max(LIMITS.maxMediaTypeLength).optional(),
+            volume: z.number().int().min(1).max(100_000),
+          }),
+        )
+        .max(LIMITS.maxMembers)
+        .optional(),
     })
     .refine((v) => v.number <= v.count, 'number must be at most count')
+    .refine(
+      (v) => (v.spanBlobs ?? []).every((b) => b.volume !== v.number && b.volume <= v.count),
+      'spanBlobs must name other volumes of the set',
+    )
+    .refine(
+      (v) => (v.spans ?? []).every((s) => s.volumes.every((n, i) => n <= v.count && (i === 0 || n === s.volumes[i - 1]! + 1))),
+      'spans must be runs of consecutive volumes of the set',
+    )
     .optional(),
   totals: z.strictObject({
     images: Size,

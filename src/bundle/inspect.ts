@@ -13,6 +13,7 @@ import { parseLocation } from '../transports/table.js';
 import { IntegrityError } from '../util/errors.js';
 import { isStdin } from '../util/fsutil.js';
 import { createReadStream } from 'node:fs';
+import { siblingWarnings } from './volume-files.js';
 import { verifyBundle, verifyBundleStream, type Problem } from './verify.js';
 import { TOOL_VERSION, planBundle } from './writer.js';
 
@@ -47,6 +48,8 @@ export interface InspectResult {
   uniqueBytes: number;
   storedBytes: number;
   signature: 'none' | 'present' | 'valid' | 'invalid';
+  /** A volume: things worth saying that are not problems of this bundle (volumes of another set under its NAME beside it). */
+  warnings?: string[];
   /** Problems found in what was read (a bundle with any is refused by verify and load: exit 3). */
   problems: Problem[];
   /** What inspect did not check, in words (empty for a layout, and for a bundle read from a pipe). */
@@ -95,6 +98,7 @@ export async function inspect(source: string, opts: { key?: string } = {}): Prom
   const notChecked: string[] = [];
   if (!fromPipe) notChecked.push('blob content (digests, zstd members): ferry verify checks it');
   if (checked.signature === 'present') notChecked.push('the signature: no --key given');
+  const warnings = manifest.volume && !fromPipe ? await siblingWarnings(source, manifest) : [];
   return {
     source,
     kind: 'bundle',
@@ -115,5 +119,6 @@ export async function inspect(source: string, opts: { key?: string } = {}): Prom
     signature: checked.signature,
     problems: checked.problems,
     notChecked,
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }

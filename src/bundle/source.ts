@@ -31,6 +31,7 @@ import { blobMembers, readZstdMembers } from './blobs.js';
 import type { BundleManifest } from './format.js';
 import { BundleSpoolGuard } from './limits-check.js';
 import { BundleStore } from './store.js';
+import { refuseLoneSpanVolume } from './volume-files.js';
 import { verifyBundle, type Problem, type VerifyResult } from './verify.js';
 
 export class BundleInvalidError extends IntegrityError {
@@ -179,6 +180,13 @@ export async function openBundleImages(
     ...(opts.requireSignature ? { requireSignature: true } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
   });
+  // A volume of a span holds only part of its image: alone it loads nothing (multi-source.ts).
+  try {
+    refuseLoneSpanVolume(isStdin(file) ? '(stdin)' : bundle.file, bundle.manifest);
+  } catch (err) {
+    await bundle.close();
+    throw err;
+  }
   return {
     description: isStdin(file) ? 'bundle:(stdin)' : `bundle:${bundle.file}`,
     images: bundle.images.map((i) => ({ source: i.source, name: i.name })),

@@ -56,7 +56,19 @@ export class VolumeImageTooLargeError extends FerryError {
     super(
       'VOLUME_IMAGE_TOO_LARGE',
       `image ${ref} needs about ${bytes} bytes in a volume, more than --volume-size ${volumeSize} allows (after the volume's own overhead)`,
-      { hint: 'choose a larger --volume-size; an image is never split across volumes' },
+      { hint: 'choose a larger --volume-size, or give --allow-spanning to spread the image over several volumes that load only together' },
+    );
+  }
+}
+
+/** With --allow-spanning: one layer (or the manifests and config every span volume carries) larger than a volume. Exit 2. */
+export class VolumeLayerTooLargeError extends FerryError {
+  override readonly exitCode = 2 as const;
+  constructor(ref: string, what: string, bytes: number, volumeSize: number) {
+    super(
+      'VOLUME_LAYER_TOO_LARGE',
+      `image ${ref}: ${what} needs about ${bytes} bytes in a volume, more than --volume-size ${volumeSize} allows; a blob is never split, even with --allow-spanning`,
+      { hint: 'choose a larger --volume-size' },
     );
   }
 }
@@ -66,6 +78,20 @@ export interface VolumeImageInput {
   digest: string;
   /** Every blob the image needs (manifests, configs, layers), digest → size. */
   blobs: ReadonlyMap<string, number>;
+  /**
+   * Blobs every volume of a span must carry when the image spans volumes (its manifests and
+   * configs: a volume verifies its image graph alone). Only layers are spread.
+   */
+  shared?: ReadonlySet<string>;
+}
+
+/** An image spread over consecutive volumes (--allow-spanning). */
+export interface PlannedSpan {
+  ref: string;
+  digest: string;
+  volumes: number[];
+  /** Each spread layer → the one volume of the span that carries it. */
+  home: Map<string, number>;
 }
 
 export interface PlannedVolume {
@@ -78,6 +104,8 @@ export interface PlannedVolume {
   bytes: number;
   /** Estimated file size (content, tar headers and padding, head members). */
   estimate: number;
+  /** A volume of a span: the spanning image (the only image it holds). */
+  span?: { ref: string; digest: string };
 }
 
 export interface VolumePlan {
@@ -87,6 +115,8 @@ export interface VolumePlan {
   uniqueBytes: number;
   /** Bytes carried more than once: a blob two volumes need is in both. */
   duplicatedBytes: number;
+  /** Images spread over several volumes (--allow-spanning). */
+  spans: PlannedSpan[];
 }
 
 const TAR_BLOCK = 512;
@@ -94,6 +124,8 @@ const TAR_BLOCK = 512;
 const PER_BLOB_OVERHEAD = TAR_BLOCK + 512 + 256;
 /** Per image: its entries in index.json and ferry-bundle.json, and in every volume's list. */
 const PER_IMAGE_OVERHEAD = 2048;
+/** Per layer of a spanning image: its entry in a span volume's `spanBlobs` (or the `spans` list). */
+const SPAN_ENTRY_OVERHEAD = 320;
 /** The head members (oci-layout, signature, end of archive, padding to a 10 KiB record). */
 const FIXED_OVERHEAD = 64 * 1024;
 
@@ -117,7 +149,7 @@ export function volumeSetId(images: ReadonlyArray<{ ref: string; digest: string 
  * digest of their largest blob, then by name), then each goes to the first volume it fits in,
  * counting what it adds there: a blob the volume already holds costs nothing.
  */
-export function planVolumes(images: readonly VolumeImageInput[], volumeSize: number): VolumePlan {
+export function planVolumes(images: readonly VolumeImageInput[], volumeSize: number, opts: { allowSpanning?: boolean } = {}): VolumePlan {
   const capacity = volumeCapacity(volumeSize);
   const keyOf = (i: VolumeImageInput): string => {
     let best: [string, number] | undefined;
@@ -134,9 +166,15 @@ export function planVolumes(images: readonly VolumeImageInput[], volumeSize: num
     for (const [d, s] of img.blobs) if (!v?.blobs.has(d)) n += padded(s) + PER_BLOB_OVERHEAD;
     return n;
   };
+  const spanning: VolumeImageInput[] = [];
   for (const img of ordered) {
     const alone = added(undefined, img);
-    if (alone > capacity) throw new VolumeImageTooLargeError(img.ref, alone, volumeSize);
+    if (alone > capacity && !opts.allowSpanning) throw new VolumeImageTooLargeError(img.ref, alone, volumeSize);
+    if (alone > capacity) {
+      // Spread after the whole images, so each span is a run of volumes of its own.
+      spanning.push(img);
+      continue;
+    }
     let target = volumes.find((v) => v.estimate + added(v, img) <= capacity);
     if (!target) {
       target = { number: volumes.length + 1, refs: [], blobs: new Map(), bytes: 0, estimate: 0 };
@@ -150,12 +188,54 @@ export function planVolumes(images: readonly VolumeImageInput[], volumeSize: num
       target.bytes += s;
     }
   }
+  const spans = spanning.map((img) => planSpan(img, volumes, capacity, volumeSize));
   const unique = new Map<string, number>();
   for (const img of images) for (const [d, s] of img.blobs) unique.set(d, s);
   let uniqueBytes = 0;
   for (const s of unique.values()) uniqueBytes += s;
   const carried = volumes.reduce((n, v) => n + v.bytes, 0);
-  return { volumes, setId: volumeSetId(images), uniqueBytes, duplicatedBytes: carried - uniqueBytes };
+  return { volumes, setId: volumeSetId(images), uniqueBytes, duplicatedBytes: carried - uniqueBytes, spans };
+}
+
+/**
+ * Spreads one image over new volumes appended to `volumes`: every volume of the span carries
+ * the image's shared blobs (manifests, configs) and lists the layers the others carry; the
+ * layers go, largest first, each to the first volume of the span with room (each exactly once).
+ */
+function planSpan(img: VolumeImageInput, volumes: PlannedVolume[], capacity: number, volumeSize: number): PlannedSpan {
+  const shared = [...img.blobs].filter(([d]) => img.shared?.has(d));
+  const layers = [...img.blobs]
+    .filter(([d]) => !img.shared?.has(d))
+    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  let fixed = PER_IMAGE_OVERHEAD + layers.length * SPAN_ENTRY_OVERHEAD;
+  for (const [, size] of shared) fixed += padded(size) + PER_BLOB_OVERHEAD;
+  if (fixed > capacity) throw new VolumeLayerTooLargeError(img.ref, 'its manifests, config and list of layers', fixed, volumeSize);
+  const own: PlannedVolume[] = [];
+  const home = new Map<string, number>();
+  for (const [digest, size] of layers) {
+    const cost = padded(size) + PER_BLOB_OVERHEAD;
+    if (fixed + cost > capacity) throw new VolumeLayerTooLargeError(img.ref, `layer ${digest}`, fixed + cost, volumeSize);
+    let target = own.find((v) => v.estimate + cost <= capacity);
+    if (!target) {
+      target = {
+        number: volumes.length + 1,
+        refs: [img.ref],
+        blobs: new Map(shared),
+        bytes: 0,
+        estimate: fixed,
+        span: { ref: img.ref, digest: img.digest },
+      };
+      for (const [, s] of shared) target.bytes += s;
+      volumes.push(target);
+      own.push(target);
+    }
+    target.estimate += cost;
+    target.blobs.set(digest, size);
+    target.bytes += size;
+    home.set(digest, target.number);
+  }
+  // At least two: the image did not fit one volume whole, and a span volume holds less than that.
+  return { ref: img.ref, digest: img.digest, volumes: own.map((v) => v.number), home };
 }
 
 /** `NAME.ferry` → `NAME.003.ferry` (a name without .ferry gets `.003.ferry` appended). */

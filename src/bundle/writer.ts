@@ -69,6 +69,11 @@ export interface WriteBundleOptions {
   base?: BundleBase;
   /** One volume of a set (--volume-size), recorded in ferry-bundle.json (version 2). */
   volume?: BundleManifest['volume'];
+  /**
+   * A volume of a span (--allow-spanning): layers other volumes of the span carry, digest →
+   * that volume's number; left out and recorded in `volume.spanBlobs`.
+   */
+  spanElsewhere?: ReadonlyMap<string, number>;
   /** Stops the write (Ctrl-C): the streams in flight are destroyed, the temp bundle and spools removed. */
   signal?: AbortSignal;
 }
@@ -322,6 +327,8 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
   const full = await planBundle(opts.store, refs, opts.compression, (message) => emit({ kind: 'warning', message }));
   const relied = opts.base ? full.blobs.filter((b) => b.role === 'layer' && opts.base!.present.has(b.digest)) : [];
   const reliedSet = new Set(relied.map((b) => b.digest));
+  const away = full.blobs.filter((b) => b.role === 'layer' && !reliedSet.has(b.digest) && opts.spanElsewhere?.has(b.digest));
+  for (const b of away) reliedSet.add(b.digest);
   const plan: BundlePlan = reliedSet.size > 0 ? { ...full, blobs: full.blobs.filter((b) => !reliedSet.has(b.digest)) } : full;
   const uniqueBytes = plan.blobs.reduce((n, b) => n + b.size, 0);
   emit({ kind: 'plan', images: plan.images.length, blobs: plan.blobs.length, uniqueBytes });
@@ -425,7 +432,23 @@ export async function writeBundle(opts: WriteBundleOptions): Promise<BundleRepor
             },
           }
         : {}),
-      ...(opts.volume ? { volume: opts.volume } : {}),
+      ...(opts.volume
+        ? {
+            volume: {
+              ...opts.volume,
+              ...(away.length > 0
+                ? {
+                    spanBlobs: away.map((b) => ({
+                      digest: b.digest,
+                      size: b.size,
+                      mediaType: b.mediaType,
+                      volume: opts.spanElsewhere!.get(b.digest)!,
+                    })),
+                  }
+                : {}),
+            },
+          }
+        : {}),
       totals,
     };
     const manifestBytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');

@@ -40,7 +40,8 @@ import path from 'node:path';
 import type { PlatformSpec } from '../oci/platform.js';
 import { tempNameFor } from '../util/fsutil.js';
 import { parseVolumeSize } from '../bundle/volumes.js';
-import { writeVolumeSet } from '../bundle/volume-writer.js';
+import { writeVolumeSet, type VolumeSetReport } from '../bundle/volume-writer.js';
+import { spanRange } from '../bundle/volume-files.js';
 
 export interface BundleArgs extends RegistryFlags, ImageSetFlags {
   sources?: string[];
@@ -106,7 +107,9 @@ export function bundleCommand<T>(y: Argv<T>): Argv<T> {
           })
           .option('allow-spanning', {
             type: 'boolean',
-            describe: 'let an image larger than --volume-size span volumes (not supported yet)',
+            describe:
+              'let an image larger than --volume-size spread its layers over consecutive volumes (a span); each still verifies alone, ' +
+              'but the span loads only together (ferry load NAME.*.ferry)',
           })
           .example('$0 bundle -p profiles/site-a.yaml --sign-key key.pem', 'a profile, into bundles/site-a-<date>.ferry, signed')
           .example('$0 bundle --lock site-a.lock.json -o site-a.ferry', 'exactly what a plan pinned')
@@ -133,13 +136,8 @@ export async function runBundle(args: BundleArgs): Promise<number> {
   }
   const setRun = isImageSetRun(input);
   const volumeSize = args.volumeSize !== undefined ? parseVolumeSize(args.volumeSize) : undefined;
-  if (args.allowSpanning) {
-    throw new UsageError('--allow-spanning is not supported yet: every image must fit in one volume', {
-      hint: 'choose a --volume-size larger than the largest image',
-    });
-  }
-  if (volumeSize !== undefined && args.base !== undefined) {
-    throw new UsageError('--volume-size cannot be combined with --base yet');
+  if (args.allowSpanning && volumeSize === undefined) {
+    throw new UsageError('--allow-spanning lets an image span volumes; it needs --volume-size SIZE');
   }
   if (refs.length === 0 && !args.fromStore && !setRun) {
     throw new UsageError('nothing to bundle: give image references, -f LIST, -p PROFILE, --lock LOCK or --from-store');
@@ -294,7 +292,16 @@ async function bundleRun(
     onEvent,
   };
   if (volumeSize !== undefined) {
-    const vs = await writeVolumeSet({ ...writeOptions, volumeSize });
+    let vs: VolumeSetReport;
+    try {
+      vs = await writeVolumeSet({ ...writeOptions, volumeSize, ...(args.allowSpanning ? { allowSpanning: true } : {}) });
+    } catch (err) {
+      // Differential volumes with nothing to carry: the far side is up to date. Said, exit 0.
+      if (!(err instanceof NothingToCarryError)) throw err;
+      if (args.json) jsonLine({ type: 'report', output: null, nothingToCarry: true, message: err.message });
+      else if (!args.quiet) writeOut(`${err.message}\n`);
+      return 0;
+    }
     const failuresFile = failures.length > 0 ? await writeFailuresFile(args.output, 'bundle', failures, set.origin) : undefined;
     if (!args.quiet) {
       if (args.json) jsonLine({ type: 'report', ...vs, failures, ...(failuresFile ? { failuresFile } : {}) });
@@ -309,6 +316,22 @@ async function bundleRun(
           `Volume set ${vs.setId}: ${vs.volumes.length} volumes of at most ${formatBytes(vs.volumeSize)}; ` +
             `${formatBytes(vs.uniqueBytes)} unique, ${vs.duplicatedBytes} bytes carried more than once\n`,
         );
+        for (const sp of vs.spans) {
+          writeOut(`  image ${sp.ref} spans volumes ${spanRange(sp.volumes)}: load them together\n`);
+        }
+        if (vs.removedStale.length > 0) {
+          writeOut(
+            `Removed ${vs.removedStale.length} stale volume${vs.removedStale.length === 1 ? '' : 's'} of an earlier run (numbered above ${vs.volumes.length}): ` +
+              `${vs.removedStale.map((f) => path.basename(f)).join(', ')}\n`,
+          );
+        }
+        if (vs.base) {
+          writeOut(
+            `  each volume differential against ${vs.base.record.kind} ${vs.base.record.digest}${vs.base.record.confirmed ? '' : ' (assumed, not confirmed by the far side)'}: ` +
+              `${vs.base.blobs} layers (${formatBytes(vs.base.bytes)}) left out, relied on at the destination` +
+              `${vs.base.unchanged.length ? `; ${vs.base.unchanged.length} unchanged images not carried` : ''}\n`,
+          );
+        }
       }
     }
     if (failuresFile)

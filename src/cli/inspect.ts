@@ -7,6 +7,7 @@ import { formatBytes } from './format.js';
 import { jsonLine } from './progress.js';
 import { requireBundleFile } from './options.js';
 import { isStdin } from '../util/fsutil.js';
+import { spanRange } from '../bundle/volume-files.js';
 
 export interface InspectArgs {
   source: string;
@@ -56,6 +57,15 @@ export async function runInspect(args: InspectArgs): Promise<number> {
       if (other.volume === v.number) continue;
       lines.push(`  volume ${other.volume} holds: ${other.refs.map((ref) => safeField(ref)).join(', ') || '-'}`);
     }
+    for (const sp of v.spans ?? []) lines.push(`image ${safeField(sp.ref)} spans volumes ${spanRange(sp.volumes)}: load them together`);
+    const away = v.spanBlobs ?? [];
+    if (away.length > 0) {
+      const from = [...new Set(away.map((b) => b.volume))].sort((a, b) => a - b);
+      const bytes = away.reduce((n, b) => n + b.size, 0);
+      lines.push(
+        `this volume needs ${away.length} layers (${formatBytes(bytes)}) from volume${from.length === 1 ? '' : 's'} ${from.join(', ')}`,
+      );
+    }
   }
   if (r.imageSet) {
     const profiles = r.imageSet.profiles.map((p) => `${safeField(p.name)} (${p.digest.slice(0, 19)})`).join(', ');
@@ -78,6 +88,7 @@ export async function runInspect(args: InspectArgs): Promise<number> {
     lines.push(r.notChecked.length > 0 ? `not checked: ${r.notChecked.join('; ')}` : 'checked: everything (read as a stream)');
   }
   writeOut(`${lines.join('\n')}\n`);
+  for (const w of r.warnings ?? []) writeErr(`warning: ${safeField(w)}\n`);
   if (badSignature)
     writeErr(`${safeField(r.source)}: signature ${r.signature === 'none' ? 'missing' : 'invalid'} for key ${safeField(args.key ?? '')}\n`);
   if (r.problems.length > 0) {

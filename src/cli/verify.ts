@@ -62,6 +62,7 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
         totals: r.manifest?.totals,
         images: r.manifest?.images.map((i) => ({ ref: i.ref, digest: i.digest })),
         ...(r.manifest?.base ? { base: r.manifest.base } : {}),
+        ...(r.manifest?.volume ? { volume: r.manifest.volume } : {}),
       });
     } else {
       // The verdict and its problems are the result (stdout: `ferry verify b.ferry > report.txt`);
@@ -79,6 +80,13 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
           const bytes = base.blobs.reduce((n, b) => n + b.size, 0);
           writeOut(`${describeBase(base)}; expects at the destination ${base.blobs.length} blobs (${formatBytes(bytes)}):\n`);
           for (const b of base.blobs) writeOut(`  ${b.digest}  ${formatBytes(b.size)}\n`);
+        }
+        const away = r.manifest!.volume?.spanBlobs ?? [];
+        if (away.length > 0) {
+          // A volume of a span passes on what it carries; the rest of its image is in the other volumes.
+          const v = r.manifest!.volume!;
+          writeOut(`volume ${v.number} of a span of set ${v.setId}; expects from the other volumes ${away.length} layers:\n`);
+          for (const b of away) writeOut(`  ${b.digest}  ${formatBytes(b.size)}  in volume ${b.volume}\n`);
         }
       } else {
         writeOut(`${label}: FAILED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}\n`);

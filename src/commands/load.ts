@@ -10,7 +10,11 @@
  *    stops every image from being named (the bundle is one signed unit).
  * 4. Report per image, with the mapping source reference → destination reference and digest.
  */
+import path from 'node:path';
+import type { BundleManifest } from '../bundle/format.js';
 import { openBundleImages } from '../bundle/source.js';
+import { missingSpanFiles, openVolumeSpan } from '../bundle/multi-source.js';
+import { VolumeSpanIncompleteError, mixedSetWarnings, readBundleHead, spanOf, type Span } from '../bundle/volume-files.js';
 import type { EventSink } from '../copy/events.js';
 import { planCopy, type CopyPlan } from '../copy/plan.js';
 import type { DestinationReport, LoadBlobStats, LoadedImage } from '../copy/report.js';
@@ -114,14 +118,15 @@ export function mappingOf(images: readonly LoadedImage[]): Record<string, Mappin
   return out;
 }
 
-export async function load(opts: LoadOptions): Promise<LoadReport> {
+/** `opened`: a source already open (the volumes of a span, loadEach); `opts.source` then only names it. */
+export async function load(opts: LoadOptions, opened?: OpenedImages): Promise<LoadReport> {
   const started = Date.now();
   const dest = parseLoadDestination(opts.to);
   if (opts.staticCredential && dest.kind !== 'registry') {
     throw new UsageError(`--username is for a registry destination; ${formatLoadDestination(dest)} is not one`);
   }
   if (dest.kind === 'registry') bindStaticCredential(opts, [dest.host]);
-  const src = await openLoadSource(opts.source, opts);
+  const src = opened ?? (await openLoadSource(opts.source, opts));
   try {
     const sources = src.images.map((i) => i.source);
     const items = opts.platforms?.length ? src.images.map((i) => ({ ...i, platforms: opts.platforms! })) : src.images;
@@ -184,14 +189,36 @@ export async function loadEach(
   const started = Date.now();
   const reports: LoadReport[] = [];
   const refused: Array<{ source: string; error: FerryError }> = [];
+  // Volumes of an earlier run beside a new set look alike by name: said, and loaded all the same.
+  const heads = await readVolumeHeads(sources);
+  for (const message of mixedSetWarnings(heads)) opts.onEvent?.({ kind: 'warning', message });
+  const spans = spanGroups(heads);
+  const done = new Set<object>();
   for (const source of sources) {
     opts.signal?.throwIfAborted();
+    // The volumes of a span load together, as one source, where its first given volume stands.
+    const group = spans.get(source);
+    if (group && done.has(group)) continue;
+    if (group) done.add(group);
+    const members = group ? [...group.given.values()] : [source];
     try {
-      reports.push(await load({ ...opts, source }));
+      if (group) {
+        const missing = missingSpanFiles(group.span, group.given);
+        if (missing.length > 0) throw new VolumeSpanIncompleteError(group.file, group.span, missing);
+        const files = [...group.given.values()].map(bundleFile);
+        const opened = await openVolumeSpan(files, {
+          ...(opts.key !== undefined ? { key: opts.key } : {}),
+          ...(opts.requireSignature ? { requireSignature: true } : {}),
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        });
+        reports.push(await load({ ...opts, source: members.join(', ') }, opened));
+      } else {
+        reports.push(await load({ ...opts, source }));
+      }
     } catch (err) {
       // Usage errors and interruptions are about the whole run, not one volume.
       if (!(err instanceof FerryError) || err instanceof UsageError || opts.signal?.aborted) throw err;
-      refused.push({ source, error: err });
+      for (const m of members) refused.push({ source: m, error: err });
     }
   }
   const signatures = new Set(reports.map((r) => r.signature));
@@ -227,4 +254,40 @@ export async function loadEach(
     durationMs: Date.now() - started,
   };
   return { report, refused };
+}
+
+function bundleFile(source: string): string {
+  return source.startsWith('bundle:') ? source.slice('bundle:'.length) : source;
+}
+
+/** Given source → its span (the volumes of it given, by number), for every volume of a span among the sources. */
+function spanGroups(
+  heads: ReadonlyArray<{ source: string; file: string; manifest: BundleManifest | undefined }>,
+): Map<string, { span: Span; file: string; given: Map<number, string> }> {
+  const byKey = new Map<string, { span: Span; file: string; given: Map<number, string> }>();
+  const out = new Map<string, { span: Span; file: string; given: Map<number, string> }>();
+  for (const h of heads) {
+    const span = spanOf(h.manifest);
+    const v = h.manifest?.volume;
+    if (!span || !v) continue;
+    const key = `${v.setId} ${span.ref} ${span.volumes.join(',')}`;
+    const group = byKey.get(key) ?? { span, file: h.file, given: new Map<number, string>() };
+    byKey.set(key, group);
+    // The same volume given twice is loaded once.
+    if (!group.given.has(v.number)) group.given.set(v.number, h.source);
+    out.set(h.source, group);
+  }
+  return out;
+}
+
+/** The heads of the bundle files given (undefined for what is not a readable bundle; load says why). */
+async function readVolumeHeads(
+  sources: readonly string[],
+): Promise<Array<{ source: string; file: string; manifest: BundleManifest | undefined }>> {
+  return Promise.all(
+    sources.map(async (source) => {
+      const file = path.resolve(bundleFile(source));
+      return { source, file, manifest: await readBundleHead(file) };
+    }),
+  );
 }

@@ -33,10 +33,24 @@ export async function checkImages(man: BundleManifest, read: ManifestReader, sto
   // A differential bundle relies on the destination for these layers (never for manifests or
   // configs, which it always carries); their sizes are what ferry-bundle.json declares.
   const relied = new Map((man.base?.blobs ?? []).map((b) => [b.digest, b.size]));
+  // A volume of a span: layers (or non-image index children) that other volumes of its span
+  // carry; checked there, expected here at the declared size.
+  const away = new Map((man.volume?.spanBlobs ?? []).map((b) => [b.digest, b.size]));
   for (const img of man.images) {
     /** The member holding `digest` at the declared size, or undefined after reporting why not. */
     const present = (digest: string, size: number, what: string): BundleMember | undefined => {
       const m = store.blobByDigest.get(digest);
+      if (!m && (what === 'layer' || what.startsWith('index child')) && away.has(digest)) {
+        if (away.get(digest) !== size) {
+          store.problem({
+            code: 'SIZE_MISMATCH',
+            image: img.ref,
+            digest,
+            message: `image ${img.ref}: ${what} ${digest} is described as ${size} bytes but the volume's spanBlobs list it as ${away.get(digest)}`,
+          });
+        }
+        return undefined;
+      }
       if (!m && what === 'layer' && relied.has(digest)) {
         if (relied.get(digest) !== size) {
           store.problem({

@@ -6,7 +6,7 @@
  * refused (exit 2); a damaged volume fails alone (exit 3) while the others load.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../../src/transports/registry/client.js';
@@ -205,22 +205,13 @@ describe('ferry bundle --volume-size', () => {
     expect(readdirSync(work).filter((n) => n.startsWith('small'))).toEqual([]);
   });
 
-  it('junk sizes and --allow-spanning are usage errors (exit 2)', async () => {
+  it('junk sizes and --allow-spanning without --volume-size are usage errors (exit 2)', async () => {
     const junk = await ferry(['bundle', refs.b!, '-o', path.join(work, 'j.ferry'), '--store', store, '--volume-size', '4.7X']);
     expect(junk.code).toBe(2);
-    const span = await ferry([
-      'bundle',
-      refs.b!,
-      '-o',
-      path.join(work, 'j.ferry'),
-      '--store',
-      store,
-      '--volume-size',
-      '4G',
-      '--allow-spanning',
-    ]);
+    const span = await ferry(['bundle', refs.b!, '-o', path.join(work, 'j.ferry'), '--store', store, '--allow-spanning']);
     expect(span.code).toBe(2);
-    expect(span.stderr).toContain('--allow-spanning is not supported yet');
+    expect(span.stderr).toContain('--allow-spanning lets an image span volumes; it needs --volume-size SIZE');
+    expect(readdirSync(work).filter((n) => n.startsWith('j.'))).toEqual([]);
   });
 
   it('a damaged volume fails alone (exit 3); the others still load', async () => {
@@ -241,4 +232,75 @@ describe('ferry bundle --volume-size', () => {
     expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(3);
     expect(layoutNames(layout)).toEqual(['a1', 'a2', 'c'].map((k) => `${refs[k]}@${digests[k]}`).sort());
   }, 120_000);
+});
+
+describe('stale volumes of an earlier run', () => {
+  const bundleTo = (out: string, images: string[], size: number): ReturnType<typeof ferry> =>
+    ferry([
+      'bundle',
+      ...images,
+      '-o',
+      out,
+      '--store',
+      store,
+      '--compression',
+      'none',
+      '--volume-size',
+      String(size),
+      '--sign-key',
+      keys.key,
+    ]);
+
+  it('a smaller set under the same NAME removes the earlier volumes numbered above it (and their .sig), and says so', async () => {
+    const dir = createTempDir('vol-stale');
+    const out = path.join(dir, 'm.ferry');
+    ok(await bundleTo(out, Object.values(refs), VOLUME));
+    const names = (): string[] =>
+      readdirSync(dir)
+        .filter((n) => n.startsWith('m.'))
+        .sort();
+    expect(names()).toEqual(['m.001.ferry', 'm.001.ferry.sig', 'm.002.ferry', 'm.002.ferry.sig', 'm.003.ferry', 'm.003.ferry.sig']);
+    // An earlier volume kept aside, to be mixed with the new set below.
+    const aside = createTempDir('vol-stale-aside');
+    copyFileSync(path.join(dir, 'm.003.ferry'), path.join(aside, 'm.003.ferry'));
+    const oldSet = (await manifestOf(path.join(dir, 'm.003.ferry'))).volume!.setId;
+    const r = await bundleTo(out, [refs.a1!, refs.a2!], VOLUME);
+    ok(r);
+    expect(r.stdout).toContain('Removed 2 stale volumes of an earlier run (numbered above 1): m.002.ferry, m.003.ferry');
+    expect(names()).toEqual(['m.001.ferry', 'm.001.ferry.sig']);
+    const newSet = (await manifestOf(path.join(dir, 'm.001.ferry'))).volume!.setId;
+    expect(newSet).not.toBe(oldSet);
+
+    // Volumes of two sets under one NAME: inspect and load warn; load still loads both.
+    copyFileSync(path.join(aside, 'm.003.ferry'), path.join(dir, 'm.003.ferry'));
+    const shown = await ferry(['inspect', path.join(dir, 'm.001.ferry')]);
+    ok(shown);
+    expect(shown.stderr).toContain('warning: m.NNN.ferry holds volumes of 2 different sets');
+    expect(shown.stderr).toContain(`m.001.ferry of set ${newSet} (1 volumes)`);
+    expect(shown.stderr).toContain(`m.003.ferry of set ${oldSet} (3 volumes)`);
+    const layout = path.join(createTempDir('vol-mixed'), 'oci');
+    const loaded = await ferry(['load', path.join(dir, 'm.001.ferry'), path.join(dir, 'm.003.ferry'), '--to', `oci:${layout}`]);
+    ok(loaded);
+    expect(loaded.stderr).toContain('warning: m.NNN.ferry holds volumes of 2 different sets');
+    const want = [...(await manifestOf(path.join(dir, 'm.001.ferry'))).images, ...(await manifestOf(path.join(dir, 'm.003.ferry'))).images];
+    // The old volume may hold a1 and a2 as well (packing order follows random digests).
+    expect(layoutNames(layout)).toEqual([...new Set(want.map((i) => `${i.ref}@${i.digest}`))].sort());
+  }, 180_000);
+
+  it('a file under a stale volume name that is not a ferry volume is refused, not removed (exit 2), and nothing is written', async () => {
+    const dir = createTempDir('vol-stale-junk');
+    const junk = path.join(dir, 'j.004.ferry');
+    writeFileSync(junk, 'my thesis, not a ferry volume\n');
+    // A ferry bundle that is not a volume is not a volume either.
+    const plainBundle = path.join(dir, 'j.005.ferry');
+    ok(await ferry(['bundle', refs.a1!, '-o', plainBundle, '--store', store]));
+    for (const victim of [junk, plainBundle]) {
+      const r = await bundleTo(path.join(dir, 'j.ferry'), Object.values(refs), VOLUME);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`${victim} is named like volume ${victim === junk ? 4 : 5} of this set but is not a ferry volume`);
+      expect(existsSync(path.join(dir, 'j.001.ferry'))).toBe(false);
+      expect(existsSync(victim)).toBe(true);
+      rmSync(victim);
+    }
+  }, 180_000);
 });
