@@ -40,7 +40,7 @@ export function serveCommand<T>(y: Argv<T>): Argv<T> {
         .option('scoped', {
           type: 'boolean',
           describe:
-            'keep the registry host in repository names (docker.io/library/nginx instead of library/nginx; a port after _: 127.0.0.1_5000/app)',
+            'answer only at scoped names (docker.io/library/nginx; a port after _: 127.0.0.1_5000/app); by default each image also answers at library/nginx, where ?ns= picks the registry',
         })
         .option('key', {
           type: 'string',

@@ -96,6 +96,10 @@ describe('the distribution API as a mirror', () => {
     expect(await digestOf('/v2/org/x/manifests/1')).toBe(want['docker.io/org/x:1']);
     const tags = await http(u('/v2/org/y/tags/list?ns=ghcr.io'));
     expect(JSON.parse(tags.body)).toEqual({ name: 'org/y', tags: ['1'] });
+    // Blobs resolve the same way: quay.io's org/y holds a's blobs, not b's.
+    const bManifest = JSON.parse(await (await fetch(u('/v2/org/y/manifests/1?ns=ghcr.io'))).text()) as { config: { digest: string } };
+    expect((await fetch(u(`/v2/org/y/blobs/${bManifest.config.digest}?ns=ghcr.io`))).status).toBe(200);
+    expect((await fetch(u(`/v2/org/y/blobs/${bManifest.config.digest}?ns=quay.io`))).status).toBe(404);
   });
 
   it('answers an ambiguous path without ns 404 NAME_UNKNOWN, saying how to choose, and logs it once', async () => {
