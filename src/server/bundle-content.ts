@@ -30,12 +30,17 @@ import { BundleInvalidError } from '../bundle/source.js';
 import { BundleStore } from '../bundle/store.js';
 import { verifyBundle } from '../bundle/verify.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
-import { FerryError, NotFoundError } from '../util/errors.js';
+import { FerryError, NotFoundError, UsageError } from '../util/errors.js';
 import type { ServedContent } from './content.js';
 import { checkRepositoryOption, type ServedNamingOptions } from './served-graph.js';
 import { storeContent } from './store-content.js';
 
-export type BundleContentOptions = ServedNamingOptions;
+export interface BundleContentOptions extends ServedNamingOptions {
+  /** The bundle's signature must verify with this public key, checked as `ferry load --key` checks it. */
+  key?: string;
+  /** Refuse a bundle that is not signed (needs `key`); an OCI archive, which has no signature, is refused too. */
+  requireSignature?: boolean;
+}
 
 /** Times opening starts over when the file is replaced while it is being read. */
 const OPEN_ATTEMPTS = 3;
@@ -92,11 +97,21 @@ async function build(archive: OciArchive, handle: FileHandle, file: string, opts
     // What `ferry verify` refuses structurally (tar safety, duplicates, ferry-bundle.json,
     // SHA256SUMS, manifests, completeness) is not served: checked as load checks it, all but
     // blob content, which the server hashes as it sends it (server.ts, digest-check.ts).
-    const checked = await verifyBundle(file, { deferBlobContent: true });
+    const checked = await verifyBundle(file, {
+      deferBlobContent: true,
+      ...(opts.key !== undefined ? { key: opts.key } : {}),
+      ...(opts.requireSignature ? { requireSignature: true } : {}),
+    });
     if (!checked.ok) throw new BundleInvalidError(file, checked.problems, 'nothing is served');
     base = checked.manifest?.base;
   }
   const warnings: string[] = [];
+  if (!isBundle && opts.requireSignature) {
+    throw new UsageError(`${label} is an OCI archive, not a ferry bundle: it carries no signature, and --require-signature refuses it`, {
+      hint: 'serve it without --require-signature, or serve a signed bundle of its images',
+    });
+  }
+  if (!isBundle && opts.key !== undefined) warnings.push(`${label}: an OCI archive carries no signature; --key does not check it`);
   if (base?.blobs.length) {
     // Its base layers are served only by a source that holds them (given with it).
     warnings.push(

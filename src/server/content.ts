@@ -10,6 +10,7 @@
 import type { Digest } from '../oci/digest.js';
 import type { StoredBlob } from '../store/blob-store.js';
 import { FerryError } from '../util/errors.js';
+import type { ImageOrigin } from './names.js';
 
 // The store layer defines blobs as stored; the server serves them as they are.
 export { BlobGoneError, type ByteRange, isMissing, notAFile } from '../store/blob-store.js';
@@ -46,8 +47,14 @@ export interface ServedContent {
   readonly description: string;
   /** Things skipped while opening (unnamed images, broken manifests), for the operator. */
   readonly warnings: readonly string[];
-  /** Repository names, sorted. */
+  /**
+   * Repository keys, sorted: the scoped name of an image's origin (`docker.io/library/nginx`,
+   * names.ts originKey), or the name given with the source (`oci:DIR:team/app`). The server
+   * maps request names onto them (mirror-names.ts).
+   */
   repositories(): readonly string[];
+  /** Where a repository's images came from; undefined for a name given with the source. */
+  origin?(repository: string): ImageOrigin | undefined;
   /** Tags of a repository, sorted; undefined when the repository does not exist. */
   tags(repository: string): readonly string[] | undefined;
   resolveTag(repository: string, tag: string): TagTarget | undefined;
@@ -68,12 +75,14 @@ export interface ServedContent {
   close(): Promise<void>;
 }
 
-/** Two sources serve one repository:tag with different content. */
+/**
+ * Two images claim one repository:tag of one registry with different digests: no client could
+ * tell them apart (neither ns nor a scoped path does), so the server refuses to start.
+ */
 export class ServeConflictError extends FerryError {
+  override readonly exitCode = 2 as const;
   constructor(message: string) {
-    super('SERVE_CONFLICT', message, {
-      hint: 'serve the sources separately, or use --scoped so that images from different registries get different repository names',
-    });
+    super('SERVE_CONFLICT', message, { hint: 'serve the two sources separately (on two ports), or leave one of the images out' });
   }
 }
 
@@ -116,10 +125,21 @@ export function mergeContent(sources: readonly ServedContent[]): ServedContent {
     tagSets.set(repo, Object.freeze(sortedNames(seen.keys())));
   }
   const repos = Object.freeze(sortedNames(owners.keys()));
+  const origins = new Map<string, ImageOrigin>();
+  for (const [repo, list] of owners) {
+    for (const src of list) {
+      const o = src.origin?.(repo);
+      if (o) {
+        origins.set(repo, o);
+        break;
+      }
+    }
+  }
   return {
     description: sources.map((s) => s.description).join(', '),
     warnings: sources.flatMap((s) => s.warnings),
     repositories: () => repos,
+    origin: (repo) => origins.get(repo),
     tags: (repo) => tagSets.get(repo),
     resolveTag: (repo, tag) => {
       for (const src of owners.get(repo) ?? []) {

@@ -43,8 +43,14 @@ export interface ServedName {
   tag: string | undefined;
 }
 
+/** Where an image named by a full reference came from: its registry (`docker.io`, `127.0.0.1:5000`) and path. */
+export interface ImageOrigin {
+  registry: string;
+  path: string;
+}
+
 export type NameResult =
-  | { kind: 'served'; name: ServedName }
+  | { kind: 'served'; name: ServedName; origin: ImageOrigin }
   /** A bare tag ("v1"), servable only under a repository given with the source. */
   | { kind: 'bare-tag'; tag: string }
   | { kind: 'invalid'; reason: string };
@@ -86,5 +92,45 @@ export function servedName(refName: string, opts: { scoped?: boolean } = {}): Na
   if (!isRepositoryName(repository)) {
     return { kind: 'invalid', reason: `${JSON.stringify(repository)} is not a valid repository name` };
   }
-  return { kind: 'served', name: { repository, tag } };
+  return { kind: 'served', name: { repository, tag }, origin: { registry: ref.domain, path: ref.path } };
+}
+
+/**
+ * The one name an image from a registry has whatever way it is asked for: its scoped name
+ * (`docker.io/library/nginx`, `127.0.0.1_5000/team/app`). Two images share it only if they are
+ * the same repository of the same registry, so no client can tell their tags apart. An IPv6
+ * host gives a key that is not a repository name (no request can name it directly).
+ */
+export function originKey(origin: ImageOrigin): string {
+  return `${scopedHost(origin.registry)}/${origin.path}`;
+}
+
+/** Docker Hub's host names: what references say (`docker.io`) and what clients may send. */
+const DOCKER_HUB_HOSTS = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
+/**
+ * A registry host as compared with a request's `ns`: lower-cased, Docker Hub's names as
+ * `docker.io`. A port stays part of the host (`ghcr.io` and `ghcr.io:443` are different names
+ * in the reference grammar, and clients send the host as the reference wrote it).
+ */
+export function normalizeRegistry(host: string): string {
+  const lower = host.toLowerCase();
+  return DOCKER_HUB_HOSTS.has(lower) ? 'docker.io' : lower;
+}
+
+export function isDockerHub(host: string): boolean {
+  return normalizeRegistry(host) === 'docker.io';
+}
+
+/** Longest `ns` value considered: a 253-character host name, a colon and a port. */
+export const MAX_NAMESPACE_LENGTH = 253 + 6;
+
+// The reference grammar's `domain` (ref/grammar.ts): host names or a bracketed IPv6 address, optional port.
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const NAMESPACE_RE = new RegExp(`^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*|\\[[a-fA-F0-9:]+\\])(?::[0-9]{1,5})?$`);
+
+/** A registry host as a mirror request's `ns` may name it (containerd sends the reference's host). */
+export function isNamespace(s: string): boolean {
+  // The length check comes first so that the pattern only ever sees short input.
+  return s.length > 0 && s.length <= MAX_NAMESPACE_LENGTH && NAMESPACE_RE.test(s);
 }

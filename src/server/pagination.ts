@@ -47,8 +47,8 @@ export function paginate(sorted: readonly string[], req: PageRequest): Page {
 }
 
 /** `</v2/…?last=X&n=N>; rel="next"` for a page that has a successor. */
-export function nextLink(path: string, next: string, n: number): string {
-  return `<${path}?last=${encodeURIComponent(next)}&n=${n}>; rel="next"`;
+export function nextLink(path: string, next: string, n: number, ns?: string): string {
+  return `<${path}?last=${encodeURIComponent(next)}&n=${n}${ns !== undefined ? `&ns=${encodeURIComponent(ns)}` : ''}>; rel="next"`;
 }
 
 /** Index of the first element greater than `key` (binary search). */

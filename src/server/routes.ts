@@ -5,7 +5,7 @@
  * encoded `/` or `..` included) simply fails validation. Pure functions, no I/O.
  */
 import { isDigest, type Digest } from '../oci/digest.js';
-import { isRepositoryName, isTag, MAX_REPOSITORY_LENGTH } from './names.js';
+import { isNamespace, isRepositoryName, isTag, MAX_REPOSITORY_LENGTH } from './names.js';
 
 export type Route =
   | { kind: 'base' }
@@ -52,6 +52,30 @@ export function matchRoute(path: string): RouteResult {
     }
   }
   return fail(404, 'UNSUPPORTED', 'no such endpoint: this is an OCI distribution API (read-only) under /v2/', { path: clip(path) });
+}
+
+/**
+ * The registry a mirror request is for: containerd's `ns` query parameter (`?ns=docker.io`),
+ * undefined when absent. It is untrusted input like the path: one value, a registry host as the
+ * reference grammar allows it (`ghcr.io`, `127.0.0.1:5000`, `[::1]:5000`), length-capped.
+ */
+export function namespaceOf(query: URLSearchParams): { ok: true; ns: string | undefined } | { ok: false; error: ApiError } {
+  const bad = (message: string, detail: Record<string, unknown>): { ok: false; error: ApiError } => ({
+    ok: false,
+    error: { status: 400, code: 'NAME_INVALID', message, detail },
+  });
+  const all = query.getAll('ns');
+  if (all.length === 0) return { ok: true, ns: undefined };
+  if (all.length > 1) {
+    return bad('the ns parameter is given more than once: give the one registry this request is for', { ns: all.slice(0, 4).map(clip) });
+  }
+  const ns = all[0]!;
+  if (!isNamespace(ns)) {
+    return bad(`invalid ns ${JSON.stringify(clip(ns))}: want a registry host, e.g. ns=docker.io or ns=registry.example:5000`, {
+      ns: clip(ns),
+    });
+  }
+  return { ok: true, ns };
 }
 
 function withName(name: string, build: (name: string) => Route | RouteResult): RouteResult {

@@ -21,7 +21,7 @@ import {
   type ServedManifest,
   type TagTarget,
 } from './content.js';
-import { isRepositoryName, servedName, type ServedName } from './names.js';
+import { type ImageOrigin, isRepositoryName, type NameResult, originKey, servedName, type ServedName } from './names.js';
 
 export interface ServedNamingOptions {
   /** Keep the registry host in repository names: `docker.io/library/nginx`. */
@@ -41,6 +41,7 @@ interface ManifestNode {
 }
 
 interface Repository {
+  origin: ImageOrigin | undefined;
   tags: Map<string, { target: TagTarget; label: string }>;
   manifests: Set<Digest>;
   /** Config and layer digests with their declared sizes. */
@@ -50,7 +51,10 @@ interface Repository {
 
 export interface NamedEntry {
   desc: Descriptor & { digest: Digest };
+  /** `name.repository` is the repository's key: originKey(origin) for an image with an origin. */
   name: ServedName;
+  /** Where the image came from, when it is named by a full reference. */
+  origin?: ImageOrigin;
   /** How the entry is named in index.json, for messages. */
   label: string;
 }
@@ -90,24 +94,28 @@ export function nameIndexEntries(manifests: readonly Descriptor[], opts: ServedN
     }
     const entry = desc as Descriptor & { digest: Digest };
     const containerdName = desc.annotations?.[CONTAINERD_NAME];
-    const fromContainerd = (): ServedName | undefined => {
+    const fromContainerd = (entryLabel: string): NamedEntry | undefined => {
       if (!containerdName) return undefined;
       const r = servedName(containerdName, opts);
-      return r.kind === 'served' ? r.name : undefined;
+      return r.kind === 'served' ? byOrigin(entry, r, entryLabel) : undefined;
     };
     if (!refName) {
-      const name = opts.repository !== undefined ? { repository: opts.repository, tag: undefined } : fromContainerd();
-      if (name) named.push({ desc: entry, name, label: containerdName || label });
+      const e =
+        opts.repository !== undefined
+          ? { desc: entry, name: { repository: opts.repository, tag: undefined }, label: containerdName || label }
+          : fromContainerd(containerdName || label);
+      if (e) named.push(e);
       else unnamed.push(entry);
       continue;
     }
     const r = servedName(refName, opts);
     if (r.kind === 'served') {
-      named.push({ desc: entry, name: r.name, label });
+      named.push(byOrigin(entry, r, label));
     } else if (r.kind === 'bare-tag') {
       // Docker's `docker save` writes the bare tag as ref.name and the full name for containerd.
-      const name = opts.repository !== undefined ? { repository: opts.repository, tag: r.tag } : fromContainerd();
-      if (name) named.push({ desc: entry, name, label });
+      const e =
+        opts.repository !== undefined ? { desc: entry, name: { repository: opts.repository, tag: r.tag }, label } : fromContainerd(label);
+      if (e) named.push(e);
       else bareTags.push(refName);
     } else {
       warnings.push(`skipping ${refName}: ${r.reason}`);
@@ -118,6 +126,14 @@ export function nameIndexEntries(manifests: readonly Descriptor[], opts: ServedN
     warnings.push(`${bareTags.length} image(s) named by a bare tag (${shown}) are not served: give them a repository with ${where}:REPO`);
   }
   return { named, unnamed, warnings };
+}
+
+/**
+ * An entry named by a full reference is keyed by its origin, whatever the naming: the server
+ * answers for it at its unscoped and its scoped path (mirror-names.ts).
+ */
+function byOrigin(desc: Descriptor & { digest: Digest }, r: Extract<NameResult, { kind: 'served' }>, label: string): NamedEntry {
+  return { desc, name: { repository: originKey(r.origin), tag: r.name.tag }, origin: r.origin, label };
 }
 
 /** Bounded parallelism for reads (a store may list thousands of manifests). */
@@ -244,12 +260,14 @@ export async function buildServedContent(store: ServedStore, opts: ServedNamingO
 
   // 3. Repositories: tags, and what each one can reach.
   const repos = new Map<string, Repository>();
-  const repoFor = (name: string): Repository => {
+  const repoFor = (name: string, origin: ImageOrigin | undefined): Repository => {
     let r = repos.get(name);
     if (!r) {
-      r = { tags: new Map(), manifests: new Set(), blobs: new Map(), referrers: new Map() };
+      r = { origin, tags: new Map(), manifests: new Set(), blobs: new Map(), referrers: new Map() };
       repos.set(name, r);
     }
+    // A name given with the source may equal an origin's key: the repository is that origin's.
+    r.origin ??= origin;
     return r;
   };
   /** Add a manifest and everything below it (iteratively); newly reached manifests go onto `reached`. */
@@ -285,7 +303,7 @@ export async function buildServedContent(store: ServedStore, opts: ServedNamingO
   for (const e of named) {
     const node = graph.get(e.desc.digest);
     if (!node) continue; // warned while loading
-    const repo = repoFor(e.name.repository);
+    const repo = repoFor(e.name.repository, e.origin);
     const tag = e.name.tag;
     if (tag !== undefined) {
       const prev = repo.tags.get(tag);
@@ -342,6 +360,7 @@ export async function buildServedContent(store: ServedStore, opts: ServedNamingO
     description,
     warnings,
     repositories: () => repoNames,
+    origin: (repository) => repos.get(repository)?.origin,
     tags: (repository) => sortedTags.get(repository),
     resolveTag: (repository, tag) => repos.get(repository)?.tags.get(tag)?.target,
     manifest: async (repository, digest): Promise<ServedManifest | undefined> => {

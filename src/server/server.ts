@@ -22,7 +22,9 @@ import { Semaphore, SendBufferPool } from './limits.js';
 import { formatCommonLog, formatJsonLog } from './log.js';
 import { nextLink, paginate, parsePageRequest } from './pagination.js';
 import { contentRange, parseRange } from './range.js';
-import { matchRoute, type ApiError, type Route } from './routes.js';
+import { MirrorNames } from './mirror-names.js';
+import { scopedHost } from './names.js';
+import { matchRoute, namespaceOf, type ApiError, type Route } from './routes.js';
 
 export const DEFAULT_LISTEN = '127.0.0.1:5000';
 
@@ -89,6 +91,11 @@ export interface ServerOptions {
   /** Log lines as JSON objects instead of common log format. */
   json?: boolean;
   limits?: Partial<ServerLimits>;
+  /**
+   * Answer for each image at its scoped path only (`/v2/docker.io/library/nginx`); otherwise
+   * at its unscoped path (with `?ns=`) too (mirror-names.ts).
+   */
+  scoped?: boolean;
 }
 
 export interface RunningServer {
@@ -118,6 +125,10 @@ const READ_METHODS = new Set(['GET', 'HEAD']);
 
 interface Ctx {
   content: ServedContent;
+  /** Request names (and ns) to the content's repositories. */
+  names: MirrorNames;
+  /** Ambiguous names already logged: each is said once. */
+  ambiguousLogged: Set<string>;
   auth: Htpasswd | undefined;
   /** Failed logins per address and user name. */
   throttle: FailureThrottle;
@@ -153,6 +164,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
   const ctx: Ctx = {
     content,
+    names: mirrorNames(content, !!opts.scoped),
+    ambiguousLogged: new Set(),
     auth: opts.htpasswd !== undefined ? await Htpasswd.load(opts.htpasswd) : undefined,
     throttle: new FailureThrottle(limits.authFailures, limits.authFailureWindowMs),
     addressThrottle: new FailureThrottle(limits.authAddressFailures, limits.authFailureWindowMs),
@@ -272,6 +285,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   };
 }
 
+/** The server's names over the (merged) content's repositories. */
+export function mirrorNames(content: ServedContent, scoped: boolean): MirrorNames {
+  return new MirrorNames(
+    content.repositories().map((repository) => ({ repository, origin: content.origin?.(repository) })),
+    { scoped },
+  );
+}
+
 async function listen(server: http.Server, host: string, port: number): Promise<void> {
   try {
     await new Promise<void>((resolve, reject) => {
@@ -344,7 +365,7 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
       sendJson(ex, 200, {});
       return;
     case 'catalog':
-      listing(ex, query, '/v2/_catalog', ctx.content.repositories(), (items) => ({ repositories: items }));
+      listing(ex, query, '/v2/_catalog', ctx.names.catalog(), (items) => ({ repositories: items }));
       return;
     case 'upload':
       res.setHeader('Allow', '');
@@ -359,29 +380,47 @@ async function handle(ctx: Ctx, ex: Exchange): Promise<void> {
     default:
       break;
   }
-  // Every remaining route names a repository.
-  const tags = ctx.content.tags(route.name);
-  if (tags === undefined) {
+  // Every remaining route names a repository, which a mirror request qualifies with ns.
+  const namespace = namespaceOf(query);
+  if (!namespace.ok) {
+    sendError(ex, namespace.error);
+    return;
+  }
+  const { ns } = namespace;
+  const resolved = ctx.names.resolve(route.name, ns);
+  if (resolved.kind === 'ambiguous') {
+    const message = `repository ${route.name} is ambiguous: this registry holds it for ${resolved.registries.join(' and ')}; name the registry with ?ns=${resolved.registries[0]} or use the scoped path /v2/${scopedHost(resolved.registries[0]!)}/${route.name}`;
+    if (!ctx.ambiguousLogged.has(route.name)) {
+      ctx.ambiguousLogged.add(route.name);
+      ctx.problem(`${message} (said once per name)`);
+    }
+    sendError(ex, { status: 404, code: 'NAME_UNKNOWN', message, detail: { name: route.name, registries: resolved.registries } });
+    return;
+  }
+  const tags = resolved.kind === 'found' ? ctx.content.tags(resolved.repository) : undefined;
+  if (resolved.kind !== 'found' || tags === undefined) {
     sendError(ex, {
       status: 404,
       code: 'NAME_UNKNOWN',
-      message: `repository ${route.name} is not known to this registry`,
-      detail: { name: route.name },
+      message: resolved.kind === 'unknown' ? resolved.message : `repository ${route.name} is not known to this registry`,
+      detail: { name: route.name, ...(ns !== undefined ? { ns } : {}) },
     });
     return;
   }
+  const repo = resolved.repository;
   switch (route.kind) {
     case 'tags':
-      listing(ex, query, `/v2/${route.name}/tags/list`, tags, (items) => ({ name: route.name, tags: items }));
+      // The Link keeps ns: the next page must resolve to the same repository.
+      listing(ex, query, `/v2/${route.name}/tags/list`, tags, (items) => ({ name: route.name, tags: items }), ns);
       return;
     case 'manifest':
-      await serveManifest(ctx, ex, route);
+      await serveManifest(ctx, ex, route, repo);
       return;
     case 'blob':
-      await serveBlob(ctx, ex, route.name, route.digest);
+      await serveBlob(ctx, ex, route.name, repo, route.digest);
       return;
     case 'referrers':
-      serveReferrers(ctx, ex, route.name, route.digest, query);
+      serveReferrers(ctx, ex, repo, route.digest, query);
       return;
   }
 }
@@ -428,10 +467,11 @@ async function authenticate(ctx: Ctx, auth: Htpasswd, ex: Exchange): Promise<boo
 
 type ManifestRoute = Extract<Route, { kind: 'manifest' }>;
 
-async function serveManifest(ctx: Ctx, ex: Exchange, route: ManifestRoute): Promise<void> {
+/** `repo` is the content's repository the request's name resolved to; messages use the name asked for. */
+async function serveManifest(ctx: Ctx, ex: Exchange, route: ManifestRoute, repo: string): Promise<void> {
   let digest: Digest;
   if (route.tag !== undefined) {
-    const target = ctx.content.resolveTag(route.name, route.tag);
+    const target = ctx.content.resolveTag(repo, route.tag);
     if (!target) {
       sendError(ex, {
         status: 404,
@@ -445,7 +485,7 @@ async function serveManifest(ctx: Ctx, ex: Exchange, route: ManifestRoute): Prom
   } else {
     digest = route.digest;
   }
-  const m = await ctx.content.manifest(route.name, digest);
+  const m = await ctx.content.manifest(repo, digest);
   if (!m) {
     sendError(ex, {
       status: 404,
@@ -465,7 +505,7 @@ async function serveManifest(ctx: Ctx, ex: Exchange, route: ManifestRoute): Prom
   endWith(ex, m.bytes);
 }
 
-async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): Promise<void> {
+async function serveBlob(ctx: Ctx, ex: Exchange, name: string, repo: string, digest: Digest): Promise<void> {
   const unknown = (): void =>
     sendError(ex, {
       status: 404,
@@ -475,7 +515,7 @@ async function serveBlob(ctx: Ctx, ex: Exchange, name: string, digest: Digest): 
     });
   let blob: ServedBlob | undefined;
   try {
-    blob = await ctx.content.blob(name, digest);
+    blob = await ctx.content.blob(repo, digest);
   } catch (err) {
     blobFailure(ctx, ex, err, name, digest);
     return;
@@ -828,6 +868,7 @@ function listing(
   path: string,
   all: readonly string[],
   body: (items: string[]) => Record<string, unknown>,
+  ns?: string,
 ): void {
   const req = parsePageRequest(query);
   if ('status' in req) {
@@ -835,7 +876,7 @@ function listing(
     return;
   }
   const page = paginate(all, req);
-  if (page.next !== undefined && req.n !== undefined) ex.res.setHeader('Link', nextLink(path, page.next, req.n));
+  if (page.next !== undefined && req.n !== undefined) ex.res.setHeader('Link', nextLink(path, page.next, req.n, ns));
   sendJson(ex, 200, body(page.items));
 }
 

@@ -77,6 +77,9 @@ export type ServedTransport = 'oci' | 'oci-archive' | 'bundle';
 export interface ServedOpenContext {
   /** Keep the registry host in repository names. */
   scoped?: boolean;
+  /** A bundle's signature must verify with this public key (as `ferry load --key`). */
+  key?: string;
+  requireSignature?: boolean;
 }
 
 /** What opening a source may need: a registry client per host, a bundle's key. */
@@ -153,6 +156,11 @@ function parseServedPath(transport: ServedTransport, rest: string, input: string
 /** Naming options for the server: scoped names, and the repository of a served location. */
 function servedNaming(loc: ServedLocation, ctx: ServedOpenContext): { scoped: boolean; repository?: string } {
   return { scoped: !!ctx.scoped, ...(loc.repository !== undefined ? { repository: loc.repository } : {}) };
+}
+
+/** A bundle's signature check, as ferry load's. */
+function signing(ctx: ServedOpenContext): { key?: string; requireSignature?: boolean } {
+  return { ...(ctx.key !== undefined ? { key: ctx.key } : {}), ...(ctx.requireSignature ? { requireSignature: true } : {}) };
 }
 
 function formatPathLocation(loc: ImageLocation): string {
@@ -245,7 +253,7 @@ const TABLE: Record<TransportName, Transport> = {
     openSource: (loc) => openOciArchiveImages(pathOf(loc).path, pathOf(loc).ref),
     // The server reads a plain OCI archive as it reads a bundle (both are tars holding a layout).
     parseServed: (rest, input) => parseServedPath('oci-archive', rest, input),
-    openServed: (loc, ctx) => bundleContent(loc.path, servedNaming(loc, ctx)),
+    openServed: (loc, ctx) => bundleContent(loc.path, { ...servedNaming(loc, ctx), ...signing(ctx) }),
   },
   'docker-archive': {
     name: 'docker-archive',
@@ -258,7 +266,7 @@ const TABLE: Record<TransportName, Transport> = {
     parse: (rest, input) => parsePathLocation('bundle', rest, input),
     format: formatPathLocation,
     parseServed: (rest, input) => parseServedPath('bundle', rest, input),
-    openServed: (loc, ctx) => bundleContent(loc.path, servedNaming(loc, ctx)),
+    openServed: (loc, ctx) => bundleContent(loc.path, { ...servedNaming(loc, ctx), ...signing(ctx) }),
     async openSource(loc, ctx) {
       const { path, ref } = pathOf(loc);
       const opened = await openBundleImages(path, {

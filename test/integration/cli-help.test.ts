@@ -20,6 +20,7 @@ const EXAMPLES: Record<string, string[]> = {
   serve: [
     'ferry serve oci:./ferry-store',
     'ferry serve oci:/media/usb/store --listen 0.0.0.0:443 --tls-cert reg.crt --tls-key reg.key --htpasswd users',
+    'ferry serve images.ferry --key pub.pem --require-signature',
     'ferry serve oci:./layout:team/app',
   ],
   bundle: [

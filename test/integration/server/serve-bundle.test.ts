@@ -77,11 +77,12 @@ describe('serving a ferry bundle in place', () => {
     expect(man.members.some((m) => m.storage === 'zstd')).toBe(true);
     expect(content.description).toBe(`bundle:${bundle}`);
     expect(content.warnings).toEqual([]);
-    const repos = [...new Set(corpus.images.map((i) => repoOf(i.ref).repo))].sort();
+    // Repositories are keyed by their origin (docker.io for these Docker Hub-style names).
+    const repos = [...new Set(corpus.images.map((i) => `docker.io/${repoOf(i.ref).repo}`))].sort();
     expect(content.repositories()).toEqual(repos);
     for (const i of corpus.images) {
       const { repo, tag } = repoOf(i.ref);
-      expect(content.resolveTag(repo, tag)?.digest, i.ref).toBe(i.digest);
+      expect(content.resolveTag(`docker.io/${repo}`, tag)?.digest, i.ref).toBe(i.digest);
     }
   });
 
@@ -169,20 +170,20 @@ describe('serving a ferry bundle in place', () => {
     const m = await request(`http://${host}/v2/ferry-test/base/manifests/${app.digest}`);
     await m.body.dump();
     expect(m.statusCode).toBe(404);
-    expect(await content.blob('ferry-test/app', zstd.digest)).toBeUndefined();
-    expect(await content.blob('ferry-test/raw', zstd.digest)).toBeDefined();
+    expect(await content.blob('docker.io/ferry-test/app', zstd.digest)).toBeUndefined();
+    expect(await content.blob('docker.io/ferry-test/raw', zstd.digest)).toBeDefined();
   });
 
   it('serves a plain OCI archive (no zstd members) the same way', async () => {
     const c = await bundleContent(plain);
     try {
-      expect(c.repositories()).toEqual(['ferry-test/app', 'ferry-test/multi']);
+      expect(c.repositories()).toEqual(['docker.io/ferry-test/app', 'docker.io/ferry-test/multi']);
       const app = corpus.images.find((i) => i.ref === 'ferry-test/app:1.0')!;
-      expect(c.resolveTag('ferry-test/app', '1.0')?.digest).toBe(app.digest);
-      const m = await c.manifest('ferry-test/app', app.digest);
+      expect(c.resolveTag('docker.io/ferry-test/app', '1.0')?.digest).toBe(app.digest);
+      const m = await c.manifest('docker.io/ferry-test/app', app.digest);
       expect(m?.bytes.equals(readFileSync(store.blobPath(app.digest)))).toBe(true);
       const layers = (JSON.parse(m!.bytes.toString()) as { layers: Array<{ digest: Digest }> }).layers;
-      const b = await c.blob('ferry-test/app', layers[0]!.digest);
+      const b = await c.blob('docker.io/ferry-test/app', layers[0]!.digest);
       const chunks: Buffer[] = [];
       for await (const x of await b!.open({ start: 3, end: 10 })) chunks.push(x as Buffer);
       expect(Buffer.concat(chunks).equals(readFileSync(store.blobPath(layers[0]!.digest)).subarray(3, 11))).toBe(true);
@@ -204,9 +205,9 @@ describe('serving a ferry bundle in place', () => {
     const c = await openServed(parseServedLocation(`oci-archive:${archive}`));
     try {
       expect(c.description).toBe(`oci-archive:${archive}`);
-      expect(c.repositories()).toEqual(['ferry-test/app']);
+      expect(c.repositories()).toEqual(['docker.io/ferry-test/app']);
       const app = corpus.images.find((i) => i.ref === 'ferry-test/app:1.0')!;
-      expect(c.resolveTag('ferry-test/app', '1.0')?.digest).toBe(app.digest);
+      expect(c.resolveTag('docker.io/ferry-test/app', '1.0')?.digest).toBe(app.digest);
     } finally {
       await c.close();
     }

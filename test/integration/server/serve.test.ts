@@ -301,11 +301,17 @@ afterAll(async () => {
 });
 
 describe('layoutContent', () => {
-  it('names repositories from full references, dropping the registry host', () => {
-    expect(content.repositories()).toEqual(['library/app', 'library/sparse', 'org/other', 'team/tool']);
-    expect(content.tags('library/app')).toEqual(['1', '1.0', '1.1', '2-rc', 'latest']);
-    expect(content.tags('org/other')).toEqual([]);
-    expect(content.resolveTag('library/app', 'latest')).toEqual({
+  it('keys repositories by their origin, and records it', () => {
+    expect(content.repositories()).toEqual([
+      '127.0.0.1_5000/team/tool',
+      'docker.io/library/app',
+      'docker.io/library/sparse',
+      'ghcr.io/org/other',
+    ]);
+    expect(content.origin?.('127.0.0.1_5000/team/tool')).toEqual({ registry: '127.0.0.1:5000', path: 'team/tool' });
+    expect(content.tags('docker.io/library/app')).toEqual(['1', '1.0', '1.1', '2-rc', 'latest']);
+    expect(content.tags('ghcr.io/org/other')).toEqual([]);
+    expect(content.resolveTag('docker.io/library/app', 'latest')).toEqual({
       mediaType: OCI_INDEX,
       digest: store.index.digest,
       size: store.index.size,
@@ -340,6 +346,7 @@ describe('layoutContent', () => {
     expect(without.warnings.join('\n')).toMatch(/2 image\(s\) named by a bare tag \(v1, v2\).*oci:.*:REPO/);
     const withRepo = await layoutContent(dir, { repository: 'team/bare' });
     expect(withRepo.repositories()).toEqual(['team/bare']);
+    expect(withRepo.origin?.('team/bare')).toBeUndefined();
     expect(withRepo.tags('team/bare')).toEqual(['v1', 'v2']);
     expect(withRepo.warnings).toEqual([]);
     await expect(layoutContent(dir, { repository: 'Team' })).rejects.toThrow(UsageError);
@@ -352,23 +359,31 @@ describe('layoutContent', () => {
     const img = w.image('amd64', [l.desc], [l.diffId]);
     w.index([{ ...strip(img), annotations: { [REF_NAME]: '1.25', 'io.containerd.image.name': 'docker.io/library/nginx:1.25' } }]);
     const c = await layoutContent(dir);
-    expect(c.repositories()).toEqual(['library/nginx']);
-    expect(c.tags('library/nginx')).toEqual(['1.25']);
+    expect(c.repositories()).toEqual(['docker.io/library/nginx']);
+    expect(c.tags('docker.io/library/nginx')).toEqual(['1.25']);
   });
 
-  it('refuses one repository:tag with two digests within a layout, naming both', async () => {
+  it("refuses one registry's repository:tag with two digests within a layout, naming both; two registries are two repositories", async () => {
     const dir = path.join(createTempDir('clash'), 'layout');
     const w = new LayoutWriter(dir);
     const l = gzLayer(w, Buffer.from('x\n'));
     const a = w.image('amd64', [l.desc], [l.diffId]);
     const b = w.image('arm64', [l.desc], [l.diffId]);
-    w.index([named(a, 'docker.io/library/app:1'), named(b, 'ghcr.io/library/app:1')]);
+    w.index([named(a, 'docker.io/library/app:1'), named(b, 'index.docker.io/library/app:1')]);
     const err = await layoutContent(dir).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ServeConflictError);
+    expect((err as FerryError).exitCode).toBe(2);
     expect((err as Error).message).toContain('docker.io/library/app:1');
-    expect((err as Error).message).toContain('ghcr.io/library/app:1');
-    // Scoped, they are different repositories.
-    expect((await layoutContent(dir, { scoped: true })).repositories()).toEqual(['docker.io/library/app', 'ghcr.io/library/app']);
+    expect((err as Error).message).toContain('index.docker.io/library/app:1');
+    const two = path.join(createTempDir('two-registries'), 'layout');
+    const w2 = new LayoutWriter(two);
+    const l2 = gzLayer(w2, Buffer.from('x\n'));
+    w2.index([
+      named(w2.image('amd64', [l2.desc], [l2.diffId]), 'docker.io/library/app:1'),
+      named(w2.image('arm64', [l2.desc], [l2.diffId]), 'ghcr.io/library/app:1'),
+    ]);
+    expect((await layoutContent(two)).repositories()).toEqual(['docker.io/library/app', 'ghcr.io/library/app']);
+    expect((await layoutContent(two, { scoped: true })).repositories()).toEqual(['docker.io/library/app', 'ghcr.io/library/app']);
   });
 
   it('refuses at start-up two sources that disagree on a repository:tag, naming both', async () => {
@@ -376,7 +391,7 @@ describe('layoutContent', () => {
     const w = new LayoutWriter(dir);
     const l = gzLayer(w, Buffer.from('different\n'));
     const img = w.image('amd64', [l.desc], [l.diffId]);
-    w.index([named(img, 'quay.io/library/app:latest'), named(img, 'quay.io/library/app:other')]);
+    w.index([named(img, 'docker.io/library/app:latest'), named(img, 'docker.io/library/app:other')]);
     const second = await layoutContent(dir);
     const err = await startServer({ sources: [content, second], listen: '127.0.0.1:0' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ServeConflictError);
@@ -394,7 +409,7 @@ describe('layoutContent', () => {
     const started = performance.now();
     const c = await layoutContent(dir);
     expect(performance.now() - started).toBeLessThan(2000);
-    expect(c.repositories()).toContain('library/app');
+    expect(c.repositories()).toContain('docker.io/library/app');
   });
 });
 
@@ -410,12 +425,22 @@ describe('registry API', () => {
   });
 
   it('lists the catalog, with pagination', async () => {
+    // Every image by its scoped and its unscoped name.
     expect(JSON.parse((await http(u('/v2/_catalog'))).body.toString())).toEqual({
-      repositories: ['library/app', 'library/sparse', 'org/other', 'team/tool'],
+      repositories: [
+        '127.0.0.1_5000/team/tool',
+        'docker.io/library/app',
+        'docker.io/library/sparse',
+        'ghcr.io/org/other',
+        'library/app',
+        'library/sparse',
+        'org/other',
+        'team/tool',
+      ],
     });
-    const p1 = await http(u('/v2/_catalog?n=3'));
-    expect(JSON.parse(p1.body.toString()).repositories).toEqual(['library/app', 'library/sparse', 'org/other']);
-    expect(p1.headers.link).toBe('</v2/_catalog?last=org%2Fother&n=3>; rel="next"');
+    const p1 = await http(u('/v2/_catalog?n=7'));
+    expect(JSON.parse(p1.body.toString()).repositories).toHaveLength(7);
+    expect(p1.headers.link).toBe('</v2/_catalog?last=org%2Fother&n=7>; rel="next"');
     const next = /^<([^>]+)>/.exec(String(p1.headers.link))![1]!;
     const p2 = await http(u(next));
     expect(JSON.parse(p2.body.toString()).repositories).toEqual(['team/tool']);
@@ -880,8 +905,14 @@ describe('interoperability', () => {
     }
     // And the pulled store serves the same bytes again.
     const again = await layoutContent(dest);
-    expect(again.repositories()).toEqual(['library/app', 'org/other', 'team/tool']);
-    expect((await again.manifest('library/app', store.index.digest as Digest))?.bytes.equals(store.index.bytes)).toBe(true);
+    expect(again.repositories()).toEqual([
+      `127.0.0.1_${server.port}/library/app`,
+      `127.0.0.1_${server.port}/org/other`,
+      `127.0.0.1_${server.port}/team/tool`,
+    ]);
+    expect(
+      (await again.manifest(`127.0.0.1_${server.port}/library/app`, store.index.digest as Digest))?.bytes.equals(store.index.bytes),
+    ).toBe(true);
   });
 });
 

@@ -31,10 +31,16 @@ describe('nameIndexEntries', () => {
       'bundle:/x',
     );
     expect(r.warnings).toEqual([]);
+    // Keyed by origin; the server answers at the unscoped path too (mirror-names.ts).
     expect(r.named.map((e) => e.name)).toEqual([
-      { repository: 'ferry-test/app', tag: '1.0' },
-      { repository: 'library/nginx', tag: '1.27' },
-      { repository: 'ferry-test/raw', tag: '1' },
+      { repository: '127.0.0.1_5000/ferry-test/app', tag: '1.0' },
+      { repository: 'docker.io/library/nginx', tag: '1.27' },
+      { repository: 'docker.io/ferry-test/raw', tag: '1' },
+    ]);
+    expect(r.named.map((e) => e.origin)).toEqual([
+      { registry: '127.0.0.1:5000', path: 'ferry-test/app' },
+      { registry: 'docker.io', path: 'library/nginx' },
+      { registry: 'docker.io', path: 'ferry-test/raw' },
     ]);
     expect(r.named[0]!.label).toBe('127.0.0.1:5000/ferry-test/app:1.0');
   });
@@ -55,7 +61,7 @@ describe('nameIndexEntries', () => {
   it('names bare tags by the containerd name or the given repository, else warns', () => {
     const entries = [desc('a', { [REF]: 'v1', [CTRD]: 'docker.io/team/app:v1' }), desc('b', { [REF]: 'v2' })];
     const r = nameIndexEntries(entries, {}, 'bundle:/x');
-    expect(r.named.map((e) => e.name)).toEqual([{ repository: 'team/app', tag: 'v1' }]);
+    expect(r.named.map((e) => e.name)).toEqual([{ repository: 'docker.io/team/app', tag: 'v1' }]);
     expect(r.warnings).toEqual([expect.stringMatching(/1 image\(s\) named by a bare tag \(v2\).*bundle:\/x:REPO/)]);
     const withRepo = nameIndexEntries(entries, { repository: 'mine/app' }, 'bundle:/x');
     expect(withRepo.named.map((e) => e.name)).toEqual([

@@ -57,5 +57,9 @@ describe('pagination', () => {
   it('builds Link headers with the last value encoded', () => {
     expect(nextLink('/v2/app/tags/list', 'v1', 2)).toBe('</v2/app/tags/list?last=v1&n=2>; rel="next"');
     expect(nextLink('/v2/_catalog', 'library/nginx', 5)).toBe('</v2/_catalog?last=library%2Fnginx&n=5>; rel="next"');
+    // A mirror request's next page must resolve to the same registry's repository.
+    expect(nextLink('/v2/org/x/tags/list', 'v1', 2, '127.0.0.1:5000')).toBe(
+      '</v2/org/x/tags/list?last=v1&n=2&ns=127.0.0.1%3A5000>; rel="next"',
+    );
   });
 });

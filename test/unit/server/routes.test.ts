@@ -85,3 +85,21 @@ describe('matchRoute', () => {
     expect(JSON.stringify(r).length).toBeLessThan(2000);
   });
 });
+
+describe('namespaceOf', () => {
+  it('takes one registry host, and refuses anything else with 400 NAME_INVALID', async () => {
+    const { namespaceOf } = await import('../../../src/server/routes.js');
+    expect(namespaceOf(new URLSearchParams(''))).toEqual({ ok: true, ns: undefined });
+    expect(namespaceOf(new URLSearchParams('ns=docker.io'))).toEqual({ ok: true, ns: 'docker.io' });
+    expect(namespaceOf(new URLSearchParams('ns=127.0.0.1%3A5000'))).toEqual({ ok: true, ns: '127.0.0.1:5000' });
+    for (const q of ['ns=', 'ns=a%2Fb', 'ns=docker.io&ns=ghcr.io', `ns=${'a'.repeat(5000)}`, 'ns=..']) {
+      const r = namespaceOf(new URLSearchParams(q));
+      expect(r.ok, q).toBe(false);
+      if (!r.ok) {
+        expect(r.error.status).toBe(400);
+        expect(r.error.code).toBe('NAME_INVALID');
+        expect(r.error.message.length).toBeLessThan(600);
+      }
+    }
+  });
+});
