@@ -72,7 +72,7 @@ export async function mirrorConfig(opts: MirrorConfigOptions): Promise<MirrorCon
   const notes: string[] = [];
   for (const s of collected.sources) {
     if (s.skipped.length > 0)
-      notes.push(`${s.source}: ${s.skipped.length} name(s) without a registry skipped (${s.skipped.slice(0, 3).join(', ')})`);
+      notes.push(`${s.source}: ${s.skipped.length} name(s) that are not image references skipped (${s.skipped.slice(0, 3).join(', ')})`);
   }
   if (collected.upstreams.length === 0) {
     throw new UsageError(

@@ -8,10 +8,8 @@
 // (CONTAINERS_REGISTRIES_CONF) and Docker Engine (daemon.json). Every pulled digest must be
 // the bundle's. Missing tools fail the suite (requireTool); nothing is skipped.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseImageList } from '../../../src/transports/containerd/ctr.js';
 import { createPodman, startContainerd, startDockerd, type Engine } from '../../harness/engines.js';
@@ -19,74 +17,10 @@ import { findFreePort, startRegistry, type RunningRegistry } from '../../harness
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { requireTool } from '../../harness/tools.js';
 import { CLI, ferry } from '../../helpers/cli.js';
+import { writeStore } from '../../unit/mirrorconfig/store-fixture.js';
 
 const HUB = 'docker.io/library/mcfg-hub:1';
 const GHCR = 'ghcr.io/mcfg-org/tool:1';
-
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** A one-file ustar archive: the layer of a test image. */
-function tarOneFile(name: string, content: Buffer): Buffer {
-  const header = Buffer.alloc(512);
-  header.write(name, 0, 'utf8');
-  header.write('0000644\0', 100, 'latin1');
-  header.write('0000000\0', 108, 'latin1');
-  header.write('0000000\0', 116, 'latin1');
-  header.write(`${content.length.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
-  header.write('00000000000\0', 136, 'latin1');
-  header.write('        ', 148, 'latin1');
-  header.write('0', 156, 'latin1');
-  header.write('ustar\0', 257, 'latin1');
-  header.write('00', 263, 'latin1');
-  let sum = 0;
-  for (const b of header) sum += b;
-  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-  const pad = Buffer.alloc((512 - (content.length % 512)) % 512);
-  return Buffer.concat([header, content, pad, Buffer.alloc(1024)]);
-}
-
-/** An OCI layout holding one linux/amd64 image per name; returns name → manifest digest. */
-function writeStore(dir: string, names: readonly string[]): Map<string, string> {
-  mkdirSync(path.join(dir, 'blobs', 'sha256'), { recursive: true });
-  const put = (b: Buffer): string => {
-    const d = sha256(b);
-    writeFileSync(path.join(dir, 'blobs', 'sha256', d.slice(7)), b);
-    return d;
-  };
-  const digests = new Map<string, string>();
-  const manifests = [];
-  for (const name of names) {
-    const tar = tarOneFile('hello.txt', Buffer.from(`mirror-config test image ${name}\n`));
-    const layer = gzipSync(tar);
-    const config = Buffer.from(
-      JSON.stringify({
-        architecture: 'amd64',
-        os: 'linux',
-        config: { Cmd: ['/hello'] },
-        rootfs: { type: 'layers', diff_ids: [sha256(tar)] },
-      }),
-    );
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: put(config), size: config.length },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: put(layer), size: layer.length }],
-      }),
-    );
-    const digest = put(manifest);
-    digests.set(name, digest);
-    manifests.push({
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      digest,
-      size: manifest.length,
-      annotations: { 'org.opencontainers.image.ref.name': name },
-    });
-  }
-  writeFileSync(path.join(dir, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
-  writeFileSync(path.join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests }));
-  return digests;
-}
 
 async function ok(args: string[]): Promise<string> {
   const r = await ferry(args);
@@ -177,7 +111,9 @@ describe('containerd pulls the upstream names through the generated hosts.toml',
         timeoutMs: 60_000,
       });
     }
-    const images = new Map([...parseImageList((await containerd.run(['-n', ns, 'images', 'ls'])).stdout).values()].map((r) => [r.name, r.digest]));
+    const images = new Map(
+      [...parseImageList((await containerd.run(['-n', ns, 'images', 'ls'])).stdout).values()].map((r) => [r.name, r.digest]),
+    );
     expect(images.get(HUB)).toBe(digests.get(HUB));
     expect(images.get(GHCR)).toBe(digests.get(GHCR));
   });
@@ -215,7 +151,16 @@ describe('Docker Engine pulls a Docker Hub name through the generated daemon.jso
   let notes: string;
 
   beforeAll(async () => {
-    const r = await ferry(['mirror-config', bundle, '--format', 'docker', '--registry', `http://${serveHost}`, '-o', path.join(work, 'generated', 'docker')]);
+    const r = await ferry([
+      'mirror-config',
+      bundle,
+      '--format',
+      'docker',
+      '--registry',
+      `http://${serveHost}`,
+      '-o',
+      path.join(work, 'generated', 'docker'),
+    ]);
     expect(r.code).toBe(0);
     notes = r.stderr;
     const daemonJson = JSON.parse(readFileSync(path.join(work, 'generated', 'docker', 'daemon.json'), 'utf8')) as Record<string, unknown>;
