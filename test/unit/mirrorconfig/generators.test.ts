@@ -1,3 +1,4 @@
+// Golden files are stored as *.golden so that no formatter rewrites the bytes under test.
 // The pure generators of `ferry mirror-config`: golden files for one full case per format, and
 // every variant (prefix, --scoped, --insecure, --ca-file, http://) parsed back with a TOML or
 // YAML parser and checked field by field. The k3s and OpenShift outputs are checked against
@@ -63,7 +64,7 @@ describe('golden files', () => {
   ];
   it.each(cases)('%s', async (name, gen, inp) => {
     const g = gen(inp);
-    for (const f of g.files) await expect(f.text).toMatchFileSnapshot(`./golden/${name}/${f.path}`);
+    for (const f of g.files) await expect(f.text).toMatchFileSnapshot(`./golden/${name}/${f.path}.golden`);
     // Same input, same bytes.
     expect(gen(inp)).toEqual(g);
   });
