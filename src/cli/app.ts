@@ -8,6 +8,7 @@ import { inspectCommand } from './inspect.js';
 import { loadCommand } from './load.js';
 import { copyCommand } from './copy.js';
 import { inventoryCommand } from './inventory.js';
+import { mirrorConfigCommand } from './mirror-config.js';
 import { planCommand } from './plan.js';
 import { storeCommand } from './store.js';
 import { reportError } from './errors.js';
@@ -112,6 +113,7 @@ export async function main(argv: string[]): Promise<number> {
   cli = copyCommand(cli);
   cli = storeCommand(cli);
   cli = inventoryCommand(cli);
+  cli = mirrorConfigCommand(cli);
   skipHelpCache(cli);
   layoutExamples(cli, 'ferry', helpWidth());
   try {

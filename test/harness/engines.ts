@@ -60,17 +60,18 @@ function withLogOnFailure(daemon: Daemon, tool: ToolName, socketArgs: string[], 
 
 /**
  * Starts dockerd (vfs storage, no bridge, no iptables) on a private socket. `insecureRegistries`
- * are passed as --insecure-registry (loopback is insecure by default anyway). The docker client
- * runs with its own DOCKER_CONFIG, so no stored logins or contexts apply.
+ * are passed as --insecure-registry (loopback is insecure by default anyway); `config` is the
+ * daemon.json it reads (default `{}`). The docker client runs with its own DOCKER_CONFIG, so no
+ * stored logins or contexts apply.
  */
-export async function startDockerd(opts: { insecureRegistries?: string[] } = {}): Promise<Engine> {
+export async function startDockerd(opts: { insecureRegistries?: string[]; config?: Record<string, unknown> } = {}): Promise<Engine> {
   requireTool('dockerd');
   requireTool('docker');
   requireRoot('dockerd');
   const dir = createTempDir('dockerd');
   const socket = join(dir, 'docker.sock');
   const config = join(dir, 'daemon.json');
-  writeFileSync(config, '{}\n');
+  writeFileSync(config, `${JSON.stringify(opts.config ?? {})}\n`);
   const clientConfig = join(dir, 'client');
   mkdirSync(clientConfig);
   writeFileSync(join(clientConfig, 'config.json'), '{}\n');

@@ -43,6 +43,11 @@ const EXAMPLES: Record<string, string[]> = {
     'ferry mirror -p profiles/site-a.yaml --to docker://registry.local:5000',
   ],
   copy: ['ferry copy docker://ghcr.io/org/app:1 oci:./store', 'ferry copy --all bundle:images.ferry docker://registry.local:5000/mirror'],
+  'mirror-config': [
+    'ferry mirror-config site-a.ferry --registry registry.local:5000/mirror --format containerd -o certs',
+    'ferry mirror-config --for docker.io,ghcr.io --registry http://10.0.0.5:5000 --format registries-conf',
+    'ferry mirror-config profiles/site-a.yaml --registry reg.local/mirror --scoped --format k3s',
+  ],
 };
 
 /** The lines after "Examples:" (up to the end of the help). */
