@@ -16,7 +16,7 @@ import { planCopy, type CopyPlan } from '../copy/plan.js';
 import type { DestinationReport, LoadBlobStats, LoadedImage } from '../copy/report.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
-import { formatLoadDestination, openSource, parseLoadDestination, parseLocation } from '../transports/table.js';
+import { engineNaming, formatLoadDestination, openSource, parseLoadDestination, parseLocation } from '../transports/table.js';
 import type { OpenedImages } from '../transports/types.js';
 import { FerryError, UsageError } from '../util/errors.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
@@ -30,6 +30,8 @@ export interface LoadOptions extends RegistryAccessOptions {
   key?: string;
   requireSignature?: boolean;
   scoped?: boolean;
+  /** docker-daemon and containerd: names under this `HOST[:PORT][/PATH]` (or path), as in a registry. */
+  prefix?: string;
   /**
    * Only these platforms of multi-platform images: their indexes are rewritten to list just
    * those (new digest; the source's is kept in an annotation), as `ferry pull --platform` does.
@@ -121,6 +123,7 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
     throw new UsageError(`--username is for a registry destination; ${formatLoadDestination(dest)} is not one`);
   }
   if (dest.kind === 'registry') bindStaticCredential(opts, [dest.host]);
+  const naming = engineNaming(dest, opts);
   const src = await openLoadSource(opts.source, opts);
   try {
     const sources = src.images.map((i) => i.source);
@@ -148,6 +151,7 @@ export async function load(opts: LoadOptions): Promise<LoadReport> {
           ...(opts.ctr ? { ctr: opts.ctr } : {}),
           ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
           ...(opts.unpack === false ? { unpack: false } : {}),
+          ...(naming ? { naming } : {}),
         },
         plan,
         sources,

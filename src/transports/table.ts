@@ -33,7 +33,7 @@ import { openLayoutDestination } from './oci/destination.js';
 import { openLayoutImages } from './oci/source.js';
 import type { RegistryClient, RegistryClientOptions } from './registry/client.js';
 import { openRegistryDestination } from './registry/destination.js';
-import { parseRegistryDestination, type RegistryDestination } from './registry/names.js';
+import { parseNamePrefix, parseRegistryDestination, type PrefixRenaming, type RegistryDestination } from './registry/names.js';
 import { RegistrySource } from './registry/source.js';
 import type { ImageDestination, OpenedImages } from './types.js';
 
@@ -95,6 +95,8 @@ export interface DestinationOpenContext {
   ctr?: string[];
   snapshotter?: string;
   unpack?: boolean;
+  /** docker-daemon and containerd: names under a prefix (`--prefix`, `--scoped`); default the source names. */
+  naming?: PrefixRenaming;
 }
 
 interface Transport {
@@ -290,9 +292,9 @@ const TABLE: Record<TransportName, Transport> = {
     parse: (rest) => parseNamed('docker-daemon', rest),
     format: (loc) => `docker-daemon:${(loc as { ref: Reference }).ref.toString()}`,
     parseDestination: (rest) => ({ kind: 'docker-daemon', socket: rest ? socketPath(rest, 'docker-daemon') : undefined }),
-    async openDestination(dest) {
+    async openDestination(dest, ctx) {
       if (dest.kind !== 'docker-daemon') throw new TypeError(dest.kind);
-      return openDockerDaemonDestination(dest.socket);
+      return openDockerDaemonDestination(dest.socket, ctx.naming);
     },
   },
   containerd: {
@@ -325,6 +327,7 @@ const TABLE: Record<TransportName, Transport> = {
         ...(ctx.ctr ? { ctr: ctx.ctr } : {}),
         ...(ctx.snapshotter ? { snapshotter: ctx.snapshotter } : {}),
         ...(ctx.unpack === false ? { unpack: false } : {}),
+        ...(ctx.naming ? { naming: ctx.naming } : {}),
       });
     },
   },
@@ -423,6 +426,22 @@ export function formatDestination(d: Destination): string {
     case 'containerd':
       return `containerd${d.address ? `:${d.address}` : ''}?namespace=${d.namespace}`;
   }
+}
+
+/**
+ * The naming of an engine destination from `--prefix P` (and `--scoped`): undefined keeps the
+ * source names. Only Docker Engine and containerd take it; a registry's prefix is part of
+ * `docker://HOST/PREFIX`.
+ */
+export function engineNaming(dest: Destination, opts: { prefix?: string | undefined; scoped?: boolean | undefined }): PrefixRenaming | undefined {
+  if (opts.prefix === undefined) return undefined;
+  if (dest.kind !== 'docker-daemon' && dest.kind !== 'containerd') {
+    throw new UsageError(
+      `--prefix is for docker-daemon and containerd destinations; ${formatDestination(dest)} is not one` +
+        (dest.kind === 'registry' ? ' (a registry takes its prefix in the destination: docker://HOST/PREFIX)' : ''),
+    );
+  }
+  return { prefix: parseNamePrefix(opts.prefix), scoped: !!opts.scoped };
 }
 
 /** `ferry load --to`: a place, never an image name. */
