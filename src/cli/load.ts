@@ -205,12 +205,16 @@ export function engineNamingFlags<T>(cmd: Argv<T>): Argv<T> {
 export function checkEngineNaming(args: Pick<CommonArgs, 'prefix' | 'keep-names' | 'scoped' | 'to'>, kind: string): void {
   const engine = kind === 'docker-daemon' || kind === 'containerd';
   if (args['keep-names'] && (args.prefix !== undefined || args.scoped)) {
-    throw new UsageError(`--keep-names keeps the source names; it cannot be combined with ${args.prefix !== undefined ? '--prefix' : '--scoped'}`);
+    throw new UsageError(
+      `--keep-names keeps the source names; it cannot be combined with ${args.prefix !== undefined ? '--prefix' : '--scoped'}`,
+    );
   }
   if (!engine && (args.prefix !== undefined || args['keep-names'])) {
     const flag = args.prefix !== undefined ? '--prefix' : '--keep-names';
     throw new UsageError(`${flag} is for docker-daemon and containerd destinations; ${args.to} is not one`, {
-      ...(kind === 'registry' && args.prefix !== undefined ? { hint: 'a registry takes its prefix in the destination: docker://HOST/PREFIX' } : {}),
+      ...(kind === 'registry' && args.prefix !== undefined
+        ? { hint: 'a registry takes its prefix in the destination: docker://HOST/PREFIX' }
+        : {}),
     });
   }
   if (engine && args.scoped && args.prefix === undefined) {

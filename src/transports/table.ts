@@ -433,7 +433,10 @@ export function formatDestination(d: Destination): string {
  * source names. Only Docker Engine and containerd take it; a registry's prefix is part of
  * `docker://HOST/PREFIX`.
  */
-export function engineNaming(dest: Destination, opts: { prefix?: string | undefined; scoped?: boolean | undefined }): PrefixRenaming | undefined {
+export function engineNaming(
+  dest: Destination,
+  opts: { prefix?: string | undefined; scoped?: boolean | undefined },
+): PrefixRenaming | undefined {
   if (opts.prefix === undefined) return undefined;
   if (dest.kind !== 'docker-daemon' && dest.kind !== 'containerd') {
     throw new UsageError(

@@ -235,7 +235,10 @@ export interface DockerDaemonOptions {
  * the whole run, before anything is sent; an image whose own name cannot be used in Docker (a
  * nameless one) is that image's failure.
  */
-export function engineNames(images: ReadonlyArray<{ name: string; root: { digest: Digest } }>, naming?: PrefixRenaming): Array<EngineName | Error> {
+export function engineNames(
+  images: ReadonlyArray<{ name: string; root: { digest: Digest } }>,
+  naming?: PrefixRenaming,
+): Array<EngineName | Error> {
   const targets = naming
     ? prefixedTargets(
         images.map((i) => ({ name: i.name, digest: i.root.digest })),
@@ -262,9 +265,12 @@ export function engineNames(images: ReadonlyArray<{ name: string; root: { digest
     taken.set(n.repoTag, images[i]!.name);
   });
   if (problems.length > 0) {
-    throw new UsageError(`cannot name ${problems.length === 1 ? 'an image' : `${problems.length} images`} in docker-daemon:\n  ${problems.join('\n  ')}`, {
-      hint: 'nothing was loaded',
-    });
+    throw new UsageError(
+      `cannot name ${problems.length === 1 ? 'an image' : `${problems.length} images`} in docker-daemon:\n  ${problems.join('\n  ')}`,
+      {
+        hint: 'nothing was loaded',
+      },
+    );
   }
   return out;
 }
@@ -300,7 +306,9 @@ export class DockerDaemonDestination implements ImageDestination {
     const signal = ctx.signal;
     // Names first: a collision stops the run before the engine is even asked.
     const names = engineNames(plan.images, this.opts.naming);
-    this.namesByPlanName = new Map(plan.images.flatMap((img, i) => (names[i] instanceof Error ? [] : [[img.name, names[i] as EngineName]])));
+    this.namesByPlanName = new Map(
+      plan.images.flatMap((img, i) => (names[i] instanceof Error ? [] : [[img.name, names[i] as EngineName]])),
+    );
     this.images.clear();
     this.sizes.clear();
     this.toConfirm = [];

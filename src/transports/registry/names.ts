@@ -67,9 +67,12 @@ export function parseNamePrefix(input: string): RegistryDestination {
     try {
       return parseRegistryDestination(s);
     } catch (err) {
-      throw new UsageError(`--prefix ${JSON.stringify(input)}: ${(err as Error).message.replace(/^invalid registry destination docker:\/\/\S+: /, '')}`, {
-        hint: 'e.g. --prefix registry.local:5000/mirror or --prefix mirror/team',
-      });
+      throw new UsageError(
+        `--prefix ${JSON.stringify(input)}: ${(err as Error).message.replace(/^invalid registry destination docker:\/\/\S+: /, '')}`,
+        {
+          hint: 'e.g. --prefix registry.local:5000/mirror or --prefix mirror/team',
+        },
+      );
     }
   }
   if (!isRepositoryName(s)) {
