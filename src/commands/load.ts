@@ -16,12 +16,20 @@ import { planCopy, type CopyPlan } from '../copy/plan.js';
 import type { DestinationReport, LoadBlobStats, LoadedImage } from '../copy/report.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
-import { engineNaming, formatLoadDestination, openSource, parseLoadDestination, parseLocation } from '../transports/table.js';
+import {
+  engineNaming,
+  formatLoadDestination,
+  openArchiveFile,
+  openSource,
+  parseLoadDestination,
+  parseLocation,
+} from '../transports/table.js';
 import type { OpenedImages } from '../transports/types.js';
 import { FerryError, UsageError } from '../util/errors.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 import { collectFailures, type Failure } from './report.js';
 import { writePlan } from './write.js';
+import { isStdin } from '../util/fsutil.js';
 
 export interface LoadOptions extends RegistryAccessOptions {
   /** A bundle file, `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
@@ -84,6 +92,13 @@ async function openLoadSource(source: string, opts: LoadOptions): Promise<Opened
   }
   // A bundle's path is taken whole (it may hold a colon); load reads every image of it.
   const file = source.startsWith('bundle:') ? source.slice('bundle:'.length) : source;
+  const signing = {
+    ...(opts.key !== undefined ? { key: opts.key } : {}),
+    ...(opts.requireSignature ? { requireSignature: true } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  };
+  // A bare path is looked at first (a bundle, a docker save tar or an OCI archive); `bundle:FILE` and stdin are bundles.
+  if (file === source && !isStdin(file)) return openArchiveFile(file, signing);
   return openBundleImages(file, {
     ...(opts.key !== undefined ? { key: opts.key } : {}),
     ...(opts.requireSignature ? { requireSignature: true } : {}),
