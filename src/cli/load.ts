@@ -92,7 +92,7 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
                 array: true,
                 demandOption: true,
                 describe:
-                  'bundle file(s) (several: the volumes of a set, loaded one by one), - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]',
+                  'a bundle, docker save tar (also gzipped) or OCI archive file (told apart by what it holds), several bundle files (the volumes of a set, loaded one by one), - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]',
               })
               .option('to', {
                 type: 'string',

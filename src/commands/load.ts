@@ -32,7 +32,7 @@ import { writePlan } from './write.js';
 import { isStdin } from '../util/fsutil.js';
 
 export interface LoadOptions extends RegistryAccessOptions {
-  /** A bundle file, `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
+  /** A file (a bundle, docker save tar or OCI archive, detected), `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
   source: string;
   to: string;
   key?: string;
@@ -78,8 +78,8 @@ export interface LoadReport {
 }
 
 /**
- * What `ferry load` reads: a bundle file (a path without a transport, `-` for stdin, or
- * `bundle:FILE`), or `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker-archive:FILE[:REF]`,
+ * What `ferry load` reads: a file without a transport (a bundle, a docker save tar or an OCI
+ * archive, told apart by transports/detect.ts), a bundle (`-` for stdin, or `bundle:FILE`), or `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker-archive:FILE[:REF]`,
  * opened through the transport table (every image it holds, or the one REF picks).
  */
 async function openLoadSource(source: string, opts: LoadOptions): Promise<OpenedImages> {
