@@ -16,6 +16,8 @@ import {
   detectArchive,
   isDockerManifestJson,
 } from '../../../src/transports/detect.js';
+import { refuseDockerSave } from '../../../src/transports/table.js';
+import { UsageError } from '../../../src/util/errors.js';
 import { createTempDir } from '../../harness/temp.js';
 
 const DOCKER_MANIFEST = Buffer.from(JSON.stringify([{ Config: 'blobs/sha256/aa', RepoTags: ['x:1'], Layers: ['blobs/sha256/bb'] }]));
@@ -174,5 +176,32 @@ describe('detectArchive', () => {
       compression: 'gzip',
       found: 'gzip-compressed data that is not a tar archive',
     });
+  });
+
+  it('verify refuses any docker save; serve only one that is not also an OCI layout', async () => {
+    const legacy = await tarFile(path.join(dir, 'legacy.tar'), [
+      ['aa.json', Buffer.from('{}')],
+      ['manifest.json', DOCKER_MANIFEST],
+    ]);
+    const modern = await tarFile(path.join(dir, 'modern.tar'), [
+      ['oci-layout', Buffer.from('{}')],
+      ['index.json', Buffer.from('{}')],
+      ['manifest.json', DOCKER_MANIFEST],
+    ]);
+    for (const [file, command] of [
+      [legacy, 'verify'],
+      [legacy, 'serve'],
+      [modern, 'verify'],
+    ] as const) {
+      const err = await refuseDockerSave(file, command).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, `${file} ${command}`).toBeInstanceOf(UsageError);
+      expect((err as Error).message).toBe(`${file} is not a ferry bundle; it is a docker save archive; load it with ferry load`);
+    }
+    await expect(refuseDockerSave(modern, 'serve')).resolves.toBeUndefined();
+    const oci = path.join(dir, 'oci.tar');
+    await expect(refuseDockerSave(oci, 'verify')).resolves.toBeUndefined();
   });
 });
