@@ -254,15 +254,17 @@ export function engineNames(
     }
   });
   // A digest tag can meet a source tag spelled the same way; one repo:tag holds one image.
-  const taken = new Map<string, string>();
+  const taken = new Map<string, { name: string; digest: Digest }>();
   const problems: string[] = [];
   out.forEach((n, i) => {
     if (n instanceof Error) return;
+    const img = images[i]!;
     const other = taken.get(n.repoTag);
-    if (other !== undefined && images.find((x) => x.name === other)?.root.digest !== images[i]!.root.digest) {
-      problems.push(`${other} and ${images[i]!.name} would both be loaded as ${n.repoTag}`);
+    // The same image under two spellings of one name is one name, not a collision.
+    if (other !== undefined && other.digest !== img.root.digest) {
+      problems.push(`${other.name} and ${img.name} would both be loaded as ${n.repoTag}`);
     }
-    taken.set(n.repoTag, images[i]!.name);
+    taken.set(n.repoTag, { name: img.name, digest: img.root.digest });
   });
   if (problems.length > 0) {
     throw new UsageError(
