@@ -2,7 +2,8 @@
 import type { Argv } from 'yargs';
 import { copy } from '../commands/copy.js';
 import { interruptible } from './interrupt.js';
-import { type CommonArgs, chunkSizeOf, commonFlags, ctrCommand, finish, view } from './load.js';
+import { type CommonArgs, checkEngineNaming, chunkSizeOf, commonFlags, ctrCommand, engineNamingFlags, finish, view } from './load.js';
+import { parseDestination } from '../transports/table.js';
 import { PLATFORM_OPTION, checkConcurrency, platformsOf, registryAccess, registryFlags } from './options.js';
 import { jsonLine } from './progress.js';
 
@@ -22,7 +23,7 @@ export function copyCommand<T>(y: Argv<T>): Argv<T> {
     (cmd) =>
       registryFlags(
         commonFlags(
-          cmd
+          engineNamingFlags(cmd)
             .positional('src', {
               type: 'string',
               demandOption: true,
@@ -50,6 +51,7 @@ export function copyCommand<T>(y: Argv<T>): Argv<T> {
 
 async function runCopy(args: CopyArgs): Promise<number> {
   const concurrency = checkConcurrency(args.concurrency);
+  checkEngineNaming({ ...args, to: args.dst }, parseDestination(args.dst, { image: !args.all }).kind);
   const chunkSize = chunkSizeOf(args['chunk-size']);
   const access = await registryAccess(args);
   const ctr = args.ctr === undefined ? undefined : ctrCommand(args.ctr);
@@ -62,6 +64,7 @@ async function runCopy(args: CopyArgs): Promise<number> {
         ...(args.all ? { all: true } : {}),
         ...(args['dry-run'] ? { dryRun: true } : {}),
         ...(args.scoped ? { scoped: true } : {}),
+        ...(args.prefix !== undefined ? { prefix: args.prefix } : {}),
         ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),
         ...(chunkSize ? { chunkSize } : {}),
         ...(ctr ? { ctr } : {}),

@@ -32,6 +32,8 @@ import { SCREENFUL, createView, jsonLine, outputMode, type OutputMode, type Prog
 
 export interface CommonArgs extends RegistryFlags {
   to: string;
+  prefix?: string;
+  'keep-names'?: boolean;
   'chunk-size'?: number;
   scoped?: boolean;
   concurrency: number;
@@ -62,7 +64,7 @@ export function commonFlags<T>(cmd: Argv<T>): Argv<T> {
     .option('scoped', {
       type: 'boolean',
       describe:
-        'keep the source registry host as the first path component, a port after _ (127.0.0.1:5000/app → PREFIX/127.0.0.1_5000/app; registry destinations)',
+        'keep the source registry host as the first path component, a port after _ (127.0.0.1:5000/app → PREFIX/127.0.0.1_5000/app; registry destinations, and docker-daemon/containerd with --prefix)',
     })
     .option('concurrency', { type: 'number', default: DEFAULT_CONCURRENCY, describe: 'blobs transferred at once' })
     .option('chunk-size', {
@@ -84,13 +86,13 @@ export function loadCommand<T>(y: Argv<T>): Argv<T> {
       (cmd) =>
         registryFlags(
           commonFlags(
-            cmd
+            engineNamingFlags(cmd)
               .positional('sources', {
                 type: 'string',
                 array: true,
                 demandOption: true,
                 describe:
-                  'bundle file(s) (several: the volumes of a set, loaded one by one), - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]',
+                  'a bundle, docker save tar (also gzipped) or OCI archive file (told apart by what it holds), several bundle files (the volumes of a set, loaded one by one), - for a bundle on stdin, oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:REF]',
               })
               .option('to', {
                 type: 'string',
@@ -181,6 +183,47 @@ export async function finish(report: LoadReport, args: CommonArgs, mode: OutputM
   return onlyIntegrityFailures(report.failures) ? 3 : 1;
 }
 
+/** --prefix and --keep-names: how images are named in Docker Engine and containerd (load, copy). */
+export function engineNamingFlags<T>(cmd: Argv<T>): Argv<T> {
+  return cmd
+    .option('prefix', {
+      type: 'string',
+      describe:
+        'docker-daemon/containerd: name images under HOST[:PORT][/PATH] (or a path), as a registry prefix does (docker.io/library/nginx:1.27 → PREFIX/library/nginx:1.27)',
+    })
+    .option('keep-names', {
+      type: 'boolean',
+      describe: 'docker-daemon/containerd: keep the source names (the default there)',
+    });
+}
+
+/**
+ * The naming flags against the destination kind, before anything is opened: --keep-names
+ * excludes --prefix and --scoped, --prefix and --keep-names are for engines, and an engine
+ * takes --scoped only under a --prefix (without one there is no place to scope under).
+ */
+export function checkEngineNaming(args: Pick<CommonArgs, 'prefix' | 'keep-names' | 'scoped' | 'to'>, kind: string): void {
+  const engine = kind === 'docker-daemon' || kind === 'containerd';
+  if (args['keep-names'] && (args.prefix !== undefined || args.scoped)) {
+    throw new UsageError(
+      `--keep-names keeps the source names; it cannot be combined with ${args.prefix !== undefined ? '--prefix' : '--scoped'}`,
+    );
+  }
+  if (!engine && (args.prefix !== undefined || args['keep-names'])) {
+    const flag = args.prefix !== undefined ? '--prefix' : '--keep-names';
+    throw new UsageError(`${flag} is for docker-daemon and containerd destinations; ${args.to} is not one`, {
+      ...(kind === 'registry' && args.prefix !== undefined
+        ? { hint: 'a registry takes its prefix in the destination: docker://HOST/PREFIX' }
+        : {}),
+    });
+  }
+  if (engine && args.scoped && args.prefix === undefined) {
+    throw new UsageError(`--scoped needs --prefix for ${kind}: without one the images keep their source names`, {
+      hint: 'e.g. --prefix registry.local:5000/mirror --scoped',
+    });
+  }
+}
+
 /** --chunk-size in MiB → bytes; 1 MiB to 4 GiB. */
 export function chunkSizeOf(mib: number | undefined): number | undefined {
   if (mib === undefined) return undefined;
@@ -216,7 +259,9 @@ async function runLoad(args: LoadArgs): Promise<number> {
   onlyFor('--no-unpack', args.unpack === false, 'containerd', 'a containerd destination');
   onlyFor('--ctr', args.ctr !== undefined, 'containerd', 'a containerd destination');
   onlyFor('--snapshotter', args.snapshotter !== undefined, 'containerd', 'a containerd destination');
-  onlyFor('--scoped', !!args.scoped, 'registry', 'a registry destination (docker://HOST[/PREFIX])');
+  if (destKind !== 'docker-daemon' && destKind !== 'containerd')
+    onlyFor('--scoped', !!args.scoped, 'registry', 'a registry destination (docker://HOST[/PREFIX])');
+  checkEngineNaming(args, destKind);
   onlyFor('--chunk-size', args['chunk-size'] !== undefined, 'registry', 'a registry destination (docker://HOST[/PREFIX])');
   const sources = args.sources;
   if (sources.length > 1) {
@@ -234,6 +279,7 @@ async function runLoad(args: LoadArgs): Promise<number> {
     ...(args.key !== undefined ? { key: args.key } : {}),
     ...(args['require-signature'] ? { requireSignature: true } : {}),
     ...(args.scoped ? { scoped: true } : {}),
+    ...(args.prefix !== undefined ? { prefix: args.prefix } : {}),
     ...(args.platform?.length ? { platforms: platformsOf(args.platform)! } : {}),
     ...(ctr ? { ctr } : {}),
     ...(chunkSize ? { chunkSize } : {}),

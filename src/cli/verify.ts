@@ -9,6 +9,7 @@ import { STDIN_PATH, isStdin } from '../util/fsutil.js';
 import type { Argv } from 'yargs';
 import { verifyBundle } from '../bundle/verify.js';
 import { UsageError } from '../util/errors.js';
+import { refuseDockerSave } from '../transports/table.js';
 import { formatBytes } from './format.js';
 import { jsonLine } from './progress.js';
 import { requireBundleFile } from './options.js';
@@ -45,6 +46,7 @@ export async function runVerify(args: VerifyArgs): Promise<number> {
   }
   if (!isStdin(args.file))
     await requireBundleFile(args.file, `ferry verify checks bundle files; ferry inspect oci:${args.file} lists an OCI layout`);
+  if (!isStdin(args.file)) await refuseDockerSave(args.file, 'verify');
   const file = isStdin(args.file) ? STDIN_PATH : args.file;
   const label = isStdin(args.file) ? '-' : args.file;
   const r = await verifyBundle(file, {

@@ -10,7 +10,7 @@ import type { DestinationReport } from '../copy/report.js';
 import { planCopy, type CopyPlan } from '../copy/plan.js';
 import type { PlatformSpec } from '../oci/platform.js';
 import { RegistryClient } from '../transports/registry/client.js';
-import { formatDestination, openSource, parseDestination, parseLocation } from '../transports/table.js';
+import { engineNaming, formatDestination, openSource, parseDestination, parseLocation } from '../transports/table.js';
 import { UsageError } from '../util/errors.js';
 import { destinationResult, type LoadReport } from './load.js';
 import { writePlan } from './write.js';
@@ -26,6 +26,8 @@ export interface CopyOptions extends RegistryAccessOptions {
   /** Plan only: nothing is written. */
   dryRun?: boolean;
   scoped?: boolean;
+  /** docker-daemon and containerd: names under this `HOST[:PORT][/PATH]` (or path), as in a registry. */
+  prefix?: string;
   chunkSize?: number;
   ctr?: string[];
   signal?: AbortSignal;
@@ -41,6 +43,7 @@ export async function copy(opts: CopyOptions): Promise<CopyCommandReport> {
   const started = Date.now();
   const loc = parseLocation(opts.source);
   const dest = parseDestination(opts.destination, { image: !opts.all });
+  const naming = engineNaming(dest, opts);
   const hosts = [...(loc.transport === 'docker' ? [loc.ref.domain] : []), ...(dest.kind === 'registry' ? [dest.host] : [])];
   const clientOpts = registryClientOptions(
     opts,
@@ -85,6 +88,7 @@ export async function copy(opts: CopyOptions): Promise<CopyCommandReport> {
           ...(opts.scoped ? { scoped: true } : {}),
           ...(opts.chunkSize ? { chunkSize: opts.chunkSize } : {}),
           ...(opts.ctr ? { ctr: opts.ctr } : {}),
+          ...(naming ? { naming } : {}),
         },
         plan,
         items.map((i) => i.source),

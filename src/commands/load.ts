@@ -20,20 +20,30 @@ import { planCopy, type CopyPlan } from '../copy/plan.js';
 import type { DestinationReport, LoadBlobStats, LoadedImage } from '../copy/report.js';
 import type { Digest } from '../oci/digest.js';
 import type { PlatformSpec } from '../oci/platform.js';
-import { formatLoadDestination, openSource, parseLoadDestination, parseLocation } from '../transports/table.js';
+import {
+  engineNaming,
+  formatLoadDestination,
+  openArchiveFile,
+  openSource,
+  parseLoadDestination,
+  parseLocation,
+} from '../transports/table.js';
 import type { OpenedImages } from '../transports/types.js';
 import { FerryError, UsageError } from '../util/errors.js';
 import { DEFAULT_CONCURRENCY, bindStaticCredential, registryClientOptions, type RegistryAccessOptions } from './registry-access.js';
 import { collectFailures, type Failure } from './report.js';
 import { writePlan } from './write.js';
+import { isStdin } from '../util/fsutil.js';
 
 export interface LoadOptions extends RegistryAccessOptions {
-  /** A bundle file, `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
+  /** A file (a bundle, docker save tar or OCI archive, detected), `-` (a bundle on stdin), `bundle:FILE`, or `oci:DIR[:REF]`. */
   source: string;
   to: string;
   key?: string;
   requireSignature?: boolean;
   scoped?: boolean;
+  /** docker-daemon and containerd: names under this `HOST[:PORT][/PATH]` (or path), as in a registry. */
+  prefix?: string;
   /**
    * Only these platforms of multi-platform images: their indexes are rewritten to list just
    * those (new digest; the source's is kept in an annotation), as `ferry pull --platform` does.
@@ -72,8 +82,8 @@ export interface LoadReport {
 }
 
 /**
- * What `ferry load` reads: a bundle file (a path without a transport, `-` for stdin, or
- * `bundle:FILE`), or `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker-archive:FILE[:REF]`,
+ * What `ferry load` reads: a file without a transport (a bundle, a docker save tar or an OCI
+ * archive, told apart by transports/detect.ts), a bundle (`-` for stdin, or `bundle:FILE`), or `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker-archive:FILE[:REF]`,
  * opened through the transport table (every image it holds, or the one REF picks).
  */
 async function openLoadSource(source: string, opts: LoadOptions): Promise<OpenedImages> {
@@ -86,6 +96,13 @@ async function openLoadSource(source: string, opts: LoadOptions): Promise<Opened
   }
   // A bundle's path is taken whole (it may hold a colon); load reads every image of it.
   const file = source.startsWith('bundle:') ? source.slice('bundle:'.length) : source;
+  const signing = {
+    ...(opts.key !== undefined ? { key: opts.key } : {}),
+    ...(opts.requireSignature ? { requireSignature: true } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  };
+  // A bare path is looked at first (a bundle, a docker save tar or an OCI archive); `bundle:FILE` and stdin are bundles.
+  if (file === source && !isStdin(file)) return openArchiveFile(file, signing);
   return openBundleImages(file, {
     ...(opts.key !== undefined ? { key: opts.key } : {}),
     ...(opts.requireSignature ? { requireSignature: true } : {}),
@@ -126,6 +143,7 @@ export async function load(opts: LoadOptions, opened?: OpenedImages): Promise<Lo
     throw new UsageError(`--username is for a registry destination; ${formatLoadDestination(dest)} is not one`);
   }
   if (dest.kind === 'registry') bindStaticCredential(opts, [dest.host]);
+  const naming = engineNaming(dest, opts);
   const src = opened ?? (await openLoadSource(opts.source, opts));
   try {
     const sources = src.images.map((i) => i.source);
@@ -153,6 +171,7 @@ export async function load(opts: LoadOptions, opened?: OpenedImages): Promise<Lo
           ...(opts.ctr ? { ctr: opts.ctr } : {}),
           ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
           ...(opts.unpack === false ? { unpack: false } : {}),
+          ...(naming ? { naming } : {}),
         },
         plan,
         sources,

@@ -399,6 +399,23 @@ class FileSource implements ByteSource {
 const READ_AHEAD = 64 * 1024;
 
 /**
+ * The headers of a tar file one by one, as indexTarFile reads them (seeking over member data):
+ * a caller that stops early (format detection) reads no further than it asked for.
+ */
+export async function* scanTarFile(file: string, opts: TarReadOptions = {}): AsyncGenerator<TarEntry> {
+  const fh = await open(file, 'r');
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new TarFormatError(`${file} is not a regular file`);
+    yield* parseEntries(new FileSource(fh, st.size), opts);
+  } catch (err) {
+    throw err instanceof TarFormatError ? wrap(err, file) : err;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * Index a tar file by reading its headers only, seeking over member data with positional
  * reads: the cost is one 512-byte read per header, whatever the members' sizes.
  */

@@ -26,6 +26,7 @@ import { isRepositoryName } from '../server/names.js';
 import { UsageError } from '../util/errors.js';
 import { DEFAULT_CONTAINERD_NAMESPACE } from './containerd/ctr.js';
 import { openContainerdDestination } from './containerd/destination.js';
+import { KIND_NAMES, UnknownArchiveError, detectArchive } from './detect.js';
 import { openDockerArchiveImages } from './docker-archive/source.js';
 import { openDockerDaemonDestination } from './docker-daemon/destination.js';
 import { openOciArchiveImages } from './oci-archive/source.js';
@@ -33,7 +34,7 @@ import { openLayoutDestination } from './oci/destination.js';
 import { openLayoutImages } from './oci/source.js';
 import type { RegistryClient, RegistryClientOptions } from './registry/client.js';
 import { openRegistryDestination } from './registry/destination.js';
-import { parseRegistryDestination, type RegistryDestination } from './registry/names.js';
+import { parseNamePrefix, parseRegistryDestination, type PrefixRenaming, type RegistryDestination } from './registry/names.js';
 import { RegistrySource } from './registry/source.js';
 import type { ImageDestination, OpenedImages } from './types.js';
 
@@ -98,6 +99,8 @@ export interface DestinationOpenContext {
   ctr?: string[];
   snapshotter?: string;
   unpack?: boolean;
+  /** docker-daemon and containerd: names under a prefix (`--prefix`, `--scoped`); default the source names. */
+  naming?: PrefixRenaming;
 }
 
 interface Transport {
@@ -298,9 +301,9 @@ const TABLE: Record<TransportName, Transport> = {
     parse: (rest) => parseNamed('docker-daemon', rest),
     format: (loc) => `docker-daemon:${(loc as { ref: Reference }).ref.toString()}`,
     parseDestination: (rest) => ({ kind: 'docker-daemon', socket: rest ? socketPath(rest, 'docker-daemon') : undefined }),
-    async openDestination(dest) {
+    async openDestination(dest, ctx) {
       if (dest.kind !== 'docker-daemon') throw new TypeError(dest.kind);
-      return openDockerDaemonDestination(dest.socket);
+      return openDockerDaemonDestination(dest.socket, ctx.naming);
     },
   },
   containerd: {
@@ -333,6 +336,7 @@ const TABLE: Record<TransportName, Transport> = {
         ...(ctx.ctr ? { ctr: ctx.ctr } : {}),
         ...(ctx.snapshotter ? { snapshotter: ctx.snapshotter } : {}),
         ...(ctx.unpack === false ? { unpack: false } : {}),
+        ...(ctx.naming ? { naming: ctx.naming } : {}),
       });
     },
   },
@@ -383,10 +387,72 @@ export function parseServedLocation(input: string): ServedLocation {
   );
 }
 
+/**
+ * A path given to `ferry load` without a transport: what it holds decides how it is read, as
+ * for `docker load -i` (transports/detect.ts): a ferry bundle (checked as ever), a `docker
+ * save` tar (plain or gzip-compressed) or an OCI archive. A path that is not a regular file
+ * (a pipe, a missing file) is a bundle, as before: only a file can be looked at first. A file
+ * that is none of them is an UnknownArchiveError (exit 2) saying what it is instead.
+ */
+export async function openArchiveFile(file: string, ctx: SourceOpenContext = {}): Promise<OpenedImages> {
+  const bundle = (): Promise<OpenedImages> => TABLE.bundle.openSource!({ transport: 'bundle', path: file, ref: undefined }, ctx);
+  if (!isRegularFile(file)) return bundle();
+  const d = await detectArchive(file);
+  if (d.kind === 'unknown') {
+    const tool = { gzip: 'gunzip -k', xz: 'xz -dk', zstd: 'zstd -d', bzip2: 'bzip2 -dk', none: '' }[d.compression];
+    throw new UnknownArchiveError(`${file} is not a ferry bundle, an OCI archive or a docker save tar (found: ${d.found})`, {
+      hint:
+        d.compression !== 'none' && d.compression !== 'gzip'
+          ? `if it holds an image archive, decompress it first (${tool} ${file})`
+          : 'name the transport if it is something else ferry reads, e.g. oci:DIR for an OCI layout directory',
+    });
+  }
+  if (d.compression === 'gzip' && d.kind !== 'docker-archive') {
+    throw new UnknownArchiveError(
+      `${file} is ${KIND_NAMES[d.kind]}, gzip-compressed; ferry reads ${d.kind === 'bundle' ? 'bundles' : 'OCI archives'} uncompressed`,
+      { hint: `gunzip -k ${file}, then load the uncompressed file` },
+    );
+  }
+  if (d.kind !== 'bundle' && (ctx.key !== undefined || ctx.requireSignature)) {
+    throw new UsageError(`--key and --require-signature check bundles; ${file} is ${KIND_NAMES[d.kind]}, which carries no signature`);
+  }
+  switch (d.kind) {
+    case 'bundle':
+      return bundle();
+    case 'docker-archive':
+      // docker load reads `docker save | gzip` too; the archive is decompressed into a private temp file.
+      return openDockerArchiveImages(file, undefined, d.compression === 'gzip' ? { decompress: true } : {});
+    case 'oci-archive':
+      return openOciArchiveImages(file, undefined);
+  }
+}
+
+/**
+ * `ferry verify FILE` and `ferry serve FILE` read bundles (serve: OCI archives too); a docker
+ * save tar handed to them is named for what it is (exit 2), rather than failing the bundle
+ * checks as if it were a tampered bundle. `for` says what the command does instead.
+ */
+export async function refuseDockerSave(file: string, command: 'verify' | 'serve'): Promise<void> {
+  if (!isRegularFile(file)) return;
+  const d = await detectArchive(file);
+  // A Docker 25+ save is an OCI layout too, which serve can serve.
+  if (d.kind !== 'docker-archive' || (command === 'serve' && d.ociLayout && d.compression === 'none')) return;
+  throw new UsageError(
+    `${file} is not a ferry bundle; it is a docker save archive${d.compression === 'gzip' ? ' (gzip-compressed)' : ''}; load it with ferry load`,
+    {
+      hint:
+        command === 'serve'
+          ? `ferry load ${file} --to oci:DIR, then ferry serve oci:DIR`
+          : `ferry load ${file} --to oci:DIR (or docker-daemon, containerd, docker://HOST)`,
+    },
+  );
+}
+
 /** Open a served location for the server. */
-export function openServed(loc: ServedLocation, ctx: ServedOpenContext = {}): Promise<ServedContent> {
+export async function openServed(loc: ServedLocation, ctx: ServedOpenContext = {}): Promise<ServedContent> {
   const row = TABLE[loc.transport];
   if (!row.openServed) throw new TypeError(`${loc.transport} cannot be served`);
+  if (loc.transport !== 'oci') await refuseDockerSave(loc.path, 'serve');
   return row.openServed(loc, ctx);
 }
 
@@ -431,6 +497,25 @@ export function formatDestination(d: Destination): string {
     case 'containerd':
       return `containerd${d.address ? `:${d.address}` : ''}?namespace=${d.namespace}`;
   }
+}
+
+/**
+ * The naming of an engine destination from `--prefix P` (and `--scoped`): undefined keeps the
+ * source names. Only Docker Engine and containerd take it; a registry's prefix is part of
+ * `docker://HOST/PREFIX`.
+ */
+export function engineNaming(
+  dest: Destination,
+  opts: { prefix?: string | undefined; scoped?: boolean | undefined },
+): PrefixRenaming | undefined {
+  if (opts.prefix === undefined) return undefined;
+  if (dest.kind !== 'docker-daemon' && dest.kind !== 'containerd') {
+    throw new UsageError(
+      `--prefix is for docker-daemon and containerd destinations; ${formatDestination(dest)} is not one` +
+        (dest.kind === 'registry' ? ' (a registry takes its prefix in the destination: docker://HOST/PREFIX)' : ''),
+    );
+  }
+  return { prefix: parseNamePrefix(opts.prefix), scoped: !!opts.scoped };
 }
 
 /** `ferry load --to`: a place, never an image name. */

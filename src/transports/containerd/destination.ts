@@ -71,6 +71,7 @@ import {
   type ImportFlags,
 } from './ctr.js';
 import { putVerifiedMember } from '../archive-blob.js';
+import { formatNamePrefix, prefixedTargets, type PrefixRenaming } from '../registry/names.js';
 
 export interface ContainerdOptions {
   /**
@@ -86,6 +87,22 @@ export interface ContainerdOptions {
   snapshotter?: string;
   /** false = --no-unpack (content and image records only) */
   unpack?: boolean;
+  /** Names under a prefix (`--prefix`, `--scoped`), as in a registry; default: the source names. */
+  naming?: PrefixRenaming;
+}
+
+/**
+ * The containerd name of every plan image, in order: the source name, or its name under the
+ * prefix (registryTargets' rule; a digest-only name stays `repo@sha256:…`, which containerd
+ * keeps as a name). A collision is a UsageError for the whole run, before anything is imported.
+ */
+export function containerdNames(images: ReadonlyArray<{ name: string; root: { digest: Digest } }>, naming?: PrefixRenaming): string[] {
+  if (!naming) return images.map((i) => i.name);
+  return prefixedTargets(
+    images.map((i) => ({ name: i.name, digest: i.root.digest })),
+    naming.prefix,
+    { scoped: naming.scoped, where: `containerd (--prefix ${formatNamePrefix(naming.prefix)})`, verb: 'loaded', action: 'load' },
+  ).map((t) => t.destination);
 }
 
 export class CtrNotFoundError extends FerryError {
@@ -467,6 +484,10 @@ export class ContainerdDestination implements ImageDestination {
   private readonly target: CtrTarget;
   private readonly unpack: boolean;
   private readonly snapshotter: string | undefined;
+  private readonly naming: PrefixRenaming | undefined;
+  /** The containerd name of each plan image (prepare()), and of each plan name (nameOf). */
+  private targets: string[] = [];
+  private targetByPlanName = new Map<string, string>();
   private emit: EventSink = () => {};
   private signal: AbortSignal | undefined;
   /** The import run of each image to import (plan index → run). */
@@ -485,6 +506,7 @@ export class ContainerdDestination implements ImageDestination {
     this.target = resolveTarget(opts);
     this.unpack = opts.unpack !== false;
     this.snapshotter = opts.snapshotter;
+    this.naming = opts.naming;
     this.description =
       description ?? `containerd${this.target.address ? `:${this.target.address}` : ''}?namespace=${this.target.namespace}`;
     this.into = `containerd (namespace ${this.target.namespace})`;
@@ -492,8 +514,12 @@ export class ContainerdDestination implements ImageDestination {
 
   async prepare(plan: CopyPlan, ctx: { signal?: AbortSignal; onEvent?: EventSink }): Promise<PreparedImage[]> {
     const { signal } = ctx;
+    // Names first: a collision stops the run before containerd is even asked.
+    const targets = containerdNames(plan.images, this.naming);
     // A destination may be written to again: nothing of an earlier write carries over.
     await this.close();
+    this.targets = targets;
+    this.targetByPlanName = new Map(plan.images.map((img, i) => [img.name, targets[i]!]));
     this.runOf.clear();
     this.sizes.clear();
     this.lastRun = -1;
@@ -503,9 +529,9 @@ export class ContainerdDestination implements ImageDestination {
     for (const b of plan.blobs) this.sizes.set(b.desc.digest, b.desc.size);
 
     const prepared: Array<PreparedImage | undefined> = plan.images.map(() => undefined);
-    const where = (img: PlannedImage): { destination: string; destinationDigest: Digest } => ({
-      destination: destinationName(img.name),
-      destinationDigest: img.root.digest,
+    const where = (i: number): { destination: string; destinationDigest: Digest } => ({
+      destination: destinationName(targets[i]!),
+      destinationDigest: plan.images[i]!.root.digest,
     });
 
     // Which images containerd can unpack here (when unpacking, the others go in a --no-unpack run).
@@ -521,7 +547,7 @@ export class ContainerdDestination implements ImageDestination {
     const candidates = plan.images.flatMap((_, i) => (prepared[i] ? [] : [i]));
     this.before = await listImages(
       this.target,
-      candidates.map((i) => plan.images[i]!.name),
+      candidates.map((i) => targets[i]!),
       signal,
     );
 
@@ -531,13 +557,13 @@ export class ContainerdDestination implements ImageDestination {
     // host platform: for an index without one it cannot answer ("unavailable"), and such an
     // image is only ever imported with --no-unpack, where ctr names it after its whole archive
     // is in the content store, so its name is trusted.
-    const atDigest = candidates.filter((i) => this.before.get(plan.images[i]!.name)?.digest === plan.images[i]!.root.digest);
+    const atDigest = candidates.filter((i) => this.before.get(targets[i]!)?.digest === plan.images[i]!.root.digest);
     const checkable = new Set(atDigest.filter((i) => !(isIndex(plan.images[i]!) && blockers.get(i) !== undefined)));
     const checked =
       checkable.size > 0
         ? await checkImages(
             this.target,
-            [...checkable].map((i) => plan.images[i]!.name),
+            [...checkable].map((i) => targets[i]!),
             this.unpack ? this.snapshotter : undefined,
             signal,
           )
@@ -545,9 +571,10 @@ export class ContainerdDestination implements ImageDestination {
     const toImport: number[] = [];
     for (const i of candidates) {
       const img = plan.images[i]!;
-      let present = this.before.get(img.name)?.digest === img.root.digest;
+      const target = targets[i]!;
+      let present = this.before.get(target)?.digest === img.root.digest;
       if (present && checkable.has(i)) {
-        const row = checked.get(img.name);
+        const row = checked.get(target);
         const wantUnpacked = this.unpack && blockers.get(i) === undefined;
         present = row !== undefined && row.digest === img.root.digest && row.complete && (!wantUnpacked || row.unpacked);
         if (!present) {
@@ -555,11 +582,11 @@ export class ContainerdDestination implements ImageDestination {
           this.emit({
             kind: 'warning',
             image: img.name,
-            message: `${img.name} is named at ${img.root.digest} but ${why}: importing it again`,
+            message: `${target} is named at ${img.root.digest} but ${why}: importing it again`,
           });
         }
       }
-      if (present) prepared[i] = { ...where(img), state: 'done' };
+      if (present) prepared[i] = { ...where(i), state: 'done' };
       else toImport.push(i);
     }
 
@@ -570,7 +597,7 @@ export class ContainerdDestination implements ImageDestination {
       if (blocker) this.emit({ kind: 'warning', image: img.name, message: `${img.name} is imported without unpacking: ${blocker}` });
       const run = blocker ? CONTENT_ONLY_RUN : UNPACKED_RUN;
       this.runOf.set(i, run);
-      prepared[i] = { ...where(img), state: 'copy', run };
+      prepared[i] = { ...where(i), state: 'copy', run };
     }
     return prepared.map((p) => p!);
   }
@@ -618,12 +645,13 @@ export class ContainerdDestination implements ImageDestination {
   async setName(image: DestinationName, signal?: AbortSignal): Promise<boolean> {
     const stream = this.streamFor([image.index], signal);
     if (stream.failure !== undefined) throw stream.failure;
-    this.named.push(image);
+    // The run's index.json names the image by its containerd name.
+    this.named.push({ ...image, name: this.targets[image.index] ?? image.name });
     return true;
   }
 
   nameOf(image: Pick<DestinationName, 'name'>): string {
-    return destinationName(image.name);
+    return destinationName(this.targetByPlanName.get(image.name) ?? image.name);
   }
 
   /**
@@ -714,7 +742,7 @@ export class ContainerdDestination implements ImageDestination {
 /** `containerd[:SOCKET][?namespace=NS]` as a destination (the images keep their names). */
 export function openContainerdDestination(
   dest: { address: string | undefined; namespace: string },
-  opts: Pick<ContainerdOptions, 'ctr' | 'snapshotter' | 'unpack'> = {},
+  opts: Pick<ContainerdOptions, 'ctr' | 'snapshotter' | 'unpack' | 'naming'> = {},
 ): ContainerdDestination {
   return new ContainerdDestination(
     {
@@ -723,6 +751,7 @@ export function openContainerdDestination(
       ...(opts.ctr ? { ctr: opts.ctr } : {}),
       ...(opts.snapshotter ? { snapshotter: opts.snapshotter } : {}),
       ...(opts.unpack === false ? { unpack: false } : {}),
+      ...(opts.naming ? { naming: opts.naming } : {}),
     },
     `containerd${dest.address ? `:${dest.address}` : ''}?namespace=${dest.namespace}`,
   );

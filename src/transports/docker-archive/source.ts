@@ -435,8 +435,12 @@ export class DockerArchiveSource implements ImageSource {
  * `docker load` takes a `docker save` file), under every tag it was saved with, or the one
  * REF picks.
  */
-export async function openDockerArchiveImages(file: string, ref: string | undefined): Promise<OpenedImages> {
-  const archive = await DockerArchive.open(file);
+export async function openDockerArchiveImages(
+  file: string,
+  ref: string | undefined,
+  opts: Pick<ArchiveOpenOptions, 'decompress'> = {},
+): Promise<OpenedImages> {
+  const archive = await DockerArchive.open(file, opts);
   const images: OpenedImages['images'] = [];
   const seen = new Set<string>();
   const add = (name: string, source: ImageSource): void => {

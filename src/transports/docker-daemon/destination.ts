@@ -37,10 +37,12 @@ import type {
   PutBlobOptions,
   PutBlobResult,
 } from '../types.js';
-import { AbortedError, FerryError, NotFoundError, SizeMismatchError } from '../../util/errors.js';
+import { AbortedError, FerryError, NotFoundError, SizeMismatchError, UsageError } from '../../util/errors.js';
 import { TarWriter } from '../../tar/writer.js';
 import { putVerifiedMember } from '../archive-blob.js';
 import { DockerClient, ZSTD_MIN_API_VERSION, resolveDockerEndpoint } from './api.js';
+import type { EventSink } from '../../copy/events.js';
+import { formatNamePrefix, prefixedTargets, type PrefixRenaming } from '../registry/names.js';
 
 /** Config media types of container images; anything else is an artifact the engine cannot run. */
 export const IMAGE_CONFIG_TYPES: readonly string[] = [MediaType.OciConfig, MediaType.DockerConfig];
@@ -57,25 +59,39 @@ export class NotAContainerImageError extends FerryError {
 // ---------------------------------------------------------------------------------------------
 // Pure parts: names, platform choice, manifest.json
 
-/** How an image is named in the engine: a repo:tag, or (digest-only names) its ID alone. */
+/** How an image is named in the engine: a repo:tag (digest-only names get a digest tag, see engineName). */
 export interface EngineName {
-  /** `docker.io/library/nginx:1.25`; absent for a digest-only name. */
-  repoTag: string | undefined;
-  /** For the report: `docker-daemon:nginx:1.25`, or `docker-daemon:sha256:<id>` by ID. */
-  destination(imageId: Digest): string;
+  /** `docker.io/library/nginx:1.25`. */
+  repoTag: string;
+  /** The source name had no tag: repoTag's tag is `sha256-<hex>` of its digest. */
+  digestTag: boolean;
+  /** For the report: `docker-daemon:nginx:1.25`. */
+  destination: string;
   /** What `GET /images/{x}/json` is asked for before and after the load. */
-  lookup(imageId: Digest): string;
+  lookup: string;
 }
 
-/** The engine name of a plan name. A name with a tag and a digest is stored under its tag. */
+/** `sha256:<hex>` → `sha256-<hex>`: the tag a digest-only name gets (cosign's spelling; 71 characters, a valid tag). */
+export function digestTag(digest: Digest): string {
+  return `sha256-${hex(digest)}`;
+}
+
+/**
+ * The engine name of a plan name. A name with a tag and a digest is stored under its tag. A
+ * digest-only name (`repo@sha256:…`) is stored as `repo:sha256-<hex>`: Docker Engine keeps no
+ * digest-only names (`docker load` would leave the image `<none>:<none>`, which the next
+ * `docker image prune` deletes), and a tag made of the digest survives, reads back as the pin,
+ * and cannot meet a tag of another digest.
+ */
 export function engineName(name: string): EngineName {
   const ref = parseReference(name);
-  if (ref.tag === undefined) {
-    return { repoTag: undefined, destination: (id) => `docker-daemon:${id}`, lookup: (id) => id };
+  if (ref.tag === undefined && ref.digest === undefined) {
+    throw new FerryError('NAME_INVALID', `${name} has neither a tag nor a digest to name it by in Docker Engine`);
   }
-  const tagged = `${ref.name}:${ref.tag}`;
-  const familiar = ref.familiar().replace(/@.*$/, '');
-  return { repoTag: tagged, destination: () => `docker-daemon:${familiar}`, lookup: () => tagged };
+  const tag = ref.tag ?? digestTag(ref.digest as Digest);
+  const tagged = `${ref.name}:${tag}`;
+  const familiar = parseReference(tagged).familiar();
+  return { repoTag: tagged, digestTag: ref.tag === undefined, destination: `docker-daemon:${familiar}`, lookup: tagged };
 }
 
 /** The platform of the daemon's host: `GET /version` Os/Arch, ARM variant from `uname -m` (`/info`). */
@@ -209,6 +225,56 @@ export interface DockerDaemonOptions {
   socket?: string;
   /** platform to pick from multi-arch indexes; default: the daemon's own (GET /version Os/Arch, plus variant if known) */
   platform?: PlatformSpec;
+  /** Names under a prefix (`--prefix`, `--scoped`), as in a registry; default: the source names. */
+  naming?: PrefixRenaming;
+}
+
+/**
+ * The engine name of every plan image, in order: the source name, or its name under the
+ * prefix. A name that cannot be placed, or two images on one repo:tag, are a UsageError for
+ * the whole run, before anything is sent; an image whose own name cannot be used in Docker (a
+ * nameless one) is that image's failure.
+ */
+export function engineNames(
+  images: ReadonlyArray<{ name: string; root: { digest: Digest } }>,
+  naming?: PrefixRenaming,
+): Array<EngineName | Error> {
+  const targets = naming
+    ? prefixedTargets(
+        images.map((i) => ({ name: i.name, digest: i.root.digest })),
+        naming.prefix,
+        { scoped: naming.scoped, where: `docker-daemon (--prefix ${formatNamePrefix(naming.prefix)})`, verb: 'loaded', action: 'load' },
+      ).map((t) => t.destination)
+    : images.map((i) => i.name);
+  const out = targets.map((t): EngineName | Error => {
+    try {
+      return engineName(t);
+    } catch (err) {
+      return err instanceof Error ? err : new FerryError('NAME_INVALID', String(err));
+    }
+  });
+  // A digest tag can meet a source tag spelled the same way; one repo:tag holds one image.
+  const taken = new Map<string, { name: string; digest: Digest }>();
+  const problems: string[] = [];
+  out.forEach((n, i) => {
+    if (n instanceof Error) return;
+    const img = images[i]!;
+    const other = taken.get(n.repoTag);
+    // The same image under two spellings of one name is one name, not a collision.
+    if (other !== undefined && other.digest !== img.root.digest) {
+      problems.push(`${other.name} and ${img.name} would both be loaded as ${n.repoTag}`);
+    }
+    taken.set(n.repoTag, { name: img.name, digest: img.root.digest });
+  });
+  if (problems.length > 0) {
+    throw new UsageError(
+      `cannot name ${problems.length === 1 ? 'an image' : `${problems.length} images`} in docker-daemon:\n  ${problems.join('\n  ')}`,
+      {
+        hint: 'nothing was loaded',
+      },
+    );
+  }
+  return out;
 }
 
 /**
@@ -231,13 +297,20 @@ export class DockerDaemonDestination implements ImageDestination {
   private toConfirm: number[] = [];
   /** Images present under another ID-only name whose names were set: tagged at commit(). */
   private toTag: number[] = [];
+  /** The engine name of each plan name (prepare()). */
+  private namesByPlanName = new Map<string, EngineName>();
 
   constructor(private readonly opts: DockerDaemonOptions = {}) {
     this.description = opts.socket ? `docker-daemon:${opts.socket}` : 'docker-daemon';
   }
 
-  async prepare(plan: CopyPlan, ctx: { signal?: AbortSignal }): Promise<PreparedImage[]> {
+  async prepare(plan: CopyPlan, ctx: { signal?: AbortSignal; onEvent?: EventSink }): Promise<PreparedImage[]> {
     const signal = ctx.signal;
+    // Names first: a collision stops the run before the engine is even asked.
+    const names = engineNames(plan.images, this.opts.naming);
+    this.namesByPlanName = new Map(
+      plan.images.flatMap((img, i) => (names[i] instanceof Error ? [] : [[img.name, names[i] as EngineName]])),
+    );
     this.images.clear();
     this.sizes.clear();
     this.toConfirm = [];
@@ -256,23 +329,31 @@ export class DockerDaemonDestination implements ImageDestination {
     for (const [i, img] of plan.images.entries()) {
       let chosen: ChosenImage | undefined;
       try {
-        const name = engineName(img.name);
+        const name = names[i]!;
+        if (name instanceof Error) throw name;
+        if (name.digestTag) {
+          ctx.onEvent?.({
+            kind: 'warning',
+            image: img.name,
+            message: `docker has no digest-only names; ${img.name} is tagged as ${name.repoTag}`,
+          });
+        }
         chosen = chooseImage(img, platform);
         this.checkImage(img, chosen, blobInfo);
         const id = chosen.manifest.config.digest as Digest;
         const blobs: Descriptor[] = [chosen.manifest.config, ...chosen.manifest.layers];
         const where = {
-          destination: name.destination(id),
+          destination: name.destination,
           destinationDigest: id,
           ...(chosen.platform ? { platforms: [chosen.platform] } : {}),
           blobs,
         };
-        const have = await client.inspectImage(name.lookup(id), signal);
+        const have = await client.inspectImage(name.lookup, signal);
         if (have?.Id === id) {
           out.push({ ...where, state: 'done' });
           continue;
         }
-        const state = name.repoTag !== undefined && (await client.inspectImage(id, signal))?.Id === id ? 'name' : 'copy';
+        const state = (await client.inspectImage(id, signal))?.Id === id ? 'name' : 'copy';
         this.images.set(i, { state, name, chosen, id });
         if (state === 'name') {
           // The content is there under another name: naming it is all that is left.
@@ -354,7 +435,7 @@ export class DockerDaemonDestination implements ImageDestination {
       if (img.state !== 'copy') continue;
       entries.push({
         config: img.id,
-        repoTags: img.name.repoTag !== undefined ? [img.name.repoTag] : [],
+        repoTags: [img.name.repoTag],
         layers: img.chosen.manifest.layers.map((l) => l.digest as Digest),
       });
     }
@@ -391,8 +472,8 @@ export class DockerDaemonDestination implements ImageDestination {
 
   nameOf(image: Pick<DestinationName, 'name'>): string {
     // prepare() gives every image its destination; this is only the fallback.
-    const repoTag = engineName(image.name).repoTag;
-    return repoTag !== undefined ? `docker-daemon:${parseReference(repoTag).familiar()}` : `docker-daemon:${image.name}`;
+    const named = this.namesByPlanName.get(image.name);
+    return named ? named.destination : `docker-daemon:${image.name}`;
   }
 
   async commit(signal?: AbortSignal): Promise<CommitResult> {
@@ -431,14 +512,14 @@ export class DockerDaemonDestination implements ImageDestination {
           // The tar can only fail to end when the request gave up: the daemon says why.
           if (finishError !== undefined) throw loadError ?? finishError;
           // Confirm even after a daemon error: the images before the failing one load.
-          const have = await client.inspectImage(img.name.lookup(img.id), signal);
+          const have = await client.inspectImage(img.name.lookup, signal);
           if (have?.Id === img.id) continue;
           if (loadError !== undefined) throw loadError;
           throw new FerryError(
             'DAEMON_LOAD_INCOMPLETE',
             have
-              ? `after the load, ${img.name.lookup(img.id)} is image ${have.Id}, not ${img.id}`
-              : `after the load, the Docker daemon has no image ${img.name.lookup(img.id)}`,
+              ? `after the load, ${img.name.lookup} is image ${have.Id}, not ${img.id}`
+              : `after the load, the Docker daemon has no image ${img.name.lookup}`,
           );
         } catch (err) {
           if (signal?.aborted) throw err;
@@ -451,7 +532,7 @@ export class DockerDaemonDestination implements ImageDestination {
     for (const i of tags) {
       const img = this.images.get(i)!;
       try {
-        const ref = parseReference(img.name.repoTag!);
+        const ref = parseReference(img.name.repoTag);
         await client.tagImage(img.id, ref.name, ref.tag!, signal);
       } catch (err) {
         if (signal?.aborted) throw err;
@@ -477,7 +558,7 @@ function abortError(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new AbortedError();
 }
 
-/** `docker-daemon[:SOCKET]` as a destination (the images keep their names). */
-export function openDockerDaemonDestination(socket: string | undefined): DockerDaemonDestination {
-  return new DockerDaemonDestination(socket ? { socket } : {});
+/** `docker-daemon[:SOCKET]` as a destination (the images keep their names, or take them under `naming`'s prefix). */
+export function openDockerDaemonDestination(socket: string | undefined, naming?: PrefixRenaming): DockerDaemonDestination {
+  return new DockerDaemonDestination({ ...(socket ? { socket } : {}), ...(naming ? { naming } : {}) });
 }

@@ -52,11 +52,82 @@ export function parseRegistryDestination(rest: string): RegistryDestination {
   return { host, prefix };
 }
 
+/**
+ * `--prefix` of a destination that takes names rather than a place (Docker Engine,
+ * containerd): `HOST[:PORT][/PATH]`, or a plain path (`mirror/team`), which, as in Docker's
+ * grammar, lies on docker.io. The first component is a host when it holds a `.` or a `:` or is
+ * `localhost` (Docker's splitDockerDomain rule), so `--prefix` names exactly what `docker pull`
+ * would read from the same string.
+ */
+export function parseNamePrefix(input: string): RegistryDestination {
+  const s = input.replace(/\/+$/, '');
+  const first = s.split('/', 1)[0]!;
+  if (s === '' || s.startsWith('/')) throw new UsageError(`--prefix ${JSON.stringify(input)}: expected HOST[:PORT][/PATH] or a path`);
+  if (first.includes('.') || first.includes(':') || first === 'localhost') {
+    try {
+      return parseRegistryDestination(s);
+    } catch (err) {
+      throw new UsageError(
+        `--prefix ${JSON.stringify(input)}: ${(err as Error).message.replace(/^invalid registry destination docker:\/\/\S+: /, '')}`,
+        {
+          hint: 'e.g. --prefix registry.local:5000/mirror or --prefix mirror/team',
+        },
+      );
+    }
+  }
+  if (!isRepositoryName(s)) {
+    throw new UsageError(
+      `--prefix ${JSON.stringify(input)}: ${JSON.stringify(s)} is not a repository path (lower-case letters and digits, separated by ".", "_", "__", "-" or "/")`,
+      { hint: 'e.g. --prefix registry.local:5000/mirror or --prefix mirror/team' },
+    );
+  }
+  return { host: 'docker.io', prefix: s };
+}
+
+/** `--prefix` (and `--scoped`) of an engine destination: registryTargets' rule under HOST/PREFIX. */
+export interface PrefixRenaming {
+  prefix: RegistryDestination;
+  scoped: boolean;
+}
+
+/** `--prefix` as given back: HOST[/PATH], or the plain path on docker.io. */
+export function formatNamePrefix(p: RegistryDestination): string {
+  return p.host === 'docker.io' && p.prefix ? p.prefix : `${p.host}${p.prefix ? `/${p.prefix}` : ''}`;
+}
+
+/** The naming of a run into a place that takes names (registryTargets' rule, used by Docker Engine and containerd too). */
+export interface PrefixNaming {
+  /** Where the names go: `docker://HOST/PREFIX`, `docker-daemon`, … (messages only). */
+  where: string;
+  /** What happens to an image under its name: "pushed", "loaded" (messages only). */
+  verb: string;
+  /** The same as a verb: "push", "load". */
+  action: string;
+}
+
 /** The target of every image, in order; throws a UsageError naming every problem found. */
 export function registryTargets(
   images: ReadonlyArray<{ name: string; digest: Digest }>,
   dest: RegistryDestination,
   opts: { scoped?: boolean } = {},
+): RegistryTarget[] {
+  return prefixedTargets(images, dest, {
+    ...opts,
+    where: `docker://${dest.host}${dest.prefix ? `/${dest.prefix}` : ''}`,
+    verb: 'pushed',
+    action: 'push',
+  });
+}
+
+/**
+ * Every image's name under `dest` (HOST/PREFIX/REPOSITORY[:TAG|@DIGEST]), in order. Two images
+ * on one name, or a name that cannot be placed there, are one UsageError naming every problem,
+ * before anything is written.
+ */
+export function prefixedTargets(
+  images: ReadonlyArray<{ name: string; digest: Digest }>,
+  dest: RegistryDestination,
+  opts: { scoped?: boolean } & PrefixNaming,
 ): RegistryTarget[] {
   const problems: string[] = [];
   const taken = new Map<string, string>();
@@ -64,7 +135,7 @@ export function registryTargets(
   for (const img of images) {
     const r = servedName(img.name, { scoped: !!opts.scoped });
     if (r.kind !== 'served') {
-      problems.push(r.kind === 'bare-tag' ? `${img.name}: a bare tag has no repository to push to` : `${img.name}: ${r.reason}`);
+      problems.push(r.kind === 'bare-tag' ? `${img.name}: a bare tag has no repository to ${opts.action} to` : `${img.name}: ${r.reason}`);
       continue;
     }
     const repo = dest.prefix ? `${dest.prefix}/${r.name.repository}` : r.name.repository;
@@ -76,7 +147,7 @@ export function registryTargets(
     const other = taken.get(destination);
     if (other !== undefined) {
       problems.push(
-        `${other} and ${img.name} would both be pushed as ${destination}${opts.scoped ? '' : ' (use --scoped to keep the source registry in the name)'}`,
+        `${other} and ${img.name} would both be ${opts.verb} as ${destination}${opts.scoped ? '' : ' (use --scoped to keep the source registry in the name)'}`,
       );
       continue;
     }
@@ -85,9 +156,9 @@ export function registryTargets(
   }
   if (problems.length > 0) {
     throw new UsageError(
-      `cannot name ${problems.length === 1 ? 'an image' : `${problems.length} images`} in docker://${dest.host}${dest.prefix ? `/${dest.prefix}` : ''}:\n  ${problems.join('\n  ')}`,
+      `cannot name ${problems.length === 1 ? 'an image' : `${problems.length} images`} in ${opts.where}:\n  ${problems.join('\n  ')}`,
       {
-        hint: 'nothing was pushed',
+        hint: `nothing was ${opts.verb}`,
       },
     );
   }

@@ -162,20 +162,22 @@ describe('docker-daemon destination', () => {
     expect((await docker.run(['images', '--format', '{{.Repository}}:{{.Tag}}'])).stdout.trim()).toBe('');
   });
 
-  it('a digest-only name loads untagged, identified by its ID', async () => {
+  it('a digest-only name loads tagged sha256-<hex> (Docker keeps no digest-only names), with a warning', async () => {
     const store = await OciLayout.open(storeDir);
     const entry = (await store.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === 'ferry-test/raw:1')!;
     const name = `docker.io/ferry-test/raw@${entry.digest}`;
     const plan = await planCopy([{ source: new LayoutSource(store, 'ferry-test/raw:1'), name }]);
-    const report = await load(plan, [new LayoutSource(store, 'ferry-test/raw:1')], { socket: docker.socket });
+    const events: CopyEvent[] = [];
+    const report = await load(plan, [new LayoutSource(store, 'ferry-test/raw:1')], {
+      socket: docker.socket,
+      onEvent: (e) => events.push(e),
+    });
     const want = expected.get('docker.io/ferry-test/raw:1');
     if (!want || want === 'artifact') throw new Error('corpus has no ferry-test/raw:1');
-    expect(report.images.map((i) => [i.status, i.destination, i.destinationDigest])).toEqual([
-      ['done', `docker-daemon:${want.id}`, want.id],
-    ]);
-    expect(await inspectId(want.id)).toBe(want.id);
-    const tags = await docker.run(['image', 'inspect', '--format', '{{len .RepoTags}}', want.id]);
-    expect(tags.stdout.trim()).toBe('0');
+    const tag = `ferry-test/raw:sha256-${entry.digest.slice('sha256:'.length)}`;
+    expect(report.images.map((i) => [i.status, i.destination, i.destinationDigest])).toEqual([['done', `docker-daemon:${tag}`, want.id]]);
+    expect(await inspectId(tag)).toBe(want.id);
+    expect(events.filter((e) => e.kind === 'warning')).toHaveLength(1);
   });
 
   it('loads every container image under its full name with ID = config digest; refuses the artifact', async () => {
@@ -196,7 +198,7 @@ describe('docker-daemon destination', () => {
       }
       expect([img.name, img.status, img.error]).toEqual([img.name, 'done', undefined]);
       expect(img.destinationDigest).toBe(want.id);
-      // raw:1 is there by ID since the digest-only load: it only gets its tag.
+      // raw:1 is there under its digest tag since the digest-only load: it only gets its tag.
       expect(img.skipped, img.name).toBe(img.name === 'docker.io/ferry-test/raw:1' ? true : undefined);
       expect(img.destination).toBe(`docker-daemon:${parseReference(img.name).familiar()}`);
       expect(await inspectId(img.name), img.name).toBe(want.id);

@@ -18,8 +18,11 @@ import {
   daemonPlatform,
   DockerDaemonDestination,
   engineName,
+  engineNames,
   type DockerDaemonOptions,
 } from '../../../../src/transports/docker-daemon/destination.js';
+import { parseNamePrefix } from '../../../../src/transports/registry/names.js';
+import { UsageError } from '../../../../src/util/errors.js';
 import { executeCopy } from '../../../../src/copy/execute.js';
 import type { DestinationReport } from '../../../../src/copy/report.js';
 import type { EventSink } from '../../../../src/copy/events.js';
@@ -255,18 +258,101 @@ async function load(plan: CopyPlan, sources: ImageSource[], o: LoadOptions): Pro
 // ---------------------------------------------------------------------------------------------
 
 describe('engineName', () => {
-  it('tags by full name; a tag+digest name by its tag; a digest-only name by ID', () => {
-    const id = sha256('x');
+  it('tags by full name; a tag+digest name by its tag; a digest-only name by a sha256-<hex> tag', () => {
     const tagged = engineName('docker.io/library/nginx:1.25');
-    expect([tagged.repoTag, tagged.lookup(id), tagged.destination(id)]).toEqual([
+    expect([tagged.repoTag, tagged.lookup, tagged.destination, tagged.digestTag]).toEqual([
       'docker.io/library/nginx:1.25',
       'docker.io/library/nginx:1.25',
       'docker-daemon:nginx:1.25',
+      false,
     ]);
     const both = engineName(`localhost:5000/a/b:2@${sha256('m')}`);
-    expect([both.repoTag, both.destination(id)]).toEqual(['localhost:5000/a/b:2', 'docker-daemon:localhost:5000/a/b:2']);
-    const digestOnly = engineName(`docker.io/x/y@${sha256('m')}`);
-    expect([digestOnly.repoTag, digestOnly.lookup(id), digestOnly.destination(id)]).toEqual([undefined, id, `docker-daemon:${id}`]);
+    expect([both.repoTag, both.destination]).toEqual(['localhost:5000/a/b:2', 'docker-daemon:localhost:5000/a/b:2']);
+    const m = sha256('m');
+    const digestOnly = engineName(`docker.io/x/y@${m}`);
+    const tag = `sha256-${m.slice('sha256:'.length)}`;
+    expect([digestOnly.repoTag, digestOnly.lookup, digestOnly.destination, digestOnly.digestTag]).toEqual([
+      `docker.io/x/y:${tag}`,
+      `docker.io/x/y:${tag}`,
+      `docker-daemon:x/y:${tag}`,
+      true,
+    ]);
+    expect(tag).toHaveLength(71);
+  });
+
+  it('refuses a nameless image (no repository to tag)', () => {
+    expect(() => engineName(`@${sha256('m')}`)).toThrow();
+  });
+});
+
+describe('engineNames', () => {
+  const d1 = sha256('one');
+  const d2 = sha256('two');
+  const imgs = [
+    { name: 'docker.io/library/nginx:1.27', root: { digest: d1 } },
+    { name: `ghcr.io/org/app@${d2}`, root: { digest: d2 } },
+  ];
+
+  it('keeps the source names by default', () => {
+    expect(engineNames(imgs).map((n) => (n instanceof Error ? n.message : n.repoTag))).toEqual([
+      'docker.io/library/nginx:1.27',
+      `ghcr.io/org/app:sha256-${d2.slice(7)}`,
+    ]);
+  });
+
+  it('--prefix HOST/PATH puts the repository path under it, as registryTargets does; --scoped keeps the host', () => {
+    const prefix = parseNamePrefix('registry.local:5000/mirror');
+    expect(engineNames(imgs, { prefix, scoped: false }).map((n) => (n instanceof Error ? n.message : n.repoTag))).toEqual([
+      'registry.local:5000/mirror/library/nginx:1.27',
+      `registry.local:5000/mirror/org/app:sha256-${d2.slice(7)}`,
+    ]);
+    expect(engineNames(imgs, { prefix, scoped: true }).map((n) => (n instanceof Error ? n.message : n.repoTag))).toEqual([
+      'registry.local:5000/mirror/docker.io/library/nginx:1.27',
+      `registry.local:5000/mirror/ghcr.io/org/app:sha256-${d2.slice(7)}`,
+    ]);
+    // A plain path lies on docker.io, as `docker pull mirror/team/...` reads it.
+    const plain = engineNames(imgs, { prefix: parseNamePrefix('mirror/team'), scoped: false });
+    expect(plain.map((n) => (n instanceof Error ? n.message : n.destination))[0]).toBe('docker-daemon:mirror/team/library/nginx:1.27');
+  });
+
+  it('two images on one name are a UsageError naming both, for the whole run', () => {
+    const clash = [
+      { name: 'docker.io/x/a:1', root: { digest: d1 } },
+      { name: 'quay.io/x/a:1', root: { digest: d2 } },
+    ];
+    expect(() => engineNames(clash, { prefix: parseNamePrefix('reg:5000/m'), scoped: false })).toThrow(
+      /docker\.io\/x\/a:1 and quay\.io\/x\/a:1 would both be loaded as reg:5000\/m\/x\/a:1 \(use --scoped/,
+    );
+    const err = (() => {
+      try {
+        engineNames(clash, { prefix: parseNamePrefix('reg:5000/m'), scoped: false });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(UsageError);
+    // A source tag spelled like a digest tag, at another digest.
+    const spelled = [
+      { name: `docker.io/x/a@${d1}`, root: { digest: d1 } },
+      { name: `docker.io/x/a:sha256-${d1.slice(7)}`, root: { digest: d2 } },
+    ];
+    expect(() => engineNames(spelled)).toThrow(/would both be loaded as docker\.io\/x\/a:sha256-/);
+  });
+});
+
+describe('parseNamePrefix', () => {
+  it.each([
+    ['registry.local:5000/mirror', { host: 'registry.local:5000', prefix: 'mirror' }],
+    ['registry.local:5000', { host: 'registry.local:5000', prefix: '' }],
+    ['localhost/a/b/', { host: 'localhost', prefix: 'a/b' }],
+    ['mirror/team', { host: 'docker.io', prefix: 'mirror/team' }],
+    ['mirror', { host: 'docker.io', prefix: 'mirror' }],
+  ])('%s', (input, want) => {
+    expect(parseNamePrefix(input)).toEqual(want);
+  });
+
+  it.each(['', '/abs', 'Mirror/x', 'reg:5000/a:b', 'reg:5000/a@b', 'a//b', 'reg:99999999/x', 'bad host!/x'])('refuses %j', (input) => {
+    expect(() => parseNamePrefix(input)).toThrow(UsageError);
   });
 });
 
@@ -370,6 +456,7 @@ it('a DigestVerifier holding its last chunk passes everything on, the last chunk
 describe('DockerDaemonDestination under executeCopy against a fake Engine API', () => {
   it('streams one docker-archive: manifest.json first, each blob once, full names as RepoTags', async () => {
     const digestOnly = `docker.io/t/pinned@${single.digest}`;
+    const digestTag = `t/pinned:sha256-${single.digest.slice('sha256:'.length)}`;
     const { plan, sources } = await planOf([
       ['docker.io/t/single:1', single],
       ['docker.io/t/multi:1', multi],
@@ -390,13 +477,22 @@ describe('DockerDaemonDestination under executeCopy against a fake Engine API', 
     expect(blobNames).toHaveLength(4);
     for (const n of blobNames) expect(sha256(up.files.get(n)!)).toBe(`sha256:${n.slice('blobs/sha256/'.length)}`);
     const manifest = JSON.parse(up.files.get('manifest.json')!.toString()) as Array<{ RepoTags: string[]; Config: string }>;
-    expect(manifest.map((m) => m.RepoTags)).toEqual([['docker.io/t/single:1'], ['docker.io/t/multi:1'], ['docker.io/t/single:also'], []]);
+    expect(manifest.map((m) => m.RepoTags)).toEqual([
+      ['docker.io/t/single:1'],
+      ['docker.io/t/multi:1'],
+      ['docker.io/t/single:also'],
+      [`docker.io/${digestTag}`],
+    ]);
+    // The digest-only name: one warning saying which tag it got.
+    expect(events.filter((e) => e.kind === 'warning').map((e) => (e as { message: string }).message)).toEqual([
+      `docker has no digest-only names; ${digestOnly} is tagged as docker.io/${digestTag}`,
+    ]);
 
     expect(report.images.map((i) => [i.name, i.status, i.destination, i.destinationDigest, i.skipped])).toEqual([
       ['docker.io/t/single:1', 'done', 'docker-daemon:t/single:1', configOf(single), undefined],
       ['docker.io/t/multi:1', 'done', 'docker-daemon:t/multi:1', configOf(multi, 'amd64'), undefined],
       ['docker.io/t/single:also', 'done', 'docker-daemon:t/single:also', configOf(single), undefined],
-      [digestOnly, 'done', `docker-daemon:${configOf(single)}`, configOf(single), undefined],
+      [digestOnly, 'done', `docker-daemon:${digestTag}`, configOf(single), undefined],
     ]);
     expect(report.images[1]!.platforms).toEqual(['linux/amd64']);
     expect(report.blobs).toMatchObject({ total: 4, fetched: 4, skipped: 0, failed: 0 });
