@@ -93,6 +93,7 @@ async function build(archive: OciArchive, handle: FileHandle, file: string, opts
   const isBundle = archive.archive.has(MEMBER.manifest);
   const label = `${isBundle ? 'bundle' : 'oci-archive'}:${file}`;
   let base: BundleManifest['base'];
+  let volume: BundleManifest['volume'];
   if (isBundle) {
     // What `ferry verify` refuses structurally (tar safety, duplicates, ferry-bundle.json,
     // SHA256SUMS, manifests, completeness) is not served: checked as load checks it, all but
@@ -104,6 +105,7 @@ async function build(archive: OciArchive, handle: FileHandle, file: string, opts
     });
     if (!checked.ok) throw new BundleInvalidError(file, checked.problems, 'nothing is served');
     base = checked.manifest?.base;
+    volume = checked.manifest?.volume;
   }
   const warnings: string[] = [];
   if (!isBundle && opts.requireSignature) {
@@ -116,6 +118,15 @@ async function build(archive: OciArchive, handle: FileHandle, file: string, opts
     // Its base layers are served only by a source that holds them (given with it).
     warnings.push(
       `${label}: a differential bundle: ${base.blobs.length} layer${base.blobs.length === 1 ? '' : 's'} it relies on are served only from another source given with it (the store or bundle its base came from)`,
+    );
+  }
+  for (const span of volume?.spans ?? []) {
+    if (!span.volumes.includes(volume!.number)) continue;
+    // As for a differential bundle: the layers the other volumes of the span carry are served
+    // only when those volumes are given too; alone, a client pulling the image gets BLOB_UNKNOWN.
+    const others = span.volumes.filter((n) => n !== volume!.number);
+    warnings.push(
+      `${label}: ${span.ref} spans volumes ${span.volumes[0]}–${span.volumes.at(-1)}; its layers in volume${others.length === 1 ? '' : 's'} ${others.join(', ')} are served only when ${others.length === 1 ? 'that volume is' : 'those volumes are'} given too`,
     );
   }
   const zstdMembers = await readZstdMembers(archive, label);

@@ -34,7 +34,15 @@ export const MAX_MANIFEST_PEEK = 1024 * 1024;
 /** Member names kept to say what a file that is none of the three holds. */
 const NAMES_SHOWN = 6;
 /** Names that decide what an archive is (at its root). */
-const MARKERS = ['ferry-bundle.json', 'manifest.json', 'index.json', 'oci-layout', 'repositories'] as const;
+const MARKERS = [
+  'ferry-bundle.json',
+  'SHA256SUMS',
+  'ferry-bundle.json.sig',
+  'manifest.json',
+  'index.json',
+  'oci-layout',
+  'repositories',
+] as const;
 
 /** What a bounded scan of a file saw: the input of classifyArchive. */
 export interface ArchiveScan {
@@ -104,7 +112,11 @@ export function classifyArchive(scan: ArchiveScan, compression: Compression = sn
   }
   const gz = compression === 'gzip' ? 'gzip-compressed ' : '';
   const ociLayout = scan.markers.has('oci-layout') && scan.markers.has('index.json');
-  if (scan.markers.has('ferry-bundle.json')) return { kind: 'bundle', compression, ociLayout };
+  // A bundle's own members without its ferry-bundle.json: a damaged bundle, not an OCI archive
+  // to load leniently; read as a bundle, it fails as ferry verify fails it (exit 3).
+  if (scan.markers.has('ferry-bundle.json') || scan.markers.has('SHA256SUMS') || scan.markers.has('ferry-bundle.json.sig')) {
+    return { kind: 'bundle', compression, ociLayout };
+  }
   const dockerManifest = scan.manifestJson !== undefined && isDockerManifestJson(scan.manifestJson);
   // A save without manifest.json but with `repositories` is a pre-1.10 one: the docker-archive
   // reader says why it cannot be read.

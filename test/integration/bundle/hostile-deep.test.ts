@@ -153,7 +153,8 @@ describe('deep input is refused, not a stack overflow', () => {
     const served = await openServed(parseServedLocation(`oci-archive:${file}`));
     try {
       expect(served.warnings.join('\n')).toMatch(/nested more than 8 indexes deep; not served/);
-      expect(served.repositories()).toEqual(['deep']);
+      // Keyed by where the image came from (served-graph.ts); answered at `deep` and `example.com/deep`.
+      expect(served.repositories()).toEqual(['example.com/deep']);
     } finally {
       await served.close();
     }

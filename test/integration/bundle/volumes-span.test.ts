@@ -9,9 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runServe } from '../../../src/cli/serve.js';
+import type { RunningServer } from '../../../src/server/server.js';
 import { RegistryClient } from '../../../src/transports/registry/client.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
+import { runSkopeo } from '../../harness/tools.js';
 import { ferry } from '../../helpers/cli.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { pushLayers } from '../../helpers/tagged-registry.js';
@@ -222,5 +225,43 @@ describe('ferry bundle --volume-size --allow-spanning', () => {
     const r = await ferry(['load', ...copies, '--to', `oci:${layout}`]);
     expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(3);
     expect(layoutNames(layout)).toEqual([`${smallRef}@${small.digest}`]);
+  }, 120_000);
+
+  it('ferry serve of every volume serves the spanning image whole; one span volume alone says what it lacks', async () => {
+    const serving = async (sources: string[], use: (host: string) => Promise<void>): Promise<string> => {
+      const ac = new AbortController();
+      let ready!: (s: RunningServer) => void;
+      const started = new Promise<RunningServer>((r) => (ready = r));
+      let err = '';
+      const done = runServe(
+        { sources, listen: '127.0.0.1:0' },
+        { signal: ac.signal, stdout: () => {}, stderr: (s: string) => (err += s), onReady: ready },
+      );
+      const s = await Promise.race([started, done.then(() => Promise.reject(new Error(`serve stopped before it was ready: ${err}`)))]);
+      try {
+        await use(`127.0.0.1:${s.port}`);
+      } finally {
+        ac.abort();
+        expect(await done).toBe(0);
+      }
+      return err;
+    };
+    const repo = 'span/big:1';
+    await serving([...volumes].reverse(), async (host) => {
+      const dest = path.join(createTempDir('span-serve'), 'oci');
+      const r = await runSkopeo(['copy', '--src-tls-verify=false', '--preserve-digests', `docker://${host}/${repo}`, `oci:${dest}:big`]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(layoutNames(dest)).toEqual([`big@${big.digest}`]);
+    });
+    // Volume 3 alone: the manifest is there, the layers of volumes 2, 4 and 5 are not.
+    const alone = await serving([volumes[2]!], async (host) => {
+      const dest = path.join(createTempDir('span-serve-alone'), 'oci');
+      const r = await runSkopeo(['copy', '--src-tls-verify=false', `docker://${host}/${repo}`, `oci:${dest}:big`], {
+        allowFailure: true,
+      });
+      expect(r.code).not.toBe(0);
+      expect(layoutNames(dest)).toEqual([]);
+    });
+    expect(alone).toContain(`${bigRef} spans volumes 2–5; its layers in volumes 2, 4, 5 are served only when those volumes are given too`);
   }, 120_000);
 });

@@ -98,7 +98,7 @@ describe('registryTargets with scoped', () => {
   });
 
   it('serve uses the same rule', () => {
-    expect(servedName('127.0.0.1:5000/acme/web:1', { scoped: true })).toEqual({
+    expect(servedName('127.0.0.1:5000/acme/web:1', { scoped: true })).toMatchObject({
       kind: 'served',
       name: { repository: '127.0.0.1_5000/acme/web', tag: '1' },
     });
