@@ -19,6 +19,11 @@ export function parseVolumeFileName(file: string): { stem: string; number: numbe
   return Number.isSafeInteger(number) && number >= 1 ? { stem: m[1]!, number } : undefined;
 }
 
+/** The stem of the volumes written for `-o output`: `DIR/NAME.ferry` (or `DIR/NAME`) → `DIR/NAME`. */
+export function volumeStem(output: string): string {
+  return output.endsWith('.ferry') ? output.slice(0, -'.ferry'.length) : output;
+}
+
 /** The file a volume of the stem's set has: `DIR/NAME` + 4 → `DIR/NAME.004.ferry`. */
 export function volumeFileOf(stem: string, number: number): string {
   return `${stem}.${String(number).padStart(3, '0')}.ferry`;
@@ -67,7 +72,7 @@ export async function readBundleHead(file: string): Promise<BundleManifest | und
  */
 export async function staleVolumes(output: string, count: number): Promise<string[]> {
   const abs = path.resolve(output);
-  const stem = abs.endsWith('.ferry') ? abs.slice(0, -'.ferry'.length) : abs;
+  const stem = volumeStem(abs);
   const dir = path.dirname(stem);
   const base = path.basename(stem);
   let names: string[];

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { FerryError, UsageError } from '../util/errors.js';
+import { volumeFileOf, volumeStem } from './volume-files.js';
 
 const UNITS: Record<string, number> = {
   '': 1,
@@ -240,6 +241,5 @@ function planSpan(img: VolumeImageInput, volumes: PlannedVolume[], capacity: num
 
 /** `NAME.ferry` → `NAME.003.ferry` (a name without .ferry gets `.003.ferry` appended). */
 export function volumeFileName(output: string, number: number): string {
-  const n = String(number).padStart(3, '0');
-  return output.endsWith('.ferry') ? `${output.slice(0, -'.ferry'.length)}.${n}.ferry` : `${output}.${n}.ferry`;
+  return volumeFileOf(volumeStem(output), number);
 }

@@ -7,7 +7,7 @@
  * checks what it pulls. Every image counts by the name a runtime will ask for, which is the
  * name `ferry load` gives it.
  */
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { LIMITS, MEMBER, parseBundleManifest } from '../bundle/format.js';
 import { loadProfiles } from '../profile/load.js';
 import { readLock } from '../profile/lock.js';
@@ -17,6 +17,7 @@ import { OciArchive } from '../transports/oci-archive/source.js';
 import { layoutImageName } from '../transports/names.js';
 import { UsageError, errorMessage } from '../util/errors.js';
 import type { UpstreamImage } from './model.js';
+import { readFileHead } from '../util/fsutil.js';
 
 export type SourceKind = 'bundle' | 'oci-archive' | 'store' | 'lock' | 'profile';
 
@@ -52,17 +53,6 @@ function addNames(out: CollectedSource, names: Iterable<string>): void {
     const img = imageOf(n);
     if (img) out.images.push(img);
     else out.skipped.push(n);
-  }
-}
-
-async function readHead(file: string): Promise<Buffer> {
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.alloc(512);
-    const { bytesRead } = await fh.read(buf, 0, 512, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
   }
 }
 
@@ -136,7 +126,7 @@ export async function collectSource(source: string): Promise<CollectedSource> {
   });
   if (st.isDirectory()) return fromLayout(source, file);
   if (!st.isFile()) throw new UsageError(`${source} is not a regular file or a directory`);
-  const head = await readHead(file);
+  const head = await readFileHead(file, 512);
   if (isTar(head)) return fromArchive(source, file);
   if (source.startsWith('bundle:')) throw new UsageError(`${source}: not a bundle (not a tar file)`);
   // A lock is JSON (ferry plan -o); a profile is YAML, and YAML never starts with "{" in a profile.

@@ -24,6 +24,7 @@ import { iterateTar, scanTarFile, type TarEntry } from '../tar/reader.js';
 import { FerryError, type FerryErrorOptions, errorMessage } from '../util/errors.js';
 import { z } from '../util/zod.js';
 import { type Compression, sniffCompression } from './oci-archive/archive.js';
+import { readFileHead } from '../util/fsutil.js';
 
 export type ArchiveKind = 'bundle' | 'oci-archive' | 'docker-archive';
 
@@ -144,17 +145,6 @@ export class UnknownArchiveError extends FerryError {
   }
 }
 
-async function readHead(file: string, n: number): Promise<Buffer> {
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(buf, 0, n, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
-}
-
 async function readCapped(body: AsyncIterable<unknown>, cap: number): Promise<Buffer | 'too-large'> {
   const chunks: Buffer[] = [];
   let n = 0;
@@ -204,7 +194,7 @@ async function scanMembers(
 
 /** Detect what `file` (a regular file) holds. Only reading it can fail (a missing file): the rest is the answer. */
 export async function detectArchive(file: string): Promise<Detection> {
-  const head = await readHead(file, 512);
+  const head = await readFileHead(file, 512);
   const compression = sniffCompression(head);
   if (compression === 'gzip') {
     const gunzip = createReadStream(file).pipe(createGunzip());

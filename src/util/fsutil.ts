@@ -316,6 +316,18 @@ export class FileSink extends Writable {
   }
 }
 
+/** The first `n` bytes of `file` (fewer when it is shorter): what a format sniffer looks at. */
+export async function readFileHead(file: string, n: number): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
 export async function fileSize(p: string): Promise<number | undefined> {
   try {
     const s = await stat(p);

@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -20,6 +20,7 @@ import { createGunzip } from 'node:zlib';
 import { FerryError, IntegrityError, NotFoundError } from '../../util/errors.js';
 import { indexTarFile, openTarEntry, type TarEntry } from '../../tar/reader.js';
 import { normalizeTarName } from '../../tar/format.js';
+import { readFileHead } from '../../util/fsutil.js';
 
 export class ArchiveError extends FerryError {}
 
@@ -33,17 +34,6 @@ export function sniffCompression(head: Uint8Array): Compression {
   if (starts(0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00)) return 'xz';
   if (starts(0x42, 0x5a, 0x68)) return 'bzip2';
   return 'none';
-}
-
-async function readHead(file: string, n: number): Promise<Buffer> {
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(buf, 0, n, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
 }
 
 const CLI: Partial<Record<Compression, string>> = { xz: 'xz', bzip2: 'bzip2', zstd: 'zstd' };
@@ -98,7 +88,7 @@ export class TarArchive {
   static async open(file: string, label: string, opts: ArchiveOpenOptions = {}): Promise<TarArchive> {
     let head: Buffer;
     try {
-      head = await readHead(file, 8);
+      head = await readFileHead(file, 8);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`${label}: ${file} does not exist`);
       throw err;
