@@ -17,6 +17,7 @@ import { startContainerd, startDockerd, type Engine } from '../../harness/engine
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { ferry } from '../../helpers/cli.js';
+import { layoutNames, ok } from '../../helpers/layout.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { pushLayers } from '../../helpers/tagged-registry.js';
 import { manOf, readMembers } from './craft.js';
@@ -36,18 +37,6 @@ let full12: string;
 const BASE = randomBytes(2 * 1024 * 1024);
 const V1 = randomBytes(30 * 1024);
 const V2 = randomBytes(60 * 1024);
-
-function ok(r: { code: number | null; stderr: string; stdout: string }): void {
-  expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
-}
-
-function layoutNames(dir: string): string[] {
-  if (!existsSync(path.join(dir, 'index.json'))) return [];
-  const index = JSON.parse(readFileSync(path.join(dir, 'index.json'), 'utf8')) as {
-    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
-  };
-  return index.manifests.map((m) => `${m.annotations?.['org.opencontainers.image.ref.name']}@${m.digest}`).sort();
-}
 
 async function manifestDigestAt(reg: RunningRegistry, repo: string, tag: string): Promise<string | null> {
   const res = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, {

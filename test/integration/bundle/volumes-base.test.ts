@@ -7,13 +7,14 @@
  * the same layout as a full bundle of release 2. Nothing new at all: exit 0, no file.
  */
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { cpSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../../src/transports/registry/client.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { ferry } from '../../helpers/cli.js';
+import { layoutNames, ok } from '../../helpers/layout.js';
 import { pushLayers } from '../../helpers/tagged-registry.js';
 import { manOf, readMembers } from './craft.js';
 
@@ -38,18 +39,6 @@ let farLayout: string;
 let inventory: string;
 const refs: Record<string, string> = {};
 const pushed: Record<string, Awaited<ReturnType<typeof pushLayers>>> = {};
-
-function ok(r: { code: number | null; stderr: string; stdout: string }): void {
-  expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
-}
-
-function layoutNames(dir: string): string[] {
-  if (!existsSync(path.join(dir, 'index.json'))) return [];
-  const index = JSON.parse(readFileSync(path.join(dir, 'index.json'), 'utf8')) as {
-    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
-  };
-  return index.manifests.map((m) => `${m.annotations?.['org.opencontainers.image.ref.name']}@${m.digest}`).sort();
-}
 
 function layoutBlobs(dir: string): string[] {
   return readdirSync(path.join(dir, 'blobs', 'sha256')).sort();

@@ -9,16 +9,16 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runServe } from '../../../src/cli/serve.js';
-import type { RunningServer } from '../../../src/server/server.js';
 import { RegistryClient } from '../../../src/transports/registry/client.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { runSkopeo } from '../../harness/tools.js';
 import { ferry } from '../../helpers/cli.js';
+import { layoutNames, ok } from '../../helpers/layout.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { pushLayers } from '../../helpers/tagged-registry.js';
 import { manOf, readMembers } from './craft.js';
+import { serving } from '../../helpers/serve.js';
 
 afterAll(cleanupHarness);
 
@@ -40,18 +40,6 @@ let bigRef: string;
 let smallRef: string;
 let volumes: string[];
 let bundled: { stdout: string };
-
-function ok(r: { code: number | null; stderr: string; stdout: string }): void {
-  expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
-}
-
-function layoutNames(dir: string): string[] {
-  if (!existsSync(path.join(dir, 'index.json'))) return [];
-  const index = JSON.parse(readFileSync(path.join(dir, 'index.json'), 'utf8')) as {
-    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
-  };
-  return index.manifests.map((m) => `${m.annotations?.['org.opencontainers.image.ref.name']}@${m.digest}`).sort();
-}
 
 function layoutBlobCount(dir: string): number {
   const blobs = path.join(dir, 'blobs', 'sha256');
@@ -228,24 +216,6 @@ describe('ferry bundle --volume-size --allow-spanning', () => {
   }, 120_000);
 
   it('ferry serve of every volume serves the spanning image whole; one span volume alone says what it lacks', async () => {
-    const serving = async (sources: string[], use: (host: string) => Promise<void>): Promise<string> => {
-      const ac = new AbortController();
-      let ready!: (s: RunningServer) => void;
-      const started = new Promise<RunningServer>((r) => (ready = r));
-      let err = '';
-      const done = runServe(
-        { sources, listen: '127.0.0.1:0' },
-        { signal: ac.signal, stdout: () => {}, stderr: (s: string) => (err += s), onReady: ready },
-      );
-      const s = await Promise.race([started, done.then(() => Promise.reject(new Error(`serve stopped before it was ready: ${err}`)))]);
-      try {
-        await use(`127.0.0.1:${s.port}`);
-      } finally {
-        ac.abort();
-        expect(await done).toBe(0);
-      }
-      return err;
-    };
     const repo = 'span/big:1';
     await serving([...volumes].reverse(), async (host) => {
       const dest = path.join(createTempDir('span-serve'), 'oci');

@@ -13,6 +13,7 @@ import { RegistryClient } from '../../../src/transports/registry/client.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { ferry } from '../../helpers/cli.js';
+import { layoutNames, ok } from '../../helpers/layout.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { pushLayers } from '../../helpers/tagged-registry.js';
 
@@ -44,18 +45,6 @@ interface Manifest {
   volume?: { setId: string; number: number; count: number; images: Array<{ volume: number; refs: string[] }> };
   totals: { uniqueBytes: number };
   members: Array<{ digest?: string; size: number }>;
-}
-
-function ok(r: { code: number | null; stderr: string; stdout: string }): void {
-  expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
-}
-
-function layoutNames(dir: string): string[] {
-  if (!existsSync(path.join(dir, 'index.json'))) return [];
-  const index = JSON.parse(readFileSync(path.join(dir, 'index.json'), 'utf8')) as {
-    manifests: Array<{ digest: string; annotations?: Record<string, string> }>;
-  };
-  return index.manifests.map((m) => `${m.annotations?.['org.opencontainers.image.ref.name']}@${m.digest}`).sort();
 }
 
 async function manifestOf(file: string): Promise<Manifest> {

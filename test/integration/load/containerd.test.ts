@@ -5,7 +5,7 @@
 // blob that names nothing (also across the two import runs of a bundle), an abort that names
 // nothing and a rerun that finishes the job, a rerun that unpacks what was only imported.
 // Unpacking uses the `native` snapshotter (overlayfs may not work in a sandbox).
-import { cp, open, readFile, readdir, writeFile } from 'node:fs/promises';
+import { cp, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBundle } from '../../../src/bundle/writer.js';
@@ -28,35 +28,10 @@ import { startContainerd, type Engine } from '../../harness/engines.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { storeFromSmallCorpus } from '../corpus-registry.js';
 import { planStore } from './fixtures.js';
+import { flipByteOfMember } from '../../helpers/tar.js';
 
 let containerd: Engine;
 let storeDir: string;
-
-/** Flip one byte in the middle of tar member `name` of the (uncompressed) tar at `file`. */
-async function flipByteOfMember(file: string, name: string): Promise<void> {
-  const fh = await open(file, 'r+');
-  try {
-    const header = Buffer.alloc(512);
-    let pos = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(header, 0, 512, pos);
-      if (bytesRead < 512 || header.every((b) => b === 0)) throw new Error(`${name} not found in ${file}`);
-      const memberName = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-      const size = parseInt(header.subarray(124, 136).toString('utf8').replace(/\0.*$/s, '').trim(), 8);
-      if (memberName === name) {
-        const at = pos + 512 + Math.floor(size / 2);
-        const b = Buffer.alloc(1);
-        await fh.read(b, 0, 1, at);
-        b[0] = b[0]! ^ 0xff;
-        await fh.write(b, 0, 1, at);
-        return;
-      }
-      pos += 512 + Math.ceil(size / 512) * 512;
-    }
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Plan every image (or the layout refs in `only`) of the store at `dir`, named by full reference. */
 

@@ -17,7 +17,8 @@ import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { runSkopeo } from '../../harness/tools.js';
 import { smallCorpus } from '../corpus-registry.js';
 import { signedCorpusBundle } from './fixtures.js';
-import { bundleManifest, ferry, type Run } from './helpers-cli.js';
+import { bundleManifest, ferry } from './helpers-cli.js';
+import { ok } from '../../helpers/layout.js';
 
 let docker: Engine;
 let work: string;
@@ -28,11 +29,6 @@ let savedGz: string;
 let ociArchive: string;
 /** The image IDs (config digests) the engine gave the saved images. */
 const ids = new Map<string, string>();
-
-function ok(r: Run): Run {
-  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-  return r;
-}
 
 async function mappingOf(args: string[]): Promise<Record<string, { destination: string; digest: string }>> {
   const map = path.join(createTempDir('detect-map'), 'map.json');

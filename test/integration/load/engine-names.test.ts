@@ -13,7 +13,8 @@ import { parseImageList } from '../../../src/transports/containerd/ctr.js';
 import { startContainerd, startDockerd, type Engine } from '../../harness/engines.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { smallCorpus } from '../corpus-registry.js';
-import { ferry, type Run } from './helpers-cli.js';
+import { ok } from '../../helpers/layout.js';
+import { ferry } from './helpers-cli.js';
 
 let docker: Engine;
 let containerd: Engine;
@@ -22,11 +23,6 @@ let layout: string;
 /** name in the layout → { root digest, config digest } */
 const images = new Map<string, { root: string; config: string }>();
 let rawDigest: string;
-
-function ok(r: Run): Run {
-  expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
-  return r;
-}
 
 async function inspectId(name: string): Promise<string | undefined> {
   const r = await docker.run(['image', 'inspect', '--format', '{{.Id}}', name], { allowFailure: true });

@@ -4,7 +4,6 @@
 // bundle with a key or a required signature (exit 3), an unreadable key (exit 2), and sources
 // that carry no signature with --require-signature (exit 2). Unsigned without flags serves.
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import { runSkopeo } from '../../harness/tools.js';
 import { ferry } from '../../helpers/cli.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { storeFromSmallCorpus } from '../corpus-registry.js';
+import { flipByteOfMember } from '../../helpers/tar.js';
 
 const REF = 'ferry-test/app:1.0';
 
@@ -29,32 +29,6 @@ let unsigned: string;
 let keys: { key: string; pub: string };
 let other: { key: string; pub: string };
 let digest: string;
-
-/** Flip one byte in the middle of tar member `name` of the (uncompressed) tar at `file`. */
-async function flipByteOfMember(file: string, name: string): Promise<void> {
-  const fh = await open(file, 'r+');
-  try {
-    const header = Buffer.alloc(512);
-    let pos = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(header, 0, 512, pos);
-      if (bytesRead < 512 || header.every((b) => b === 0)) throw new Error(`${name} not found in ${file}`);
-      const memberName = header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-      const size = Number.parseInt(header.subarray(124, 136).toString('utf8').replace(/\0.*$/s, '').trim(), 8);
-      if (memberName === name) {
-        const at = pos + 512 + Math.floor(size / 2);
-        const b = Buffer.alloc(1);
-        await fh.read(b, 0, 1, at);
-        b[0] = b[0]! ^ 0xff;
-        await fh.write(b, 0, 1, at);
-        return;
-      }
-      pos += 512 + Math.ceil(size / 512) * 512;
-    }
-  } finally {
-    await fh.close();
-  }
-}
 
 /** A loopback port that nothing listens on right now. */
 async function freePort(): Promise<number> {

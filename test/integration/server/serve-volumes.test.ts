@@ -8,12 +8,11 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CorpusManifest } from '../../../scripts/corpus/generate.js';
-import { runServe } from '../../../src/cli/serve.js';
-import type { RunningServer } from '../../../src/server/server.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
 import { runSkopeo } from '../../harness/tools.js';
 import { ferry } from '../../helpers/cli.js';
 import { storeFromSmallCorpus } from '../corpus-registry.js';
+import { serving } from '../../helpers/serve.js';
 
 let corpus: CorpusManifest;
 let volumes: string[];
@@ -22,22 +21,6 @@ const repoOf = (ref: string): { repo: string; tag: string } => {
   const i = ref.lastIndexOf(':');
   return { repo: ref.slice(0, i), tag: ref.slice(i + 1) };
 };
-
-/** Serve `sources` while `use` runs against the server's host:port. */
-async function serving(sources: string[], use: (host: string) => Promise<void>): Promise<void> {
-  const ac = new AbortController();
-  let ready!: (s: RunningServer) => void;
-  const started = new Promise<RunningServer>((r) => (ready = r));
-  const done = runServe({ sources, listen: '127.0.0.1:0' }, { signal: ac.signal, stdout: () => {}, stderr: () => {}, onReady: ready });
-  // A refusal at start-up must fail the test, not hang it.
-  const s = await Promise.race([started, done.then(() => Promise.reject(new Error('serve stopped before it was ready')))]);
-  try {
-    await use(`127.0.0.1:${s.port}`);
-  } finally {
-    ac.abort();
-    expect(await done).toBe(0);
-  }
-}
 
 beforeAll(async () => {
   const work = createTempDir('serve-volumes');
