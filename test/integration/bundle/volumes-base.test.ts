@@ -4,12 +4,15 @@
  * against that inventory. Every volume leaves out the base's layers (packing counts only what
  * is carried: an image too large for a volume whole fits once its base layer stays home), records
  * both `base` and `volume`, loads alone on top of the far side, and all of them together give
- * the same layout as a full bundle of release 2. Nothing new at all: exit 0, no file.
+ * the same layout as a full bundle of release 2. Nothing new at all: exit 0, no file. With
+ * --allow-spanning too, an image too large for a volume even without its base layer spans
+ * volumes that carry only its new layers, and loads only with all of them and the base.
  */
 import { randomBytes } from 'node:crypto';
 import { cpSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spanOf } from '../../../src/bundle/volume-files.js';
 import { RegistryClient } from '../../../src/transports/registry/client.js';
 import { startRegistry, type RunningRegistry } from '../../harness/registry.js';
 import { cleanupHarness, createTempDir } from '../../harness/temp.js';
@@ -30,6 +33,9 @@ const W1 = randomBytes(60 * KiB);
 const V2 = randomBytes(1200 * KiB);
 const T2 = randomBytes(1200 * KiB);
 const D2 = randomBytes(1500 * KiB);
+/** big:2 = BASE + S1 + S2: too large for one volume even without BASE, so it spans. */
+const S1 = randomBytes(1536 * KiB);
+const S2 = randomBytes(1536 * KiB);
 
 let src: RunningRegistry;
 let client: RegistryClient;
@@ -53,6 +59,7 @@ beforeAll(async () => {
     ['app2', 'vb/app', '2', [BASE, V2]],
     ['tools2', 'vb/tools', '2', [BASE, T2]],
     ['db2', 'vb/db', '2', [D2]],
+    ['big2', 'vb/big', '2', [BASE, S1, S2]],
   ];
   for (const [k, repo, tag, layers] of images) {
     pushed[k] = await pushLayers(client, repo, tag, layers);
@@ -190,5 +197,79 @@ describe('ferry bundle --volume-size with --base', () => {
     ok(r);
     expect(r.stdout).toContain('nothing to carry; no volume written');
     expect(readdirSync(work).filter((n) => n.startsWith('none'))).toEqual([]);
+  }, 120_000);
+});
+
+describe('ferry bundle --volume-size --allow-spanning with --base', () => {
+  let volumes: string[];
+  beforeAll(async () => {
+    const r = await ferry([
+      'bundle',
+      refs.big2!,
+      refs.db2!,
+      '--base',
+      inventory,
+      '-o',
+      path.join(work, 'spanupd.ferry'),
+      '--store',
+      store,
+      '--volume-size',
+      String(VOLUME),
+      '--allow-spanning',
+    ]);
+    ok(r);
+    volumes = readdirSync(work)
+      .filter((n) => /^spanupd\.\d{3}\.ferry$/.test(n))
+      .sort()
+      .map((n) => path.join(work, n));
+  }, 120_000);
+
+  it('the span carries only the new layers, one per volume, and every span volume relies on the base layer', async () => {
+    const big = pushed.big2!;
+    const carriers = new Map<string, number>();
+    let span: number[] | undefined;
+    for (const v of volumes) {
+      expect(statSync(v).size).toBeLessThanOrEqual(VOLUME);
+      const man = manOf(await readMembers(v));
+      expect(man.base?.kind).toBe('inventory');
+      const carried = new Set(man.members.flatMap((m) => (m.digest ? [m.digest] : [])));
+      expect(carried.has(big.layers[0]!), `${v} carries the base layer`).toBe(false);
+      for (const l of big.layers.slice(1)) if (carried.has(l)) carriers.set(l, man.volume!.number);
+      const mine = spanOf(man);
+      if (mine) {
+        expect(mine.ref).toBe(refs.big2);
+        span ??= mine.volumes;
+        expect(mine.volumes).toEqual(span);
+        expect(man.base?.blobs.map((b) => b.digest)).toEqual([big.layers[0]]);
+      }
+      ok(await ferry(['verify', v]));
+    }
+    // S1 and S2 each in one volume of the span, nothing carried twice; BASE in none.
+    expect(span).toHaveLength(2);
+    expect([...carriers.values()].sort()).toEqual(span);
+  });
+
+  it('on top of the far side all volumes load, in either order; a span volume alone, or all of them where the base is missing, load nothing of it', async () => {
+    for (const order of [volumes, [...volumes].reverse()]) {
+      const dest = path.join(createTempDir('vol-base-span'), 'oci');
+      cpSync(farLayout, dest, { recursive: true });
+      ok(await ferry(['load', ...order, '--to', `oci:${dest}`]));
+      expect(layoutNames(dest)).toEqual(
+        [...layoutNames(farLayout), `${refs.big2}@${pushed.big2!.digest}`, `${refs.db2}@${pushed.db2!.digest}`].sort(),
+      );
+    }
+    const spanVolume: string[] = [];
+    for (const v of volumes) if (spanOf(manOf(await readMembers(v)))) spanVolume.push(v);
+    const alone = path.join(createTempDir('vol-base-span-alone'), 'oci');
+    cpSync(farLayout, alone, { recursive: true });
+    const one = await ferry(['load', spanVolume[0]!, '--to', `oci:${alone}`]);
+    expect(one.code, one.stderr).toBe(1);
+    expect(one.stderr).toContain('loads only with all of them');
+    expect(layoutNames(alone)).toEqual(layoutNames(farLayout));
+    const empty = path.join(createTempDir('vol-base-span-empty'), 'oci');
+    const r = await ferry(['load', ...volumes, '--to', `oci:${empty}`]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain('lacks 1 blob this differential bundle relies on; nothing was loaded');
+    expect(layoutNames(empty)).not.toContain(`${refs.big2}@${pushed.big2!.digest}`);
   }, 120_000);
 });

@@ -17,7 +17,7 @@ import { ferry } from '../../helpers/cli.js';
 import { layoutNames, ok } from '../../helpers/layout.js';
 import { makeKeyPair } from '../../helpers/keys.js';
 import { pushLayers } from '../../helpers/tagged-registry.js';
-import { manOf, readMembers } from './craft.js';
+import { manOf, readMembers, setMan, tarOf } from './craft.js';
 import { serving } from '../../helpers/serve.js';
 
 afterAll(cleanupHarness);
@@ -213,6 +213,38 @@ describe('ferry bundle --volume-size --allow-spanning', () => {
     const r = await ferry(['load', ...copies, '--to', `oci:${layout}`]);
     expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(3);
     expect(layoutNames(layout)).toEqual([`${smallRef}@${small.digest}`]);
+  }, 120_000);
+
+  it('a span volume that expects a layer in a volume that does not carry it is refused (exit 3, VOLUME_SPAN_INVALID) even signed; the rest loads', async () => {
+    // A sender bug or a hostile volume, re-signed with the set's own key: every volume passes
+    // its own checks, only the cross-volume check can see that the span does not add up.
+    const dir = createTempDir('span-forged');
+    const copies = volumes.map((v) => path.join(dir, path.basename(v)));
+    for (const [n, v] of volumes.entries()) copyFileSync(v, copies[n]!);
+    const forged = copies[2]!;
+    const ms = await readMembers(forged);
+    const man = manOf(ms);
+    const expected = man.volume!.spanBlobs!;
+    expect(expected.length).toBeGreaterThan(0);
+    // Volume 3 says a layer is in another span volume than the one that carries it.
+    const own = man.volume!.number;
+    const elsewhere = man
+      .volume!.spans!.find((sp) => sp.volumes.includes(own))!
+      .volumes.find((n) => n !== own && n !== expected[0]!.volume)!;
+    expected[0]!.volume = elsewhere;
+    writeFileSync(forged, tarOf(setMan(ms, man, keys.key)));
+    const alone = await ferry(['verify', forged, '--key', keys.pub]);
+    expect(alone.code, alone.stderr).toBe(0);
+    const layout = path.join(dir, 'oci');
+    const r = await ferry(['load', ...copies, '--to', `oci:${layout}`, '--key', keys.pub, '--json']);
+    expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(3);
+    expect(`${r.stdout}${r.stderr}`).toContain('VOLUME_SPAN_INVALID');
+    expect(`${r.stdout}${r.stderr}`).toContain(
+      `expects layer ${expected[0]!.digest} (${expected[0]!.size} bytes) in volume ${expected[0]!.volume}`,
+    );
+    // The small image's volume loads; nothing of the span: its three blobs only.
+    expect(layoutNames(layout)).toEqual([`${smallRef}@${small.digest}`]);
+    expect(layoutBlobCount(layout)).toBe(3);
   }, 120_000);
 
   it('ferry serve of every volume serves the spanning image whole; one span volume alone says what it lacks', async () => {
