@@ -12,9 +12,10 @@ import { LIMITS, MEMBER, parseBundleManifest } from '../bundle/format.js';
 import { loadProfiles } from '../profile/load.js';
 import { readLock } from '../profile/lock.js';
 import { parseNormalizedNamed, type Reference } from '../ref/reference.js';
-import { OciLayout } from '../transports/oci/layout.js';
+import type { Descriptor } from '../oci/manifest.js';
+import { isTag } from '../server/names.js';
+import { CONTAINERD_NAME, OciLayout, REF_NAME } from '../transports/oci/layout.js';
 import { OciArchive } from '../transports/oci-archive/source.js';
-import { layoutImageName } from '../transports/names.js';
 import { UsageError, errorMessage } from '../util/errors.js';
 import type { UpstreamImage } from './model.js';
 import { readFileHead } from '../util/fsutil.js';
@@ -56,14 +57,26 @@ function addNames(out: CollectedSource, names: Iterable<string>): void {
   }
 }
 
+/**
+ * The name `ferry serve` answers for an index.json entry (server/served-graph.ts): its ref.name
+ * when that is more than a bare tag, else the containerd name. A bare tag alone (`skopeo copy …
+ * oci:DIR:v1`) names no repository, let alone a registry: skipped, as serve skips it.
+ */
+function addIndexEntries(out: CollectedSource, manifests: readonly Descriptor[]): void {
+  const names: string[] = [];
+  for (const d of manifests) {
+    const refName = d.annotations?.[REF_NAME];
+    const name = refName && !isTag(refName) ? refName : d.annotations?.[CONTAINERD_NAME];
+    if (name) names.push(name);
+    else if (refName) out.skipped.push(refName);
+  }
+  addNames(out, names);
+}
+
 async function fromLayout(source: string, dir: string): Promise<CollectedSource> {
   const layout = await OciLayout.open(dir);
   const out: CollectedSource = { source, kind: 'store', images: [], skipped: [] };
-  const named = (await layout.readIndex()).manifests.filter((d) => layoutImageName(d, undefined) !== `@${d.digest}`);
-  addNames(
-    out,
-    named.map((d) => layoutImageName(d, undefined)),
-  );
+  addIndexEntries(out, (await layout.readIndex()).manifests);
   return out;
 }
 
@@ -81,13 +94,7 @@ async function fromArchive(source: string, file: string): Promise<CollectedSourc
       return out;
     }
     const out: CollectedSource = { source, kind: 'oci-archive', images: [], skipped: [] };
-    addNames(
-      out,
-      archive
-        .listImages()
-        .map((d) => layoutImageName(d, undefined))
-        .filter((n) => !n.startsWith('@')),
-    );
+    addIndexEntries(out, archive.listImages());
     return out;
   } finally {
     await archive.close();

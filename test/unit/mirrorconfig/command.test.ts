@@ -102,9 +102,21 @@ describe('upstreams from sources', () => {
     const dir = path.join(work, 'junk-store');
     writeStore(dir, ['v1', 'UPPER/Case:1', '../../etc/passwd', 'ghcr.io/ok/img:1']);
     const r = await mirrorConfig({ registry: 'reg.local', format: 'k3s', sources: [dir] });
-    // A short name is a Docker Hub name, as ferry load names it (v1 → docker.io/library/v1).
-    expect(r.upstreams).toEqual(['docker.io', 'ghcr.io']);
-    expect(r.notes.join('\n')).toContain('2 name(s) that are not image references skipped (UPPER/Case:1, ../../etc/passwd)');
+    // A bare tag names no repository: ferry serve does not serve it and ferry load refuses it,
+    // so no runtime can ask the mirror for it (it is not docker.io/library/v1).
+    expect(r.upstreams).toEqual(['ghcr.io']);
+    expect(r.notes.join('\n')).toContain('3 name(s) that are not image references skipped (v1, UPPER/Case:1, ../../etc/passwd)');
+  });
+  it('a bare tag with a containerd name (a docker save layout) counts by that name, as ferry serve serves it', async () => {
+    const dir = path.join(work, 'docker-save-store');
+    writeStore(dir, ['v1']);
+    const indexFile = path.join(dir, 'index.json');
+    const index = JSON.parse(await readFile(indexFile, 'utf8')) as { manifests: Array<{ annotations: Record<string, string> }> };
+    index.manifests[0]!.annotations['io.containerd.image.name'] = 'docker.io/library/busybox:1';
+    await writeFile(indexFile, JSON.stringify(index));
+    const r = await mirrorConfig({ registry: 'reg.local', format: 'k3s', sources: [dir] });
+    expect(r.upstreams).toEqual(['docker.io']);
+    expect(r.notes.join('\n')).not.toContain('skipped');
   });
   it('hostile or missing sources are refused by name', async () => {
     expect((await refusal(collectUpstreams([path.join(work, 'nope')]))).exitCode).toBe(2);
