@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real components that ferry's integration tests start: a distribution registry,
 # skopeo and umoci as reference clients, openssl for the test PKI, zstd, and the Docker and
-# containerd engines, and podman (daemonless). Idempotent: when every binary is already on PATH it
+# containerd engines, podman (daemonless), and jq (the Docker mirror README's merge command is run). Idempotent: when every binary is already on PATH it
 # does nothing and says so.
 # It installs packages only; starting dockerd/containerd is the job of whoever runs the tests.
 set -euo pipefail
 
 # binary -> Debian package that ships it (bookworm names).
-binaries=(docker-registry skopeo umoci openssl zstd dockerd containerd ctr podman)
+binaries=(docker-registry skopeo umoci openssl zstd dockerd containerd ctr podman jq)
 declare -A package_of=(
   [docker-registry]=docker-registry
   [skopeo]=skopeo
@@ -18,6 +18,7 @@ declare -A package_of=(
   [containerd]=containerd
   [ctr]=containerd
   [podman]=podman
+  [jq]=jq
 )
 
 log() { printf 'test-env: %s\n' "$*"; }

@@ -13,6 +13,21 @@
 import { UsageError } from '../util/errors.js';
 import { fullName, headerLines, mirrorName, type Generated, type MirrorInput } from './model.js';
 
+/**
+ * The jq command that merges the generated keys into an existing daemon.json. jq's `*` alone
+ * would replace the arrays (an operator's other mirrors lost): they are joined, ours first
+ * (Docker tries mirrors in order), without duplicates. Exported for the test that runs it.
+ */
+export function mergeCommand(insecure: boolean): string {
+  const join = (key: string): string => `."${key}" = $new."${key}" + (($old."${key}" // []) - $new."${key}")`;
+  const program = [
+    '.[0] as $old | .[1] as $new | $old * $new',
+    join('registry-mirrors'),
+    ...(insecure ? [join('insecure-registries')] : []),
+  ].join(' | ');
+  return `jq -s '${program}' /etc/docker/daemon.json daemon.json > /tmp/daemon.json && mv /tmp/daemon.json /etc/docker/daemon.json`;
+}
+
 export function dockerConfig(input: MirrorInput): Generated {
   const { mirror } = input;
   if (mirror.prefix !== '' || mirror.scoped) {
@@ -48,8 +63,13 @@ ${headerLines(mirror, 'Docker Engine pulls Docker Hub images from the mirror').j
 
 ## Install
 
-1. Merge the keys of \`daemon.json\` into \`/etc/docker/daemon.json\` (create it if missing), e.g.
-   \`jq -s '.[0] * .[1]' /etc/docker/daemon.json daemon.json > /tmp/daemon.json && mv /tmp/daemon.json /etc/docker/daemon.json\`
+1. Without an \`/etc/docker/daemon.json\`, copy \`daemon.json\` there. With one, merge the keys
+   into it: this mirror first, the mirrors${insecure ? ' and insecure registries' : ''} and every other setting already there kept:
+
+   \`\`\`sh
+   ${mergeCommand(insecure)}
+   \`\`\`
+
    (or start dockerd with \`--registry-mirror ${url}\`${insecure ? ` \`--insecure-registry ${mirror.host}\`` : ''}).
 2. \`systemctl reload docker\` (both keys are reloadable; restart works too).
 3. Check: \`docker info\` lists the mirror under "Registry Mirrors"; \`docker pull nginx:TAG\` then comes from it.

@@ -32,6 +32,8 @@ export function openshiftConfig(input: MirrorInput): Generated {
       ...headerLines(mirror, what),
       `Install: oc apply -f ${name}   (the Machine Config Operator then updates the nodes' registries.conf).`,
       ...tlsNotes,
+      'mirrorSourcePolicy is left at its default (AllowContactingSource: the mirror first, then the source). Where the',
+      'sources can never be reached, NeverContactSource under each entry fails a missing image at once instead of after a timeout.',
       'Pull secrets stay in the cluster (the global pull secret); nothing secret is written here.',
     ]);
     const body = stringify(

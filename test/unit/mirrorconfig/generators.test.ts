@@ -12,6 +12,10 @@
 //   (and imagetagmirrorset-…): `spec.imageDigestMirrors[]` / `spec.imageTagMirrors[]`, each
 //   {source (required), mirrors ([]string), mirrorSourcePolicy (AllowContactingSource |
 //   NeverContactSource)}; mirrors and source are host[:port][/namespace…] without a scheme.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
@@ -297,6 +301,40 @@ describe('Docker daemon.json', () => {
     expect(readme).not.toContain('`docker.io/library/nginx:1.27` →');
     expect(g.notes.join('\n')).toContain('ghcr.io, reg.example:5000');
     expect(JSON.parse(file(dockerConfig(input('reg.local')), 'daemon.json'))).toEqual({ 'registry-mirrors': ['https://reg.local'] });
+  });
+  it("the README's merge command (run with jq) keeps an existing daemon.json's mirrors and settings, ours first", () => {
+    for (const registry of ['http://reg.local:5000', 'reg.local']) {
+      const g = dockerConfig(input(registry));
+      const readme = file(g, 'README.md');
+      const command = readme.split('\n').find((l) => l.trim().startsWith('jq -s'));
+      expect(command, readme).toBeDefined();
+      const dir = mkdtempSync(path.join(tmpdir(), 'ferry-daemon-json-'));
+      try {
+        const existing = {
+          'registry-mirrors': ['https://other.example', 'https://reg.local'],
+          'insecure-registries': ['old:5000'],
+          'log-driver': 'local',
+        };
+        writeFileSync(path.join(dir, 'etc.json'), JSON.stringify(existing));
+        writeFileSync(path.join(dir, 'daemon.json'), file(g, 'daemon.json'));
+        const script = command!
+          .trim()
+          .replaceAll('/etc/docker/daemon.json', path.join(dir, 'etc.json'))
+          .replaceAll('/tmp/daemon.json', path.join(dir, 'tmp.json'));
+        execFileSync('sh', ['-c', script], { cwd: dir });
+        const merged = JSON.parse(readFileSync(path.join(dir, 'etc.json'), 'utf8')) as Record<string, unknown>;
+        const ours = registry.startsWith('http://') ? 'http://reg.local:5000' : 'https://reg.local';
+        expect(merged['log-driver']).toBe('local');
+        expect(merged['registry-mirrors']).toEqual([
+          ours,
+          'https://other.example',
+          ...(ours === 'https://reg.local' ? [] : ['https://reg.local']),
+        ]);
+        expect(merged['insecure-registries']).toEqual(registry.startsWith('http://') ? ['reg.local:5000', 'old:5000'] : ['old:5000']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
   });
   it('a prefix, --scoped, or no Docker Hub image: exit 2 with the reason, nothing generated', () => {
     expect(usage(() => dockerConfig(input('reg.local/mirror'))).message).toContain('registry-mirrors');
