@@ -172,7 +172,7 @@ describe('ferry bundle --volume-size', () => {
     }
   }, 180_000);
 
-  it('all volumes together load the whole set, forward and reverse alike', async () => {
+  it('all volumes together load the whole set, forward and reverse alike, and one per run too', async () => {
     const fwd = path.join(createTempDir('vol-fwd'), 'oci');
     const rev = path.join(createTempDir('vol-rev'), 'oci');
     const f = await ferry(['load', ...volumes, '--to', `oci:${fwd}`]);
@@ -184,6 +184,12 @@ describe('ferry bundle --volume-size', () => {
       .sort();
     expect(layoutNames(fwd)).toEqual(want);
     expect(layoutNames(rev)).toEqual(want);
+    // One volume per run ("one today, the next next week"), last first: the same layout.
+    const apart = path.join(createTempDir('vol-apart'), 'oci');
+    for (const v of [...volumes].reverse()) ok(await ferry(['load', v, '--to', `oci:${apart}`]));
+    expect(layoutNames(apart)).toEqual(want);
+    const blobs = (dir: string): string[] => readdirSync(path.join(dir, 'blobs', 'sha256')).sort();
+    expect(blobs(apart)).toEqual(blobs(fwd));
   }, 120_000);
 
   it('an image larger than a volume is refused, named with its size (exit 2)', async () => {
