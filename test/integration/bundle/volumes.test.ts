@@ -5,7 +5,7 @@
  * either order; the reported overhead is the duplicated bytes; an image larger than a volume is
  * refused (exit 2); a damaged volume fails alone (exit 3) while the others load.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -45,6 +45,7 @@ interface Manifest {
   volume?: { setId: string; number: number; count: number; images: Array<{ volume: number; refs: string[] }> };
   totals: { uniqueBytes: number };
   members: Array<{ digest?: string; size: number }>;
+  imageSet?: { profiles: Array<{ name: string; digest: string }>; lock?: { digest: string } };
 }
 
 async function manifestOf(file: string): Promise<Manifest> {
@@ -298,4 +299,90 @@ describe('stale volumes of an earlier run', () => {
       rmSync(victim);
     }
   }, 180_000);
+});
+
+describe('volumes planned from a profile and from its lock', () => {
+  let profile: string;
+  let lock: string;
+  const setOf = async (stem: string): Promise<string[]> =>
+    readdirSync(work)
+      .filter((n) => new RegExp(`^${stem}\\.\\d{3}\\.ferry$`).test(n))
+      .sort()
+      .map((n) => path.join(work, n));
+  const imagesOf = async (files: string[]): Promise<string[][]> =>
+    Promise.all(files.map(async (f) => (await manifestOf(f)).images.map((i) => `${i.ref}@${i.digest}`).sort()));
+
+  beforeAll(async () => {
+    profile = path.join(work, 'vol-profile.yaml');
+    // vol/a by a tag filter, the others by tag: the same four images as the -f run above.
+    writeFileSync(
+      profile,
+      [
+        'apiVersion: ferry/v1',
+        'kind: ImageSet',
+        'metadata: {name: vol-site}',
+        'images:',
+        `  - ref: ${src.host}/vol/a`,
+        "    tags: {allow: ['a[0-9]']}",
+        `  - ref: ${refs.b}`,
+        `  - ref: ${refs.c}`,
+        '',
+      ].join('\n'),
+    );
+    lock = path.join(work, 'vol.lock.json');
+    ok(await ferry(['plan', '-p', profile, '-o', lock]));
+  }, 60_000);
+
+  it('-p PROFILE --volume-size packs the selected images as the list did, each volume naming the profile', async () => {
+    ok(
+      await ferry([
+        'bundle',
+        '-p',
+        profile,
+        '-o',
+        path.join(work, 'prof.ferry'),
+        '--store',
+        store,
+        '--compression',
+        'none',
+        '--volume-size',
+        String(VOLUME),
+      ]),
+    );
+    const files = await setOf('prof');
+    expect(await imagesOf(files)).toEqual(await imagesOf(volumes));
+    for (const f of files) {
+      expect((await manifestOf(f)).imageSet?.profiles.map((p) => p.name)).toEqual(['vol-site']);
+      ok(await ferry(['verify', f]));
+    }
+  }, 120_000);
+
+  it('--lock LOCK --volume-size records the lock digest in every volume, and the volumes load the whole set', async () => {
+    ok(
+      await ferry([
+        'bundle',
+        '--lock',
+        lock,
+        '-o',
+        path.join(work, 'locked.ferry'),
+        '--store',
+        store,
+        '--compression',
+        'none',
+        '--volume-size',
+        String(VOLUME),
+      ]),
+    );
+    const files = await setOf('locked');
+    expect(await imagesOf(files)).toEqual(await imagesOf(volumes));
+    const lockDigest = `sha256:${createHash('sha256').update(readFileSync(lock)).digest('hex')}`;
+    for (const f of files) expect((await manifestOf(f)).imageSet?.lock?.digest).toBe(lockDigest);
+    const layout = path.join(createTempDir('vol-lock'), 'oci');
+    ok(await ferry(['load', ...files, '--to', `oci:${layout}`]));
+    expect(layoutNames(layout)).toEqual(
+      Object.keys(refs)
+        .map((k) => `${refs[k]}@${digests[k]}`)
+        .sort(),
+    );
+  }, 120_000);
 });
