@@ -309,6 +309,12 @@ describe('volumes planned from a profile and from its lock', () => {
       .filter((n) => new RegExp(`^${stem}\\.\\d{3}\\.ferry$`).test(n))
       .sort()
       .map((n) => path.join(work, n));
+  /** `ferry bundle PLAN… -o STEM.ferry --volume-size VOLUME` as the -f run above; its volume files. */
+  const volumeSet = async (plan: string[], stem: string): Promise<string[]> => {
+    const out = path.join(work, `${stem}.ferry`);
+    ok(await ferry(['bundle', ...plan, '-o', out, '--store', store, '--compression', 'none', '--volume-size', String(VOLUME)]));
+    return setOf(stem);
+  };
   const imagesOf = async (files: string[]): Promise<string[][]> =>
     Promise.all(files.map(async (f) => (await manifestOf(f)).images.map((i) => `${i.ref}@${i.digest}`).sort()));
 
@@ -334,22 +340,7 @@ describe('volumes planned from a profile and from its lock', () => {
   }, 60_000);
 
   it('-p PROFILE --volume-size packs the selected images as the list did, each volume naming the profile', async () => {
-    ok(
-      await ferry([
-        'bundle',
-        '-p',
-        profile,
-        '-o',
-        path.join(work, 'prof.ferry'),
-        '--store',
-        store,
-        '--compression',
-        'none',
-        '--volume-size',
-        String(VOLUME),
-      ]),
-    );
-    const files = await setOf('prof');
+    const files = await volumeSet(['-p', profile], 'prof');
     expect(await imagesOf(files)).toEqual(await imagesOf(volumes));
     for (const f of files) {
       expect((await manifestOf(f)).imageSet?.profiles.map((p) => p.name)).toEqual(['vol-site']);
@@ -358,22 +349,7 @@ describe('volumes planned from a profile and from its lock', () => {
   }, 120_000);
 
   it('--lock LOCK --volume-size records the lock digest in every volume, and the volumes load the whole set', async () => {
-    ok(
-      await ferry([
-        'bundle',
-        '--lock',
-        lock,
-        '-o',
-        path.join(work, 'locked.ferry'),
-        '--store',
-        store,
-        '--compression',
-        'none',
-        '--volume-size',
-        String(VOLUME),
-      ]),
-    );
-    const files = await setOf('locked');
+    const files = await volumeSet(['--lock', lock], 'locked');
     expect(await imagesOf(files)).toEqual(await imagesOf(volumes));
     const lockDigest = `sha256:${createHash('sha256').update(readFileSync(lock)).digest('hex')}`;
     for (const f of files) expect((await manifestOf(f)).imageSet?.lock?.digest).toBe(lockDigest);
