@@ -10,15 +10,18 @@
  * `manifest.json` of a docker save sits after the blobs, which costs one 512-byte read per
  * member); no declared size is trusted beyond the file's end, and at most MAX_SCAN_MEMBERS
  * headers are read. A gzip stream cannot be sought, so its members are read through gunzip to
- * the deciding member (for a docker save, near the end of the stream). manifest.json is read
- * only up to MAX_MANIFEST_PEEK bytes.
+ * the deciding member (for a docker save, near the end of the stream); `ferry load` has the
+ * decompressed bytes written to a private copy as they are scanned (DetectOptions.gunzipTo), so
+ * a docker save or OCI archive is decompressed once, not once to detect and again to load.
+ * manifest.json is read only up to MAX_MANIFEST_PEEK bytes.
  *
  * A docker save by Docker 25+ is also an OCI layout; like `docker load`, detection goes by its
  * manifest.json, which names exactly the images saved (its index.json may list platforms
  * whose blobs the archive lacks).
  */
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
+import { type Readable, Transform, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { iterateTar, scanTarFile, type TarEntry } from '../tar/reader.js';
 import { FerryError, type FerryErrorOptions, errorMessage } from '../util/errors.js';
@@ -157,15 +160,22 @@ async function readCapped(body: AsyncIterable<unknown>, cap: number): Promise<Bu
   return Buffer.concat(chunks);
 }
 
-/** Scans members until one decides; `peek` reads manifest.json's bytes (capped). */
+/**
+ * Scans members until one decides; `peek` reads manifest.json's bytes (capped). With `toEnd`
+ * (a gzip stream being copied while it is scanned) a docker save is read on to its end, so the
+ * copy is whole; a bundle still ends the scan at once.
+ */
 async function scanMembers(
   members: AsyncIterable<{ entry: TarEntry; peek: () => Promise<Buffer | 'too-large'> }>,
   head: Buffer,
+  toEnd = false,
 ): Promise<ArchiveScan> {
   const scan: ArchiveScan = { head, firstNames: [], markers: new Set(), members: 0, ended: 'end' };
+  let decided = false;
   try {
     for await (const { entry, peek } of members) {
       scan.members++;
+      if (decided) continue;
       if (scan.firstNames.length < NAMES_SHOWN) scan.firstNames.push(entry.name);
       if (entry.type === 'file' && (MARKERS as readonly string[]).includes(entry.name)) {
         scan.markers.add(entry.name);
@@ -176,12 +186,16 @@ async function scanMembers(
         if (entry.name === 'manifest.json') {
           scan.manifestJson = entry.size > MAX_MANIFEST_PEEK ? 'too-large' : await peek();
           if (isDockerManifestJson(scan.manifestJson)) {
-            scan.ended = 'decided';
-            break;
+            if (!toEnd) {
+              scan.ended = 'decided';
+              break;
+            }
+            decided = true;
+            continue;
           }
         }
       }
-      if (scan.members >= MAX_SCAN_MEMBERS) {
+      if (!decided && scan.members >= MAX_SCAN_MEMBERS) {
         scan.ended = 'limit';
         break;
       }
@@ -192,21 +206,51 @@ async function scanMembers(
   return scan;
 }
 
+export interface DetectOptions {
+  /**
+   * For a gzip-compressed file: a path (which must not exist) where the decompressed tar is
+   * written while it is scanned. A docker save or an OCI archive is then read to its end and
+   * the detection names the whole copy in `gunzipped`, so the file is decompressed once; for
+   * anything else, or when the stream fails, the partial copy is removed.
+   */
+  gunzipTo?: string;
+}
+
 /** Detect what `file` (a regular file) holds. Only reading it can fail (a missing file): the rest is the answer. */
-export async function detectArchive(file: string): Promise<Detection> {
+export async function detectArchive(file: string, opts: DetectOptions = {}): Promise<Detection & { gunzipped?: string }> {
   const head = await readFileHead(file, 512);
   const compression = sniffCompression(head);
   if (compression === 'gzip') {
-    const gunzip = createReadStream(file).pipe(createGunzip());
+    const copyTo = opts.gunzipTo;
+    const copy = copyTo !== undefined ? await open(copyTo, 'wx', 0o600) : undefined;
+    // Each chunk goes to the copy before the scan sees it: when the scan reaches the end, the copy is whole.
+    const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [createReadStream(file), createGunzip()];
+    if (copy) {
+      stages.push(
+        new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            copy.write(chunk).then(() => done(null, chunk), done);
+          },
+        }),
+      );
+    }
+    // pipeline() passes a failure of any stage (a read error, corrupt gzip) on to the last one, which the scan reads.
+    const tarStream = pipeline(stages as [NodeJS.ReadableStream, ...NodeJS.ReadWriteStream[]], () => {}) as unknown as Readable;
     async function* entries(): AsyncGenerator<{ entry: TarEntry; peek: () => Promise<Buffer | 'too-large'> }> {
-      for await (const { entry, body } of iterateTar(gunzip, { maxEntries: MAX_SCAN_MEMBERS + 1 })) {
+      for await (const { entry, body } of iterateTar(tarStream, { maxEntries: MAX_SCAN_MEMBERS + 1 })) {
         yield { entry, peek: () => readCapped(body, MAX_MANIFEST_PEEK) };
       }
     }
+    let whole = false;
     try {
-      return classifyArchive(await scanMembers(entries(), head), compression);
+      const scan = await scanMembers(entries(), head, copy !== undefined);
+      const detection = classifyArchive(scan, compression);
+      whole = copy !== undefined && scan.ended === 'end' && (detection.kind === 'docker-archive' || detection.kind === 'oci-archive');
+      return whole ? { ...detection, gunzipped: copyTo! } : detection;
     } finally {
-      gunzip.destroy();
+      tarStream.destroy();
+      await copy?.close();
+      if (copyTo !== undefined && !whole) await rm(copyTo, { force: true });
     }
   }
   if (compression !== 'none') return classifyArchive({ head, firstNames: [], markers: new Set(), members: 0, ended: 'end' }, compression);

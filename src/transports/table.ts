@@ -17,6 +17,9 @@
  * OCI archive). REPO is a repository name, for images named by a bare tag (`v1` → REPO:v1).
  */
 import { statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { openBundleImages } from '../bundle/source.js';
 import { parseReference, type Reference } from '../ref/reference.js';
 import { bundleContent } from '../server/bundle-content.js';
@@ -24,11 +27,13 @@ import type { ServedContent } from '../server/content.js';
 import { layoutContent } from '../server/layout-content.js';
 import { isRepositoryName } from '../server/names.js';
 import { UsageError } from '../util/errors.js';
+import { readFileHead } from '../util/fsutil.js';
 import { DEFAULT_CONTAINERD_NAMESPACE } from './containerd/ctr.js';
 import { openContainerdDestination } from './containerd/destination.js';
-import { KIND_NAMES, UnknownArchiveError, detectArchive } from './detect.js';
+import { type Detection, KIND_NAMES, UnknownArchiveError, detectArchive } from './detect.js';
 import { openDockerArchiveImages } from './docker-archive/source.js';
 import { openDockerDaemonDestination } from './docker-daemon/destination.js';
+import { type ArchiveOpenOptions, sniffCompression } from './oci-archive/archive.js';
 import { openOciArchiveImages } from './oci-archive/source.js';
 import { openLayoutDestination } from './oci/destination.js';
 import { openLayoutImages } from './oci/source.js';
@@ -397,7 +402,37 @@ export function parseServedLocation(input: string): ServedLocation {
 export async function openArchiveFile(file: string, ctx: SourceOpenContext = {}): Promise<OpenedImages> {
   const bundle = (): Promise<OpenedImages> => TABLE.bundle.openSource!({ transport: 'bundle', path: file, ref: undefined }, ctx);
   if (!isRegularFile(file)) return bundle();
-  const d = await detectArchive(file);
+  // A gzip stream cannot be sought: it is decompressed once, into a private temp file, while
+  // detection reads it; a docker save or OCI archive is then read from that copy.
+  const tmp =
+    sniffCompression(await readFileHead(file, 8)) === 'gzip' ? await mkdtemp(path.join(os.tmpdir(), 'ferry-archive-')) : undefined;
+  const cleanup = async (): Promise<void> => {
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+  };
+  let d: Awaited<ReturnType<typeof detectArchive>>;
+  try {
+    d = await detectArchive(file, tmp !== undefined ? { gunzipTo: path.join(tmp, 'archive.tar') } : {});
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  const decompressed = d.gunzipped !== undefined ? { tarFile: d.gunzipped, cleanup } : undefined;
+  if (!decompressed) await cleanup();
+  try {
+    return await openDetected(file, d, ctx, bundle, decompressed);
+  } catch (err) {
+    await decompressed?.cleanup();
+    throw err;
+  }
+}
+
+async function openDetected(
+  file: string,
+  d: Detection,
+  ctx: SourceOpenContext,
+  bundle: () => Promise<OpenedImages>,
+  decompressed: ArchiveOpenOptions['decompressed'],
+): Promise<OpenedImages> {
   if (d.kind === 'unknown') {
     const tool = { gzip: 'gunzip -k', xz: 'xz -dk', zstd: 'zstd -d', bzip2: 'bzip2 -dk', none: '' }[d.compression];
     throw new UnknownArchiveError(`${file} is not a ferry bundle, an OCI archive or a docker save tar (found: ${d.found})`, {
@@ -407,7 +442,8 @@ export async function openArchiveFile(file: string, ctx: SourceOpenContext = {})
           : 'name the transport if it is something else ferry reads, e.g. oci:DIR for an OCI layout directory',
     });
   }
-  if (d.compression === 'gzip' && d.kind !== 'docker-archive') {
+  // A bundle is read in place, never from a copy; an OCI archive only from a whole one.
+  if (d.compression === 'gzip' && d.kind !== 'docker-archive' && !decompressed) {
     throw new UnknownArchiveError(
       `${file} is ${KIND_NAMES[d.kind]}, gzip-compressed; ferry reads ${d.kind === 'bundle' ? 'bundles' : 'OCI archives'} uncompressed`,
       { hint: `gunzip -k ${file}, then load the uncompressed file` },
@@ -420,10 +456,16 @@ export async function openArchiveFile(file: string, ctx: SourceOpenContext = {})
     case 'bundle':
       return bundle();
     case 'docker-archive':
-      // docker load reads `docker save | gzip` too; the archive is decompressed into a private temp file.
-      return openDockerArchiveImages(file, undefined, d.compression === 'gzip' ? { decompress: true } : {});
+      // docker load reads `docker save | gzip` too: from the copy detection made, or (when that
+      // failed part way, say a truncated stream) decompressed again, which reports the failure.
+      return openDockerArchiveImages(
+        file,
+        undefined,
+        decompressed ? { decompressed } : d.compression === 'gzip' ? { decompress: true } : {},
+      );
     case 'oci-archive':
-      return openOciArchiveImages(file, undefined);
+      // Docker 25+ loads a gzip-compressed OCI archive too: from the copy detection made.
+      return openOciArchiveImages(file, undefined, decompressed ? { decompressed } : {});
   }
 }
 

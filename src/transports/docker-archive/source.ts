@@ -438,7 +438,7 @@ export class DockerArchiveSource implements ImageSource {
 export async function openDockerArchiveImages(
   file: string,
   ref: string | undefined,
-  opts: Pick<ArchiveOpenOptions, 'decompress'> = {},
+  opts: Pick<ArchiveOpenOptions, 'decompress' | 'decompressed'> = {},
 ): Promise<OpenedImages> {
   const archive = await DockerArchive.open(file, opts);
   const images: OpenedImages['images'] = [];

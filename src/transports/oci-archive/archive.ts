@@ -50,6 +50,12 @@ export interface ArchiveOpenOptions {
    * would disagree about what the archive holds. OCI archives and bundles are read this way.
    */
   refuseDuplicates?: boolean;
+  /**
+   * The archive was decompressed already (ferry load's detection writes the tar while it scans
+   * a gzip stream): read `tarFile` instead of `file`, and call `cleanup` on close or failure.
+   * Messages keep naming `file`.
+   */
+  decompressed?: { tarFile: string; cleanup: () => Promise<void> };
 }
 
 /** A tar archive, indexed. `close()` removes any temporary decompressed copy. */
@@ -86,6 +92,15 @@ export class TarArchive {
   }
 
   static async open(file: string, label: string, opts: ArchiveOpenOptions = {}): Promise<TarArchive> {
+    if (opts.decompressed) {
+      const { tarFile, cleanup } = opts.decompressed;
+      try {
+        return new TarArchive(file, tarFile, await indexTarFile(tarFile), label, cleanup, opts.refuseDuplicates);
+      } catch (err) {
+        await cleanup();
+        throw err;
+      }
+    }
     let head: Buffer;
     try {
       head = await readFileHead(file, 8);

@@ -113,8 +113,12 @@ export class OciArchiveSource extends StoreSource {
 }
 
 /** `oci-archive:FILE[:REF]` as a copy source: every image the archive holds, or the one REF picks. */
-export async function openOciArchiveImages(file: string, ref: string | undefined): Promise<OpenedImages> {
-  const archive = await OciArchive.open(file);
+export async function openOciArchiveImages(
+  file: string,
+  ref: string | undefined,
+  opts: Pick<ArchiveOpenOptions, 'decompressed'> = {},
+): Promise<OpenedImages> {
+  const archive = await OciArchive.open(file, opts);
   const images: OpenedImages['images'] = [];
   const seen = new Set<string>();
   try {

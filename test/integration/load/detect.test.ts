@@ -1,10 +1,11 @@
 // `ferry load FILE` without a transport works out what FILE is, as `docker load -i` does: a
 // real `docker save` tar (from a private dockerd's `GET /images/get`), the same gzip-compressed,
 // an OCI archive written by skopeo and a ferry bundle each load into an OCI layout with the
-// digests the explicit transport gives; a file of random bytes and a tar of unrelated files are
+// digests the explicit transport gives (gzip-compressed docker saves and OCI archives from one
+// private decompressed copy, gone afterwards; a gzip bundle is exit 2); a file of random bytes and a tar of unrelated files are
 // exit 2 naming what they are, with nothing written; `ferry verify` of a docker save is exit 2.
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
@@ -30,9 +31,9 @@ let ociArchive: string;
 /** The image IDs (config digests) the engine gave the saved images. */
 const ids = new Map<string, string>();
 
-async function mappingOf(args: string[]): Promise<Record<string, { destination: string; digest: string }>> {
+async function mappingOf(args: string[], env?: NodeJS.ProcessEnv): Promise<Record<string, { destination: string; digest: string }>> {
   const map = path.join(createTempDir('detect-map'), 'map.json');
-  ok(await ferry([...args, '--mapping', map]));
+  ok(await ferry([...args, '--mapping', map], env ? { env } : {}));
   return JSON.parse(await readFile(map, 'utf8')) as Record<string, { destination: string; digest: string }>;
 }
 
@@ -101,13 +102,33 @@ describe('ferry load FILE detects what FILE is', () => {
     }
   });
 
-  it('docker save | gzip loads the same', async () => {
+  it('docker save | gzip loads the same, and its private decompressed copy is gone afterwards', async () => {
     const plain = await mappingOf(['load', saved, '--to', `oci:${path.join(work, 'gz-plain')}`]);
-    const gz = await mappingOf(['load', savedGz, '--to', `oci:${path.join(work, 'gz')}`]);
+    const tmp = createTempDir('detect-tmp');
+    const gz = await mappingOf(['load', savedGz, '--to', `oci:${path.join(work, 'gz')}`], { TMPDIR: tmp });
     expect(Object.fromEntries(Object.entries(gz).map(([k, v]) => [k, v.digest]))).toEqual(
       Object.fromEntries(Object.entries(plain).map(([k, v]) => [k, v.digest])),
     );
     expect(Object.keys(gz)).toHaveLength(2);
+    expect(await readdir(tmp)).toEqual([]);
+  });
+
+  it('a gzip-compressed OCI archive loads as docker load does (Docker 25+); a gzip-compressed bundle is exit 2', async () => {
+    const gz = path.join(work, 'oci.tar.gz');
+    await pipeline(createReadStream(ociArchive), createGzip(), createWriteStream(gz));
+    const tmp = createTempDir('detect-tmp-oci');
+    const m = await mappingOf(['load', gz, '--to', `oci:${path.join(work, 'from-oci-gz')}`], { TMPDIR: tmp });
+    expect(Object.values(m).map((v) => v.digest)).toEqual([(await layoutNames(corpus))['ferry-test/base:1']]);
+    expect(await readdir(tmp)).toEqual([]);
+    const b = await signedCorpusBundle(path.join(work, 'bundle-gz'));
+    const bgz = `${b.bundle}.gz`;
+    await pipeline(createReadStream(b.bundle), createGzip(), createWriteStream(bgz));
+    const dir = path.join(work, 'from-bundle-gz');
+    const r = await ferry(['load', bgz, '--to', `oci:${dir}`], { env: { TMPDIR: tmp } });
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain(`${bgz} is a ferry bundle, gzip-compressed; ferry reads bundles uncompressed`);
+    expect(await readdir(tmp)).toEqual([]);
+    expect(existsSync(dir)).toBe(false);
   });
 
   it('an OCI archive (skopeo) loads as oci-archive: does, at the published digest', async () => {

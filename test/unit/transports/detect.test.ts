@@ -1,7 +1,7 @@
 // Format detection of `ferry load FILE`: the pure classifier over first bytes and a scan
 // summary, and the scan over generated files (plain and gzip tars, a tar whose member lies
 // about its size, a docker save whose manifest.json comes after a big member, random bytes).
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -126,6 +126,53 @@ describe('detectArchive', () => {
       kind: 'docker-archive',
       compression: 'gzip',
     });
+  });
+
+  it('gunzipTo: a gzip docker save or OCI archive is copied whole while scanned (read on past the deciding member); anything else leaves no copy', async () => {
+    const save: Array<[string, Buffer]> = [
+      ['blobs/sha256/bb', big],
+      ['manifest.json', DOCKER_MANIFEST],
+      // After the deciding member: the copy must still hold it.
+      ['blobs/sha256/cc', Buffer.alloc(1024 * 1024, 2)],
+    ];
+    const oci: Array<[string, Buffer]> = [
+      ['oci-layout', Buffer.from('{}')],
+      ['blobs/sha256/dd', big],
+      ['index.json', Buffer.from('{}')],
+    ];
+    for (const [name, members, kind] of [
+      ['save', save, 'docker-archive'],
+      ['oci', oci, 'oci-archive'],
+    ] as const) {
+      const plain = await tarFile(path.join(dir, `${name}-plain.tar`), [...members]);
+      const gz = await tarFile(path.join(dir, `${name}-copy.tar.gz`), [...members], true);
+      const copy = path.join(dir, `${name}-copy.tar`);
+      const d = await detectArchive(gz, { gunzipTo: copy });
+      expect(d).toMatchObject({ kind, compression: 'gzip', gunzipped: copy });
+      // The copy is the decompressed stream, byte for byte (the scan reads on to its end).
+      expect((await readFile(copy)).equals(await readFile(plain))).toBe(true);
+    }
+    // A gzip bundle (decided at its second member), junk and a damaged stream: no copy left.
+    const bundle = await tarFile(
+      path.join(dir, 'b.ferry.gz'),
+      [
+        ['oci-layout', Buffer.from('{}')],
+        ['ferry-bundle.json', Buffer.from('{}')],
+        ['x', big],
+      ],
+      true,
+    );
+    const junk = path.join(dir, 'junk.gz');
+    await writeFile(junk, gzipSync(Buffer.alloc(4096, 7)));
+    const cut = path.join(dir, 'cut.tar.gz');
+    const whole = await readFile(await tarFile(path.join(dir, 'cut-src.tar.gz'), save, true));
+    await writeFile(cut, whole.subarray(0, whole.length - 2000));
+    for (const file of [bundle, junk, cut]) {
+      const copy = `${file}.copy`;
+      const d = await detectArchive(file, { gunzipTo: copy });
+      expect(d.gunzipped, file).toBeUndefined();
+      expect(existsSync(copy), file).toBe(false);
+    }
   });
 
   it('an OCI archive and a bundle', async () => {
