@@ -41,10 +41,22 @@ if (process.env.FERRY_DEBUG_STARTUP === '1') process.stderr.write(`ferry: code c
 // next one: V8's default on a machine with a large heap limit is up to 4x, so a run whose live
 // heap is ~40 MB (a 2000-image registry load) peaked at ~215 MB RSS, mostly garbage. 1.5x keeps
 // that load at ~165 MB for no measurable CPU. It is not a cap: the heap still grows to V8's
-// limit when the live data needs it. Set after compiling, so the flag hash the code cache was
-// checked against is the one it was made with (V8 folds flags into that check), and not in the
-// build's run that writes the cache (it would carry the changed hash and be rejected).
-if (process.env.FERRY_BUILD_CODE_CACHE !== '1') v8.setFlagsFromString('--heap-growing-percent=50');
+// limit when the live data needs it. But a small heap must not get it: with ~11 MB live, 1.5x
+// leaves so little room that the 1 MiB buffers a bundle streams (external memory V8 counts)
+// forced a full collection every ~25 MB, 16 of them for a 400 MB bundle, +0.3 s of CPU and ~25%
+// of its time. So the flag is set only once the heap holds more than HEAP_GROWTH_AFTER, checked
+// four times a second on an unref'd timer (nothing is kept alive by it). Set after compiling,
+// so the flag hash the code cache was checked against is the one it was made with (V8 folds
+// flags into that check), and never in the build's run that writes the cache.
+const HEAP_GROWTH_AFTER = 32 * 1024 * 1024;
+if (process.env.FERRY_BUILD_CODE_CACHE !== '1') {
+  const watch = setInterval(() => {
+    if (v8.getHeapStatistics().used_heap_size < HEAP_GROWTH_AFTER) return;
+    v8.setFlagsFromString('--heap-growing-percent=50');
+    clearInterval(watch);
+  }, 250);
+  watch.unref();
+}
 const module = { exports: {} };
 script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
 if (process.env.FERRY_BUILD_CODE_CACHE === '1') {
