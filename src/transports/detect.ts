@@ -208,12 +208,12 @@ async function scanMembers(
 
 export interface DetectOptions {
   /**
-   * For a gzip-compressed file: a path (which must not exist) where the decompressed tar is
-   * written while it is scanned. A docker save or an OCI archive is then read to its end and
+   * For a gzip-compressed file: gives a path (which must not exist; called only for gzip) where
+   * the decompressed tar is written while it is scanned. A docker save or an OCI archive is then read to its end and
    * the detection names the whole copy in `gunzipped`, so the file is decompressed once; for
    * anything else, or when the stream fails, the partial copy is removed.
    */
-  gunzipTo?: string;
+  gunzipTo?: () => Promise<string>;
 }
 
 /** Detect what `file` (a regular file) holds. Only reading it can fail (a missing file): the rest is the answer. */
@@ -221,7 +221,7 @@ export async function detectArchive(file: string, opts: DetectOptions = {}): Pro
   const head = await readFileHead(file, 512);
   const compression = sniffCompression(head);
   if (compression === 'gzip') {
-    const copyTo = opts.gunzipTo;
+    const copyTo = opts.gunzipTo ? await opts.gunzipTo() : undefined;
     const copy = copyTo !== undefined ? await open(copyTo, 'wx', 0o600) : undefined;
     // Each chunk goes to the copy before the scan sees it: when the scan reaches the end, the copy is whole.
     const stages: Array<NodeJS.ReadableStream | NodeJS.WritableStream> = [createReadStream(file), createGunzip()];

@@ -27,13 +27,12 @@ import type { ServedContent } from '../server/content.js';
 import { layoutContent } from '../server/layout-content.js';
 import { isRepositoryName } from '../server/names.js';
 import { UsageError } from '../util/errors.js';
-import { readFileHead } from '../util/fsutil.js';
 import { DEFAULT_CONTAINERD_NAMESPACE } from './containerd/ctr.js';
 import { openContainerdDestination } from './containerd/destination.js';
 import { type Detection, KIND_NAMES, UnknownArchiveError, detectArchive } from './detect.js';
 import { openDockerArchiveImages } from './docker-archive/source.js';
 import { openDockerDaemonDestination } from './docker-daemon/destination.js';
-import { type ArchiveOpenOptions, sniffCompression } from './oci-archive/archive.js';
+import type { ArchiveOpenOptions } from './oci-archive/archive.js';
 import { openOciArchiveImages } from './oci-archive/source.js';
 import { openLayoutDestination } from './oci/destination.js';
 import { openLayoutImages } from './oci/source.js';
@@ -404,14 +403,18 @@ export async function openArchiveFile(file: string, ctx: SourceOpenContext = {})
   if (!isRegularFile(file)) return bundle();
   // A gzip stream cannot be sought: it is decompressed once, into a private temp file, while
   // detection reads it; a docker save or OCI archive is then read from that copy.
-  const tmp =
-    sniffCompression(await readFileHead(file, 8)) === 'gzip' ? await mkdtemp(path.join(os.tmpdir(), 'ferry-archive-')) : undefined;
+  let tmp: string | undefined;
   const cleanup = async (): Promise<void> => {
     if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
   };
   let d: Awaited<ReturnType<typeof detectArchive>>;
   try {
-    d = await detectArchive(file, tmp !== undefined ? { gunzipTo: path.join(tmp, 'archive.tar') } : {});
+    d = await detectArchive(file, {
+      gunzipTo: async () => {
+        tmp = await mkdtemp(path.join(os.tmpdir(), 'ferry-archive-'));
+        return path.join(tmp, 'archive.tar');
+      },
+    });
   } catch (err) {
     await cleanup();
     throw err;

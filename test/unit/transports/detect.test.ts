@@ -147,7 +147,7 @@ describe('detectArchive', () => {
       const plain = await tarFile(path.join(dir, `${name}-plain.tar`), [...members]);
       const gz = await tarFile(path.join(dir, `${name}-copy.tar.gz`), [...members], true);
       const copy = path.join(dir, `${name}-copy.tar`);
-      const d = await detectArchive(gz, { gunzipTo: copy });
+      const d = await detectArchive(gz, { gunzipTo: async () => copy });
       expect(d).toMatchObject({ kind, compression: 'gzip', gunzipped: copy });
       // The copy is the decompressed stream, byte for byte (the scan reads on to its end).
       expect((await readFile(copy)).equals(await readFile(plain))).toBe(true);
@@ -169,7 +169,7 @@ describe('detectArchive', () => {
     await writeFile(cut, whole.subarray(0, whole.length - 2000));
     for (const file of [bundle, junk, cut]) {
       const copy = `${file}.copy`;
-      const d = await detectArchive(file, { gunzipTo: copy });
+      const d = await detectArchive(file, { gunzipTo: async () => copy });
       expect(d.gunzipped, file).toBeUndefined();
       expect(existsSync(copy), file).toBe(false);
     }
